@@ -1,0 +1,10 @@
+//! The one future type and the ways to wait on many.
+//!
+//! - [`Promise`]: the result of a call; blocking (`result`) or `.await`, cancel, callbacks.
+//! - [`wrap`]: turns any `Future`, a tokio or std join handle, or a oneshot receiver into one.
+//! - [`gather`], [`wait`], [`as_completed`], [`race`], [`first_success`]: waiting on many.
+
+mod promise;
+pub(crate) mod slot;
+
+pub use promise::{Completer, Promise};

@@ -1,0 +1,199 @@
+//! [`Promise`]: the single future type every call returns.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use super::slot::Slot;
+use crate::error::Error;
+use crate::sync::Arc;
+
+/// The result of a worker call (or of anything passed to [`wrap`](crate::wrap)), available
+/// later.
+///
+/// Wait for it by blocking ([`result`](Promise::result),
+/// [`result_timeout`](Promise::result_timeout)) or with `.await` on any executor. Every
+/// promise resolves: with the value, or with an [`Error`] if the call failed, panicked, was
+/// cancelled or its pool stopped.
+///
+/// ```
+/// use concurry::Promise;
+///
+/// let (promise, completer) = Promise::<u32>::pending();
+/// std::thread::spawn(move || completer.complete(Ok(42)));
+/// assert_eq!(promise.result().unwrap(), 42);
+/// ```
+#[must_use = "a promise does nothing unless you wait for it or drop it on purpose"]
+pub struct Promise<T, E = Infallible> {
+    slot: Arc<Slot<Result<T, Error<E>>>>,
+}
+
+/// The writing side of a [`Promise`]: whoever runs the call completes it.
+///
+/// Dropping a completer without completing it resolves the promise with [`Error::Stopped`], so
+/// a call thrown away with its queue never leaves its caller waiting.
+pub struct Completer<T, E = Infallible> {
+    slot: Option<Arc<Slot<Result<T, Error<E>>>>>,
+}
+
+impl<T, E> Promise<T, E> {
+    /// A promise and the completer that resolves it.
+    ///
+    /// ```
+    /// let (p, c) = concurry::Promise::<&str>::pending();
+    /// assert!(!p.is_done());
+    /// c.complete(Ok("hi"));
+    /// assert!(p.is_done());
+    /// ```
+    pub fn pending() -> (Self, Completer<T, E>) {
+        let slot = Slot::new();
+        (
+            Promise { slot: slot.clone() },
+            Completer { slot: Some(slot) },
+        )
+    }
+
+    /// A promise that is already resolved with `result`.
+    ///
+    /// ```
+    /// let p = concurry::Promise::<u8>::ready(Ok(3));
+    /// assert_eq!(p.result().unwrap(), 3);
+    /// ```
+    pub fn ready(result: Result<T, Error<E>>) -> Self {
+        let (p, c) = Self::pending();
+        c.complete(result);
+        p
+    }
+
+    /// True once the result is available (without blocking).
+    pub fn is_done(&self) -> bool {
+        self.slot.is_ready()
+    }
+
+    /// Blocks the calling thread until the result is available and returns it.
+    ///
+    /// Do not call this from inside an async task: use `.await` there.
+    pub fn result(self) -> Result<T, Error<E>> {
+        loop {
+            if let Some(v) = self.slot.try_take() {
+                return v;
+            }
+            self.slot.wait(None);
+        }
+    }
+
+    /// Like [`result`](Promise::result), but gives up after `timeout` with [`Error::Timeout`].
+    ///
+    /// The call itself goes on; use [`wait_timeout`](Promise::wait_timeout) to keep the promise.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (p, _c) = concurry::Promise::<u8>::pending();
+    /// assert!(matches!(p.result_timeout(Duration::from_millis(1)), Err(concurry::Error::Timeout)));
+    /// ```
+    pub fn result_timeout(self, timeout: Duration) -> Result<T, Error<E>> {
+        if self.wait_timeout(timeout) {
+            self.result()
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    /// Blocks until the result is available or `timeout` passes; true if it is available.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        self.slot.wait(deadline) && self.slot.is_ready()
+    }
+
+    /// Resolves the promise with [`Error::Cancelled`] unless it already has a result.
+    ///
+    /// A call that has not started yet is then skipped by its worker; one that is running
+    /// finishes, and its result is discarded. Returns whether this cancelled the promise.
+    ///
+    /// ```
+    /// let (p, c) = concurry::Promise::<u8>::pending();
+    /// assert!(p.cancel());
+    /// assert!(c.is_cancelled());
+    /// assert!(matches!(p.result(), Err(concurry::Error::Cancelled)));
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.slot.complete(Err(Error::Cancelled))
+    }
+
+    /// Runs `callback` with the result once it is available (at once if it already is), on the
+    /// thread that completes the promise.
+    ///
+    /// The callback must be quick and must not register another callback on this promise.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let (p, c) = concurry::Promise::<u8>::pending();
+    /// let (tx, rx) = mpsc::channel();
+    /// p.on_done(move |r| tx.send(*r.as_ref().unwrap()).unwrap());
+    /// c.complete(Ok(9));
+    /// assert_eq!(rx.recv().unwrap(), 9);
+    /// ```
+    pub fn on_done(&self, callback: impl FnOnce(&Result<T, Error<E>>) + Send + 'static) {
+        self.slot.on_done(Box::new(callback));
+    }
+
+    /// Takes the result if it is available, without blocking.
+    pub fn try_result(&mut self) -> Option<Result<T, Error<E>>> {
+        self.slot.try_take()
+    }
+}
+
+impl<T, E> Completer<T, E> {
+    /// Resolves the promise; returns false if it was already resolved (e.g. cancelled).
+    pub fn complete(mut self, result: Result<T, Error<E>>) -> bool {
+        match self.slot.take() {
+            Some(slot) => slot.complete(result),
+            None => false,
+        }
+    }
+
+    /// True if the promise was cancelled (or resolved some other way) before the call ran;
+    /// the runner then skips the call.
+    pub fn is_cancelled(&self) -> bool {
+        self.slot.as_ref().is_none_or(|s| s.is_claimed())
+    }
+}
+
+impl<T, E> Drop for Completer<T, E> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(Err(Error::Stopped));
+        }
+    }
+}
+
+impl<T, E> std::future::Future for Promise<T, E> {
+    type Output = Result<T, Error<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.slot.poll_take(cx.waker()) {
+            Some(v) => Poll::Ready(v),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<T, E> Unpin for Promise<T, E> {}
+
+impl<T, E> fmt::Debug for Promise<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Promise")
+            .field("done", &self.is_done())
+            .finish()
+    }
+}
+
+impl<T, E> fmt::Debug for Completer<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completer")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}

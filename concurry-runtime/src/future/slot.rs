@@ -1,0 +1,187 @@
+//! The result slot shared by a [`Promise`](super::Promise) and its [`Completer`]: the one
+//! hand-written synchronisation core between a worker and its caller (loom-modelled).
+
+use std::task::Waker;
+
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, thread};
+
+type Callback<V> = Box<dyn FnOnce(&V) + Send>;
+
+/// A write-once cell with three ways to wait: a waker, a parked thread, callbacks.
+pub(crate) struct Slot<V> {
+    /// Set (release) once `value` holds the result; read (acquire) by `is_done`.
+    ready: AtomicBool,
+    state: Mutex<State<V>>,
+}
+
+struct State<V> {
+    /// A completer (or `cancel`) has claimed the slot; the value follows.
+    claimed: bool,
+    value: Option<V>,
+    /// The value was moved out to a consumer.
+    taken: bool,
+    waker: Option<Waker>,
+    parked: Vec<thread::Thread>,
+    callbacks: Vec<Callback<V>>,
+}
+
+impl<V> Slot<V> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Slot {
+            ready: AtomicBool::new(false),
+            state: Mutex::new(State {
+                claimed: false,
+                value: None,
+                taken: false,
+                waker: None,
+                parked: Vec::new(),
+                callbacks: Vec::new(),
+            }),
+        })
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// True once someone has claimed the slot (a result or a cancellation is on its way).
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.is_ready() || lock(&self.state).claimed
+    }
+
+    /// Stores `value` unless the slot was already claimed; returns whether it was stored.
+    pub(crate) fn complete(&self, value: V) -> bool {
+        let callbacks = {
+            let mut st = lock(&self.state);
+            if st.claimed {
+                return false;
+            }
+            st.claimed = true;
+            std::mem::take(&mut st.callbacks)
+        };
+        self.run_then_store(callbacks, value);
+        true
+    }
+
+    fn run_then_store(&self, mut callbacks: Vec<Callback<V>>, value: V) {
+        loop {
+            for cb in callbacks.drain(..) {
+                cb(&value);
+            }
+            let mut st = lock(&self.state);
+            if !st.callbacks.is_empty() {
+                // Registered while we ran the others: run them too, outside the lock.
+                callbacks = std::mem::take(&mut st.callbacks);
+                continue;
+            }
+            st.value = Some(value);
+            self.ready.store(true, Ordering::Release);
+            let waker = st.waker.take();
+            let parked = std::mem::take(&mut st.parked);
+            drop(st);
+            if let Some(w) = waker {
+                w.wake();
+            }
+            for t in parked {
+                t.unpark();
+            }
+            return;
+        }
+    }
+
+    /// Runs `cb` with the value once it is there (at once if it already is).
+    ///
+    /// Returns `false` (and drops `cb`) if the value was already moved to a consumer.
+    pub(crate) fn on_done(&self, cb: Callback<V>) -> bool {
+        let st = lock(&self.state);
+        if st.taken {
+            return false;
+        }
+        match &st.value {
+            Some(v) => {
+                // Runs under the lock: the callback must not register on the same slot.
+                cb(v);
+                true
+            }
+            None => {
+                let mut st = st;
+                st.callbacks.push(cb);
+                true
+            }
+        }
+    }
+
+    /// Takes the value if it is there, else registers `waker`.
+    pub(crate) fn poll_take(&self, waker: &Waker) -> Option<V> {
+        let mut st = lock(&self.state);
+        if let Some(v) = st.value.take() {
+            st.taken = true;
+            return Some(v);
+        }
+        assert!(
+            !st.taken,
+            "a concurry Promise was polled again after it returned its result"
+        );
+        match &st.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => st.waker = Some(waker.clone()),
+        }
+        None
+    }
+
+    /// Takes the value if it is there.
+    pub(crate) fn try_take(&self) -> Option<V> {
+        if !self.is_ready() {
+            return None;
+        }
+        let mut st = lock(&self.state);
+        let v = st.value.take();
+        if v.is_some() {
+            st.taken = true;
+        }
+        v
+    }
+
+    /// Blocks the current thread until the value is there or `deadline` passes.
+    pub(crate) fn wait(&self, deadline: Option<std::time::Instant>) -> bool {
+        // Short spin first: a worker on another core usually answers within microseconds,
+        // and parking costs a system call on both sides.
+        #[cfg(not(loom))]
+        {
+            let backoff = crossbeam_utils::Backoff::new();
+            while !backoff.is_completed() {
+                if self.is_ready() {
+                    return true;
+                }
+                backoff.snooze();
+            }
+        }
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if st.value.is_some() || st.taken {
+                    return true;
+                }
+                let me = thread::current();
+                if !st.parked.iter().any(|t| t.id() == me.id()) {
+                    st.parked.push(me);
+                }
+            }
+            match deadline {
+                None => thread::park(),
+                #[cfg(not(loom))]
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        let me = std::thread::current().id();
+                        lock(&self.state).parked.retain(|t| t.id() != me);
+                        return self.is_ready();
+                    }
+                    std::thread::park_timeout(d - now);
+                }
+                #[cfg(loom)]
+                Some(_) => thread::park(),
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! On-demand workers: each call gets a freshly built instance on a new thread (or task), at
+//! most `max_workers` at a time; a worker retires when the queue is empty.
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::construct;
+use crate::error::Error;
+use crate::options::Mode;
+use crate::pool::{Shared, mark_worker_thread};
+use crate::sync::{Arc, Mutex, Ordering, lock};
+use crate::worker::{Call, Worker};
+
+pub(crate) struct OnDemand<W: Worker> {
+    mode: Mode,
+    max: usize,
+    args: W::Args,
+    shared: Arc<Shared>,
+    queue_tx: Sender<Call<W>>,
+    queue_rx: Receiver<Call<W>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Mirrors `shared.on_demand_alive` for `stop()`: each retiring worker sends one unit.
+    exits: Sender<usize>,
+    spawned: crate::sync::AtomicUsize,
+}
+
+impl<W: Worker> OnDemand<W> {
+    pub(crate) fn new(
+        mode: Mode,
+        max: usize,
+        args: W::Args,
+        shared: Arc<Shared>,
+        exits: Sender<usize>,
+    ) -> Self {
+        let (queue_tx, queue_rx) = crossbeam_channel::unbounded();
+        OnDemand {
+            mode,
+            max,
+            args,
+            shared,
+            queue_tx,
+            queue_rx,
+            threads: Mutex::new(Vec::new()),
+            exits,
+            spawned: crate::sync::AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn submit(&self, call: Call<W>) {
+        self.shared.counters[0].on_dispatch();
+        if self.mode == Mode::Sync {
+            // In-line: build, run, retire, all on the caller's thread.
+            run_fresh(call, &self.args, &self.shared);
+            return;
+        }
+        if let Err(crossbeam_channel::SendError(call)) = self.queue_tx.send(call) {
+            self.shared.finished(0);
+            return call.fail(Error::Stopped);
+        }
+        self.grow();
+    }
+
+    /// Starts a worker if fewer than `max` are alive.
+    fn grow(&self) {
+        let alive = &self.shared.on_demand_alive;
+        let mut n = alive.load(Ordering::SeqCst);
+        while n < self.max {
+            match alive.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return self.spawn(),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    fn spawn(&self) {
+        self.spawned.fetch_add(1, Ordering::SeqCst);
+        let (rx, args, shared, exits) = (
+            self.queue_rx.clone(),
+            self.args.clone(),
+            self.shared.clone(),
+            self.exits.clone(),
+        );
+        let max = self.max;
+        let body = move || drain(&rx, &args, &shared, max, &exits);
+        match self.mode {
+            Mode::Async => {
+                crate::runtime::runtime().spawn_blocking(body);
+            }
+            _ => {
+                let mut threads = lock(&self.threads);
+                threads.retain(|t| !t.is_finished());
+                match std::thread::Builder::new()
+                    .name(format!("{}-od", self.shared.name))
+                    .spawn(body)
+                {
+                    Ok(t) => threads.push(t),
+                    Err(_) => {
+                        // No thread: undo, and fail what this worker would have taken.
+                        self.shared.on_demand_alive.fetch_sub(1, Ordering::SeqCst);
+                        let _ = self.exits.send(usize::MAX);
+                        if let Ok(call) = self.queue_rx.try_recv() {
+                            self.shared.finished(0);
+                            call.fail(Error::WorkerLost {
+                                message: "could not spawn an on-demand worker thread".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Number of exit notices `stop()` must wait for.
+    pub(crate) fn stop(&self) -> usize {
+        // Every worker ever spawned sends exactly one exit notice.
+        self.spawned.load(Ordering::SeqCst)
+    }
+
+    /// Fails every call still queued (after `stop_timeout`).
+    pub(crate) fn fail_queued(&self) {
+        for call in self.queue_rx.try_iter() {
+            self.shared.finished(0);
+            call.fail(Error::Stopped);
+        }
+    }
+
+    pub(crate) fn join(&self, timed_out: bool) {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            if !timed_out || t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// An on-demand worker: takes calls from the shared queue, each with a fresh instance, until
+/// the queue is empty; then retires (re-checking, so a call queued meanwhile is not stranded).
+fn drain<W: Worker>(
+    rx: &Receiver<Call<W>>,
+    args: &W::Args,
+    shared: &Arc<Shared>,
+    max: usize,
+    exits: &Sender<usize>,
+) {
+    mark_worker_thread(shared);
+    let alive = &shared.on_demand_alive;
+    loop {
+        while let Ok(call) = rx.try_recv() {
+            if shared.abort.load(Ordering::Acquire) {
+                call.fail(Error::Stopped);
+            } else {
+                run_fresh(call, args, shared);
+            }
+        }
+        alive.fetch_sub(1, Ordering::SeqCst);
+        // A submitter that saw us alive may have queued a call without starting a worker.
+        if rx.is_empty() || !try_rejoin(alive, max) {
+            break;
+        }
+    }
+    let _ = exits.send(0);
+}
+
+fn try_rejoin(alive: &crate::sync::AtomicUsize, max: usize) -> bool {
+    let mut n = alive.load(Ordering::SeqCst);
+    while n < max {
+        match alive.compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return true,
+            Err(now) => n = now,
+        }
+    }
+    false
+}
+
+/// Builds an instance for one call, runs the call, and drops the instance.
+fn run_fresh<W: Worker>(call: Call<W>, args: &W::Args, shared: &Shared) {
+    match construct::<W>(args.clone()) {
+        Ok(mut w) => super::sync::run_call(call, &mut w, shared, 0),
+        Err(e) => call.fail(e.into_call_error()),
+    }
+    shared.finished(0);
+}

@@ -1,0 +1,216 @@
+//! What `options()` configures: [`Mode`], [`LoadBalancing`] and the validated option set.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Where a pool's workers run.
+///
+/// Parses from the names used in config files (`"sync"`, `"thread"`, `"async"`/`"asyncio"`):
+///
+/// ```
+/// use concurry::Mode;
+/// assert_eq!("asyncio".parse::<Mode>().unwrap(), Mode::Async);
+/// assert_eq!("threads".parse::<Mode>().unwrap(), Mode::Thread);
+/// assert!("fibers".parse::<Mode>().unwrap_err().to_string().contains("expected one of"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// In-line: each call runs at submit time on the caller's thread. Deterministic; for tests
+    /// and debugging.
+    Sync,
+    /// One OS thread per worker, owning its instance; calls to one worker run in order.
+    #[default]
+    Thread,
+    /// One tokio task per worker on a runtime the library manages; `async fn` methods taking
+    /// `&self` run concurrently on one worker, `&mut self` methods exclusively, and blocking
+    /// sync methods run on tokio's blocking pool.
+    Async,
+}
+
+impl Mode {
+    /// The canonical name (`"sync"`, `"thread"`, `"async"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Thread => "thread",
+            Mode::Async => "async",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sync" | "inline" | "synchronous" => Ok(Mode::Sync),
+            "thread" | "threads" | "threading" => Ok(Mode::Thread),
+            "async" | "asyncio" | "tokio" => Ok(Mode::Async),
+            _ => Err(ConfigError::new(
+                "mode",
+                format!("{s:?}"),
+                "expected one of \"sync\", \"thread\", \"async\" (or \"asyncio\")",
+            )),
+        }
+    }
+}
+
+/// How a pool picks the worker for each call.
+///
+/// ```
+/// use concurry::LoadBalancing;
+/// assert_eq!("rr".parse::<LoadBalancing>().unwrap(), LoadBalancing::RoundRobin);
+/// assert_eq!("least_active".parse::<LoadBalancing>().unwrap(), LoadBalancing::LeastActive);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum LoadBalancing {
+    /// Each worker in turn.
+    #[default]
+    RoundRobin,
+    /// The worker with the fewest calls in flight (ties go round-robin).
+    LeastActive,
+    /// The worker that was given the fewest calls so far.
+    LeastTotal,
+    /// A uniformly random worker.
+    Random,
+}
+
+impl LoadBalancing {
+    /// The canonical name (`"round_robin"`, `"least_active"`, `"least_total"`, `"random"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalancing::RoundRobin => "round_robin",
+            LoadBalancing::LeastActive => "least_active",
+            LoadBalancing::LeastTotal => "least_total",
+            LoadBalancing::Random => "random",
+        }
+    }
+}
+
+impl fmt::Display for LoadBalancing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LoadBalancing {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "round_robin" | "roundrobin" | "rr" => Ok(LoadBalancing::RoundRobin),
+            "least_active" | "active" | "la" => Ok(LoadBalancing::LeastActive),
+            "least_total" | "total" | "lt" => Ok(LoadBalancing::LeastTotal),
+            "random" | "rand" => Ok(LoadBalancing::Random),
+            _ => Err(ConfigError::new(
+                "load_balancing",
+                format!("{s:?}"),
+                "expected one of \"round_robin\" (\"rr\"), \"least_active\", \"least_total\", \"random\"",
+            )),
+        }
+    }
+}
+
+/// The options of a pool, as set through a worker's `options()` builder.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub(crate) mode: Mode,
+    pub(crate) max_workers: Option<usize>,
+    pub(crate) load_balancing: LoadBalancing,
+    pub(crate) on_demand: bool,
+    pub(crate) max_queued_tasks: Option<usize>,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) name: Option<String>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            mode: Mode::Thread,
+            max_workers: None,
+            load_balancing: LoadBalancing::RoundRobin,
+            on_demand: false,
+            max_queued_tasks: None,
+            stop_timeout: Duration::from_secs(30),
+            name: None,
+        }
+    }
+}
+
+/// Largest pool we accept: far above any sane thread count, low enough to catch a typo.
+const MAX_WORKERS_LIMIT: usize = 100_000;
+
+impl PoolConfig {
+    /// The number of workers: the explicit `max_workers`, or the mode's default
+    /// (1 for sync; the number of CPUs for thread and async).
+    pub(crate) fn workers(&self) -> usize {
+        match (self.max_workers, self.mode) {
+            (Some(n), _) => n,
+            (None, Mode::Sync) => 1,
+            (None, _) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// Checks every option; the first problem is reported with its fix.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(n) = self.max_workers {
+            if n == 0 {
+                return Err(ConfigError::new(
+                    "max_workers",
+                    "0",
+                    "a pool needs at least 1 worker",
+                ));
+            }
+            if n > MAX_WORKERS_LIMIT {
+                return Err(ConfigError::new(
+                    "max_workers",
+                    n.to_string(),
+                    format!("use at most {MAX_WORKERS_LIMIT} workers"),
+                ));
+            }
+            if self.mode == Mode::Sync && n > 1 && !self.on_demand {
+                return Err(ConfigError::new(
+                    "max_workers",
+                    n.to_string(),
+                    "sync mode runs calls in-line on the caller's thread and has exactly 1 worker; \
+                     use `Mode::Thread` for a pool of several",
+                ));
+            }
+        }
+        if self.max_queued_tasks == Some(0) {
+            return Err(ConfigError::new(
+                "max_queued_tasks",
+                "0",
+                "allow at least 1 call in flight per worker, or leave it unset for no bound",
+            ));
+        }
+        if self.stop_timeout > Duration::from_secs(365 * 24 * 3600) {
+            return Err(ConfigError::new(
+                "stop_timeout",
+                format!("{:?}", self.stop_timeout),
+                "use at most one year",
+            ));
+        }
+        if let Some(name) = &self.name {
+            if name.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "name",
+                    "\"\"",
+                    "give a non-empty name, or leave it unset",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

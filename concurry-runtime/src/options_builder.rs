@@ -1,0 +1,138 @@
+//! [`Options`]: the builder behind every worker's `options()`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::options::{LoadBalancing, Mode, PoolConfig};
+use crate::pool::Pool;
+use crate::worker::Worker;
+
+/// Options of a pool of `W` workers. `#[worker]` wraps this in a `{Type}Options` builder whose
+/// `init` takes the constructor's arguments.
+pub struct Options<W> {
+    config: PoolConfig,
+    worker: PhantomData<fn() -> W>,
+}
+
+impl<W> fmt::Debug for Options<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<W: Worker> Default for Options<W> {
+    fn default() -> Self {
+        Options {
+            config: PoolConfig::default(),
+            worker: PhantomData,
+        }
+    }
+}
+
+impl<W: Worker> Options<W> {
+    /// Where the workers run.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// How many workers the pool has (on-demand: at most this many at once).
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.config.max_workers = Some(n);
+        self
+    }
+
+    /// How calls are spread over the workers.
+    pub fn load_balancing(mut self, algorithm: LoadBalancing) -> Self {
+        self.config.load_balancing = algorithm;
+        self
+    }
+
+    /// Build a fresh worker for each call (at most `max_workers` at once) instead of a fixed
+    /// pool.
+    pub fn on_demand(mut self, on: bool) -> Self {
+        self.config.on_demand = on;
+        self
+    }
+
+    /// The most calls in flight per worker; submitting more waits (back-pressure).
+    pub fn max_queued_tasks(mut self, n: usize) -> Self {
+        self.config.max_queued_tasks = Some(n);
+        self
+    }
+
+    /// How long `stop()` lets queued calls finish before failing them.
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stop_timeout = timeout;
+        self
+    }
+
+    /// The pool's name, used for thread names, tracing spans and stats.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+
+    /// Validates the options and starts the pool with the constructor's arguments as a tuple.
+    pub fn init_with(self, args: W::Args) -> Result<Pool<W>, Error<W::InitError>> {
+        Pool::start(self.config, args)
+    }
+}
+
+/// Expands to the builder methods of a generated `{Type}Options(Options<Type>)` newtype,
+/// each forwarding to [`Options`], so the option list lives here and not in the macro.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __options_builder_methods {
+    () => {
+        /// Where the workers run: `Mode::Sync`, `Mode::Thread` (default) or `Mode::Async`.
+        #[must_use]
+        pub fn mode(self, mode: $crate::Mode) -> Self {
+            Self(self.0.mode(mode))
+        }
+
+        /// How many workers the pool has (default: 1 in sync mode, else the number of CPUs).
+        /// With `on_demand(true)`, the most that exist at once.
+        #[must_use]
+        pub fn max_workers(self, n: usize) -> Self {
+            Self(self.0.max_workers(n))
+        }
+
+        /// How calls are spread over the workers (default `LoadBalancing::RoundRobin`).
+        #[must_use]
+        pub fn load_balancing(self, algorithm: $crate::LoadBalancing) -> Self {
+            Self(self.0.load_balancing(algorithm))
+        }
+
+        /// Build a fresh worker for each call and retire it afterwards, at most `max_workers`
+        /// at once (default `false`: a fixed pool).
+        #[must_use]
+        pub fn on_demand(self, on: bool) -> Self {
+            Self(self.0.on_demand(on))
+        }
+
+        /// The most calls in flight (queued or running) per worker; submitting more blocks
+        /// the caller until one finishes (back-pressure). Default: no bound.
+        #[must_use]
+        pub fn max_queued_tasks(self, n: usize) -> Self {
+            Self(self.0.max_queued_tasks(n))
+        }
+
+        /// How long `stop()` lets queued calls finish before failing the rest with
+        /// `Error::Stopped` (default 30 s).
+        #[must_use]
+        pub fn stop_timeout(self, timeout: ::core::time::Duration) -> Self {
+            Self(self.0.stop_timeout(timeout))
+        }
+
+        /// The pool's name for thread names, tracing spans and stats (default: the type's name).
+        #[must_use]
+        pub fn name(self, name: impl ::core::convert::Into<::std::string::String>) -> Self {
+            Self(self.0.name(name))
+        }
+    };
+}

@@ -1,0 +1,85 @@
+//! Counters a pool keeps per worker, and the [`PoolStats`] snapshot users read.
+
+use crossbeam_utils::CachePadded;
+
+use crate::options::{LoadBalancing, Mode};
+use crate::sync::{AtomicU64, Ordering};
+
+/// Per-worker counters. `dispatched` is written by submitters, `completed` by the worker, each
+/// on its own cache line so the hot path does not bounce one line between the two sides.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    dispatched: CachePadded<AtomicU64>,
+    completed: CachePadded<AtomicU64>,
+}
+
+impl Counters {
+    pub(crate) fn dispatched(&self) -> u64 {
+        self.dispatched.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        // Read `completed` first: it never exceeds `dispatched`, so the difference stays >= 0.
+        let done = self.completed.load(Ordering::Acquire);
+        self.dispatched.load(Ordering::Acquire).saturating_sub(done)
+    }
+
+    pub(crate) fn on_dispatch(&self) {
+        self.dispatched.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn on_complete(&self) {
+        self.completed.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A snapshot of a pool, from a handle's `stats()`.
+///
+/// ```
+/// # use concurry::prelude::*;
+/// # struct Echo;
+/// # #[concurry::worker]
+/// # impl Echo { pub fn new() -> Self { Echo } pub fn ping(&self) -> u8 { 1 } }
+/// let pool = Echo::options().max_workers(2).init()?;
+/// pool.ping().result()?;
+/// let stats = pool.stats();
+/// assert_eq!(stats.workers, 2);
+/// assert_eq!(stats.per_worker.iter().map(|w| w.dispatched).sum::<u64>(), 1);
+/// pool.stop()?;
+/// assert!(pool.stats().stopped);
+/// # Ok::<(), concurry::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pool's name (the `name` option, or the worker type's name).
+    pub name: String,
+    /// Where the workers run.
+    pub mode: Mode,
+    /// Workers that exist now (for on-demand pools: alive at this moment).
+    pub workers: usize,
+    /// The `max_workers` the pool was built with.
+    pub max_workers: usize,
+    /// Whether workers are created per call.
+    pub on_demand: bool,
+    /// On-demand workers alive now (0 for fixed pools).
+    pub on_demand_alive: usize,
+    /// How calls are spread.
+    pub load_balancing: LoadBalancing,
+    /// Whether `stop()` was called (calls now fail with `Error::Stopped`).
+    pub stopped: bool,
+    /// One entry per fixed worker (empty for on-demand pools).
+    pub per_worker: Vec<WorkerStats>,
+}
+
+/// Counters of one worker in [`PoolStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// The worker's index in the pool.
+    pub index: usize,
+    /// Calls given to this worker and not finished yet (queued or running).
+    pub in_flight: u64,
+    /// Calls given to this worker since the pool started.
+    pub dispatched: u64,
+}

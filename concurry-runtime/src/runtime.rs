@@ -1,0 +1,69 @@
+//! The tokio runtime the library manages for async mode, and a minimal `block_on`.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Wake, Waker};
+
+/// The shared multi-thread runtime that async-mode workers run on, created on first use.
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("concurry-async")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("concurry could not start its tokio runtime: {e}"))
+    })
+}
+
+/// A current-thread runtime for running `async fn` methods on a worker thread.
+pub(crate) fn local_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `fut` to completion on the current thread, parking between polls.
+///
+/// Unlike tokio's `block_on` this works inside a runtime context too; tokio resources the
+/// future uses are driven by the library runtime, whose context is entered here.
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    let waker = Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    let _ctx = match tokio::runtime::Handle::try_current() {
+        Ok(_) => None,
+        Err(_) => Some(runtime().enter()),
+    };
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// Polls a future that is known to be ready at once (a job given `Err`, which only resolves
+/// its promise) without a runtime.
+pub(crate) fn run_ready<F: Future<Output = ()>>(fut: F) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let polled = pin!(fut).poll(&mut cx);
+    debug_assert!(polled.is_ready(), "a failed job must resolve at once");
+}

@@ -1,0 +1,31 @@
+//! The one place that imports threads, locks and atomics, so loom can replace them.
+//!
+//! Under `--cfg loom` the types come from loom and the model tests in `future/tests` explore
+//! every interleaving of the small synchronisation core (the result slot of a future).
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+#[cfg(not(loom))]
+pub(crate) use std::thread;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+#[cfg(loom)]
+pub(crate) use loom::thread;
+
+/// Locks a mutex, ignoring poisoning: every critical section in this crate leaves the data
+/// consistent before anything that could panic runs (user code never runs under our locks).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    #[cfg(not(loom))]
+    {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    #[cfg(loom)]
+    {
+        m.lock().unwrap()
+    }
+}

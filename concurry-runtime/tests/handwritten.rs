@@ -1,0 +1,102 @@
+//! A worker implemented by hand exactly as `#[worker]` expands, to pin the runtime contract.
+#![allow(missing_docs, missing_debug_implementations)]
+use concurry_runtime::__private as p;
+use concurry_runtime::{Error, Mode, Promise};
+
+pub struct Echo {
+    n: u64,
+}
+
+impl Echo {
+    pub fn new(start: u64) -> Self {
+        Echo { n: start }
+    }
+    pub fn ping(&self, x: u64) -> u64 {
+        x + self.n
+    }
+    pub fn bump(&mut self) -> Result<u64, String> {
+        self.n += 1;
+        if self.n == 3 {
+            Err("three".into())
+        } else {
+            Ok(self.n)
+        }
+    }
+    pub async fn later(&self, x: u64) -> u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        x * 2
+    }
+    pub async fn later_mut(&mut self) -> u64 {
+        self.n += 10;
+        self.n
+    }
+}
+
+impl p::Worker for Echo {
+    type Args = (u64,);
+    type InitError = <p::Infallibly<Self> as p::Constructed<Self>>::Error;
+    const NAME: &'static str = "Echo";
+    fn construct(args: Self::Args) -> Result<Self, Self::InitError> {
+        let (start,) = args;
+        p::Constructed::into_instance(p::Infallibly(Echo::new(start)))
+    }
+}
+
+#[derive(Clone)]
+pub struct EchoHandle {
+    pool: p::Pool<Echo>,
+}
+
+pub struct EchoOptions(p::Options<Echo>);
+
+impl EchoOptions {
+    p::options_builder_methods!();
+    pub fn init(self, start: u64) -> Result<EchoHandle, Error<<Echo as p::Worker>::InitError>> {
+        self.0.init_with((start,)).map(|pool| EchoHandle { pool })
+    }
+}
+
+impl Echo {
+    pub fn options() -> EchoOptions {
+        EchoOptions(Default::default())
+    }
+}
+
+impl EchoHandle {
+    pub fn ping(&self, x: u64) -> Promise<u64> {
+        self.pool
+            .submit_blocking("ping", move |w: &mut Echo| p::value(Echo::ping(w, x)))
+    }
+    pub fn bump(&self) -> Promise<u64, String> {
+        self.pool
+            .submit_blocking("bump", move |w: &mut Echo| p::fallible(Echo::bump(w)))
+    }
+    pub fn later(&self, x: u64) -> Promise<u64> {
+        self.pool.submit_shared("later", move |w: &Echo| {
+            Box::pin(async move { p::value(w.later(x).await) })
+        })
+    }
+    pub fn later_mut(&self) -> Promise<u64> {
+        self.pool
+            .submit_exclusive("later_mut", move |w: &mut Echo| {
+                Box::pin(async move { p::value(w.later_mut().await) })
+            })
+    }
+    pub fn stop(&self) -> Result<(), Error> {
+        self.pool.stop()
+    }
+}
+
+#[test]
+fn every_mode_runs_every_kind_of_method() {
+    for mode in [Mode::Sync, Mode::Thread, Mode::Async] {
+        let h = Echo::options().mode(mode).max_workers(1).init(1).unwrap();
+        assert_eq!(h.ping(41).result().unwrap(), 42, "{mode}");
+        assert_eq!(h.bump().result().unwrap(), 2);
+        assert!(matches!(h.bump().result(), Err(Error::Method(s)) if s == "three"));
+        assert_eq!(h.later(4).result().unwrap(), 8);
+        assert_eq!(h.later_mut().result().unwrap(), 13);
+        h.stop().unwrap();
+        assert!(matches!(h.ping(1).result(), Err(Error::Stopped)));
+    }
+}

@@ -1,0 +1,1 @@
+//! trybuild tests of concurry macros live in tests/.
