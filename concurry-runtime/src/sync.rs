@@ -3,28 +3,28 @@
 //! Under `--cfg loom` the types come from loom and the model tests in `future/tests` explore
 //! every interleaving of the small synchronisation core (the result slot of a future).
 
-#[cfg(not(loom))]
+#[cfg(not(concurry_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(concurry_loom))]
 pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-#[cfg(not(loom))]
+#[cfg(not(concurry_loom))]
 pub(crate) use std::thread;
 
-#[cfg(loom)]
+#[cfg(concurry_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-#[cfg(loom)]
+#[cfg(concurry_loom)]
 pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
-#[cfg(loom)]
+#[cfg(concurry_loom)]
 pub(crate) use loom::thread;
 
 /// Locks a mutex, ignoring poisoning: every critical section in this crate leaves the data
 /// consistent before anything that could panic runs (user code never runs under our locks).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    #[cfg(not(loom))]
+    #[cfg(not(concurry_loom))]
     {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    #[cfg(loom)]
+    #[cfg(concurry_loom)]
     {
         m.lock().unwrap()
     }

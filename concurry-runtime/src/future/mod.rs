@@ -7,4 +7,9 @@
 mod promise;
 pub(crate) mod slot;
 
+#[cfg(all(test, concurry_loom))]
+mod tests {
+    mod loom_slot;
+}
+
 pub use promise::{Completer, Promise};

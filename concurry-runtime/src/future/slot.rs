@@ -3,7 +3,7 @@
 
 use std::task::Waker;
 
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, thread};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, thread, MutexGuard};
 
 type Callback<V> = Box<dyn FnOnce(&V) + Send>;
 
@@ -51,41 +51,49 @@ impl<V> Slot<V> {
 
     /// Stores `value` unless the slot was already claimed; returns whether it was stored.
     pub(crate) fn complete(&self, value: V) -> bool {
-        let callbacks = {
-            let mut st = lock(&self.state);
-            if st.claimed {
-                return false;
-            }
-            st.claimed = true;
-            std::mem::take(&mut st.callbacks)
-        };
-        self.run_then_store(callbacks, value);
+        let mut st = lock(&self.state);
+        if st.claimed {
+            return false;
+        }
+        st.claimed = true;
+        if st.callbacks.is_empty() {
+            // The common case: one critical section claims and stores.
+            self.store(st, value);
+        } else {
+            let callbacks = std::mem::take(&mut st.callbacks);
+            drop(st);
+            self.run_then_store(callbacks, value);
+        }
         true
     }
 
+    /// Runs the callbacks outside the lock (they may take long or touch other promises),
+    /// then stores the value.
     fn run_then_store(&self, mut callbacks: Vec<Callback<V>>, value: V) {
         loop {
             for cb in callbacks.drain(..) {
                 cb(&value);
             }
             let mut st = lock(&self.state);
-            if !st.callbacks.is_empty() {
-                // Registered while we ran the others: run them too, outside the lock.
-                callbacks = std::mem::take(&mut st.callbacks);
-                continue;
+            if st.callbacks.is_empty() {
+                return self.store(st, value);
             }
-            st.value = Some(value);
-            self.ready.store(true, Ordering::Release);
-            let waker = st.waker.take();
-            let parked = std::mem::take(&mut st.parked);
-            drop(st);
-            if let Some(w) = waker {
-                w.wake();
-            }
-            for t in parked {
-                t.unpark();
-            }
-            return;
+            // Registered while we ran the others: run them too.
+            callbacks = std::mem::take(&mut st.callbacks);
+        }
+    }
+
+    fn store(&self, mut st: MutexGuard<'_, State<V>>, value: V) {
+        st.value = Some(value);
+        self.ready.store(true, Ordering::Release);
+        let waker = st.waker.take();
+        let parked = std::mem::take(&mut st.parked);
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        for t in parked {
+            t.unpark();
         }
     }
 
@@ -146,7 +154,7 @@ impl<V> Slot<V> {
     pub(crate) fn wait(&self, deadline: Option<std::time::Instant>) -> bool {
         // Short spin first: a worker on another core usually answers within microseconds,
         // and parking costs a system call on both sides.
-        #[cfg(not(loom))]
+        #[cfg(not(concurry_loom))]
         {
             let backoff = crossbeam_utils::Backoff::new();
             while !backoff.is_completed() {
@@ -169,7 +177,7 @@ impl<V> Slot<V> {
             }
             match deadline {
                 None => thread::park(),
-                #[cfg(not(loom))]
+                #[cfg(not(concurry_loom))]
                 Some(d) => {
                     let now = std::time::Instant::now();
                     if now >= d {
@@ -179,7 +187,7 @@ impl<V> Slot<V> {
                     }
                     std::thread::park_timeout(d - now);
                 }
-                #[cfg(loom)]
+                #[cfg(concurry_loom)]
                 Some(_) => thread::park(),
             }
         }

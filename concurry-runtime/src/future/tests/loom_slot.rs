@@ -1,0 +1,53 @@
+//! Loom models of the result slot: every interleaving of completing, waiting, cancelling and
+//! registering callbacks, with 2-3 threads.
+
+use crate::future::slot::Slot;
+use crate::sync::{thread, Arc, AtomicUsize, Ordering};
+
+#[test]
+fn loom_complete_wakes_blocking_waiter() {
+    loom::model(|| {
+        let slot = Slot::<u32>::new();
+        let s2 = slot.clone();
+        let t = thread::spawn(move || {
+            assert!(s2.complete(7));
+        });
+        slot.wait(None);
+        assert_eq!(slot.try_take(), Some(7));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn loom_cancel_races_complete_exactly_one_wins() {
+    loom::model(|| {
+        let slot = Slot::<u32>::new();
+        let (a, b) = (slot.clone(), slot.clone());
+        let t1 = thread::spawn(move || a.complete(1));
+        let t2 = thread::spawn(move || b.complete(2));
+        let (w1, w2) = (t1.join().unwrap(), t2.join().unwrap());
+        assert!(w1 ^ w2, "exactly one completion must win");
+        let v = slot.try_take().unwrap();
+        assert_eq!(v, if w1 { 1 } else { 2 });
+    });
+}
+
+#[test]
+fn loom_callback_runs_exactly_once() {
+    loom::model(|| {
+        let slot = Slot::<u32>::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let s2 = slot.clone();
+        let t = thread::spawn(move || {
+            s2.complete(5);
+        });
+        let r = runs.clone();
+        slot.on_done(Box::new(move |v| {
+            assert_eq!(*v, 5);
+            r.fetch_add(1, Ordering::SeqCst);
+        }));
+        t.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(slot.try_take(), Some(5));
+    });
+}
