@@ -1,0 +1,463 @@
+//! Generating the worker glue from a validated model: the `Worker` impl, `{Type}Handle`,
+//! `{Type}Blocking`, `{Type}Options` and `{Type}::options()`.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::visit_mut::VisitMut;
+use syn::{GenericArgument, PathArguments, ReturnType, Type};
+
+use super::args::{LoadBalancingArg, ModeArg, WorkerArgs};
+use super::model::{Method, ReceiverKind, Worker};
+use super::validate::{is_self, result_of_self};
+
+/// The names of the generated types.
+pub(crate) struct Names {
+    pub(crate) handle: Ident,
+    pub(crate) blocking: Ident,
+    pub(crate) options: Ident,
+}
+
+impl Names {
+    pub(crate) fn new(ident: &Ident) -> Self {
+        let span = ident.span();
+        Names {
+            handle: format_ident!("{}Handle", ident, span = span),
+            blocking: format_ident!("{}Blocking", ident, span = span),
+            options: format_ident!("{}Options", ident, span = span),
+        }
+    }
+}
+
+/// Replaces `Self` in a type with the user's type, for use outside the user's impl block.
+struct ReplaceSelf<'a>(&'a Type);
+
+impl VisitMut for ReplaceSelf<'_> {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::Path(p) = ty {
+            if p.qself.is_none() && p.path.is_ident("Self") {
+                *ty = self.0.clone();
+                return;
+            }
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
+    }
+}
+
+fn replace_self(ty: &Type, self_ty: &Type) -> Type {
+    let mut ty = ty.clone();
+    ReplaceSelf(self_ty).visit_type_mut(&mut ty);
+    ty
+}
+
+/// The `T` and `E` of a method's promise.
+struct PromiseTypes {
+    ok: TokenStream,
+    err: Option<TokenStream>,
+}
+
+fn promise_types(output: &ReturnType, self_ty: &Type, p: &TokenStream) -> PromiseTypes {
+    let ReturnType::Type(_, ty) = output else {
+        return PromiseTypes {
+            ok: quote!(()),
+            err: None,
+        };
+    };
+    let ty = replace_self(ty, self_ty);
+    let last = match &ty {
+        Type::Path(tp) if tp.qself.is_none() => tp.path.segments.last(),
+        _ => None,
+    };
+    let Some(last) = last.filter(|s| s.ident == "Result") else {
+        return PromiseTypes {
+            ok: quote!(#ty),
+            err: None,
+        };
+    };
+    if let PathArguments::AngleBracketed(a) = &last.arguments {
+        let types: Vec<_> = a.args.iter().collect();
+        if let [GenericArgument::Type(t), GenericArgument::Type(e)] = types.as_slice() {
+            return PromiseTypes {
+                ok: quote!(#t),
+                err: Some(quote!(#e)),
+            };
+        }
+    }
+    PromiseTypes {
+        ok: quote!(<#ty as #p::MethodResult>::Ok),
+        err: Some(quote!(<#ty as #p::MethodResult>::Err)),
+    }
+}
+
+/// Doc and `cfg` attributes carried from a user method to its generated counterparts.
+fn carried_attrs<'a>(m: &Method<'a>) -> (Vec<&'a syn::Attribute>, Vec<&'a syn::Attribute>) {
+    let docs = m
+        .original
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .collect();
+    let cfgs = m
+        .original
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .collect();
+    (docs, cfgs)
+}
+
+/// The whole expansion after the user's impl block. `method_ok` says which methods passed
+/// validation; the others are left out of the handle.
+pub(crate) fn expand(
+    args: &WorkerArgs,
+    w: &Worker<'_>,
+    ident: &Ident,
+    method_ok: &[bool],
+) -> TokenStream {
+    let krate = args.crate_path();
+    let p = quote!(#krate::__private);
+    let item = w.item;
+    let self_ty = &*item.self_ty;
+    let names = Names::new(ident);
+    let Names {
+        handle,
+        blocking,
+        options,
+    } = &names;
+    let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+    let name_str = ident.to_string();
+
+    // The constructor.
+    let Some(ctor) = &w.constructor else {
+        return TokenStream::new();
+    };
+    let ctor_names: Vec<&Ident> = ctor.args.iter().map(|a| &a.name).collect();
+    let ctor_tys: Vec<Type> = ctor
+        .args
+        .iter()
+        .map(|a| replace_self(a.ty, self_ty))
+        .collect();
+    let ctor_ret = match ctor.output() {
+        ReturnType::Type(_, ty) => replace_self(ty, self_ty),
+        ReturnType::Default => return TokenStream::new(),
+    };
+    let fallible_ctor = !is_self(&ctor_ret, w) && result_of_self(&ctor_ret, w);
+    let ctor_span = ctor.original.sig.ident.span();
+    let args_ident = Ident::new("args", Span::mixed_site());
+    let ctor_call = quote_spanned! {ctor_span=> <#self_ty>::new(#(#ctor_names),*) };
+    let (constructed, instance) = if fallible_ctor {
+        (quote!(#ctor_ret), ctor_call)
+    } else {
+        (
+            quote!(#p::Infallibly<Self>),
+            quote!(#p::Infallibly(#ctor_call)),
+        )
+    };
+    let init_error = if fallible_ctor {
+        match promise_types(ctor.output(), self_ty, &p).err {
+            Some(e) if !e.to_string().contains("MethodResult") => e,
+            _ => quote!(<#ctor_ret as #p::Constructed<#self_ty>>::Error),
+        }
+    } else {
+        quote!(::core::convert::Infallible)
+    };
+
+    let worker_impl = quote! {
+        #[automatically_derived]
+        impl #impl_generics #p::Worker for #self_ty #where_clause {
+            type Args = (#(#ctor_tys,)*);
+            type InitError = <#constructed as #p::Constructed<Self>>::Error;
+            const NAME: &'static str = #name_str;
+            fn construct(
+                #args_ident: <Self as #p::Worker>::Args,
+            ) -> ::core::result::Result<Self, <Self as #p::Worker>::InitError> {
+                let (#(#ctor_names,)*) = #args_ident;
+                #p::Constructed::into_instance(#instance)
+            }
+        }
+    };
+
+    // Handle and blocking methods.
+    let w_ident = Ident::new("worker", Span::mixed_site());
+    let mut handle_methods = Vec::new();
+    let mut blocking_methods = Vec::new();
+    for (m, ok) in w.methods.iter().zip(method_ok) {
+        if !ok {
+            continue;
+        }
+        let name = m.ident();
+        let method_str = name.to_string();
+        let vis = &m.original.vis;
+        let span = name.span();
+        let (docs, cfgs) = carried_attrs(m);
+        let arg_names: Vec<&Ident> = m.args.iter().map(|a| &a.name).collect();
+        let arg_tys: Vec<Type> = m.args.iter().map(|a| replace_self(a.ty, self_ty)).collect();
+        let PromiseTypes { ok: t, err } = promise_types(m.output(), self_ty, &p);
+        let wrap = if err.is_some() {
+            quote!(fallible)
+        } else {
+            quote!(value)
+        };
+        let promise = match &err {
+            Some(e) => quote!(#krate::Promise<#t, #e>),
+            None => quote!(#krate::Promise<#t>),
+        };
+        let result = match &err {
+            Some(e) => quote!(::core::result::Result<#t, #krate::Error<#e>>),
+            None => quote!(::core::result::Result<#t, #krate::Error>),
+        };
+        let call = quote_spanned! {span=> <#self_ty>::#name(#w_ident, #(#arg_names),*) };
+        let body = match (m.is_async, m.receiver_kind) {
+            (false, _) => quote_spanned! {span=>
+                self.pool.submit_blocking(#method_str, move |#w_ident: &mut #self_ty| {
+                    #p::#wrap(#call)
+                })
+            },
+            (true, ReceiverKind::Exclusive) => quote_spanned! {span=>
+                self.pool.submit_exclusive(#method_str, move |#w_ident: &mut #self_ty| {
+                    ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
+                })
+            },
+            (true, _) => quote_spanned! {span=>
+                #p::async_self_methods_need_a_sync_worker::<#self_ty>();
+                self.pool.submit_shared(#method_str, move |#w_ident: &#self_ty| {
+                    ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
+                })
+            },
+        };
+        let default_doc = if docs.is_empty() {
+            let text = format!(" Calls [`{ident}::{method_str}`] on a worker of the pool.");
+            quote!(#[doc = #text])
+        } else {
+            quote!()
+        };
+        let see = format!(
+            " Runs on a worker of the pool, like [`{ident}::{method_str}`]; the returned promise resolves to its result."
+        );
+        handle_methods.push(quote! {
+            #(#cfgs)*
+            #(#docs)*
+            #default_doc
+            ///
+            #[doc = #see]
+            #vis fn #name(&self, #(#arg_names: #arg_tys),*) -> #promise {
+                #body
+            }
+        });
+        let blocking_doc = format!(
+            " Calls [`{handle}::{method_str}`] and waits for its result (blocks the calling thread)."
+        );
+        blocking_methods.push(quote! {
+            #(#cfgs)*
+            #(#docs)*
+            #default_doc
+            ///
+            #[doc = #blocking_doc]
+            #vis fn #name(&self, #(#arg_names: #arg_tys),*) -> #result {
+                #handle::#name(self.handle, #(#arg_names),*).result()
+            }
+        });
+    }
+
+    let handle_doc = format!(
+        " A handle to a pool of [`{ident}`] workers: each method submits a call and returns a promise.\n\n\
+         Build one with [`{ident}::options`]`().init(..)`. Clones share the pool; it stops when \
+         [`stop`]({handle}::stop) is called or the last clone is dropped."
+    );
+    let blocking_doc = format!(
+        " Blocking calls on a pool of [`{ident}`] workers: each method waits for its result. \
+         Get one with [`{handle}::blocking`]."
+    );
+    let options_doc = format!(
+        " Options of a pool of [`{ident}`] workers, from [`{ident}::options`]; `init(..)` \
+         takes the arguments of [`{ident}::new`] and starts the pool."
+    );
+    let options_fn_doc = format!(
+        " Options for a pool of `{ident}` workers; finish with `.init(..)`, which takes the \
+         arguments of [`{ident}::new`]."
+    );
+    let handle_debug = handle.to_string();
+    let blocking_debug = blocking.to_string();
+    let options_debug = options.to_string();
+
+    // `'a` for the blocking view, in front of the impl's own generics.
+    let mut blocking_generics = item.generics.clone();
+    blocking_generics.params.insert(0, syn::parse_quote!('a));
+    let (b_impl_generics, b_ty_generics, b_where_clause) = blocking_generics.split_for_impl();
+    let ty_args: Vec<TokenStream> = item
+        .generics
+        .params
+        .iter()
+        .map(|param| match param {
+            syn::GenericParam::Lifetime(l) => {
+                let l = &l.lifetime;
+                quote!(#l)
+            }
+            syn::GenericParam::Type(t) => {
+                let i = &t.ident;
+                quote!(#i)
+            }
+            syn::GenericParam::Const(c) => {
+                let i = &c.ident;
+                quote!(#i)
+            }
+        })
+        .collect();
+
+    let mode_default = args.mode.map(|(m, span)| {
+        let variant = match m {
+            ModeArg::Sync => quote_spanned!(span=> Sync),
+            ModeArg::Thread => quote_spanned!(span=> Thread),
+            ModeArg::Async => quote_spanned!(span=> Async),
+        };
+        quote!(let options = options.mode(#krate::Mode::#variant);)
+    });
+    let max_workers_default = args
+        .max_workers
+        .map(|(n, _)| quote!(let options = options.max_workers(#n);));
+    let load_balancing_default = args.load_balancing.map(|(lb, span)| {
+        let variant = match lb {
+            LoadBalancingArg::RoundRobin => quote_spanned!(span=> RoundRobin),
+            LoadBalancingArg::LeastActive => quote_spanned!(span=> LeastActive),
+            LoadBalancingArg::LeastTotal => quote_spanned!(span=> LeastTotal),
+            LoadBalancingArg::Random => quote_spanned!(span=> Random),
+        };
+        quote!(let options = options.load_balancing(#krate::LoadBalancing::#variant);)
+    });
+    let name_default = args
+        .name
+        .as_ref()
+        .map(|(name, _)| quote!(let options = options.name(#name);));
+
+    quote! {
+        #worker_impl
+
+        #[doc = #handle_doc]
+        pub struct #handle #impl_generics #where_clause {
+            pool: #p::Pool<#self_ty>,
+        }
+
+        #[automatically_derived]
+        impl #impl_generics ::core::clone::Clone for #handle #ty_generics #where_clause {
+            #[inline]
+            fn clone(&self) -> Self {
+                #handle {
+                    pool: ::core::clone::Clone::clone(&self.pool),
+                }
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics ::core::fmt::Debug for #handle #ty_generics #where_clause {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#handle_debug).field("pool", &self.pool).finish()
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics #handle #ty_generics #where_clause {
+            #(#handle_methods)*
+
+            /// Stops the pool: no new calls are accepted, queued calls finish (or fail with
+            /// `Error::Stopped` after the stop timeout), and every worker is joined. Also
+            /// happens when the last clone of the handle is dropped.
+            ///
+            /// # Errors
+            ///
+            /// If a worker could not be joined cleanly.
+            pub fn stop(&self) -> ::core::result::Result<(), #krate::Error> {
+                self.pool.stop()
+            }
+
+            /// A snapshot of the pool's counters, per worker.
+            #[must_use]
+            pub fn stats(&self) -> #krate::PoolStats {
+                self.pool.stats()
+            }
+
+            /// Whether [`stop`](Self::stop) was called.
+            #[must_use]
+            pub fn is_stopped(&self) -> bool {
+                self.pool.is_stopped()
+            }
+
+            /// A view of this handle whose methods wait for their results.
+            #[must_use]
+            pub fn blocking(&self) -> #blocking<'_ #(, #ty_args)*> {
+                #blocking { handle: self }
+            }
+        }
+
+        #[doc = #blocking_doc]
+        pub struct #blocking #b_impl_generics #b_where_clause {
+            handle: &'a #handle #ty_generics,
+        }
+
+        #[automatically_derived]
+        impl #b_impl_generics ::core::clone::Clone for #blocking #b_ty_generics #b_where_clause {
+            #[inline]
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+
+        #[automatically_derived]
+        impl #b_impl_generics ::core::marker::Copy for #blocking #b_ty_generics #b_where_clause {}
+
+        #[automatically_derived]
+        impl #b_impl_generics ::core::fmt::Debug for #blocking #b_ty_generics #b_where_clause {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#blocking_debug).field("handle", &self.handle).finish()
+            }
+        }
+
+        #[automatically_derived]
+        impl #b_impl_generics #blocking #b_ty_generics #b_where_clause {
+            #(#blocking_methods)*
+        }
+
+        #[doc = #options_doc]
+        pub struct #options #impl_generics (#p::Options<#self_ty>) #where_clause;
+
+        #[automatically_derived]
+        impl #impl_generics ::core::fmt::Debug for #options #ty_generics #where_clause {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_tuple(#options_debug).field(&self.0).finish()
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics #options #ty_generics #where_clause {
+            #p::options_builder_methods!();
+
+            /// Starts the pool: every worker builds its own instance with
+            #[doc = concat!(" [`", #name_str, "::new`]`(..)`, called with a clone of these arguments.")]
+            ///
+            /// # Errors
+            ///
+            /// `Error::Method(e)` if the constructor fails, `Error::Config` for invalid options.
+            pub fn init(
+                self,
+                #(#ctor_names: #ctor_tys),*
+            ) -> ::core::result::Result<#handle #ty_generics, #krate::Error<#init_error>> {
+                ::core::result::Result::map(
+                    self.0.init_with((#(#ctor_names,)*)),
+                    |pool| #handle { pool },
+                )
+            }
+        }
+
+        #[automatically_derived]
+        impl #impl_generics #self_ty #where_clause {
+            #[doc = #options_fn_doc]
+            #[must_use]
+            pub fn options() -> #options #ty_generics {
+                let options = #options(::core::default::Default::default());
+                #mode_default
+                #max_workers_default
+                #load_balancing_default
+                #name_default
+                options
+            }
+        }
+    }
+}
