@@ -10,6 +10,10 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(not(concurry_loom))]
 pub(crate) use std::thread;
 
+/// std's `Arc`, even under loom: [`std::task::Waker::from`] takes only this one (wakers that
+/// report which promise of a set became ready, in `future::combinators`).
+pub(crate) use std::sync::Arc as WakerArc;
+
 #[cfg(concurry_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[cfg(concurry_loom)]

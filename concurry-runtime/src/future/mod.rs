@@ -4,12 +4,19 @@
 //! - [`wrap`]: turns any `Future`, a tokio or std join handle, or a oneshot receiver into one.
 //! - [`gather`], [`wait`], [`as_completed`], [`race`], [`first_success`]: waiting on many.
 
+mod combinators;
 mod promise;
 pub(crate) mod slot;
+mod wrap;
 
 #[cfg(all(test, concurry_loom))]
 mod tests {
     mod loom_slot;
 }
 
+pub use combinators::{
+    AsCompleted, DoneAndPending, FirstSuccess, Gather, Race, ReturnWhen, Settled, WaitFuture,
+    as_completed, first_success, gather, race, wait, wait_async,
+};
 pub use promise::{Completer, Promise};
+pub use wrap::{IntoPromise, wrap, wrap_future, wrap_try_future};

@@ -1,0 +1,182 @@
+//! [`as_completed`]: results in the order they arrive, as an iterator or a stream.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::Stream;
+use futures_util::stream::FusedStream;
+
+use super::driver::poll_timer;
+use super::set::{Next, PromiseSet};
+use crate::error::Error;
+use crate::future::IntoPromise;
+
+/// Yields each promise's result as it resolves, in completion order.
+///
+/// The [`AsCompleted`] it returns is a blocking [`Iterator`] and an async
+/// [`Stream`](futures_util::Stream). With a [`timeout`](AsCompleted::timeout), once it passes
+/// one `Err(Error::Timeout)` is yielded and the sequence ends. Promises not yet yielded when it
+/// is dropped are left running.
+///
+/// ```
+/// use concurry::{Promise, as_completed};
+///
+/// let (a, done_a) = Promise::<char>::pending();
+/// let (b, done_b) = Promise::pending();
+/// done_b.complete(Ok('b'));
+/// done_a.complete(Ok('a'));
+/// let order: Vec<char> = as_completed([a, b]).map(Result::unwrap).collect();
+/// assert_eq!(order, ['b', 'a']);
+/// ```
+pub fn as_completed<T, E, I>(promises: I) -> AsCompleted<T, E>
+where
+    I: IntoIterator,
+    I::Item: IntoPromise<Output = T, Error = E>,
+{
+    AsCompleted {
+        set: PromiseSet::new(promises),
+        timeout: None,
+        deadline: None,
+        timer: None,
+        finished: false,
+    }
+}
+
+/// Results in completion order: an [`Iterator`] (blocking) and a
+/// [`Stream`](futures_util::Stream) (async); made by [`as_completed`].
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use concurry::{Promise, as_completed};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let mut results = as_completed([Promise::<u8>::ready(Ok(1))]);
+/// assert_eq!(results.next().await.unwrap().unwrap(), 1);
+/// assert!(results.next().await.is_none());
+/// # });
+/// ```
+#[must_use = "iterators and streams are lazy and do nothing unless consumed"]
+pub struct AsCompleted<T, E = Infallible> {
+    set: PromiseSet<T, E>,
+    timeout: Option<Duration>,
+    /// For blocking use, fixed by the first `next`.
+    deadline: Option<Instant>,
+    /// For async use, started by the first poll that has to wait.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    finished: bool,
+}
+
+impl<T, E> AsCompleted<T, E> {
+    /// Ends with one `Err(Error::Timeout)` if results are still missing after `timeout`; the
+    /// clock starts at the first `next` (or poll).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurry::{Error, Promise, as_completed};
+    ///
+    /// let (slow, _keep) = Promise::<u8>::pending();
+    /// let all: Vec<_> = as_completed([Promise::ready(Ok(1)), slow])
+    ///     .timeout(Duration::from_millis(10))
+    ///     .collect();
+    /// assert!(matches!(all[..], [Ok(1), Err(Error::Timeout)]));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How many results are still to come (not counting a timeout).
+    ///
+    /// ```
+    /// let mut it = concurry::as_completed([concurry::Promise::<u8>::ready(Ok(1))]);
+    /// assert_eq!(it.remaining(), 1);
+    /// it.next();
+    /// assert_eq!(it.remaining(), 0);
+    /// ```
+    pub fn remaining(&self) -> usize {
+        if self.finished { 0 } else { self.set.pending() }
+    }
+}
+
+impl<T, E> Iterator for AsCompleted<T, E> {
+    type Item = Result<T, Error<E>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        if self.deadline.is_none() {
+            self.deadline = self.timeout.and_then(|d| Instant::now().checked_add(d));
+        }
+        match self.set.next_blocking(self.deadline) {
+            Next::Ready(_, r) => Some(r),
+            Next::Exhausted => {
+                self.finished = true;
+                None
+            }
+            Next::TimedOut => {
+                self.finished = true;
+                Some(Err(Error::Timeout))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.remaining();
+        match self.timeout {
+            Some(_) if n > 0 => (1, Some(n + 1)),
+            _ => (n, Some(n)),
+        }
+    }
+}
+
+impl<T, E> Stream for AsCompleted<T, E> {
+    type Item = Result<T, Error<E>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        match this.set.poll_next(cx) {
+            Poll::Ready(Some((_, r))) => Poll::Ready(Some(r)),
+            Poll::Ready(None) => {
+                this.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if poll_timer(this.timeout, &mut this.timer, cx) {
+                    this.finished = true;
+                    return Poll::Ready(Some(Err(Error::Timeout)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        Iterator::size_hint(self)
+    }
+}
+
+impl<T, E> FusedStream for AsCompleted<T, E> {
+    fn is_terminated(&self) -> bool {
+        self.finished
+    }
+}
+
+impl<T, E> std::iter::FusedIterator for AsCompleted<T, E> {}
+
+impl<T, E> Unpin for AsCompleted<T, E> {}
+
+impl<T, E> fmt::Debug for AsCompleted<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("remaining", &self.remaining())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}

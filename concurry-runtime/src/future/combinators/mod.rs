@@ -1,0 +1,22 @@
+//! Waiting on many promises at once, blocking or async.
+//!
+//! - [`gather`]: every value in input order ([`Gather`]), or every outcome ([`Settled`]).
+//! - [`wait`] / [`wait_async`]: split into done and not done, per [`ReturnWhen`].
+//! - [`as_completed`]: results in completion order, an iterator and a stream ([`AsCompleted`]).
+//! - [`race`] / [`first_success`]: the first result or the first success, the rest cancelled
+//!   ([`Race`], [`FirstSuccess`]).
+//!
+//! All of them take anything [`IntoPromise`](crate::IntoPromise), never busy-wait, and accept
+//! a timeout.
+
+mod as_completed;
+mod driver;
+mod gather;
+mod race;
+mod set;
+mod wait;
+
+pub use as_completed::{AsCompleted, as_completed};
+pub use gather::{Gather, Settled, gather};
+pub use race::{FirstSuccess, Race, first_success, race};
+pub use wait::{DoneAndPending, ReturnWhen, WaitFuture, wait, wait_async};
