@@ -1,4 +1,80 @@
-//! concurry: declarative concurrency.
+//! # concurry: declarative concurrency
+//!
+//! Put `#[worker]` on the `impl` block of a plain struct and get a pool of workers behind a
+//! cloneable handle whose methods return [`Promise`]s. The same code runs in-line
+//! ([`Mode::Sync`]), on OS threads ([`Mode::Thread`], the default) or on a tokio runtime
+//! ([`Mode::Async`]).
+//!
+//! ## A tour
+//!
+//! ```
+//! use concurry::prelude::*;
+//!
+//! pub struct Echo {
+//!     prefix: String,
+//!     calls: u64,
+//! }
+//!
+//! #[concurry::worker]
+//! impl Echo {
+//!     /// `init(..)` calls this once inside every worker.
+//!     pub fn new(prefix: String) -> Self {
+//!         Echo { prefix, calls: 0 }
+//!     }
+//!
+//!     /// A sync method: runs on the worker's thread.
+//!     pub fn ping(&self, msg: String) -> String {
+//!         format!("{}{msg}", self.prefix)
+//!     }
+//!
+//!     /// `&mut self`: each worker's state is its own.
+//!     pub fn count(&mut self) -> u64 {
+//!         self.calls += 1;
+//!         self.calls
+//!     }
+//!
+//!     /// Methods returning `Result` keep their error type.
+//!     pub fn parse(&self, s: String) -> Result<u32, std::num::ParseIntError> {
+//!         s.parse()
+//!     }
+//!
+//!     /// `async fn` methods work in every mode.
+//!     pub async fn later(&self, x: u32) -> u32 {
+//!         x * 2
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), concurry::Error> {
+//! // The struct is still plain Rust.
+//! assert_eq!(Echo::new("> ".into()).ping("hi".into()), "> hi");
+//!
+//! // A pool of 4 thread workers, built with the constructor's typed arguments.
+//! let echo = Echo::options().mode(Mode::Thread).max_workers(4).init("> ".into())?;
+//!
+//! let promise = echo.ping("hello".into()); // returns at once
+//! assert_eq!(promise.result()?, "> hello"); // blocks until the worker answered
+//!
+//! // The method's own error stays typed inside `concurry::Error`.
+//! match echo.parse("x".into()).result() {
+//!     Err(concurry::Error::Method(e)) => assert_eq!(e.to_string(), "invalid digit found in string"),
+//!     other => panic!("{other:?}"),
+//! }
+//!
+//! // A blocking view returns results directly.
+//! assert_eq!(echo.blocking().later(21)?, 42);
+//!
+//! echo.stop()?; // also happens when the last handle is dropped
+//! assert!(echo.ping("late".into()).result().unwrap_err().is_stopped());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Where to go next
+//!
+//! - [`worker`]: the macro, what it generates, and the rules it checks at compile time.
+//! - [`Promise`]: waiting, `.await`, cancelling, callbacks.
+//! - [`Mode`] and [`LoadBalancing`]: where workers run and how calls are spread.
+//! - [`Error`]: every way a call can end without a value.
 #![forbid(unsafe_code)]
 
 pub use concurry_macros::worker;

@@ -3,7 +3,7 @@
 
 use std::task::Waker;
 
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, lock, thread, MutexGuard};
+use crate::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, lock, thread};
 
 type Callback<V> = Box<dyn FnOnce(&V) + Send>;
 
@@ -11,6 +11,8 @@ type Callback<V> = Box<dyn FnOnce(&V) + Send>;
 pub(crate) struct Slot<V> {
     /// Set (release) once `value` holds the result; read (acquire) by `is_done`.
     ready: AtomicBool,
+    /// Mirrors `State::claimed` for lock-free checks (a runner skipping a cancelled call).
+    claimed: AtomicBool,
     state: Mutex<State<V>>,
 }
 
@@ -29,6 +31,7 @@ impl<V> Slot<V> {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Slot {
             ready: AtomicBool::new(false),
+            claimed: AtomicBool::new(false),
             state: Mutex::new(State {
                 claimed: false,
                 value: None,
@@ -46,7 +49,7 @@ impl<V> Slot<V> {
 
     /// True once someone has claimed the slot (a result or a cancellation is on its way).
     pub(crate) fn is_claimed(&self) -> bool {
-        self.is_ready() || lock(&self.state).claimed
+        self.claimed.load(Ordering::Acquire)
     }
 
     /// Stores `value` unless the slot was already claimed; returns whether it was stored.
@@ -56,6 +59,7 @@ impl<V> Slot<V> {
             return false;
         }
         st.claimed = true;
+        self.claimed.store(true, Ordering::Release);
         if st.callbacks.is_empty() {
             // The common case: one critical section claims and stores.
             self.store(st, value);

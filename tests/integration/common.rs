@@ -1,0 +1,127 @@
+//! Workers and helpers shared by the behaviour tests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use concurry::prelude::*;
+
+/// Every mode the in-process pools support.
+pub const MODES: [Mode; 3] = [Mode::Sync, Mode::Thread, Mode::Async];
+
+/// A latch tests open by hand: calls block on it until the test releases them.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+
+    /// Waits until opened; gives up after 10 s so a broken test fails instead of hanging.
+    pub fn wait(&self) -> bool {
+        let guard = self.0.0.lock().unwrap();
+        let (guard, _) = self
+            .0
+            .1
+            .wait_timeout_while(guard, Duration::from_secs(10), |open| !*open)
+            .unwrap();
+        *guard
+    }
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// A worker that knows its identity and counts what it ran.
+pub struct Probe {
+    id: usize,
+    runs: Arc<AtomicUsize>,
+    served: u64,
+}
+
+#[concurry::worker]
+impl Probe {
+    pub fn new(runs: Arc<AtomicUsize>) -> Self {
+        Probe {
+            id: NEXT_ID.fetch_add(1, Ordering::SeqCst),
+            runs,
+            served: 0,
+        }
+    }
+
+    /// The instance's identity.
+    pub fn id(&self) -> usize {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        self.id
+    }
+
+    /// Counts calls served by this instance, in order.
+    pub fn next(&mut self) -> u64 {
+        self.served += 1;
+        self.served
+    }
+
+    /// Blocks until `gate` opens; returns the instance's identity.
+    pub fn hold(&self, gate: Gate) -> usize {
+        gate.wait();
+        self.id
+    }
+
+    /// Panics when asked to.
+    pub fn maybe_panic(&self, i: u32) -> u32 {
+        if i % 10 == 0 {
+            panic!("planned panic {i}");
+        }
+        i
+    }
+
+    /// Fails with the method's own error when asked to.
+    pub fn check(&self, ok: bool) -> Result<u8, String> {
+        if ok { Ok(1) } else { Err("not ok".to_string()) }
+    }
+
+    /// An async method taking `&self`.
+    pub async fn twice(&self, x: u64) -> u64 {
+        tokio::task::yield_now().await;
+        x * 2
+    }
+
+    /// An async method taking `&mut self`.
+    pub async fn add(&mut self, x: u64) -> u64 {
+        tokio::task::yield_now().await;
+        self.served += x;
+        self.served
+    }
+}
+
+/// Keeps the test output readable: planned panics are not printed.
+pub fn quiet_planned_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let planned = info
+                .payload()
+                .downcast_ref::<String>()
+                .is_some_and(|s| s.starts_with("planned panic"))
+                || info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .is_some_and(|s| s.starts_with("planned panic"));
+            if !planned {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A pool of `workers` probes (sync mode always has exactly one worker).
+pub fn probe(mode: Mode, workers: usize) -> ProbeHandle {
+    let workers = if mode == Mode::Sync { 1 } else { workers };
+    Probe::options()
+        .mode(mode)
+        .max_workers(workers)
+        .init(Arc::default())
+        .expect("valid options")
+}

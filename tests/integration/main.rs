@@ -1,0 +1,9 @@
+//! Behaviour tests of pools through the public facade, one binary (fast to link on 2 cores).
+#![allow(unreachable_pub, missing_docs)]
+
+mod balancing;
+mod common;
+mod lifecycle;
+mod modes;
+mod send_sync;
+mod spans;

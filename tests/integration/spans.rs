@@ -1,0 +1,61 @@
+//! Each call runs inside a `tracing` span naming the worker, the method and the worker index.
+
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+use concurry::prelude::*;
+
+use crate::common::Probe;
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push_str(&format!("{}={} ", field.name(), value));
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Recorder {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        let mut f = Fields(format!("{} ", attrs.metadata().name()));
+        attrs.record(&mut f);
+        self.0.lock().unwrap().push(f.0);
+    }
+}
+
+#[test]
+fn each_call_opens_a_span_with_worker_method_and_index() {
+    let recorder = Recorder::default();
+    // Worker threads do not inherit a thread-local subscriber, so install a global one.
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(recorder.clone()))
+        .expect("only this test installs a global subscriber");
+    for mode in [Mode::Sync, Mode::Thread, Mode::Async] {
+        let p = Probe::options()
+            .mode(mode)
+            .max_workers(1)
+            .name(format!("spans-{mode}"))
+            .init(Arc::default())
+            .unwrap();
+        p.next().result().unwrap();
+        p.twice(1).result().unwrap();
+        p.stop().unwrap();
+        let spans = recorder.0.lock().unwrap().clone();
+        for method in ["next", "twice"] {
+            let want = format!("worker=spans-{mode} method={method} index=0");
+            assert!(
+                spans.iter().any(|s| s.contains(&want)),
+                "{mode}: no span with `{want}` in {spans:#?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Thread mode leaves no thread behind: after `stop()` (or drop) the process has as many
+//! threads as before. Its own test binary, so no other test's threads come and go meanwhile.
+#![allow(unreachable_pub, missing_docs)]
+
+use std::sync::Arc;
+
+use concurry::prelude::*;
+
+struct Idle;
+
+#[concurry::worker]
+impl Idle {
+    pub fn new(_tag: Arc<()>) -> Self {
+        Idle
+    }
+    pub fn nothing(&self) {}
+    pub async fn nothing_async(&self) {}
+}
+
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads: line")
+}
+
+#[test]
+fn thread_count_returns_to_baseline_after_stop_and_drop() {
+    let baseline = threads();
+    let pool = Idle::options()
+        .mode(Mode::Thread)
+        .max_workers(16)
+        .init(Arc::new(()))
+        .unwrap();
+    assert_eq!(threads(), baseline + 16);
+    let calls: Vec<_> = (0..1000)
+        .map(|i| {
+            if i % 2 == 0 {
+                pool.nothing()
+            } else {
+                pool.nothing_async()
+            }
+        })
+        .collect();
+    calls.into_iter().for_each(|c| c.result().unwrap());
+    pool.stop().unwrap();
+    assert_eq!(threads(), baseline, "stop() left threads behind");
+
+    let pool = Idle::options()
+        .mode(Mode::Thread)
+        .max_workers(8)
+        .init(Arc::new(()))
+        .unwrap();
+    pool.nothing().result().unwrap();
+    drop(pool);
+    assert_eq!(threads(), baseline, "drop left threads behind");
+
+    let pool = Idle::options()
+        .mode(Mode::Thread)
+        .on_demand(true)
+        .max_workers(4)
+        .init(Arc::new(()))
+        .unwrap();
+    let calls: Vec<_> = (0..100).map(|_| pool.nothing()).collect();
+    calls.into_iter().for_each(|c| c.result().unwrap());
+    pool.stop().unwrap();
+    assert_eq!(threads(), baseline, "on-demand workers left threads behind");
+}
