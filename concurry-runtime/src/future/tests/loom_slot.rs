@@ -2,7 +2,7 @@
 //! registering callbacks, with 2-3 threads.
 
 use crate::future::slot::Slot;
-use crate::sync::{thread, Arc, AtomicUsize, Ordering};
+use crate::sync::{Arc, AtomicUsize, Ordering, thread};
 
 #[test]
 fn loom_complete_wakes_blocking_waiter() {
