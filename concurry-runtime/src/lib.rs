@@ -20,10 +20,11 @@ mod sync;
 mod worker;
 
 pub use error::{ConfigError, Error};
+pub use future::{Arg, PendingArg};
 pub use future::{
-    AsCompleted, Completer, DoneAndPending, FirstSuccess, Gather, IntoPromise, Promise, Race,
-    ReturnWhen, Settled, WaitFuture, as_completed, first_success, gather, race, wait, wait_async,
-    wrap, wrap_future, wrap_try_future,
+    AsCompleted, AsCompletedStream, Completer, DoneAndPending, FirstSuccess, Gather, IntoPromise,
+    Promise, Race, ReturnWhen, Settled, WaitFuture, as_completed, first_success, gather, race,
+    wait, wait_async, wrap, wrap_future, wrap_try_future,
 };
 pub use options::{LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};

@@ -4,6 +4,7 @@
 //! - [`wrap`]: turns any `Future`, a tokio or std join handle, or a oneshot receiver into one.
 //! - [`gather`], [`wait`], [`as_completed`], [`race`], [`first_success`]: waiting on many.
 
+pub(crate) mod arg;
 mod combinators;
 mod promise;
 pub(crate) mod slot;
@@ -15,8 +16,9 @@ mod tests {
 }
 
 pub use combinators::{
-    AsCompleted, DoneAndPending, FirstSuccess, Gather, Race, ReturnWhen, Settled, WaitFuture,
-    as_completed, first_success, gather, race, wait, wait_async,
+    AsCompleted, AsCompletedStream, DoneAndPending, FirstSuccess, Gather, Race, ReturnWhen,
+    Settled, WaitFuture, as_completed, first_success, gather, race, wait, wait_async,
 };
+pub use arg::{Arg, PendingArg};
 pub use promise::{Completer, Promise};
 pub use wrap::{IntoPromise, wrap, wrap_future, wrap_try_future};

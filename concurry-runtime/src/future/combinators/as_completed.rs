@@ -14,10 +14,12 @@ use super::set::{Next, PromiseSet};
 use crate::error::Error;
 use crate::future::IntoPromise;
 
-/// Yields each promise's result as it resolves, in completion order.
+/// Yields each promise's result as it resolves, in completion order (those already resolved
+/// when iteration starts come first, in input order).
 ///
-/// The [`AsCompleted`] it returns is a blocking [`Iterator`] and an async
-/// [`Stream`](futures_util::Stream). With a [`timeout`](AsCompleted::timeout), once it passes
+/// The [`AsCompleted`] it returns is a blocking [`Iterator`];
+/// [`into_stream`](AsCompleted::into_stream) makes it an async
+/// [`Stream`](futures_util::Stream) ([`AsCompletedStream`]). With a [`timeout`](AsCompleted::timeout), once it passes
 /// one `Err(Error::Timeout)` is yielded and the sequence ends. Promises not yet yielded when it
 /// is dropped are left running.
 ///
@@ -45,18 +47,12 @@ where
     }
 }
 
-/// Results in completion order: an [`Iterator`] (blocking) and a
-/// [`Stream`](futures_util::Stream) (async); made by [`as_completed`].
+/// Results in completion order, a blocking [`Iterator`]; made by [`as_completed`].
 ///
 /// ```
-/// use futures_util::StreamExt;
-/// use concurry::{Promise, as_completed};
-///
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let mut results = as_completed([Promise::<u8>::ready(Ok(1))]);
-/// assert_eq!(results.next().await.unwrap().unwrap(), 1);
-/// assert!(results.next().await.is_none());
-/// # });
+/// let mut results = concurry::as_completed([concurry::Promise::<u8>::ready(Ok(1))]);
+/// assert_eq!(results.next().unwrap().unwrap(), 1);
+/// assert!(results.next().is_none());
 /// ```
 #[must_use = "iterators and streams are lazy and do nothing unless consumed"]
 pub struct AsCompleted<T, E = Infallible> {
@@ -86,6 +82,24 @@ impl<T, E> AsCompleted<T, E> {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// The same results as an async [`Stream`](futures_util::Stream), for use inside a task.
+    ///
+    /// A separate type, so `StreamExt` and `Iterator` methods never clash.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use concurry::{Promise, as_completed};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut results = as_completed([Promise::<u8>::ready(Ok(1))]).into_stream();
+    /// assert_eq!(results.next().await.unwrap().unwrap(), 1);
+    /// assert!(results.next().await.is_none());
+    /// # });
+    /// ```
+    pub fn into_stream(self) -> AsCompletedStream<T, E> {
+        AsCompletedStream { inner: self }
     }
 
     /// How many results are still to come (not counting a timeout).
@@ -133,11 +147,43 @@ impl<T, E> Iterator for AsCompleted<T, E> {
     }
 }
 
-impl<T, E> Stream for AsCompleted<T, E> {
+/// Results in completion order, an async [`Stream`](futures_util::Stream); made by
+/// [`AsCompleted::into_stream`].
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use concurry::{Promise, as_completed};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let (slow, finish_slow) = Promise::<u8>::pending();
+/// let mut results = as_completed([slow, Promise::ready(Ok(1))]).into_stream();
+/// assert_eq!(results.next().await.unwrap().unwrap(), 1);
+/// finish_slow.complete(Ok(2));
+/// assert_eq!(results.next().await.unwrap().unwrap(), 2);
+/// # });
+/// ```
+#[must_use = "streams are lazy and do nothing unless polled"]
+pub struct AsCompletedStream<T, E = Infallible> {
+    inner: AsCompleted<T, E>,
+}
+
+impl<T, E> AsCompletedStream<T, E> {
+    /// How many results are still to come (not counting a timeout).
+    ///
+    /// ```
+    /// let s = concurry::as_completed([concurry::Promise::<u8>::ready(Ok(1))]).into_stream();
+    /// assert_eq!(s.remaining(), 1);
+    /// ```
+    pub fn remaining(&self) -> usize {
+        self.inner.remaining()
+    }
+}
+
+impl<T, E> Stream for AsCompletedStream<T, E> {
     type Item = Result<T, Error<E>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
+        let this = &mut self.get_mut().inner;
         if this.finished {
             return Poll::Ready(None);
         }
@@ -158,19 +204,27 @@ impl<T, E> Stream for AsCompleted<T, E> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        Iterator::size_hint(self)
+        self.inner.size_hint()
     }
 }
 
-impl<T, E> FusedStream for AsCompleted<T, E> {
+impl<T, E> FusedStream for AsCompletedStream<T, E> {
     fn is_terminated(&self) -> bool {
-        self.finished
+        self.inner.finished
     }
 }
 
 impl<T, E> std::iter::FusedIterator for AsCompleted<T, E> {}
 
 impl<T, E> Unpin for AsCompleted<T, E> {}
+
+impl<T, E> fmt::Debug for AsCompletedStream<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AsCompletedStream")
+            .field(&self.inner)
+            .finish()
+    }
+}
 
 impl<T, E> fmt::Debug for AsCompleted<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

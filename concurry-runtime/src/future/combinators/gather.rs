@@ -16,8 +16,8 @@ use crate::future::IntoPromise;
 /// Waits for every promise and gives their values in input order.
 ///
 /// Returns a [`Gather`]: block on it with [`wait`](Gather::wait) or `.await` it. The first
-/// error to arrive (in completion order) ends the wait and is returned; the other calls are
-/// left running and their results dropped. [`settled`](Gather::settled) keeps every outcome
+/// error to arrive ends the wait and is returned (errors already there when the wait starts
+/// count in input order); the other calls are left running and their results dropped. [`settled`](Gather::settled) keeps every outcome
 /// instead, and [`timeout`](Gather::timeout) bounds the wait. Gathering nothing gives
 /// `Ok(vec![])`.
 ///

@@ -2,12 +2,15 @@
 //!
 //! - [`gather`]: every value in input order ([`Gather`]), or every outcome ([`Settled`]).
 //! - [`wait`] / [`wait_async`]: split into done and not done, per [`ReturnWhen`].
-//! - [`as_completed`]: results in completion order, an iterator and a stream ([`AsCompleted`]).
+//! - [`as_completed`]: results in completion order, an iterator ([`AsCompleted`]) or a stream
+//!   ([`AsCompletedStream`]).
 //! - [`race`] / [`first_success`]: the first result or the first success, the rest cancelled
 //!   ([`Race`], [`FirstSuccess`]).
 //!
 //! All of them take anything [`IntoPromise`](crate::IntoPromise), never busy-wait, and accept
-//! a timeout.
+//! a timeout. "Completion order" is the order in which promises resolve once the wait has
+//! started (its first `wait`, `next` or poll); promises that were already resolved by then
+//! come first, in input order.
 
 mod as_completed;
 mod driver;
@@ -16,7 +19,7 @@ mod race;
 mod set;
 mod wait;
 
-pub use as_completed::{AsCompleted, as_completed};
+pub use as_completed::{AsCompleted, AsCompletedStream, as_completed};
 pub use gather::{Gather, Settled, gather};
 pub use race::{FirstSuccess, Race, first_success, race};
 pub use wait::{DoneAndPending, ReturnWhen, WaitFuture, wait, wait_async};

@@ -17,6 +17,9 @@ use crate::future::IntoPromise;
 /// The first promise to resolve wins, value or error; the others are then cancelled
 /// ([`Promise::cancel`](crate::Promise::cancel)).
 ///
+/// If several are already resolved when the wait starts, the first of them in input order
+/// wins.
+///
 /// Returns a [`Race`]: block with [`wait`](Race::wait) or `.await` it. When it returns, every
 /// promise it was given has resolved or been cancelled, also on timeout.
 ///

@@ -63,6 +63,9 @@ struct Entry<T, E> {
     waker: Waker,
 }
 
+/// A result and the index of the promise it came from.
+pub(crate) type Indexed<T, E> = (usize, Result<T, Error<E>>);
+
 /// What [`PromiseSet::next_blocking`] found.
 pub(crate) enum Next<T, E> {
     /// Promise `index` resolved with this result.
@@ -178,10 +181,7 @@ impl<T, E> PromiseSet<T, E> {
 
     /// The next result in completion order, `Ready(None)` once every result was taken, or
     /// `Pending` with the task's waker registered.
-    pub(crate) fn poll_next(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<(usize, Result<T, Error<E>>)>> {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Indexed<T, E>>> {
         loop {
             if self.pending == 0 {
                 return Poll::Ready(None);

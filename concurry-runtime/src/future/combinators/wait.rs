@@ -33,7 +33,8 @@ pub type DoneAndPending<T, E = Infallible> = (Vec<Promise<T, E>>, Vec<Promise<T,
 /// `(done, not_done)`, like Python's `concurrent.futures.wait`.
 ///
 /// `done` holds every promise resolved by then, as ready promises: first in the order they
-/// resolved, then any found resolved at the end. `not_done` holds the rest, untouched, in
+/// resolved (those already resolved when the wait starts in input order), then any found
+/// resolved at the end. `not_done` holds the rest, untouched, in
 /// input order, so they can go into the next `wait`. With nothing to wait on, both are empty.
 /// Inside an async task, use [`wait_async`].
 ///
