@@ -4,6 +4,7 @@ pub use crate::__options_builder_methods as options_builder_methods;
 pub use crate::options::PoolConfig;
 pub use crate::options_builder::Options;
 pub use crate::pool::{MethodFuture, Pool};
+pub use crate::future::arg::{chain, resolve};
 pub use crate::worker::Worker;
 
 use crate::error::Error;

@@ -49,6 +49,12 @@ pub enum Error<E = Infallible> {
         /// The constructor's error or panic message.
         message: String,
     },
+    /// A promise passed as an argument to this call failed, so the call never ran.
+    #[error("a promise passed as an argument failed: {message}")]
+    Upstream {
+        /// The failed argument's error.
+        message: String,
+    },
     /// The options given to `init` are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -91,6 +97,7 @@ impl<E> Error<E> {
             Error::Cancelled => Error::Cancelled,
             Error::WorkerLost { message } => Error::WorkerLost { message },
             Error::Init { message } => Error::Init { message },
+            Error::Upstream { message } => Error::Upstream { message },
             Error::Config(c) => Error::Config(c),
         })
     }

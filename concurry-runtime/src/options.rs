@@ -202,14 +202,14 @@ impl PoolConfig {
                 "use at most one year",
             ));
         }
-        if let Some(name) = &self.name {
-            if name.trim().is_empty() {
-                return Err(ConfigError::new(
-                    "name",
-                    "\"\"",
-                    "give a non-empty name, or leave it unset",
-                ));
-            }
+        if let Some(name) = &self.name
+            && name.trim().is_empty()
+        {
+            return Err(ConfigError::new(
+                "name",
+                "\"\"",
+                "give a non-empty name, or leave it unset",
+            ));
         }
         Ok(())
     }

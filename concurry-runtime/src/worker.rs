@@ -38,12 +38,16 @@ pub(crate) struct Call<W> {
 /// its promise: with the method's outcome, or with that reason.
 pub(crate) enum Job<W> {
     /// A sync method: runs to completion with exclusive access.
-    Blocking(Box<dyn FnOnce(Result<&mut W, Error>) + Send>),
+    Blocking(BlockingJob<W>),
     /// An `async fn` taking `&mut self`: runs exclusively.
-    Exclusive(Box<dyn for<'a> FnOnce(Result<&'a mut W, Error>) -> JobFuture<'a> + Send>),
+    Exclusive(ExclusiveJob<W>),
     /// An `async fn` taking `&self`: may run concurrently with other shared calls (async mode).
-    Shared(Box<dyn for<'a> FnOnce(Result<&'a W, Error>) -> JobFuture<'a> + Send>),
+    Shared(SharedJob<W>),
 }
+
+pub(crate) type BlockingJob<W> = Box<dyn FnOnce(Result<&mut W, Error>) + Send>;
+pub(crate) type ExclusiveJob<W> = Box<dyn for<'a> FnOnce(Result<&'a mut W, Error>) -> JobFuture<'a> + Send>;
+pub(crate) type SharedJob<W> = Box<dyn for<'a> FnOnce(Result<&'a W, Error>) -> JobFuture<'a> + Send>;
 
 impl<W> Call<W> {
     /// Resolves the call's promise with `error` without running it.

@@ -27,15 +27,17 @@ use crate::sync::Arc;
 /// ```
 #[must_use = "a promise does nothing unless you wait for it or drop it on purpose"]
 pub struct Promise<T, E = Infallible> {
-    slot: Arc<Slot<Result<T, Error<E>>>>,
+    slot: Arc<ResultSlot<T, E>>,
 }
+
+type ResultSlot<T, E> = Slot<Result<T, Error<E>>>;
 
 /// The writing side of a [`Promise`]: whoever runs the call completes it.
 ///
 /// Dropping a completer without completing it resolves the promise with [`Error::Stopped`], so
 /// a call thrown away with its queue never leaves its caller waiting.
 pub struct Completer<T, E = Infallible> {
-    slot: Option<Arc<Slot<Result<T, Error<E>>>>>,
+    slot: Option<Arc<ResultSlot<T, E>>>,
 }
 
 impl<T, E> Promise<T, E> {

@@ -1,0 +1,125 @@
+//! [`Arg`]: a worker method's argument given as a value or as a [`Promise`] of one.
+//!
+//! Handle methods accept either, so results chain from worker to worker without blocking the
+//! caller: a promise argument is awaited first (on the library runtime), then the call is
+//! submitted. Plain values take the direct path, with no extra cost.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::Error;
+use crate::future::Promise;
+
+/// A worker method argument of type `T`: the value itself, a [`Promise`] of it (awaited
+/// before the call is submitted), or a borrowed string for a `String` parameter.
+///
+/// ```
+/// use concurry::prelude::*;
+///
+/// pub struct Math;
+///
+/// #[concurry::worker]
+/// impl Math {
+///     pub fn new() -> Self { Math }
+///     pub fn double(&self, x: u64) -> u64 { x * 2 }
+///     pub fn greet(&self, name: String) -> String { format!("hi {name}") }
+/// }
+///
+/// let math = Math::options().max_workers(2).init()?;
+/// let two = math.double(1);             // a Promise<u64>
+/// let four = math.double(two);          // chained: waits for `two`, caller never blocks
+/// assert_eq!(four.result()?, 4);
+/// assert_eq!(math.greet("ann").result()?, "hi ann"); // &str for a String parameter
+/// # Ok::<(), concurry::Error>(())
+/// ```
+pub trait Arg<T> {
+    /// The value now, or the work that produces it.
+    fn into_arg(self) -> Result<T, PendingArg<T>>;
+}
+
+/// An argument whose value is not there yet: a promise still running.
+pub struct PendingArg<T> {
+    value: Pin<Box<dyn Future<Output = Result<T, Error>> + Send>>,
+}
+
+impl<T> PendingArg<T> {
+    /// Waits for the value; a failed promise becomes [`Error::Upstream`].
+    pub async fn resolve(self) -> Result<T, Error> {
+        self.value.await
+    }
+}
+
+impl<T> fmt::Debug for PendingArg<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PendingArg")
+    }
+}
+
+impl<T> Arg<T> for T {
+    #[inline]
+    fn into_arg(self) -> Result<T, PendingArg<T>> {
+        Ok(self)
+    }
+}
+
+impl<T, E> Arg<T> for Promise<T, E>
+where
+    T: Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    fn into_arg(mut self) -> Result<T, PendingArg<T>> {
+        // A failed promise takes the slow path too, so its error is reported the same way.
+        if self.is_done()
+            && let Some(Ok(v)) = self.try_result()
+        {
+            return Ok(v);
+        }
+        Err(PendingArg {
+            value: Box::pin(async move { self.await.map_err(|e| Error::Upstream { message: e.to_string() }) }),
+        })
+    }
+}
+
+impl Arg<String> for &str {
+    #[inline]
+    fn into_arg(self) -> Result<String, PendingArg<String>> {
+        Ok(self.to_owned())
+    }
+}
+
+impl Arg<String> for &String {
+    #[inline]
+    fn into_arg(self) -> Result<String, PendingArg<String>> {
+        Ok(self.clone())
+    }
+}
+
+/// Resolves an argument that may still be pending (generated code's slow path).
+#[doc(hidden)]
+pub async fn resolve<T>(arg: Result<T, PendingArg<T>>) -> Result<T, Error> {
+    match arg {
+        Ok(v) => Ok(v),
+        Err(pending) => pending.resolve().await,
+    }
+}
+
+/// Runs `submit` once its arguments are resolved, on the library runtime, and forwards the
+/// call's outcome to the returned promise (generated code's slow path).
+#[doc(hidden)]
+pub fn chain<T, E, F>(submit: F) -> Promise<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: Future<Output = Result<Promise<T, E>, Error>> + Send + 'static,
+{
+    let (promise, completer) = Promise::pending();
+    crate::runtime::runtime().spawn(async move {
+        let outcome = match submit.await {
+            Ok(call) => call.await,
+            Err(e) => Err(e.widen()),
+        };
+        completer.complete(outcome);
+    });
+    promise
+}
