@@ -65,11 +65,17 @@ impl WorkerArgs {
     }
 }
 
-/// Sets `slot` unless it is already set, in which case reports a duplicate at `span`.
-fn set_once<T>(cx: &mut Ctxt, slot: &mut Option<(T, Span)>, key: &str, value: T, span: Span) {
+/// Sets `slot` unless it is already set, in which case reports a duplicate at the key.
+fn set_once<T>(
+    cx: &mut Ctxt,
+    slot: &mut Option<(T, Span)>,
+    (key, key_span): (&str, Span),
+    value: T,
+    span: Span,
+) {
     if slot.is_some() {
         cx.syn_error(syn::Error::new(
-            span,
+            key_span,
             format!("duplicate `{key}` option; set it once"),
         ));
     } else {
@@ -80,7 +86,16 @@ fn set_once<T>(cx: &mut Ctxt, slot: &mut Option<(T, Span)>, key: &str, value: T,
 /// Parses `#[worker(..)]`'s arguments. A syntax error is fatal (`Err`); bad keys and values are
 /// recorded in `cx` and parsing goes on.
 pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> syn::Result<WorkerArgs> {
-    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens)?;
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated
+        .parse2(tokens)
+        .map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                format!(
+                    "{e}; `#[worker(..)]` takes `key = value` options, like `#[worker(mode = \"thread\", max_workers = 4)]`"
+                ),
+            )
+        })?;
     let mut args = WorkerArgs::default();
     for meta in metas {
         let path = meta.path();
@@ -100,22 +115,23 @@ pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> syn::Result<WorkerArg
             }
         };
         let span = value.span();
+        let key_span = path.span();
         match key.as_str() {
             "crate" => match value {
                 Expr::Path(p) if p.qself.is_none() => {
-                    set_once(cx, &mut args.krate, "crate", p.path.clone(), span);
+                    set_once(cx, &mut args.krate, ("crate", key_span), p.path.clone(), span);
                 }
                 Expr::Lit(syn::ExprLit {
                     lit: Lit::Str(s), ..
                 }) => match s.parse::<syn::Path>() {
-                    Ok(p) => set_once(cx, &mut args.krate, "crate", p, span),
+                    Ok(p) => set_once(cx, &mut args.krate, ("crate", key_span), p, span),
                     Err(_) => cx.error_spanned_by(value, "expected a path; write `crate = ::my_concurry`"),
                 },
                 _ => cx.error_spanned_by(value, "expected a path; write `crate = ::my_concurry`"),
             },
             "mode" => match str_value(value) {
                 Some(s) => match parse_mode(&s) {
-                    Some(m) => set_once(cx, &mut args.mode, "mode", m, span),
+                    Some(m) => set_once(cx, &mut args.mode, ("mode", key_span), m, span),
                     None => cx.error_spanned_by(
                         value,
                         format!(
@@ -136,7 +152,7 @@ pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> syn::Result<WorkerArg
                         value,
                         "`max_workers` must be at least 1; write `max_workers = 1` or more",
                     ),
-                    Ok(n) => set_once(cx, &mut args.max_workers, "max_workers", n, span),
+                    Ok(n) => set_once(cx, &mut args.max_workers, ("max_workers", key_span), n, span),
                     Err(_) => cx.error_spanned_by(
                         value,
                         format!("`max_workers = {i}` does not fit in a `usize`; use a smaller positive integer"),
@@ -152,7 +168,7 @@ pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> syn::Result<WorkerArg
             },
             "load_balancing" => match str_value(value) {
                 Some(s) => match parse_load_balancing(&s) {
-                    Some(lb) => set_once(cx, &mut args.load_balancing, "load_balancing", lb, span),
+                    Some(lb) => set_once(cx, &mut args.load_balancing, ("load_balancing", key_span), lb, span),
                     None => cx.error_spanned_by(
                         value,
                         format!(
@@ -166,7 +182,7 @@ pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> syn::Result<WorkerArg
                 ),
             },
             "name" => match str_value(value) {
-                Some(s) => set_once(cx, &mut args.name, "name", s, span),
+                Some(s) => set_once(cx, &mut args.name, ("name", key_span), s, span),
                 None => cx.error_spanned_by(value, "expected a string; write `name = \"my-pool\"`"),
             },
             _ => {}

@@ -33,14 +33,32 @@ struct ReplaceSelf<'a>(&'a Type);
 
 impl VisitMut for ReplaceSelf<'_> {
     fn visit_type_mut(&mut self, ty: &mut Type) {
-        if let Type::Path(p) = ty {
-            if p.qself.is_none() && p.path.is_ident("Self") {
-                *ty = self.0.clone();
-                return;
-            }
+        if let Type::Path(p) = ty
+            && p.qself.is_none()
+            && p.path.is_ident("Self")
+        {
+            *ty = self.0.clone();
+            return;
         }
         syn::visit_mut::visit_type_mut(self, ty);
     }
+}
+
+/// The same tokens, every one spanned at `span` (so an error about them points there).
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tt = proc_macro2::TokenTree::Group(group);
+            } else {
+                tt.set_span(span);
+            }
+            tt
+        })
+        .collect()
 }
 
 fn replace_self(ty: &Type, self_ty: &Type) -> Type {
@@ -161,11 +179,18 @@ pub(crate) fn expand(
         quote!(::core::convert::Infallible)
     };
 
+    let init_error_span = match ctor.output() {
+        ReturnType::Type(_, ty) => syn::spanned::Spanned::span(&**ty),
+        ReturnType::Default => ctor_span,
+    };
+    let init_error_item = quote_spanned! {init_error_span=>
+        type InitError = <#constructed as #p::Constructed<Self>>::Error;
+    };
     let worker_impl = quote! {
         #[automatically_derived]
         impl #impl_generics #p::Worker for #self_ty #where_clause {
             type Args = (#(#ctor_tys,)*);
-            type InitError = <#constructed as #p::Constructed<Self>>::Error;
+            #init_error_item
             const NAME: &'static str = #name_str;
             fn construct(
                 #args_ident: <Self as #p::Worker>::Args,
@@ -217,12 +242,15 @@ pub(crate) fn expand(
                     ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
                 })
             },
-            (true, _) => quote_spanned! {span=>
-                #p::async_self_methods_need_a_sync_worker::<#self_ty>();
-                self.pool.submit_shared(#method_str, move |#w_ident: &#self_ty| {
-                    ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
-                })
-            },
+            (true, _) => {
+                let self_ty_here = respan(quote!(#self_ty), span);
+                quote_spanned! {span=>
+                    #p::async_self_methods_need_a_sync_worker::<#self_ty_here>();
+                    self.pool.submit_shared(#method_str, move |#w_ident: &#self_ty| {
+                        ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
+                    })
+                }
+            }
         };
         let default_doc = if docs.is_empty() {
             let text = format!(" Calls [`{ident}::{method_str}`] on a worker of the pool.");

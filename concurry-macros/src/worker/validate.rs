@@ -28,6 +28,13 @@ pub(crate) fn check(cx: &mut Ctxt, w: &Worker<'_>) -> Verdict {
     let before = cx.error_count();
     check_inherent_impl(cx, w);
     check_self_type(cx, w);
+    if cx.error_count() != before {
+        // Not a block `#[worker]` can work with: the other rules would only add noise.
+        return Verdict {
+            block_ok: false,
+            method_ok: Vec::new(),
+        };
+    }
     check_inner_worker_attrs(cx, w);
     check_constructor(cx, w);
     check_type_fn_collisions(cx, w);

@@ -1,0 +1,9 @@
+//! Compile-fail and compile-pass tests of `#[worker]`. Bless with `TRYBUILD=overwrite`.
+
+#[test]
+#[cfg_attr(miri, ignore)]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/fail/*.rs");
+    t.pass("tests/pass/*.rs");
+}
