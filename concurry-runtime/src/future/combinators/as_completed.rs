@@ -28,10 +28,12 @@ use crate::future::IntoPromise;
 ///
 /// let (a, done_a) = Promise::<char>::pending();
 /// let (b, done_b) = Promise::pending();
+/// let mut results = as_completed([a, b]);
 /// done_b.complete(Ok('b'));
+/// assert_eq!(results.next().unwrap().unwrap(), 'b');
 /// done_a.complete(Ok('a'));
-/// let order: Vec<char> = as_completed([a, b]).map(Result::unwrap).collect();
-/// assert_eq!(order, ['b', 'a']);
+/// assert_eq!(results.next().unwrap().unwrap(), 'a');
+/// assert!(results.next().is_none());
 /// ```
 pub fn as_completed<T, E, I>(promises: I) -> AsCompleted<T, E>
 where
