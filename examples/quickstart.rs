@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use concurry::prelude::*;
 
 /// A client for a (simulated) LLM API: its configuration is the worker's state.
+#[derive(Debug)]
 pub struct Llm {
     model: String,
     temperature: f32,
