@@ -237,6 +237,14 @@ fn wait_timeout_returns_the_unfinished_in_not_done() {
 }
 
 #[test]
+fn wait_with_a_zero_timeout_only_looks() {
+    let (mut ps, _cs) = pending::<u32>(1);
+    ps.push(Promise::ready(Ok(1)));
+    let (done, not_done) = wait(ps, ReturnWhen::AllCompleted, Some(Duration::ZERO));
+    assert_eq!((done.len(), not_done.len()), (1, 1));
+}
+
+#[test]
 fn wait_of_nothing() {
     let (done, not_done) = wait(Vec::<Promise<u8>>::new(), ReturnWhen::FirstCompleted, None);
     assert!(done.is_empty() && not_done.is_empty());
