@@ -231,27 +231,70 @@ pub(crate) fn expand(
             None => quote!(::core::result::Result<#t, #krate::Error>),
         };
         let call = quote_spanned! {span=> <#self_ty>::#name(#w_ident, #(#arg_names),*) };
-        let body = match (m.is_async, m.receiver_kind) {
+        // `this: &Handle` is bound by the caller of `submit`.
+        let this = Ident::new("this", Span::mixed_site());
+        let submit = match (m.is_async, m.receiver_kind) {
             (false, _) => quote_spanned! {span=>
-                self.pool.submit_blocking(#method_str, move |#w_ident: &mut #self_ty| {
+                #this.pool.submit_blocking(#method_str, move |#w_ident: &mut #self_ty| {
                     #p::#wrap(#call)
                 })
             },
             (true, ReceiverKind::Exclusive) => quote_spanned! {span=>
-                self.pool.submit_exclusive(#method_str, move |#w_ident: &mut #self_ty| {
+                #this.pool.submit_exclusive(#method_str, move |#w_ident: &mut #self_ty| {
                     ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
                 })
             },
-            (true, _) => {
-                let self_ty_here = respan(quote!(#self_ty), span);
-                quote_spanned! {span=>
-                    #p::async_self_methods_need_a_sync_worker::<#self_ty_here>();
-                    self.pool.submit_shared(#method_str, move |#w_ident: &#self_ty| {
-                        ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
-                    })
+            (true, _) => quote_spanned! {span=>
+                #this.pool.submit_shared(#method_str, move |#w_ident: &#self_ty| {
+                    ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
+                })
+            },
+        };
+        let sync_check = if m.is_async && m.receiver_kind == ReceiverKind::Shared {
+            let self_ty_here = respan(quote!(#self_ty), span);
+            quote_spanned! {span=> #p::async_self_methods_need_a_sync_worker::<#self_ty_here>(); }
+        } else {
+            quote!()
+        };
+        // Each argument may be a value or a promise of one (`Arg`): the fast path submits at
+        // once; otherwise the arguments are awaited on the library runtime first (`chain`).
+        let body = if arg_names.is_empty() {
+            quote! {
+                #sync_check
+                let #this = self;
+                #submit
+            }
+        } else {
+            let handle_clone = Ident::new("handle", Span::mixed_site());
+            quote! {
+                #sync_check
+                match (#(#krate::Arg::into_arg(#arg_names),)*) {
+                    (#(::core::result::Result::Ok(#arg_names),)*) => {
+                        let #this = self;
+                        #submit
+                    }
+                    (#(#arg_names,)*) => {
+                        let #handle_clone = ::core::clone::Clone::clone(self);
+                        #p::chain(async move {
+                            #(
+                                let #arg_names = match #p::resolve(#arg_names).await {
+                                    ::core::result::Result::Ok(v) => v,
+                                    ::core::result::Result::Err(e) => {
+                                        return ::core::result::Result::Err(e);
+                                    }
+                                };
+                            )*
+                            let #this = &#handle_clone;
+                            ::core::result::Result::Ok(#submit)
+                        })
+                    }
                 }
             }
         };
+        let arg_params: Vec<TokenStream> = arg_tys
+            .iter()
+            .map(|t| quote!(impl #krate::Arg<#t>))
+            .collect();
         let default_doc = if docs.is_empty() {
             let text = format!(" Calls [`{ident}::{method_str}`] on a worker of the pool.");
             quote!(#[doc = #text])
@@ -267,7 +310,7 @@ pub(crate) fn expand(
             #default_doc
             ///
             #[doc = #see]
-            #vis fn #name(&self, #(#arg_names: #arg_tys),*) -> #promise {
+            #vis fn #name(&self, #(#arg_names: #arg_params),*) -> #promise {
                 #body
             }
         });
@@ -280,7 +323,7 @@ pub(crate) fn expand(
             #default_doc
             ///
             #[doc = #blocking_doc]
-            #vis fn #name(&self, #(#arg_names: #arg_tys),*) -> #result {
+            #vis fn #name(&self, #(#arg_names: #arg_params),*) -> #result {
                 #handle::#name(self.handle, #(#arg_names),*).result()
             }
         });
