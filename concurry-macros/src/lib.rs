@@ -27,7 +27,9 @@ mod worker;
 /// - `EchoHandle` (`Clone + Send + Sync`): one method per `pub` method taking `&self` or
 ///   `&mut self`, with the same name and arguments, returning a `Promise<T>` (a method
 ///   returning `Result<T, E>` gives a `Promise<T, E>`), plus `stop()`, `stats()`,
-///   `is_stopped()` and `blocking()`;
+///   `is_stopped()` and `blocking()`. Each argument `x: T` becomes `x: impl Arg<T>`: the value,
+///   a `Promise` of it (awaited first, so calls chain without blocking), or `&str` for a
+///   `String`;
 /// - `EchoBlocking<'_>`, from `handle.blocking()`: the same methods, waiting for the result.
 ///
 /// Methods that are not `pub`, and associated functions without `self`, are left alone.
@@ -69,6 +71,7 @@ mod worker;
 /// assert_eq!(echo.later(4).result()?, 8);
 /// assert!(matches!(echo.half(3).result(), Err(Error::Method(e)) if e == "3 is odd"));
 /// assert_eq!(echo.blocking().ping(1)?, 2);
+/// assert_eq!(echo.ping(echo.ping(1)).result()?, 3); // a promise as an argument
 /// echo.stop()?;
 ///
 /// // The type itself is untouched.
@@ -117,11 +120,21 @@ mod worker;
 /// // + Clone, Debug
 ///
 /// impl EchoHandle {
-///     pub fn ping(&self, x: u64) -> ::concurry::Promise<u64> {
-///         self.pool.submit_blocking("ping", move |worker: &mut Echo| {
-///             ::concurry::__private::value(<Echo>::ping(worker, x))
-///         })
+///     pub fn ping(&self, x: impl ::concurry::Arg<u64>) -> ::concurry::Promise<u64> {
+///         match (::concurry::Arg::into_arg(x),) {
+///             (Ok(x),) => self.pool.submit_blocking("ping", move |worker: &mut Echo| {
+///                 ::concurry::__private::value(<Echo>::ping(worker, x))
+///             }),
+///             (x,) => {
+///                 let handle = self.clone();
+///                 ::concurry::__private::chain(async move {
+///                     let x = ::concurry::__private::resolve(x).await?;
+///                     Ok(handle.pool.submit_blocking("ping", /* same closure */))
+///                 })
+///             }
+///         }
 ///     }
+///     // Below, arguments are shown as values; they take `impl Arg<T>` like `ping`.
 ///     pub fn half(&self, x: u64) -> ::concurry::Promise<u64, String> {
 ///         self.pool.submit_blocking("half", move |worker: &mut Echo| {
 ///             ::concurry::__private::fallible(<Echo>::half(worker, x))

@@ -33,7 +33,7 @@ impl Fetcher {
 #[tokio::main]
 async fn main() {
     let f = Fetcher::options().init().unwrap();
-    assert_eq!(f.fetch("a".into()).await.unwrap(), "<a>");
+    assert_eq!(f.fetch("a").await.unwrap(), "<a>");
     let _: Promise<u32> = f.hit();
     let _: Promise<(), std::io::Error> = f.check(true);
     assert!(matches!(f.check(false).await, Err(Error::Method(_))));

@@ -48,7 +48,7 @@ fn main() {
         .init(vec![(1, "a".into())])
         .unwrap();
     let _: CacheOptions<u8, String> = Cache::options();
-    cache.put(2, "b".into()).result().unwrap();
+    cache.put(2, "b").result().unwrap();
     assert_eq!(cache.get(2).result().unwrap().as_deref(), Some("b"));
     assert_eq!(cache.blocking().keys().unwrap().len(), 2);
     let _: CacheBlocking<'_, u8, String> = cache.blocking();
