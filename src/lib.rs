@@ -51,11 +51,11 @@
 //! // A pool of 4 thread workers, built with the constructor's typed arguments.
 //! let echo = Echo::options().mode(Mode::Thread).max_workers(4).init("> ".into())?;
 //!
-//! let promise = echo.ping("hello".into()); // returns at once
+//! let promise = echo.ping("hello"); // returns at once
 //! assert_eq!(promise.result()?, "> hello"); // blocks until the worker answered
 //!
 //! // The method's own error stays typed inside `concurry::Error`.
-//! match echo.parse("x".into()).result() {
+//! match echo.parse("x").result() {
 //!     Err(concurry::Error::Method(e)) => assert_eq!(e.to_string(), "invalid digit found in string"),
 //!     other => panic!("{other:?}"),
 //! }
@@ -64,7 +64,7 @@
 //! assert_eq!(echo.blocking().later(21)?, 42);
 //!
 //! echo.stop()?; // also happens when the last handle is dropped
-//! assert!(echo.ping("late".into()).result().unwrap_err().is_stopped());
+//! assert!(echo.ping("late").result().unwrap_err().is_stopped());
 //! # Ok(())
 //! # }
 //! ```

@@ -1,5 +1,5 @@
 //! Behaviour tests of pools through the public facade, one binary (fast to link on 2 cores).
-#![allow(unreachable_pub, missing_docs)]
+#![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 mod balancing;
 mod common;
@@ -7,3 +7,4 @@ mod lifecycle;
 mod modes;
 mod send_sync;
 mod spans;
+mod worker_macro;

@@ -14,8 +14,10 @@ use crate::future::Promise;
 /// A worker method argument of type `T`: the value itself, a [`Promise`] of it (awaited
 /// before the call is submitted), or a borrowed string for a `String` parameter.
 ///
+/// Because a parameter accepts several types, `"text".into()` cannot pick one: pass `"text"`
+/// (or a `String`) directly.
+///
 /// ```
-/// use concurry::prelude::*;
 ///
 /// pub struct Math;
 ///
@@ -69,15 +71,15 @@ where
     E: fmt::Display + Send + 'static,
 {
     fn into_arg(mut self) -> Result<T, PendingArg<T>> {
-        // A failed promise takes the slow path too, so its error is reported the same way.
-        if self.is_done()
-            && let Some(Ok(v)) = self.try_result()
-        {
-            return Ok(v);
-        }
-        Err(PendingArg {
-            value: Box::pin(async move { self.await.map_err(|e| Error::Upstream { message: e.to_string() }) }),
-        })
+        let value: Pin<Box<dyn Future<Output = Result<T, Error>> + Send>> = match self.try_result() {
+            Some(Ok(v)) => return Ok(v),
+            Some(Err(e)) => {
+                let failed = Err(Error::Upstream { message: e.to_string() });
+                Box::pin(std::future::ready(failed))
+            }
+            None => Box::pin(async move { self.await.map_err(|e| Error::Upstream { message: e.to_string() }) }),
+        };
+        Err(PendingArg { value })
     }
 }
 

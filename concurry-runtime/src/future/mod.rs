@@ -1,7 +1,9 @@
 //! The one future type and the ways to wait on many.
 //!
 //! - [`Promise`]: the result of a call; blocking (`result`) or `.await`, cancel, callbacks.
-//! - [`wrap`]: turns any `Future`, a tokio or std join handle, or a oneshot receiver into one.
+//! - [`wrap`]: turns a tokio or std join handle or a oneshot receiver into one;
+//!   [`wrap_future`] and [`wrap_try_future`] run any `Future` on the library runtime.
+//! - [`Arg`]: a method argument given as a value or as a promise of one (awaited first).
 //! - [`gather`], [`wait`], [`as_completed`], [`race`], [`first_success`]: waiting on many.
 
 pub(crate) mod arg;

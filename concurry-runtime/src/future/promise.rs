@@ -77,11 +77,16 @@ impl<T, E> Promise<T, E> {
     /// Blocks the calling thread until the result is available and returns it.
     ///
     /// Do not call this from inside an async task: use `.await` there.
+    ///
+    /// # Panics
+    ///
+    /// If the value was already taken with [`try_result`](Promise::try_result).
     pub fn result(self) -> Result<T, Error<E>> {
         loop {
             if let Some(v) = self.slot.try_take() {
                 return v;
             }
+            assert!(!self.slot.is_taken(), "Promise::result called after try_result took the value");
             self.slot.wait(None);
         }
     }
@@ -141,7 +146,8 @@ impl<T, E> Promise<T, E> {
         self.slot.on_done(Box::new(callback));
     }
 
-    /// Takes the result if it is available, without blocking.
+    /// Takes the result if it is available, without blocking. Once it returned `Some`, the
+    /// promise is spent: do not wait on it again.
     pub fn try_result(&mut self) -> Option<Result<T, Error<E>>> {
         self.slot.try_take()
     }

@@ -141,6 +141,11 @@ impl<V> Slot<V> {
         None
     }
 
+    /// True once a consumer moved the value out.
+    pub(crate) fn is_taken(&self) -> bool {
+        self.is_ready() && lock(&self.state).taken
+    }
+
     /// Takes the value if it is there.
     pub(crate) fn try_take(&self) -> Option<V> {
         if !self.is_ready() {

@@ -36,7 +36,6 @@ impl Counters {
 /// A snapshot of a pool, from a handle's `stats()`.
 ///
 /// ```
-/// # use concurry::prelude::*;
 /// # struct Echo;
 /// # #[concurry::worker]
 /// # impl Echo { pub fn new() -> Self { Echo } pub fn ping(&self) -> u8 { 1 } }

@@ -1,5 +1,4 @@
 //! `#[worker]` through the public facade: every kind of method in every mode.
-#![allow(missing_docs, missing_debug_implementations)]
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -269,7 +268,6 @@ fn promises_chain_as_arguments() {
 }
 
 #[test]
-#[ignore = "runtime: `Arg for Promise::into_arg` takes a finished promise's `Err` with `try_result`, so the slow path then awaits an emptied slot and reports `Stopped` instead of `Upstream`"]
 fn a_failed_promise_argument_fails_the_call_as_upstream() {
     for mode in [Mode::Sync, Mode::Thread, Mode::Async] {
         let h = Echo::options()
