@@ -46,8 +46,10 @@ pub(crate) enum Job<W> {
 }
 
 pub(crate) type BlockingJob<W> = Box<dyn FnOnce(Result<&mut W, Error>) + Send>;
-pub(crate) type ExclusiveJob<W> = Box<dyn for<'a> FnOnce(Result<&'a mut W, Error>) -> JobFuture<'a> + Send>;
-pub(crate) type SharedJob<W> = Box<dyn for<'a> FnOnce(Result<&'a W, Error>) -> JobFuture<'a> + Send>;
+pub(crate) type ExclusiveJob<W> =
+    Box<dyn for<'a> FnOnce(Result<&'a mut W, Error>) -> JobFuture<'a> + Send>;
+pub(crate) type SharedJob<W> =
+    Box<dyn for<'a> FnOnce(Result<&'a W, Error>) -> JobFuture<'a> + Send>;
 
 impl<W> Call<W> {
     /// Resolves the call's promise with `error` without running it.

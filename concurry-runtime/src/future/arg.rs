@@ -71,13 +71,20 @@ where
     E: fmt::Display + Send + 'static,
 {
     fn into_arg(mut self) -> Result<T, PendingArg<T>> {
-        let value: Pin<Box<dyn Future<Output = Result<T, Error>> + Send>> = match self.try_result() {
+        let value: Pin<Box<dyn Future<Output = Result<T, Error>> + Send>> = match self.try_result()
+        {
             Some(Ok(v)) => return Ok(v),
             Some(Err(e)) => {
-                let failed = Err(Error::Upstream { message: e.to_string() });
+                let failed = Err(Error::Upstream {
+                    message: e.to_string(),
+                });
                 Box::pin(std::future::ready(failed))
             }
-            None => Box::pin(async move { self.await.map_err(|e| Error::Upstream { message: e.to_string() }) }),
+            None => Box::pin(async move {
+                self.await.map_err(|e| Error::Upstream {
+                    message: e.to_string(),
+                })
+            }),
         };
         Err(PendingArg { value })
     }

@@ -86,7 +86,10 @@ impl<T, E> Promise<T, E> {
             if let Some(v) = self.slot.try_take() {
                 return v;
             }
-            assert!(!self.slot.is_taken(), "Promise::result called after try_result took the value");
+            assert!(
+                !self.slot.is_taken(),
+                "Promise::result called after try_result took the value"
+            );
             self.slot.wait(None);
         }
     }
