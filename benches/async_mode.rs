@@ -1,5 +1,6 @@
 //! Async mode against a tokio mpsc + oneshot actor on the same kind of runtime, awaited from
 //! a tokio task: pipelined no-op calls and the round trip.
+#![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 use std::hint::black_box;
 

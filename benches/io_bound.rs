@@ -3,6 +3,7 @@
 //! threads pulling from a crossbeam channel.
 //!
 //! Wall-clock by nature (it measures sleeping), so it is a bench, not a test.
+#![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,7 @@
 //!
 //! Baselines: a crossbeam-mailbox actor replying on a per-call bounded(1) channel, and a
 //! tokio mpsc + oneshot actor (driven from a plain thread with `blocking_recv`).
+#![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 use std::hint::black_box;
 
@@ -90,8 +91,9 @@ fn pipelined(c: &mut Criterion) {
             || Vec::with_capacity(BATCH as usize),
             |mut v| {
                 v.extend((0..BATCH).map(|i| pool.nop(i)));
-                v.into_iter()
-                    .for_each(|p| drop(black_box(p.result().unwrap())));
+                v.into_iter().for_each(|p| {
+                    black_box(p.result().unwrap());
+                });
             },
             BatchSize::SmallInput,
         )
@@ -101,8 +103,9 @@ fn pipelined(c: &mut Criterion) {
             || Vec::with_capacity(BATCH as usize),
             |mut v| {
                 v.extend((0..BATCH).map(|i| cb.call(i)));
-                v.into_iter()
-                    .for_each(|r| drop(black_box(r.recv().unwrap())));
+                v.into_iter().for_each(|r| {
+                    black_box(r.recv().unwrap());
+                });
             },
             BatchSize::SmallInput,
         )
@@ -112,8 +115,9 @@ fn pipelined(c: &mut Criterion) {
             || Vec::with_capacity(BATCH as usize),
             |mut v| {
                 v.extend((0..BATCH).map(|i| tk.call(i)));
-                v.into_iter()
-                    .for_each(|r| drop(black_box(r.blocking_recv().unwrap())));
+                v.into_iter().for_each(|r| {
+                    black_box(r.blocking_recv().unwrap());
+                });
             },
             BatchSize::SmallInput,
         )

@@ -70,7 +70,7 @@ impl Probe {
 
     /// Panics when asked to.
     pub fn maybe_panic(&self, i: u32) -> u32 {
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             panic!("planned panic {i}");
         }
         i

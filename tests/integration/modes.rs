@@ -155,7 +155,7 @@ fn async_mode_mut_calls_are_exclusive() {
         if i % 10 == 0 {
             excl.push(pool.exclusive());
         } else {
-            let _ = pool.shared();
+            drop(pool.shared());
         }
     }
     for e in excl {
