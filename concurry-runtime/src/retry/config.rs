@@ -1,0 +1,291 @@
+//! [`RetryConfig`]: how many attempts, how long to wait between them, which failures to retry
+//! and which outputs to accept.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::fmt;
+// Immutable shared configuration, outside the loom-modelled core: plain std `Arc`.
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::algorithm::{RetryAlgorithm, backoff};
+use super::failure::Failure;
+use crate::error::{ConfigError, Error};
+
+type Predicate = Arc<dyn Fn(&Failure<'_>) -> bool + Send + Sync>;
+
+/// A check on a method's output; the call is retried until every validator for its output
+/// type accepts it.
+#[derive(Clone)]
+pub(crate) struct Validator {
+    output: TypeId,
+    name: Cow<'static, str>,
+    check: Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>,
+}
+
+/// Retry settings of a pool (`options().retry(..)`), overridable per method with
+/// `#[retry(..)]`.
+///
+/// A call is tried at most `1 + num_retries` times. Between attempts it waits
+/// `min(wait * factor(n), max_wait)` (see [`RetryAlgorithm`]), jittered: with jitter `j` the
+/// wait is drawn uniformly from `[(1 - j) * d, d]` (`j = 1` is full jitter, uniform in
+/// `[0, d]`; the default is `0.3`). The wait happens off the worker: other calls run meanwhile.
+///
+/// What is retried: by default every error the method returns (never a panic, and never
+/// `Stopped`, `Cancelled`, `Timeout` or a config error). `retry_on` narrows that to failures a
+/// predicate accepts (any of them); `retry_on_panic(true)` lets panics be retried too.
+/// `retry_until` validators make a successful output that fails a check count as a failed
+/// attempt; when attempts run out the call ends with [`Error::Validation`] holding every
+/// rejected output.
+///
+/// ```
+/// use std::time::Duration;
+/// use concurry::{RetryAlgorithm, RetryConfig};
+///
+/// let retry = RetryConfig::exponential(4)
+///     .wait(Duration::from_millis(100))
+///     .max_wait(Duration::from_secs(5))
+///     .jitter(0.3)
+///     .retry_on_error::<std::io::Error>()
+///     .retry_until(|answer: &String| !answer.is_empty());
+/// assert_eq!(retry.num_retries(), 4);
+/// assert_eq!(retry.max_attempts(), 5);
+/// # let _ = RetryAlgorithm::Linear;
+/// ```
+#[derive(Clone)]
+pub struct RetryConfig {
+    num_retries: u32,
+    algorithm: RetryAlgorithm,
+    wait: Duration,
+    max_wait: Duration,
+    jitter: f64,
+    retry_on: Vec<Predicate>,
+    on_panic: bool,
+    validators: Vec<Validator>,
+}
+
+impl Default for RetryConfig {
+    /// No retries: each call runs once.
+    fn default() -> Self {
+        RetryConfig::new(0)
+    }
+}
+
+/// The most retries a config accepts: beyond this a loop is almost certainly a mistake.
+const MAX_RETRIES: u32 = 10_000;
+
+impl RetryConfig {
+    /// Up to `num_retries` retries with exponential backoff from a 1 s base wait, capped at
+    /// 60 s, jitter 0.3.
+    pub fn new(num_retries: u32) -> Self {
+        RetryConfig {
+            num_retries,
+            algorithm: RetryAlgorithm::Exponential,
+            wait: Duration::from_secs(1),
+            max_wait: Duration::from_secs(60),
+            jitter: 0.3,
+            retry_on: Vec::new(),
+            on_panic: false,
+            validators: Vec::new(),
+        }
+    }
+
+    /// [`RetryConfig::new`] with [`RetryAlgorithm::Exponential`].
+    pub fn exponential(num_retries: u32) -> Self {
+        RetryConfig::new(num_retries)
+    }
+
+    /// [`RetryConfig::new`] with [`RetryAlgorithm::Linear`].
+    pub fn linear(num_retries: u32) -> Self {
+        RetryConfig::new(num_retries).algorithm(RetryAlgorithm::Linear)
+    }
+
+    /// [`RetryConfig::new`] with [`RetryAlgorithm::Fibonacci`].
+    pub fn fibonacci(num_retries: u32) -> Self {
+        RetryConfig::new(num_retries).algorithm(RetryAlgorithm::Fibonacci)
+    }
+
+    /// How the wait grows between attempts.
+    #[must_use]
+    pub fn algorithm(mut self, algorithm: RetryAlgorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// The base wait (before the first retry, without jitter). Default 1 s.
+    #[must_use]
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The longest wait between two attempts (before jitter). Default 60 s.
+    #[must_use]
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// Jitter in `[0, 1]`: the share of each wait that is randomised. Default 0.3.
+    #[must_use]
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Retries only failures `predicate` accepts (several `retry_on` accept if any does).
+    #[must_use]
+    pub fn retry_on(
+        mut self,
+        predicate: impl Fn(&Failure<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.retry_on.push(Arc::new(predicate));
+        self
+    }
+
+    /// Retries failures whose error is a `T` (directly, or inside a boxed `dyn Error` or an
+    /// `anyhow::Error` along its source chain). For a typed error that does not implement
+    /// `std::error::Error`, use `retry_on(|f| f.downcast_ref::<MyError>().is_some())`.
+    #[must_use]
+    pub fn retry_on_error<T: std::error::Error + 'static>(self) -> Self {
+        self.retry_on(|f| f.is::<T>())
+    }
+
+    /// Whether a panic in the method may be retried (default `false`: a panic ends the call).
+    #[must_use]
+    pub fn retry_on_panic(mut self, on: bool) -> Self {
+        self.on_panic = on;
+        self
+    }
+
+    /// Accepts an output of type `T` only if `check` returns true; outputs of other types are
+    /// not checked. Every validator of the output's type must pass.
+    #[must_use]
+    pub fn retry_until<T: Any>(self, check: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        let name = format!(
+            "retry_until validator {} for `{}`",
+            self.validators.len() + 1,
+            std::any::type_name::<T>()
+        );
+        self.retry_until_named(name, check)
+    }
+
+    /// Like [`retry_until`](RetryConfig::retry_until), with the reason reported when it rejects.
+    #[must_use]
+    pub fn retry_until_named<T: Any>(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        check: impl Fn(&T) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.validators.push(Validator {
+            output: TypeId::of::<T>(),
+            name: name.into(),
+            check: Arc::new(move |out: &dyn Any| out.downcast_ref::<T>().is_none_or(&check)),
+        });
+        self
+    }
+
+    /// The configured number of retries.
+    pub fn num_retries(&self) -> u32 {
+        self.num_retries
+    }
+
+    /// The most attempts a call gets: `1 + num_retries`.
+    pub fn max_attempts(&self) -> u32 {
+        self.num_retries.saturating_add(1)
+    }
+
+    /// Checks the values; `init` reports the first problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(ConfigError::new(
+                "retry jitter",
+                self.jitter.to_string(),
+                "use a value in [0, 1]",
+            ));
+        }
+        if self.num_retries > MAX_RETRIES {
+            return Err(ConfigError::new(
+                "num_retries",
+                self.num_retries.to_string(),
+                format!("use at most {MAX_RETRIES} retries"),
+            ));
+        }
+        if self.max_wait < self.wait {
+            return Err(ConfigError::new(
+                "retry max_wait",
+                format!("{:?}", self.max_wait),
+                format!("make it at least the base wait ({:?})", self.wait),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True if this config can ever run a call more than once.
+    pub(crate) fn retries(&self) -> bool {
+        self.num_retries > 0
+    }
+
+    /// The wait before retry `n` (1-based), with `unit` a uniform sample of `[0, 1)`.
+    pub(crate) fn wait_before(&self, n: u32, unit: f64) -> Duration {
+        backoff(
+            self.algorithm,
+            self.wait,
+            self.max_wait,
+            self.jitter,
+            n,
+            unit,
+        )
+    }
+
+    /// Whether the failed `outcome` of attempt `attempt` may be retried.
+    pub(crate) fn should_retry<E: Any + Send>(
+        &self,
+        error: &Error<E>,
+        attempt: u32,
+        method: &'static str,
+    ) -> bool {
+        let failure = match error {
+            Error::Method(e) => Failure::method_error(e, attempt, method),
+            Error::Panicked { message } if self.on_panic => {
+                Failure::panic(message, attempt, method)
+            }
+            _ => return false,
+        };
+        self.retry_on.is_empty() || self.retry_on.iter().any(|p| p(&failure))
+    }
+
+    /// The name of the first validator rejecting `output`, if any.
+    pub(crate) fn rejects<T: Any>(&self, output: &T) -> Option<Cow<'static, str>> {
+        let ty = TypeId::of::<T>();
+        self.validators
+            .iter()
+            .filter(|v| v.output == ty)
+            .find(|v| !(v.check)(output))
+            .map(|v| v.name.clone())
+    }
+
+    /// True if any validator checks outputs of type `T`.
+    pub(crate) fn validates<T: Any>(&self) -> bool {
+        let ty = TypeId::of::<T>();
+        self.validators.iter().any(|v| v.output == ty)
+    }
+}
+
+impl fmt::Debug for RetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryConfig")
+            .field("num_retries", &self.num_retries)
+            .field("algorithm", &self.algorithm)
+            .field("wait", &self.wait)
+            .field("max_wait", &self.max_wait)
+            .field("jitter", &self.jitter)
+            .field("retry_on", &self.retry_on.len())
+            .field("retry_on_panic", &self.on_panic)
+            .field(
+                "validators",
+                &self.validators.iter().map(|v| &v.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,141 @@
+//! [`Failure`]: a failed attempt as `retry_on` predicates see it, whatever the method's
+//! error type.
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::fmt;
+
+/// A failed attempt of a worker method, as seen by [`RetryConfig::retry_on`](super::RetryConfig::retry_on).
+///
+/// The method's own error is reachable by type with [`downcast_ref`](Failure::downcast_ref);
+/// [`find_error`](Failure::find_error) and [`is`](Failure::is) also look inside
+/// `Box<dyn Error + Send + Sync>` errors (and `anyhow::Error` with the `anyhow` feature),
+/// along their `source()` chain.
+///
+/// ```
+/// use concurry::Failure;
+///
+/// let err: Box<dyn std::error::Error + Send + Sync> = std::io::Error::other("down").into();
+/// let f = Failure::method_error(&err, 1, "call");
+/// assert!(f.is::<std::io::Error>());
+/// assert!(!f.is::<std::fmt::Error>());
+/// assert_eq!(f.attempt(), 1);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Failure<'a> {
+    kind: Kind<'a>,
+    attempt: u32,
+    method: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Kind<'a> {
+    Method(&'a (dyn Any + Send)),
+    Panicked(&'a str),
+}
+
+impl<'a> Failure<'a> {
+    /// A failure with the method's own error `error`, on attempt `attempt` (1-based).
+    pub fn method_error<E: Any + Send>(error: &'a E, attempt: u32, method: &'static str) -> Self {
+        Failure {
+            kind: Kind::Method(error),
+            attempt,
+            method,
+        }
+    }
+
+    /// A failure by panic, with its message.
+    pub fn panic(message: &'a str, attempt: u32, method: &'static str) -> Self {
+        Failure {
+            kind: Kind::Panicked(message),
+            attempt,
+            method,
+        }
+    }
+
+    /// Which attempt failed (1 for the first call).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The method's name.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// True if the attempt panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, Kind::Panicked(_))
+    }
+
+    /// The panic message, if the attempt panicked.
+    pub fn panic_message(&self) -> Option<&'a str> {
+        match self.kind {
+            Kind::Panicked(m) => Some(m),
+            Kind::Method(_) => None,
+        }
+    }
+
+    /// True if the method's error is a `T`, or for a boxed `dyn Error` (or `anyhow::Error`)
+    /// has a `T` along its `source()` chain.
+    pub fn is<T: StdError + 'static>(&self) -> bool {
+        self.find_error::<T>().is_some()
+    }
+
+    /// The method's own error, if it is a `T` (any type: typed error enums need not
+    /// implement `std::error::Error`).
+    pub fn downcast_ref<T: Any>(&self) -> Option<&'a T> {
+        match self.kind {
+            Kind::Method(error) => error.downcast_ref::<T>(),
+            Kind::Panicked(_) => None,
+        }
+    }
+
+    /// The method's error as a `T`: the error itself, or for a boxed `dyn Error` (or
+    /// `anyhow::Error`) the first error of type `T` along its `source()` chain.
+    pub fn find_error<T: StdError + 'static>(&self) -> Option<&'a T> {
+        let Kind::Method(error) = self.kind else {
+            return None;
+        };
+        if let Some(t) = error.downcast_ref::<T>() {
+            return Some(t);
+        }
+        let mut next = as_std_error(error);
+        while let Some(e) = next {
+            if let Some(t) = e.downcast_ref::<T>() {
+                return Some(t);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+/// The error as a `dyn Error`, for the boxed error types users return.
+fn as_std_error<'a>(error: &'a (dyn Any + Send)) -> Option<&'a (dyn StdError + 'static)> {
+    if let Some(b) = error.downcast_ref::<Box<dyn StdError + Send + Sync>>() {
+        return Some(&**b);
+    }
+    if let Some(b) = error.downcast_ref::<Box<dyn StdError + Send>>() {
+        return Some(&**b);
+    }
+    #[cfg(feature = "anyhow")]
+    if let Some(a) = error.downcast_ref::<anyhow::Error>() {
+        let e: &(dyn StdError + Send + Sync + 'static) = a.as_ref();
+        return Some(e);
+    }
+    None
+}
+
+impl fmt::Debug for Failure<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Failure");
+        d.field("method", &self.method)
+            .field("attempt", &self.attempt);
+        match self.kind {
+            Kind::Method(_) => d.field("kind", &"method error"),
+            Kind::Panicked(m) => d.field("panic", &m),
+        };
+        d.finish()
+    }
+}

@@ -1,0 +1,304 @@
+//! The retry loop: runs attempts of one call until it succeeds, fails for good, or runs out
+//! of attempts, waiting between attempts on the library runtime (never on a worker).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use super::config::RetryConfig;
+use crate::error::{Error, ValidationOutputs};
+use crate::future::Promise;
+use crate::signal::Signal;
+
+/// What a retried call needs from its pool.
+pub(crate) struct RetryCtx {
+    pub(crate) config: Arc<RetryConfig>,
+    pub(crate) method: &'static str,
+    /// Fired by `stop()`: a call waiting out a backoff then fails at once with `Stopped`.
+    pub(crate) stop: Arc<Signal>,
+}
+
+/// Runs `attempt(n)` for n = 1, 2, ... per `ctx.config` and resolves the returned promise with
+/// the final outcome. Cancelling the returned promise stops the loop (and cancels the attempt
+/// in flight).
+pub(crate) fn run<T, E, A>(ctx: RetryCtx, attempt: A) -> Promise<T, E>
+where
+    T: Any + Send + 'static,
+    E: Any + Send + 'static,
+    A: Fn(u32) -> Promise<T, E> + Send + 'static,
+{
+    let (promise, completer) = Promise::pending();
+    let cancelled = Arc::new(Signal::default());
+    {
+        let cancelled = cancelled.clone();
+        completer.on_resolved(move || cancelled.fire());
+    }
+    crate::runtime::runtime().spawn(async move {
+        let outcome = attempts(&ctx, &cancelled, attempt).await;
+        if let Some(outcome) = outcome {
+            completer.complete(outcome);
+        }
+    });
+    promise
+}
+
+/// The loop itself; `None` when the caller cancelled (the promise is already resolved).
+async fn attempts<T, E, A>(
+    ctx: &RetryCtx,
+    cancelled: &Signal,
+    attempt: A,
+) -> Option<Result<T, Error<E>>>
+where
+    T: Any + Send + 'static,
+    E: Any + Send + 'static,
+    A: Fn(u32) -> Promise<T, E>,
+{
+    let config = &*ctx.config;
+    let max = config.max_attempts();
+    let validating = config.validates::<T>();
+    let mut rejected: Vec<Box<dyn Any + Send>> = Vec::new();
+    let mut reason = None;
+    let mut n = 1;
+    loop {
+        let mut call = attempt(n);
+        let outcome = tokio::select! {
+            biased;
+            () = cancelled.wait() => None,
+            outcome = &mut call => Some(outcome),
+        };
+        let Some(outcome) = outcome else {
+            call.cancel();
+            return None;
+        };
+        let retry = match outcome {
+            Ok(v) if validating => match config.rejects(&v) {
+                None => return Some(Ok(v)),
+                Some(why) => {
+                    rejected.push(Box::new(v));
+                    reason = Some(why);
+                    true
+                }
+            },
+            Ok(v) => return Some(Ok(v)),
+            Err(e) if n < max && config.should_retry(&e, n, ctx.method) => {
+                tracing::debug!(
+                    method = ctx.method,
+                    attempt = n,
+                    error = "method error",
+                    "attempt failed"
+                );
+                true
+            }
+            Err(e) if n > 1 && config.should_retry(&e, n, ctx.method) => {
+                return Some(Err(Error::RetriesExhausted {
+                    attempts: n,
+                    last: Box::new(e),
+                }));
+            }
+            Err(e) => return Some(Err(e)),
+        };
+        debug_assert!(retry);
+        if n >= max {
+            let reason = reason.map_or_else(String::new, |r| r.into_owned());
+            return Some(Err(Error::Validation {
+                attempts: n,
+                reason,
+                outputs: ValidationOutputs::new(rejected),
+            }));
+        }
+        let wait = config.wait_before(n, crate::rand::unit());
+        tracing::debug!(
+            method = ctx.method,
+            attempt = n,
+            wait_ms = wait.as_millis() as u64,
+            "retrying after backoff"
+        );
+        tokio::select! {
+            biased;
+            () = cancelled.wait() => return None,
+            () = ctx.stop.wait() => return Some(Err(Error::Stopped)),
+            () = tokio::time::sleep(wait) => {}
+        }
+        n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    fn make_ctx(config: RetryConfig) -> (RetryCtx, Arc<Signal>) {
+        let stop = Arc::new(Signal::default());
+        (
+            RetryCtx {
+                config: Arc::new(config),
+                method: "m",
+                stop: stop.clone(),
+            },
+            stop,
+        )
+    }
+
+    /// `n` retries with a 1 ms base wait: no test depends on how long it really waits.
+    fn fast(n: u32) -> RetryConfig {
+        RetryConfig::new(n).wait(Duration::from_millis(1))
+    }
+
+    /// An attempt function resolving attempt `n` with `outcome(n)`, counting calls.
+    fn flaky(
+        calls: &Arc<AtomicU32>,
+        outcome: impl Fn(u32) -> Result<u32, Error<String>> + Send + 'static,
+    ) -> impl Fn(u32) -> Promise<u32, String> + Send + 'static {
+        let calls = calls.clone();
+        move |n| {
+            assert_eq!(
+                calls.fetch_add(1, Ordering::SeqCst) + 1,
+                n,
+                "attempts are numbered 1, 2, ..."
+            );
+            Promise::ready(outcome(n))
+        }
+    }
+
+    #[test]
+    fn fails_twice_then_succeeds_with_three_attempts() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(5));
+        let p = run(
+            ctx,
+            flaky(&calls, |n| {
+                if n < 3 {
+                    Err(Error::Method("busy".into()))
+                } else {
+                    Ok(n)
+                }
+            }),
+        );
+        assert_eq!(p.result().unwrap(), 3);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn exhaustion_keeps_the_last_error_typed() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(2));
+        let p = run(
+            ctx,
+            flaky(&calls, |n| Err(Error::Method(format!("fail {n}")))),
+        );
+        match p.result() {
+            Err(Error::RetriesExhausted { attempts: 3, last }) => {
+                assert!(matches!(*last, Error::Method(ref m) if m == "fail 3"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_on_filters_and_runtime_failures_are_never_retried() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) =
+            make_ctx(fast(5).retry_on(|f| f.downcast_ref::<String>().is_some_and(|s| s == "busy")));
+        let p = run(ctx, flaky(&calls, |_| Err(Error::Method("fatal".into()))));
+        assert!(matches!(p.result(), Err(Error::Method(m)) if m == "fatal"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        for (error, retry_panics) in [
+            (Error::Stopped, true),
+            (Error::Cancelled, true),
+            (Error::Timeout, true),
+        ] {
+            let calls = Arc::new(AtomicU32::new(0));
+            let (ctx, _) = make_ctx(fast(5).retry_on_panic(retry_panics));
+            let e = std::sync::Mutex::new(Some(error));
+            let p = run(
+                ctx,
+                flaky(&calls, move |_| Err(e.lock().unwrap().take().unwrap())),
+            );
+            assert!(p.result().is_err());
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+    }
+
+    #[test]
+    fn panics_are_retried_only_when_asked() {
+        let panicking = |_| {
+            Err(Error::Panicked {
+                message: "boom".into(),
+            })
+        };
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(2));
+        assert!(matches!(
+            run(ctx, flaky(&calls, panicking)).result(),
+            Err(Error::Panicked { .. })
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(2).retry_on_panic(true));
+        assert!(matches!(
+            run(ctx, flaky(&calls, panicking)).result(),
+            Err(Error::RetriesExhausted { attempts: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn retry_until_exhaustion_yields_every_output() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(3).retry_until_named("an even answer", |v: &u32| v % 2 == 0));
+        match run(ctx, flaky(&calls, |n| Ok(2 * n + 1))).result() {
+            Err(Error::Validation {
+                attempts,
+                reason,
+                outputs,
+            }) => {
+                assert_eq!(attempts, 4);
+                assert_eq!(reason, "an even answer");
+                assert_eq!(outputs.into_vec::<u32>().unwrap(), [3, 5, 7, 9]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(3).retry_until(|v: &u32| *v >= 3));
+        assert_eq!(run(ctx, flaky(&calls, Ok)).result().unwrap(), 3);
+    }
+
+    #[test]
+    fn cancel_during_a_long_backoff_returns_promptly_and_runs_no_more_attempts() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(
+            RetryConfig::new(3)
+                .wait(Duration::from_secs(3600))
+                .max_wait(Duration::from_secs(3600)),
+        );
+        let p = run(ctx, flaky(&calls, |_| Err(Error::Method("busy".into()))));
+        while calls.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        assert!(p.cancel());
+        assert!(matches!(p.result(), Err(Error::Cancelled)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn stop_during_a_long_backoff_fails_the_call_promptly() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, stop) = make_ctx(
+            RetryConfig::new(3)
+                .wait(Duration::from_secs(3600))
+                .max_wait(Duration::from_secs(3600)),
+        );
+        let p = run(ctx, flaky(&calls, |_| Err(Error::Method("busy".into()))));
+        while calls.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        stop.fire();
+        // Generous bound: only catches a loop that waits out its hour.
+        assert!(matches!(
+            p.result_timeout(Duration::from_secs(30)),
+            Err(Error::Stopped)
+        ));
+    }
+}
