@@ -82,5 +82,8 @@ pub use concurry_runtime::*;
 
 /// The names most programs need: `use concurry::prelude::*;`.
 pub mod prelude {
-    pub use concurry_runtime::{Error, LoadBalancing, Mode, Promise};
+    pub use concurry_runtime::{
+        CallLimit, Error, LimitSet, LoadBalancing, Mode, Promise, RateAlgorithm, RateLimit,
+        ResourceLimit,
+    };
 }

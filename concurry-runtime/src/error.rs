@@ -55,6 +55,9 @@ pub enum Error<E = Infallible> {
         /// The failed argument's error.
         message: String,
     },
+    /// A limit could not be acquired (unknown key, a request above capacity, a timeout).
+    #[error(transparent)]
+    Limit(#[from] crate::limit::LimitError),
     /// The options given to `init` are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -98,6 +101,7 @@ impl<E> Error<E> {
             Error::WorkerLost { message } => Error::WorkerLost { message },
             Error::Init { message } => Error::Init { message },
             Error::Upstream { message } => Error::Upstream { message },
+            Error::Limit(l) => Error::Limit(l),
             Error::Config(c) => Error::Config(c),
         })
     }

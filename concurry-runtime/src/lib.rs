@@ -9,8 +9,10 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod clock;
 mod error;
 mod future;
+mod limit;
 mod mode;
 mod options;
 mod options_builder;
@@ -19,12 +21,18 @@ mod runtime;
 mod sync;
 mod worker;
 
+pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{ConfigError, Error};
 pub use future::{Arg, PendingArg};
 pub use future::{
     AsCompleted, AsCompletedStream, Completer, DoneAndPending, FirstSuccess, Gather, IntoPromise,
     Promise, Race, ReturnWhen, Settled, WaitFuture, as_completed, first_success, gather, race,
     wait, wait_async, wrap, wrap_future, wrap_try_future,
+};
+pub use limit::{
+    Acquisition, CallLimit, IntoLimitSet, Limit, LimitError, LimitKind, LimitPool,
+    LimitPoolStrategy, LimitSet, LimitSetBuilder, LimitStats, PoolAcquisition, RateAlgorithm,
+    RateLimit, ResourceLimit, limits,
 };
 pub use options::{LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};

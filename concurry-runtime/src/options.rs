@@ -132,6 +132,8 @@ pub struct PoolConfig {
     pub(crate) max_queued_tasks: Option<usize>,
     pub(crate) stop_timeout: Duration,
     pub(crate) name: Option<String>,
+    /// Limits shared by every worker of the pool (`None`: no limits).
+    pub(crate) limits: Option<Result<crate::limit::LimitSet, crate::limit::LimitError>>,
 }
 
 impl Default for PoolConfig {
@@ -144,6 +146,7 @@ impl Default for PoolConfig {
             max_queued_tasks: None,
             stop_timeout: Duration::from_secs(30),
             name: None,
+            limits: None,
         }
     }
 }
@@ -209,6 +212,13 @@ impl PoolConfig {
                 "name",
                 "\"\"",
                 "give a non-empty name, or leave it unset",
+            ));
+        }
+        if let Some(Err(e)) = &self.limits {
+            return Err(ConfigError::new(
+                "limits",
+                e.to_string(),
+                "fix the limit named above, or build the set with `LimitSet::new` to see the error early",
             ));
         }
         Ok(())

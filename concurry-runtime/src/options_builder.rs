@@ -77,6 +77,13 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// Limits shared by every worker of the pool: a list of limits (a new set for this pool)
+    /// or a [`LimitSet`](crate::LimitSet) (shared with whoever else holds it).
+    pub fn limits(mut self, limits: impl crate::limit::IntoLimitSet) -> Self {
+        self.config.limits = Some(limits.into_limit_set());
+        self
+    }
+
     /// Validates the options and starts the pool with the constructor's arguments as a tuple.
     pub fn init_with(self, args: W::Args) -> Result<Pool<W>, Error<W::InitError>> {
         Pool::start(self.config, args)
@@ -127,6 +134,17 @@ macro_rules! __options_builder_methods {
         #[must_use]
         pub fn stop_timeout(self, timeout: ::core::time::Duration) -> Self {
             Self(self.0.stop_timeout(timeout))
+        }
+
+        /// Limits shared by every worker of the pool: a list such as
+        /// `[CallLimit::per_minute(500), RateLimit::per_minute("tokens", 50_000)]` (a new set
+        /// for this pool), or a `LimitSet` shared with other pools. Each call takes one unit
+        /// of every call and resource limit before its method runs; inside the method,
+        /// `concurry::limits()` gives the set for rate-limited requests. An invalid limit
+        /// makes `init` fail with `Error::Config`.
+        #[must_use]
+        pub fn limits(self, limits: impl $crate::IntoLimitSet) -> Self {
+            Self(self.0.limits(limits))
         }
 
         /// The pool's name for thread names, tracing spans and stats (default: the type's name).

@@ -33,3 +33,16 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         m.lock().unwrap()
     }
 }
+
+/// Sleeps the current thread (under loom: yields, since loom has no time).
+pub(crate) fn sleep(d: std::time::Duration) {
+    #[cfg(not(concurry_loom))]
+    {
+        std::thread::sleep(d);
+    }
+    #[cfg(concurry_loom)]
+    {
+        let _ = d;
+        loom::thread::yield_now();
+    }
+}

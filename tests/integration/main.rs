@@ -4,6 +4,7 @@
 mod balancing;
 mod common;
 mod lifecycle;
+mod limits;
 mod modes;
 mod send_sync;
 mod spans;

@@ -15,6 +15,7 @@ use balance::Balancer;
 use stats::Counters;
 
 use crate::error::Error;
+use crate::limit::LimitSet;
 use crate::mode::{asyncio, on_demand::OnDemand, sync::Inline, thread};
 use crate::options::{Mode, PoolConfig};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, lock};
@@ -121,6 +122,8 @@ pub(crate) struct Lifecycle<W> {
 
 struct PoolInner<W: Worker> {
     config: PoolConfig,
+    /// The pool's limits, if it has any (shared by every worker).
+    limits: Option<LimitSet>,
     balancer: Balancer,
     shared: Arc<Shared>,
     backend: Backend<W>,
@@ -190,8 +193,13 @@ impl<W: Worker> Pool<W> {
                 )?),
             }
         };
+        let limits = match &config.limits {
+            Some(Ok(set)) if !set.is_empty() => Some(set.clone()),
+            _ => None,
+        };
         Ok(Pool {
             inner: Arc::new(PoolInner {
+                limits,
                 balancer: Balancer::new(config.load_balancing),
                 config,
                 shared,
@@ -343,6 +351,10 @@ impl<W: Worker> PoolInner<W> {
         let timed_out = exited < expected && !own;
         if timed_out {
             self.shared.abort.store(true, Ordering::Release);
+            // Calls still waiting for their limits give up now, with `Error::Stopped`.
+            if let Some(limits) = &self.limits {
+                limits.wake_all();
+            }
             lifecycle
                 .tasks
                 .iter()

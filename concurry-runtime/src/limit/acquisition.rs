@@ -1,0 +1,151 @@
+//! [`Acquisition`]: the RAII guard of what a [`LimitSet`](crate::LimitSet) granted.
+
+use std::fmt;
+
+use super::error::LimitError;
+use super::set::SetInner;
+use crate::sync::Arc;
+
+/// What an acquisition holds: the set's automatic units (no allocation), or a list.
+pub(crate) enum Items {
+    /// One unit of each call and resource limit of the set.
+    Auto,
+    /// `(limit index, units)` pairs.
+    List(Vec<(u8, u64)>),
+}
+
+impl Items {
+    /// The pairs and their key mask.
+    pub(crate) fn slice<'a>(&'a self, inner: &'a SetInner) -> (&'a [(u8, u64)], u64) {
+        match self {
+            Items::Auto => (&inner.auto, inner.auto_mask),
+            Items::List(list) => (list, list.iter().fold(0, |m, &(i, _)| m | (1u64 << i))),
+        }
+    }
+}
+
+/// Units granted by a [`LimitSet`](crate::LimitSet), held until this guard drops.
+///
+/// On drop, resource units are given back (also when unwinding from a panic); rate-limit
+/// charges stay spent, at the amount requested unless [`update`](Acquisition::update)
+/// corrected it. Not updating is a choice, not a mistake: the request is then taken as the
+/// real usage (the conservative reading, which never lets a limit be exceeded).
+///
+/// ```
+/// use concurry::{LimitSet, RateLimit};
+///
+/// let set = LimitSet::new([RateLimit::per_minute("tokens", 1000)]).unwrap();
+/// let mut acq = set.acquire(&[("tokens", 800)]).unwrap();
+/// acq.update(&[("tokens", 300)]);                  // used less: 500 come back
+/// assert_eq!(acq.charged("tokens"), Some(300));
+/// drop(acq);
+/// assert!(set.try_acquire(&[("tokens", 700)]).is_ok());
+/// ```
+pub struct Acquisition {
+    set: Arc<SetInner>,
+    /// Clock time of the charge.
+    at: u64,
+    items: Items,
+}
+
+impl fmt::Debug for Acquisition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (items, _) = self.items.slice(&self.set);
+        let mut m = f.debug_map();
+        for &(i, n) in items {
+            m.entry(&self.set.key(i), &n);
+        }
+        m.finish()
+    }
+}
+
+impl Acquisition {
+    pub(crate) fn new(set: Arc<SetInner>, at: u64, items: Items) -> Self {
+        Acquisition { set, at, items }
+    }
+
+    /// The units currently charged for `key` by this acquisition, if it holds that key.
+    pub fn charged(&self, key: &str) -> Option<u64> {
+        let idx = self.set.index(key)?;
+        let (items, _) = self.items.slice(&self.set);
+        items.iter().find(|(i, _)| *i == idx).map(|&(_, n)| n)
+    }
+
+    /// Corrects rate-limit charges to what was really used: less is refunded (as far as the
+    /// algorithm still counts the charge), more is charged on top (with a warning, since it
+    /// may push the limit past its capacity until the window moves on). Each call sets the
+    /// total for its keys; calling it again corrects again.
+    ///
+    /// Keys this acquisition does not hold, and resource limits (whose units come back on
+    /// drop), are ignored with a `tracing` warning; use
+    /// [`try_update`](Acquisition::try_update) to get the error instead.
+    pub fn update(&mut self, usage: &[(&str, u64)]) {
+        if let Err(e) = self.try_update(usage) {
+            tracing::warn!(error = %e, "concurry: limit update ignored");
+        }
+    }
+
+    /// As [`update`](Acquisition::update), failing on the first key it cannot correct (the
+    /// keys before it are corrected).
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::NotUpdatable`] for a key not held by this acquisition or a resource
+    /// limit.
+    ///
+    /// ```
+    /// use concurry::{LimitError, LimitSet, RateLimit};
+    ///
+    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 1000)]).unwrap();
+    /// let mut acq = set.acquire(&[("tokens", 10)]).unwrap();
+    /// let e = acq.try_update(&[("images", 1)]).unwrap_err();
+    /// assert!(matches!(e, LimitError::NotUpdatable { .. }));
+    /// ```
+    pub fn try_update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
+        for &(key, used) in usage {
+            let not = |reason: &str| LimitError::NotUpdatable {
+                key: key.to_string(),
+                reason: reason.to_string(),
+            };
+            let Some(idx) = self.set.index(key) else {
+                return Err(not("the set has no limit with this key"));
+            };
+            if self.set.is_resource(idx) {
+                return Err(not(
+                    "it is a resource limit; its units come back when the acquisition drops",
+                ));
+            }
+            if let Items::Auto = self.items {
+                let (auto, _) = self.items.slice(&self.set);
+                self.items = Items::List(auto.to_vec());
+            }
+            let Items::List(list) = &mut self.items else {
+                unreachable!("made a list above")
+            };
+            let Some(slot) = list.iter_mut().find(|(i, _)| *i == idx) else {
+                return Err(not(
+                    "this acquisition did not request it; name it in `acquire` first",
+                ));
+            };
+            let old = slot.1;
+            if used > old {
+                tracing::warn!(
+                    key,
+                    requested = old,
+                    used,
+                    "concurry: used more than was acquired; the difference is charged now"
+                );
+            }
+            self.set.recharge(idx, self.at, old, used);
+            slot.1 = used;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Acquisition {
+    fn drop(&mut self) {
+        let (items, _) = self.items.slice(&self.set);
+        self.set.release(items);
+    }
+}

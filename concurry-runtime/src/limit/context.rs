@@ -1,0 +1,83 @@
+//! [`limits()`]: the limit set of the pool whose method is running on this thread or task.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::set::LimitSet;
+
+thread_local! {
+    static CURRENT: RefCell<Option<LimitSet>> = const { RefCell::new(None) };
+}
+
+/// The [`LimitSet`] of the pool whose worker method is running here; outside a worker
+/// method, an empty set (which admits everything, so a method calling this also works when
+/// called directly, as plain Rust).
+///
+/// The call already holds its call and resource units, so a request here names only rate
+/// limits. It works in every mode, in sync methods and across `.await`s of async ones.
+///
+/// ```
+/// use concurry::RateLimit;
+///
+/// struct Api;
+///
+/// #[concurry::worker]
+/// impl Api {
+///     pub fn new() -> Self { Api }
+///     pub fn call(&self, tokens: u64) -> Result<u64, concurry::LimitError> {
+///         let mut acq = concurry::limits().acquire(&[("tokens", tokens)])?;
+///         acq.update(&[("tokens", tokens / 2)]);   // the reply said we used half
+///         Ok(tokens / 2)
+///     }
+/// }
+///
+/// let api = Api::options().limits([RateLimit::per_minute("tokens", 1000)]).init()?;
+/// assert_eq!(api.call(100).result()?, 50);
+/// assert!(concurry::limits().is_empty()); // not inside a worker here
+/// api.stop()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn limits() -> LimitSet {
+    CURRENT
+        .with(|c| c.borrow().clone())
+        .unwrap_or_else(LimitSet::empty)
+}
+
+/// Restores the previous current set when dropped (also on unwind).
+struct Restore(Option<LimitSet>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+fn enter(set: &LimitSet) -> Restore {
+    Restore(CURRENT.with(|c| c.borrow_mut().replace(set.clone())))
+}
+
+/// Runs `f` with `set` as the current limit set.
+pub(crate) fn with_limits<R>(set: &LimitSet, f: impl FnOnce() -> R) -> R {
+    let _restore = enter(set);
+    f()
+}
+
+/// A future polled with `set` as the current limit set (each poll sets it around itself, so
+/// it follows the task across threads).
+pub(crate) struct WithLimits<F> {
+    pub(crate) set: LimitSet,
+    pub(crate) fut: F,
+}
+
+impl<F: Future + Unpin> Future for WithLimits<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let _restore = enter(&this.set);
+        Pin::new(&mut this.fut).poll(cx)
+    }
+}

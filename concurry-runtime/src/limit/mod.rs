@@ -1,0 +1,108 @@
+//! Limits: rate limits, call limits and resource limits, acquired atomically.
+//!
+//! - [`RateLimit`]: at most `capacity` units of a key per `window`, by a [`RateAlgorithm`].
+//! - [`CallLimit`]: the rate limit keyed `call_count`, charged one unit per method call.
+//! - [`ResourceLimit`]: at most `capacity` units held at once (a semaphore).
+//! - [`Limit`]: any of them, as a set holds it.
+//! - [`LimitSet`]: several limits acquired all-or-nothing, FIFO, blocking or async.
+//! - [`Acquisition`]: the guard of what a set granted; `update` corrects the charge.
+//! - [`LimitPool`]: several sets (one per API key, say) behind one `acquire`.
+//! - [`LimitStats`]: capacity, used, available and waiters of one limit.
+//! - [`LimitError`]: why an acquisition failed.
+//! - [`limits()`]: the set of the pool whose method is running.
+//!
+//! Limits given to a pool with `options().limits(..)` are shared by every worker of that
+//! pool. Each call takes one unit of every call and resource limit on its worker just before
+//! the method runs and holds the resource units until it returns; a call cancelled or a pool
+//! stopped while the call waits for its units resolves without consuming any. A sync method
+//! in thread mode waits on its worker's thread (as in the Python original); async methods
+//! and async mode wait without blocking a thread.
+//!
+//! ```
+//! use std::time::Duration;
+//! use concurry::{CallLimit, FakeClock, LimitSet, RateLimit};
+//!
+//! let clock = FakeClock::new();
+//! let set = LimitSet::builder()
+//!     .limit(CallLimit::per_second(2))
+//!     .limit(RateLimit::per_second("tokens", 100))
+//!     .clock(clock.clone())
+//!     .build()
+//!     .unwrap();
+//! let a = set.try_acquire(&[("tokens", 60)]).unwrap();
+//! assert!(set.try_acquire(&[("tokens", 60)]).is_err()); // only 40 tokens left
+//! let b = set.try_acquire(&[("tokens", 40)]).unwrap();
+//! assert!(set.try_acquire(&[]).is_err());               // and no call left
+//! clock.advance(Duration::from_secs(1));
+//! assert!(set.try_acquire(&[("tokens", 100)]).is_ok());
+//! # drop((a, b));
+//! ```
+
+mod acquisition;
+mod call;
+pub(crate) mod context;
+mod error;
+mod pool;
+mod rate;
+mod resource;
+mod set;
+
+#[cfg(all(test, concurry_loom))]
+mod tests {
+    mod loom_set;
+}
+
+pub use acquisition::Acquisition;
+pub use call::CallLimit;
+pub use context::limits;
+pub use error::LimitError;
+pub use pool::{LimitPool, LimitPoolStrategy, PoolAcquisition};
+pub use rate::{RateAlgorithm, RateLimit};
+pub use resource::ResourceLimit;
+pub use set::{Limit, LimitKind, LimitSet, LimitSetBuilder, LimitStats};
+
+pub(crate) use set::WaitError;
+
+/// What `options().limits(..)` accepts: a ready [`LimitSet`] (shared with whoever else holds
+/// it) or a list of limits (a new set for this pool).
+///
+/// ```
+/// use concurry::{CallLimit, IntoLimitSet, LimitSet, RateLimit};
+///
+/// let shared = LimitSet::new([CallLimit::per_second(10)]).unwrap();
+/// assert!(shared.clone().into_limit_set().unwrap().same_as(&shared));
+/// let fresh = [CallLimit::per_second(10), RateLimit::per_second("tokens", 500)];
+/// assert_eq!(fresh.into_limit_set().unwrap().keys().count(), 2);
+/// ```
+pub trait IntoLimitSet {
+    /// Builds (or shares) the set.
+    ///
+    /// # Errors
+    ///
+    /// As [`LimitSetBuilder::build`].
+    fn into_limit_set(self) -> Result<LimitSet, LimitError>;
+}
+
+impl IntoLimitSet for LimitSet {
+    fn into_limit_set(self) -> Result<LimitSet, LimitError> {
+        Ok(self)
+    }
+}
+
+impl IntoLimitSet for &LimitSet {
+    fn into_limit_set(self) -> Result<LimitSet, LimitError> {
+        Ok(self.clone())
+    }
+}
+
+impl<L: Into<Limit>, const N: usize> IntoLimitSet for [L; N] {
+    fn into_limit_set(self) -> Result<LimitSet, LimitError> {
+        LimitSet::new(self)
+    }
+}
+
+impl<L: Into<Limit>> IntoLimitSet for Vec<L> {
+    fn into_limit_set(self) -> Result<LimitSet, LimitError> {
+        LimitSet::new(self)
+    }
+}

@@ -1,0 +1,989 @@
+//! [`LimitSet`]: several limits acquired atomically, with FIFO waiters.
+//!
+//! The whole set lives behind one mutex: an acquisition checks every requested key and charges
+//! them all, or none, in one critical section, so no waiter ever holds part of a request (and
+//! no key order can deadlock). Waiters queue in arrival order; a waiter may take its keys only
+//! when no earlier waiter still waits for any of them, so a large request is never starved by
+//! a stream of small ones.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use super::acquisition::{Acquisition, Items};
+use super::error::LimitError;
+use super::rate::{RateAlgorithm, RateLimit, RateState};
+use super::resource::ResourceLimit;
+use crate::clock::{Clock, SystemClock, nanos};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard, lock};
+
+/// The most limits one set holds (a request's keys are a 64-bit mask).
+const MAX_LIMITS: usize = 64;
+
+/// How often a waiter re-checks whether its call was cancelled or its pool stopped.
+const POLL: Duration = Duration::from_millis(50);
+
+/// One limit of a [`LimitSet`]: a rate limit (including call limits) or a resource limit.
+///
+/// Built with `.into()` from [`RateLimit`] or [`ResourceLimit`], so mixed lists read well:
+///
+/// ```
+/// use concurry::{CallLimit, Limit, RateLimit, ResourceLimit};
+///
+/// let limits: Vec<Limit> = vec![
+///     CallLimit::per_minute(500).into(),
+///     RateLimit::per_minute("tokens", 50_000).into(),
+///     ResourceLimit::new("connections", 10).into(),
+/// ];
+/// assert_eq!(limits[2].key(), "connections");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// A rate limit (a [`CallLimit`](crate::CallLimit) is one too).
+    Rate(RateLimit),
+    /// A resource limit.
+    Resource(ResourceLimit),
+}
+
+impl Limit {
+    /// The key requests name.
+    pub fn key(&self) -> &str {
+        match self {
+            Limit::Rate(r) => &r.key,
+            Limit::Resource(r) => &r.key,
+        }
+    }
+}
+
+impl From<RateLimit> for Limit {
+    fn from(r: RateLimit) -> Self {
+        Limit::Rate(r)
+    }
+}
+
+impl From<ResourceLimit> for Limit {
+    fn from(r: ResourceLimit) -> Self {
+        Limit::Resource(r)
+    }
+}
+
+/// What kind of limit a [`LimitStats`] row describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// A rate limit requested explicitly by key.
+    Rate(RateAlgorithm),
+    /// A call limit, charged one unit per call.
+    Call(RateAlgorithm),
+    /// A resource limit, held for the call.
+    Resource,
+}
+
+/// A snapshot of one limit of a set.
+///
+/// ```
+/// use concurry::{LimitSet, ResourceLimit};
+///
+/// let set = LimitSet::new([ResourceLimit::new("db", 3)]).unwrap();
+/// let _held = set.acquire(&[]).unwrap();
+/// let stats = &set.stats()[0];
+/// assert_eq!((stats.key.as_str(), stats.capacity, stats.used, stats.available), ("db", 3, 1, 2));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitStats {
+    /// The limit's key.
+    pub key: String,
+    /// Rate, call or resource.
+    pub kind: LimitKind,
+    /// Units per window (rate) or held at once (resource).
+    pub capacity: u64,
+    /// Units counted against the capacity now (may exceed it after an `update` that charged
+    /// more than was requested).
+    pub used: u64,
+    /// Units a request could take now.
+    pub available: u64,
+    /// Requests waiting for this key.
+    pub waiters: usize,
+}
+
+/// Builds a [`LimitSet`] with a name or a clock of its own.
+///
+/// ```
+/// use concurry::{CallLimit, FakeClock, LimitSet};
+///
+/// let set = LimitSet::builder()
+///     .name("account-1")
+///     .limit(CallLimit::per_second(10))
+///     .clock(FakeClock::new())
+///     .build()
+///     .unwrap();
+/// assert_eq!(set.name(), Some("account-1"));
+/// ```
+#[derive(Debug, Default)]
+pub struct LimitSetBuilder {
+    limits: Vec<Limit>,
+    clock: Option<Box<dyn Clock>>,
+    name: Option<String>,
+}
+
+impl LimitSetBuilder {
+    /// Adds one limit.
+    #[must_use]
+    pub fn limit(mut self, limit: impl Into<Limit>) -> Self {
+        self.limits.push(limit.into());
+        self
+    }
+
+    /// Adds several limits.
+    #[must_use]
+    pub fn limits<L: Into<Limit>>(mut self, limits: impl IntoIterator<Item = L>) -> Self {
+        self.limits.extend(limits.into_iter().map(Into::into));
+        self
+    }
+
+    /// Reads time from `clock` instead of the system clock (a [`FakeClock`](crate::FakeClock)
+    /// in tests).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Box::new(clock));
+        self
+    }
+
+    /// Names the set (shown in stats and by [`LimitPool`](crate::LimitPool) acquisitions).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Checks the limits and builds the set.
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::Invalid`] for a zero capacity or window, a key used twice, an empty key,
+    /// or more than 64 limits.
+    pub fn build(self) -> Result<LimitSet, LimitError> {
+        let mut keys = Vec::with_capacity(self.limits.len());
+        let mut kinds = Vec::with_capacity(self.limits.len());
+        let mut slots = Vec::with_capacity(self.limits.len());
+        let mut auto = Vec::new();
+        let mut caps = Vec::with_capacity(self.limits.len());
+        if self.limits.len() > MAX_LIMITS {
+            return Err(LimitError::Invalid {
+                key: self.limits[MAX_LIMITS].key().to_string(),
+                reason: format!("a set holds at most {MAX_LIMITS} limits; split it in two"),
+            });
+        }
+        for (i, limit) in self.limits.iter().enumerate() {
+            let key = limit.key();
+            let invalid = |reason: &str| LimitError::Invalid {
+                key: key.to_string(),
+                reason: reason.to_string(),
+            };
+            if key.is_empty() {
+                return Err(invalid("the key is empty; give every limit a name"));
+            }
+            if keys.iter().any(|k: &String| k == key) {
+                return Err(invalid(
+                    "the key is used twice in one set; give each limit its own key",
+                ));
+            }
+            let idx = u8::try_from(i).unwrap_or(u8::MAX);
+            match limit {
+                Limit::Rate(r) => {
+                    if r.capacity == 0 {
+                        return Err(invalid("the capacity is 0; allow at least 1 unit"));
+                    }
+                    if r.window.is_zero() {
+                        return Err(invalid("the window is 0; use a positive duration"));
+                    }
+                    if r.per_call {
+                        auto.push((idx, 1));
+                        kinds.push(LimitKind::Call(r.algorithm));
+                    } else {
+                        kinds.push(LimitKind::Rate(r.algorithm));
+                    }
+                    slots.push(Slot::Rate(RateState::new(r)));
+                }
+                Limit::Resource(r) => {
+                    if r.capacity == 0 {
+                        return Err(invalid("the capacity is 0; allow at least 1 unit"));
+                    }
+                    auto.push((idx, 1));
+                    kinds.push(LimitKind::Resource);
+                    slots.push(Slot::Resource {
+                        held: 0,
+                        capacity: r.capacity,
+                    });
+                }
+            }
+            keys.push(key.to_string());
+            caps.push(match limit {
+                Limit::Rate(r) => r.capacity,
+                Limit::Resource(r) => r.capacity,
+            });
+        }
+        let auto_mask = auto.iter().fold(0, |m, &(i, _)| m | bit(i));
+        Ok(LimitSet {
+            inner: Arc::new(SetInner {
+                name: self.name,
+                keys: keys.into_boxed_slice(),
+                kinds: kinds.into_boxed_slice(),
+                caps: caps.into_boxed_slice(),
+                auto: auto.into_boxed_slice(),
+                auto_mask,
+                clock: self.clock.unwrap_or_else(|| Box::new(SystemClock::new())),
+                state: Mutex::new(State {
+                    slots,
+                    waiters: VecDeque::new(),
+                    next_ticket: 0,
+                }),
+                changed: Condvar::new(),
+            }),
+            in_call: false,
+        })
+    }
+}
+
+/// Several limits acquired together, atomically, shared by clones (and by every worker of a
+/// pool whose `options().limits(..)` got it).
+///
+/// A request names rate limits by key with an amount; call and resource limits are added to
+/// every request automatically (one unit each). Inside a worker method, [`limits()`]
+/// gives the pool's set, whose call and resource units the call already holds, so a request
+/// there adds nothing automatically.
+///
+/// - all or nothing: a request waits until every key fits at once, holding nothing meanwhile;
+/// - first come, first served: a request waits behind earlier waiters that want any of its
+///   keys;
+/// - a request above a limit's capacity fails at once with [`LimitError::ExceedsCapacity`],
+///   an unknown key with [`LimitError::UnknownKey`] (an empty set admits everything, so
+///   methods using [`limits()`] also run outside a pool).
+///
+/// ```
+/// use concurry::{CallLimit, LimitSet, RateLimit};
+///
+/// let set = LimitSet::new([CallLimit::per_minute(500), RateLimit::per_minute("tokens", 50_000)])?;
+/// let mut acq = set.acquire(&[("tokens", 1000)])?;   // also takes one `call_count`
+/// // ... call the API, which reports 420 tokens used ...
+/// acq.update(&[("tokens", 420)]);                      // refunds the other 580
+/// drop(acq);
+/// let tokens = set.stats().into_iter().find(|s| s.key == "tokens").unwrap();
+/// assert_eq!(tokens.used, 420);
+/// # Ok::<(), concurry::LimitError>(())
+/// ```
+///
+/// [`limits()`]: crate::limits
+#[derive(Clone)]
+pub struct LimitSet {
+    pub(crate) inner: Arc<SetInner>,
+    /// True for the set a running call sees: its call and resource units are already held.
+    in_call: bool,
+}
+
+pub(crate) struct SetInner {
+    name: Option<String>,
+    keys: Box<[String]>,
+    kinds: Box<[LimitKind]>,
+    caps: Box<[u64]>,
+    /// Call and resource limits: one unit each per request.
+    pub(crate) auto: Box<[(u8, u64)]>,
+    pub(crate) auto_mask: u64,
+    clock: Box<dyn Clock>,
+    state: Mutex<State>,
+    /// Notified whenever units come back or a waiter leaves the queue.
+    changed: Condvar,
+}
+
+struct State {
+    slots: Vec<Slot>,
+    waiters: VecDeque<Waiter>,
+    next_ticket: u64,
+}
+
+enum Slot {
+    Rate(RateState),
+    Resource { held: u64, capacity: u64 },
+}
+
+struct Waiter {
+    ticket: u64,
+    mask: u64,
+    waker: Option<Waker>,
+}
+
+/// Why a wait ended without an acquisition.
+#[derive(Debug)]
+pub(crate) enum WaitError {
+    Limit(LimitError),
+    /// The caller's cancel predicate became true.
+    Cancelled,
+}
+
+fn bit(i: u8) -> u64 {
+    1u64 << i
+}
+
+impl fmt::Debug for LimitSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimitSet")
+            .field("name", &self.inner.name)
+            .field("keys", &self.inner.keys)
+            .field("in_call", &self.in_call)
+            .finish()
+    }
+}
+
+impl Default for LimitSet {
+    fn default() -> Self {
+        LimitSet::empty()
+    }
+}
+
+impl LimitSet {
+    /// A set of `limits` on the system clock.
+    ///
+    /// # Errors
+    ///
+    /// As [`LimitSetBuilder::build`].
+    pub fn new<L: Into<Limit>>(limits: impl IntoIterator<Item = L>) -> Result<Self, LimitError> {
+        LimitSet::builder().limits(limits).build()
+    }
+
+    /// A builder, for a name or a clock.
+    pub fn builder() -> LimitSetBuilder {
+        LimitSetBuilder::default()
+    }
+
+    /// A set with no limits: every request is admitted at once.
+    ///
+    /// ```
+    /// use concurry::LimitSet;
+    /// let set = LimitSet::empty();
+    /// assert!(set.is_empty());
+    /// assert!(set.try_acquire(&[("tokens", 10)]).is_ok());
+    /// ```
+    pub fn empty() -> Self {
+        LimitSet::builder()
+            .build()
+            .unwrap_or_else(|_| unreachable!("an empty set is valid"))
+    }
+
+    /// The set's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// The keys of the set's limits, in the order they were given.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.inner.keys.iter().map(String::as_str)
+    }
+
+    /// True if the set has no limits.
+    pub fn is_empty(&self) -> bool {
+        self.inner.keys.is_empty()
+    }
+
+    /// True if both handles share the same limits.
+    pub fn same_as(&self, other: &LimitSet) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The set as seen by a running call (whose call and resource units are held already).
+    pub(crate) fn for_call(&self) -> LimitSet {
+        LimitSet {
+            inner: self.inner.clone(),
+            in_call: true,
+        }
+    }
+
+    /// Blocks until every requested key fits, then charges them all.
+    ///
+    /// `request` pairs keys with amounts; call and resource limits are added (one unit each)
+    /// outside a worker call. Waiting happens on the calling thread: inside a thread-mode
+    /// worker it occupies that worker (as in the Python original), in async code use
+    /// [`acquire_async`](LimitSet::acquire_async).
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::UnknownKey`] and [`LimitError::ExceedsCapacity`] at once.
+    pub fn acquire(&self, request: &[(&str, u64)]) -> Result<Acquisition, LimitError> {
+        self.acquire_inner(request, None)
+    }
+
+    /// As [`acquire`](LimitSet::acquire), giving up with [`LimitError::Timeout`] after
+    /// `timeout` of the set's clock.
+    ///
+    /// # Errors
+    ///
+    /// As `acquire`, plus [`LimitError::Timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurry::{LimitError, LimitSet, ResourceLimit};
+    ///
+    /// let set = LimitSet::new([ResourceLimit::new("gpu", 1)]).unwrap();
+    /// let held = set.acquire(&[]).unwrap();
+    /// let e = set.acquire_timeout(&[], Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(e, LimitError::Timeout { .. }));
+    /// # drop(held);
+    /// ```
+    pub fn acquire_timeout(
+        &self,
+        request: &[(&str, u64)],
+        timeout: Duration,
+    ) -> Result<Acquisition, LimitError> {
+        self.acquire_inner(request, Some(timeout))
+    }
+
+    fn acquire_inner(
+        &self,
+        request: &[(&str, u64)],
+        timeout: Option<Duration>,
+    ) -> Result<Acquisition, LimitError> {
+        let items = self.resolve(request)?;
+        let deadline = self.deadline(timeout);
+        match self.wait_blocking(items.slice(&self.inner), deadline, &|| false) {
+            Ok(at) => Ok(Acquisition::new(self.inner.clone(), at, items)),
+            Err(WaitError::Limit(e)) => Err(e),
+            Err(WaitError::Cancelled) => unreachable!("never cancelled"),
+        }
+    }
+
+    /// Takes the keys if they all fit now; never waits.
+    ///
+    /// Fails with [`LimitError::WouldBlock`] if they do not fit, or if an earlier waiter wants
+    /// one of them (waiters are served first).
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::WouldBlock`], [`LimitError::UnknownKey`],
+    /// [`LimitError::ExceedsCapacity`].
+    ///
+    /// ```
+    /// use concurry::{LimitError, LimitSet, RateLimit};
+    ///
+    /// let set = LimitSet::new([RateLimit::per_hour("emails", 2)]).unwrap();
+    /// set.try_acquire(&[("emails", 2)]).unwrap();
+    /// assert!(matches!(set.try_acquire(&[("emails", 1)]), Err(LimitError::WouldBlock { .. })));
+    /// ```
+    pub fn try_acquire(&self, request: &[(&str, u64)]) -> Result<Acquisition, LimitError> {
+        let items = self.resolve(request)?;
+        let now = nanos(&*self.inner.clock);
+        let mut st = lock(&self.inner.state);
+        let (slice, mask) = items.slice(&self.inner);
+        match admit(&mut st, slice, mask, None, now) {
+            Ok(()) => {
+                drop(st);
+                Ok(Acquisition::new(self.inner.clone(), now, items))
+            }
+            Err(_) => Err(LimitError::WouldBlock {
+                keys: self.inner.describe(slice),
+            }),
+        }
+    }
+
+    /// As [`acquire`](LimitSet::acquire), waiting without blocking the thread. Dropping the
+    /// future gives up the place in the queue.
+    ///
+    /// # Errors
+    ///
+    /// As `acquire`.
+    ///
+    /// ```
+    /// use concurry::{LimitSet, RateLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let set = LimitSet::new([RateLimit::per_second("req", 5)]).unwrap();
+    /// let acq = set.acquire_async(&[("req", 2)]).await.unwrap();
+    /// assert_eq!(acq.charged("req"), Some(2));
+    /// # }
+    /// ```
+    pub async fn acquire_async(&self, request: &[(&str, u64)]) -> Result<Acquisition, LimitError> {
+        self.acquire_async_inner(request, None).await
+    }
+
+    /// As [`acquire_async`](LimitSet::acquire_async), giving up with
+    /// [`LimitError::Timeout`] after `timeout` of the set's clock.
+    ///
+    /// # Errors
+    ///
+    /// As `acquire_async`, plus [`LimitError::Timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurry::{LimitSet, ResourceLimit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let set = LimitSet::new([ResourceLimit::new("gpu", 1)]).unwrap();
+    /// let _held = set.acquire_async(&[]).await.unwrap();
+    /// assert!(set.acquire_async_timeout(&[], Duration::from_millis(5)).await.is_err());
+    /// # }
+    /// ```
+    pub async fn acquire_async_timeout(
+        &self,
+        request: &[(&str, u64)],
+        timeout: Duration,
+    ) -> Result<Acquisition, LimitError> {
+        self.acquire_async_inner(request, Some(timeout)).await
+    }
+
+    async fn acquire_async_inner(
+        &self,
+        request: &[(&str, u64)],
+        timeout: Option<Duration>,
+    ) -> Result<Acquisition, LimitError> {
+        let items = self.resolve(request)?;
+        let deadline = self.deadline(timeout);
+        let at = match (Waiting {
+            inner: &self.inner,
+            items: items.slice(&self.inner),
+            deadline,
+            cancel: || false,
+            ticket: None,
+            sleep: None,
+        })
+        .await
+        {
+            Ok(at) => at,
+            Err(WaitError::Limit(e)) => return Err(e),
+            Err(WaitError::Cancelled) => unreachable!("never cancelled"),
+        };
+        Ok(Acquisition::new(self.inner.clone(), at, items))
+    }
+
+    /// A snapshot of every limit: capacity, used, available, waiters.
+    pub fn stats(&self) -> Vec<LimitStats> {
+        let now = nanos(&*self.inner.clock);
+        let mut st = lock(&self.inner.state);
+        let State { slots, waiters, .. } = &mut *st;
+        slots
+            .iter_mut()
+            .enumerate()
+            .map(|(i, slot)| {
+                let (capacity, used) = match slot {
+                    Slot::Rate(r) => (r.capacity(), r.used(now)),
+                    Slot::Resource { held, capacity } => (*capacity, *held),
+                };
+                let b = bit(u8::try_from(i).unwrap_or(u8::MAX));
+                LimitStats {
+                    key: self.inner.keys[i].clone(),
+                    kind: self.inner.kinds[i],
+                    capacity,
+                    used,
+                    available: capacity.saturating_sub(used),
+                    waiters: waiters.iter().filter(|w| w.mask & b != 0).count(),
+                }
+            })
+            .collect()
+    }
+
+    /// Wakes every waiter so it re-checks its cancel predicate (a pool stopping).
+    pub(crate) fn wake_all(&self) {
+        let mut st = lock(&self.inner.state);
+        notify(&self.inner, &mut st);
+    }
+
+    /// The pool's per-call acquisition (call and resource limits), blocking. `None` if the
+    /// set has neither.
+    pub(crate) fn acquire_call(
+        &self,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<Option<Acquisition>, WaitError> {
+        if self.inner.auto.is_empty() {
+            return Ok(None);
+        }
+        let at = self.wait_blocking((&self.inner.auto, self.inner.auto_mask), None, cancel)?;
+        Ok(Some(Acquisition::new(self.inner.clone(), at, Items::Auto)))
+    }
+
+    /// The pool's per-call acquisition, without blocking the thread.
+    pub(crate) async fn acquire_call_async(
+        &self,
+        cancel: impl Fn() -> bool + Unpin,
+    ) -> Result<Option<Acquisition>, WaitError> {
+        if self.inner.auto.is_empty() {
+            return Ok(None);
+        }
+        let at = Waiting {
+            inner: &self.inner,
+            items: (&self.inner.auto, self.inner.auto_mask),
+            deadline: None,
+            cancel,
+            ticket: None,
+            sleep: None,
+        }
+        .await?;
+        Ok(Some(Acquisition::new(self.inner.clone(), at, Items::Auto)))
+    }
+
+    fn deadline(&self, timeout: Option<Duration>) -> Option<u64> {
+        timeout.map(|t| {
+            nanos(&*self.inner.clock)
+                .saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
+        })
+    }
+
+    /// Turns a request into limit indices: unknown keys and impossible amounts are refused;
+    /// call and resource limits are added outside a call.
+    fn resolve(&self, request: &[(&str, u64)]) -> Result<Items, LimitError> {
+        let inner = &*self.inner;
+        if inner.keys.is_empty() {
+            return Ok(Items::List(Vec::new()));
+        }
+        if request.is_empty() {
+            return Ok(if self.in_call {
+                Items::List(Vec::new())
+            } else {
+                Items::Auto
+            });
+        }
+        let mut list: Vec<(u8, u64)> = Vec::with_capacity(request.len() + inner.auto.len());
+        for &(key, n) in request {
+            let Some(i) = inner.keys.iter().position(|k| k == key) else {
+                return Err(LimitError::UnknownKey {
+                    key: key.to_string(),
+                    known: inner.keys.join(", "),
+                });
+            };
+            let idx = u8::try_from(i).unwrap_or(u8::MAX);
+            match list.iter_mut().find(|(j, _)| *j == idx) {
+                Some((_, m)) => *m = m.saturating_add(n),
+                None => list.push((idx, n)),
+            }
+        }
+        if !self.in_call {
+            for &(idx, n) in inner.auto.iter() {
+                if !list.iter().any(|(j, _)| *j == idx) {
+                    list.push((idx, n));
+                }
+            }
+        }
+        for &(idx, n) in &list {
+            let capacity = inner.caps[usize::from(idx)];
+            if n > capacity {
+                return Err(LimitError::ExceedsCapacity {
+                    key: inner.keys[usize::from(idx)].clone(),
+                    requested: n,
+                    capacity,
+                });
+            }
+        }
+        list.retain(|&(_, n)| n > 0);
+        Ok(Items::List(list))
+    }
+
+    /// Waits on the condition variable until `items` fit, the deadline passes or `cancel`.
+    /// Returns the clock time of the charge.
+    fn wait_blocking(
+        &self,
+        (items, mask): (&[(u8, u64)], u64),
+        deadline: Option<u64>,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<u64, WaitError> {
+        let inner = &*self.inner;
+        let mut st = lock(&inner.state);
+        let now = nanos(&*inner.clock);
+        let mut hint = match admit(&mut st, items, mask, None, now) {
+            Ok(()) => return Ok(now),
+            Err(hint) => hint,
+        };
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.waiters.push_back(Waiter {
+            ticket,
+            mask,
+            waker: None,
+        });
+        let mut now = now;
+        loop {
+            if let Some(err) = give_up(inner, items, deadline, now, cancel) {
+                leave(inner, &mut st, ticket);
+                return Err(err);
+            }
+            let wait = next_wait(inner, hint, deadline, now);
+            st = match inner.changed.wait_timeout(st, wait) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+            now = nanos(&*inner.clock);
+            // A cancelled waiter must not take units, even if they just became free.
+            if cancel() {
+                leave(inner, &mut st, ticket);
+                return Err(WaitError::Cancelled);
+            }
+            match admit(&mut st, items, mask, Some(ticket), now) {
+                Ok(()) => {
+                    leave(inner, &mut st, ticket);
+                    return Ok(now);
+                }
+                Err(h) => hint = h,
+            }
+        }
+    }
+}
+
+impl SetInner {
+    pub(crate) fn key(&self, idx: u8) -> &str {
+        &self.keys[usize::from(idx)]
+    }
+
+    pub(crate) fn index(&self, key: &str) -> Option<u8> {
+        self.keys
+            .iter()
+            .position(|k| k == key)
+            .and_then(|i| u8::try_from(i).ok())
+    }
+
+    pub(crate) fn is_resource(&self, idx: u8) -> bool {
+        self.kinds[usize::from(idx)] == LimitKind::Resource
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        nanos(&*self.clock)
+    }
+
+    pub(crate) fn real_wait(&self, d: Duration) -> Duration {
+        self.clock.real_wait(d)
+    }
+
+    fn describe(&self, items: &[(u8, u64)]) -> String {
+        let keys: Vec<String> = items
+            .iter()
+            .map(|&(i, n)| format!("`{}` x{n}", self.key(i)))
+            .collect();
+        keys.join(", ")
+    }
+
+    /// Gives back what an acquisition holds: resource units (rate charges stay spent).
+    pub(crate) fn release(&self, items: &[(u8, u64)]) {
+        if !items.iter().any(|&(i, _)| self.is_resource(i)) {
+            return;
+        }
+        let mut st = lock(&self.state);
+        let mut freed = false;
+        for &(i, n) in items {
+            if let Slot::Resource { held, .. } = &mut st.slots[usize::from(i)] {
+                *held -= n.min(*held);
+                freed = true;
+            }
+        }
+        if freed && !st.waiters.is_empty() {
+            notify(self, &mut st);
+        }
+    }
+
+    /// Corrects the charge of rate limit `idx` (made at `at`) from `old` to `new` units.
+    pub(crate) fn recharge(&self, idx: u8, at: u64, old: u64, new: u64) {
+        let now = self.now();
+        let mut st = lock(&self.state);
+        if let Slot::Rate(r) = &mut st.slots[usize::from(idx)] {
+            if new < old {
+                r.refund(now, at, old - new);
+                if !st.waiters.is_empty() {
+                    notify(self, &mut st);
+                }
+            } else if new > old {
+                r.charge(now, new - old);
+            }
+        }
+    }
+}
+
+/// Charges `items` if they all fit at `now` and no earlier waiter wants any of their keys.
+/// Otherwise `Err(hint)`: nanos until a rate limit may admit, or `None` to wait for a release.
+fn admit(
+    st: &mut State,
+    items: &[(u8, u64)],
+    mask: u64,
+    ticket: Option<u64>,
+    now: u64,
+) -> Result<(), Option<u64>> {
+    for w in &st.waiters {
+        if Some(w.ticket) == ticket {
+            break;
+        }
+        if w.mask & mask != 0 {
+            return Err(None);
+        }
+    }
+    let mut blocked = false;
+    let mut hint: Option<u64> = None;
+    for &(i, n) in items {
+        match &mut st.slots[usize::from(i)] {
+            Slot::Rate(r) => {
+                if let Some(d) = r.wait_for(now, n) {
+                    blocked = true;
+                    hint = Some(hint.map_or(d, |h| h.max(d)));
+                }
+            }
+            Slot::Resource { held, capacity } => {
+                if *held + n > *capacity {
+                    blocked = true;
+                }
+            }
+        }
+    }
+    if blocked {
+        return Err(hint);
+    }
+    for &(i, n) in items {
+        match &mut st.slots[usize::from(i)] {
+            Slot::Rate(r) => r.charge(now, n),
+            Slot::Resource { held, .. } => *held += n,
+        }
+    }
+    Ok(())
+}
+
+/// Removes waiter `ticket` and lets the others re-check (they may have waited behind it).
+fn leave(inner: &SetInner, st: &mut MutexGuard<'_, State>, ticket: u64) {
+    if let Some(pos) = st.waiters.iter().position(|w| w.ticket == ticket) {
+        st.waiters.remove(pos);
+    }
+    if !st.waiters.is_empty() {
+        notify(inner, st);
+    }
+}
+
+fn notify(inner: &SetInner, st: &mut State) {
+    inner.changed.notify_all();
+    for w in st.waiters.iter_mut() {
+        if let Some(waker) = w.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+fn give_up(
+    inner: &SetInner,
+    items: &[(u8, u64)],
+    deadline: Option<u64>,
+    now: u64,
+    cancel: &dyn Fn() -> bool,
+) -> Option<WaitError> {
+    if cancel() {
+        return Some(WaitError::Cancelled);
+    }
+    match deadline {
+        Some(d) if now >= d => Some(WaitError::Limit(LimitError::Timeout {
+            keys: inner.describe(items),
+        })),
+        _ => None,
+    }
+}
+
+/// How long to really block: until a rate limit may admit or the deadline, at most [`POLL`].
+fn next_wait(inner: &SetInner, hint: Option<u64>, deadline: Option<u64>, now: u64) -> Duration {
+    let mut clock_ns = hint.unwrap_or(u64::MAX);
+    if let Some(d) = deadline {
+        clock_ns = clock_ns.min(d.saturating_sub(now));
+    }
+    inner
+        .clock
+        .real_wait(Duration::from_nanos(clock_ns))
+        .min(POLL)
+        .max(Duration::from_micros(1))
+}
+
+/// The async wait: a place in the same FIFO queue, a waker for releases, and a tokio timer for
+/// rate limits and the deadline. Dropping it leaves the queue.
+struct Waiting<'a, C: Fn() -> bool + Unpin> {
+    inner: &'a SetInner,
+    items: (&'a [(u8, u64)], u64),
+    deadline: Option<u64>,
+    cancel: C,
+    ticket: Option<u64>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<C: Fn() -> bool + Unpin> Future for Waiting<'_, C> {
+    type Output = Result<u64, WaitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let inner = this.inner;
+        let (items, mask) = this.items;
+        let mut st = lock(&inner.state);
+        let now = nanos(&*inner.clock);
+        if this.ticket.is_some() && (this.cancel)() {
+            if let Some(t) = this.ticket.take() {
+                leave(inner, &mut st, t);
+            }
+            return Poll::Ready(Err(WaitError::Cancelled));
+        }
+        let hint = match admit(&mut st, items, mask, this.ticket, now) {
+            Ok(()) => {
+                if let Some(t) = this.ticket.take() {
+                    leave(inner, &mut st, t);
+                }
+                return Poll::Ready(Ok(now));
+            }
+            Err(hint) => hint,
+        };
+        if let Some(err) = give_up(inner, items, this.deadline, now, &this.cancel) {
+            if let Some(t) = this.ticket.take() {
+                leave(inner, &mut st, t);
+            }
+            return Poll::Ready(Err(err));
+        }
+        let ticket = match this.ticket {
+            Some(t) => t,
+            None => {
+                let t = st.next_ticket;
+                st.next_ticket += 1;
+                st.waiters.push_back(Waiter {
+                    ticket: t,
+                    mask,
+                    waker: None,
+                });
+                this.ticket = Some(t);
+                t
+            }
+        };
+        if let Some(w) = st.waiters.iter_mut().find(|w| w.ticket == ticket) {
+            match &w.waker {
+                Some(old) if old.will_wake(cx.waker()) => {}
+                _ => w.waker = Some(cx.waker().clone()),
+            }
+        }
+        drop(st);
+        let wait = next_wait(inner, hint, this.deadline, now);
+        let at = tokio::time::Instant::now() + wait;
+        match &mut this.sleep {
+            Some(s) => s.as_mut().reset(at),
+            None => this.sleep = Some(new_sleep(at)),
+        }
+        if let Some(s) = &mut this.sleep
+            && s.as_mut().poll(cx).is_ready()
+        {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+}
+
+impl<C: Fn() -> bool + Unpin> Drop for Waiting<'_, C> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            let mut st = lock(&self.inner.state);
+            leave(self.inner, &mut st, t);
+        }
+    }
+}
+
+/// A tokio timer, made inside the library runtime when the caller has no tokio context.
+fn new_sleep(at: tokio::time::Instant) -> Pin<Box<tokio::time::Sleep>> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Box::pin(tokio::time::sleep_until(at)),
+        Err(_) => {
+            let _ctx = crate::runtime::runtime().enter();
+            Box::pin(tokio::time::sleep_until(at))
+        }
+    }
+}
