@@ -17,6 +17,7 @@ mod mode;
 mod options;
 mod options_builder;
 mod pool;
+mod progress;
 mod runtime;
 mod sync;
 mod worker;
@@ -36,6 +37,10 @@ pub use limit::{
 };
 pub use options::{LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};
+pub use progress::{LogEvery, Progress, ProgressBar, ProgressIter};
+
+/// The indicatif crate, for [`Progress::draw_target`] and [`Progress::in_multi`].
+pub use indicatif;
 
 #[doc(hidden)]
 pub mod __private;

@@ -14,6 +14,10 @@ pub(crate) use std::thread;
 /// report which promise of a set became ready, in `future::combinators`).
 pub(crate) use std::sync::Arc as WakerArc;
 
+/// std's `OnceLock`, even under loom (which has none): process-wide state created once, such
+/// as the shared progress display in `progress`.
+pub(crate) use std::sync::OnceLock;
+
 #[cfg(concurry_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[cfg(concurry_loom)]

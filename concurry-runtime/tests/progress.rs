@@ -1,0 +1,235 @@
+//! Progress bars rendered into indicatif's in-memory terminal, and plain log lines written to
+//! a shared buffer. Assertions are on screen contents and counts, never on timing.
+#![allow(missing_docs)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use concurry_runtime::{LogEvery, Progress, ProgressBar};
+use indicatif::{InMemoryTerm, MultiProgress, ProgressDrawTarget};
+
+fn term() -> InMemoryTerm {
+    InMemoryTerm::new(10, 120)
+}
+
+fn on(term: &InMemoryTerm, message: &str) -> Progress {
+    Progress::new(message.to_owned())
+        .draw_target(ProgressDrawTarget::term_like(Box::new(term.clone())))
+}
+
+/// A `Write` whose lines the test can read back.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Lines {
+    fn get(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn finished_bar_shows_counts_and_done() {
+    let term = term();
+    let bar = ProgressBar::new(3, on(&term, "uploads"));
+    bar.inc_ok();
+    bar.inc_ok();
+    bar.inc_ok();
+    bar.finish();
+    let screen = term.contents();
+    assert!(screen.contains("uploads"), "{screen}");
+    assert!(screen.contains("3/3"), "{screen}");
+    assert!(screen.contains("✓ 3 ✗ 0"), "{screen}");
+    assert!(screen.contains("✔ done"), "{screen}");
+}
+
+#[test]
+fn failures_are_counted_apart_and_mark_the_bar_failed() {
+    let term = term();
+    let bar = ProgressBar::new(100, on(&term, "LLM calls"));
+    for i in 0..100 {
+        bar.inc(i % 20 != 0);
+    }
+    bar.finish();
+    let screen = term.contents();
+    assert!(screen.contains("100/100"), "{screen}");
+    assert!(screen.contains("✓ 95 ✗ 5"), "{screen}");
+    assert!(screen.contains("✘ failed"), "{screen}");
+}
+
+#[test]
+fn finishing_early_is_stopped() {
+    let term = term();
+    let bar = ProgressBar::new(4, on(&term, "jobs"));
+    bar.inc_ok();
+    drop(bar); // the last handle finishes the bar
+    let screen = term.contents();
+    assert!(screen.contains("1/4"), "{screen}");
+    assert!(screen.contains("■ stopped"), "{screen}");
+}
+
+#[test]
+fn unknown_total_is_a_spinner_with_counts() {
+    let term = term();
+    let bar = ProgressBar::without_total(on(&term, "events"));
+    bar.inc_ok();
+    bar.inc_err();
+    bar.finish();
+    let screen = term.contents();
+    assert!(screen.contains("events 2 ✓ 1 ✗ 1 failed"), "{screen}");
+}
+
+#[test]
+fn wrapped_iterator_ticks_per_item_and_finishes_done() {
+    let term = term();
+    let sum: u32 = ProgressBar::wrap_with(1..=10, on(&term, "summing")).sum();
+    assert_eq!(sum, 55);
+    let screen = term.contents();
+    assert!(screen.contains("10/10 ✓ 10 ✗ 0 ✔ done"), "{screen}");
+}
+
+#[test]
+fn bars_in_one_multi_progress_stack() {
+    let term = term();
+    let multi =
+        MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(term.clone())));
+    let a = ProgressBar::new(2, Progress::new("first").in_multi(&multi));
+    let b = ProgressBar::new(3, Progress::new("second").in_multi(&multi));
+    a.inc_ok();
+    b.inc_err();
+    a.inc_ok();
+    a.finish();
+    b.finish();
+    let screen = term.contents();
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 2, "{screen}");
+    assert!(
+        lines[0].contains("first") && lines[0].contains("✔ done"),
+        "{screen}"
+    );
+    assert!(
+        lines[1].contains("second") && lines[1].contains("✓ 0 ✗ 1"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn hidden_bar_neither_draws_nor_logs() {
+    let lines = Lines::default();
+    let bar = ProgressBar::new(2, Progress::hidden().log_every(1_u64).log_to(lines.clone()));
+    assert!(bar.is_hidden());
+    bar.inc_ok();
+    bar.finish();
+    assert!(lines.get().is_empty());
+}
+
+#[test]
+fn default_bar_is_drawn_only_on_a_terminal() {
+    use std::io::IsTerminal;
+    let bar = ProgressBar::new(1, "stderr");
+    assert_eq!(bar.is_hidden(), !std::io::stderr().is_terminal());
+}
+
+#[test]
+fn log_every_count_prints_plain_lines() {
+    let lines = Lines::default();
+    let bar = ProgressBar::new(
+        10,
+        Progress::new("LLM calls")
+            .log_every(4_u64)
+            .log_to(lines.clone())
+            .draw_target(ProgressDrawTarget::hidden()),
+    );
+    for i in 0..10 {
+        bar.inc(i != 2);
+    }
+    bar.finish();
+    let lines = lines.get();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with("LLM calls: 4/10 (✓ 3 ✗ 1) "),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with("/s"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("LLM calls: 8/10 (✓ 7 ✗ 1) "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("LLM calls: failed 10/10 (✓ 9 ✗ 1) in "),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn log_every_period_logs_at_most_once_per_period() {
+    // A period no test run reaches: only the final line is printed.
+    let lines = Lines::default();
+    let bar = ProgressBar::new(
+        3,
+        Progress::new("slow")
+            .log_every(std::time::Duration::from_secs(3600))
+            .log_to(lines.clone()),
+    );
+    for _ in 0..3 {
+        bar.inc_ok();
+    }
+    bar.finish();
+    let lines = lines.get();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("slow: done 3/3 (✓ 3 ✗ 0) in "),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn log_every_accepts_durations_and_counts() {
+    assert_eq!(LogEvery::from(7_u64), LogEvery::Count(7));
+    let p: Progress = "x".into();
+    assert_eq!(p.message(), "x");
+    let p: Progress = false.into();
+    assert!(ProgressBar::new(1, p).is_hidden());
+}
+
+#[test]
+fn counting_from_many_threads_is_exact() {
+    let lines = Lines::default();
+    let bar = ProgressBar::new(
+        400,
+        Progress::new("threads")
+            .log_every(100_u64)
+            .log_to(lines.clone()),
+    );
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let bar = bar.clone();
+            s.spawn(move || {
+                for i in 0..100 {
+                    bar.inc(!(t == 0 && i == 0));
+                }
+            });
+        }
+    });
+    bar.finish();
+    let lines = lines.get();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(
+        lines[4].starts_with("threads: failed 400/400 (✓ 399 ✗ 1)"),
+        "{lines:?}"
+    );
+}
