@@ -28,7 +28,7 @@ pub use future::{Arg, PendingArg};
 pub use future::{
     AsCompleted, AsCompletedStream, Completer, DoneAndPending, FirstSuccess, Gather, IntoPromise,
     Promise, Race, ReturnWhen, Settled, WaitFuture, as_completed, first_success, gather, race,
-    wait, wait_async, wrap, wrap_future, wrap_try_future,
+    wait, wait_async, wait_with, wrap, wrap_future, wrap_try_future,
 };
 pub use limit::{
     Acquisition, CallLimit, IntoLimitSet, Limit, LimitError, LimitKind, LimitPool,

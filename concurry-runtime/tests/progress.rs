@@ -233,3 +233,157 @@ fn counting_from_many_threads_is_exact() {
         "{lines:?}"
     );
 }
+
+// ---- the combinators' `.progress(..)` ----
+
+mod combinators {
+    use concurry_runtime::{
+        Error, Promise, ReturnWhen, as_completed, gather, wait_async, wait_with,
+    };
+    use futures_util::StreamExt;
+
+    use super::{Lines, on, term};
+
+    fn ready(n: u32, failing: &[u32]) -> Vec<Promise<u32>> {
+        (0..n)
+            .map(|i| {
+                Promise::ready(if failing.contains(&i) {
+                    Err(Error::Cancelled)
+                } else {
+                    Ok(i)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gather_counts_every_result() {
+        let term = term();
+        let out = gather(ready(20, &[])).progress(on(&term, "gather")).wait();
+        assert_eq!(out.unwrap().len(), 20);
+        let screen = term.contents();
+        assert!(screen.contains("gather"), "{screen}");
+        assert!(screen.contains("20/20 ✓ 20 ✗ 0 ✔ done"), "{screen}");
+    }
+
+    #[test]
+    fn gather_stops_at_the_first_error_and_shows_it() {
+        let term = term();
+        let out = gather(ready(10, &[4])).progress(on(&term, "gather")).wait();
+        assert!(matches!(out, Err(Error::Cancelled)));
+        let screen = term.contents();
+        assert!(screen.contains("5/10 ✓ 4 ✗ 1 ✘ failed"), "{screen}");
+    }
+
+    #[test]
+    fn settled_counts_failures_and_goes_on() {
+        let term = term();
+        let out = gather(ready(10, &[1, 7]))
+            .progress(on(&term, "settled"))
+            .settled()
+            .wait();
+        assert_eq!(out.iter().filter(|r| r.is_err()).count(), 2);
+        let screen = term.contents();
+        assert!(screen.contains("10/10 ✓ 8 ✗ 2 ✘ failed"), "{screen}");
+    }
+
+    #[test]
+    fn gather_awaited_counts_too() {
+        let term = term();
+        let out = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(gather(ready(5, &[])).progress(on(&term, "async")));
+        assert_eq!(out.unwrap(), vec![0, 1, 2, 3, 4]);
+        let screen = term.contents();
+        assert!(screen.contains("5/5 ✓ 5 ✗ 0 ✔ done"), "{screen}");
+    }
+
+    #[test]
+    fn gather_logs_plain_lines() {
+        let lines = Lines::default();
+        let progress = concurry_runtime::Progress::new("LLM calls")
+            .log_every(50_u64)
+            .log_to(lines.clone());
+        let out = gather(ready(100, &[3, 60]))
+            .settled()
+            .progress(progress)
+            .wait();
+        assert_eq!(out.len(), 100);
+        let lines = lines.get();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[0].starts_with("LLM calls: 50/100 (✓ 49 ✗ 1) "),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("LLM calls: 100/100 (✓ 98 ✗ 2) "),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].starts_with("LLM calls: failed 100/100 (✓ 98 ✗ 2) in "),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn as_completed_ticks_per_item() {
+        let term = term();
+        let mut results = as_completed(ready(3, &[2])).progress(on(&term, "stream"));
+        assert!(results.next().unwrap().is_ok());
+        assert!(results.next().unwrap().is_ok());
+        assert!(results.next().unwrap().is_err());
+        assert!(results.next().is_none());
+        let screen = term.contents();
+        assert!(screen.contains("3/3 ✓ 2 ✗ 1 ✘ failed"), "{screen}");
+    }
+
+    #[test]
+    fn as_completed_dropped_early_is_stopped() {
+        let term = term();
+        let mut results = as_completed(ready(3, &[])).progress(on(&term, "early"));
+        assert!(results.next().unwrap().is_ok());
+        drop(results);
+        let screen = term.contents();
+        assert!(screen.contains("1/3 ✓ 1 ✗ 0 ■ stopped"), "{screen}");
+    }
+
+    #[test]
+    fn as_completed_stream_ticks_per_item() {
+        let term = term();
+        let all: Vec<_> = tokio::runtime::Runtime::new().unwrap().block_on(
+            as_completed(ready(4, &[]))
+                .progress(on(&term, "stream"))
+                .into_stream()
+                .collect(),
+        );
+        assert_eq!(all.len(), 4);
+        let screen = term.contents();
+        assert!(screen.contains("4/4 ✓ 4 ✗ 0 ✔ done"), "{screen}");
+    }
+
+    #[test]
+    fn wait_first_completed_stops_the_bar() {
+        let term = term();
+        let (slow, _keep) = Promise::<u32>::pending();
+        let (done, not_done) = wait_with(
+            [slow, Promise::ready(Ok(1))],
+            ReturnWhen::FirstCompleted,
+            None,
+            on(&term, "wait"),
+        );
+        assert_eq!((done.len(), not_done.len()), (1, 1));
+        let screen = term.contents();
+        assert!(screen.contains("1/2 ✓ 1 ✗ 0 ■ stopped"), "{screen}");
+    }
+
+    #[test]
+    fn wait_async_counts_all() {
+        let term = term();
+        let (done, _) = tokio::runtime::Runtime::new().unwrap().block_on(
+            wait_async(ready(6, &[5]), ReturnWhen::AllCompleted, None).progress(on(&term, "w")),
+        );
+        assert_eq!(done.len(), 6);
+        let screen = term.contents();
+        assert!(screen.contains("6/6 ✓ 5 ✗ 1 ✘ failed"), "{screen}");
+    }
+}

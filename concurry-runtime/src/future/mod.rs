@@ -17,10 +17,10 @@ mod tests {
     mod loom_slot;
 }
 
+pub use arg::{Arg, PendingArg};
 pub use combinators::{
     AsCompleted, AsCompletedStream, DoneAndPending, FirstSuccess, Gather, Race, ReturnWhen,
-    Settled, WaitFuture, as_completed, first_success, gather, race, wait, wait_async,
+    Settled, WaitFuture, as_completed, first_success, gather, race, wait, wait_async, wait_with,
 };
-pub use arg::{Arg, PendingArg};
 pub use promise::{Completer, Promise};
 pub use wrap::{IntoPromise, wrap, wrap_future, wrap_try_future};

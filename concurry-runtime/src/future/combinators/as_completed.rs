@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use futures_util::Stream;
 use futures_util::stream::FusedStream;
 
-use super::driver::poll_timer;
+use super::driver::{poll_timer, start_bar};
 use super::set::{Next, PromiseSet};
 use crate::error::Error;
 use crate::future::IntoPromise;
+use crate::progress::{Progress, ProgressBar};
 
 /// Yields each promise's result as it resolves, in completion order (those already resolved
 /// when iteration starts come first, in input order).
@@ -46,6 +47,8 @@ where
         deadline: None,
         timer: None,
         finished: false,
+        progress: None,
+        bar: None,
     }
 }
 
@@ -65,6 +68,9 @@ pub struct AsCompleted<T, E = Infallible> {
     /// For async use, started by the first poll that has to wait.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     finished: bool,
+    /// Turned into `bar` by the first `next` (or poll).
+    progress: Option<Progress>,
+    bar: Option<ProgressBar>,
 }
 
 impl<T, E> AsCompleted<T, E> {
@@ -84,6 +90,45 @@ impl<T, E> AsCompleted<T, E> {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// Shows a progress bar while results come in, from a message or a [`Progress`]: one tick
+    /// per result, successes and failures counted apart. The bar finishes when the sequence
+    /// ends, or as `■ stopped` if it is dropped before.
+    ///
+    /// ```
+    /// use concurry::{Promise, as_completed};
+    ///
+    /// let calls = (0..10).map(|i| Promise::<u32>::ready(Ok(i)));
+    /// let total: u32 = as_completed(calls).progress("calls").map(Result::unwrap).sum();
+    /// assert_eq!(total, 45);
+    /// ```
+    pub fn progress(mut self, progress: impl Into<Progress>) -> Self {
+        self.progress = Some(progress.into());
+        self
+    }
+
+    /// Creates the bar on the first `next` or poll.
+    fn start(&mut self) {
+        if let Some(progress) = self.progress.take() {
+            self.bar = start_bar(Some(progress), self.set.len());
+        }
+    }
+
+    /// Counts a result on the bar, if any, and passes it on.
+    fn tick(&self, r: Result<T, Error<E>>) -> Option<Result<T, Error<E>>> {
+        if let Some(bar) = &self.bar {
+            bar.inc(r.is_ok());
+        }
+        Some(r)
+    }
+
+    /// Marks the sequence ended and finishes the bar.
+    fn end(&mut self) {
+        self.finished = true;
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
     }
 
     /// The same results as an async [`Stream`](futures_util::Stream), for use inside a task.
@@ -127,14 +172,15 @@ impl<T, E> Iterator for AsCompleted<T, E> {
         if self.deadline.is_none() {
             self.deadline = self.timeout.and_then(|d| Instant::now().checked_add(d));
         }
+        self.start();
         match self.set.next_blocking(self.deadline) {
-            Next::Ready(_, r) => Some(r),
+            Next::Ready(_, r) => self.tick(r),
             Next::Exhausted => {
-                self.finished = true;
+                self.end();
                 None
             }
             Next::TimedOut => {
-                self.finished = true;
+                self.end();
                 Some(Err(Error::Timeout))
             }
         }
@@ -189,15 +235,16 @@ impl<T, E> Stream for AsCompletedStream<T, E> {
         if this.finished {
             return Poll::Ready(None);
         }
+        this.start();
         match this.set.poll_next(cx) {
-            Poll::Ready(Some((_, r))) => Poll::Ready(Some(r)),
+            Poll::Ready(Some((_, r))) => Poll::Ready(this.tick(r)),
             Poll::Ready(None) => {
-                this.finished = true;
+                this.end();
                 Poll::Ready(None)
             }
             Poll::Pending => {
                 if poll_timer(this.timeout, &mut this.timer, cx) {
-                    this.finished = true;
+                    this.end();
                     return Poll::Ready(Some(Err(Error::Timeout)));
                 }
                 Poll::Pending
@@ -233,6 +280,8 @@ impl<T, E> fmt::Debug for AsCompleted<T, E> {
         f.debug_struct("AsCompleted")
             .field("remaining", &self.remaining())
             .field("timeout", &self.timeout)
+            .field("progress", &self.progress)
+            .field("bar", &self.bar)
             .finish()
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::set::{Next, PromiseSet};
 use crate::error::Error;
+use crate::progress::{Progress, ProgressBar};
 
 /// What a combinator does with each result and how it ends.
 pub(crate) trait Collect<T, E> {
@@ -22,11 +23,18 @@ pub(crate) trait Collect<T, E> {
     fn finish(self, set: PromiseSet<T, E>, timed_out: bool) -> Self::Output;
 }
 
-/// How a wait is run. A later `progress` option belongs here beside `timeout`, reported to on
-/// each `feed`.
-#[derive(Debug, Clone, Copy, Default)]
+/// How a wait is run.
+#[derive(Debug, Default)]
 pub(crate) struct WaitOptions {
     pub(crate) timeout: Option<Duration>,
+    /// A bar counting each result as it is fed; created when the wait starts.
+    pub(crate) progress: Option<Progress>,
+}
+
+/// The bar for a wait over `len` promises, unless it would neither draw nor log.
+pub(crate) fn start_bar(progress: Option<Progress>, len: usize) -> Option<ProgressBar> {
+    let bar = ProgressBar::start(progress?, u64::try_from(len).ok());
+    (!bar.is_hidden()).then_some(bar)
 }
 
 /// A policy over a set, run to completion by [`Driver::run`] or by polling.
@@ -35,6 +43,8 @@ pub(crate) struct Driver<T, E, C> {
     pub(crate) options: WaitOptions,
     /// Started on the first poll that finds nothing ready, when a timeout is set.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Created on the first poll, from `options.progress`.
+    bar: Option<ProgressBar>,
 }
 
 impl<T, E, C> Driver<T, E, C> {
@@ -50,6 +60,7 @@ impl<T, E, C: Collect<T, E>> Driver<T, E, C> {
             state: Some((set, collect)),
             options: WaitOptions::default(),
             timer: None,
+            bar: None,
         }
     }
 
@@ -62,8 +73,9 @@ impl<T, E, C: Collect<T, E>> Driver<T, E, C> {
         let collect = f(&set);
         Driver {
             state: Some((set, collect)),
-            options: self.options,
+            options: std::mem::take(&mut self.options),
             timer: None,
+            bar: None,
         }
     }
 
@@ -80,9 +92,13 @@ impl<T, E, C: Collect<T, E>> Driver<T, E, C> {
             .timeout
             .and_then(|d| Instant::now().checked_add(d));
         let (mut set, mut collect) = self.take_state();
+        let bar = start_bar(self.options.progress.take(), set.len());
         let timed_out = loop {
             match set.next_blocking(deadline) {
                 Next::Ready(i, r) => {
+                    if let Some(bar) = &bar {
+                        bar.inc(r.is_ok());
+                    }
                     if collect.feed(i, r).is_break() {
                         break false;
                     }
@@ -91,6 +107,9 @@ impl<T, E, C: Collect<T, E>> Driver<T, E, C> {
                 Next::TimedOut => break true,
             }
         };
+        if let Some(bar) = bar {
+            bar.finish();
+        }
         collect.finish(set, timed_out)
     }
 
@@ -100,9 +119,15 @@ impl<T, E, C: Collect<T, E>> Driver<T, E, C> {
             .state
             .as_mut()
             .expect("a concurry wait was polled again after it completed");
+        if let Some(progress) = self.options.progress.take() {
+            self.bar = start_bar(Some(progress), set.len());
+        }
         let timed_out = loop {
             match set.poll_next(cx) {
                 Poll::Ready(Some((i, r))) => {
+                    if let Some(bar) = &self.bar {
+                        bar.inc(r.is_ok());
+                    }
                     if collect.feed(i, r).is_break() {
                         break false;
                     }
@@ -116,6 +141,9 @@ impl<T, E, C: Collect<T, E>> Driver<T, E, C> {
                 }
             }
         };
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
         let (set, collect) = self.take_state();
         Poll::Ready(collect.finish(set, timed_out))
     }

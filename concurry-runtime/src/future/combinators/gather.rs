@@ -12,6 +12,7 @@ use super::driver::{Collect, Driver};
 use super::set::PromiseSet;
 use crate::error::Error;
 use crate::future::IntoPromise;
+use crate::progress::Progress;
 
 /// Waits for every promise and gives their values in input order.
 ///
@@ -77,6 +78,23 @@ impl<T, E> Gather<T, E> {
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.driver.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Shows a progress bar while waiting, from a message or a [`Progress`]: one tick per
+    /// result, successes and failures counted apart (`✓ 95 ✗ 5`), drawn only when stderr is a
+    /// terminal. The bar finishes when the wait ends: `✔ done`, or `✘ failed` at the first
+    /// error.
+    ///
+    /// ```
+    /// use concurry::{Promise, gather};
+    ///
+    /// let calls = (0..100).map(|i| Promise::<u32>::ready(Ok(i)));
+    /// let answers = gather(calls).progress("LLM calls").wait().unwrap();
+    /// assert_eq!(answers.len(), 100);
+    /// ```
+    pub fn progress(mut self, progress: impl Into<Progress>) -> Self {
+        self.driver.options.progress = Some(progress.into());
         self
     }
 
@@ -161,6 +179,23 @@ impl<T, E> Settled<T, E> {
         self
     }
 
+    /// Shows a progress bar while waiting, as [`Gather::progress`]; failures are counted and
+    /// the wait goes on.
+    ///
+    /// ```
+    /// use concurry::{Error, Progress, Promise, gather};
+    ///
+    /// let outcomes = gather([Promise::<u8>::ready(Ok(1)), Promise::ready(Err(Error::Cancelled))])
+    ///     .settled()
+    ///     .progress(Progress::new("checks").log_every(1_u64).log_to(std::io::sink()))
+    ///     .wait();
+    /// assert_eq!(outcomes.len(), 2);
+    /// ```
+    pub fn progress(mut self, progress: impl Into<Progress>) -> Self {
+        self.driver.options.progress = Some(progress.into());
+        self
+    }
+
     /// Blocks the calling thread until every promise has resolved (or the timeout passed).
     ///
     /// ```
@@ -195,7 +230,9 @@ pub(super) fn debug_wait<T, E, C>(
     if let Some(set) = driver.set() {
         s.field("len", &set.len()).field("pending", &set.pending());
     }
-    s.field("timeout", &driver.options.timeout).finish()
+    s.field("timeout", &driver.options.timeout)
+        .field("progress", &driver.options.progress)
+        .finish()
 }
 
 struct AllValues<T, E> {

@@ -13,6 +13,7 @@ use super::gather::debug_wait;
 use super::set::PromiseSet;
 use crate::error::Error;
 use crate::future::{IntoPromise, Promise};
+use crate::progress::Progress;
 
 /// When [`wait`] returns, as in Python's `concurrent.futures.wait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -62,6 +63,34 @@ where
     wait_async(promises, return_when, timeout).driver.run()
 }
 
+/// [`wait`] with a progress bar, from a message or a [`Progress`]: one tick per promise that
+/// resolves during the wait, successes and failures counted apart. The bar ends `■ stopped`
+/// when the wait returns before every promise resolved. For the async form, use
+/// [`WaitFuture::progress`].
+///
+/// ```
+/// use concurry::{Promise, ReturnWhen, wait_with};
+///
+/// let calls: Vec<_> = (0..10).map(|i| Promise::<u32>::ready(Ok(i))).collect();
+/// let (done, not_done) = wait_with(calls, ReturnWhen::AllCompleted, None, "calls");
+/// assert_eq!((done.len(), not_done.len()), (10, 0));
+/// ```
+pub fn wait_with<T, E, I>(
+    promises: I,
+    return_when: ReturnWhen,
+    timeout: Option<Duration>,
+    progress: impl Into<Progress>,
+) -> DoneAndPending<T, E>
+where
+    I: IntoIterator,
+    I::Item: IntoPromise<Output = T, Error = E>,
+{
+    wait_async(promises, return_when, timeout)
+        .progress(progress)
+        .driver
+        .run()
+}
+
 /// The async form of [`wait`]: a future of `(done, not_done)`; the timeout starts when it is
 /// first polled.
 ///
@@ -104,6 +133,25 @@ where
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct WaitFuture<T, E = Infallible> {
     driver: Driver<T, E, Split<T, E>>,
+}
+
+impl<T, E> WaitFuture<T, E> {
+    /// Shows a progress bar while waiting, from a message or a [`Progress`], as
+    /// [`wait_with`] does for the blocking form.
+    ///
+    /// ```
+    /// use concurry::{Promise, ReturnWhen, wait_async};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let calls: Vec<_> = (0..10).map(|i| Promise::<u32>::ready(Ok(i))).collect();
+    /// let (done, _) = wait_async(calls, ReturnWhen::AllCompleted, None).progress("calls").await;
+    /// assert_eq!(done.len(), 10);
+    /// # });
+    /// ```
+    pub fn progress(mut self, progress: impl Into<Progress>) -> Self {
+        self.driver.options.progress = Some(progress.into());
+        self
+    }
 }
 
 impl<T, E> Future for WaitFuture<T, E> {
