@@ -51,10 +51,8 @@ fn main() -> Result<(), concurry::Error> {
         .init("gpt-4o-mini".into(), 0.1)?;
     let start = Instant::now();
     let futures: Vec<_> = prompts.iter().map(|p| pool.call_llm(p.clone())).collect();
-    let pooled = futures
-        .into_iter()
-        .map(Promise::result)
-        .collect::<Result<Vec<_>, _>>()?;
+    // A bar on stderr while the calls come in (nothing is drawn when stderr is not a terminal).
+    let pooled = concurry::gather(futures).progress("LLM calls").wait()?;
     let pooled_time = start.elapsed();
     pool.stop()?;
 

@@ -73,6 +73,8 @@
 //!
 //! - [`worker`]: the macro, what it generates, and the rules it checks at compile time.
 //! - [`Promise`]: waiting, `.await`, cancelling, callbacks.
+//! - [`gather`], [`wait`], [`as_completed`]: waiting on many, with an optional
+//!   [`progress`](Gather::progress) bar ([`ProgressBar`], [`Progress`]).
 //! - [`Mode`] and [`LoadBalancing`]: where workers run and how calls are spread.
 //! - [`Error`]: every way a call can end without a value.
 #![forbid(unsafe_code)]
@@ -83,7 +85,7 @@ pub use concurry_runtime::*;
 /// The names most programs need: `use concurry::prelude::*;`.
 pub mod prelude {
     pub use concurry_runtime::{
-        CallLimit, Error, LimitSet, LoadBalancing, Mode, Promise, RateAlgorithm, RateLimit,
-        ResourceLimit,
+        CallLimit, Error, LimitSet, LoadBalancing, Mode, Progress, ProgressBar, Promise,
+        RateAlgorithm, RateLimit, ResourceLimit,
     };
 }

@@ -139,12 +139,16 @@ impl ProgressBar {
             return ProgressBar { inner: None };
         }
         let total = progress.total.or(default_total);
+        // A bar on a hidden target would only cost time: skip it.
         let draw = match progress.draw {
-            Draw::Target(target) => Some(indicatif::ProgressBar::with_draw_target(total, target)),
-            Draw::Multi(multi) => Some(multi.add(indicatif::ProgressBar::with_draw_target(
-                total,
-                indicatif::ProgressDrawTarget::hidden(),
-            ))),
+            Draw::Target(target) => (!target.is_hidden())
+                .then(|| indicatif::ProgressBar::with_draw_target(total, target)),
+            Draw::Multi(multi) => (!multi.is_hidden()).then(|| {
+                multi.add(indicatif::ProgressBar::with_draw_target(
+                    total,
+                    indicatif::ProgressDrawTarget::hidden(),
+                ))
+            }),
             Draw::Stderr => multi::stderr_is_terminal().then(|| {
                 multi::global().add(indicatif::ProgressBar::with_draw_target(
                     total,
@@ -297,7 +301,7 @@ impl Inner {
             message: &self.message,
             counts: &self.counts,
             total: self.total(),
-            elapsed: self.started.elapsed(),
+            started: self.started,
         }
     }
 

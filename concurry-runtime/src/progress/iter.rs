@@ -62,14 +62,12 @@ pub struct ProgressIter<I> {
 }
 
 impl<I> ProgressIter<I> {
-    /// The bar, for instance to count failures found while handling an item.
+    /// The bar, for instance to give it a total the iterator does not know.
     ///
     /// ```
-    /// let mut it = concurry::ProgressBar::wrap_with(["1", "x"], "parsing");
-    /// let bar = it.bar().clone();
-    /// let parsed: Vec<u8> = it.filter_map(|s| s.parse().ok()).collect();
-    /// assert_eq!(parsed, [1]);
-    /// # drop(bar);
+    /// let it = concurry::ProgressBar::wrap_with("a b c".split(' '), "words");
+    /// it.bar().set_total(3);
+    /// assert_eq!(it.count(), 3);
     /// ```
     pub fn bar(&self) -> &ProgressBar {
         &self.bar

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::bar::{Counts, End};
 use super::config::LogEvery;
@@ -78,7 +78,8 @@ pub(crate) struct Line<'a> {
     pub(crate) message: &'a str,
     pub(crate) counts: &'a Counts,
     pub(crate) total: Option<u64>,
-    pub(crate) elapsed: Duration,
+    /// When the bar started; read only when a line is printed.
+    pub(crate) started: Instant,
 }
 
 impl Line<'_> {
@@ -98,7 +99,7 @@ impl Line<'_> {
             let _ = write!(s, "/{total}");
         }
         let _ = write!(s, " (✓ {ok} ✗ {failed})");
-        let secs = self.elapsed.as_secs_f64();
+        let secs = self.started.elapsed().as_secs_f64();
         if end.is_some() {
             let _ = write!(s, " in {secs:.1}s");
         } else {
