@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::error::LimitError;
+use super::rate::CALL_COUNT;
 use super::set::SetInner;
 use crate::sync::Arc;
 
@@ -42,33 +43,62 @@ impl Items {
 /// assert!(set.try_acquire(&[("tokens", 700)]).is_ok());
 /// ```
 pub struct Acquisition {
-    set: Arc<SetInner>,
-    /// Clock time of the charge.
-    at: u64,
-    items: Items,
+    held: Held,
+}
+
+enum Held {
+    /// One implicit unit of the set's call limit, and nothing else: nothing to give back.
+    CallOnly,
+    /// Anything else: the set, to give back resource units and apply updates.
+    Set {
+        set: Arc<SetInner>,
+        /// Clock time of the charge.
+        at: u64,
+        items: Items,
+    },
 }
 
 impl fmt::Debug for Acquisition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (items, _) = self.items.slice(&self.set);
         let mut m = f.debug_map();
-        for &(i, n) in items {
-            m.entry(&self.set.key(i), &n);
+        match &self.held {
+            Held::CallOnly => {
+                m.entry(&CALL_COUNT, &1u64);
+            }
+            Held::Set { set, items, .. } => {
+                for &(i, n) in items.slice(set).0 {
+                    m.entry(&set.key(i), &n);
+                }
+            }
         }
         m.finish()
     }
 }
 
 impl Acquisition {
-    pub(crate) fn new(set: Arc<SetInner>, at: u64, items: Items) -> Self {
-        Acquisition { set, at, items }
+    #[inline]
+    pub(crate) fn new(set: &Arc<SetInner>, at: u64, items: Items) -> Self {
+        let held = match items {
+            Items::Auto if set.auto_call_only => Held::CallOnly,
+            items => Held::Set {
+                set: set.clone(),
+                at,
+                items,
+            },
+        };
+        Acquisition { held }
     }
 
     /// The units currently charged for `key` by this acquisition, if it holds that key.
     pub fn charged(&self, key: &str) -> Option<u64> {
-        let idx = self.set.index(key)?;
-        let (items, _) = self.items.slice(&self.set);
-        items.iter().find(|(i, _)| *i == idx).map(|&(_, n)| n)
+        match &self.held {
+            Held::CallOnly => (key == CALL_COUNT).then_some(1),
+            Held::Set { set, items, .. } => {
+                let idx = set.index(key)?;
+                let (items, _) = items.slice(set);
+                items.iter().find(|(i, _)| *i == idx).map(|&(_, n)| n)
+            }
+        }
     }
 
     /// Corrects rate-limit charges to what was really used: less is refunded (as far as the
@@ -107,19 +137,26 @@ impl Acquisition {
                 key: key.to_string(),
                 reason: reason.to_string(),
             };
-            let Some(idx) = self.set.index(key) else {
+            let Held::Set { set, at, items } = &mut self.held else {
+                return Err(not(if key == CALL_COUNT {
+                    "an implicit call-limit unit is always one call; request `call_count` \
+                     explicitly to charge a batch and correct it"
+                } else {
+                    "this acquisition holds only one implicit `call_count` unit"
+                }));
+            };
+            let Some(idx) = set.index(key) else {
                 return Err(not("the set has no limit with this key"));
             };
-            if self.set.is_resource(idx) {
+            if set.is_resource(idx) {
                 return Err(not(
                     "it is a resource limit; its units come back when the acquisition drops",
                 ));
             }
-            if let Items::Auto = self.items {
-                let (auto, _) = self.items.slice(&self.set);
-                self.items = Items::List(auto.to_vec());
+            if let Items::Auto = items {
+                *items = Items::List(set.auto.to_vec());
             }
-            let Items::List(list) = &mut self.items else {
+            let Items::List(list) = items else {
                 unreachable!("made a list above")
             };
             let Some(slot) = list.iter_mut().find(|(i, _)| *i == idx) else {
@@ -136,7 +173,7 @@ impl Acquisition {
                     "concurry: used more than was acquired; the difference is charged now"
                 );
             }
-            self.set.recharge(idx, self.at, old, used);
+            set.recharge(idx, *at, old, used);
             slot.1 = used;
         }
         Ok(())
@@ -144,8 +181,10 @@ impl Acquisition {
 }
 
 impl Drop for Acquisition {
+    #[inline]
     fn drop(&mut self) {
-        let (items, _) = self.items.slice(&self.set);
-        self.set.release(items);
+        if let Held::Set { set, items, .. } = &self.held {
+            set.release(items.slice(set).0);
+        }
     }
 }

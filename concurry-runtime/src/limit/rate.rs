@@ -19,8 +19,10 @@ pub(crate) const CALL_COUNT: &str = "call_count";
 /// All five allow at most `capacity` units per `window` in the long run and differ in how
 /// they treat bursts and window edges:
 ///
-/// - `SlidingWindow` (default): an exact log; at most `capacity` units in **any** interval of
-///   length `window`.
+/// - `SlidingWindow` (default): a log of admissions; at most `capacity` units in **any**
+///   interval of length `window`. Exact up to 4096 entries per window; beyond that, charges
+///   less than `window / 4096` apart share the later timestamp (memory stays bounded, units
+///   expire at most `window / 4096` late, never early).
 /// - `FixedWindow`: a counter reset at every multiple of `window`; at most `capacity` per
 ///   aligned window (so up to twice that across a boundary).
 /// - `TokenBucket`: `capacity` tokens refilled continuously at `capacity / window`; bursts up
@@ -193,6 +195,10 @@ impl RateLimit {
     }
 }
 
+/// Entries a sliding-window log keeps exactly; past this, charges closer together than
+/// `window / MAX_LOG` share an entry (so a log holds at most about `2 * MAX_LOG` entries).
+const MAX_LOG: usize = 4096;
+
 /// What one algorithm remembers. All times are clock nanoseconds.
 #[derive(Debug)]
 pub(crate) struct RateState {
@@ -255,6 +261,7 @@ impl RateState {
     }
 
     /// Brings the state up to `now` (refill, leak, expire, roll over).
+    #[inline]
     fn advance(&mut self, now: u64) {
         let (w, c) = (self.window, self.capacity);
         match &mut self.algo {
@@ -312,6 +319,24 @@ impl RateState {
     /// `n` must not exceed the capacity.
     pub(crate) fn wait_for(&mut self, now: u64, n: u64) -> Option<u64> {
         self.advance(now);
+        self.wait_at(now, n)
+    }
+
+    /// Charges `n` units if they fit at `now` (the single-limit fast path: one `advance`);
+    /// else how many nanos until they might.
+    #[inline]
+    pub(crate) fn try_charge(&mut self, now: u64, n: u64) -> Option<u64> {
+        self.advance(now);
+        let wait = self.wait_at(now, n);
+        if wait.is_none() && n > 0 {
+            self.charge_at(now, n);
+        }
+        wait
+    }
+
+    /// `wait_for` on a state already advanced to `now`.
+    #[inline]
+    fn wait_at(&self, now: u64, n: u64) -> Option<u64> {
         let (w, c) = (self.window, self.capacity);
         let wait: u128 = match &self.algo {
             Algo::Token { level, .. } => {
@@ -371,13 +396,26 @@ impl RateState {
             return;
         }
         self.advance(now);
+        self.charge_at(now, n);
+    }
+
+    /// `charge` on a state already advanced to `now`.
+    #[inline]
+    fn charge_at(&mut self, now: u64, n: u64) {
         let (w, c) = (self.window, self.capacity);
         match &mut self.algo {
             Algo::Token { level, .. } => *level -= i128::from(n) * i128::from(w),
             Algo::Leaky { queued, .. } => *queued = queued.saturating_add(n),
             Algo::Sliding { log, total } => {
+                let crowded = log.len() >= MAX_LOG;
                 match log.back_mut() {
                     Some((t, k)) if *t == now => *k += n,
+                    // A long log merges close charges into the later timestamp: memory stays
+                    // bounded, and a unit only ever expires later than it would (never early).
+                    Some((t, k)) if crowded && now - *t < w / MAX_LOG as u64 => {
+                        *t = now;
+                        *k += n;
+                    }
                     _ => log.push_back((now, n)),
                 }
                 *total += n;
@@ -405,7 +443,10 @@ impl RateState {
             }
             Algo::Leaky { queued, .. } => *queued -= n.min(*queued),
             Algo::Sliding { log, total } => {
-                if let Some(i) = log.iter().rposition(|&(t, _)| t == at) {
+                // The charge lives in the first entry at or after `at` (merges only move
+                // timestamps later), unless it already left the window.
+                let i = log.partition_point(|&(t, _)| t < at);
+                if at.saturating_add(w) > now && i < log.len() {
                     let k = &mut log[i].1;
                     let back = n.min(*k);
                     *k -= back;
@@ -498,6 +539,23 @@ mod tests {
             assert!(wait > 0 && wait <= 1000, "{alg}: {wait}");
             assert_eq!(s.wait_for(wait, 1), None, "{alg} after {wait}");
         }
+    }
+
+    #[test]
+    fn a_sliding_log_stays_bounded() {
+        let limit = RateLimit::new("k", Duration::from_secs(1), u64::MAX / 2);
+        let mut s = RateState::new(&limit);
+        for t in 0..50_000 {
+            s.charge(t, 1);
+        }
+        let Algo::Sliding { log, total } = &s.algo else {
+            unreachable!()
+        };
+        assert!(log.len() <= 2 * MAX_LOG, "{}", log.len());
+        assert_eq!(*total, 50_000);
+        // A refund of a merged charge still finds it.
+        s.refund(50_000, 49_999, 1);
+        assert_eq!(s.used(50_000), 49_999);
     }
 
     #[test]

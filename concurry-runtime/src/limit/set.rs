@@ -229,6 +229,8 @@ impl LimitSetBuilder {
             });
         }
         let auto_mask = auto.iter().fold(0, |m, &(i, _)| m | bit(i));
+        let auto_call_only =
+            matches!(*auto, [(i, _)] if matches!(kinds[usize::from(i)], LimitKind::Call(_)));
         Ok(LimitSet {
             inner: Arc::new(SetInner {
                 name: self.name,
@@ -237,6 +239,7 @@ impl LimitSetBuilder {
                 caps: caps.into_boxed_slice(),
                 auto: auto.into_boxed_slice(),
                 auto_mask,
+                auto_call_only,
                 clock: self.clock.unwrap_or_else(|| Box::new(SystemClock::new())),
                 state: Mutex::new(State {
                     slots,
@@ -294,6 +297,9 @@ pub(crate) struct SetInner {
     /// Call and resource limits: one unit each per request.
     pub(crate) auto: Box<[(u8, u64)]>,
     pub(crate) auto_mask: u64,
+    /// The automatic units are one call-limit unit and nothing else: such an acquisition
+    /// has nothing to give back and cannot be updated, so it needs no handle on the set.
+    pub(crate) auto_call_only: bool,
     clock: Box<dyn Clock>,
     state: Mutex<State>,
     /// Notified whenever units come back or a waiter leaves the queue.
@@ -449,7 +455,7 @@ impl LimitSet {
         let items = self.resolve(request)?;
         let deadline = self.deadline(timeout);
         match self.wait_blocking(items.slice(&self.inner), deadline, &|| false) {
-            Ok(at) => Ok(Acquisition::new(self.inner.clone(), at, items)),
+            Ok(at) => Ok(Acquisition::new(&self.inner, at, items)),
             Err(WaitError::Limit(e)) => Err(e),
             Err(WaitError::Cancelled) => unreachable!("never cancelled"),
         }
@@ -472,6 +478,7 @@ impl LimitSet {
     /// set.try_acquire(&[("emails", 2)]).unwrap();
     /// assert!(matches!(set.try_acquire(&[("emails", 1)]), Err(LimitError::WouldBlock { .. })));
     /// ```
+    #[inline]
     pub fn try_acquire(&self, request: &[(&str, u64)]) -> Result<Acquisition, LimitError> {
         let items = self.resolve(request)?;
         let now = nanos(&*self.inner.clock);
@@ -480,7 +487,7 @@ impl LimitSet {
         match admit(&mut st, slice, mask, None, now) {
             Ok(()) => {
                 drop(st);
-                Ok(Acquisition::new(self.inner.clone(), now, items))
+                Ok(Acquisition::new(&self.inner, now, items))
             }
             Err(_) => Err(LimitError::WouldBlock {
                 keys: self.inner.describe(slice),
@@ -554,7 +561,7 @@ impl LimitSet {
             Err(WaitError::Limit(e)) => return Err(e),
             Err(WaitError::Cancelled) => unreachable!("never cancelled"),
         };
-        Ok(Acquisition::new(self.inner.clone(), at, items))
+        Ok(Acquisition::new(&self.inner, at, items))
     }
 
     /// A snapshot of every limit: capacity, used, available, waiters.
@@ -599,7 +606,7 @@ impl LimitSet {
             return Ok(None);
         }
         let at = self.wait_blocking((&self.inner.auto, self.inner.auto_mask), None, cancel)?;
-        Ok(Some(Acquisition::new(self.inner.clone(), at, Items::Auto)))
+        Ok(Some(Acquisition::new(&self.inner, at, Items::Auto)))
     }
 
     /// The pool's per-call acquisition, without blocking the thread.
@@ -619,7 +626,7 @@ impl LimitSet {
             sleep: None,
         }
         .await?;
-        Ok(Some(Acquisition::new(self.inner.clone(), at, Items::Auto)))
+        Ok(Some(Acquisition::new(&self.inner, at, Items::Auto)))
     }
 
     fn deadline(&self, timeout: Option<Duration>) -> Option<u64> {
@@ -631,17 +638,22 @@ impl LimitSet {
 
     /// Turns a request into limit indices: unknown keys and impossible amounts are refused;
     /// call and resource limits are added outside a call.
+    #[inline]
     fn resolve(&self, request: &[(&str, u64)]) -> Result<Items, LimitError> {
-        let inner = &*self.inner;
-        if inner.keys.is_empty() {
-            return Ok(Items::List(Vec::new()));
-        }
         if request.is_empty() {
-            return Ok(if self.in_call {
+            return Ok(if self.in_call || self.inner.keys.is_empty() {
                 Items::List(Vec::new())
             } else {
                 Items::Auto
             });
+        }
+        self.resolve_list(request)
+    }
+
+    fn resolve_list(&self, request: &[(&str, u64)]) -> Result<Items, LimitError> {
+        let inner = &*self.inner;
+        if inner.keys.is_empty() {
+            return Ok(Items::List(Vec::new()));
         }
         let mut list: Vec<(u8, u64)> = Vec::with_capacity(request.len() + inner.auto.len());
         for &(key, n) in request {
@@ -797,6 +809,7 @@ impl SetInner {
 
 /// Charges `items` if they all fit at `now` and no earlier waiter wants any of their keys.
 /// Otherwise `Err(hint)`: nanos until a rate limit may admit, or `None` to wait for a release.
+#[inline]
 fn admit(
     st: &mut State,
     items: &[(u8, u64)],
@@ -811,6 +824,23 @@ fn admit(
         if w.mask & mask != 0 {
             return Err(None);
         }
+    }
+    if let [(i, n)] = *items {
+        // One limit (a call limit on its own): check and charge in one step.
+        return match &mut st.slots[usize::from(i)] {
+            Slot::Rate(r) => match r.try_charge(now, n) {
+                None => Ok(()),
+                Some(d) => Err(Some(d)),
+            },
+            Slot::Resource { held, capacity } => {
+                if *held + n > *capacity {
+                    Err(None)
+                } else {
+                    *held += n;
+                    Ok(())
+                }
+            }
+        };
     }
     let mut blocked = false;
     let mut hint: Option<u64> = None;
