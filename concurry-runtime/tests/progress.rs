@@ -71,6 +71,33 @@ fn failures_are_counted_apart_and_mark_the_bar_failed() {
     assert!(screen.contains("✘ failed"), "{screen}");
 }
 
+/// Colours are on in this test only; the others read `contents()`, which has none anyway.
+#[test]
+fn the_bar_turns_red_at_the_first_failure_and_green_when_done() {
+    console::set_colors_enabled(true);
+    const CYAN: &str = "\x1b[36m";
+    const RED: &str = "\x1b[31m";
+    const GREEN: &str = "\x1b[32m";
+    let screen = |term: &InMemoryTerm| String::from_utf8(term.contents_formatted()).unwrap();
+
+    let term = term();
+    let bar = ProgressBar::new(4, on(&term, "colours"));
+    bar.inc_ok();
+    assert!(screen(&term).contains(CYAN), "{:?}", screen(&term));
+    assert!(!screen(&term).contains(RED), "{:?}", screen(&term));
+    bar.inc_err();
+    assert!(screen(&term).contains(RED), "{:?}", screen(&term));
+    assert!(term.contents().contains("✓ 1 ✗ 1"), "{}", term.contents());
+    bar.finish();
+    assert!(screen(&term).contains(RED), "{:?}", screen(&term));
+
+    let term = self::term();
+    let bar = ProgressBar::new(1, on(&term, "colours"));
+    bar.inc_ok();
+    bar.finish();
+    assert!(screen(&term).contains(GREEN), "{:?}", screen(&term));
+}
+
 #[test]
 fn finishing_early_is_stopped() {
     let term = term();

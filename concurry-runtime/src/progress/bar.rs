@@ -112,7 +112,7 @@ impl ProgressBar {
     /// ```
     /// use concurry::{Progress, ProgressBar};
     ///
-    /// let bar = ProgressBar::new(10, Progress::new("rows").log_every(5_u64));
+    /// let bar = ProgressBar::new(10, Progress::new("rows").log_every(5));
     /// for i in 0..10 {
     ///     bar.inc(i != 3);
     /// }
@@ -260,7 +260,7 @@ impl ProgressBar {
     /// use concurry::{Progress, ProgressBar};
     ///
     /// assert!(ProgressBar::new(1, Progress::hidden()).is_hidden());
-    /// let logged = Progress::new("x").log_every(10_u64).log_to(std::io::sink());
+    /// let logged = Progress::new("x").log_every(10).log_to(std::io::sink());
     /// assert!(!ProgressBar::new(1, logged).is_hidden());
     /// ```
     pub fn is_hidden(&self) -> bool {
@@ -278,10 +278,12 @@ impl Inner {
             self.counts.failed.fetch_add(1, Ordering::Relaxed) == 0
         };
         if let Some(bar) = &self.draw {
-            if first_failure {
-                bar.set_style(self.style(None, true));
-            }
             bar.inc(1);
+            if first_failure {
+                // Turn red now, not at the next (rate-limited) redraw.
+                bar.set_style(self.style(None, true));
+                bar.tick();
+            }
         }
         if let Some(log) = &self.log {
             log.tick(&self.line());

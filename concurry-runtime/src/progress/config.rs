@@ -139,7 +139,7 @@ impl Progress {
     /// use concurry::Progress;
     ///
     /// let every_ten_seconds = Progress::new("calls").log_every(Duration::from_secs(10));
-    /// let every_hundred = Progress::new("calls").log_every(100_u64);
+    /// let every_hundred = Progress::new("calls").log_every(100);
     /// # drop((every_ten_seconds, every_hundred));
     /// ```
     pub fn log_every(mut self, every: impl Into<LogEvery>) -> Self {
@@ -152,7 +152,7 @@ impl Progress {
     /// ```
     /// use concurry::{Progress, ProgressBar};
     ///
-    /// let bar = ProgressBar::new(2, Progress::new("jobs").log_every(1_u64).log_to(std::io::sink()));
+    /// let bar = ProgressBar::new(2, Progress::new("jobs").log_every(1).log_to(std::io::sink()));
     /// bar.inc_ok();
     /// bar.inc_err();
     /// bar.finish();
@@ -206,6 +206,12 @@ impl Default for Progress {
 impl From<&str> for Progress {
     fn from(message: &str) -> Self {
         Progress::new(message.to_owned())
+    }
+}
+
+impl From<&String> for Progress {
+    fn from(message: &String) -> Self {
+        Progress::new(message.clone())
     }
 }
 

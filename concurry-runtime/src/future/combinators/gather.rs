@@ -187,7 +187,7 @@ impl<T, E> Settled<T, E> {
     ///
     /// let outcomes = gather([Promise::<u8>::ready(Ok(1)), Promise::ready(Err(Error::Cancelled))])
     ///     .settled()
-    ///     .progress(Progress::new("checks").log_every(1_u64).log_to(std::io::sink()))
+    ///     .progress(Progress::new("checks").log_every(1).log_to(std::io::sink()))
     ///     .wait();
     /// assert_eq!(outcomes.len(), 2);
     /// ```
