@@ -108,6 +108,15 @@ impl FakeClock {
     }
 
     /// Moves the time forward by `d` (saturating at about 584 years).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurry::{Clock, FakeClock};
+    /// let clock = FakeClock::new();
+    /// let shared = clock.clone();
+    /// clock.advance(Duration::from_millis(1500));
+    /// assert_eq!(shared.now(), Duration::from_millis(1500));
+    /// ```
     pub fn advance(&self, d: Duration) {
         let add = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let mut cur = self.nanos.load(Ordering::Acquire);

@@ -345,3 +345,21 @@ fn a_set_is_shared_by_its_clones() {
     assert_eq!(set.stats()[0].used, 2);
     assert_eq!(set.stats()[0].available, 1);
 }
+
+#[test]
+fn handles_guards_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let (set, clock) = fake(vec![CallLimit::per_second(5).into()]);
+    send_sync(&set);
+    send_sync(&clock);
+    send_sync(&set.try_acquire(&[]).unwrap());
+    let pool = LimitPool::new([set.clone()]).unwrap();
+    send_sync(&pool);
+    send_sync(&pool.try_acquire(&[]).unwrap());
+    let fut = set.acquire_async(&[]);
+    send(&fut);
+    drop(fut);
+    let fut = pool.acquire_async(&[]);
+    send(&fut);
+}

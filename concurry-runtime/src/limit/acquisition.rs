@@ -90,6 +90,14 @@ impl Acquisition {
     }
 
     /// The units currently charged for `key` by this acquisition, if it holds that key.
+    ///
+    /// ```
+    /// use concurry::{LimitSet, RateLimit};
+    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 100)]).unwrap();
+    /// let acq = set.acquire(&[("tokens", 40)]).unwrap();
+    /// assert_eq!(acq.charged("tokens"), Some(40));
+    /// assert_eq!(acq.charged("images"), None);
+    /// ```
     pub fn charged(&self, key: &str) -> Option<u64> {
         match &self.held {
             Held::CallOnly => (key == CALL_COUNT).then_some(1),
@@ -109,6 +117,14 @@ impl Acquisition {
     /// Keys this acquisition does not hold, and resource limits (whose units come back on
     /// drop), are ignored with a `tracing` warning; use
     /// [`try_update`](Acquisition::try_update) to get the error instead.
+    ///
+    /// ```
+    /// use concurry::{LimitSet, RateLimit};
+    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 100)]).unwrap();
+    /// let mut acq = set.acquire(&[("tokens", 40)]).unwrap();
+    /// acq.update(&[("tokens", 55)]); // more than reserved: the extra 15 are charged (with a warning)
+    /// assert_eq!(set.stats()[0].used, 55);
+    /// ```
     pub fn update(&mut self, usage: &[(&str, u64)]) {
         if let Err(e) = self.try_update(usage) {
             tracing::warn!(error = %e, "concurry: limit update ignored");

@@ -45,6 +45,13 @@ impl CallLimit {
     }
 
     /// At most `capacity` calls per second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurry::CallLimit;
+    /// assert_eq!(CallLimit::per_minute(500).window(), Duration::from_secs(60));
+    /// assert_eq!(CallLimit::per_day(10_000).key(), CallLimit::KEY);
+    /// ```
     pub fn per_second(capacity: u64) -> RateLimit {
         CallLimit::new(Duration::from_secs(1), capacity)
     }

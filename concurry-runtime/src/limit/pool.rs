@@ -162,6 +162,16 @@ impl LimitPool {
     /// # Errors
     ///
     /// As [`LimitSet::acquire`] (for `FirstAvailable`: only if no set could ever admit).
+    ///
+    /// ```
+    /// use concurry::{LimitPool, LimitSet, RateLimit};
+    /// let sets = (0..3).map(|_| LimitSet::new([RateLimit::per_minute("req", 10)]).unwrap());
+    /// let pool = LimitPool::new(sets).unwrap(); // round-robin
+    /// let picks: Vec<usize> = (0..4).map(|_| pool.acquire(&[("req", 1)]).unwrap().index()).collect();
+    /// assert_eq!(picks, [0, 1, 2, 0]);
+    /// assert_eq!(pool.stats()[0][0].used, 2);
+    /// assert_eq!(pool.sets().len(), 3);
+    /// ```
     pub fn acquire(&self, request: &[(&str, u64)]) -> Result<PoolAcquisition, LimitError> {
         self.acquire_inner(request, None)
     }
@@ -171,6 +181,17 @@ impl LimitPool {
     /// # Errors
     ///
     /// As `acquire`, plus [`LimitError::Timeout`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurry::{LimitPool, LimitSet, ResourceLimit};
+    /// let pool = LimitPool::new([LimitSet::new([ResourceLimit::new("gpu", 1)]).unwrap()]).unwrap();
+    /// let held = pool.acquire(&[]).unwrap();
+    /// assert!(pool.acquire_timeout(&[], Duration::from_millis(5)).is_err());
+    /// let set = held.set().clone();
+    /// drop(held.into_inner());
+    /// assert_eq!(set.stats()[0].used, 0);
+    /// ```
     pub fn acquire_timeout(
         &self,
         request: &[(&str, u64)],

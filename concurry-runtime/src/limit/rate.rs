@@ -57,6 +57,12 @@ pub enum RateAlgorithm {
 impl RateAlgorithm {
     /// The canonical name (`"token_bucket"`, `"leaky_bucket"`, `"sliding_window"`,
     /// `"fixed_window"`, `"gcra"`).
+    ///
+    /// ```
+    /// use concurry::RateAlgorithm;
+    /// assert_eq!(RateAlgorithm::FixedWindow.as_str(), "fixed_window");
+    /// assert_eq!(RateAlgorithm::Gcra.to_string(), "gcra");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             RateAlgorithm::TokenBucket => "token_bucket",
@@ -143,6 +149,15 @@ impl RateLimit {
     }
 
     /// At most `capacity` units of `key` per second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concurry::RateLimit;
+    /// assert_eq!(RateLimit::per_second("req", 10).window(), Duration::from_secs(1));
+    /// assert_eq!(RateLimit::per_minute("req", 10).window(), Duration::from_secs(60));
+    /// assert_eq!(RateLimit::per_hour("req", 10).window(), Duration::from_secs(3600));
+    /// assert_eq!(RateLimit::per_day("req", 10).window(), Duration::from_secs(86_400));
+    /// ```
     pub fn per_second(key: impl Into<String>, capacity: u64) -> Self {
         RateLimit::new(key, Duration::from_secs(1), capacity)
     }
@@ -163,6 +178,13 @@ impl RateLimit {
     }
 
     /// Uses `algorithm` instead of the default sliding window.
+    ///
+    /// ```
+    /// use concurry::{RateAlgorithm, RateLimit};
+    /// let l = RateLimit::per_second("req", 10).algorithm(RateAlgorithm::LeakyBucket);
+    /// assert_eq!(l.get_algorithm(), RateAlgorithm::LeakyBucket);
+    /// assert!(!l.is_call_limit());
+    /// ```
     #[must_use]
     pub fn algorithm(mut self, algorithm: RateAlgorithm) -> Self {
         self.algorithm = algorithm;

@@ -357,6 +357,15 @@ impl LimitSet {
     /// # Errors
     ///
     /// As [`LimitSetBuilder::build`].
+    ///
+    /// ```
+    /// use concurry::{CallLimit, LimitSet, RateLimit};
+    /// let set = LimitSet::new([CallLimit::per_second(5), RateLimit::per_second("tokens", 100)])?;
+    /// assert_eq!(set.keys().collect::<Vec<_>>(), ["call_count", "tokens"]);
+    /// assert!(!set.is_empty() && set.name().is_none());
+    /// assert!(set.same_as(&set.clone()));
+    /// # Ok::<(), concurry::LimitError>(())
+    /// ```
     pub fn new<L: Into<Limit>>(limits: impl IntoIterator<Item = L>) -> Result<Self, LimitError> {
         LimitSet::builder().limits(limits).build()
     }
@@ -418,6 +427,14 @@ impl LimitSet {
     /// # Errors
     ///
     /// [`LimitError::UnknownKey`] and [`LimitError::ExceedsCapacity`] at once.
+    ///
+    /// ```
+    /// use concurry::{CallLimit, LimitSet, RateLimit};
+    /// let set = LimitSet::new([CallLimit::per_minute(60), RateLimit::per_minute("tokens", 1000)])?;
+    /// let acq = set.acquire(&[("tokens", 300)])?;
+    /// assert_eq!((acq.charged("tokens"), acq.charged("call_count")), (Some(300), Some(1)));
+    /// # Ok::<(), concurry::LimitError>(())
+    /// ```
     pub fn acquire(&self, request: &[(&str, u64)]) -> Result<Acquisition, LimitError> {
         self.acquire_inner(request, None)
     }
@@ -565,6 +582,14 @@ impl LimitSet {
     }
 
     /// A snapshot of every limit: capacity, used, available, waiters.
+    ///
+    /// ```
+    /// use concurry::{LimitSet, RateLimit};
+    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 1000)]).unwrap();
+    /// let _acq = set.acquire(&[("tokens", 250)]).unwrap();
+    /// let s = &set.stats()[0];
+    /// assert_eq!((s.capacity, s.used, s.available, s.waiters), (1000, 250, 750, 0));
+    /// ```
     pub fn stats(&self) -> Vec<LimitStats> {
         let now = nanos(&*self.inner.clock);
         let mut st = lock(&self.inner.state);
