@@ -73,3 +73,164 @@ impl<W, E> Constructed<W> for Result<W, E> {
 /// (those calls share the instance concurrently in async mode). Generated code calls it
 /// spanned at the method, so the error names this function.
 pub fn async_self_methods_need_a_sync_worker<W: Sync>() {}
+
+pub use crate::pool::MethodRetry;
+
+/// A method call's arguments, on their way to a submission. Generated code calls
+/// `(&Args::new((a, b))).submit_blocking(..)`: when the arguments are `Clone` the call can be
+/// retried ([`SubmitRetrying`]); otherwise it runs once ([`SubmitOnce`]), chosen at compile
+/// time by method resolution (autoref specialization).
+pub struct Args<A>(core::cell::Cell<Option<A>>);
+
+impl<A> core::fmt::Debug for Args<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Args")
+    }
+}
+
+impl<A> Args<A> {
+    /// Wraps the arguments tuple.
+    #[inline]
+    pub fn new(args: A) -> Self {
+        Args(core::cell::Cell::new(Some(args)))
+    }
+
+    #[inline]
+    fn take(&self) -> A {
+        self.0
+            .take()
+            .expect("generated code submits each call's arguments once")
+    }
+}
+
+macro_rules! submit_traits {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub trait $name<W: Worker, A> {
+            /// A sync method.
+            fn submit_blocking<T, E, F>(&self, pool: &Pool<W>, method: &'static str, retry: &MethodRetry<T, E>, f: F) -> crate::Promise<T, E>
+            where
+                T: Send + 'static,
+                E: Send + 'static,
+                F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static;
+            /// An `async fn` taking `&mut self`.
+            fn submit_exclusive<T, E, F>(&self, pool: &Pool<W>, method: &'static str, retry: &MethodRetry<T, E>, f: F) -> crate::Promise<T, E>
+            where
+                T: Send + 'static,
+                E: Send + 'static,
+                F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static;
+            /// An `async fn` taking `&self`.
+            fn submit_shared<T, E, F>(&self, pool: &Pool<W>, method: &'static str, retry: &MethodRetry<T, E>, f: F) -> crate::Promise<T, E>
+            where
+                T: Send + 'static,
+                E: Send + 'static,
+                F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static;
+        }
+    };
+}
+
+submit_traits! {
+    /// Submission of a call whose arguments are `Clone`: retried per the pool and `#[retry]`.
+    SubmitRetrying
+}
+submit_traits! {
+    /// Submission of a call whose arguments cannot be cloned: it runs once.
+    SubmitOnce
+}
+
+impl<W: Worker, A: Clone + Send + 'static> SubmitRetrying<W, A> for Args<A> {
+    fn submit_blocking<T, E, F>(
+        &self,
+        pool: &Pool<W>,
+        method: &'static str,
+        retry: &MethodRetry<T, E>,
+        f: F,
+    ) -> crate::Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
+    {
+        pool.submit_blocking_retrying(method, retry, self.take(), f)
+    }
+
+    fn submit_exclusive<T, E, F>(
+        &self,
+        pool: &Pool<W>,
+        method: &'static str,
+        retry: &MethodRetry<T, E>,
+        f: F,
+    ) -> crate::Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
+    {
+        pool.submit_exclusive_retrying(method, retry, self.take(), f)
+    }
+
+    fn submit_shared<T, E, F>(
+        &self,
+        pool: &Pool<W>,
+        method: &'static str,
+        retry: &MethodRetry<T, E>,
+        f: F,
+    ) -> crate::Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
+    {
+        pool.submit_shared_retrying(method, retry, self.take(), f)
+    }
+}
+
+impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
+    fn submit_blocking<T, E, F>(
+        &self,
+        pool: &Pool<W>,
+        method: &'static str,
+        _retry: &MethodRetry<T, E>,
+        f: F,
+    ) -> crate::Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
+    {
+        let args = self.take();
+        pool.submit_blocking(method, move |w| f(w, args))
+    }
+
+    fn submit_exclusive<T, E, F>(
+        &self,
+        pool: &Pool<W>,
+        method: &'static str,
+        _retry: &MethodRetry<T, E>,
+        f: F,
+    ) -> crate::Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
+    {
+        let args = self.take();
+        pool.submit_exclusive(method, move |w| f(w, args))
+    }
+
+    fn submit_shared<T, E, F>(
+        &self,
+        pool: &Pool<W>,
+        method: &'static str,
+        _retry: &MethodRetry<T, E>,
+        f: F,
+    ) -> crate::Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
+    {
+        let args = self.take();
+        pool.submit_shared(method, move |w| f(w, args))
+    }
+}

@@ -58,6 +58,27 @@ pub enum Error<E = Infallible> {
     /// A limit could not be acquired (unknown key, a request above capacity, a timeout).
     #[error(transparent)]
     Limit(#[from] crate::limit::LimitError),
+    /// The method kept failing with a retryable error until its attempts ran out.
+    #[error(
+        "gave up after {attempts} attempts; the last one failed: {}",
+        DisplayBoxed(last)
+    )]
+    RetriesExhausted {
+        /// How many attempts ran.
+        attempts: u32,
+        /// The last attempt's error, still typed.
+        last: Box<Error<E>>,
+    },
+    /// Every attempt returned an output that a `retry_until` validator rejected.
+    #[error("all {attempts} attempts returned an output rejected by {reason}")]
+    Validation {
+        /// How many attempts ran.
+        attempts: u32,
+        /// The last rejecting validator.
+        reason: String,
+        /// Every rejected output, in attempt order.
+        outputs: ValidationOutputs,
+    },
     /// The options given to `init` are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -83,6 +104,10 @@ impl<E> Error<E> {
     pub fn map_method<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
         match self {
             Error::Method(e) => Error::Method(f(e)),
+            Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
+                attempts,
+                last: Box::new(last.map_method(f)),
+            },
             other => other
                 .cast_runtime()
                 .unwrap_or_else(|_| unreachable!("method errors are mapped above")),
@@ -102,6 +127,19 @@ impl<E> Error<E> {
             Error::Init { message } => Error::Init { message },
             Error::Upstream { message } => Error::Upstream { message },
             Error::Limit(l) => Error::Limit(l),
+            Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
+                attempts,
+                last: Box::new(last.cast_runtime()?),
+            },
+            Error::Validation {
+                attempts,
+                reason,
+                outputs,
+            } => Error::Validation {
+                attempts,
+                reason,
+                outputs,
+            },
             Error::Config(c) => Error::Config(c),
         })
     }
@@ -188,5 +226,75 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "panic with a non-string payload".to_string()
+    }
+}
+
+/// The outputs a `retry_until` validator rejected, carried by [`Error::Validation`].
+///
+/// ```
+/// use concurry::ValidationOutputs;
+/// let outputs = ValidationOutputs::from_vec(vec![String::new(), "x".to_string()]);
+/// assert_eq!(outputs.len(), 2);
+/// assert_eq!(outputs.into_vec::<String>().unwrap(), ["", "x"]);
+/// ```
+pub struct ValidationOutputs {
+    // A mutex only to make the type `Sync` whatever the output type is (it is never contended).
+    outputs: Vec<std::sync::Mutex<Box<dyn std::any::Any + Send>>>,
+}
+
+impl ValidationOutputs {
+    pub(crate) fn new(outputs: Vec<Box<dyn std::any::Any + Send>>) -> Self {
+        ValidationOutputs {
+            outputs: outputs.into_iter().map(std::sync::Mutex::new).collect(),
+        }
+    }
+
+    /// Outputs of one type (mostly for tests and docs).
+    pub fn from_vec<T: std::any::Any + Send>(outputs: Vec<T>) -> Self {
+        Self::new(
+            outputs
+                .into_iter()
+                .map(|o| Box::new(o) as Box<dyn std::any::Any + Send>)
+                .collect(),
+        )
+    }
+
+    /// How many outputs were rejected.
+    pub fn len(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty()
+    }
+
+    /// The outputs as `T`s, in attempt order; `None` if they are not `T`s.
+    pub fn into_vec<T: std::any::Any>(self) -> Option<Vec<T>> {
+        self.outputs
+            .into_iter()
+            .map(|m| {
+                let b = m
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                b.downcast::<T>().ok().map(|t| *t)
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for ValidationOutputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ValidationOutputs({} outputs)", self.outputs.len())
+    }
+}
+
+/// Displays a boxed nested error without making thiserror require `Box<Error<E>>: Display`
+/// (a bound that would refer to the impl being defined).
+struct DisplayBoxed<'a, E>(&'a Error<E>);
+
+impl<E: fmt::Display> fmt::Display for DisplayBoxed<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0, f)
     }
 }

@@ -18,13 +18,17 @@ mod options;
 mod options_builder;
 mod pool;
 mod progress;
+mod rand;
+mod retry;
 mod runtime;
+mod signal;
 mod sync;
 mod worker;
 
 pub use clock::{Clock, FakeClock, SystemClock};
-pub use error::{ConfigError, Error};
+pub use error::{ConfigError, Error, ValidationOutputs};
 pub use future::{Arg, PendingArg};
+pub use retry::{Failure, RetryAlgorithm, RetryConfig};
 pub use future::{
     AsCompleted, AsCompletedStream, Completer, DoneAndPending, FirstSuccess, Gather, IntoPromise,
     Promise, Race, ReturnWhen, Settled, WaitFuture, as_completed, first_success, gather, race,

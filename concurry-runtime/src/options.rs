@@ -132,6 +132,8 @@ pub struct PoolConfig {
     pub(crate) max_queued_tasks: Option<usize>,
     pub(crate) stop_timeout: Duration,
     pub(crate) name: Option<String>,
+    /// How calls are retried (`None`: each call runs once, unless a method says otherwise).
+    pub(crate) retry: Option<std::sync::Arc<crate::retry::RetryConfig>>,
     /// Limits shared by every worker of the pool (`None`: no limits).
     pub(crate) limits: Option<Result<crate::limit::LimitSet, crate::limit::LimitError>>,
 }
@@ -147,6 +149,7 @@ impl Default for PoolConfig {
             stop_timeout: Duration::from_secs(30),
             name: None,
             limits: None,
+            retry: None,
         }
     }
 }
@@ -213,6 +216,9 @@ impl PoolConfig {
                 "\"\"",
                 "give a non-empty name, or leave it unset",
             ));
+        }
+        if let Some(retry) = &self.retry {
+            retry.validate()?;
         }
         if let Some(Err(e)) = &self.limits {
             return Err(ConfigError::new(

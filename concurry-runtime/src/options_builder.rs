@@ -77,6 +77,12 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// How failed calls are retried.
+    pub fn retry(mut self, retry: crate::retry::RetryConfig) -> Self {
+        self.config.retry = Some(std::sync::Arc::new(retry));
+        self
+    }
+
     /// Limits shared by every worker of the pool: a list of limits (a new set for this pool)
     /// or a [`LimitSet`](crate::LimitSet) (shared with whoever else holds it).
     pub fn limits(mut self, limits: impl crate::limit::IntoLimitSet) -> Self {
@@ -134,6 +140,14 @@ macro_rules! __options_builder_methods {
         #[must_use]
         pub fn stop_timeout(self, timeout: ::core::time::Duration) -> Self {
             Self(self.0.stop_timeout(timeout))
+        }
+
+        /// How failed calls are retried: attempts, backoff, which errors and which outputs
+        /// (see `RetryConfig`). The wait between attempts never occupies a worker. Methods
+        /// override it with `#[retry(..)]`. Default: each call runs once.
+        #[must_use]
+        pub fn retry(self, retry: $crate::RetryConfig) -> Self {
+            Self(self.0.retry(retry))
         }
 
         /// Limits shared by every worker of the pool: a list such as

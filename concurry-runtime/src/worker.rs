@@ -29,6 +29,8 @@ pub trait Worker: Send + Sized + 'static {
 /// One call on its way to a worker: what to run and how it may touch the instance.
 pub(crate) struct Call<W> {
     pub(crate) method: &'static str,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub(crate) attempt: u32,
     pub(crate) job: Job<W>,
 }
 

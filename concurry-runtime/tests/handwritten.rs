@@ -100,3 +100,104 @@ fn every_mode_runs_every_kind_of_method() {
         assert!(matches!(h.ping(1).result(), Err(Error::Stopped)));
     }
 }
+
+/// Not `Clone`: calls taking it cannot be retried, and run once.
+pub struct Token(u32);
+
+pub struct Flaky {
+    calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Flaky {
+    pub fn new(calls: std::sync::Arc<std::sync::atomic::AtomicU32>) -> Self {
+        Flaky { calls }
+    }
+    pub fn get(&self, fail_times: u32) -> Result<u32, String> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n <= fail_times {
+            Err(format!("transient {n}"))
+        } else {
+            Ok(n)
+        }
+    }
+    pub fn take(&self, t: Token) -> Result<u32, String> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err(format!("token {}", t.0))
+    }
+}
+
+impl p::Worker for Flaky {
+    type Args = (std::sync::Arc<std::sync::atomic::AtomicU32>,);
+    type InitError = std::convert::Infallible;
+    const NAME: &'static str = "Flaky";
+    fn construct(args: Self::Args) -> Result<Self, Self::InitError> {
+        Ok(Flaky::new(args.0))
+    }
+}
+
+#[test]
+fn retries_go_through_the_args_probe() {
+    use p::{SubmitOnce as _, SubmitRetrying as _};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let retry = concurry_runtime::RetryConfig::new(3).wait(std::time::Duration::from_millis(1));
+    let pool = p::Options::<Flaky>::default()
+        .retry(retry)
+        .init_with((calls.clone(),))
+        .unwrap();
+    let plain = p::MethodRetry::inherit();
+    let got: Promise<u32, String> =
+        (&p::Args::new((2u32,))).submit_blocking(&pool, "get", &plain, |w: &mut Flaky, (n,)| {
+            p::fallible(w.get(n))
+        });
+    assert_eq!(
+        got.result().unwrap(),
+        3,
+        "two failures, then the third attempt succeeds"
+    );
+
+    calls.store(0, Ordering::SeqCst);
+    let once: Promise<u32, String> = (&p::Args::new((Token(7),))).submit_blocking(
+        &pool,
+        "take",
+        &plain,
+        |w: &mut Flaky, (t,)| p::fallible(w.take(t)),
+    );
+    assert!(matches!(once.result(), Err(Error::Method(m)) if m == "token 7"));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "non-Clone arguments run once"
+    );
+
+    calls.store(0, Ordering::SeqCst);
+    let never = p::MethodRetry {
+        never: true,
+        ..p::MethodRetry::inherit()
+    };
+    let got: Promise<u32, String> =
+        (&p::Args::new((5u32,))).submit_blocking(&pool, "get", &never, |w: &mut Flaky, (n,)| {
+            p::fallible(w.get(n))
+        });
+    assert!(got.result().is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "#[retry(never)] runs once");
+
+    calls.store(0, Ordering::SeqCst);
+    fn only_transient(e: &String) -> bool {
+        e.starts_with("transient 1")
+    }
+    let narrow = p::MethodRetry {
+        attempts: Some(10),
+        on: Some(only_transient),
+        ..p::MethodRetry::inherit()
+    };
+    let got: Promise<u32, String> =
+        (&p::Args::new((5u32,))).submit_blocking(&pool, "get", &narrow, |w: &mut Flaky, (n,)| {
+            p::fallible(w.get(n))
+        });
+    assert!(
+        matches!(got.result(), Err(Error::Method(m)) if m == "transient 2"),
+        "`on` stops at the first other error"
+    );
+    pool.stop().unwrap();
+}

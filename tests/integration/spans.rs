@@ -1,4 +1,5 @@
-//! Each call runs inside a `tracing` span naming the worker, the method and the worker index.
+//! Each call runs inside a `tracing` span naming the worker, the method, the attempt and the
+//! worker index.
 
 use std::sync::{Arc, Mutex};
 
@@ -51,7 +52,7 @@ fn each_call_opens_a_span_with_worker_method_and_index() {
         p.stop().unwrap();
         let spans = recorder.0.lock().unwrap().clone();
         for method in ["next", "twice"] {
-            let want = format!("worker=spans-{mode} method={method} index=0");
+            let want = format!("worker=spans-{mode} method={method} attempt=1 index=0");
             assert!(
                 spans.iter().any(|s| s.contains(&want)),
                 "{mode}: no span with `{want}` in {spans:#?}"

@@ -172,6 +172,15 @@ impl<T, E> Completer<T, E> {
     }
 }
 
+impl<T, E> Completer<T, E> {
+    /// Runs `f` once the promise is resolved, by this completer or by a cancel.
+    pub(crate) fn on_resolved(&self, f: impl FnOnce() + Send + 'static) {
+        if let Some(slot) = &self.slot {
+            slot.on_done(Box::new(move |_| f()));
+        }
+    }
+}
+
 impl<T, E> Drop for Completer<T, E> {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {

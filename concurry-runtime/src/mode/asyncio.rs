@@ -96,8 +96,13 @@ async fn serve<W: Worker>(
             },
         };
         let Msg::Call(call) = msg else { return };
-        let Call { method, job } = call;
-        let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, index);
+        let Call {
+            method,
+            attempt,
+            job,
+        } = call;
+        let span =
+            tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
         match job {
             Job::Blocking(f) => {
                 let moved = tokio::task::spawn_blocking(move || {
@@ -126,8 +131,8 @@ async fn serve<W: Worker>(
                         biased;
                         Some(()) = running.next(), if !running.is_empty() => shared.finished(index),
                         m = rx.recv(), if held.is_none() => match m {
-                            Some(Msg::Call(Call { method, job: Job::Shared(f) })) => {
-                                let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, index);
+                            Some(Msg::Call(Call { method, attempt, job: Job::Shared(f) })) => {
+                                let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
                                 running.push(tracing::Instrument::instrument(f(Ok(&w)), span));
                             }
                             Some(other) => held = Some(other),

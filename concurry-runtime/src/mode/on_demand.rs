@@ -13,7 +13,9 @@ use crate::worker::{Call, Worker};
 pub(crate) struct OnDemand<W: Worker> {
     mode: Mode,
     max: usize,
-    args: W::Args,
+    /// Behind a lock only so the pool is `Sync` whatever the arguments are (they need only
+    /// be `Send`); it is held just to clone them.
+    args: Mutex<W::Args>,
     shared: Arc<Shared>,
     queue_tx: Sender<Call<W>>,
     queue_rx: Receiver<Call<W>>,
@@ -35,7 +37,7 @@ impl<W: Worker> OnDemand<W> {
         OnDemand {
             mode,
             max,
-            args,
+            args: Mutex::new(args),
             shared,
             queue_tx,
             queue_rx,
@@ -49,7 +51,8 @@ impl<W: Worker> OnDemand<W> {
         self.shared.counters[0].on_dispatch();
         if self.mode == Mode::Sync {
             // In-line: build, run, retire, all on the caller's thread.
-            run_fresh(call, &self.args, &self.shared);
+            let args = lock(&self.args).clone();
+            run_fresh(call, &args, &self.shared);
             return;
         }
         if let Err(crossbeam_channel::SendError(call)) = self.queue_tx.send(call) {
@@ -75,7 +78,7 @@ impl<W: Worker> OnDemand<W> {
         self.spawned.fetch_add(1, Ordering::SeqCst);
         let (rx, args, shared, exits) = (
             self.queue_rx.clone(),
-            self.args.clone(),
+            lock(&self.args).clone(),
             self.shared.clone(),
             self.exits.clone(),
         );

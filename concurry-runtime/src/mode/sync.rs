@@ -40,8 +40,7 @@ impl<W: Worker> Inline<W> {
 
 /// Runs one call on `w` on the current thread (async methods are driven to completion here).
 pub(crate) fn run_call<W>(call: Call<W>, w: &mut W, shared: &Shared, index: usize) {
-    let span =
-        tracing::debug_span!("concurry.call", worker = %shared.name, method = call.method, index);
+    let span = tracing::debug_span!("concurry.call", worker = %shared.name, method = call.method, attempt = call.attempt, index);
     let _entered = span.enter();
     match call.job {
         Job::Blocking(f) => f(Ok(w)),

@@ -95,7 +95,7 @@ fn serve<W: Worker>(index: usize, mut w: W, rx: Receiver<Msg<W>>, shared: &Share
             call.fail(Error::Stopped);
             break;
         }
-        let span = tracing::debug_span!("concurry.call", worker = %shared.name, method = call.method, index);
+        let span = tracing::debug_span!("concurry.call", worker = %shared.name, method = call.method, attempt = call.attempt, index);
         let _entered = span.enter();
         match call.job {
             Job::Blocking(f) => f(Ok(&mut w)),

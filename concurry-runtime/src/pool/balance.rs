@@ -1,8 +1,5 @@
 //! Picking a worker for each call, per [`LoadBalancing`].
 
-use std::cell::Cell;
-use std::hash::{BuildHasher, Hasher};
-
 use super::stats::Counters;
 use crate::options::LoadBalancing;
 use crate::sync::{AtomicUsize, Ordering};
@@ -35,7 +32,7 @@ impl Balancer {
             LoadBalancing::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n,
             LoadBalancing::LeastActive => self.argmin(counters, Counters::in_flight),
             LoadBalancing::LeastTotal => self.argmin(counters, Counters::dispatched),
-            LoadBalancing::Random => random_below(n),
+            LoadBalancing::Random => crate::rand::below(n),
         }
     }
 
@@ -59,26 +56,6 @@ impl Balancer {
         }
         best
     }
-}
-
-/// A uniform index in `0..n` from a per-thread xorshift generator (no shared state).
-fn random_below(n: usize) -> usize {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u8(0);
-            h.finish() | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        // Multiply-shift maps 64 random bits onto 0..n without modulo bias worth measuring.
-        ((u128::from(x) * n as u128) >> 64) as usize
-    })
 }
 
 #[cfg(test)]

@@ -2,12 +2,14 @@
 //! and an explicit lifecycle (`stop()` drains or fails every queued call).
 
 mod balance;
+mod retry;
 mod stats;
 mod submit;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub use retry::MethodRetry;
 pub use stats::{PoolStats, WorkerStats};
 pub use submit::MethodFuture;
 
@@ -62,6 +64,8 @@ pub(crate) struct Shared {
     space_freed: Condvar,
     waiters: AtomicUsize,
     pub(crate) on_demand_alive: AtomicUsize,
+    /// Fired by `stop()`: retry loops waiting out a backoff give up at once.
+    pub(crate) stopped: std::sync::Arc<crate::signal::Signal>,
 }
 
 impl Shared {
@@ -158,6 +162,7 @@ impl<W: Worker> Pool<W> {
             space_freed: Condvar::new(),
             waiters: AtomicUsize::new(0),
             on_demand_alive: AtomicUsize::new(0),
+            stopped: std::sync::Arc::default(),
         });
         let (exit_tx, exits) = crossbeam_channel::unbounded();
         let mut lifecycle = Lifecycle {
@@ -317,6 +322,7 @@ impl<W: Worker> PoolInner<W> {
     fn stop(&self) -> Result<(), Error> {
         let mut guard = lock(&self.lifecycle);
         self.stopped.store(true, Ordering::Release);
+        self.shared.stopped.fire();
         let Some(lifecycle) = guard.take() else {
             return Ok(());
         };

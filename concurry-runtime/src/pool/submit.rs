@@ -146,6 +146,15 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
     {
+        self.blocking_attempt(method, 1, f)
+    }
+
+    pub(crate) fn blocking_attempt<T, E, F>(&self, method: &'static str, attempt: u32, f: F) -> Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
+    {
         let (promise, c) = Promise::pending();
         let limits = self.call_limits();
         let job = Job::Blocking(Box::new(move |w: Result<&mut W, Error>| {
@@ -173,12 +182,21 @@ impl<W: Worker> Pool<W> {
             };
             c.complete(out);
         }));
-        self.dispatch(Call { method, job });
+        self.dispatch(Call { method, attempt, job });
         promise
     }
 
     /// Submits an `async fn` method taking `&mut self`: it runs exclusively on its worker.
     pub fn submit_exclusive<T, E, F>(&self, method: &'static str, f: F) -> Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
+    {
+        self.exclusive_attempt(method, 1, f)
+    }
+
+    pub(crate) fn exclusive_attempt<T, E, F>(&self, method: &'static str, attempt: u32, f: F) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -194,13 +212,22 @@ impl<W: Worker> Pool<W> {
                 Ok(w) => Box::pin(run_future(c, limits, f(w))),
             }
         });
-        self.dispatch(Call { method, job });
+        self.dispatch(Call { method, attempt, job });
         promise
     }
 
     /// Submits an `async fn` method taking `&self`: in async mode it may run concurrently with
     /// the worker's other `&self` async calls.
     pub fn submit_shared<T, E, F>(&self, method: &'static str, f: F) -> Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
+    {
+        self.shared_attempt(method, 1, f)
+    }
+
+    pub(crate) fn shared_attempt<T, E, F>(&self, method: &'static str, attempt: u32, f: F) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -216,7 +243,7 @@ impl<W: Worker> Pool<W> {
                 Ok(w) => Box::pin(run_future(c, limits, f(w))),
             }
         });
-        self.dispatch(Call { method, job });
+        self.dispatch(Call { method, attempt, job });
         promise
     }
 }

@@ -105,6 +105,18 @@ impl RetryConfig {
         RetryConfig::new(num_retries).algorithm(RetryAlgorithm::Fibonacci)
     }
 
+    /// The same config with `n` retries.
+    pub(crate) fn with_num_retries(mut self, n: u32) -> Self {
+        self.num_retries = n;
+        self
+    }
+
+    /// The same config without `retry_on` predicates (every method error is retried).
+    pub(crate) fn clear_retry_on(mut self) -> Self {
+        self.retry_on.clear();
+        self
+    }
+
     /// How the wait grows between attempts.
     #[must_use]
     pub fn algorithm(mut self, algorithm: RetryAlgorithm) -> Self {
