@@ -222,14 +222,14 @@ impl RateLimit {
 const MAX_LOG: usize = 4096;
 
 /// What one algorithm remembers. All times are clock nanoseconds.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct RateState {
     window: u64,
     capacity: u64,
     algo: Algo,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Algo {
     /// `level` in units of token x window-nanos (so refill is `elapsed * capacity`, exact);
     /// negative after an `update` charged more than was available.
@@ -560,6 +560,36 @@ mod tests {
             let wait = s.wait_for(0, 1).expect("full");
             assert!(wait > 0 && wait <= 1000, "{alg}: {wait}");
             assert_eq!(s.wait_for(wait, 1), None, "{alg} after {wait}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The wait a refused request is told is exact: the request fits after it, and (for
+        /// waits longer than a nanosecond) not a nanosecond earlier: no needless delay.
+        #[test]
+        fn the_wait_hint_is_exact(
+            alg in 0usize..5,
+            cap in 1u64..12,
+            ops in proptest::collection::vec((0u64..1500, 1u64..12, 0u64..100), 1..80),
+        ) {
+            let mut s = state(ALL[alg], cap);
+            let mut now = 0;
+            for (dt, n, pct) in ops {
+                now += dt;
+                let n = n.min(cap);
+                match s.wait_for(now, n) {
+                    None => {
+                        s.charge(now, n);
+                        s.refund(now, now, n * pct / 100 / 2);
+                    }
+                    Some(d) => {
+                        proptest::prop_assert_eq!(s.clone().wait_for(now + d, n), None, "{} after {}", ALL[alg], d);
+                        if d > 1 {
+                            proptest::prop_assert!(s.clone().wait_for(now + d - 1, n).is_some(), "{}: {} too long", ALL[alg], d);
+                        }
+                    }
+                }
+            }
         }
     }
 
