@@ -347,18 +347,18 @@ impl Inner {
         };
         let template = match (end, known) {
             (None, true) => format!(
-                "{{msg}} [{{bar:30.{colour}/blue}}] {{pos}}/{{len}} {{counts}} {{per_sec}} eta {{eta}}"
+                "{{msg}} [{{bar:30.{colour}/blue}}] {{pos}}/{{len}} {{counts}} {{rate}} eta {{eta}}"
             ),
             (None, false) => {
-                format!("{{spinner:.{colour}}} {{msg}} {{pos}} {{counts}} {{per_sec}}")
+                format!("{{spinner:.{colour}}} {{msg}} {{pos}} {{counts}} {{rate}}")
             }
             (Some(end), true) => format!(
-                "{{msg}} [{{bar:30.{colour}/blue}}] {{pos}}/{{len}} {{counts}} {} {} in {{elapsed}}",
+                "{{msg}} [{{bar:30.{colour}/blue}}] {{pos}}/{{len}} {{counts}} {} {} in {{took}}",
                 end.mark(),
                 end.word()
             ),
             (Some(end), false) => format!(
-                "{} {{msg}} {{pos}} {{counts}} {} in {{elapsed}}",
+                "{} {{msg}} {{pos}} {{counts}} {} in {{took}}",
                 end.mark(),
                 end.word()
             ),
@@ -372,6 +372,18 @@ impl Inner {
                 move |_: &indicatif::ProgressState, w: &mut dyn fmt::Write| {
                     let (ok, failed) = counts.get();
                     let _ = write!(w, "✓ {ok} ✗ {failed}");
+                },
+            )
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn fmt::Write| {
+                    let _ = write!(w, "{:.1}/s", state.per_sec());
+                },
+            )
+            .with_key(
+                "took",
+                |state: &indicatif::ProgressState, w: &mut dyn fmt::Write| {
+                    let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
                 },
             )
     }
