@@ -2,12 +2,14 @@
 //! `{Type}Blocking`, `{Type}Options` and `{Type}::options()`.
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{GenericArgument, PathArguments, ReturnType, Type};
 
 use super::args::{LoadBalancingArg, ModeArg, WorkerArgs};
 use super::model::{Method, ReceiverKind, Worker};
+use super::retry::RetryAttr;
 use super::validate::{is_self, result_of_self};
 
 /// The names of the generated types.
@@ -130,6 +132,7 @@ pub(crate) fn expand(
     w: &Worker<'_>,
     ident: &Ident,
     method_ok: &[bool],
+    retry: &[RetryAttr],
 ) -> TokenStream {
     let krate = args.crate_path();
     let p = quote!(#krate::__private);
@@ -205,7 +208,7 @@ pub(crate) fn expand(
     let w_ident = Ident::new("worker", Span::mixed_site());
     let mut handle_methods = Vec::new();
     let mut blocking_methods = Vec::new();
-    for (m, ok) in w.methods.iter().zip(method_ok) {
+    for ((m, ok), retry) in w.methods.iter().zip(method_ok).zip(retry) {
         if !ok {
             continue;
         }
@@ -233,22 +236,42 @@ pub(crate) fn expand(
         let call = quote_spanned! {span=> <#self_ty>::#name(#w_ident, #(#arg_names),*) };
         // `this: &Handle` is bound by the caller of `submit`.
         let this = Ident::new("this", Span::mixed_site());
-        let submit = match (m.is_async, m.receiver_kind) {
-            (false, _) => quote_spanned! {span=>
-                #this.pool.submit_blocking(#method_str, move |#w_ident: &mut #self_ty| {
-                    #p::#wrap(#call)
-                })
-            },
-            (true, ReceiverKind::Exclusive) => quote_spanned! {span=>
-                #this.pool.submit_exclusive(#method_str, move |#w_ident: &mut #self_ty| {
-                    ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
-                })
-            },
-            (true, _) => quote_spanned! {span=>
-                #this.pool.submit_shared(#method_str, move |#w_ident: &#self_ty| {
-                    ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) })
-                })
-            },
+        let err_ty = match &err {
+            Some(e) => e.clone(),
+            None => quote!(::core::convert::Infallible),
+        };
+        let method_retry = method_retry(&p, retry, &t, &err_ty);
+        // The arguments travel as one tuple; `Args` picks, by method resolution, a retrying
+        // submission when the tuple is `Clone` and a single attempt otherwise.
+        let args_tuple = quote!((#(#arg_names,)*));
+        let (kind, w_ty, body) = match (m.is_async, m.receiver_kind) {
+            (false, _) => (
+                quote!(submit_blocking),
+                quote!(&mut #self_ty),
+                quote_spanned! {span=> #p::#wrap(#call) },
+            ),
+            (true, ReceiverKind::Exclusive) => (
+                quote!(submit_exclusive),
+                quote!(&mut #self_ty),
+                quote_spanned! {span=> ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) }) },
+            ),
+            (true, _) => (
+                quote!(submit_shared),
+                quote!(&#self_ty),
+                quote_spanned! {span=> ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) }) },
+            ),
+        };
+        let submit = quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #p::{SubmitOnce as _, SubmitRetrying as _};
+                (&#p::Args::new(#args_tuple)).#kind(
+                    &#this.pool,
+                    #method_str,
+                    &#method_retry,
+                    |#w_ident: #w_ty, #args_tuple| #body,
+                )
+            }
         };
         let sync_check = if m.is_async && m.receiver_kind == ReceiverKind::Shared {
             let self_ty_here = respan(quote!(#self_ty), span);
@@ -530,5 +553,39 @@ pub(crate) fn expand(
                 options
             }
         }
+    }
+}
+
+/// The `MethodRetry` value of a method's `#[retry(..)]`; `on`/`until` functions are coerced
+/// to `fn(&E) -> bool` / `fn(&T) -> bool` at their own span, so a wrong signature is reported
+/// on the attribute.
+fn method_retry(
+    p: &TokenStream,
+    retry: &RetryAttr,
+    t: &TokenStream,
+    e: &TokenStream,
+) -> TokenStream {
+    let never = retry.never;
+    let attempts = match retry.attempts {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let on = match &retry.on {
+        Some(path) => {
+            let span = path.span();
+            quote_spanned! {span=> ::core::option::Option::Some(#path as fn(&#e) -> bool) }
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let until = match &retry.until {
+        Some(path) => {
+            let span = path.span();
+            let name = path.to_token_stream().to_string().replace(' ', "");
+            quote_spanned! {span=> ::core::option::Option::Some((#name, #path as fn(&#t) -> bool)) }
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        #p::MethodRetry::<#t, #e> { never: #never, attempts: #attempts, on: #on, until: #until }
     }
 }

@@ -4,6 +4,7 @@
 mod args;
 mod expand;
 mod model;
+mod retry;
 mod validate;
 
 use proc_macro2::TokenStream;
@@ -41,7 +42,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         let verdict = validate::check(&mut cx, &w);
         match w.ident {
             Some(ident) if verdict.block_ok => {
-                expand::expand(&parsed_args, &w, ident, &verdict.method_ok)
+                expand::expand(&parsed_args, &w, ident, &verdict.method_ok, &verdict.retry)
             }
             _ => TokenStream::new(),
         }
@@ -54,13 +55,17 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     out
 }
 
-/// Removes the attributes `#[worker]` consumes or rejects inside the block (a nested
-/// `#[worker]`), so they don't cause a second round of errors.
+/// Removes the attributes `#[worker]` consumes (`#[retry]`) or rejects inside the block (a
+/// nested `#[worker]`), so they don't cause a second round of errors.
 fn strip_inert_attrs(item: &mut syn::ItemImpl) {
     for impl_item in &mut item.items {
         if let ImplItem::Fn(f) = impl_item {
-            f.attrs
-                .retain(|a| a.path().segments.last().is_none_or(|s| s.ident != "worker"));
+            f.attrs.retain(|a| {
+                a.path()
+                    .segments
+                    .last()
+                    .is_none_or(|s| s.ident != "worker" && s.ident != retry::ATTR)
+            });
         }
     }
 }

@@ -6,6 +6,7 @@ use syn::visit::Visit;
 use syn::{ImplItem, ReturnType, Type};
 
 use super::model::{Arg, Method, ReceiverKind, Worker};
+use super::retry::{self, RetryAttr};
 use crate::ctxt::Ctxt;
 
 /// Names the expansion generates on the handle; a user method of the same name would be
@@ -21,6 +22,8 @@ pub(crate) struct Verdict {
     pub(crate) block_ok: bool,
     /// Per exposed method (same order as `Worker::methods`): whether it passed its rules.
     pub(crate) method_ok: Vec<bool>,
+    /// Per exposed method: its `#[retry(..)]` settings.
+    pub(crate) retry: Vec<RetryAttr>,
 }
 
 /// Runs every rule.
@@ -33,11 +36,13 @@ pub(crate) fn check(cx: &mut Ctxt, w: &Worker<'_>) -> Verdict {
         return Verdict {
             block_ok: false,
             method_ok: Vec::new(),
+            retry: Vec::new(),
         };
     }
     check_inner_worker_attrs(cx, w);
     check_constructor(cx, w);
     check_type_fn_collisions(cx, w);
+    check_retry_placement(cx, w);
     let block_ok = cx.error_count() == before;
     let method_ok = w
         .methods
@@ -54,9 +59,33 @@ pub(crate) fn check(cx: &mut Ctxt, w: &Worker<'_>) -> Verdict {
             cx.error_count() == before
         })
         .collect();
+    let retry = w
+        .methods
+        .iter()
+        .map(|m| retry::parse(cx, m.original))
+        .collect();
     Verdict {
         block_ok,
         method_ok,
+        retry,
+    }
+}
+
+/// `#[retry]` only means something on a method that becomes a call.
+fn check_retry_placement(cx: &mut Ctxt, w: &Worker<'_>) {
+    for f in &w.all_fns {
+        if w.methods.iter().any(|m| std::ptr::eq(m.original, *f)) {
+            continue;
+        }
+        if let Some(attr) = f.attrs.iter().find(|a| retry::is_retry_attr(a)) {
+            cx.error_spanned_by(
+                attr,
+                format!(
+                    "`#[retry]` applies to worker methods (`pub` with `&self` or `&mut self`); `{}` is not one, so remove the attribute",
+                    f.sig.ident
+                ),
+            );
+        }
     }
 }
 

@@ -1,0 +1,267 @@
+//! Retries through `#[worker]`: pool-wide `RetryConfig`, per-method `#[retry(..)]`, output
+//! validation, and backoffs that never occupy the worker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use concurry::prelude::*;
+use concurry::{RetryConfig, ValidationOutputs};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    Transient,
+    Fatal,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+fn is_transient(e: &ApiError) -> bool {
+    *e == ApiError::Transient
+}
+
+fn non_empty(s: &String) -> bool {
+    !s.is_empty()
+}
+
+/// Not `Clone`: a method taking it cannot be re-sent, so it runs once.
+pub struct Ticket(u32);
+
+pub struct Flaky {
+    calls: Arc<AtomicU32>,
+}
+
+#[concurry::worker]
+impl Flaky {
+    pub fn new(calls: Arc<AtomicU32>) -> Self {
+        Flaky { calls }
+    }
+
+    fn count(&self) -> u32 {
+        self.calls.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Fails with a transient error until the `ok_from`-th call.
+    pub fn get(&self, ok_from: u32) -> Result<u32, ApiError> {
+        let n = self.count();
+        if n < ok_from {
+            Err(ApiError::Transient)
+        } else {
+            Ok(n)
+        }
+    }
+
+    /// Must never repeat.
+    #[retry(never)]
+    pub fn charge(&self) -> Result<u32, ApiError> {
+        self.count();
+        Err(ApiError::Transient)
+    }
+
+    /// Retries only transient errors, at most 4 attempts, until the answer is non-empty.
+    #[retry(attempts = 4, on = is_transient, until = non_empty)]
+    pub fn answer(&self, script: Vec<Result<&'static str, ApiError>>) -> Result<String, ApiError> {
+        let n = self.count() as usize;
+        script[(n - 1).min(script.len() - 1)]
+            .clone()
+            .map(str::to_string)
+    }
+
+    /// An async method is retried the same way.
+    pub async fn get_async(&self, ok_from: u32) -> Result<u32, ApiError> {
+        self.get(ok_from)
+    }
+
+    pub fn panics_once(&self) -> u32 {
+        if self.count() == 1 {
+            panic!("planned panic: first attempt");
+        }
+        7
+    }
+
+    pub fn take(&self, t: Ticket) -> Result<u32, ApiError> {
+        self.count();
+        let _ = t.0;
+        Err(ApiError::Transient)
+    }
+
+    pub fn ping(&self) -> u8 {
+        1
+    }
+}
+
+fn pool(mode: Mode, retry: RetryConfig) -> (FlakyHandle, Arc<AtomicU32>) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let workers = if mode == Mode::Sync { 1 } else { 2 };
+    let h = Flaky::options()
+        .mode(mode)
+        .max_workers(workers)
+        .retry(retry)
+        .init(calls.clone())
+        .unwrap();
+    (h, calls)
+}
+
+fn fast(n: u32) -> RetryConfig {
+    RetryConfig::new(n)
+        .wait(Duration::from_millis(1))
+        .max_wait(Duration::from_millis(5))
+}
+
+#[test]
+fn failing_twice_then_succeeding_takes_three_attempts_in_every_mode() {
+    for mode in [Mode::Sync, Mode::Thread, Mode::Async] {
+        let (h, calls) = pool(mode, fast(5));
+        assert_eq!(h.get(3).result().unwrap(), 3, "{mode}");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        calls.store(0, Ordering::SeqCst);
+        assert_eq!(h.get_async(2).result().unwrap(), 2, "{mode}");
+        h.stop().unwrap();
+    }
+}
+
+#[test]
+fn exhaustion_keeps_the_last_error_typed_and_counts_attempts() {
+    let (h, calls) = pool(Mode::Thread, fast(2));
+    match h.get(100).result() {
+        Err(Error::RetriesExhausted { attempts, last }) => {
+            assert_eq!(attempts, 3);
+            assert!(matches!(*last, Error::Method(ApiError::Transient)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn retry_never_runs_once() {
+    let (h, calls) = pool(Mode::Thread, fast(5));
+    assert!(matches!(
+        h.charge().result(),
+        Err(Error::Method(ApiError::Transient))
+    ));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn method_attribute_filters_errors_and_validates_output() {
+    // No pool-wide retries: the attribute alone turns them on for `answer`.
+    let (h, calls) = pool(
+        Mode::Thread,
+        RetryConfig::new(0).wait(Duration::from_millis(1)),
+    );
+    let script = vec![Err(ApiError::Transient), Ok(""), Ok("42")];
+    assert_eq!(h.answer(script).result().unwrap(), "42");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    calls.store(0, Ordering::SeqCst);
+    let script = vec![Err(ApiError::Fatal)];
+    assert!(
+        matches!(
+            h.answer(script).result(),
+            Err(Error::Method(ApiError::Fatal))
+        ),
+        "`on` rejects Fatal"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    calls.store(0, Ordering::SeqCst);
+    match h.answer(vec![Ok("")]).result() {
+        Err(Error::Validation {
+            attempts,
+            reason,
+            outputs,
+        }) => {
+            assert_eq!(attempts, 4);
+            assert_eq!(reason, "non_empty");
+            assert_eq!(outputs.into_vec::<String>().unwrap(), ["", "", "", ""]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Other methods keep the pool's (absent) retries.
+    calls.store(0, Ordering::SeqCst);
+    assert!(h.get(2).result().is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let _ = ValidationOutputs::from_vec(vec![1u8]);
+}
+
+#[test]
+fn pool_wide_validators_apply_by_output_type() {
+    let (h, _) = pool(Mode::Thread, fast(3).retry_until(|n: &u32| *n >= 2));
+    assert_eq!(
+        h.get(1).result().unwrap(),
+        2,
+        "the first output (1) is rejected"
+    );
+    assert_eq!(h.ping().result().unwrap(), 1, "u8 outputs are not checked");
+}
+
+#[test]
+fn panics_are_retried_only_when_asked() {
+    crate::common::quiet_planned_panics();
+    let (h, _) = pool(Mode::Thread, fast(3));
+    assert!(matches!(
+        h.panics_once().result(),
+        Err(Error::Panicked { .. })
+    ));
+    let (h, _) = pool(Mode::Thread, fast(3).retry_on_panic(true));
+    assert_eq!(h.panics_once().result().unwrap(), 7);
+}
+
+#[test]
+fn arguments_that_cannot_be_cloned_run_once() {
+    let (h, calls) = pool(Mode::Thread, fast(5));
+    assert!(matches!(
+        h.take(Ticket(1)).result(),
+        Err(Error::Method(ApiError::Transient))
+    ));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_backoff_does_not_occupy_the_worker_and_cancel_ends_it() {
+    let long = RetryConfig::new(3)
+        .wait(Duration::from_secs(3600))
+        .max_wait(Duration::from_secs(3600));
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Flaky::options()
+        .max_workers(1)
+        .retry(long)
+        .init(calls.clone())
+        .unwrap();
+    let waiting = h.get(100);
+    while calls.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    // The only worker is free while `waiting` sits out its hour-long backoff.
+    assert_eq!(h.ping().result().unwrap(), 1);
+    assert!(!waiting.is_done());
+    assert!(waiting.cancel());
+    assert!(matches!(waiting.result(), Err(Error::Cancelled)));
+    // Stop during a backoff resolves the call at once.
+    let waiting = h.get(100);
+    while calls.load(Ordering::SeqCst) < 2 {
+        std::thread::yield_now();
+    }
+    h.stop().unwrap();
+    assert!(matches!(
+        waiting.result_timeout(Duration::from_secs(30)),
+        Err(Error::Stopped)
+    ));
+}
+
+#[test]
+fn invalid_retry_options_are_config_errors() {
+    let calls = Arc::new(AtomicU32::new(0));
+    match Flaky::options()
+        .retry(RetryConfig::new(1).jitter(1.5))
+        .init(calls)
+    {
+        Err(Error::Config(e)) => assert!(e.to_string().contains("jitter"), "{e}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
