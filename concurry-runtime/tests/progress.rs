@@ -225,6 +225,19 @@ fn log_every_period_logs_at_most_once_per_period() {
 }
 
 #[test]
+fn progress_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Progress>();
+    send_sync::<ProgressBar>();
+    send_sync::<concurry_runtime::ProgressIter<std::vec::IntoIter<u8>>>();
+    // A wait with a progress option stays as shareable as it was.
+    send_sync::<concurry_runtime::Gather<u8>>();
+    send_sync::<concurry_runtime::Settled<u8>>();
+    send_sync::<concurry_runtime::AsCompleted<u8>>();
+    send_sync::<concurry_runtime::WaitFuture<u8>>();
+}
+
+#[test]
 fn log_every_accepts_durations_and_counts() {
     assert_eq!(LogEvery::from(7_u64), LogEvery::Count(7));
     let p: Progress = "x".into();

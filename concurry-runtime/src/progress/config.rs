@@ -5,6 +5,9 @@ use std::fmt;
 use std::io::Write;
 use std::time::Duration;
 
+use super::log::LogWriter;
+use crate::sync::Mutex;
+
 /// How a progress bar is shown: its message, total, where it draws, and whether it also prints
 /// plain log lines.
 ///
@@ -28,7 +31,7 @@ pub struct Progress {
     pub(crate) total: Option<u64>,
     pub(crate) hidden: bool,
     pub(crate) log_every: Option<LogEvery>,
-    pub(crate) log_to: Option<Box<dyn Write + Send>>,
+    pub(crate) log_to: Option<LogWriter>,
     pub(crate) draw: Draw,
 }
 
@@ -158,7 +161,7 @@ impl Progress {
     /// bar.finish();
     /// ```
     pub fn log_to(mut self, writer: impl Write + Send + 'static) -> Self {
-        self.log_to = Some(Box::new(writer));
+        self.log_to = Some(Mutex::new(Box::new(writer)));
         self
     }
 

@@ -13,27 +13,21 @@ pub(crate) struct Logger {
     every: LogEvery,
     /// Results seen, to pick the exact ticks that print in count mode.
     seen: AtomicU64,
-    state: Mutex<LogState>,
+    /// When the last periodic line was printed.
+    last: Mutex<Instant>,
+    writer: LogWriter,
 }
 
-struct LogState {
-    writer: Box<dyn Write + Send>,
-    last: Instant,
-}
+/// Where lines go. Behind a mutex so that a `Progress` holding one stays `Sync`.
+pub(crate) type LogWriter = Mutex<Box<dyn Write + Send>>;
 
 impl Logger {
-    pub(crate) fn new(
-        every: LogEvery,
-        writer: Option<Box<dyn Write + Send>>,
-        now: Instant,
-    ) -> Self {
+    pub(crate) fn new(every: LogEvery, writer: Option<LogWriter>, now: Instant) -> Self {
         Logger {
             every,
             seen: AtomicU64::new(0),
-            state: Mutex::new(LogState {
-                writer: writer.unwrap_or_else(|| Box::new(std::io::stderr())),
-                last: now,
-            }),
+            last: Mutex::new(now),
+            writer: writer.unwrap_or_else(|| Mutex::new(Box::new(std::io::stderr()))),
         }
     }
 
@@ -48,10 +42,11 @@ impl Logger {
             }
             LogEvery::Period(period) => {
                 let now = Instant::now();
-                let mut state = lock(&self.state);
-                if now.saturating_duration_since(state.last) >= period {
-                    state.last = now;
-                    write_line(&mut state.writer, &line.render(None));
+                let mut last = lock(&self.last);
+                if now.saturating_duration_since(*last) >= period {
+                    *last = now;
+                    // Still holding `last`: lines come out in order, one per period.
+                    self.print(line, None);
                 }
             }
         }
@@ -64,7 +59,7 @@ impl Logger {
 
     fn print(&self, line: &Line<'_>, end: Option<End>) {
         let text = line.render(end);
-        write_line(&mut lock(&self.state).writer, &text);
+        write_line(&mut lock(&self.writer), &text);
     }
 }
 
