@@ -158,3 +158,48 @@ mod tests {
         assert_eq!(d(0.0, 0.9), Duration::from_secs(4));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn algorithm() -> impl Strategy<Value = RetryAlgorithm> {
+        prop_oneof![
+            Just(RetryAlgorithm::Exponential),
+            Just(RetryAlgorithm::Linear),
+            Just(RetryAlgorithm::Fibonacci)
+        ]
+    }
+
+    proptest! {
+        /// Whatever the sample, a jittered wait lies in `[(1 - j) * d, d]`, and `d` never
+        /// exceeds `max_wait`.
+        #[test]
+        fn jittered_wait_stays_within_its_bounds(
+            a in algorithm(),
+            base_ms in 0u64..10_000,
+            max_ms in 0u64..100_000,
+            jitter in 0.0f64..=1.0,
+            n in 1u32..200,
+            unit in 0.0f64..1.0,
+        ) {
+            let base = Duration::from_millis(base_ms);
+            let max = Duration::from_millis(max_ms);
+            let d = backoff(a, base, max, 0.0, n, 0.0);
+            prop_assert!(d <= max);
+            let w = backoff(a, base, max, jitter, n, unit);
+            prop_assert!(w <= d);
+            // One nanosecond of slack for float rounding.
+            prop_assert!(w + Duration::from_nanos(1) >= d.mul_f64(1.0 - jitter));
+        }
+
+        /// Waits never shrink from one retry to the next (before jitter).
+        #[test]
+        fn waits_grow_monotonically(a in algorithm(), base_ms in 0u64..1_000, n in 1u32..100) {
+            let (base, max) = (Duration::from_millis(base_ms), Duration::from_secs(3600));
+            prop_assert!(backoff(a, base, max, 0.0, n, 0.0) <= backoff(a, base, max, 0.0, n + 1, 0.0));
+        }
+    }
+}
