@@ -203,6 +203,25 @@ fn log_every_count_prints_plain_lines() {
 }
 
 #[test]
+fn log_lines_go_above_a_drawn_bar() {
+    let term = term();
+    let bar = ProgressBar::new(4, on(&term, "jobs").log_every(2));
+    for _ in 0..4 {
+        bar.inc_ok();
+    }
+    bar.finish();
+    let screen = term.contents();
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines[0].starts_with("jobs: 2/4 (✓ 2 ✗ 0) "), "{screen}");
+    assert!(lines[1].starts_with("jobs: 4/4 (✓ 4 ✗ 0) "), "{screen}");
+    assert!(
+        lines[2].starts_with("jobs: done 4/4 (✓ 4 ✗ 0) in "),
+        "{screen}"
+    );
+    assert!(lines[3].contains("4/4 ✓ 4 ✗ 0 ✔ done"), "{screen}");
+}
+
+#[test]
 fn log_every_period_logs_at_most_once_per_period() {
     // A period no test run reaches: only the final line is printed.
     let lines = Lines::default();

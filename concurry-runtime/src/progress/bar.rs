@@ -304,6 +304,7 @@ impl Inner {
             counts: &self.counts,
             total: self.total(),
             started: self.started,
+            drawn: self.draw.as_ref(),
         }
     }
 

@@ -134,8 +134,9 @@ impl Progress {
 
     /// Also prints a plain line, like `LLM calls: 40/100 (✓ 38 ✗ 2) 12.3/s`, every period
     /// ([`Duration`]) or every so many results (`u64`), and a last one when the bar finishes.
-    /// Lines go to stderr (or [`log_to`](Progress::log_to)) whether or not it is a terminal,
-    /// for logs that a bar would garble.
+    /// Lines go to stderr (above the bars while they are drawn), or to
+    /// [`log_to`](Progress::log_to), whether or not stderr is a terminal: for logs that a bar
+    /// would garble.
     ///
     /// ```
     /// use std::time::Duration;

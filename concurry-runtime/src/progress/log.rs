@@ -15,7 +15,8 @@ pub(crate) struct Logger {
     seen: AtomicU64,
     /// When the last periodic line was printed.
     last: Mutex<Instant>,
-    writer: LogWriter,
+    /// `None`: stderr.
+    writer: Option<LogWriter>,
 }
 
 /// Where lines go. Behind a mutex so that a `Progress` holding one stays `Sync`.
@@ -27,7 +28,7 @@ impl Logger {
             every,
             seen: AtomicU64::new(0),
             last: Mutex::new(now),
-            writer: writer.unwrap_or_else(|| Mutex::new(Box::new(std::io::stderr()))),
+            writer,
         }
     }
 
@@ -59,11 +60,16 @@ impl Logger {
 
     fn print(&self, line: &Line<'_>, end: Option<End>) {
         let text = line.render(end);
-        write_line(&mut lock(&self.writer), &text);
+        match (&self.writer, line.drawn) {
+            (Some(writer), _) => write_line(&mut **lock(writer), &text),
+            // Printed above the bars, so that neither garbles the other.
+            (None, Some(bar)) => bar.println(text),
+            (None, None) => write_line(&mut std::io::stderr(), &text),
+        }
     }
 }
 
-fn write_line(writer: &mut Box<dyn Write + Send>, text: &str) {
+fn write_line(writer: &mut dyn Write, text: &str) {
     // A log line that cannot be written is not worth failing the work for.
     let _ = writeln!(writer, "{text}").and_then(|()| writer.flush());
 }
@@ -75,6 +81,8 @@ pub(crate) struct Line<'a> {
     pub(crate) total: Option<u64>,
     /// When the bar started; read only when a line is printed.
     pub(crate) started: Instant,
+    /// The bar on screen, if any.
+    pub(crate) drawn: Option<&'a indicatif::ProgressBar>,
 }
 
 impl Line<'_> {
