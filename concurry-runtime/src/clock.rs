@@ -28,6 +28,12 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The time since this clock's origin. Never decreases.
     fn now(&self) -> Duration;
 
+    /// [`now`](Clock::now) in nanoseconds (saturating), the unit limits count in. Override it
+    /// when the clock can answer without building a `Duration`.
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.now().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     /// How long to block on the wall clock when `needed` of this clock's time must pass.
     fn real_wait(&self, needed: Duration) -> Duration {
         needed
@@ -50,14 +56,15 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Clone)]
 pub struct SystemClock {
     clock: quanta::Clock,
-    origin: quanta::Instant,
+    /// The raw counter at the origin.
+    origin: u64,
 }
 
 impl SystemClock {
     /// A clock whose origin is now.
     pub fn new() -> Self {
         let clock = quanta::Clock::new();
-        let origin = clock.now();
+        let origin = clock.raw();
         SystemClock { clock, origin }
     }
 }
@@ -70,7 +77,12 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> Duration {
-        self.clock.now().saturating_duration_since(self.origin)
+        Duration::from_nanos(self.now_nanos())
+    }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        self.clock.delta_as_nanos(self.origin, self.clock.raw())
     }
 }
 
@@ -135,7 +147,11 @@ impl FakeClock {
 
 impl Clock for FakeClock {
     fn now(&self) -> Duration {
-        Duration::from_nanos(self.nanos.load(Ordering::Acquire))
+        Duration::from_nanos(self.now_nanos())
+    }
+
+    fn now_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::Acquire)
     }
 
     fn real_wait(&self, needed: Duration) -> Duration {
@@ -146,5 +162,5 @@ impl Clock for FakeClock {
 /// The clock as `u64` nanoseconds, the unit every algorithm counts in.
 #[inline]
 pub(crate) fn nanos(clock: &dyn Clock) -> u64 {
-    u64::try_from(clock.now().as_nanos()).unwrap_or(u64::MAX)
+    clock.now_nanos()
 }
