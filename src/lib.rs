@@ -86,6 +86,6 @@ pub use concurry_runtime::*;
 pub mod prelude {
     pub use concurry_runtime::{
         CallLimit, Error, LimitSet, LoadBalancing, Mode, Progress, ProgressBar, Promise,
-        RateAlgorithm, RateLimit, ResourceLimit, RetryConfig,
+        RateAlgorithm, RateLimit, ResourceLimit, RetryConfig, TaskWorker,
     };
 }

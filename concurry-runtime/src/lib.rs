@@ -23,6 +23,7 @@ mod retry;
 mod runtime;
 mod signal;
 mod sync;
+mod task;
 mod worker;
 
 pub use clock::{Clock, FakeClock, SystemClock};
@@ -42,6 +43,9 @@ pub use limit::{
 pub use options::{LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};
 pub use progress::{LogEvery, Progress, ProgressBar, ProgressIter};
+pub use task::{
+    ImplicitPool, IntoZip, TaskMap, TaskWorker, TaskWorkerHandle, TaskWorkerOptions, Zip, zip,
+};
 
 /// The indicatif crate, for [`Progress::draw_target`] and [`Progress::in_multi`].
 pub use indicatif;

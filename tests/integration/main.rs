@@ -9,4 +9,5 @@ mod modes;
 mod retry;
 mod send_sync;
 mod spans;
+mod task;
 mod worker_macro;

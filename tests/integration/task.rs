@@ -1,0 +1,249 @@
+//! `TaskWorker` and `#[task]`: submit, map (ordered, unordered, lazy, bounded, spread over
+//! workers), zip, typed errors per item, async closures, implicit pools and `stop()`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use concurry::prelude::*;
+use concurry::{TaskWorker, TaskWorkerHandle};
+
+use crate::common::{Gate, MODES};
+
+/// A task pool of `workers` workers (sync mode has exactly one).
+fn pool(mode: Mode, workers: usize) -> TaskWorkerHandle {
+    let workers = if mode == Mode::Sync { 1 } else { workers };
+    TaskWorker::options()
+        .mode(mode)
+        .max_workers(workers)
+        .init()
+        .unwrap()
+}
+
+/// An input that counts how many items were pulled from it.
+fn counting(n: u64, pulled: &Arc<AtomicUsize>) -> impl Iterator<Item = u64> + Send + 'static {
+    let pulled = pulled.clone();
+    (0..n).inspect(move |_| {
+        pulled.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+#[test]
+fn submit_in_every_mode() {
+    for mode in MODES {
+        let p = pool(mode, 2);
+        assert_eq!(p.submit(|| 40 + 2).result().unwrap(), 42, "{mode}");
+        assert_eq!(
+            p.submit_async(|| async { 7 }).result().unwrap(),
+            7,
+            "{mode}"
+        );
+        let e = p.try_submit(|| "x".parse::<u8>()).result().unwrap_err();
+        assert!(matches!(e, Error::Method(_)), "{mode}: {e:?}");
+        let e = p
+            .try_submit_async(|| async { Err::<(), _>(5u8) })
+            .result()
+            .unwrap_err();
+        assert!(matches!(e, Error::Method(5)), "{mode}: {e:?}");
+        let e = p.submit(|| -> u8 { panic!("boom") }).result().unwrap_err();
+        assert!(e.is_panic(), "{mode}: {e:?}");
+        // The pool survives the panic.
+        assert_eq!(p.submit(|| 1).result().unwrap(), 1, "{mode}");
+        p.stop().unwrap();
+        assert!(p.submit(|| 1).result().unwrap_err().is_stopped(), "{mode}");
+    }
+}
+
+#[test]
+fn map_is_ordered_in_every_mode() {
+    for mode in MODES {
+        let p = pool(mode, 3);
+        let out: Vec<u64> = p
+            .map(|x: u64| x * 2, 0..100)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(out, (0..100).map(|x| x * 2).collect::<Vec<_>>(), "{mode}");
+        let out: Vec<u64> = p
+            .map_async(|x: u64| async move { x + 1 }, 0..50)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(out, (1..51).collect::<Vec<_>>(), "{mode}");
+    }
+}
+
+#[test]
+fn map_unordered_yields_every_item_in_every_mode() {
+    for mode in MODES {
+        let p = pool(mode, 3);
+        let mut out: Vec<u64> = p
+            .map_unordered(|x: u64| x * 3, 0..100)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        out.sort_unstable();
+        assert_eq!(out, (0..100).map(|x| x * 3).collect::<Vec<_>>(), "{mode}");
+    }
+}
+
+#[test]
+fn map_unordered_yields_in_completion_order() {
+    // Item 0 waits for a gate that only the consumer opens after item 1 came out.
+    let p = pool(Mode::Thread, 2);
+    let gate = Gate::default();
+    let g = gate.clone();
+    let mut m = p.map_unordered(
+        move |x: u64| {
+            if x == 0 {
+                g.wait();
+            }
+            x
+        },
+        0..2,
+    );
+    assert_eq!(m.next().unwrap().unwrap(), 1);
+    gate.open();
+    assert_eq!(m.next().unwrap().unwrap(), 0);
+    assert!(m.next().is_none());
+}
+
+#[test]
+fn map_is_lazy_and_bounded_by_its_window() {
+    for mode in MODES {
+        for unordered in [false, true] {
+            let p = pool(mode, 2);
+            let pulled = Arc::new(AtomicUsize::new(0));
+            let window = 3;
+            let mut m = p
+                .map(|x: u64| x, counting(1_000_000, &pulled))
+                .window(window);
+            if unordered {
+                m = m.unordered();
+            }
+            assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing before next()");
+            for yielded in 1..=100 {
+                m.next().unwrap().unwrap();
+                let ahead = pulled.load(Ordering::SeqCst) - yielded;
+                assert!(ahead < window, "{mode}: {ahead} items in flight");
+                assert!(m.in_flight() < window);
+            }
+            drop(m);
+            assert!(pulled.load(Ordering::SeqCst) <= 100 + window);
+        }
+    }
+}
+
+#[test]
+fn default_window_is_twice_the_workers() {
+    let p = pool(Mode::Thread, 3);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let mut m = p.map(|x: u64| x, counting(1_000, &pulled));
+    m.next().unwrap().unwrap();
+    assert_eq!(pulled.load(Ordering::SeqCst), 6);
+}
+
+#[test]
+fn map_spreads_items_over_every_worker() {
+    for mode in [Mode::Thread, Mode::Async] {
+        let p = pool(mode, 4);
+        let n = p.map(|x: u64| x, 0..200).filter(Result::is_ok).count();
+        assert_eq!(n, 200);
+        let stats = p.stats();
+        assert_eq!(stats.per_worker.len(), 4);
+        for w in &stats.per_worker {
+            assert!(w.dispatched > 0, "{mode}: {:?}", stats.per_worker);
+        }
+    }
+}
+
+#[test]
+fn zip_maps_several_iterables_shortest_wins() {
+    let p = pool(Mode::Thread, 2);
+    let out: Vec<String> = p
+        .map(
+            |(a, b, c): (u32, &str, char)| format!("{a}{b}{c}"),
+            concurry::zip((1.., ["x", "y", "z"], ['!', '?'])),
+        )
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out, ["1x!", "2y?"]);
+    assert_eq!(concurry::zip((0..5, 0..3)).size_hint(), (3, Some(3)));
+}
+
+#[test]
+fn each_item_keeps_its_typed_error() {
+    for mode in MODES {
+        let p = pool(mode, 2);
+        let out: Vec<Result<u8, Error<std::num::ParseIntError>>> = p
+            .try_map(|s: &'static str| s.parse::<u8>(), ["1", "x", "3", "300"])
+            .collect();
+        assert_eq!(out.len(), 4);
+        assert_eq!(*out[0].as_ref().unwrap(), 1);
+        assert!(matches!(&out[1], Err(Error::Method(_))), "{mode}");
+        assert_eq!(*out[2].as_ref().unwrap(), 3);
+        assert!(matches!(&out[3], Err(Error::Method(_))), "{mode}");
+
+        let out: Vec<_> = p
+            .map(
+                |x: u8| {
+                    assert!(x != 2, "two");
+                    x
+                },
+                0..4,
+            )
+            .collect();
+        assert!(out[2].as_ref().unwrap_err().is_panic(), "{mode}");
+        assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 3);
+    }
+}
+
+#[test]
+fn stopping_mid_map_fails_the_remaining_items() {
+    for mode in MODES {
+        let p = pool(mode, 2);
+        let mut m = p.map(|x: u64| x, 0..20).window(2);
+        for i in 0..5 {
+            assert_eq!(m.next().unwrap().unwrap(), i);
+        }
+        p.stop().unwrap();
+        let rest: Vec<_> = m.collect();
+        assert_eq!(rest.len(), 15, "{mode}: every item yields");
+        // Calls already in the window drained; everything after failed with `Stopped`.
+        let ok = rest.iter().take_while(|r| r.is_ok()).count();
+        assert!(ok <= 2, "{mode}");
+        assert!(
+            rest[ok..].iter().all(|r| matches!(r, Err(Error::Stopped))),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn async_closures_run_concurrently_on_one_async_worker() {
+    // Three futures that each wait for the other two: they can only finish if one worker
+    // runs them at once.
+    let p = pool(Mode::Async, 1);
+    let barrier = Arc::new(tokio::sync::Barrier::new(3));
+    let out: Vec<u32> = p
+        .map_async(
+            move |x: u32| {
+                let b = barrier.clone();
+                async move {
+                    b.wait().await;
+                    x
+                }
+            },
+            0..3,
+        )
+        .window(3)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out, [0, 1, 2]);
+}
+
+#[test]
+fn map_with_a_progress_bar() {
+    let p = pool(Mode::Thread, 2);
+    let log = Progress::new("squares")
+        .log_every(10)
+        .log_to(std::io::sink());
+    let n = p.map(|x: u64| x * x, 0..100).progress(log).count();
+    assert_eq!(n, 100);
+}
