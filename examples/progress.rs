@@ -11,21 +11,23 @@ use std::time::Duration;
 
 use concurry::prelude::*;
 
-/// A (simulated) flaky API: every 13th call fails.
+/// A (simulated) flaky API: every `fail_every`-th call fails.
 #[derive(Debug)]
-pub struct Api;
+pub struct Api {
+    fail_every: u32,
+}
 
 #[concurry::worker]
 impl Api {
     /// Runs once in every worker.
-    pub fn new() -> Self {
-        Api
+    pub fn new(fail_every: u32) -> Self {
+        Api { fail_every }
     }
 
     /// One call: 20 ms of waiting, as a network round trip would be.
     pub fn call(&self, i: u32) -> Result<u32, String> {
         std::thread::sleep(Duration::from_millis(20));
-        if i % 13 == 0 {
+        if i.is_multiple_of(self.fail_every) {
             Err(format!("call {i} failed"))
         } else {
             Ok(i * 2)
@@ -34,7 +36,7 @@ impl Api {
 }
 
 fn main() -> Result<(), concurry::Error> {
-    let api = Api::options().max_workers(20).init()?;
+    let api = Api::options().max_workers(20).init(13)?;
 
     // On a terminal: bars. Otherwise: a plain line every 50 results.
     let progress = |message: &'static str| {
