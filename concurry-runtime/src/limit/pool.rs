@@ -16,7 +16,8 @@ pub enum LimitPoolStrategy {
     #[default]
     RoundRobin,
     /// The first set (starting after the previous pick) that can admit the request now;
-    /// if none can, waits and tries them all again.
+    /// if none can, tries them all again every 5 ms (of the sets' clock; no FIFO order
+    /// across the pool).
     FirstAvailable,
 }
 
