@@ -15,8 +15,9 @@
 //! pool. Each call takes one unit of every call and resource limit on its worker just before
 //! the method runs and holds the resource units until it returns; a call cancelled or a pool
 //! stopped while the call waits for its units resolves without consuming any. A sync method
-//! in thread mode waits on its worker's thread (as in the Python original); async methods
-//! and async mode wait without blocking a thread.
+//! in thread mode waits on its worker's thread (as in the Python original), and in sync mode
+//! on the caller's thread (calls run at submit time there); async methods wait without
+//! blocking a thread, and sync methods in async mode wait on tokio's blocking pool.
 //!
 //! ```
 //! use std::time::Duration;
@@ -64,15 +65,18 @@ pub use set::{Limit, LimitKind, LimitSet, LimitSetBuilder, LimitStats};
 pub(crate) use set::WaitError;
 
 /// What `options().limits(..)` accepts: a ready [`LimitSet`] (shared with whoever else holds
-/// it) or a list of limits (a new set for this pool).
+/// it), or limits for a new set of this pool: an array or `Vec` of one kind, or a tuple
+/// mixing kinds.
 ///
 /// ```
-/// use concurry::{CallLimit, IntoLimitSet, LimitSet, RateLimit};
+/// use concurry::{CallLimit, IntoLimitSet, LimitSet, RateLimit, ResourceLimit};
 ///
 /// let shared = LimitSet::new([CallLimit::per_second(10)]).unwrap();
 /// assert!(shared.clone().into_limit_set().unwrap().same_as(&shared));
 /// let fresh = [CallLimit::per_second(10), RateLimit::per_second("tokens", 500)];
 /// assert_eq!(fresh.into_limit_set().unwrap().keys().count(), 2);
+/// let mixed = (CallLimit::per_second(10), ResourceLimit::new("db", 5));
+/// assert_eq!(mixed.into_limit_set().unwrap().keys().collect::<Vec<_>>(), ["call_count", "db"]);
 /// ```
 pub trait IntoLimitSet {
     /// Builds (or shares) the set.
@@ -106,3 +110,24 @@ impl<L: Into<Limit>> IntoLimitSet for Vec<L> {
         LimitSet::new(self)
     }
 }
+
+/// Tuples mix kinds of limits, which an array cannot:
+/// `(CallLimit::per_minute(500), ResourceLimit::new("db", 5))`.
+macro_rules! tuple_into_limit_set {
+    ($($name:ident),+) => {
+        impl<$($name: Into<Limit>),+> IntoLimitSet for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn into_limit_set(self) -> Result<LimitSet, LimitError> {
+                let ($($name,)+) = self;
+                LimitSet::builder()$(.limit($name))+.build()
+            }
+        }
+    };
+}
+
+tuple_into_limit_set!(A);
+tuple_into_limit_set!(A, B);
+tuple_into_limit_set!(A, B, C);
+tuple_into_limit_set!(A, B, C, D);
+tuple_into_limit_set!(A, B, C, D, E);
+tuple_into_limit_set!(A, B, C, D, E, F);
