@@ -79,7 +79,7 @@
 //! - [`Error`]: every way a call can end without a value.
 #![forbid(unsafe_code)]
 
-pub use concurry_macros::worker;
+pub use concurry_macros::{task, worker};
 pub use concurry_runtime::*;
 
 /// The names most programs need: `use concurry::prelude::*;`.

@@ -13,6 +13,7 @@ use proc_macro::TokenStream;
 
 mod ctxt;
 mod fallback;
+mod task;
 mod worker;
 
 /// Turns the inherent `impl` block of a type into a pool of workers.
@@ -190,4 +191,129 @@ mod worker;
 #[proc_macro_attribute]
 pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
     worker::expand(args.into(), item.into()).into()
+}
+
+/// Runs a free function on a pool: the function stays callable as written, and a module of
+/// the same name runs it on workers.
+///
+/// For `#[task] fn fetch(url: String) -> String`, the macro adds `mod fetch` with:
+///
+/// - `fetch::submit(url) -> Promise<String>`: one call on a worker of the implicit pool;
+/// - `fetch::map(items)` / `fetch::map_unordered(items)`: a lazy, bounded
+///   [`TaskMap`](../concurry/struct.TaskMap.html) calling `fetch` on every item, spread over
+///   every worker, one `Result` per item (in input or completion order). A function of
+///   several arguments maps over tuples: `concurry::zip((xs, ys))`;
+/// - `fetch::stop()`: stops the implicit pool (queued calls finish). The implicit pool starts
+///   on first use with the `#[task(..)]` defaults, and again after a stop. Rust runs no
+///   destructors for statics, so a pool still running when `main` returns is not drained
+///   (its threads end with the process and queued calls are lost): call `fetch::stop()` first;
+/// - `fetch::options()...init() -> fetch::Handle`: a separate, explicitly configured pool with
+///   the same `submit`, `map`, `map_unordered`, plus `stop`, `stats` and `is_stopped`;
+///   `fetch::handle()` returns the implicit pool's handle.
+///
+/// A function returning `Result<T, E>` gives `Promise<T, E>`, its error kept typed in
+/// `Error::Method`. An `async fn` runs as a future on its worker (several at once per worker
+/// in async mode).
+///
+/// # Example
+///
+/// ```
+/// use concurry::prelude::*;
+///
+/// #[concurry::task(mode = "thread", max_workers = 4)]
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// #[concurry::task]
+/// fn parse(s: String) -> Result<u32, std::num::ParseIntError> {
+///     s.parse()
+/// }
+///
+/// #[concurry::task(mode = "async")]
+/// async fn add(a: u64, b: u64) -> u64 {
+///     a + b
+/// }
+///
+/// # fn main() -> Result<(), concurry::Error> {
+/// assert_eq!(square(3), 9); // still a plain function
+/// assert_eq!(square::submit(4).result()?, 16); // on the implicit pool
+/// let squares: Vec<u64> = square::map(0..5).collect::<Result<_, _>>()?;
+/// assert_eq!(squares, [0, 1, 4, 9, 16]);
+///
+/// assert!(matches!(parse::submit("x".into()).result(), Err(Error::Method(_))));
+/// let sums: Vec<u64> = add::map(concurry::zip((1..=3, 10..))).collect::<Result<_, _>>()?;
+/// assert_eq!(sums, [11, 13, 15]);
+///
+/// // An explicitly configured pool of its own.
+/// let pool = square::options().mode(Mode::Sync).max_workers(1).init()?;
+/// assert_eq!(pool.submit(5).result()?, 25);
+/// pool.stop()?;
+///
+/// square::stop()?;
+/// parse::stop()?;
+/// add::stop()?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Options and rules
+///
+/// `#[task(..)]` takes the options of [`worker`](macro@worker): `mode`, `max_workers`,
+/// `load_balancing`, `name` (default: the function's name) and `crate`. Every other option of
+/// the runtime (limits, retries, ...) is set on `fetch::options()`.
+///
+/// The function must be a free function at module level (the module is a sibling of it, and
+/// spells its argument types again through `use super::*`), not generic, not `unsafe`, and
+/// take and return owned values (no references but `&'static`, no `impl Trait`). Argument
+/// types are written as in the parent module: a path starting with `self::` or `super::`, or
+/// a type named `Handle` or `Options` (which would mean the module's own), is rejected with
+/// the fix. `mode = "sync"` has exactly one worker. Breaking a rule is a compile error at the
+/// offending token.
+///
+/// <details><summary>See expanded code</summary>
+///
+/// ```ignore
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// mod square {
+///     use super::*;
+///     static POOL: ::concurry::ImplicitPool = ::concurry::ImplicitPool::new();
+///
+///     pub struct Options(::concurry::TaskWorkerOptions); // + Debug
+///     impl Options {
+///         ::concurry::__private::options_builder_methods!(); // mode, max_workers, ...
+///         pub fn init(self) -> Result<Handle, ::concurry::Error> { /* .. */ }
+///     }
+///
+///     pub struct Handle { inner: ::concurry::TaskWorkerHandle } // + Clone, Debug
+///     impl Handle {
+///         pub fn submit(&self, x: u64) -> ::concurry::Promise<u64> {
+///             self.inner.submit(move || super::square(x))
+///         }
+///         pub fn map<'a, I>(&self, items: I) -> ::concurry::TaskMap<'a, u64>
+///         where I: IntoIterator<Item = u64>, I::IntoIter: Send + 'a {
+///             self.inner.map(|x| super::square(x), items)
+///         }
+///         pub fn map_unordered<'a, I>(&self, items: I) -> ::concurry::TaskMap<'a, u64> { /* .. */ }
+///         pub fn stop(&self) -> Result<(), ::concurry::Error> { /* .. */ }
+///         pub fn stats(&self) -> ::concurry::PoolStats { /* .. */ }
+///         pub fn is_stopped(&self) -> bool { /* .. */ }
+///     }
+///
+///     pub fn options() -> Options {
+///         Options(::concurry::TaskWorker::options()).name("square") // + the #[task(..)] defaults
+///     }
+///     pub fn handle() -> Result<Handle, ::concurry::Error> { /* POOL.get_or_init(..) */ }
+///     pub fn submit(x: u64) -> ::concurry::Promise<u64> { /* handle()?.submit(x) */ }
+///     pub fn map<'a, I>(items: I) -> ::concurry::TaskMap<'a, u64> { /* handle()?.map(items) */ }
+///     pub fn map_unordered<'a, I>(items: I) -> ::concurry::TaskMap<'a, u64> { /* .. */ }
+///     pub fn stop() -> Result<(), ::concurry::Error> { POOL.stop() }
+/// }
+/// ```
+///
+/// </details>
+#[proc_macro_attribute]
+pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
+    task::expand(args.into(), item.into()).into()
 }

@@ -5,6 +5,7 @@ pub use crate::future::arg::{chain, resolve};
 pub use crate::options::PoolConfig;
 pub use crate::options_builder::Options;
 pub use crate::pool::{MethodFuture, Pool};
+pub use crate::task::failed_map;
 pub use crate::worker::Worker;
 
 use crate::error::Error;

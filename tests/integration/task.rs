@@ -247,3 +247,181 @@ fn map_with_a_progress_bar() {
     let n = p.map(|x: u64| x * x, 0..100).progress(log).count();
     assert_eq!(n, 100);
 }
+
+// ---- #[task] ----
+
+/// A type of this module, named in a task's signature (resolved through `use super::*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub x: i64,
+    pub y: i64,
+}
+
+#[concurry::task(mode = "thread", max_workers = 2)]
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[concurry::task(max_workers = 2)]
+fn checked_div(a: i64, b: i64) -> Result<i64, String> {
+    if b == 0 {
+        Err(format!("{a} / 0"))
+    } else {
+        Ok(a / b)
+    }
+}
+
+#[concurry::task(mode = "async", max_workers = 2)]
+async fn shift(p: Point, by: i64) -> Point {
+    Point {
+        x: p.x + by,
+        y: p.y + by,
+    }
+}
+
+#[concurry::task(mode = "async")]
+async fn parse_later(s: String) -> Result<u32, std::num::ParseIntError> {
+    s.parse()
+}
+
+#[concurry::task(mode = "sync", name = "noop-pool")]
+fn noop() {}
+
+#[concurry::task(mode = "thread", max_workers = 3)]
+fn lifecycle_probe(x: u32) -> u32 {
+    x
+}
+
+#[concurry::task]
+fn panicky(x: u8) -> u8 {
+    assert!(x != 1, "one");
+    x
+}
+
+#[test]
+fn task_functions_stay_plain_functions() {
+    assert_eq!(double(2), 4);
+    assert_eq!(checked_div(6, 3), Ok(2));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(
+        rt.block_on(shift(Point { x: 1, y: 2 }, 1)),
+        Point { x: 2, y: 3 }
+    );
+    noop();
+}
+
+#[test]
+fn task_submit_and_map_on_the_implicit_pool() {
+    assert_eq!(double::submit(21).result().unwrap(), 42);
+    let out: Vec<u64> = double::map(0..10).collect::<Result<_, _>>().unwrap();
+    assert_eq!(out, (0..10).map(|x| x * 2).collect::<Vec<_>>());
+    let mut out: Vec<u64> = double::map_unordered(vec![1, 2, 3])
+        .collect::<Result<_, _>>()
+        .unwrap();
+    out.sort_unstable();
+    assert_eq!(out, [2, 4, 6]);
+    let stats = double::handle().unwrap().stats();
+    assert_eq!(stats.name, "double");
+    assert_eq!(stats.mode, Mode::Thread);
+    assert_eq!(stats.max_workers, 2);
+    assert!(
+        stats.per_worker.iter().all(|w| w.dispatched > 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn task_errors_stay_typed_per_item() {
+    match checked_div::submit(1, 0).result() {
+        Err(Error::Method(e)) => assert_eq!(e, "1 / 0"),
+        other => panic!("{other:?}"),
+    }
+    let out: Vec<Result<i64, Error<String>>> =
+        checked_div::map(concurry::zip(([6, 1, 9], [3, 0, 3, 99]))).collect();
+    assert_eq!(out.len(), 3, "the shortest input wins");
+    assert_eq!(*out[0].as_ref().unwrap(), 2);
+    assert!(matches!(&out[1], Err(Error::Method(e)) if e == "1 / 0"));
+    assert_eq!(*out[2].as_ref().unwrap(), 3);
+
+    let out: Vec<_> = panicky::map([0, 1, 2]).collect();
+    assert!(out[1].as_ref().unwrap_err().is_panic());
+    assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 2);
+}
+
+#[test]
+fn async_tasks() {
+    let p = shift::submit(Point { x: 0, y: 0 }, 5).result().unwrap();
+    assert_eq!(p, Point { x: 5, y: 5 });
+    let points = (0..4).map(|i| Point { x: i, y: -i });
+    let out: Vec<Point> = shift::map(concurry::zip((points, std::iter::repeat(1))))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out[3], Point { x: 4, y: -2 });
+    assert_eq!(shift::handle().unwrap().stats().mode, Mode::Async);
+
+    assert_eq!(parse_later::submit("12".to_string()).result().unwrap(), 12);
+    let out: Vec<_> = parse_later::map(["1".to_string(), "x".to_string()]).collect();
+    assert!(matches!(out[1], Err(Error::Method(_))));
+}
+
+#[test]
+fn unit_tasks_and_the_name_option() {
+    noop::submit().result().unwrap();
+    assert_eq!(noop::map(vec![(), ()]).count(), 2);
+    let stats = noop::handle().unwrap().stats();
+    assert_eq!(stats.name, "noop-pool");
+    assert_eq!(stats.mode, Mode::Sync);
+}
+
+#[test]
+fn implicit_pool_starts_on_first_use_and_again_after_stop() {
+    let first = lifecycle_probe::handle().unwrap();
+    assert_eq!(first.stats().workers, 3);
+    assert_eq!(lifecycle_probe::submit(1).result().unwrap(), 1);
+
+    // A map in progress when the pool stops: every item still yields, the rest as `Stopped`.
+    let mut m = lifecycle_probe::map(0..50).window(2);
+    assert_eq!(m.next().unwrap().unwrap(), 0);
+    lifecycle_probe::stop().unwrap();
+    assert!(first.is_stopped());
+    let rest: Vec<_> = m.collect();
+    assert_eq!(rest.len(), 49);
+    assert!(matches!(rest.last(), Some(Err(Error::Stopped))));
+
+    // The next use starts a fresh pool.
+    assert_eq!(lifecycle_probe::submit(7).result().unwrap(), 7);
+    assert!(!lifecycle_probe::handle().unwrap().is_stopped());
+    lifecycle_probe::stop().unwrap();
+    lifecycle_probe::stop().unwrap(); // idempotent
+}
+
+#[test]
+fn explicit_task_pools() {
+    for mode in MODES {
+        let workers = if mode == Mode::Sync { 1 } else { 2 };
+        let pool = double::options()
+            .mode(mode)
+            .max_workers(workers)
+            .name("explicit")
+            .init()
+            .unwrap();
+        assert_eq!(pool.submit(5).result().unwrap(), 10, "{mode}");
+        let out: Vec<u64> = pool.map(0..4).collect::<Result<_, _>>().unwrap();
+        assert_eq!(out, [0, 2, 4, 6]);
+        assert_eq!(pool.map_unordered(0..4).count(), 4);
+        assert_eq!(pool.stats().name, "explicit");
+        let clone = pool.clone();
+        clone.stop().unwrap();
+        assert!(pool.is_stopped());
+        assert!(pool.submit(1).result().unwrap_err().is_stopped());
+
+        let pool = shift::options()
+            .mode(mode)
+            .max_workers(workers)
+            .init()
+            .unwrap();
+        assert_eq!(pool.submit(Point { x: 1, y: 1 }, 1).result().unwrap().x, 2);
+    }
+}

@@ -1,11 +1,11 @@
 //! `#[worker]`: parse the arguments (`args`), model the impl block (`model`), check the rules
 //! (`validate`), generate the glue (`expand`).
 
-mod args;
+pub(crate) mod args;
 mod expand;
 mod model;
 mod retry;
-mod validate;
+pub(crate) mod validate;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;

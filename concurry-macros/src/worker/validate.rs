@@ -306,7 +306,7 @@ fn check_type_fn_collisions(cx: &mut Ctxt, w: &Worker<'_>) {
 }
 
 /// What to take instead of a reference: `String` for `&str`, `Vec<T>` for `&[T]`, `T` else.
-fn owned_suggestion(r: &syn::TypeReference) -> String {
+pub(crate) fn owned_suggestion(r: &syn::TypeReference) -> String {
     match &*r.elem {
         Type::Path(p) if p.path.is_ident("str") => "String".into(),
         Type::Path(p) if p.path.is_ident("Path") => "PathBuf".into(),
@@ -339,9 +339,9 @@ pub(crate) fn pretty(tokens: &proc_macro2::TokenStream) -> String {
 /// Finds references (other than `&'static`) and `impl Trait` in a type, outside of `fn(..)`
 /// signatures and `Fn(..)` bounds (whose references are higher-ranked and fine).
 #[derive(Default)]
-struct Finder<'ast> {
-    references: Vec<&'ast syn::TypeReference>,
-    impl_traits: Vec<&'ast syn::TypeImplTrait>,
+pub(crate) struct Finder<'ast> {
+    pub(crate) references: Vec<&'ast syn::TypeReference>,
+    pub(crate) impl_traits: Vec<&'ast syn::TypeImplTrait>,
 }
 
 impl<'ast> Visit<'ast> for Finder<'ast> {

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+use super::map::TaskMap;
 use super::task_worker::TaskWorkerHandle;
 use crate::error::Error;
+use crate::future::Promise;
 use crate::sync::{Mutex, OnceLock, lock};
 
 /// A lazily started [`TaskWorkerHandle`] in a `static`: `#[task]` keeps one per function.
@@ -122,4 +124,25 @@ impl fmt::Debug for ImplicitPool {
             .field("running", &self.is_running())
             .finish()
     }
+}
+
+/// A map whose every item fails with `error` (as `Error::Init`): what a `#[task]` function's
+/// `map` returns when its implicit pool cannot start, so each item still gets its `Err`.
+#[doc(hidden)]
+pub fn failed_map<'a, I, T, E>(items: I, error: &Error) -> TaskMap<'a, T, E>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'a,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let message = error.to_string();
+    TaskMap::new(
+        items.into_iter().map(move |_| {
+            Promise::ready(Err(Error::Init {
+                message: message.clone(),
+            }))
+        }),
+        1,
+    )
 }

@@ -17,6 +17,7 @@ mod task_worker;
 mod zip;
 
 pub use implicit::ImplicitPool;
+pub use implicit::failed_map;
 pub use map::TaskMap;
 pub use task_worker::{TaskWorker, TaskWorkerHandle, TaskWorkerOptions};
 pub use zip::{IntoZip, Zip, zip};

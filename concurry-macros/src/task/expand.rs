@@ -1,0 +1,352 @@
+//! Generating the companion module of a validated `#[task]` function: `submit`, `map`,
+//! `map_unordered`, `options`, `handle`, `stop`, and the `Handle` and `Options` types.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::{GenericArgument, PathArguments, ReturnType, Type};
+
+use super::model::Task;
+use crate::worker::args::{LoadBalancingArg, ModeArg, WorkerArgs};
+
+/// The `T` and `E` of the function's promise.
+struct PromiseTypes {
+    ok: TokenStream,
+    err: Option<TokenStream>,
+}
+
+fn promise_types(output: &ReturnType, p: &TokenStream) -> PromiseTypes {
+    let ReturnType::Type(_, ty) = output else {
+        return PromiseTypes {
+            ok: quote!(()),
+            err: None,
+        };
+    };
+    let last = match &**ty {
+        Type::Path(tp) if tp.qself.is_none() => tp.path.segments.last(),
+        _ => None,
+    };
+    let Some(last) = last.filter(|s| s.ident == "Result") else {
+        return PromiseTypes {
+            ok: quote!(#ty),
+            err: None,
+        };
+    };
+    if let PathArguments::AngleBracketed(a) = &last.arguments {
+        let types: Vec<_> = a.args.iter().collect();
+        if let [GenericArgument::Type(t), GenericArgument::Type(e)] = types.as_slice() {
+            return PromiseTypes {
+                ok: quote!(#t),
+                err: Some(quote!(#e)),
+            };
+        }
+    }
+    // An alias such as `io::Result<T>`.
+    PromiseTypes {
+        ok: quote!(<#ty as #p::MethodResult>::Ok),
+        err: Some(quote!(<#ty as #p::MethodResult>::Err)),
+    }
+}
+
+/// The module and everything in it.
+pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
+    let krate = args.crate_path();
+    let p = quote!(#krate::__private);
+    let ident = t.ident();
+    let vis = &t.item.vis;
+    let span = ident.span();
+    let name_str = ident.to_string();
+    let cfgs: Vec<_> = t
+        .item
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .collect();
+
+    let names: Vec<&Ident> = t.args.iter().map(|a| &a.name).collect();
+    let tys: Vec<&Type> = t.args.iter().map(|a| a.ty).collect();
+    let (item_ty, pattern) = match (names.as_slice(), tys.as_slice()) {
+        ([], _) => (quote!(()), quote!(())),
+        ([n], [ty]) => (quote!(#ty), quote!(#n)),
+        _ => (quote!((#(#tys,)*)), quote!((#(#names,)*))),
+    };
+
+    let PromiseTypes { ok, err } = promise_types(t.output(), &p);
+    let (promise, task_map) = match &err {
+        Some(e) => (
+            quote!(#krate::Promise<#ok, #e>),
+            quote!(#krate::TaskMap<'a, #ok, #e>),
+        ),
+        None => (
+            quote!(#krate::Promise<#ok>),
+            quote!(#krate::TaskMap<'a, #ok>),
+        ),
+    };
+
+    // Locals of the generated code are hygienic: a user argument called `items` or `inner`
+    // cannot clash with them.
+    let items = Ident::new("items", Span::mixed_site());
+    let inner = Ident::new("inner", Span::mixed_site());
+    let handle_v = Ident::new("handle", Span::mixed_site());
+    let error_v = Ident::new("error", Span::mixed_site());
+
+    let call = quote_spanned! {span=> super::#ident(#(#names),*) };
+    let into_result = quote!(#p::MethodResult::into_result);
+    let (submit, map) = match (t.is_async, err.is_some()) {
+        (false, false) => (
+            quote!(self.#inner.submit(move || #call)),
+            quote!(self.#inner.map(|#pattern| #call, #items)),
+        ),
+        (false, true) => (
+            quote!(self.#inner.try_submit(move || #into_result(#call))),
+            quote!(self.#inner.try_map(|#pattern| #into_result(#call), #items)),
+        ),
+        (true, false) => (
+            quote!(self.#inner.submit_async(move || #call)),
+            quote!(self.#inner.map_async(|#pattern| #call, #items)),
+        ),
+        (true, true) => (
+            quote!(self.#inner.try_submit_async(move || async move { #into_result(#call.await) })),
+            quote!(self.#inner.try_map_async(|#pattern| async move { #into_result(#call.await) }, #items)),
+        ),
+    };
+
+    let mode_default = args.mode.map(|(m, span)| {
+        let variant = match m {
+            ModeArg::Sync => quote_spanned!(span=> Sync),
+            ModeArg::Thread => quote_spanned!(span=> Thread),
+            ModeArg::Async => quote_spanned!(span=> Async),
+        };
+        quote!(let options = options.mode(#krate::Mode::#variant);)
+    });
+    let max_workers_default = args
+        .max_workers
+        .map(|(n, _)| quote!(let options = options.max_workers(#n);));
+    let load_balancing_default = args.load_balancing.map(|(lb, span)| {
+        let variant = match lb {
+            LoadBalancingArg::RoundRobin => quote_spanned!(span=> RoundRobin),
+            LoadBalancingArg::LeastActive => quote_spanned!(span=> LeastActive),
+            LoadBalancingArg::LeastTotal => quote_spanned!(span=> LeastTotal),
+            LoadBalancingArg::Random => quote_spanned!(span=> Random),
+        };
+        quote!(let options = options.load_balancing(#krate::LoadBalancing::#variant);)
+    });
+    let pool_name = args
+        .name
+        .as_ref()
+        .map_or_else(|| name_str.clone(), |(n, _)| n.clone());
+
+    let item_doc = if names.len() > 1 {
+        format!(
+            " Each item is a tuple of the arguments of [`{name_str}`](fn@super::{name_str}); \
+             [`zip`]({krate}::zip) several iterables to build them.",
+            krate = krate.to_string().replace(' ', "")
+        )
+    } else {
+        format!(" Each item is the argument of [`{name_str}`](fn@super::{name_str}).")
+    };
+    let mod_doc = format!(
+        " Runs `{name_str}` on a pool of workers (generated by `#[task]`).\n\n\
+         - `{name_str}::submit(..)` takes the function's arguments and returns a promise;\n\
+         - `{name_str}::map(items)` / `{name_str}::map_unordered(items)` call it on every item, \
+         spread over the pool, lazily and with a bounded window of calls in flight;\n\
+         - `{name_str}::stop()` stops the implicit pool these use, which starts on first use \
+         with the `#[task(..)]` defaults (and again after a stop). Rust runs no destructors \
+         for statics: call `stop()` before `main` returns to let queued calls finish;\n\
+         - `{name_str}::options()...init()` builds a separately configured pool, a `Handle`."
+    );
+    let submit_doc = format!(
+        " Calls [`{name_str}`](fn@super::{name_str}) on a worker of the pool with these \
+         arguments; the promise resolves to its result."
+    );
+    let map_doc = format!(
+        " Calls [`{name_str}`](fn@super::{name_str}) on every item, spread over the workers of \
+         the pool, and yields the results in input order. Lazy and bounded: see \
+         [`TaskMap`]({}::TaskMap).",
+        krate.to_string().replace(' ', "")
+    );
+    let map_unordered_doc = " Like `map`, yielding results as they complete.";
+    let options_doc = format!(
+        " Options of a pool running [`{name_str}`](fn@super::{name_str}), from [`options`]; \
+         `init()` starts it."
+    );
+    let handle_doc = format!(
+        " A pool running [`{name_str}`](fn@super::{name_str}). Clones share the pool; it stops \
+         when `stop()` is called or the last clone is dropped."
+    );
+
+    quote! {
+        #(#cfgs)*
+        #[doc = #mod_doc]
+        #vis mod #ident {
+            #[allow(unused_imports)]
+            use super::*;
+
+            static POOL: #krate::ImplicitPool = #krate::ImplicitPool::new();
+
+            #[doc = #options_doc]
+            pub struct Options(#krate::TaskWorkerOptions);
+
+            #[automatically_derived]
+            impl ::core::fmt::Debug for Options {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_tuple("Options").field(&self.0).finish()
+                }
+            }
+
+            #[automatically_derived]
+            impl Options {
+                #p::options_builder_methods!();
+
+                /// Starts the pool.
+                ///
+                /// # Errors
+                ///
+                /// `Error::Config` for invalid options.
+                pub fn init(self) -> ::core::result::Result<Handle, #krate::Error> {
+                    ::core::result::Result::map(self.0.init(), |#inner| Handle { #inner })
+                }
+            }
+
+            #[doc = #handle_doc]
+            pub struct Handle {
+                #inner: #krate::TaskWorkerHandle,
+            }
+
+            #[automatically_derived]
+            impl ::core::clone::Clone for Handle {
+                #[inline]
+                fn clone(&self) -> Self {
+                    Handle { #inner: ::core::clone::Clone::clone(&self.#inner) }
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::fmt::Debug for Handle {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_struct("Handle").field("pool", &self.#inner).finish()
+                }
+            }
+
+            #[automatically_derived]
+            impl Handle {
+                #[doc = #submit_doc]
+                pub fn submit(&self, #(#names: #tys),*) -> #promise {
+                    #submit
+                }
+
+                #[doc = #map_doc]
+                ///
+                #[doc = #item_doc]
+                pub fn map<'a, I>(&self, #items: I) -> #task_map
+                where
+                    I: ::core::iter::IntoIterator<Item = #item_ty>,
+                    I::IntoIter: ::core::marker::Send + 'a,
+                {
+                    #map
+                }
+
+                #[doc = #map_unordered_doc]
+                pub fn map_unordered<'a, I>(&self, #items: I) -> #task_map
+                where
+                    I: ::core::iter::IntoIterator<Item = #item_ty>,
+                    I::IntoIter: ::core::marker::Send + 'a,
+                {
+                    self.map(#items).unordered()
+                }
+
+                /// Stops the pool: queued calls finish (or fail with `Error::Stopped` after
+                /// the stop timeout) and every worker is joined.
+                ///
+                /// # Errors
+                ///
+                /// `Error::Timeout` if a call was still running when the stop timeout ran out.
+                pub fn stop(&self) -> ::core::result::Result<(), #krate::Error> {
+                    self.#inner.stop()
+                }
+
+                /// A snapshot of the pool's counters, per worker.
+                #[must_use]
+                pub fn stats(&self) -> #krate::PoolStats {
+                    self.#inner.stats()
+                }
+
+                /// Whether `stop` was called.
+                #[must_use]
+                pub fn is_stopped(&self) -> bool {
+                    self.#inner.is_stopped()
+                }
+            }
+
+            /// Options for a separate pool running the function, starting from the
+            /// `#[task(..)]` defaults; finish with `.init()`.
+            #[must_use]
+            pub fn options() -> Options {
+                let options = Options(#krate::TaskWorker::options());
+                let options = options.name(#pool_name);
+                #mode_default
+                #max_workers_default
+                #load_balancing_default
+                options
+            }
+
+            /// The implicit pool `submit`, `map` and `map_unordered` use, started on first use
+            /// (and again after `stop()`).
+            ///
+            /// # Errors
+            ///
+            /// When the pool cannot start.
+            pub fn handle() -> ::core::result::Result<Handle, #krate::Error> {
+                ::core::result::Result::map(
+                    POOL.get_or_init(|| ::core::result::Result::map(options().init(), |h| h.#inner)),
+                    |#inner| Handle { #inner },
+                )
+            }
+
+            #[doc = #submit_doc]
+            /// Runs on the implicit pool.
+            pub fn submit(#(#names: #tys),*) -> #promise {
+                match handle() {
+                    ::core::result::Result::Ok(#handle_v) => #handle_v.submit(#(#names),*),
+                    ::core::result::Result::Err(#error_v) => #krate::Promise::ready(
+                        ::core::result::Result::Err(#error_v.widen()),
+                    ),
+                }
+            }
+
+            #[doc = #map_doc]
+            ///
+            #[doc = #item_doc]
+            /// Runs on the implicit pool.
+            pub fn map<'a, I>(#items: I) -> #task_map
+            where
+                I: ::core::iter::IntoIterator<Item = #item_ty>,
+                I::IntoIter: ::core::marker::Send + 'a,
+            {
+                match handle() {
+                    ::core::result::Result::Ok(#handle_v) => #handle_v.map(#items),
+                    ::core::result::Result::Err(#error_v) => #p::failed_map(#items, &#error_v),
+                }
+            }
+
+            #[doc = #map_unordered_doc]
+            /// Runs on the implicit pool.
+            pub fn map_unordered<'a, I>(#items: I) -> #task_map
+            where
+                I: ::core::iter::IntoIterator<Item = #item_ty>,
+                I::IntoIter: ::core::marker::Send + 'a,
+            {
+                map(#items).unordered()
+            }
+
+            /// Stops the implicit pool, letting queued calls finish; the next call starts a
+            /// new one.
+            ///
+            /// # Errors
+            ///
+            /// `Error::Timeout` if a call was still running when the stop timeout ran out.
+            pub fn stop() -> ::core::result::Result<(), #krate::Error> {
+                POOL.stop()
+            }
+        }
+    }
+}
