@@ -187,6 +187,8 @@ fn invalid_limits_are_refused_with_the_key() {
     assert!(e.to_string().contains("used twice"));
     let e = LimitSet::new([RateLimit::new("w", Duration::ZERO, 5)]).unwrap_err();
     assert!(e.to_string().contains("window is 0"));
+    let e = LimitSet::new([RateLimit::per_day("huge", u64::MAX)]).unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
 }
 
 #[test]

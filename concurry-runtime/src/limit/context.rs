@@ -9,6 +9,8 @@ use super::set::LimitSet;
 
 thread_local! {
     static CURRENT: RefCell<Option<LimitSet>> = const { RefCell::new(None) };
+    /// What `limits()` gives outside a worker, made once per thread.
+    static EMPTY: LimitSet = LimitSet::empty();
 }
 
 /// The [`LimitSet`] of the pool whose worker method is running here; outside a worker
@@ -42,7 +44,7 @@ thread_local! {
 pub fn limits() -> LimitSet {
     CURRENT
         .with(|c| c.borrow().clone())
-        .unwrap_or_else(LimitSet::empty)
+        .unwrap_or_else(|| EMPTY.with(LimitSet::clone))
 }
 
 /// Restores the previous current set when dropped (also on unwind).

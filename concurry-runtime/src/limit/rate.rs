@@ -397,7 +397,7 @@ impl RateState {
                 if count.saturating_add(n) <= c {
                     return None;
                 }
-                u128::from(start + w - now)
+                u128::from(start.saturating_add(w) - now)
             }
             Algo::Gcra { tat } => {
                 let now_s = i128::from(now) * i128::from(c);
@@ -608,6 +608,26 @@ mod tests {
         // A refund of a merged charge still finds it.
         s.refund(50_000, 49_999, 1);
         assert_eq!(s.used(50_000), 49_999);
+    }
+
+    #[test]
+    fn extreme_windows_and_capacities_do_not_overflow() {
+        for alg in ALL {
+            for (window, cap) in [
+                (Duration::MAX, 5),
+                (Duration::from_nanos(1), u64::MAX),
+                (Duration::from_secs(86_400), 1 << 50),
+            ] {
+                let mut s = RateState::new(&RateLimit::new("k", window, cap).algorithm(alg));
+                let now = 1 << 61; // 73 years of uptime
+                assert_eq!(s.wait_for(now, cap), None, "{alg}");
+                s.charge(now, cap);
+                s.wait_for(now, 1);
+                s.refund(now, now, cap / 2);
+                s.used(now);
+                s.used(now * 2);
+            }
+        }
     }
 
     #[test]

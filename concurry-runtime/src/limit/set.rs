@@ -202,6 +202,13 @@ impl LimitSetBuilder {
                     if r.window.is_zero() {
                         return Err(invalid("the window is 0; use a positive duration"));
                     }
+                    // Keeps every algorithm's integer arithmetic far from overflow.
+                    if u128::from(r.capacity).saturating_mul(r.window.as_nanos()) > 1 << 100 {
+                        return Err(invalid(
+                            "capacity x window is too large (above 2^100 unit-nanoseconds); \
+                             use a shorter window or a smaller capacity",
+                        ));
+                    }
                     if r.per_call {
                         auto.push((idx, 1));
                         kinds.push(LimitKind::Call(r.algorithm));
