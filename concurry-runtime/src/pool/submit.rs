@@ -149,7 +149,12 @@ impl<W: Worker> Pool<W> {
         self.blocking_attempt(method, 1, f)
     }
 
-    pub(crate) fn blocking_attempt<T, E, F>(&self, method: &'static str, attempt: u32, f: F) -> Promise<T, E>
+    pub(crate) fn blocking_attempt<T, E, F>(
+        &self,
+        method: &'static str,
+        attempt: u32,
+        f: F,
+    ) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -182,7 +187,11 @@ impl<W: Worker> Pool<W> {
             };
             c.complete(out);
         }));
-        self.dispatch(Call { method, attempt, job });
+        self.dispatch(Call {
+            method,
+            attempt,
+            job,
+        });
         promise
     }
 
@@ -196,7 +205,12 @@ impl<W: Worker> Pool<W> {
         self.exclusive_attempt(method, 1, f)
     }
 
-    pub(crate) fn exclusive_attempt<T, E, F>(&self, method: &'static str, attempt: u32, f: F) -> Promise<T, E>
+    pub(crate) fn exclusive_attempt<T, E, F>(
+        &self,
+        method: &'static str,
+        attempt: u32,
+        f: F,
+    ) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -212,7 +226,11 @@ impl<W: Worker> Pool<W> {
                 Ok(w) => Box::pin(run_future(c, limits, f(w))),
             }
         });
-        self.dispatch(Call { method, attempt, job });
+        self.dispatch(Call {
+            method,
+            attempt,
+            job,
+        });
         promise
     }
 
@@ -227,7 +245,12 @@ impl<W: Worker> Pool<W> {
         self.shared_attempt(method, 1, f)
     }
 
-    pub(crate) fn shared_attempt<T, E, F>(&self, method: &'static str, attempt: u32, f: F) -> Promise<T, E>
+    pub(crate) fn shared_attempt<T, E, F>(
+        &self,
+        method: &'static str,
+        attempt: u32,
+        f: F,
+    ) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -243,7 +266,11 @@ impl<W: Worker> Pool<W> {
                 Ok(w) => Box::pin(run_future(c, limits, f(w))),
             }
         });
-        self.dispatch(Call { method, attempt, job });
+        self.dispatch(Call {
+            method,
+            attempt,
+            job,
+        });
         promise
     }
 }
