@@ -29,7 +29,6 @@ mod worker;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{ConfigError, Error, ValidationOutputs};
 pub use future::{Arg, PendingArg};
-pub use retry::{Failure, RetryAlgorithm, RetryConfig};
 pub use future::{
     AsCompleted, AsCompletedStream, Completer, DoneAndPending, FirstSuccess, Gather, IntoPromise,
     Promise, Race, ReturnWhen, Settled, WaitFuture, as_completed, first_success, gather, race,
@@ -43,6 +42,7 @@ pub use limit::{
 pub use options::{LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};
 pub use progress::{LogEvery, Progress, ProgressBar, ProgressIter};
+pub use retry::{Failure, RetryAlgorithm, RetryConfig};
 pub use task::{
     ImplicitPool, IntoZip, TaskMap, TaskWorker, TaskWorkerHandle, TaskWorkerOptions, Zip, zip,
 };
