@@ -91,22 +91,24 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
 
     let call = quote_spanned! {span=> super::#ident(#(#names),*) };
     let into_result = quote!(#p::MethodResult::into_result);
+    // Spanned at the function's name: a future or an argument that is not `Send` is
+    // reported there.
     let (submit, map) = match (t.is_async, err.is_some()) {
         (false, false) => (
-            quote!(self.#inner.submit(move || #call)),
-            quote!(self.#inner.map(|#pattern| #call, #items)),
+            quote_spanned!(span=> self.#inner.submit(move || #call)),
+            quote_spanned!(span=> self.#inner.map(|#pattern| #call, #items)),
         ),
         (false, true) => (
-            quote!(self.#inner.try_submit(move || #into_result(#call))),
-            quote!(self.#inner.try_map(|#pattern| #into_result(#call), #items)),
+            quote_spanned!(span=> self.#inner.try_submit(move || #into_result(#call))),
+            quote_spanned!(span=> self.#inner.try_map(|#pattern| #into_result(#call), #items)),
         ),
         (true, false) => (
-            quote!(self.#inner.submit_async(move || #call)),
-            quote!(self.#inner.map_async(|#pattern| #call, #items)),
+            quote_spanned!(span=> self.#inner.submit_async(move || #call)),
+            quote_spanned!(span=> self.#inner.map_async(|#pattern| #call, #items)),
         ),
         (true, true) => (
-            quote!(self.#inner.try_submit_async(move || async move { #into_result(#call.await) })),
-            quote!(self.#inner.try_map_async(|#pattern| async move { #into_result(#call.await) }, #items)),
+            quote_spanned!(span=> self.#inner.try_submit_async(move || async move { #into_result(#call.await) })),
+            quote_spanned!(span=> self.#inner.try_map_async(|#pattern| async move { #into_result(#call.await) }, #items)),
         ),
     };
 
@@ -297,7 +299,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
             /// When the pool cannot start.
             pub fn handle() -> ::core::result::Result<Handle, #krate::Error> {
                 ::core::result::Result::map(
-                    POOL.get_or_init(|| ::core::result::Result::map(options().init(), |h| h.#inner)),
+                    self::POOL.get_or_init(|| ::core::result::Result::map(self::options().init(), |h| h.#inner)),
                     |#inner| Handle { #inner },
                 )
             }
@@ -305,7 +307,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
             #[doc = #submit_doc]
             /// Runs on the implicit pool.
             pub fn submit(#(#names: #tys),*) -> #promise {
-                match handle() {
+                match self::handle() {
                     ::core::result::Result::Ok(#handle_v) => #handle_v.submit(#(#names),*),
                     ::core::result::Result::Err(#error_v) => #krate::Promise::ready(
                         ::core::result::Result::Err(#error_v.widen()),
@@ -322,7 +324,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
                 I: ::core::iter::IntoIterator<Item = #item_ty>,
                 I::IntoIter: ::core::marker::Send + 'a,
             {
-                match handle() {
+                match self::handle() {
                     ::core::result::Result::Ok(#handle_v) => #handle_v.map(#items),
                     ::core::result::Result::Err(#error_v) => #p::failed_map(#items, &#error_v),
                 }
@@ -335,7 +337,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
                 I: ::core::iter::IntoIterator<Item = #item_ty>,
                 I::IntoIter: ::core::marker::Send + 'a,
             {
-                map(#items).unordered()
+                self::map(#items).unordered()
             }
 
             /// Stops the implicit pool, letting queued calls finish; the next call starts a
@@ -345,7 +347,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
             ///
             /// `Error::Timeout` if a call was still running when the stop timeout ran out.
             pub fn stop() -> ::core::result::Result<(), #krate::Error> {
-                POOL.stop()
+                self::POOL.stop()
             }
         }
     }
