@@ -24,6 +24,7 @@ mod runtime;
 mod signal;
 mod sync;
 mod task;
+pub mod wire;
 mod worker;
 
 pub use clock::{Clock, FakeClock, SystemClock};

@@ -1,0 +1,90 @@
+//! [`Envelope`]: one message on a channel, with its [`Kind`] and correlation id.
+
+use super::error::WireError;
+
+/// The first four bytes of every envelope: `CNCY`.
+pub const MAGIC: [u8; 4] = *b"CNCY";
+
+/// The version of the wire protocol this build speaks. Peers of another version are refused
+/// with [`WireError::VersionMismatch`] at the first frame.
+pub const VERSION: u8 = 1;
+
+/// What an envelope carries. The payload's type follows from the kind (see each variant).
+///
+/// ```
+/// use concurry::wire::Kind;
+/// assert_eq!(Kind::from_byte(Kind::Call as u8).unwrap(), Kind::Call);
+/// assert!(Kind::from_byte(200).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum Kind {
+    /// Child → parent, first message: a [`Hello`](super::Hello).
+    Hello = 1,
+    /// Parent → child: the worker's constructor arguments (the worker type's `Args`).
+    Init = 2,
+    /// Child → parent: the constructor ran; payload `Result<(), Fault>`.
+    Ready = 3,
+    /// Parent → child: one call (the worker type's `Request`); the id correlates the reply.
+    Call = 4,
+    /// Child → parent: a call's outcome, `Result<Response, Fault>`, with the call's id.
+    Reply = 5,
+    /// Parent → child: finish the calls received so far, then exit. Empty payload.
+    Shutdown = 6,
+    /// Either way: the peer refuses the channel; payload a [`Fault`](super::Fault). The
+    /// sender closes the channel after it.
+    Fault = 7,
+}
+
+impl Kind {
+    /// Every kind, in byte order.
+    pub const ALL: [Kind; 7] = [
+        Kind::Hello,
+        Kind::Init,
+        Kind::Ready,
+        Kind::Call,
+        Kind::Reply,
+        Kind::Shutdown,
+        Kind::Fault,
+    ];
+
+    /// The kind encoded by `byte`.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::UnknownKind`] for a byte no kind of this version uses.
+    pub fn from_byte(byte: u8) -> Result<Kind, WireError> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| *k as u8 == byte)
+            .ok_or(WireError::UnknownKind { found: byte })
+    }
+}
+
+/// One message: a [`Kind`], a correlation id and an encoded payload.
+///
+/// The id ties a reply to its call, so many calls can be in flight on one channel and their
+/// replies may arrive in any order. Control messages use id 0.
+///
+/// ```
+/// use concurry::wire::{Envelope, Kind};
+/// let env = Envelope::new(Kind::Call, 7, vec![1, 2, 3]);
+/// assert_eq!((env.kind, env.id, env.payload.len()), (Kind::Call, 7, 3));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// What the payload is.
+    pub kind: Kind,
+    /// The correlation id.
+    pub id: u64,
+    /// The payload, encoded with [`encode`](super::encode).
+    pub payload: Vec<u8>,
+}
+
+impl Envelope {
+    /// An envelope.
+    pub fn new(kind: Kind, id: u64, payload: Vec<u8>) -> Self {
+        Envelope { kind, id, payload }
+    }
+}

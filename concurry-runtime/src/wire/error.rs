@@ -1,0 +1,113 @@
+//! [`WireError`]: everything that can be wrong with bytes read from a channel.
+
+/// Why a frame could not be read, written or decoded.
+///
+/// Every variant names what was wrong, so a log line is enough to tell a crashed peer
+/// (`Truncated`, `Io`) from a stray writer (`BadMagic`) or a stale binary
+/// (`VersionMismatch`). Decoding never panics: any byte string yields a frame or one of these.
+///
+/// ```
+/// use concurry::wire::{Frame, WireError};
+///
+/// let err = Frame::decode(b"\x20\x00\x00\x00CNCY").unwrap_err(); // 32 bytes announced, 4 sent
+/// assert!(matches!(err, WireError::Truncated { .. }), "{err}");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The bytes ended inside a frame.
+    #[error("truncated frame: the {what} needs {needed} bytes but only {got} arrived")]
+    Truncated {
+        /// The part that was cut short (`"length prefix"`, `"header"`, `"payload"`).
+        what: &'static str,
+        /// How many bytes that part needs.
+        needed: usize,
+        /// How many were there.
+        got: usize,
+    },
+    /// A frame announced a length above the channel's maximum.
+    #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// The announced length.
+        len: u64,
+        /// The channel's maximum.
+        max: usize,
+    },
+    /// A frame announced a length too short to hold the envelope header.
+    #[error("frame of {len} bytes is shorter than the {min}-byte envelope header")]
+    TooShort {
+        /// The announced length.
+        len: usize,
+        /// The header's size.
+        min: usize,
+    },
+    /// The frame does not start with the envelope's magic bytes: the peer is not speaking
+    /// this protocol (or the stream lost its framing).
+    #[error(
+        "bad magic {found:02x?}: expected {expected:02x?} (not a concurry peer, or framing lost)"
+    )]
+    BadMagic {
+        /// The bytes found.
+        found: [u8; 4],
+        /// The magic of this protocol.
+        expected: [u8; 4],
+    },
+    /// The peer speaks another version of the protocol (a different build of the binary).
+    #[error(
+        "wire protocol version mismatch: the peer speaks version {found}, this build speaks {expected}"
+    )]
+    VersionMismatch {
+        /// The peer's version.
+        found: u8,
+        /// This build's version.
+        expected: u8,
+    },
+    /// The envelope's kind byte is not one this version knows.
+    #[error("unknown envelope kind {found}")]
+    UnknownKind {
+        /// The kind byte found.
+        found: u8,
+    },
+    /// The payload is not a valid encoding of the expected type.
+    #[error("undecodable {what} payload: {message}")]
+    Payload {
+        /// What the payload should have been (a type name or a message name).
+        what: &'static str,
+        /// The decoder's complaint.
+        message: String,
+    },
+    /// A payload could not be encoded (a serde `Serialize` impl failed).
+    #[error("could not encode {what}: {message}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's complaint.
+        message: String,
+    },
+    /// The channel itself failed.
+    #[error("channel i/o failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl WireError {
+    /// True if the error says the peer went away (end of stream, broken pipe, reset), as
+    /// opposed to the peer sending something wrong.
+    ///
+    /// ```
+    /// use concurry::wire::WireError;
+    /// let gone = WireError::Io(std::io::ErrorKind::BrokenPipe.into());
+    /// assert!(gone.is_disconnect());
+    /// assert!(!WireError::UnknownKind { found: 9 }.is_disconnect());
+    /// ```
+    pub fn is_disconnect(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            WireError::Io(e) => matches!(
+                e.kind(),
+                UnexpectedEof | BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected
+            ),
+            WireError::Truncated { .. } => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Length-prefixed framing of [`Envelope`]s over any byte stream.
+//!
+//! A frame is a little-endian `u32` length followed by that many bytes: the 14-byte envelope
+//! header (magic `CNCY`, version, kind, correlation id as little-endian `u64`) and the payload.
+
+use std::io::{self, Read, Write};
+
+use super::envelope::{Envelope, Kind, MAGIC, VERSION};
+use super::error::WireError;
+
+/// Bytes of the envelope header inside a frame: magic, version, kind, id.
+pub const HEADER_LEN: usize = 4 + 1 + 1 + 8;
+
+/// The default largest frame a reader accepts: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// Encoding and decoding of single frames held in memory.
+///
+/// ```
+/// use concurry::wire::{Envelope, Frame, Kind};
+///
+/// let env = Envelope::new(Kind::Reply, 42, b"ok".to_vec());
+/// let mut bytes = Vec::new();
+/// Frame::encode(&env, &mut bytes);
+/// let (back, used) = Frame::decode(&bytes).unwrap();
+/// assert_eq!((back, used), (env, bytes.len()));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Frame;
+
+impl Frame {
+    /// Appends the frame of `env` to `out`.
+    ///
+    /// # Panics
+    ///
+    /// If the payload is larger than 4 GiB minus the header (no channel accepts that).
+    pub fn encode(env: &Envelope, out: &mut Vec<u8>) {
+        Self::encode_parts(env.kind, env.id, &env.payload, out);
+    }
+
+    /// Appends a frame built from its parts to `out`, without building an [`Envelope`].
+    ///
+    /// # Panics
+    ///
+    /// As [`encode`](Frame::encode).
+    pub fn encode_parts(kind: Kind, id: u64, payload: &[u8], out: &mut Vec<u8>) {
+        let len = u32::try_from(HEADER_LEN + payload.len())
+            .expect("a frame's payload must be smaller than 4 GiB");
+        out.reserve(4 + len as usize);
+        out.extend_from_slice(&len.to_le_bytes());
+        write_header(kind, id, out);
+        out.extend_from_slice(payload);
+    }
+
+    /// Decodes the first frame of `bytes`, accepting frames up to [`DEFAULT_MAX_FRAME`];
+    /// returns the envelope and how many bytes it used.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Truncated`] if `bytes` ends inside the frame; any other variant if the
+    /// frame is malformed. Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<(Envelope, usize), WireError> {
+        Self::decode_with_max(bytes, DEFAULT_MAX_FRAME)
+    }
+
+    /// As [`decode`](Frame::decode), with frames limited to `max` bytes (after the prefix).
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Frame::decode), and [`WireError::TooLarge`] above `max`.
+    pub fn decode_with_max(bytes: &[u8], max: usize) -> Result<(Envelope, usize), WireError> {
+        let prefix = take(bytes, 0, 4, "length prefix")?;
+        let len = check_len(u32::from_le_bytes(array(prefix)), max)?;
+        let body = take(bytes, 4, len, "frame body")?;
+        let env = decode_body(body)?;
+        Ok((env, 4 + len))
+    }
+}
+
+fn take<'a>(
+    bytes: &'a [u8],
+    start: usize,
+    n: usize,
+    what: &'static str,
+) -> Result<&'a [u8], WireError> {
+    let got = bytes.len().saturating_sub(start);
+    if got < n {
+        return Err(WireError::Truncated {
+            what,
+            needed: n,
+            got,
+        });
+    }
+    Ok(&bytes[start..start + n])
+}
+
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut a = [0; N];
+    a.copy_from_slice(&bytes[..N]);
+    a
+}
+
+fn check_len(len: u32, max: usize) -> Result<usize, WireError> {
+    let len = len as usize;
+    if len > max {
+        return Err(WireError::TooLarge {
+            len: len as u64,
+            max,
+        });
+    }
+    if len < HEADER_LEN {
+        return Err(WireError::TooShort {
+            len,
+            min: HEADER_LEN,
+        });
+    }
+    Ok(len)
+}
+
+fn write_header(kind: Kind, id: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(kind as u8);
+    out.extend_from_slice(&id.to_le_bytes());
+}
+
+/// Checks the header of a frame body (`len` bytes after the prefix) and splits off the payload.
+fn decode_header(header: &[u8]) -> Result<(Kind, u64), WireError> {
+    let magic: [u8; 4] = array(&header[..4]);
+    if magic != MAGIC {
+        return Err(WireError::BadMagic {
+            found: magic,
+            expected: MAGIC,
+        });
+    }
+    if header[4] != VERSION {
+        return Err(WireError::VersionMismatch {
+            found: header[4],
+            expected: VERSION,
+        });
+    }
+    let kind = Kind::from_byte(header[5])?;
+    let id = u64::from_le_bytes(array(&header[6..HEADER_LEN]));
+    Ok((kind, id))
+}
+
+fn decode_body(body: &[u8]) -> Result<Envelope, WireError> {
+    let (kind, id) = decode_header(&body[..HEADER_LEN])?;
+    Ok(Envelope::new(kind, id, body[HEADER_LEN..].to_vec()))
+}
+
+/// Reads frames from a byte stream (wrap sockets in a [`std::io::BufReader`]).
+///
+/// ```
+/// use concurry::wire::{Envelope, Frame, FrameReader, Kind};
+///
+/// let mut bytes = Vec::new();
+/// Frame::encode(&Envelope::new(Kind::Call, 1, vec![9]), &mut bytes);
+/// let mut reader = FrameReader::new(&bytes[..]);
+/// assert_eq!(reader.read().unwrap().unwrap().id, 1);
+/// assert!(reader.read().unwrap().is_none()); // clean end of stream
+/// ```
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    max: usize,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// A reader accepting frames up to [`DEFAULT_MAX_FRAME`].
+    pub fn new(inner: R) -> Self {
+        Self::with_max(inner, DEFAULT_MAX_FRAME)
+    }
+
+    /// A reader accepting frames up to `max` bytes (after the prefix).
+    pub fn with_max(inner: R, max: usize) -> Self {
+        FrameReader { inner, max }
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The underlying stream, mutably.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// The underlying stream.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// Reads the next frame; `Ok(None)` if the stream ended cleanly between frames.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Truncated`] if the stream ended inside a frame, [`WireError::Io`] if it
+    /// failed, any other variant for a malformed frame (after which the stream's framing is
+    /// lost: drop the channel).
+    pub fn read(&mut self) -> Result<Option<Envelope>, WireError> {
+        let mut prefix = [0u8; 4];
+        let got = read_full(&mut self.inner, &mut prefix)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < 4 {
+            return Err(WireError::Truncated {
+                what: "length prefix",
+                needed: 4,
+                got,
+            });
+        }
+        let len = check_len(u32::from_le_bytes(prefix), self.max)?;
+        let mut header = [0u8; HEADER_LEN];
+        let got = read_full(&mut self.inner, &mut header)?;
+        if got < HEADER_LEN {
+            return Err(WireError::Truncated {
+                what: "header",
+                needed: HEADER_LEN,
+                got,
+            });
+        }
+        let (kind, id) = decode_header(&header)?;
+        let mut payload = vec![0u8; len - HEADER_LEN];
+        let got = read_full(&mut self.inner, &mut payload)?;
+        if got < payload.len() {
+            return Err(WireError::Truncated {
+                what: "payload",
+                needed: payload.len(),
+                got,
+            });
+        }
+        Ok(Some(Envelope::new(kind, id, payload)))
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, WireError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(WireError::Io(e)),
+        }
+    }
+    Ok(got)
+}
+
+/// Writes frames to a byte stream, buffering them until [`flush`](FrameWriter::flush).
+///
+/// ```
+/// use concurry::wire::{FrameReader, FrameWriter, Kind};
+///
+/// let mut writer = FrameWriter::new(Vec::new());
+/// writer.write(Kind::Call, 3, b"abc").unwrap();
+/// writer.flush().unwrap();
+/// let bytes = writer.into_inner();
+/// let env = FrameReader::new(&bytes[..]).read().unwrap().unwrap();
+/// assert_eq!(env.payload, b"abc");
+/// ```
+#[derive(Debug)]
+pub struct FrameWriter<W> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> FrameWriter<W> {
+    /// A writer onto `inner`.
+    pub fn new(inner: W) -> Self {
+        FrameWriter {
+            inner,
+            buf: Vec::with_capacity(8 << 10),
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// The underlying stream (unflushed frames are dropped).
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+
+    /// Queues one frame; it is sent by [`flush`](FrameWriter::flush), or earlier once the
+    /// buffer holds 64 KiB.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::TooLarge`] (nothing is queued) if the frame would exceed
+    /// [`DEFAULT_MAX_FRAME`], which readers refuse; [`WireError::Io`] if an early flush failed.
+    pub fn write(&mut self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
+        let len = HEADER_LEN.saturating_add(payload.len());
+        if len > DEFAULT_MAX_FRAME {
+            return Err(WireError::TooLarge {
+                len: len as u64,
+                max: DEFAULT_MAX_FRAME,
+            });
+        }
+        Frame::encode_parts(kind, id, payload, &mut self.buf);
+        if self.buf.len() >= 64 << 10 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends every queued frame.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Io`] if the stream failed.
+    pub fn flush(&mut self) -> Result<(), WireError> {
+        if !self.buf.is_empty() {
+            let r = self.inner.write_all(&self.buf);
+            self.buf.clear();
+            r?;
+        }
+        self.inner.flush()?;
+        Ok(())
+    }
+
+    /// True if frames are queued but not sent.
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+}
