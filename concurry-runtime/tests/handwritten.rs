@@ -136,6 +136,8 @@ impl p::Worker for Flaky {
 }
 
 #[test]
+// The explicit `&` is what lets method resolution pick `SubmitRetrying` over `SubmitOnce`.
+#[allow(clippy::needless_borrow)]
 fn retries_go_through_the_args_probe() {
     use p::{SubmitOnce as _, SubmitRetrying as _};
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -183,6 +185,7 @@ fn retries_go_through_the_args_probe() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "#[retry(never)] runs once");
 
     calls.store(0, Ordering::SeqCst);
+    #[allow(clippy::ptr_arg)] // must be `fn(&E) -> bool` with `E = String`
     fn only_transient(e: &String) -> bool {
         e.starts_with("transient 1")
     }

@@ -9,7 +9,7 @@ mod submit;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-pub use retry::MethodRetry;
+pub use retry::{MethodRetry, Validate};
 pub use stats::{PoolStats, WorkerStats};
 pub use submit::MethodFuture;
 

@@ -13,6 +13,9 @@ use crate::retry::RetryConfig;
 use crate::retry::run::{RetryCtx, run};
 use crate::worker::Worker;
 
+/// A `retry_until` check of a method's output.
+pub type Validate<T> = fn(&T) -> bool;
+
 /// A method's own retry settings, from `#[retry(..)]` (generated code builds these).
 pub struct MethodRetry<T, E> {
     /// `#[retry(never)]`: the method runs once whatever the pool says.
@@ -22,7 +25,7 @@ pub struct MethodRetry<T, E> {
     /// `on = f`: retry only errors `f` accepts (replaces the pool's `retry_on`).
     pub on: Option<fn(&E) -> bool>,
     /// `until = f`: accept only outputs `f` accepts (added to the pool's validators).
-    pub until: Option<(&'static str, fn(&T) -> bool)>,
+    pub until: Option<(&'static str, Validate<T>)>,
 }
 
 impl<T, E> MethodRetry<T, E> {

@@ -13,6 +13,7 @@ use super::failure::Failure;
 use crate::error::{ConfigError, Error};
 
 type Predicate = Arc<dyn Fn(&Failure<'_>) -> bool + Send + Sync>;
+type Check = Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>;
 
 /// A check on a method's output; the call is retried until every validator for its output
 /// type accepts it.
@@ -20,7 +21,7 @@ type Predicate = Arc<dyn Fn(&Failure<'_>) -> bool + Send + Sync>;
 pub(crate) struct Validator {
     output: TypeId,
     name: Cow<'static, str>,
-    check: Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>,
+    check: Check,
 }
 
 /// Retry settings of a pool (`options().retry(..)`), overridable per method with

@@ -247,7 +247,8 @@ mod tests {
     #[test]
     fn retry_until_exhaustion_yields_every_output() {
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(3).retry_until_named("an even answer", |v: &u32| v % 2 == 0));
+        let (ctx, _) =
+            make_ctx(fast(3).retry_until_named("an even answer", |v: &u32| v.is_multiple_of(2)));
         match run(ctx, flaky(&calls, |n| Ok(2 * n + 1))).result() {
             Err(Error::Validation {
                 attempts,
