@@ -1,4 +1,4 @@
-//! Compile-fail and compile-pass tests of `#[worker]`. Bless with `TRYBUILD=overwrite`.
+//! Compile-fail and compile-pass tests of `#[worker]` and `#[task]`. Bless with `TRYBUILD=overwrite`.
 
 #[test]
 #[cfg_attr(miri, ignore)]
