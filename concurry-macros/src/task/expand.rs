@@ -93,18 +93,31 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
     let into_result = quote!(#p::MethodResult::into_result);
     // Spanned at the function's name: a future or an argument that is not `Send` is
     // reported there.
+    // Where a closure would only forward its arguments, the function itself is passed (no
+    // `clippy::redundant_closure` in users' code).
+    let path = quote_spanned! {span=> super::#ident };
+    let submit_fn = if names.is_empty() {
+        path.clone()
+    } else {
+        quote!(move || #call)
+    };
+    let map_fn = if names.len() == 1 {
+        path.clone()
+    } else {
+        quote!(|#pattern| #call)
+    };
     let (submit, map) = match (t.is_async, err.is_some()) {
         (false, false) => (
-            quote_spanned!(span=> self.#inner.submit(move || #call)),
-            quote_spanned!(span=> self.#inner.map(|#pattern| #call, #items)),
+            quote_spanned!(span=> self.#inner.submit(#submit_fn)),
+            quote_spanned!(span=> self.#inner.map(#map_fn, #items)),
         ),
         (false, true) => (
             quote_spanned!(span=> self.#inner.try_submit(move || #into_result(#call))),
             quote_spanned!(span=> self.#inner.try_map(|#pattern| #into_result(#call), #items)),
         ),
         (true, false) => (
-            quote_spanned!(span=> self.#inner.submit_async(move || #call)),
-            quote_spanned!(span=> self.#inner.map_async(|#pattern| #call, #items)),
+            quote_spanned!(span=> self.#inner.submit_async(#submit_fn)),
+            quote_spanned!(span=> self.#inner.map_async(#map_fn, #items)),
         ),
         (true, true) => (
             quote_spanned!(span=> self.#inner.try_submit_async(move || async move { #into_result(#call.await) })),
