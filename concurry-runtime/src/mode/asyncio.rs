@@ -24,8 +24,7 @@ pub(crate) fn start<W: Worker>(
     exits: Sender<usize>,
     lifecycle: &mut Lifecycle<W>,
 ) -> Result<Vec<UnboundedSender<Msg<W>>>, Error<W::InitError>> {
-    let (ready_tx, ready_rx) =
-        crossbeam_channel::unbounded::<Result<(), InitFailure<W::InitError>>>();
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<super::Ready<W::InitError>>();
     let mut mailboxes = Vec::with_capacity(n);
     for index in 0..n {
         let (tx, rx) = unbounded_channel();
@@ -54,21 +53,7 @@ pub(crate) fn start<W: Worker>(
         mailboxes.push(tx);
     }
     drop(ready_tx);
-    let mut failure = None;
-    for _ in 0..n {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                failure.get_or_insert(e);
-            }
-            Err(_) => {
-                failure.get_or_insert(InitFailure::Other(
-                    "a worker task ended during start-up".into(),
-                ));
-                break;
-            }
-        }
-    }
+    let failure = super::await_ready(&ready_rx, n, "task");
     match failure {
         None => Ok(mailboxes),
         Some(f) => {

@@ -50,6 +50,34 @@ pub(crate) fn construct<W: Worker>(args: W::Args) -> Result<W, InitFailure<W::In
     }
 }
 
+/// What each starting worker reports: its instance is built, or why not.
+pub(crate) type Ready<E> = Result<(), InitFailure<E>>;
+
+/// Waits for `n` start-up reports; the first failure wins (`what` names the worker kind for
+/// the message when one ends without reporting).
+pub(crate) fn await_ready<E>(
+    ready: &crossbeam_channel::Receiver<Ready<E>>,
+    n: usize,
+    what: &str,
+) -> Option<InitFailure<E>> {
+    let mut failure = None;
+    for _ in 0..n {
+        match ready.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(_) => {
+                failure.get_or_insert(InitFailure::Other(format!(
+                    "a worker {what} ended during start-up"
+                )));
+                break;
+            }
+        }
+    }
+    failure
+}
+
 /// Sends the worker's index on `exits` when dropped, however the worker ends.
 pub(crate) struct ExitGuard {
     pub(crate) index: usize,

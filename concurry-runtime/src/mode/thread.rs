@@ -16,8 +16,7 @@ pub(crate) fn start<W: Worker>(
     exits: Sender<usize>,
     lifecycle: &mut Lifecycle<W>,
 ) -> Result<Vec<Sender<Msg<W>>>, Error<W::InitError>> {
-    let (ready_tx, ready_rx) =
-        crossbeam_channel::unbounded::<Result<(), InitFailure<W::InitError>>>();
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<super::Ready<W::InitError>>();
     let mut mailboxes = Vec::with_capacity(n);
     let mut failure = None;
     for index in 0..n {
@@ -57,19 +56,8 @@ pub(crate) fn start<W: Worker>(
         }
     }
     drop(ready_tx);
-    for _ in 0..mailboxes.len() {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                failure.get_or_insert(e);
-            }
-            Err(_) => {
-                failure.get_or_insert(InitFailure::Other(
-                    "a worker thread ended during start-up".into(),
-                ));
-                break;
-            }
-        }
+    if let Some(f) = super::await_ready(&ready_rx, mailboxes.len(), "thread") {
+        failure.get_or_insert(f);
     }
     match failure {
         None => Ok(mailboxes),
