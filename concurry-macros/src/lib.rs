@@ -261,7 +261,9 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// `#[task(..)]` takes the options of [`worker`](macro@worker): `mode`, `max_workers`,
 /// `load_balancing`, `name` (default: the function's name) and `crate`. Every other option of
-/// the runtime (limits, retries, ...) is set on `fetch::options()`.
+/// the runtime is set on `fetch::options()`: limits apply to every call, and with
+/// `.retry(RetryConfig)` each call is retried when its arguments are `Clone` (a call whose
+/// arguments cannot be cloned runs once, as with `#[worker]`).
 ///
 /// The function must be a free function at module level (the module is a sibling of it, and
 /// spells its argument types again through `use super::*`), not generic, not `unsafe`, and
@@ -289,11 +291,14 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     pub struct Handle { inner: ::concurry::TaskWorkerHandle } // + Clone, Debug
 ///     impl Handle {
 ///         pub fn submit(&self, x: u64) -> ::concurry::Promise<u64> {
-///             self.inner.submit(move || super::square(x))
+///             // `Args` + `MethodRetry`: retried per the pool's `retry` option
+///             (&Args::new((x,))).submit_blocking(self.inner.__pool(), "square", &MethodRetry::inherit(),
+///                 |_: &mut TaskWorker, (x,)| value(super::square(x)))
 ///         }
 ///         pub fn map<'a, I>(&self, items: I) -> ::concurry::TaskMap<'a, u64>
 ///         where I: IntoIterator<Item = u64>, I::IntoIter: Send + 'a {
-///             self.inner.map(|x| super::square(x), items)
+///             let pool = self.inner.__pool().clone();
+///             self.inner.map_with(items, move |x: u64| /* the same submission on `pool` */)
 ///         }
 ///         pub fn map_unordered<'a, I>(&self, items: I) -> ::concurry::TaskMap<'a, u64> { /* .. */ }
 ///         pub fn stop(&self) -> Result<(), ::concurry::Error> { /* .. */ }

@@ -425,3 +425,28 @@ fn explicit_task_pools() {
         assert_eq!(pool.submit(Point { x: 1, y: 1 }, 1).result().unwrap().x, 2);
     }
 }
+
+static FLAKY_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Fails its first two calls per process, then succeeds.
+#[concurry::task(mode = "thread", max_workers = 2)]
+fn flaky(x: u32) -> Result<u32, String> {
+    if FLAKY_CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
+        Err("transient".into())
+    } else {
+        Ok(x)
+    }
+}
+
+#[test]
+fn task_calls_are_retried_per_the_pool_option() {
+    let pool = flaky::options()
+        .retry(concurry::RetryConfig::new(3).wait(std::time::Duration::ZERO))
+        .init()
+        .unwrap();
+    assert_eq!(pool.submit(7).result().unwrap(), 7);
+    assert_eq!(FLAKY_CALLS.load(Ordering::SeqCst), 3);
+    let out: Vec<u32> = pool.map(0..5).collect::<Result<_, _>>().unwrap();
+    assert_eq!(out, [0, 1, 2, 3, 4]);
+    pool.stop().unwrap();
+}

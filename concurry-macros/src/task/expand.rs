@@ -90,39 +90,55 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
     let error_v = Ident::new("error", Span::mixed_site());
 
     let call = quote_spanned! {span=> super::#ident(#(#names),*) };
-    let into_result = quote!(#p::MethodResult::into_result);
+    let wrap = if err.is_some() {
+        quote!(fallible)
+    } else {
+        quote!(value)
+    };
+    let err_ty = match &err {
+        Some(e) => e.clone(),
+        None => quote!(::core::convert::Infallible),
+    };
+    // The arguments travel as one tuple; `Args` picks, by method resolution, a submission
+    // retried per the pool's `retry` option when the tuple is `Clone`, and a single attempt
+    // otherwise (as `#[worker]` does). Async functions run as shared calls: several at once
+    // per worker in async mode.
+    let args_tuple = quote!((#(#names,)*));
+    let (kind, w_ty, body) = if t.is_async {
+        (
+            quote!(submit_shared),
+            quote!(&#krate::TaskWorker),
+            quote_spanned! {span=> ::std::boxed::Box::pin(async move { #p::#wrap(#call.await) }) },
+        )
+    } else {
+        (
+            quote!(submit_blocking),
+            quote!(&mut #krate::TaskWorker),
+            quote_spanned! {span=> #p::#wrap(#call) },
+        )
+    };
+    let pool_v = Ident::new("pool", Span::mixed_site());
     // Spanned at the function's name: a future or an argument that is not `Send` is
     // reported there.
-    // Where a closure would only forward its arguments, the function itself is passed (no
-    // `clippy::redundant_closure` in users' code).
-    let path = quote_spanned! {span=> super::#ident };
-    let submit_fn = if names.is_empty() {
-        path.clone()
-    } else {
-        quote!(move || #call)
+    let submit_to = |pool: TokenStream| {
+        quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #p::{SubmitOnce as _, SubmitRetrying as _};
+                (&#p::Args::new(#args_tuple)).#kind(
+                    #pool,
+                    #name_str,
+                    &#p::MethodRetry::<#ok, #err_ty>::inherit(),
+                    |_: #w_ty, #args_tuple| #body,
+                )
+            }
+        }
     };
-    let map_fn = if names.len() == 1 {
-        path.clone()
-    } else {
-        quote!(|#pattern| #call)
-    };
-    let (submit, map) = match (t.is_async, err.is_some()) {
-        (false, false) => (
-            quote_spanned!(span=> self.#inner.submit(#submit_fn)),
-            quote_spanned!(span=> self.#inner.map(#map_fn, #items)),
-        ),
-        (false, true) => (
-            quote_spanned!(span=> self.#inner.try_submit(move || #into_result(#call))),
-            quote_spanned!(span=> self.#inner.try_map(|#pattern| #into_result(#call), #items)),
-        ),
-        (true, false) => (
-            quote_spanned!(span=> self.#inner.submit_async(#submit_fn)),
-            quote_spanned!(span=> self.#inner.map_async(#map_fn, #items)),
-        ),
-        (true, true) => (
-            quote_spanned!(span=> self.#inner.try_submit_async(move || async move { #into_result(#call.await) })),
-            quote_spanned!(span=> self.#inner.try_map_async(|#pattern| async move { #into_result(#call.await) }, #items)),
-        ),
+    let submit = submit_to(quote!(self.#inner.__pool()));
+    let submit_item = submit_to(quote!(&#pool_v));
+    let map = quote_spanned! {span=>
+        let #pool_v = ::core::clone::Clone::clone(self.#inner.__pool());
+        self.#inner.map_with(#items, move |#pattern: #item_ty| #submit_item)
     };
 
     let mode_default = args.mode.map(|(m, span)| {

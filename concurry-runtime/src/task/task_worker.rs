@@ -369,6 +369,12 @@ impl TaskWorkerHandle {
         )
     }
 
+    /// The pool behind the handle (what `#[task]` expansions submit to, with retries).
+    #[doc(hidden)]
+    pub fn __pool(&self) -> &Pool<TaskWorker> {
+        &self.pool
+    }
+
     /// Stops the pool: no new calls are accepted, queued calls finish (or fail with
     /// [`Error::Stopped`] after the stop timeout), and every worker is joined. Also happens
     /// when the last clone of the handle is dropped.
