@@ -450,3 +450,19 @@ fn task_calls_are_retried_per_the_pool_option() {
     assert_eq!(out, [0, 1, 2, 3, 4]);
     pool.stop().unwrap();
 }
+
+#[test]
+fn task_types_are_send_sync() {
+    fn send_sync_unpin<T: Send + Sync + Unpin>() {}
+    fn send_unpin<T: Send + Unpin>() {}
+    send_sync_unpin::<TaskWorker>();
+    send_sync_unpin::<TaskWorkerHandle>();
+    send_sync_unpin::<concurry::TaskWorkerOptions>();
+    send_sync_unpin::<concurry::ImplicitPool>();
+    send_sync_unpin::<double::Handle>();
+    send_sync_unpin::<double::Options>();
+    send_sync_unpin::<concurry::Zip<(std::ops::Range<u8>, std::vec::IntoIter<u8>)>>();
+    // A map owns its input iterator, which need only be `Send`: it moves into a task.
+    send_unpin::<concurry::TaskMap<'static, u64>>();
+    send_unpin::<concurry::TaskMap<'static, u64, String>>();
+}
