@@ -8,6 +8,11 @@ pub use crate::pool::{MethodFuture, Pool};
 pub use crate::task::failed_map;
 pub use crate::worker::Worker;
 
+/// Process mode's registry of remote worker types (`register_remote!` adds to it).
+pub use crate::mode::process::child::write_raw_for_tests as process_child_write_raw;
+pub use crate::mode::process::{REMOTE_WORKERS, RemoteEntry};
+pub use linkme;
+
 use crate::error::Error;
 
 /// Wraps the return value of an infallible method.

@@ -2,6 +2,7 @@
 
 pub(crate) mod asyncio;
 pub(crate) mod on_demand;
+pub(crate) mod process;
 pub(crate) mod sync;
 pub(crate) mod thread;
 

@@ -1,0 +1,222 @@
+//! The parent side of one child: spawning the current executable in the worker role, the
+//! handshake (`Hello`, `Init`, `Ready`), and reaping.
+
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufReader, ErrorKind};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{ProcessConfig, env};
+use crate::sync::{AtomicU64, Ordering};
+use crate::wire::{Fault, FrameReader, FrameWriter, Hello, Kind, WireError, decode};
+
+/// How often the parent looks for its child's connection while it starts.
+const ACCEPT_POLL: Duration = Duration::from_millis(1);
+
+/// A started child, connected and constructed.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) child: Child,
+    pub(crate) pid: u32,
+    pub(crate) reader: FrameReader<BufReader<UnixStream>>,
+    pub(crate) writer: FrameWriter<UnixStream>,
+}
+
+/// Why a child could not be started.
+#[derive(Debug)]
+pub(crate) enum SpawnError {
+    /// The worker's constructor failed (or panicked): restarting will not help.
+    Init(String),
+    /// Anything else: the process, the socket, the handshake.
+    Other(String),
+    /// `stop()` was called while the child started.
+    Stopped,
+}
+
+/// Starts the current executable as a child serving `worker`, built from `args` (encoded).
+/// `stopped` is polled while waiting, so `stop()` interrupts a slow start.
+pub(crate) fn spawn(
+    worker: &'static str,
+    args: &[u8],
+    config: &ProcessConfig,
+    stopped: &dyn Fn() -> bool,
+) -> Result<Spawned, SpawnError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let other = |what: &str, e: &dyn std::fmt::Display| SpawnError::Other(format!("{what}: {e}"));
+    let token = secret();
+    let socket = format!(
+        "concurry-{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        token >> 32
+    );
+    let listener = SocketAddr::from_abstract_name(socket.as_bytes())
+        .and_then(|addr| UnixListener::bind_addr(&addr))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| other("could not open the worker socket", &e))?;
+    let exe =
+        std::env::current_exe().map_err(|e| other("could not find the current executable", &e))?;
+    let mut child = Command::new(&exe)
+        .env(env::WORKER, worker)
+        .env(env::SOCKET, &socket)
+        .env(env::TOKEN, token.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| other(&format!("could not start {}", exe.display()), &e))?;
+    let pid = child.id();
+    let deadline = Instant::now() + config.start_timeout;
+    let stream = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                abandon(child);
+                return Err(other("could not accept the worker's connection", &e));
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(SpawnError::Other(format!(
+                "worker process {pid} ended before connecting ({status}); \
+                 is `{worker}` built into {}?",
+                exe.display()
+            )));
+        }
+        if stopped() {
+            abandon(child);
+            return Err(SpawnError::Stopped);
+        }
+        if Instant::now() >= deadline {
+            abandon(child);
+            return Err(SpawnError::Other(format!(
+                "worker process {pid} did not connect within {:?}",
+                config.start_timeout
+            )));
+        }
+        crate::sync::sleep(ACCEPT_POLL);
+    };
+    match handshake(stream, worker, token, args, deadline) {
+        Ok((reader, writer)) => Ok(Spawned {
+            child,
+            pid,
+            reader,
+            writer,
+        }),
+        Err(e) => {
+            abandon(child);
+            Err(e)
+        }
+    }
+}
+
+type Halves = (FrameReader<BufReader<UnixStream>>, FrameWriter<UnixStream>);
+
+fn handshake(
+    stream: UnixStream,
+    worker: &str,
+    token: u64,
+    args: &[u8],
+    deadline: Instant,
+) -> Result<Halves, SpawnError> {
+    let fail =
+        |e: WireError| SpawnError::Other(format!("handshake with the worker process failed: {e}"));
+    stream.set_nonblocking(false).map_err(|e| fail(e.into()))?;
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(ACCEPT_POLL);
+    stream
+        .set_read_timeout(Some(remaining))
+        .map_err(|e| fail(e.into()))?;
+    let write_half = stream.try_clone().map_err(|e| fail(e.into()))?;
+    let mut reader = FrameReader::new(BufReader::with_capacity(64 << 10, stream));
+    let mut writer = FrameWriter::new(write_half);
+
+    let hello = expect(&mut reader, Kind::Hello).map_err(fail_or_fault)?;
+    let hello: Hello = decode(&hello, "hello").map_err(fail)?;
+    if hello.token != token || hello.worker != worker {
+        return Err(SpawnError::Other(format!(
+            "a process that is not our child connected (it says it serves `{}`)",
+            hello.worker
+        )));
+    }
+    writer.write(Kind::Init, 0, args).map_err(fail)?;
+    writer.flush().map_err(fail)?;
+    let ready = expect(&mut reader, Kind::Ready).map_err(fail_or_fault)?;
+    match decode::<Result<(), Fault>>(&ready, "ready").map_err(fail)? {
+        Ok(()) => {}
+        Err(Fault::Init { message }) => return Err(SpawnError::Init(message)),
+        Err(f) => return Err(SpawnError::Other(f.to_string())),
+    }
+    reader
+        .get_ref()
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(|e| fail(e.into()))?;
+    Ok((reader, writer))
+}
+
+/// What the child said instead of the expected message.
+enum Unexpected {
+    Wire(WireError),
+    Fault(String),
+}
+
+fn fail_or_fault(u: Unexpected) -> SpawnError {
+    match u {
+        Unexpected::Wire(e) => {
+            SpawnError::Other(format!("handshake with the worker process failed: {e}"))
+        }
+        Unexpected::Fault(m) => SpawnError::Other(m),
+    }
+}
+
+fn expect(
+    reader: &mut FrameReader<BufReader<UnixStream>>,
+    kind: Kind,
+) -> Result<Vec<u8>, Unexpected> {
+    match reader.read() {
+        Ok(Some(env)) if env.kind == kind => Ok(env.payload),
+        Ok(Some(env)) if env.kind == Kind::Fault => Err(Unexpected::Fault(
+            decode::<Fault>(&env.payload, "fault")
+                .map_or_else(|e| e.to_string(), |f| f.to_string()),
+        )),
+        Ok(Some(env)) => Err(Unexpected::Fault(format!(
+            "protocol error: expected `{kind:?}`, the worker process sent `{:?}`",
+            env.kind
+        ))),
+        Ok(None) => Err(Unexpected::Wire(WireError::Io(
+            ErrorKind::UnexpectedEof.into(),
+        ))),
+        Err(e) => Err(Unexpected::Wire(e)),
+    }
+}
+
+/// Kills and reaps a child we give up on.
+pub(crate) fn abandon(mut child: Child) -> Option<ExitStatus> {
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+/// Reaps a child that is ending by itself; kills it if it is not gone within `grace`.
+pub(crate) fn reap(mut child: Child, grace: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => crate::sync::sleep(ACCEPT_POLL),
+            _ => return abandon(child),
+        }
+    }
+}
+
+/// A secret for the handshake: unpredictable to other processes on the machine.
+fn secret() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

@@ -1,0 +1,770 @@
+//! [`ProcessWorker`]: one supervised child. Calls are multiplexed over its socket by
+//! correlation id; a reader thread resolves their promises, detects the child's death, fails
+//! what was in flight and respawns it; a watchdog thread enforces per-call hard timeouts.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use super::parent::{SpawnError, Spawned, abandon, reap, spawn};
+use super::{ProcessConfig, REMOTE_WORKERS, RemoteWorker, lookup};
+use crate::error::{ConfigError, Error};
+use crate::future::{Completer, Promise};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
+use crate::wire::{
+    DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, WireError, decode, encode,
+};
+
+/// One worker instance in a child process, supervised: calls are sent over one socket (many
+/// in flight at once), a child that dies is respawned with its constructor arguments, and a
+/// call may carry a hard timeout that kills a stuck child.
+///
+/// Every promise it returns resolves:
+/// - with the method's response;
+/// - [`Error::Panicked`] if the method panicked (the child goes on serving);
+/// - [`Error::Timeout`] if the call outlived its [`call_timeout`](ProcessWorker::call_timeout)
+///   (the child is killed and respawned);
+/// - [`Error::WorkerLost`] if the child died (crash, `abort`, a kill, another call's timeout,
+///   garbage on the channel) while the call was in flight, or the restart limit ran out;
+/// - [`Error::Stopped`] if [`stop`](ProcessWorker::stop) came first.
+///
+/// Cloning shares the worker; it stops when `stop()` is called or the last clone is dropped.
+/// See the [module docs](crate::RemoteWorker) for an example.
+pub struct ProcessWorker<W: RemoteWorker> {
+    handle: Arc<Handle<W>>,
+}
+
+impl<W: RemoteWorker> Clone for ProcessWorker<W> {
+    fn clone(&self) -> Self {
+        ProcessWorker {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<W: RemoteWorker> fmt::Debug for ProcessWorker<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessWorker")
+            .field("worker", &W::NAME)
+            .field("pid", &self.pid())
+            .field("restarts", &self.restarts())
+            .finish()
+    }
+}
+
+/// Stops the supervisor when the last user handle goes (the threads hold the supervisor,
+/// never this).
+struct Handle<W: RemoteWorker> {
+    sup: Arc<Supervisor<W>>,
+}
+
+impl<W: RemoteWorker> Drop for Handle<W> {
+    fn drop(&mut self) {
+        let _ = self.sup.stop();
+    }
+}
+
+struct Supervisor<W: RemoteWorker> {
+    /// The constructor's arguments, encoded once.
+    args: Vec<u8>,
+    config: ProcessConfig,
+    next_id: AtomicU64,
+    state: Mutex<State<W>>,
+    /// Respawns so far, and respawns since the child last answered a call.
+    restarts: AtomicU64,
+    consecutive: AtomicU64,
+    /// Reader threads still running: each owns a child until it has reaped it.
+    readers: Mutex<usize>,
+    readers_done: Condvar,
+    /// Per-call deadlines, and the stop flag that wakes the watchdog and a respawn backoff.
+    timers: Mutex<Timers>,
+    timers_changed: Condvar,
+    watchdog: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+enum State<W: RemoteWorker> {
+    /// A child is serving.
+    Up(Arc<Conn<W>>),
+    /// The child died; calls wait here for the next one.
+    Respawning(Vec<Queued<W>>),
+    /// The restart limit ran out (the message says why).
+    Dead(String),
+    Stopped,
+}
+
+struct Queued<W: RemoteWorker> {
+    id: u64,
+    payload: Vec<u8>,
+    completer: Completer<W::Response>,
+}
+
+#[derive(Default)]
+struct Timers {
+    /// `(deadline, call id, timeout)`, earliest first.
+    heap: BinaryHeap<Reverse<(Instant, u64, Duration)>>,
+    stop: bool,
+}
+
+/// One connected child.
+struct Conn<W: RemoteWorker> {
+    pid: u32,
+    writer: Mutex<FrameWriter<UnixStream>>,
+    /// Taken by the reader thread when it reaps the child; until then, kills go through here.
+    child: Mutex<Option<Child>>,
+    calls: Mutex<Calls<W>>,
+    /// Set by `stop()`: the child was asked to exit, its end is not a loss.
+    stopping: AtomicBool,
+    /// Why we killed the child, if we did.
+    killed: Mutex<Option<String>>,
+}
+
+struct Calls<W: RemoteWorker> {
+    open: bool,
+    map: HashMap<u64, Completer<W::Response>>,
+}
+
+impl<W: RemoteWorker> Conn<W> {
+    /// Registers the call and sends it; gives the completer back if the connection is closed.
+    fn send(
+        &self,
+        id: u64,
+        payload: &[u8],
+        completer: Completer<W::Response>,
+    ) -> Result<(), Completer<W::Response>> {
+        {
+            let mut calls = lock(&self.calls);
+            if !calls.open {
+                return Err(completer);
+            }
+            calls.map.insert(id, completer);
+        }
+        let mut w = lock(&self.writer);
+        let sent = w.write(Kind::Call, id, payload).and_then(|()| w.flush());
+        drop(w);
+        if let Err(e) = sent {
+            // The reader sees the channel close and fails this call with the others.
+            self.kill(format!("writing to the worker process failed: {e}"));
+        }
+        Ok(())
+    }
+
+    fn kill(&self, why: String) {
+        lock(&self.killed).get_or_insert(why);
+        if let Some(child) = lock(&self.child).as_mut() {
+            let _ = child.kill();
+        }
+    }
+
+    /// Asks the child to finish its calls and exit.
+    fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let mut w = lock(&self.writer);
+        if w.write(Kind::Shutdown, 0, &[])
+            .and_then(|()| w.flush())
+            .is_err()
+        {
+            drop(w);
+            if let Some(child) = lock(&self.child).as_mut() {
+                let _ = child.kill();
+            }
+        }
+    }
+}
+
+impl<W: RemoteWorker> ProcessWorker<W> {
+    /// Starts a child serving `W`, built from `args`, with the default [`ProcessConfig`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `W` is not registered in this binary; [`Error::Init`] if the
+    /// constructor failed or the child could not be started.
+    pub fn spawn(args: W::Args) -> Result<Self, Error> {
+        Self::with_config(args, ProcessConfig::default())
+    }
+
+    /// As [`spawn`](ProcessWorker::spawn), supervised as `config` says.
+    ///
+    /// ```
+    /// # use concurry::{ProcessConfig, ProcessWorker, RemoteWorker};
+    /// # struct Nop;
+    /// # impl RemoteWorker for Nop {
+    /// #     const NAME: &'static str = "docs::with_config::Nop";
+    /// #     type Args = (); type Request = (); type Response = (); type InitError = String;
+    /// #     fn construct((): ()) -> Result<Self, String> { Ok(Nop) }
+    /// #     fn dispatch(&mut self, (): ()) {}
+    /// # }
+    /// # concurry::register_remote!(Nop);
+    /// let w = ProcessWorker::<Nop>::with_config((), ProcessConfig::default().max_restarts(1)).unwrap();
+    /// w.call(()).result().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](ProcessWorker::spawn).
+    pub fn with_config(args: W::Args, config: ProcessConfig) -> Result<Self, Error> {
+        check_registered::<W>()?;
+        let args = encode(&args, "constructor arguments").map_err(|e| Error::Init {
+            message: e.to_string(),
+        })?;
+        let sup = Arc::new(Supervisor::<W> {
+            args,
+            config,
+            next_id: AtomicU64::new(1),
+            state: Mutex::new(State::Stopped),
+            restarts: AtomicU64::new(0),
+            consecutive: AtomicU64::new(0),
+            readers: Mutex::new(0),
+            readers_done: Condvar::new(),
+            timers: Mutex::new(Timers::default()),
+            timers_changed: Condvar::new(),
+            watchdog: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+        });
+        let spawned = match spawn(W::NAME, &sup.args, &sup.config, &|| false) {
+            Ok(s) => s,
+            Err(SpawnError::Init(message)) => return Err(Error::Init { message }),
+            Err(SpawnError::Other(message)) => return Err(Error::Init { message }),
+            Err(SpawnError::Stopped) => return Err(Error::Stopped),
+        };
+        let conn = sup.connect(spawned);
+        *lock(&sup.state) = State::Up(conn);
+        let watched = sup.clone();
+        let watchdog = std::thread::Builder::new()
+            .name(format!("concurry-watchdog-{}", W::NAME))
+            .spawn(move || watched.watchdog());
+        match watchdog {
+            Ok(h) => *lock(&sup.watchdog) = Some(h),
+            Err(e) => {
+                let _ = sup.stop();
+                return Err(Error::Init {
+                    message: format!("could not start the watchdog thread: {e}"),
+                });
+            }
+        }
+        Ok(ProcessWorker {
+            handle: Arc::new(Handle { sup }),
+        })
+    }
+
+    /// Sends one call; its promise resolves with the response (or why there is none).
+    pub fn call(&self, request: W::Request) -> Promise<W::Response> {
+        self.submit(request, None)
+    }
+
+    /// Sends one call with a hard timeout: if no response came within `timeout`, the call
+    /// fails with [`Error::Timeout`], the child is killed (other calls in flight on it fail
+    /// with [`Error::WorkerLost`]) and respawned.
+    ///
+    /// ```
+    /// # use concurry::{ProcessWorker, RemoteWorker};
+    /// # use std::time::Duration;
+    /// # struct Nop;
+    /// # impl RemoteWorker for Nop {
+    /// #     const NAME: &'static str = "docs::call_timeout::Nop";
+    /// #     type Args = (); type Request = (); type Response = (); type InitError = String;
+    /// #     fn construct((): ()) -> Result<Self, String> { Ok(Nop) }
+    /// #     fn dispatch(&mut self, (): ()) {}
+    /// # }
+    /// # concurry::register_remote!(Nop);
+    /// let w = ProcessWorker::<Nop>::spawn(()).unwrap();
+    /// w.call_timeout((), Duration::from_secs(60)).result().unwrap();
+    /// ```
+    pub fn call_timeout(&self, request: W::Request, timeout: Duration) -> Promise<W::Response> {
+        self.submit(request, Some(timeout))
+    }
+
+    fn submit(&self, request: W::Request, timeout: Option<Duration>) -> Promise<W::Response> {
+        let sup = &self.handle.sup;
+        let (promise, completer) = Promise::pending();
+        let payload = match encode(&request, "request") {
+            Ok(p) if p.len() + HEADER_LEN <= DEFAULT_MAX_FRAME => p,
+            Ok(p) => {
+                completer.complete(Err(transport(WireError::TooLarge {
+                    len: (p.len() + HEADER_LEN) as u64,
+                    max: DEFAULT_MAX_FRAME,
+                })));
+                return promise;
+            }
+            Err(e) => {
+                completer.complete(Err(transport(e)));
+                return promise;
+            }
+        };
+        let id = sup.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = timeout {
+            sup.add_timer(id, t);
+        }
+        sup.submit(id, payload, completer);
+        promise
+    }
+
+    /// The child's process id, while one is serving.
+    pub fn pid(&self) -> Option<u32> {
+        match &*lock(&self.handle.sup.state) {
+            State::Up(conn) => Some(conn.pid),
+            _ => None,
+        }
+    }
+
+    /// How many times the child was respawned.
+    pub fn restarts(&self) -> u64 {
+        self.handle.sup.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Stops the worker: new calls fail with [`Error::Stopped`]; the child finishes the calls
+    /// it has and exits, and is reaped (no zombie). Past the config's `stop_timeout` the child
+    /// is killed, its calls fail with [`Error::Stopped`], and this returns [`Error::Timeout`].
+    /// Calling it again is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if the child had to be killed.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.handle.sup.stop()
+    }
+}
+
+/// A failure of the channel itself, for one call.
+// TODO(issue 6): `Error::Transport` once error.rs has it; until then the call reports a lost
+// worker, naming the wire error.
+fn transport(e: WireError) -> Error {
+    Error::WorkerLost {
+        message: format!("the call could not cross the channel: {e}"),
+    }
+}
+
+fn check_registered<W: RemoteWorker>() -> Result<(), Error> {
+    let found = REMOTE_WORKERS.iter().filter(|e| e.name == W::NAME).count();
+    if lookup(W::NAME).is_none() {
+        return Err(Error::Config(ConfigError::new(
+            "mode",
+            "process",
+            format!(
+                "`{}` is not registered for process mode; mark it `#[worker(remote)]` \
+                 (or add `concurry::register_remote!(..)` next to a hand-written `RemoteWorker`)",
+                W::NAME
+            ),
+        )));
+    }
+    if found > 1 {
+        return Err(Error::Config(ConfigError::new(
+            "mode",
+            "process",
+            format!(
+                "{found} remote worker types are registered as `{}`; give each a unique `NAME`",
+                W::NAME
+            ),
+        )));
+    }
+    Ok(())
+}
+
+impl<W: RemoteWorker> Supervisor<W> {
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Wraps a started child and starts its reader thread.
+    fn connect(self: &Arc<Self>, spawned: Spawned) -> Arc<Conn<W>> {
+        let Spawned {
+            child,
+            pid,
+            reader,
+            writer,
+        } = spawned;
+        let conn = Arc::new(Conn {
+            pid,
+            writer: Mutex::new(writer),
+            child: Mutex::new(Some(child)),
+            calls: Mutex::new(Calls {
+                open: true,
+                map: HashMap::new(),
+            }),
+            stopping: AtomicBool::new(false),
+            killed: Mutex::new(None),
+        });
+        *lock(&self.readers) += 1;
+        let (sup, c) = (self.clone(), conn.clone());
+        let started = std::thread::Builder::new()
+            .name(format!("concurry-proc-{pid}"))
+            .spawn(move || {
+                sup.read_loop(&c, reader);
+                sup.reader_done();
+            });
+        if let Err(e) = started {
+            // No reader: the connection is unusable. Kill and reap the child here.
+            let mut calls = lock(&conn.calls);
+            calls.open = false;
+            drop(calls);
+            if let Some(child) = lock(&conn.child).take() {
+                abandon(child);
+            }
+            *lock(&conn.killed) = Some(format!("could not start a reader thread: {e}"));
+            self.reader_done();
+        }
+        conn
+    }
+
+    fn reader_done(&self) {
+        let mut n = lock(&self.readers);
+        *n -= 1;
+        self.readers_done.notify_all();
+    }
+
+    fn submit(&self, id: u64, payload: Vec<u8>, mut completer: Completer<W::Response>) {
+        loop {
+            let mut st = lock(&self.state);
+            match &mut *st {
+                State::Up(conn) => {
+                    let conn = conn.clone();
+                    drop(st);
+                    match conn.send(id, &payload, completer) {
+                        Ok(()) => return,
+                        // The connection closed under us; the state has moved on already.
+                        Err(back) => completer = back,
+                    }
+                }
+                State::Respawning(queue) => {
+                    queue.push(Queued {
+                        id,
+                        payload,
+                        completer,
+                    });
+                    return;
+                }
+                State::Dead(message) => {
+                    let message = message.clone();
+                    drop(st);
+                    completer.complete(Err(Error::WorkerLost { message }));
+                    return;
+                }
+                State::Stopped => {
+                    drop(st);
+                    completer.complete(Err(Error::Stopped));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Resolves replies until the channel ends; then reaps the child, fails what was in
+    /// flight and, unless stopping, respawns.
+    fn read_loop(
+        self: &Arc<Self>,
+        conn: &Arc<Conn<W>>,
+        mut reader: FrameReader<BufReader<UnixStream>>,
+    ) {
+        let reason = loop {
+            let env = match reader.read() {
+                Ok(Some(env)) => env,
+                Ok(None) => break "it closed the channel".to_string(),
+                Err(e) if e.is_disconnect() => break format!("the channel broke: {e}"),
+                Err(e) => break format!("protocol error on the channel: {e}"),
+            };
+            match env.kind {
+                Kind::Reply => {
+                    let completer = lock(&conn.calls).map.remove(&env.id);
+                    let reply = decode::<Result<W::Response, Fault>>(&env.payload, "reply");
+                    let reply = match reply {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // Calls from now on go to the next child, then this one fails.
+                            self.detach(conn);
+                            let reason = format!("protocol error on the channel: {e}");
+                            if let Some(c) = completer {
+                                c.complete(Err(transport(e)));
+                            }
+                            break reason;
+                        }
+                    };
+                    if let Some(c) = completer {
+                        self.consecutive.store(0, Ordering::Relaxed);
+                        c.complete(match reply {
+                            Ok(v) => Ok(v),
+                            Err(Fault::Panicked { message }) => Err(Error::Panicked { message }),
+                            Err(f) => Err(Error::WorkerLost {
+                                message: f.to_string(),
+                            }),
+                        });
+                    }
+                }
+                Kind::Fault => {
+                    break decode::<Fault>(&env.payload, "fault")
+                        .map_or_else(|e| e.to_string(), |f| format!("it gave up: {f}"));
+                }
+                other => break format!("protocol error: unexpected `{other:?}` message"),
+            }
+        };
+        self.finish(conn, reason);
+    }
+
+    /// Sends calls submitted from now on to the respawn queue instead of `conn`.
+    fn detach(&self, conn: &Arc<Conn<W>>) {
+        let mut st = lock(&self.state);
+        if matches!(&*st, State::Up(c) if Arc::ptr_eq(c, conn)) {
+            *st = State::Respawning(Vec::new());
+        }
+    }
+
+    fn finish(self: &Arc<Self>, conn: &Arc<Conn<W>>, reason: String) {
+        let stopping = conn.stopping.load(Ordering::Acquire);
+        // Calls submitted from now on queue for the next child (or fail if stopped).
+        if !stopping {
+            self.detach(conn);
+        }
+        let in_flight = {
+            let mut calls = lock(&conn.calls);
+            calls.open = false;
+            std::mem::take(&mut calls.map)
+        };
+        let child = lock(&conn.child).take();
+        let status = child.and_then(|c| {
+            if stopping {
+                reap(c, self.config.stop_timeout)
+            } else {
+                abandon(c)
+            }
+        });
+        let killed = lock(&conn.killed).take();
+        let why = killed.unwrap_or(reason);
+        let status = status.map_or_else(|| "status unknown".to_string(), |s| s.to_string());
+        let message = format!("worker process {} ended ({status}): {why}", conn.pid);
+        for (_, c) in in_flight {
+            c.complete(Err(if stopping {
+                Error::Stopped
+            } else {
+                Error::WorkerLost {
+                    message: message.clone(),
+                }
+            }));
+        }
+        if !stopping && !self.is_stopped() {
+            tracing::warn!(worker = W::NAME, "{message}; respawning");
+            self.respawn(message);
+        }
+    }
+
+    /// Starts a new child after a backoff; calls queued meanwhile are sent to it.
+    fn respawn(self: &Arc<Self>, mut last: String) {
+        loop {
+            let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+            if n > u64::from(self.config.max_restarts) {
+                let message = format!(
+                    "gave up after {} consecutive restarts; last: {last}",
+                    self.config.max_restarts
+                );
+                return self.set_dead(message);
+            }
+            if self.sleep_unless_stopped(self.config.backoff_for(n as u32)) {
+                return;
+            }
+            match spawn(W::NAME, &self.args, &self.config, &|| self.is_stopped()) {
+                Ok(spawned) => {
+                    self.restarts.fetch_add(1, Ordering::Relaxed);
+                    let conn = self.connect(spawned);
+                    let mut st = lock(&self.state);
+                    match std::mem::replace(&mut *st, State::Up(conn.clone())) {
+                        State::Respawning(queue) => {
+                            drop(st);
+                            for q in queue {
+                                if let Err(c) = conn.send(q.id, &q.payload, q.completer) {
+                                    c.complete(Err(Error::WorkerLost {
+                                        message: "the respawned worker process died at once".into(),
+                                    }));
+                                }
+                            }
+                        }
+                        other => {
+                            // Stopped (or dead) meanwhile: the new child is not wanted.
+                            *st = other;
+                            drop(st);
+                            conn.shutdown();
+                        }
+                    }
+                    return;
+                }
+                Err(SpawnError::Stopped) => return,
+                Err(SpawnError::Init(m)) => {
+                    // The constructor fails every time: restarting would only spin.
+                    return self.set_dead(format!("the worker could not be re-created: {m}"));
+                }
+                Err(SpawnError::Other(m)) => last = m,
+            }
+        }
+    }
+
+    fn set_dead(&self, message: String) {
+        let mut st = lock(&self.state);
+        if let State::Respawning(queue) = std::mem::replace(&mut *st, State::Dead(message.clone()))
+        {
+            drop(st);
+            for q in queue {
+                q.completer.complete(Err(Error::WorkerLost {
+                    message: message.clone(),
+                }));
+            }
+        } else if matches!(&*st, State::Dead(_)) {
+            // Stopped meanwhile: keep it stopped.
+        }
+        tracing::error!(worker = W::NAME, "{message}");
+    }
+
+    /// Waits `d`; true if `stop()` came first.
+    fn sleep_unless_stopped(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut t = lock(&self.timers);
+        while !t.stop {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            t = match self.timers_changed.wait_timeout(t, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+
+    fn add_timer(&self, id: u64, timeout: Duration) {
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
+        let mut t = lock(&self.timers);
+        let earliest = t.heap.peek().is_none_or(|Reverse((d, ..))| deadline < *d);
+        t.heap.push(Reverse((deadline, id, timeout)));
+        drop(t);
+        if earliest {
+            self.timers_changed.notify_all();
+        }
+    }
+
+    /// The watchdog thread: fails calls past their deadline and kills their child.
+    fn watchdog(&self) {
+        let mut t = lock(&self.timers);
+        loop {
+            if t.stop {
+                return;
+            }
+            let now = Instant::now();
+            match t.heap.peek() {
+                Some(Reverse((deadline, id, timeout))) if *deadline <= now => {
+                    let (id, timeout) = (*id, *timeout);
+                    t.heap.pop();
+                    drop(t);
+                    self.expire(id, timeout);
+                    t = lock(&self.timers);
+                }
+                next => {
+                    let wait = next.map(|Reverse((d, ..))| *d - now);
+                    t = match wait {
+                        Some(w) => match self.timers_changed.wait_timeout(t, w) {
+                            Ok((g, _)) => g,
+                            Err(p) => p.into_inner().0,
+                        },
+                        None => match self.timers_changed.wait(t) {
+                            Ok(g) => g,
+                            Err(p) => p.into_inner(),
+                        },
+                    };
+                }
+            }
+        }
+    }
+
+    fn expire(&self, id: u64, timeout: Duration) {
+        let mut st = lock(&self.state);
+        match &mut *st {
+            State::Up(conn) => {
+                let conn = conn.clone();
+                drop(st);
+                let c = lock(&conn.calls).map.remove(&id);
+                if let Some(c) = c {
+                    // Calls after this one's failure go to the next child.
+                    self.detach(&conn);
+                    c.complete(Err(Error::Timeout));
+                    conn.kill(format!(
+                        "killed because call {id} outlived its {timeout:?} timeout"
+                    ));
+                }
+            }
+            State::Respawning(queue) => {
+                if let Some(i) = queue.iter().position(|q| q.id == id) {
+                    let q = queue.swap_remove(i);
+                    drop(st);
+                    q.completer.complete(Err(Error::Timeout));
+                }
+            }
+            State::Dead(_) | State::Stopped => {}
+        }
+    }
+
+    fn stop(&self) -> Result<(), Error> {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let previous = std::mem::replace(&mut *lock(&self.state), State::Stopped);
+        {
+            let mut t = lock(&self.timers);
+            t.stop = true;
+            t.heap.clear();
+        }
+        self.timers_changed.notify_all();
+        let conn = match previous {
+            State::Up(conn) => {
+                conn.shutdown();
+                Some(conn)
+            }
+            State::Respawning(queue) => {
+                for q in queue {
+                    q.completer.complete(Err(Error::Stopped));
+                }
+                None
+            }
+            State::Dead(_) | State::Stopped => None,
+        };
+        let mut timed_out = false;
+        if !self.wait_readers(self.config.stop_timeout) {
+            timed_out = true;
+            if let Some(conn) = &conn {
+                conn.kill("killed because `stop_timeout` ran out".into());
+            }
+            // Killed children close their channels at once; their readers reap them.
+            self.wait_readers(Duration::from_secs(3600));
+        }
+        if let Some(h) = lock(&self.watchdog).take()
+            && h.thread().id() != std::thread::current().id()
+        {
+            let _ = h.join();
+        }
+        if timed_out {
+            Err(Error::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Waits until every reader thread has reaped its child; false on timeout.
+    fn wait_readers(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut n = lock(&self.readers);
+        while *n > 0 {
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if d <= now => return false,
+                Some(d) => d - now,
+                None => Duration::from_secs(3600),
+            };
+            n = match self.readers_done.wait_timeout(n, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+}

@@ -1,0 +1,371 @@
+//! Process mode with a hand-written `RemoteWorker`: round trips, pipelining, crashes
+//! (panic, `abort`, SIGKILL, garbage on the channel), hard timeouts, restart limits, and a
+//! `stop()` that leaves no zombie.
+//!
+//! Children are this very test binary, re-executed in the worker role: nothing in this file
+//! sets that up beyond `register_remote!`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use concurry::{Error, ProcessConfig, ProcessWorker, RemoteWorker};
+use serde::{Deserialize, Serialize};
+
+/// Generous: only catches hangs.
+const HANG: Duration = Duration::from_secs(30);
+
+struct Probe {
+    prefix: String,
+    calls: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Req {
+    Echo(String),
+    Add(i64, i64),
+    Pid,
+    Count,
+    Panic(String),
+    Abort,
+    /// Blocks forever (until the process is killed).
+    Block,
+    /// Burns CPU forever.
+    Spin,
+    /// Writes these bytes raw onto the channel, then answers.
+    Garbage(Vec<u8>),
+    /// Answers with a reply the parent cannot decode.
+    BadReply,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Resp {
+    Text(String),
+    Num(i64),
+    Pid(u32),
+    Count(u64),
+    Unit,
+    /// Serializes as a variant index no `Resp` has.
+    #[serde(skip_deserializing)]
+    Bogus,
+}
+
+impl RemoteWorker for Probe {
+    const NAME: &'static str = "process_worker::Probe";
+    type Args = (String, bool);
+    type Request = Req;
+    type Response = Resp;
+    type InitError = String;
+
+    fn construct((prefix, fail): (String, bool)) -> Result<Self, String> {
+        if fail {
+            return Err(format!("refusing to start with prefix {prefix:?}"));
+        }
+        Ok(Probe { prefix, calls: 0 })
+    }
+
+    fn dispatch(&mut self, req: Req) -> Resp {
+        self.calls += 1;
+        match req {
+            Req::Echo(s) => Resp::Text(format!("{}{s}", self.prefix)),
+            Req::Add(a, b) => Resp::Num(a + b),
+            Req::Pid => Resp::Pid(std::process::id()),
+            Req::Count => Resp::Count(self.calls),
+            Req::Panic(m) => panic!("{m}"),
+            Req::Abort => std::process::abort(),
+            Req::Block => loop {
+                std::thread::park();
+            },
+            Req::Spin => loop {
+                std::hint::spin_loop();
+            },
+            Req::Garbage(bytes) => {
+                concurry::__private::process_child_write_raw(&bytes).unwrap();
+                Resp::Unit
+            }
+            Req::BadReply => Resp::Bogus,
+        }
+    }
+}
+
+concurry::register_remote!(Probe);
+
+/// A worker type nobody registered.
+struct Unregistered;
+
+impl RemoteWorker for Unregistered {
+    const NAME: &'static str = "process_worker::Unregistered";
+    type Args = ();
+    type Request = ();
+    type Response = ();
+    type InitError = String;
+    fn construct((): ()) -> Result<Self, String> {
+        Ok(Unregistered)
+    }
+    fn dispatch(&mut self, (): ()) {}
+}
+
+fn probe() -> ProcessWorker<Probe> {
+    probe_with(
+        ProcessConfig::default().backoff(Duration::from_millis(1), Duration::from_millis(50)),
+    )
+}
+
+fn probe_with(config: ProcessConfig) -> ProcessWorker<Probe> {
+    ProcessWorker::with_config((">".to_string(), false), config).unwrap()
+}
+
+fn get<T>(p: concurry::Promise<T>) -> Result<T, Error> {
+    p.result_timeout(HANG)
+}
+
+fn pid_of(w: &ProcessWorker<Probe>) -> u32 {
+    match get(w.call(Req::Pid)).unwrap() {
+        Resp::Pid(p) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn lost(r: Result<Resp, Error>) -> String {
+    match r {
+        Err(Error::WorkerLost { message }) => message,
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+}
+
+/// True once the process is gone and reaped: a zombie still has its `/proc` entry.
+fn reaped(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn round_trip_in_a_child_process() {
+    let w = probe();
+    assert_eq!(
+        get(w.call(Req::Echo("hi".into()))).unwrap(),
+        Resp::Text(">hi".into())
+    );
+    assert_eq!(get(w.call(Req::Add(40, 2))).unwrap(), Resp::Num(42));
+    let pid = pid_of(&w);
+    assert_ne!(pid, std::process::id());
+    assert_eq!(w.pid(), Some(pid));
+    w.stop().unwrap();
+}
+
+#[test]
+fn many_calls_in_flight_resolve_in_order() {
+    let w = probe();
+    let promises: Vec<_> = (0..2000).map(|i| w.call(Req::Add(i, 1))).collect();
+    for (i, p) in promises.into_iter().enumerate() {
+        assert_eq!(get(p).unwrap(), Resp::Num(i as i64 + 1));
+    }
+    // From several threads at once, on one child: every call runs exactly once.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let w = w.clone();
+            s.spawn(move || {
+                let ps: Vec<_> = (0..250).map(|i| w.call(Req::Add(t, i))).collect();
+                for (i, p) in ps.into_iter().enumerate() {
+                    assert_eq!(get(p).unwrap(), Resp::Num(t + i as i64));
+                }
+            });
+        }
+    });
+    assert_eq!(
+        get(w.call(Req::Count)).unwrap(),
+        Resp::Count(2000 + 1000 + 1)
+    );
+    w.stop().unwrap();
+}
+
+#[test]
+fn a_panic_fails_only_its_call() {
+    let w = probe();
+    let pid = pid_of(&w);
+    match get(w.call(Req::Panic("boom".into()))) {
+        Err(Error::Panicked { message }) => assert_eq!(message, "boom"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pid_of(&w), pid, "a panic does not cost the process");
+    assert_eq!(w.restarts(), 0);
+    w.stop().unwrap();
+}
+
+#[test]
+fn abort_fails_in_flight_calls_and_the_child_is_respawned() {
+    let w = probe();
+    let first = pid_of(&w);
+    let msg = lost(get(w.call(Req::Abort)));
+    assert!(msg.contains("SIGABRT"), "{msg}");
+    let second = pid_of(&w);
+    assert_ne!(second, first);
+    assert_eq!(w.restarts(), 1);
+    assert!(reaped(first));
+    // The respawned child was built from the same arguments.
+    assert_eq!(
+        get(w.call(Req::Echo("x".into()))).unwrap(),
+        Resp::Text(">x".into())
+    );
+    w.stop().unwrap();
+}
+
+#[test]
+fn sigkill_mid_call_fails_every_call_in_flight() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let blocked = w.call(Req::Block);
+    let behind = w.call(Req::Echo("queued".into()));
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let msg = lost(get(blocked));
+    assert!(msg.contains("SIGKILL"), "{msg}");
+    lost(get(behind));
+    assert_ne!(pid_of(&w), pid, "the pool keeps serving from a new child");
+    assert!(reaped(pid));
+    w.stop().unwrap();
+}
+
+#[test]
+fn an_infinite_loop_hits_its_hard_timeout() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let spinning = w.call_timeout(Req::Spin, Duration::from_millis(200));
+    let behind = w.call(Req::Echo("behind".into()));
+    assert!(matches!(get(spinning), Err(Error::Timeout)));
+    // Calls made once the timeout is seen go to the next child.
+    let next = w.call(Req::Add(1, 1));
+    let msg = lost(get(behind));
+    assert!(msg.contains("timeout"), "{msg}");
+    assert_eq!(get(next).unwrap(), Resp::Num(2));
+    assert_ne!(pid_of(&w), pid);
+    assert!(reaped(pid));
+    // A timeout that is not reached changes nothing.
+    assert_eq!(
+        get(w.call_timeout(Req::Add(2, 2), HANG)).unwrap(),
+        Resp::Num(4)
+    );
+    w.stop().unwrap();
+}
+
+#[test]
+fn garbage_on_the_channel_is_a_typed_error_and_a_respawn() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let msg = lost(get(w.call(Req::Garbage(
+        b"\x20\x00\x00\x00HTTP/1.1 200 OK\r\n\r\n....".to_vec(),
+    ))));
+    assert!(msg.contains("bad magic"), "{msg}");
+    assert_ne!(pid_of(&w), pid);
+    assert!(reaped(pid));
+
+    // A frame of another protocol version.
+    let mut frame = Vec::new();
+    concurry::wire::Frame::encode(
+        &concurry::wire::Envelope::new(concurry::wire::Kind::Reply, 1, vec![]),
+        &mut frame,
+    );
+    frame[8] = concurry::wire::VERSION + 1;
+    let msg = lost(get(w.call(Req::Garbage(frame))));
+    assert!(msg.contains("version mismatch"), "{msg}");
+
+    // A length prefix announcing more than a frame may hold.
+    let msg = lost(get(w.call(Req::Garbage(u32::MAX.to_le_bytes().to_vec()))));
+    assert!(msg.contains("exceeds the maximum"), "{msg}");
+
+    // A well-framed reply whose payload is not a `Resp`.
+    let msg = lost(get(w.call(Req::BadReply)));
+    assert!(msg.contains("undecodable reply"), "{msg}");
+
+    assert_eq!(get(w.call(Req::Add(3, 4))).unwrap(), Resp::Num(7));
+    assert_eq!(w.restarts(), 4);
+    w.stop().unwrap();
+}
+
+#[test]
+fn stop_ends_the_child_and_leaves_no_zombie() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let last = w.call(Req::Echo("last".into()));
+    w.stop().unwrap();
+    assert_eq!(
+        get(last).unwrap(),
+        Resp::Text(">last".into()),
+        "calls sent before stop finish"
+    );
+    assert!(reaped(pid));
+    assert!(matches!(get(w.call(Req::Pid)), Err(Error::Stopped)));
+    assert_eq!(w.pid(), None);
+    w.stop().unwrap();
+
+    // Dropping the last handle stops too.
+    let w = probe();
+    let pid = pid_of(&w);
+    drop(w);
+    assert!(reaped(pid));
+}
+
+#[test]
+fn stop_kills_a_stuck_child_after_stop_timeout() {
+    let w = probe_with(ProcessConfig::default().stop_timeout(Duration::from_millis(100)));
+    let pid = pid_of(&w);
+    let stuck = w.call(Req::Block);
+    assert!(matches!(w.stop(), Err(Error::Timeout)));
+    assert!(matches!(get(stuck), Err(Error::Stopped)));
+    assert!(reaped(pid));
+}
+
+#[test]
+fn the_restart_limit_ends_respawning() {
+    let w = probe_with(
+        ProcessConfig::default()
+            .max_restarts(2)
+            .backoff(Duration::from_millis(1), Duration::from_millis(5)),
+    );
+    for _ in 0..2 {
+        lost(get(w.call(Req::Abort)));
+    }
+    // A third crash in a row is one too many.
+    lost(get(w.call(Req::Abort)));
+    let msg = lost(get(w.call(Req::Pid)));
+    assert!(
+        msg.contains("gave up after 2 consecutive restarts"),
+        "{msg}"
+    );
+    assert_eq!(w.pid(), None);
+    assert_eq!(w.restarts(), 2);
+    w.stop().unwrap();
+}
+
+#[test]
+fn an_answered_call_resets_the_restart_count() {
+    let w = probe_with(
+        ProcessConfig::default()
+            .max_restarts(1)
+            .backoff(Duration::from_millis(1), Duration::from_millis(5)),
+    );
+    for _ in 0..3 {
+        lost(get(w.call(Req::Abort)));
+        assert_eq!(get(w.call(Req::Add(1, 2))).unwrap(), Resp::Num(3));
+    }
+    assert_eq!(w.restarts(), 3);
+    w.stop().unwrap();
+}
+
+#[test]
+fn constructor_errors_and_unregistered_types_are_reported_at_spawn() {
+    match ProcessWorker::<Probe>::spawn(("p".into(), true)) {
+        Err(Error::Init { message }) => {
+            assert_eq!(message, "refusing to start with prefix \"p\"");
+        }
+        other => panic!("{other:?}"),
+    }
+    match ProcessWorker::<Unregistered>::spawn(()) {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.option(), "mode");
+            assert!(e.to_string().contains("#[worker(remote)]"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
