@@ -24,7 +24,7 @@ fn is_transient(e: &ApiError) -> bool {
     *e == ApiError::Transient
 }
 
-fn non_empty(s: &String) -> bool {
+fn non_empty(s: &str) -> bool {
     !s.is_empty()
 }
 

@@ -556,9 +556,9 @@ pub(crate) fn expand(
     }
 }
 
-/// The `MethodRetry` value of a method's `#[retry(..)]`; `on`/`until` functions are coerced
-/// to `fn(&E) -> bool` / `fn(&T) -> bool` at their own span, so a wrong signature is reported
-/// on the attribute.
+/// The `MethodRetry` value of a method's `#[retry(..)]`. `on`/`until` functions are called
+/// from a non-capturing closure (so deref coercion applies: `fn(&str)` checks a `String`),
+/// spanned at the attribute, so a wrong signature is reported there.
 fn method_retry(
     p: &TokenStream,
     retry: &RetryAttr,
@@ -573,7 +573,7 @@ fn method_retry(
     let on = match &retry.on {
         Some(path) => {
             let span = path.span();
-            quote_spanned! {span=> ::core::option::Option::Some(#path as fn(&#e) -> bool) }
+            quote_spanned! {span=> ::core::option::Option::Some((|error: &#e| #path(error)) as fn(&#e) -> bool) }
         }
         None => quote!(::core::option::Option::None),
     };
@@ -581,7 +581,7 @@ fn method_retry(
         Some(path) => {
             let span = path.span();
             let name = path.to_token_stream().to_string().replace(' ', "");
-            quote_spanned! {span=> ::core::option::Option::Some((#name, #path as fn(&#t) -> bool)) }
+            quote_spanned! {span=> ::core::option::Option::Some((#name, (|output: &#t| #path(output)) as fn(&#t) -> bool)) }
         }
         None => quote!(::core::option::Option::None),
     };
