@@ -198,7 +198,9 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// For `#[task] fn fetch(url: String) -> String`, the macro adds `mod fetch` with:
 ///
-/// - `fetch::submit(url) -> Promise<String>`: one call on a worker of the implicit pool;
+/// - `fetch::submit(url) -> Promise<String>`: one call on a worker of the implicit pool. Each
+///   argument may be a value, a `Promise` of one (awaited first, so calls chain without
+///   blocking) or `&str` for a `String`, as on `#[worker]` handles;
 /// - `fetch::map(items)` / `fetch::map_unordered(items)`: a lazy, bounded
 ///   [`TaskMap`](../concurry/struct.TaskMap.html) calling `fetch` on every item, spread over
 ///   every worker, one `Result` per item (in input or completion order). A function of
@@ -241,7 +243,7 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// let squares: Vec<u64> = square::map(0..5).collect::<Result<_, _>>()?;
 /// assert_eq!(squares, [0, 1, 4, 9, 16]);
 ///
-/// assert!(matches!(parse::submit("x".into()).result(), Err(Error::Method(_))));
+/// assert!(matches!(parse::submit("x").result(), Err(Error::Method(_)))); // `&str` for a `String`
 /// let sums: Vec<u64> = add::map(concurry::zip((1..=3, 10..))).collect::<Result<_, _>>()?;
 /// assert_eq!(sums, [11, 13, 15]);
 ///
@@ -290,7 +292,8 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 ///     pub struct Handle { inner: ::concurry::TaskWorkerHandle } // + Clone, Debug
 ///     impl Handle {
-///         pub fn submit(&self, x: u64) -> ::concurry::Promise<u64> {
+///         pub fn submit(&self, x: impl ::concurry::Arg<u64>) -> ::concurry::Promise<u64> {
+///             // (a pending promise argument is awaited first through `chain`, as in `#[worker]`)
 ///             // `Args` + `MethodRetry`: retried per the pool's `retry` option
 ///             (&Args::new((x,))).submit_blocking(self.inner.__pool(), "square", &MethodRetry::inherit(),
 ///                 |_: &mut TaskWorker, (x,)| value(super::square(x)))

@@ -466,3 +466,17 @@ fn task_types_are_send_sync() {
     send_unpin::<concurry::TaskMap<'static, u64>>();
     send_unpin::<concurry::TaskMap<'static, u64, String>>();
 }
+
+#[test]
+fn task_arguments_may_be_promises() {
+    // A promise as an argument is awaited first (off the caller's thread): calls chain.
+    assert_eq!(double::submit(double::submit(1)).result().unwrap(), 4);
+    assert_eq!(parse_later::submit("12").result().unwrap(), 12);
+    let failed = checked_div::submit(1, 0);
+    match checked_div::submit(failed, 1).result() {
+        Err(Error::Upstream { message }) => assert_eq!(message, "1 / 0"),
+        other => panic!("{other:?}"),
+    }
+    let pool = double::options().init().unwrap();
+    assert_eq!(pool.submit(pool.submit(2)).result().unwrap(), 8);
+}

@@ -134,7 +134,36 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
             }
         }
     };
-    let submit = submit_to(quote!(self.#inner.__pool()));
+    // Each argument may be a value or a promise of one (`Arg`, as on `#[worker]` handles):
+    // the fast path submits at once; otherwise the arguments are awaited on the library
+    // runtime first (`chain`), without blocking the caller.
+    let submit = if names.is_empty() {
+        submit_to(quote!(self.#inner.__pool()))
+    } else {
+        let now = submit_to(quote!(self.#inner.__pool()));
+        let handle_clone = Ident::new("this", Span::mixed_site());
+        let later = submit_to(quote!(#handle_clone.#inner.__pool()));
+        quote! {
+            match (#(#krate::Arg::into_arg(#names),)*) {
+                (#(::core::result::Result::Ok(#names),)*) => #now,
+                (#(#names,)*) => {
+                    let #handle_clone = ::core::clone::Clone::clone(self);
+                    #p::chain(async move {
+                        #(
+                            let #names = match #p::resolve(#names).await {
+                                ::core::result::Result::Ok(v) => v,
+                                ::core::result::Result::Err(e) => {
+                                    return ::core::result::Result::Err(e);
+                                }
+                            };
+                        )*
+                        ::core::result::Result::Ok(#later)
+                    })
+                }
+            }
+        }
+    };
+    let arg_params: Vec<TokenStream> = tys.iter().map(|t| quote!(impl #krate::Arg<#t>)).collect();
     let submit_item = submit_to(quote!(&#pool_v));
     let map = quote_spanned! {span=>
         let #pool_v = ::core::clone::Clone::clone(self.#inner.__pool());
@@ -187,7 +216,9 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
     );
     let submit_doc = format!(
         " Calls [`{name_str}`](fn@super::{name_str}) on a worker of the pool with these \
-         arguments; the promise resolves to its result."
+         arguments; the promise resolves to its result. Each argument may be a value, a \
+         `Promise` of one (awaited first, without blocking the caller) or `&str` for a \
+         `String`."
     );
     let map_doc = format!(
         " Calls [`{name_str}`](fn@super::{name_str}) on every item, spread over the workers of \
@@ -261,7 +292,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
             #[automatically_derived]
             impl Handle {
                 #[doc = #submit_doc]
-                pub fn submit(&self, #(#names: #tys),*) -> #promise {
+                pub fn submit(&self, #(#names: #arg_params),*) -> #promise {
                     #submit
                 }
 
@@ -335,7 +366,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
 
             #[doc = #submit_doc]
             /// Runs on the implicit pool.
-            pub fn submit(#(#names: #tys),*) -> #promise {
+            pub fn submit(#(#names: #arg_params),*) -> #promise {
                 match self::handle() {
                     ::core::result::Result::Ok(#handle_v) => #handle_v.submit(#(#names),*),
                     ::core::result::Result::Err(#error_v) => #krate::Promise::ready(

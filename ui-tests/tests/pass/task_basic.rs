@@ -46,14 +46,14 @@ fn main() -> Result<(), concurry::Error> {
     assert_eq!(add::submit(1, 2).result()?, 3);
     let sums: Vec<u64> = add::map(concurry::zip((0..3, 10..13))).collect::<Result<_, _>>()?;
     assert_eq!(sums, [10, 12, 14]);
-    let n: Result<usize, concurry::Error<std::io::Error>> = read::submit("abc".into()).result();
+    let n: Result<usize, concurry::Error<std::io::Error>> = read::submit("abc").result();
     assert_eq!(n.unwrap(), 3);
     let n: Promise<i64, String> = norm::submit(Point { x: -1, y: 2 });
     assert_eq!(n.result().unwrap(), 3);
     tick::submit().result()?;
     assert_eq!(tick::map([(), (), ()]).count(), 3);
     assert_eq!(collisions::submit(vec![1], 1, 1, 1).result()?, 4);
-    assert_eq!(statics::submit("four", str::len).result()?, 4);
+    assert_eq!(statics::submit("four", str::len as fn(&str) -> usize).result()?, 4);
     let pool: add::Handle = add::options().max_workers(1).init()?;
     assert_eq!(pool.map_unordered([(1, 1)]).count(), 1);
     let _: add::Options = add::options();
