@@ -31,21 +31,8 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             cx.error_spanned_by(not_a_fn_token(&other), not_a_fn_message(&other));
             return fallback::item_with_errors(item, cx.to_compile_errors());
         }
-        Err(_) => {
-            // A method inside an `impl` block (it has a receiver) parses as an impl item.
-            let message = match syn::parse2::<syn::ImplItemFn>(item.clone()) {
-                Ok(f) if f.sig.receiver().is_some() => {
-                    cx.error_spanned_by(
-                        &f.sig.ident,
-                        "`#[task]` goes on a free function, not a method; for methods put `#[worker]` on the `impl` block",
-                    );
-                    return fallback::item_with_errors(item, cx.to_compile_errors());
-                }
-                _ => {
-                    "`#[task]` goes on a free function: `#[task] fn fetch(url: String) -> String { .. }`"
-                }
-            };
-            cx.error_spanned_by(&item, message);
+        Err(e) => {
+            cx.syn_error(e);
             return fallback::item_with_errors(item, cx.to_compile_errors());
         }
     };
@@ -82,3 +69,6 @@ fn not_a_fn_message(item: &Item) -> &'static str {
         _ => "`#[task]` goes on a free function: `#[task] fn fetch(url: String) -> String { .. }`",
     }
 }
+
+#[cfg(test)]
+mod tests;

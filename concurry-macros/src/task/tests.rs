@@ -1,0 +1,89 @@
+use proc_macro2::TokenStream;
+use quote::quote;
+
+fn errors_of(args: TokenStream, item: TokenStream) -> Vec<String> {
+    let out = super::expand(args, item).to_string();
+    out.split("compile_error !")
+        .skip(1)
+        .map(|s| {
+            let start = s.find('"').map_or(0, |i| i + 1);
+            let end = s[start..].find("\" }").map_or(s.len(), |i| start + i);
+            s[start..end].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn diagnostics_are_actionable() {
+    let errors = errors_of(
+        quote!(workers = 4, mode = "sync", max_workers = 3),
+        quote! {
+            unsafe fn fetch<T>(url: &str, it: impl Iterator<Item = u8>, h: Handle, s: super::S) -> &str { url }
+        },
+    );
+    assert!(errors.len() >= 7, "{errors:#?}");
+    for e in &errors {
+        assert!(e.contains(';'), "says the fix after `;`: {e}");
+        assert!(
+            e.starts_with(|c: char| !c.is_uppercase()),
+            "starts lower-case: {e}"
+        );
+    }
+    let all = errors.join("\n");
+    for needle in [
+        "`workers` is spelled `max_workers`",
+        "sync mode runs calls in-line",
+        "cannot be generic",
+        "cannot be `unsafe`",
+        "take `String` instead of `&str`",
+        "`impl Trait` cannot cross",
+        "generated `fetch::Handle`",
+        "where `super` means another module",
+        "return an owned value",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in {all}");
+    }
+}
+
+#[test]
+fn the_function_is_always_emitted() {
+    // Even with errors, the user's function is kept, so its callers still compile.
+    let out = super::expand(
+        quote!(mode = 3),
+        quote!(
+            fn keep(x: u8) -> u8 {
+                x
+            }
+        ),
+    )
+    .to_string();
+    assert!(out.contains("fn keep"), "{out}");
+    assert!(out.contains("compile_error"), "{out}");
+    // Without errors: the function, then the module of the same name.
+    let out = super::expand(
+        quote!(),
+        quote!(
+            pub fn keep(x: u8) -> u8 {
+                x
+            }
+        ),
+    )
+    .to_string();
+    assert!(out.starts_with("pub fn keep"), "{out}");
+    assert!(out.contains("pub mod keep"), "{out}");
+}
+
+#[test]
+fn other_items_are_refused_with_a_pointer_to_worker() {
+    let errors = errors_of(quote!(), quote!(impl Echo { fn new() -> Self { Echo } }));
+    assert!(errors[0].contains("use `#[worker]`"), "{errors:?}");
+    let errors = errors_of(
+        quote!(),
+        quote!(
+            pub fn ping(&self) -> u8 {
+                1
+            }
+        ),
+    );
+    assert!(errors[0].contains("has no `self`"), "{errors:?}");
+}
