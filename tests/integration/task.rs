@@ -480,3 +480,22 @@ fn task_arguments_may_be_promises() {
     let pool = double::options().init().unwrap();
     assert_eq!(pool.submit(pool.submit(2)).result().unwrap(), 8);
 }
+
+/// Whether the pool's limits are reachable inside the task, as in a worker method.
+#[concurry::task(mode = "thread", max_workers = 2)]
+fn sees_limits(x: u32) -> (u32, bool) {
+    (x, !concurry::limits().is_empty())
+}
+
+#[test]
+fn task_pools_take_limits() {
+    let pool = sees_limits::options()
+        .limits([concurry::CallLimit::per_minute(1_000)])
+        .init()
+        .unwrap();
+    assert_eq!(pool.submit(1).result().unwrap(), (1, true));
+    assert!(pool.map(0..10).all(|r| r.unwrap().1));
+    // The implicit pool has none unless `options()` gives them.
+    assert_eq!(sees_limits::submit(2).result().unwrap(), (2, false));
+    sees_limits::stop().unwrap();
+}
