@@ -8,8 +8,9 @@ pub use crate::pool::{MethodFuture, Pool};
 pub use crate::task::failed_map;
 pub use crate::worker::Worker;
 
-/// Process mode's registry of remote worker types (`register_remote!` adds to it).
+/// Test support: raw bytes onto a worker child's channel.
 pub use crate::mode::process::child::write_raw_for_tests as process_child_write_raw;
+/// Process mode's registry of remote worker types (`register_remote!` adds to it).
 pub use crate::mode::process::{REMOTE_WORKERS, RemoteEntry};
 pub use linkme;
 

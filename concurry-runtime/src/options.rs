@@ -8,12 +8,14 @@ use crate::error::ConfigError;
 
 /// Where a pool's workers run.
 ///
-/// Parses from the names used in config files (`"sync"`, `"thread"`, `"async"`/`"asyncio"`):
+/// Parses from the names used in config files (`"sync"`, `"thread"`, `"async"`/`"asyncio"`,
+/// `"process"`):
 ///
 /// ```
 /// use concurry::Mode;
 /// assert_eq!("asyncio".parse::<Mode>().unwrap(), Mode::Async);
 /// assert_eq!("threads".parse::<Mode>().unwrap(), Mode::Thread);
+/// assert_eq!("process".parse::<Mode>().unwrap(), Mode::Process);
 /// assert!("fibers".parse::<Mode>().unwrap_err().to_string().contains("expected one of"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -29,15 +31,20 @@ pub enum Mode {
     /// `&self` run concurrently on one worker, `&mut self` methods exclusively, and blocking
     /// sync methods run on tokio's blocking pool.
     Async,
+    /// One child process per worker (the current executable, re-executed): crash isolation
+    /// and hard timeouts. Needs a worker type that opted in with `#[worker(remote)]`; `init`
+    /// of any other worker in this mode is a [`ConfigError`].
+    Process,
 }
 
 impl Mode {
-    /// The canonical name (`"sync"`, `"thread"`, `"async"`).
+    /// The canonical name (`"sync"`, `"thread"`, `"async"`, `"process"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Sync => "sync",
             Mode::Thread => "thread",
             Mode::Async => "async",
+            Mode::Process => "process",
         }
     }
 }
@@ -56,10 +63,11 @@ impl FromStr for Mode {
             "sync" | "inline" | "synchronous" => Ok(Mode::Sync),
             "thread" | "threads" | "threading" => Ok(Mode::Thread),
             "async" | "asyncio" | "tokio" => Ok(Mode::Async),
+            "process" | "processes" | "multiprocessing" => Ok(Mode::Process),
             _ => Err(ConfigError::new(
                 "mode",
                 format!("{s:?}"),
-                "expected one of \"sync\", \"thread\", \"async\" (or \"asyncio\")",
+                "expected one of \"sync\", \"thread\", \"async\" (or \"asyncio\"), \"process\"",
             )),
         }
     }

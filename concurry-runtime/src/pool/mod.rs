@@ -150,6 +150,9 @@ impl<W: Worker> Pool<W> {
     /// its instance (the constructor's error, if any, is returned).
     pub fn start(config: PoolConfig, args: W::Args) -> Result<Self, Error<W::InitError>> {
         config.validate()?;
+        if config.mode == Mode::Process {
+            return Err(crate::mode::process::not_remote(W::NAME).into());
+        }
         let workers = config.workers();
         let name = config.name.clone().unwrap_or_else(|| W::NAME.to_string());
         let fixed = if config.on_demand { 0 } else { workers };
@@ -182,6 +185,7 @@ impl<W: Worker> Pool<W> {
         } else {
             match config.mode {
                 Mode::Sync => Backend::Inline(Inline::new(args)?),
+                Mode::Process => unreachable!("refused above"),
                 Mode::Thread => Backend::Thread(thread::start(
                     workers,
                     args,

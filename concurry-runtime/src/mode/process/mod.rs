@@ -230,6 +230,19 @@ macro_rules! register_remote {
     };
 }
 
+/// The `init` error for `Mode::Process` on a worker type that did not opt in.
+pub(crate) fn not_remote(worker: &str) -> crate::error::ConfigError {
+    crate::error::ConfigError::new(
+        "mode",
+        "process",
+        format!(
+            "`{worker}` cannot run in a child process; mark its impl `#[worker(remote)]` \
+             (its constructor arguments, method arguments and returns must then be serde types), \
+             or use `Mode::Thread`"
+        ),
+    )
+}
+
 /// Environment variables of the child role.
 pub(crate) mod env {
     /// The registered name of the worker type to serve.
