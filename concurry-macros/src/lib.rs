@@ -261,6 +261,10 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Options and rules
 ///
+/// `#[retry(attempts = 5, on = path, until = path)]` or `#[retry(never)]` right under
+/// `#[task]` overrides the pool's retry settings for the function, as on a `#[worker]`
+/// method (written below `#[task]`, which reads and removes it).
+///
 /// `#[task(..)]` takes the options of [`worker`](macro@worker): `mode`, `max_workers`,
 /// `load_balancing`, `name` (default: the function's name) and `crate`. Every other option of
 /// the runtime is set on `fetch::options()`: limits apply to every call, and with

@@ -499,3 +499,42 @@ fn task_pools_take_limits() {
     assert_eq!(sees_limits::submit(2).result().unwrap(), (2, false));
     sees_limits::stop().unwrap();
 }
+
+static RETRIED_CALLS: AtomicUsize = AtomicUsize::new(0);
+static NEVER_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+fn is_transient(e: &String) -> bool {
+    e == "transient"
+}
+
+/// Fails twice, then succeeds; `#[retry]` under `#[task]` sets its own attempts.
+#[concurry::task(mode = "thread", max_workers = 1)]
+#[retry(attempts = 3, on = is_transient)]
+fn retried(x: u32) -> Result<u32, String> {
+    if RETRIED_CALLS.fetch_add(1, Ordering::SeqCst) < 2 {
+        Err("transient".into())
+    } else {
+        Ok(x)
+    }
+}
+
+#[concurry::task(mode = "thread", max_workers = 1)]
+#[retry(never)]
+fn never_retried(x: u32) -> Result<u32, String> {
+    NEVER_CALLS.fetch_add(1, Ordering::SeqCst);
+    Err(format!("{x} failed"))
+}
+
+#[test]
+fn retry_attribute_on_a_task() {
+    let no_wait = |n| concurry::RetryConfig::new(n).wait(std::time::Duration::ZERO);
+    let pool = retried::options().retry(no_wait(0)).init().unwrap();
+    assert_eq!(pool.submit(5).result().unwrap(), 5);
+    assert_eq!(RETRIED_CALLS.load(Ordering::SeqCst), 3);
+    // The function itself is untouched by the attribute.
+    assert_eq!(retried(1), Ok(1));
+
+    let pool = never_retried::options().retry(no_wait(5)).init().unwrap();
+    assert!(matches!(pool.submit(1).result(), Err(Error::Method(_))));
+    assert_eq!(NEVER_CALLS.load(Ordering::SeqCst), 1);
+}

@@ -7,6 +7,8 @@ use syn::{GenericArgument, PathArguments, ReturnType, Type};
 
 use super::model::Task;
 use crate::worker::args::{LoadBalancingArg, ModeArg, WorkerArgs};
+use crate::worker::expand::method_retry;
+use crate::worker::retry::RetryAttr;
 
 /// The `T` and `E` of the function's promise.
 struct PromiseTypes {
@@ -48,7 +50,7 @@ fn promise_types(output: &ReturnType, p: &TokenStream) -> PromiseTypes {
 }
 
 /// The module and everything in it.
-pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
+pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> TokenStream {
     let krate = args.crate_path();
     let p = quote!(#krate::__private);
     let ident = t.ident();
@@ -117,6 +119,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
             quote_spanned! {span=> #p::#wrap(#call) },
         )
     };
+    let method_retry = method_retry(&p, retry, &ok, &err_ty);
     let pool_v = Ident::new("pool", Span::mixed_site());
     // Spanned at the function's name: a future or an argument that is not `Send` is
     // reported there.
@@ -128,7 +131,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>) -> TokenStream {
                 (&#p::Args::new(#args_tuple)).#kind(
                     #pool,
                     #name_str,
-                    &#p::MethodRetry::<#ok, #err_ty>::inherit(),
+                    &#method_retry,
                     |_: #w_ty, #args_tuple| #body,
                 )
             }

@@ -12,6 +12,7 @@ use syn::Item;
 use crate::ctxt::Ctxt;
 use crate::fallback;
 use crate::worker::args::{self, WorkerArgs};
+use crate::worker::retry;
 
 /// Expands `#[task(args)] item`. Never panics: every problem becomes a `compile_error!` next
 /// to the user's function.
@@ -25,7 +26,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             WorkerArgs::default()
         }
     };
-    let item_fn = match syn::parse2::<Item>(item.clone()) {
+    let mut item_fn = match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(f)) => f,
         Ok(other) => {
             cx.error_spanned_by(not_a_fn_token(&other), not_a_fn_message(&other));
@@ -36,13 +37,17 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return fallback::item_with_errors(item, cx.to_compile_errors());
         }
     };
-    let task = model::from_ast(&item_fn);
-    let ok = validate::check(&mut cx, &parsed_args, &task);
-    let generated = if ok {
-        expand::expand(&parsed_args, &task)
-    } else {
-        TokenStream::new()
+    // `#[retry(..)]` under `#[task]` is an inert attribute read here and removed.
+    let retry = retry::parse_attrs(&mut cx, &item_fn.attrs, "`#[task]`");
+    let generated = {
+        let task = model::from_ast(&item_fn);
+        if validate::check(&mut cx, &parsed_args, &task) {
+            expand::expand(&parsed_args, &task, &retry)
+        } else {
+            TokenStream::new()
+        }
     };
+    item_fn.attrs.retain(|a| !retry::is_retry_attr(a));
     let mut out = item_fn.to_token_stream();
     out.extend(generated);
     out.extend(cx.to_compile_errors());

@@ -559,7 +559,7 @@ pub(crate) fn expand(
 /// The `MethodRetry` value of a method's `#[retry(..)]`. `on`/`until` functions are called
 /// from a non-capturing closure (so deref coercion applies: `fn(&str)` checks a `String`),
 /// spanned at the attribute, so a wrong signature is reported there.
-fn method_retry(
+pub(crate) fn method_retry(
     p: &TokenStream,
     retry: &RetryAttr,
     t: &TokenStream,

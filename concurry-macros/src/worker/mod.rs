@@ -2,9 +2,9 @@
 //! (`validate`), generate the glue (`expand`).
 
 pub(crate) mod args;
-mod expand;
+pub(crate) mod expand;
 mod model;
-mod retry;
+pub(crate) mod retry;
 pub(crate) mod validate;
 
 use proc_macro2::TokenStream;

@@ -30,13 +30,19 @@ pub(crate) fn is_retry_attr(a: &Attribute) -> bool {
 
 /// Parses every `#[retry]` of `f`, reporting misuse at its token.
 pub(crate) fn parse(cx: &mut Ctxt, f: &ImplItemFn) -> RetryAttr {
+    parse_attrs(cx, &f.attrs, "the enclosing `#[worker]`")
+}
+
+/// Parses every `#[retry]` among `attrs` (of a worker method, or of a `#[task]` function:
+/// `reader` names which macro reads them, for the error messages).
+pub(crate) fn parse_attrs(cx: &mut Ctxt, attrs: &[Attribute], reader: &str) -> RetryAttr {
     let mut out = RetryAttr::default();
     let mut seen: Option<Span> = None;
-    for attr in f.attrs.iter().filter(|a| is_retry_attr(a)) {
+    for attr in attrs.iter().filter(|a| is_retry_attr(a)) {
         if !attr.path().is_ident(ATTR) {
             cx.error_spanned_by(
                 attr.path(),
-                "write `#[retry(..)]` without a path: it is read by the enclosing `#[worker]`, not a macro of its own",
+                format!("write `#[retry(..)]` without a path: it is read by {reader}, not a macro of its own"),
             );
             continue;
         }
