@@ -108,6 +108,11 @@ impl TaskWorkerOptions {
 /// Sync closures run one at a time per worker (in async mode on tokio's blocking pool), so
 /// `max_workers` is the parallelism; async closures (`submit_async`, `map_async`) run
 /// concurrently on each worker in async mode.
+///
+/// Limits given to [`TaskWorker::options`] apply to every closure (and are reachable inside
+/// with [`limits()`](crate::limits)). A closure is an `FnOnce` that cannot be sent twice, so
+/// the pool's `retry` option does not apply to `submit` and `map`: put `#[concurry::task]` on
+/// a function to have its calls retried.
 #[derive(Clone)]
 pub struct TaskWorkerHandle {
     pool: Pool<TaskWorker>,
