@@ -10,7 +10,12 @@ pub struct Point {
     pub y: i64,
 }
 
-#[concurry::task(mode = "thread", max_workers = 2, load_balancing = "least_active", name = "adder")]
+#[concurry::task(
+    mode = "thread",
+    max_workers = 2,
+    load_balancing = "least_active",
+    name = "adder"
+)]
 pub fn add(a: u64, b: u64) -> u64 {
     a + b
 }
@@ -53,12 +58,22 @@ fn main() -> Result<(), concurry::Error> {
     tick::submit().result()?;
     assert_eq!(tick::map([(), (), ()]).count(), 3);
     assert_eq!(collisions::submit(vec![1], 1, 1, 1).result()?, 4);
-    assert_eq!(statics::submit("four", str::len as fn(&str) -> usize).result()?, 4);
+    assert_eq!(
+        statics::submit("four", str::len as fn(&str) -> usize).result()?,
+        4
+    );
     let pool: add::Handle = add::options().max_workers(1).init()?;
     assert_eq!(pool.map_unordered([(1, 1)]).count(), 1);
     let _: add::Options = add::options();
     pool.stop()?;
-    for stop in [add::stop, read::stop, norm::stop, tick::stop, collisions::stop, statics::stop] {
+    for stop in [
+        add::stop,
+        read::stop,
+        norm::stop,
+        tick::stop,
+        collisions::stop,
+        statics::stop,
+    ] {
         stop()?;
     }
     Ok(())
