@@ -8,7 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use concurry::{Error, ProcessConfig, ProcessWorker, RemoteWorker};
+use concurry::{
+    Error, LimitError, LimitSet, ProcessConfig, ProcessWorker, RateLimit, RemoteWorker,
+    ResourceLimit,
+};
 use serde::{Deserialize, Serialize};
 
 /// Generous: only catches hangs.
@@ -17,6 +20,8 @@ const HANG: Duration = Duration::from_secs(30);
 struct Probe {
     prefix: String,
     calls: u64,
+    /// Limits held across calls.
+    held: Vec<concurry::__private::RemoteAcquisition>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +40,12 @@ enum Req {
     Garbage(Vec<u8>),
     /// Answers with a reply the parent cannot decode.
     BadReply,
+    /// Acquires from the pool's limits (waiting at most `ms` if given) and keeps the units.
+    Acquire(String, u64, Option<u64>),
+    /// Gives back every unit held.
+    Release,
+    /// Acquires `n`, then corrects the charge to `used`.
+    Charge(String, u64, u64),
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -60,7 +71,11 @@ impl RemoteWorker for Probe {
         if fail {
             return Err(format!("refusing to start with prefix {prefix:?}"));
         }
-        Ok(Probe { prefix, calls: 0 })
+        Ok(Probe {
+            prefix,
+            calls: 0,
+            held: Vec::new(),
+        })
     }
 
     fn dispatch(&mut self, req: Req) -> Resp {
@@ -83,6 +98,32 @@ impl RemoteWorker for Probe {
                 Resp::Unit
             }
             Req::BadReply => Resp::Bogus,
+            Req::Acquire(key, n, ms) => {
+                let limits = concurry::__private::RemoteLimits::current().unwrap();
+                let r = match ms {
+                    Some(ms) => limits.acquire_timeout(&[(&key, n)], Duration::from_millis(ms)),
+                    None => limits.acquire(&[(&key, n)]),
+                };
+                match r {
+                    Ok(acq) => {
+                        self.held.push(acq);
+                        Resp::Unit
+                    }
+                    Err(e) => Resp::Text(e.to_string()),
+                }
+            }
+            Req::Release => {
+                self.held.clear();
+                Resp::Unit
+            }
+            Req::Charge(key, n, used) => {
+                let limits = concurry::__private::RemoteLimits::current().unwrap();
+                let mut acq = limits.acquire(&[(&key, n)]).unwrap();
+                match acq.try_update(&[(&key, used)]) {
+                    Ok(()) => Resp::Unit,
+                    Err(e) => Resp::Text(e.to_string()),
+                }
+            }
         }
     }
 }
@@ -368,4 +409,59 @@ fn constructor_errors_and_unregistered_types_are_reported_at_spawn() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn limits_are_hosted_by_the_parent_and_shared_with_it() {
+    let set = LimitSet::new([ResourceLimit::new("slots", 1)]).unwrap();
+    let w = probe_with(ProcessConfig::default().limits(set.clone()));
+    assert_eq!(
+        get(w.call(Req::Acquire("slots".into(), 1, None))).unwrap(),
+        Resp::Unit
+    );
+    // The child holds the only slot: the parent sees it taken.
+    assert!(matches!(
+        set.try_acquire(&[("slots", 1)]),
+        Err(LimitError::WouldBlock { .. })
+    ));
+    assert_eq!(get(w.call(Req::Release)).unwrap(), Resp::Unit);
+    // A release is not answered: a call behind it proves the parent processed it.
+    get(w.call(Req::Count)).unwrap();
+    drop(set.try_acquire(&[("slots", 1)]).unwrap());
+
+    // The parent holds it now: the child waits, then gives up at its own timeout.
+    let held = set.try_acquire(&[("slots", 1)]).unwrap();
+    match get(w.call(Req::Acquire("slots".into(), 1, Some(20)))).unwrap() {
+        Resp::Text(e) => assert!(e.contains("timed out"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // Released by the parent while the child waits: the child gets it.
+    let waiting = w.call(Req::Acquire("slots".into(), 1, None));
+    drop(held);
+    assert_eq!(get(waiting).unwrap(), Resp::Unit);
+
+    // A child that dies gives its units back.
+    lost(get(w.call(Req::Abort)));
+    drop(set.try_acquire(&[("slots", 1)]).unwrap());
+
+    // Errors keep their type across the channel.
+    match get(w.call(Req::Acquire("nope".into(), 1, None))).unwrap() {
+        Resp::Text(e) => assert!(e.contains("unknown limit key `nope`"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    w.stop().unwrap();
+}
+
+#[test]
+fn a_child_corrects_its_rate_limit_charge_in_the_parent() {
+    let set = LimitSet::new([RateLimit::per_minute("tokens", 1000)]).unwrap();
+    let w = probe_with(ProcessConfig::default().limits(set.clone()));
+    assert_eq!(
+        get(w.call(Req::Charge("tokens".into(), 40, 55))).unwrap(),
+        Resp::Unit
+    );
+    let stats = set.stats();
+    let tokens = stats.iter().find(|s| s.key == "tokens").unwrap();
+    assert_eq!(tokens.used, 55);
+    w.stop().unwrap();
 }

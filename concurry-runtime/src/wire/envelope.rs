@@ -35,11 +35,21 @@ pub enum Kind {
     /// Either way: the peer refuses the channel; payload a [`Fault`](super::Fault). The
     /// sender closes the channel after it.
     Fault = 7,
+    /// Worker → pool owner: acquire limits of the pool's set, a
+    /// [`LimitRequest`](super::LimitRequest); the id names the lease.
+    LimitAcquire = 8,
+    /// Worker → pool owner: correct a lease's charges, `Vec<(String, u64)>`.
+    LimitUpdate = 9,
+    /// Worker → pool owner: give a lease back. Empty payload, no reply.
+    LimitRelease = 10,
+    /// Pool owner → worker: the outcome of `LimitAcquire` or `LimitUpdate`,
+    /// `Result<(), LimitFault>`, with the lease's id.
+    LimitReply = 11,
 }
 
 impl Kind {
     /// Every kind, in byte order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Hello,
         Kind::Init,
         Kind::Ready,
@@ -47,6 +57,10 @@ impl Kind {
         Kind::Reply,
         Kind::Shutdown,
         Kind::Fault,
+        Kind::LimitAcquire,
+        Kind::LimitUpdate,
+        Kind::LimitRelease,
+        Kind::LimitReply,
     ];
 
     /// The kind encoded by `byte`.

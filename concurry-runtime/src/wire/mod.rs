@@ -4,7 +4,7 @@
 //! - [`Frame`], [`FrameReader`], [`FrameWriter`]: length-prefixed frames carrying envelopes
 //!   (magic `CNCY`, a protocol [`VERSION`], a maximum frame size) over any byte stream.
 //! - [`encode`], [`decode`]: payloads are serde types in postcard's compact format.
-//! - [`Hello`], [`Fault`]: the payloads of control messages.
+//! - [`Hello`], [`Fault`], [`LimitRequest`], [`LimitFault`]: the payloads of control messages.
 //! - [`WireError`]: what was wrong with the bytes: never a panic, never a hang.
 //!
 //! Each worker type that runs out of process has its own request and response enums (the
@@ -37,4 +37,4 @@ pub use codec::{decode, encode, encode_into};
 pub use envelope::{Envelope, Kind, MAGIC, VERSION};
 pub use error::WireError;
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, HEADER_LEN};
-pub use message::{Fault, Hello};
+pub use message::{Fault, Hello, LimitFault, LimitRequest};

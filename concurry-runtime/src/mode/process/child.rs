@@ -1,5 +1,6 @@
 //! The child side: the hook that enters the child role before `main`, and the serve loop.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
@@ -7,8 +8,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::{RemoteWorker, env, lookup};
 use crate::error::panic_message;
-use crate::sync::OnceLock;
-use crate::wire::{Fault, FrameReader, FrameWriter, Hello, Kind, WireError, decode, encode};
+use crate::sync::{Arc, Mutex, OnceLock, lock};
+use crate::wire::{
+    Envelope, Fault, FrameReader, FrameWriter, Hello, Kind, WireError, decode, encode,
+};
 
 /// Exit codes of a child (seen by the parent when the child fails to start).
 pub(crate) mod exit {
@@ -38,30 +41,143 @@ fn enter_child_role() {
     }
 }
 
-/// The reading and writing halves of the child's connection to its parent.
+/// The child's connection to its parent, shared by the serve loop and by limit requests
+/// made from inside a method.
+///
+/// Whoever needs the next frame locks `reader` and routes what it reads: calls go to
+/// `backlog` for the serve loop, limit replies to `replies` for the thread that waits for
+/// them. So the serve loop reads the socket itself (no thread hop on the call path), and a
+/// method blocked on a limit reads on while it waits.
 #[derive(Debug)]
-pub(crate) struct Channel {
-    pub(crate) reader: FrameReader<BufReader<UnixStream>>,
-    pub(crate) writer: FrameWriter<UnixStream>,
+pub(crate) struct Link {
+    reader: Mutex<FrameReader<BufReader<UnixStream>>>,
+    pub(crate) writer: Mutex<FrameWriter<UnixStream>>,
+    backlog: Mutex<VecDeque<Envelope>>,
+    pub(crate) replies: Mutex<HashMap<u64, Vec<u8>>>,
+    /// Set once the channel ended: why.
+    closed: Mutex<Option<String>>,
 }
 
-impl Channel {
-    fn send<T: serde::Serialize>(
-        &mut self,
+/// What the serve loop gets next.
+enum Next {
+    Env(Envelope),
+    /// The parent closed the channel.
+    Closed,
+    /// The channel is unusable: tell the parent why and exit.
+    Broken(String),
+}
+
+impl Link {
+    fn new(stream: UnixStream, write_half: UnixStream) -> Self {
+        Link {
+            reader: Mutex::new(FrameReader::new(BufReader::with_capacity(64 << 10, stream))),
+            writer: Mutex::new(FrameWriter::new(write_half)),
+            backlog: Mutex::new(VecDeque::new()),
+            replies: Mutex::new(HashMap::new()),
+            closed: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn send<T: serde::Serialize>(
+        &self,
         kind: Kind,
         id: u64,
         value: &T,
         what: &'static str,
     ) -> Result<(), WireError> {
         let payload = encode(value, what)?;
-        self.writer.write(kind, id, &payload)?;
-        self.writer.flush()
+        let mut w = lock(&self.writer);
+        w.write(kind, id, &payload)?;
+        w.flush()
     }
 
     /// Tells the parent why the child gives up, best effort.
-    fn refuse(&mut self, message: String) {
+    fn refuse(&self, message: String) {
         let _ = self.send(Kind::Fault, 0, &Fault::Protocol { message }, "fault");
     }
+
+    /// The next call or control message for the serve loop.
+    fn next(&self) -> Next {
+        loop {
+            if let Some(env) = lock(&self.backlog).pop_front() {
+                return Next::Env(env);
+            }
+            let mut reader = lock(&self.reader);
+            // Another thread may have read our message while we waited for the reader.
+            if let Some(env) = lock(&self.backlog).pop_front() {
+                return Next::Env(env);
+            }
+            if let Some(why) = lock(&self.closed).clone() {
+                return Next::Broken(why);
+            }
+            match self.read_one(&mut reader) {
+                Ok(Some(env)) => return Next::Env(env),
+                Ok(None) => {}
+                Err(Next::Closed) => return Next::Closed,
+                Err(other) => return other,
+            }
+        }
+    }
+
+    /// Waits for the reply to limit request `id` (reading the channel meanwhile if no other
+    /// thread does); `None` if the channel ended first.
+    pub(crate) fn wait_reply(&self, id: u64) -> Option<Vec<u8>> {
+        loop {
+            if let Some(r) = lock(&self.replies).remove(&id) {
+                return Some(r);
+            }
+            let mut reader = lock(&self.reader);
+            if let Some(r) = lock(&self.replies).remove(&id) {
+                return Some(r);
+            }
+            if lock(&self.closed).is_some() {
+                return None;
+            }
+            match self.read_one(&mut reader) {
+                Ok(Some(env)) => lock(&self.backlog).push_back(env),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads one frame: a limit reply is filed (`Ok(None)`), anything else returned.
+    fn read_one(
+        &self,
+        reader: &mut FrameReader<BufReader<UnixStream>>,
+    ) -> Result<Option<Envelope>, Next> {
+        let end = |n: Next, why: String| {
+            lock(&self.closed).get_or_insert(why);
+            Err(n)
+        };
+        match reader.read() {
+            Ok(Some(env)) if env.kind == Kind::LimitReply => {
+                lock(&self.replies).insert(env.id, env.payload);
+                Ok(None)
+            }
+            Ok(Some(env)) => Ok(Some(env)),
+            Ok(None) => end(Next::Closed, "the parent closed the channel".into()),
+            Err(e) if e.is_disconnect() => end(Next::Closed, e.to_string()),
+            Err(e) => end(Next::Broken(e.to_string()), e.to_string()),
+        }
+    }
+
+    /// True if nothing more is known to be waiting: time to flush replies.
+    fn idle(&self) -> bool {
+        lock(&self.backlog).is_empty()
+            && self
+                .reader
+                .try_lock()
+                .is_ok_and(|r| r.get_ref().buffer().is_empty())
+    }
+}
+
+/// This child's link, for limit requests made by its methods.
+static LINK: OnceLock<Arc<Link>> = OnceLock::new();
+
+/// The link of this process, if it is a worker child.
+pub(crate) fn link() -> Option<&'static Arc<Link>> {
+    LINK.get()
 }
 
 /// The child's socket, for [`write_raw_for_tests`] only.
@@ -105,28 +221,26 @@ fn child_main() -> i32 {
     if let Ok(raw) = stream.try_clone() {
         let _ = RAW.set(raw);
     }
-    let mut channel = match stream.try_clone() {
-        Ok(w) => Channel {
-            reader: FrameReader::new(BufReader::with_capacity(64 << 10, stream)),
-            writer: FrameWriter::new(w),
-        },
+    let link = match stream.try_clone() {
+        Ok(w) => Arc::new(Link::new(stream, w)),
         Err(e) => {
             eprintln!("concurry: worker child could not use its socket: {e}");
             return exit::SETUP;
         }
     };
+    let _ = LINK.set(link.clone());
     let hello = Hello {
         worker: worker.clone(),
         pid: std::process::id(),
         token,
     };
-    if channel.send(Kind::Hello, 0, &hello, "hello").is_err() {
+    if link.send(Kind::Hello, 0, &hello, "hello").is_err() {
         return exit::SETUP;
     }
     match lookup(&worker) {
-        Some(entry) => (entry.serve)(channel),
+        Some(entry) => (entry.serve)(&link),
         None => {
-            channel.refuse(format!(
+            link.refuse(format!(
                 "worker type `{worker}` is not registered in this binary ({}); \
                  it needs `#[worker(remote)]` or `concurry::register_remote!`",
                 std::env::current_exe()
@@ -140,19 +254,18 @@ fn child_main() -> i32 {
 
 /// Builds `W` from the `Init` message, then answers calls until `Shutdown` or the parent
 /// goes away.
-pub(crate) fn serve<W: RemoteWorker>(mut ch: Channel) -> i32 {
-    let mut worker = match construct::<W>(&mut ch) {
+pub(crate) fn serve<W: RemoteWorker>(link: &Link) -> i32 {
+    let mut worker = match construct::<W>(link) {
         Ok(w) => w,
         Err(code) => return code,
     };
     loop {
-        let env = match ch.reader.read() {
-            Ok(Some(env)) => env,
+        let env = match link.next() {
+            Next::Env(env) => env,
             // The parent closed the channel (or died): nothing left to serve.
-            Ok(None) => return exit::OK,
-            Err(e) if e.is_disconnect() => return exit::OK,
-            Err(e) => {
-                ch.refuse(e.to_string());
+            Next::Closed => return exit::OK,
+            Next::Broken(why) => {
+                link.refuse(why);
                 return exit::PROTOCOL;
             }
         };
@@ -179,26 +292,24 @@ pub(crate) fn serve<W: RemoteWorker>(mut ch: Channel) -> i32 {
                         "reply",
                     )
                 });
+                // Replies are batched while more calls are already buffered.
+                let idle = link.idle();
+                let mut w = lock(&link.writer);
                 let written = match payload {
-                    Ok(p) => ch.writer.write(Kind::Reply, env.id, &p),
+                    Ok(p) => w.write(Kind::Reply, env.id, &p),
                     Err(e) => Err(e),
                 };
-                // Replies are batched while more calls are already buffered.
-                let flushed = if ch.reader.get_ref().buffer().is_empty() {
-                    ch.writer.flush()
-                } else {
-                    Ok(())
-                };
+                let flushed = if idle { w.flush() } else { Ok(()) };
                 if written.and(flushed).is_err() {
                     return exit::OK;
                 }
             }
             Kind::Shutdown => {
-                let _ = ch.writer.flush();
+                let _ = lock(&link.writer).flush();
                 return exit::OK;
             }
             other => {
-                ch.refuse(format!(
+                link.refuse(format!(
                     "unexpected `{other:?}` message while serving calls"
                 ));
                 return exit::PROTOCOL;
@@ -207,23 +318,23 @@ pub(crate) fn serve<W: RemoteWorker>(mut ch: Channel) -> i32 {
     }
 }
 
-fn construct<W: RemoteWorker>(ch: &mut Channel) -> Result<W, i32> {
-    let env = match ch.reader.read() {
-        Ok(Some(env)) if env.kind == Kind::Init => env,
-        Ok(None) => return Err(exit::OK),
-        Ok(Some(env)) => {
-            ch.refuse(format!("expected `Init`, got `{:?}`", env.kind));
+fn construct<W: RemoteWorker>(link: &Link) -> Result<W, i32> {
+    let env = match link.next() {
+        Next::Env(env) if env.kind == Kind::Init => env,
+        Next::Closed => return Err(exit::OK),
+        Next::Env(env) => {
+            link.refuse(format!("expected `Init`, got `{:?}`", env.kind));
             return Err(exit::PROTOCOL);
         }
-        Err(e) => {
-            ch.refuse(e.to_string());
+        Next::Broken(why) => {
+            link.refuse(why);
             return Err(exit::PROTOCOL);
         }
     };
     let args = match decode::<W::Args>(&env.payload, "constructor arguments") {
         Ok(a) => a,
         Err(e) => {
-            ch.refuse(e.to_string());
+            link.refuse(e.to_string());
             return Err(exit::PROTOCOL);
         }
     };
@@ -237,7 +348,7 @@ fn construct<W: RemoteWorker>(ch: &mut Channel) -> Result<W, i32> {
         }),
     };
     let ready: Result<(), Fault> = built.as_ref().map(|_| ()).map_err(Clone::clone);
-    let sent = ch.send(Kind::Ready, 0, &ready, "ready");
+    let sent = link.send(Kind::Ready, 0, &ready, "ready");
     match (built, sent) {
         (Ok(w), Ok(())) => Ok(w),
         (Ok(_), Err(_)) => Err(exit::OK),

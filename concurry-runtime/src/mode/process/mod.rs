@@ -51,6 +51,7 @@
 //! ```
 
 pub(crate) mod child;
+pub(crate) mod limits;
 pub(crate) mod parent;
 pub(crate) mod supervisor;
 
@@ -60,6 +61,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use limits::{RemoteAcquisition, RemoteLimits};
 pub use supervisor::ProcessWorker;
 
 /// A worker type that can run in a child process: the serde-capable counterpart of the
@@ -110,6 +112,7 @@ pub struct ProcessConfig {
     pub(crate) backoff_max: Duration,
     pub(crate) start_timeout: Duration,
     pub(crate) stop_timeout: Duration,
+    pub(crate) limits: Option<crate::limit::LimitSet>,
 }
 
 impl Default for ProcessConfig {
@@ -120,6 +123,7 @@ impl Default for ProcessConfig {
             backoff_max: Duration::from_secs(2),
             start_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(30),
+            limits: None,
         }
     }
 }
@@ -158,6 +162,20 @@ impl ProcessConfig {
         self
     }
 
+    /// The limits the child's methods acquire from (hosted here, in the parent): shared with
+    /// every other user of the set, in this process or in other children.
+    ///
+    /// ```
+    /// use concurry::{LimitSet, ProcessConfig, RateLimit};
+    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 1000)]).unwrap();
+    /// let config = ProcessConfig::default().limits(set);
+    /// # let _ = config;
+    /// ```
+    pub fn limits(mut self, set: crate::limit::LimitSet) -> Self {
+        self.limits = Some(set);
+        self
+    }
+
     pub(crate) fn backoff_for(&self, consecutive: u32) -> Duration {
         let factor = 1u32 << consecutive.saturating_sub(1).min(20);
         self.backoff_min
@@ -171,7 +189,7 @@ impl ProcessConfig {
 #[doc(hidden)]
 pub struct RemoteEntry {
     pub(crate) name: &'static str,
-    pub(crate) serve: fn(child::Channel) -> i32,
+    pub(crate) serve: fn(&child::Link) -> i32,
 }
 
 impl RemoteEntry {

@@ -10,13 +10,15 @@ use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use super::limits::{Host, Replier};
 use super::parent::{SpawnError, Spawned, abandon, reap, spawn};
 use super::{ProcessConfig, REMOTE_WORKERS, RemoteWorker, lookup};
 use crate::error::{ConfigError, Error};
 use crate::future::{Completer, Promise};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
 use crate::wire::{
-    DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, WireError, decode, encode,
+    DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, LimitFault, WireError,
+    decode, encode,
 };
 
 /// One worker instance in a child process, supervised: calls are sent over one socket (many
@@ -121,6 +123,24 @@ struct Conn<W: RemoteWorker> {
     stopping: AtomicBool,
     /// Why we killed the child, if we did.
     killed: Mutex<Option<String>>,
+    /// The pool's limits, as this child reaches them.
+    host: Arc<Host>,
+}
+
+impl<W: RemoteWorker> Replier for Conn<W> {
+    fn reply(&self, lease: u64, result: Result<(), LimitFault>) {
+        let Ok(payload) = encode(&result, "limit reply") else {
+            return;
+        };
+        let mut w = lock(&self.writer);
+        if w.write(Kind::LimitReply, lease, &payload)
+            .and_then(|()| w.flush())
+            .is_err()
+        {
+            drop(w);
+            self.kill("writing to the worker process failed".into());
+        }
+    }
 }
 
 struct Calls<W: RemoteWorker> {
@@ -387,6 +407,7 @@ impl<W: RemoteWorker> Supervisor<W> {
             }),
             stopping: AtomicBool::new(false),
             killed: Mutex::new(None),
+            host: Host::new(self.config.limits.as_ref()),
         });
         *lock(&self.readers) += 1;
         let (sup, c) = (self.clone(), conn.clone());
@@ -493,6 +514,12 @@ impl<W: RemoteWorker> Supervisor<W> {
                         });
                     }
                 }
+                Kind::LimitAcquire | Kind::LimitUpdate | Kind::LimitRelease => {
+                    let out: Arc<dyn Replier> = conn.clone();
+                    if let Err(e) = conn.host.on_message(env, out) {
+                        break format!("protocol error on the channel: {e}");
+                    }
+                }
                 Kind::Fault => {
                     break decode::<Fault>(&env.payload, "fault")
                         .map_or_else(|e| e.to_string(), |f| format!("it gave up: {f}"));
@@ -517,6 +544,7 @@ impl<W: RemoteWorker> Supervisor<W> {
         if !stopping {
             self.detach(conn);
         }
+        conn.host.close();
         let in_flight = {
             let mut calls = lock(&conn.calls);
             calls.open = false;
