@@ -5,6 +5,10 @@
 //! blocking pool so they never stall the runtime) waits until the shared calls in flight are
 //! done, and holds back later calls until it finishes.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
 use crossbeam_channel::Sender;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -109,26 +113,43 @@ async fn serve<W: Worker>(
                 shared.finished(index);
             }
             Job::Shared(f) => {
-                let mut running = FuturesUnordered::new();
-                running.push(tracing::Instrument::instrument(f(Ok(&w)), span));
-                loop {
+                // Created only when a call does not finish at its first poll (most do).
+                let mut running = None;
+                let first = tracing::Instrument::instrument(f(Ok(&w)), span);
+                start_shared(first, &mut running, shared, index).await;
+                while let Some(set) = running.as_mut().filter(|r| !r.is_empty()) {
                     tokio::select! {
                         biased;
-                        Some(()) = running.next(), if !running.is_empty() => shared.finished(index),
+                        Some(()) = set.next() => shared.finished(index),
                         m = rx.recv(), if held.is_none() => match m {
                             Some(Msg::Call(Call { method, attempt, job: Job::Shared(f) })) => {
                                 let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
-                                running.push(tracing::Instrument::instrument(f(Ok(&w)), span));
+                                let fut = tracing::Instrument::instrument(f(Ok(&w)), span);
+                                start_shared(fut, &mut running, shared, index).await;
                             }
                             Some(other) => held = Some(other),
                             None => held = Some(Msg::Stop),
                         },
                     }
-                    if running.is_empty() {
-                        break;
-                    }
                 }
             }
         }
+    }
+}
+
+/// Polls a new shared call once right here: most finish at once (no await inside, or a
+/// ready resource), and only those still pending join the set polled concurrently.
+async fn start_shared<F: Future<Output = ()> + Unpin>(
+    mut fut: F,
+    running: &mut Option<FuturesUnordered<F>>,
+    shared: &Shared,
+    index: usize,
+) {
+    let ready =
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx).is_ready())).await;
+    if ready {
+        shared.finished(index);
+    } else {
+        running.get_or_insert_with(FuturesUnordered::new).push(fut);
     }
 }
