@@ -72,6 +72,13 @@
 //! ## Where to go next
 //!
 //! - [`worker`]: the macro, what it generates, and the rules it checks at compile time.
+//! - [`task`] and [`TaskWorker`]: the same pools for free functions and closures, with a
+//!   lazy, bounded `map`.
+//! - [`gather`], [`wait`], [`as_completed`], [`race`], [`first_success`]: waiting on many
+//!   promises, with [`Progress`] bars.
+//! - [`LimitSet`], [`RateLimit`], [`CallLimit`], [`ResourceLimit`]: limits shared by a pool,
+//!   reached inside methods with [`limits()`].
+//! - [`RetryConfig`] and `#[retry(..)]`: retries that never occupy a worker while waiting.
 //! - [`Promise`]: waiting, `.await`, cancelling, callbacks.
 //! - [`gather`], [`wait`], [`as_completed`]: waiting on many, with an optional
 //!   [`progress`](Gather::progress) bar ([`ProgressBar`], [`Progress`]).
