@@ -11,7 +11,9 @@ pub use crate::worker::Worker;
 /// Test support: raw bytes onto a worker child's channel.
 pub use crate::mode::process::child::write_raw_for_tests as process_child_write_raw;
 /// Process mode's registry of remote worker types (`register_remote!` adds to it).
-pub use crate::mode::process::{REMOTE_WORKERS, RemoteAcquisition, RemoteEntry, RemoteLimits};
+pub use crate::mode::process::{
+    REMOTE_TASKS, REMOTE_WORKERS, RemoteAcquisition, RemoteEntry, RemoteLimits, TaskEntry,
+};
 pub use linkme;
 
 use crate::error::Error;

@@ -40,7 +40,7 @@ pub use limit::{
     LimitPoolStrategy, LimitSet, LimitSetBuilder, LimitStats, PoolAcquisition, RateAlgorithm,
     RateLimit, ResourceLimit, limits,
 };
-pub use mode::process::{ProcessConfig, ProcessWorker, RemoteWorker};
+pub use mode::process::{ProcessConfig, ProcessWorker, RemoteTask, RemoteWorker, TaskHost};
 pub use options::{LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};
 pub use progress::{LogEvery, Progress, ProgressBar, ProgressIter};

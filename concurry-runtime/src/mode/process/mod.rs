@@ -4,7 +4,8 @@
 //!   responses are serde types).
 //! - [`ProcessWorker`]: one supervised child serving one instance: calls multiplexed over a
 //!   Unix socket, crash detection, respawn with a restart limit, hard per-call timeouts.
-//! - [`ProcessConfig`]: restart limit, backoff, start-up and stop timeouts.
+//! - [`ProcessConfig`]: restart limit, backoff, start-up and stop timeouts, limits.
+//! - [`RemoteTask`], [`TaskHost`]: free functions (`#[task]`) run by name in a child.
 //! - [`register_remote!`](crate::register_remote): adds a type to the registry the child looks
 //!   it up in (`#[worker(remote)]` will emit it).
 //!
@@ -54,6 +55,7 @@ pub(crate) mod child;
 pub(crate) mod limits;
 pub(crate) mod parent;
 pub(crate) mod supervisor;
+pub(crate) mod task;
 
 use std::fmt;
 use std::time::Duration;
@@ -63,6 +65,7 @@ use serde::de::DeserializeOwned;
 
 pub use limits::{RemoteAcquisition, RemoteLimits};
 pub use supervisor::ProcessWorker;
+pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost};
 
 /// A worker type that can run in a child process: the serde-capable counterpart of the
 /// in-process worker trait.
@@ -215,9 +218,19 @@ impl fmt::Debug for RemoteEntry {
 #[linkme::distributed_slice]
 pub static REMOTE_WORKERS: [RemoteEntry];
 
+/// Remote workers of the runtime itself. (They cannot go into the linker's registry:
+/// `#![forbid(unsafe_code)]` rejects the `link_section` a registration needs when it is
+/// expanded in this crate.)
+static BUILTIN: [RemoteEntry; 1] = [RemoteEntry::of::<TaskHost>()];
+
+/// Every registered remote worker type: the runtime's own, then the binary's.
+pub(crate) fn entries() -> impl Iterator<Item = &'static RemoteEntry> {
+    BUILTIN.iter().chain(REMOTE_WORKERS.iter())
+}
+
 /// The registry entry named `name`.
 pub(crate) fn lookup(name: &str) -> Option<&'static RemoteEntry> {
-    REMOTE_WORKERS.iter().find(|e| e.name == name)
+    entries().find(|e| e.name == name)
 }
 
 /// Adds a [`RemoteWorker`] type to the registry, so a child process can serve it.

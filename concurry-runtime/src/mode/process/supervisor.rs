@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::limits::{Host, Replier};
 use super::parent::{SpawnError, Spawned, abandon, reap, spawn};
-use super::{ProcessConfig, REMOTE_WORKERS, RemoteWorker, lookup};
+use super::{ProcessConfig, RemoteWorker, entries, lookup};
 use crate::error::{ConfigError, Error};
 use crate::future::{Completer, Promise};
 use crate::sync::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
@@ -359,7 +359,7 @@ fn transport(e: WireError) -> Error {
 }
 
 fn check_registered<W: RemoteWorker>() -> Result<(), Error> {
-    let found = REMOTE_WORKERS.iter().filter(|e| e.name == W::NAME).count();
+    let found = entries().filter(|e| e.name == W::NAME).count();
     if lookup(W::NAME).is_none() {
         return Err(Error::Config(ConfigError::new(
             "mode",

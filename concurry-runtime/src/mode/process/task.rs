@@ -1,0 +1,216 @@
+//! `#[task]` functions in child processes: a registry of [`RemoteTask`]s and [`TaskHost`],
+//! the built-in remote worker that runs any of them by name.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{ProcessWorker, RemoteWorker};
+use crate::error::{Error, panic_message};
+use crate::future::Promise;
+use crate::wire::{Fault, decode, encode};
+
+/// A free function that can run in a child process: the serde-capable counterpart of a
+/// `#[task]` function. `#[task(remote)]` will implement it; see [`TaskHost`] for an example.
+pub trait RemoteTask: 'static {
+    /// The name the child looks the task up by (unique in the binary).
+    const NAME: &'static str;
+    /// The function's arguments, as a tuple.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// What the function returns.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Runs the function, in the child.
+    fn run(args: Self::Args) -> Self::Output;
+}
+
+/// One entry of the task registry. Built by
+/// [`register_remote_task!`](crate::register_remote_task); not a public API.
+#[doc(hidden)]
+pub struct TaskEntry {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn(&[u8]) -> Result<Vec<u8>, Fault>,
+}
+
+impl TaskEntry {
+    /// The entry of `T`.
+    pub const fn of<T: RemoteTask>() -> Self {
+        TaskEntry {
+            name: T::NAME,
+            run: run_encoded::<T>,
+        }
+    }
+}
+
+impl fmt::Debug for TaskEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskEntry")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// The registry: every [`RemoteTask`] of the binary, collected by the linker.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static REMOTE_TASKS: [TaskEntry];
+
+fn run_encoded<T: RemoteTask>(args: &[u8]) -> Result<Vec<u8>, Fault> {
+    let protocol = |e: crate::wire::WireError| Fault::Protocol {
+        message: e.to_string(),
+    };
+    let args: T::Args = decode(args, "task arguments").map_err(protocol)?;
+    let out = catch_unwind(AssertUnwindSafe(|| T::run(args))).map_err(|p| Fault::Panicked {
+        message: panic_message(&*p),
+    })?;
+    encode(&out, "task output").map_err(protocol)
+}
+
+/// Adds a [`RemoteTask`] to the registry, so a [`TaskHost`] child can run it.
+///
+/// `#[task(remote)]` will emit this; write it yourself only next to a hand-written impl.
+///
+/// ```
+/// # use concurry::RemoteTask;
+/// # struct Nop;
+/// # impl RemoteTask for Nop {
+/// #     const NAME: &'static str = "docs::register_remote_task::Nop";
+/// #     type Args = (); type Output = ();
+/// #     fn run((): ()) {}
+/// # }
+/// concurry::register_remote_task!(Nop);
+/// ```
+#[macro_export]
+macro_rules! register_remote_task {
+    ($ty:ty) => {
+        const _: () = {
+            #[$crate::__private::linkme::distributed_slice($crate::__private::REMOTE_TASKS)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static ENTRY: $crate::__private::TaskEntry = $crate::__private::TaskEntry::of::<$ty>();
+        };
+    };
+}
+
+/// The built-in remote worker that runs registered [`RemoteTask`]s by name: the child side
+/// of `#[task]` functions in process mode.
+///
+/// ```
+/// use concurry::{ProcessWorker, RemoteTask, TaskHost};
+///
+/// struct Square;
+/// impl RemoteTask for Square {
+///     const NAME: &'static str = "docs::Square";
+///     type Args = (u64,);
+///     type Output = u64;
+///     fn run((x,): (u64,)) -> u64 { x * x }
+/// }
+/// concurry::register_remote_task!(Square);
+///
+/// # fn main() -> Result<(), concurry::Error> {
+/// let host = ProcessWorker::<TaskHost>::spawn(())?;
+/// assert_eq!(host.run_task::<Square>((7,)).result()?, 49);
+/// host.stop()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TaskHost;
+
+impl RemoteWorker for TaskHost {
+    const NAME: &'static str = "concurry::TaskHost";
+    type Args = ();
+    /// The task's name and its encoded arguments.
+    type Request = (String, Vec<u8>);
+    /// The task's encoded output, or why there is none.
+    type Response = Result<Vec<u8>, Fault>;
+    type InitError = std::convert::Infallible;
+
+    fn construct((): ()) -> Result<Self, Self::InitError> {
+        Ok(TaskHost)
+    }
+
+    fn dispatch(&mut self, (name, args): (String, Vec<u8>)) -> Result<Vec<u8>, Fault> {
+        match REMOTE_TASKS.iter().find(|t| t.name == name) {
+            Some(task) => (task.run)(&args),
+            None => Err(Fault::Protocol {
+                message: format!(
+                    "task `{name}` is not registered in this binary; it needs \
+                     `#[task(remote)]` or `concurry::register_remote_task!`"
+                ),
+            }),
+        }
+    }
+}
+
+impl ProcessWorker<TaskHost> {
+    /// Runs task `T` with `args` in the child.
+    ///
+    /// The promise fails with [`Error::Panicked`] if the task panicked, and with
+    /// [`Error::Config`] at once if `T` is not registered.
+    pub fn run_task<T: RemoteTask>(&self, args: T::Args) -> Promise<T::Output> {
+        let (promise, completer) = Promise::pending();
+        if !REMOTE_TASKS.iter().any(|t| t.name == T::NAME) {
+            completer.complete(Err(Error::Config(crate::error::ConfigError::new(
+                "mode",
+                "process",
+                format!(
+                    "task `{}` is not registered for process mode; mark it `#[task(remote)]` \
+                     (or add `concurry::register_remote_task!(..)`)",
+                    T::NAME
+                ),
+            ))));
+            return promise;
+        }
+        let args = match encode(&args, "task arguments") {
+            Ok(a) => a,
+            Err(e) => {
+                completer.complete(Err(Error::WorkerLost {
+                    message: format!("the call could not cross the channel: {e}"),
+                }));
+                return promise;
+            }
+        };
+        let inner = self.call((T::NAME.to_string(), args));
+        inner.on_done(move |r| {
+            completer.complete(match r {
+                Ok(Ok(bytes)) => {
+                    decode::<T::Output>(bytes, "task output").map_err(|e| Error::WorkerLost {
+                        message: format!("the reply could not cross the channel: {e}"),
+                    })
+                }
+                Ok(Err(Fault::Panicked { message })) => Err(Error::Panicked {
+                    message: message.clone(),
+                }),
+                Ok(Err(f)) => Err(Error::WorkerLost {
+                    message: f.to_string(),
+                }),
+                Err(e) => Err(clone_error(e)),
+            });
+        });
+        promise
+    }
+}
+
+/// The runtime errors a process call can end with, copied (the promise's callback only
+/// sees a reference).
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::Panicked { message } => Error::Panicked {
+            message: message.clone(),
+        },
+        Error::Stopped => Error::Stopped,
+        Error::Timeout => Error::Timeout,
+        Error::Cancelled => Error::Cancelled,
+        Error::WorkerLost { message } => Error::WorkerLost {
+            message: message.clone(),
+        },
+        Error::Init { message } => Error::Init {
+            message: message.clone(),
+        },
+        Error::Config(c) => Error::Config(c.clone()),
+        other => Error::WorkerLost {
+            message: other.to_string(),
+        },
+    }
+}
