@@ -465,3 +465,58 @@ fn a_child_corrects_its_rate_limit_charge_in_the_parent() {
     assert_eq!(tokens.used, 55);
     w.stop().unwrap();
 }
+
+/// Run by `a_child_exits_when_its_parent_dies` in a process of its own: starts a child, gets
+/// it stuck in a method, prints its pid and dies without any cleanup.
+#[test]
+#[ignore = "helper process of a_child_exits_when_its_parent_dies"]
+fn orphan_helper() {
+    if std::env::var_os("CONCURRY_TEST_ORPHAN").is_none() {
+        return;
+    }
+    let w = probe();
+    let pid = pid_of(&w);
+    let _stuck = w.call(Req::Block);
+    println!("CHILD_PID={pid}");
+    std::process::abort();
+}
+
+#[test]
+fn a_child_exits_when_its_parent_dies() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "orphan_helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CONCURRY_TEST_ORPHAN", "1")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the helper aborts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pid: u32 = stdout
+        .lines()
+        .find_map(|l| l.split("CHILD_PID=").nth(1))
+        .unwrap_or_else(|| panic!("no pid in {stdout}"))
+        .parse()
+        .unwrap();
+    // The orphan is re-parented, notices within its check period and exits (reaping it is
+    // its new parent's business: a zombie counts as gone). Bounded wait: only a hang fails.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    };
+    let deadline = std::time::Instant::now() + HANG;
+    while !gone() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphan {pid} still alive"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -25,6 +25,28 @@ pub(crate) mod exit {
     pub(crate) const PROTOCOL: i32 = 72;
     /// The constructor failed.
     pub(crate) const INIT: i32 = 73;
+    /// The parent died (the child was re-parented).
+    pub(crate) const ORPHANED: i32 = 74;
+}
+
+/// How often a child checks that its parent is alive.
+const PARENT_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Exits the child once its parent is gone, even if a method is stuck and nobody reads the
+/// channel (which would otherwise show the parent's death). Without `prctl` (unsafe), this
+/// polls the parent pid: a re-parented process sees another one.
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let _ = std::thread::Builder::new()
+        .name("concurry-parent-watch".into())
+        .spawn(move || {
+            loop {
+                crate::sync::sleep(PARENT_CHECK);
+                if std::os::unix::process::parent_id() != parent {
+                    std::process::exit(exit::ORPHANED);
+                }
+            }
+        });
 }
 
 /// Before `main`: if this process was started as a worker child, serve and exit.
@@ -229,6 +251,7 @@ fn child_main() -> i32 {
         }
     };
     let _ = LINK.set(link.clone());
+    exit_with_parent();
     let hello = Hello {
         worker: worker.clone(),
         pid: std::process::id(),
