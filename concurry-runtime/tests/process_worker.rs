@@ -520,3 +520,23 @@ fn a_child_exits_when_its_parent_dies() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn stop_from_a_callback_on_the_reader_thread_does_not_hang() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = w.call(Req::Count);
+    let handle = w.clone();
+    p.on_done(move |_| tx.send(handle.stop()).unwrap());
+    assert!(rx.recv_timeout(HANG).unwrap().is_ok());
+    drop(w);
+    let deadline = std::time::Instant::now() + HANG;
+    while !reaped(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child {pid} not reaped"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

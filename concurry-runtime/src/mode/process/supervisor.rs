@@ -58,6 +58,11 @@ impl<W: RemoteWorker> fmt::Debug for ProcessWorker<W> {
     }
 }
 
+thread_local! {
+    /// The supervisor whose reader thread this is (0 elsewhere).
+    static READER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Stops the supervisor when the last user handle goes (the threads hold the supervisor,
 /// never this).
 struct Handle<W: RemoteWorker> {
@@ -414,6 +419,7 @@ impl<W: RemoteWorker> Supervisor<W> {
         let started = std::thread::Builder::new()
             .name(format!("concurry-proc-{pid}"))
             .spawn(move || {
+                READER_OF.with(|r| r.set(Arc::as_ptr(&sup) as usize));
                 sup.read_loop(&c, reader);
                 sup.reader_done();
             });
@@ -757,13 +763,16 @@ impl<W: RemoteWorker> Supervisor<W> {
             State::Dead(_) | State::Stopped => None,
         };
         let mut timed_out = false;
-        if !self.wait_readers(self.config.stop_timeout) {
+        // Stopped from a promise callback on one of our own reader threads: that reader ends
+        // (and reaps its child) once this returns, so do not wait for it.
+        let own = usize::from(READER_OF.with(|r| r.get()) == std::ptr::from_ref(self) as usize);
+        if !self.wait_readers(self.config.stop_timeout, own) {
             timed_out = true;
             if let Some(conn) = &conn {
                 conn.kill("killed because `stop_timeout` ran out".into());
             }
             // Killed children close their channels at once; their readers reap them.
-            self.wait_readers(Duration::from_secs(3600));
+            self.wait_readers(Duration::from_secs(3600), own);
         }
         if let Some(h) = lock(&self.watchdog).take()
             && h.thread().id() != std::thread::current().id()
@@ -777,11 +786,11 @@ impl<W: RemoteWorker> Supervisor<W> {
         }
     }
 
-    /// Waits until every reader thread has reaped its child; false on timeout.
-    fn wait_readers(&self, timeout: Duration) -> bool {
+    /// Waits until every reader thread but `own` has reaped its child; false on timeout.
+    fn wait_readers(&self, timeout: Duration, own: usize) -> bool {
         let deadline = Instant::now().checked_add(timeout);
         let mut n = lock(&self.readers);
-        while *n > 0 {
+        while *n > own {
             let now = Instant::now();
             let left = match deadline {
                 Some(d) if d <= now => return false,
