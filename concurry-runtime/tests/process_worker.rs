@@ -46,6 +46,8 @@ enum Req {
     Release,
     /// Acquires `n`, then corrects the charge to `used`.
     Charge(String, u64, u64),
+    /// Answers with a text of this many bytes.
+    Big(usize),
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +114,7 @@ impl RemoteWorker for Probe {
                     Err(e) => Resp::Text(e.to_string()),
                 }
             }
+            Req::Big(n) => Resp::Text("x".repeat(n)),
             Req::Release => {
                 self.held.clear();
                 Resp::Unit
@@ -539,4 +542,19 @@ fn stop_from_a_callback_on_the_reader_thread_does_not_hang() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+#[test]
+fn a_reply_above_the_frame_limit_fails_only_its_call() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let limit = concurry::wire::DEFAULT_MAX_FRAME;
+    let msg = lost(get(w.call(Req::Big(limit))));
+    assert!(msg.contains("exceeds the maximum"), "{msg}");
+    assert_eq!(pid_of(&w), pid, "the child goes on serving");
+    // Requests above the limit are refused before they are sent.
+    let msg = lost(get(w.call(Req::Echo("y".repeat(limit)))));
+    assert!(msg.contains("exceeds the maximum"), "{msg}");
+    assert_eq!(pid_of(&w), pid);
+    w.stop().unwrap();
 }

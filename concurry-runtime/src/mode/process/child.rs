@@ -10,7 +10,8 @@ use super::{RemoteWorker, env, lookup};
 use crate::error::panic_message;
 use crate::sync::{Arc, Mutex, OnceLock, lock};
 use crate::wire::{
-    Envelope, Fault, FrameReader, FrameWriter, Hello, Kind, WireError, decode, encode,
+    DEFAULT_MAX_FRAME, Envelope, Fault, FrameReader, FrameWriter, HEADER_LEN, Hello, Kind,
+    WireError, decode, encode,
 };
 
 /// Exit codes of a child (seen by the parent when the child fails to start).
@@ -307,14 +308,24 @@ pub(crate) fn serve<W: RemoteWorker>(link: &Link) -> i32 {
                             message: e.to_string(),
                         }),
                     };
-                let payload = encode(&reply, "reply").or_else(|e| {
+                let failed = |e: WireError| {
                     encode(
                         &Err::<W::Response, _>(Fault::Protocol {
                             message: e.to_string(),
                         }),
                         "reply",
                     )
-                });
+                };
+                let payload = match encode(&reply, "reply") {
+                    Ok(p) if p.len() + HEADER_LEN > DEFAULT_MAX_FRAME => {
+                        failed(WireError::TooLarge {
+                            len: (p.len() + HEADER_LEN) as u64,
+                            max: DEFAULT_MAX_FRAME,
+                        })
+                    }
+                    Ok(p) => Ok(p),
+                    Err(e) => failed(e),
+                };
                 // Replies are batched while more calls are already buffered.
                 let idle = link.idle();
                 let mut w = lock(&link.writer);
