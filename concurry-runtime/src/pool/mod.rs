@@ -28,7 +28,9 @@ use crate::worker::{Call, Msg, Worker};
 /// Cloning is cheap (one `Arc`); the pool stops when `stop()` is called or the last clone is
 /// dropped.
 pub struct Pool<W: Worker> {
-    inner: Arc<PoolInner<W>>,
+    // A plain std `Arc` (the pool is not part of the loom-modelled core): retry loops hold a
+    // `Weak` to it, so dropping the last handle still stops the pool.
+    inner: std::sync::Arc<PoolInner<W>>,
 }
 
 impl<W: Worker> Clone for Pool<W> {
@@ -207,7 +209,7 @@ impl<W: Worker> Pool<W> {
             _ => None,
         };
         Ok(Pool {
-            inner: Arc::new(PoolInner {
+            inner: std::sync::Arc::new(PoolInner {
                 limits,
                 balancer: Balancer::new(config.load_balancing),
                 config,
@@ -262,6 +264,11 @@ impl<W: Worker> Pool<W> {
         idx
     }
 
+    /// A reference that does not keep the pool alive (for retry loops).
+    pub(crate) fn downgrade(&self) -> WeakPool<W> {
+        WeakPool { inner: std::sync::Arc::downgrade(&self.inner) }
+    }
+
     /// A snapshot of the pool's workers and counters.
     pub fn stats(&self) -> PoolStats {
         let inner = &*self.inner;
@@ -313,6 +320,18 @@ impl<W: Worker> Pool<W> {
     /// no-op.
     pub fn stop(&self) -> Result<(), Error> {
         self.inner.stop()
+    }
+}
+
+/// A [`Pool`] that may have been dropped.
+pub(crate) struct WeakPool<W: Worker> {
+    inner: std::sync::Weak<PoolInner<W>>,
+}
+
+impl<W: Worker> WeakPool<W> {
+    /// The pool, if a handle still holds it.
+    pub(crate) fn upgrade(&self) -> Option<Pool<W>> {
+        self.inner.upgrade().map(|inner| Pool { inner })
     }
 }
 

@@ -108,8 +108,11 @@ impl<W: Worker> Pool<W> {
         let Some(config) = self.retry_for(retry) else {
             return self.submit_blocking(method, move |w| f(w, args));
         };
-        let (pool, f) = (self.clone(), Arc::new(f));
+        let (pool, f) = (self.downgrade(), Arc::new(f));
         run(self.retry_ctx(config, method), move |n| {
+            let Some(pool) = pool.upgrade() else {
+                return Promise::ready(Err(Error::Stopped));
+            };
             let (f, args) = (f.clone(), args.clone());
             pool.blocking_attempt(method, n, move |w| f(w, args))
         })
@@ -133,8 +136,11 @@ impl<W: Worker> Pool<W> {
         let Some(config) = self.retry_for(retry) else {
             return self.submit_exclusive(method, move |w| f(w, args));
         };
-        let (pool, f) = (self.clone(), Arc::new(f));
+        let (pool, f) = (self.downgrade(), Arc::new(f));
         run(self.retry_ctx(config, method), move |n| {
+            let Some(pool) = pool.upgrade() else {
+                return Promise::ready(Err(Error::Stopped));
+            };
             let (f, args) = (f.clone(), args.clone());
             pool.exclusive_attempt(method, n, move |w| f(w, args))
         })
@@ -158,8 +164,11 @@ impl<W: Worker> Pool<W> {
         let Some(config) = self.retry_for(retry) else {
             return self.submit_shared(method, move |w| f(w, args));
         };
-        let (pool, f) = (self.clone(), Arc::new(f));
+        let (pool, f) = (self.downgrade(), Arc::new(f));
         run(self.retry_ctx(config, method), move |n| {
+            let Some(pool) = pool.upgrade() else {
+                return Promise::ready(Err(Error::Stopped));
+            };
             let (f, args) = (f.clone(), args.clone());
             pool.shared_attempt(method, n, move |w| f(w, args))
         })
