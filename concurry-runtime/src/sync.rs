@@ -50,3 +50,20 @@ pub(crate) fn sleep(d: std::time::Duration) {
         loom::thread::yield_now();
     }
 }
+
+/// std's primitives even under loom, for code no loom model can cover: process mode, whose
+/// other side is an OS process behind a socket.
+pub(crate) mod os {
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+    /// Locks a mutex, ignoring poisoning (as [`lock`](super::lock)).
+    pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sleeps the current thread, even under loom.
+    pub(crate) fn sleep(d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
+}

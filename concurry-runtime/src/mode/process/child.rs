@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::{RemoteWorker, env, lookup};
 use crate::error::panic_message;
-use crate::sync::{Arc, Mutex, OnceLock, lock};
+use crate::sync::os::{Arc, Mutex, OnceLock, lock};
 use crate::wire::{
     DEFAULT_MAX_FRAME, Envelope, Fault, FrameReader, FrameWriter, HEADER_LEN, Hello, Kind,
     WireError, decode, encode,
@@ -42,7 +42,7 @@ fn exit_with_parent() {
         .name("concurry-parent-watch".into())
         .spawn(move || {
             loop {
-                crate::sync::sleep(PARENT_CHECK);
+                crate::sync::os::sleep(PARENT_CHECK);
                 if std::os::unix::process::parent_id() != parent {
                     std::process::exit(exit::ORPHANED);
                 }

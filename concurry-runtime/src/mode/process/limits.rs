@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::child::{Link, link};
 use crate::limit::{Acquisition, LimitError, LimitSet};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Mutex, Ordering, lock};
+use crate::sync::os::{Arc, AtomicBool, AtomicU64, Mutex, Ordering, lock};
 use crate::wire::{Envelope, Kind, LimitFault, LimitRequest, decode};
 
 /// How long one blocking wait of the parent's acquirer lasts before it checks whether the

@@ -9,47 +9,7 @@
 //! - [`register_remote!`](crate::register_remote): adds a type to the registry the child looks
 //!   it up in (`#[worker(remote)]` will emit it).
 //!
-//! # How a child starts
-//!
-//! The parent re-executes [`std::env::current_exe`] with `CONCURRY_WORKER=<type name>` and the
-//! name of a socket in its environment. A constructor function of this crate (the `ctor`
-//! crate's `.init_array` hook) runs before `main` in every binary that links concurry: when it
-//! sees `CONCURRY_WORKER`, it connects back, serves the worker and exits, so `main` never runs
-//! in the child. No user code is needed: `cargo test` binaries (whose `main` is libtest's),
-//! examples and user binaries all work as they are. The registry is a `linkme` distributed
-//! slice, which the linker fills: it is complete before any code runs, including this hook.
-//!
-//! What runs in the child before the hook: other constructor functions of the binary (rare),
-//! and nothing of `main`. So state set up by `main` (a logger, a global runtime) does not
-//! exist in the child; a worker must build what it needs in its constructor.
-//!
-//! ```
-//! use concurry::{ProcessWorker, RemoteWorker};
-//! use serde::{Deserialize, Serialize};
-//!
-//! struct Doubler;
-//!
-//! #[derive(Serialize, Deserialize)]
-//! struct Double(u64);
-//!
-//! impl RemoteWorker for Doubler {
-//!     const NAME: &'static str = "docs::Doubler";
-//!     type Args = ();
-//!     type Request = Double;
-//!     type Response = u64;
-//!     type InitError = std::convert::Infallible;
-//!     fn construct((): ()) -> Result<Self, Self::InitError> { Ok(Doubler) }
-//!     fn dispatch(&mut self, Double(n): Double) -> u64 { 2 * n }
-//! }
-//! concurry::register_remote!(Doubler);
-//!
-//! # fn main() -> Result<(), concurry::Error> {
-//! let worker = ProcessWorker::<Doubler>::spawn(())?;
-//! assert_eq!(worker.call(Double(21)).result()?, 42);
-//! assert_ne!(worker.pid(), Some(std::process::id()));
-//! worker.stop()?;
-//! # Ok(()) }
-//! ```
+//! See [`RemoteWorker`] for how a child starts and an example.
 
 pub(crate) mod child;
 pub(crate) mod limits;
@@ -72,7 +32,48 @@ pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost};
 ///
 /// `#[worker(remote)]` implements it (with a `Request` enum holding one variant per method
 /// and a `Response` enum likewise); implement it by hand only for a protocol of your own.
-/// See the [module docs](self) for an example.
+///
+/// # How a child starts
+///
+/// The parent re-executes [`std::env::current_exe`] with `CONCURRY_WORKER=<type name>` and the
+/// name of a socket in its environment. A constructor function of this crate (the `ctor`
+/// crate's `.init_array` hook) runs before `main` in every binary that links concurry: when it
+/// sees `CONCURRY_WORKER`, it connects back, serves the worker and exits, so `main` never runs
+/// in the child. No user code is needed: `cargo test` binaries (whose `main` is libtest's),
+/// examples and user binaries all work as they are. The registry is a `linkme` distributed
+/// slice, which the linker fills: it is complete before any code runs, including this hook.
+///
+/// What runs in the child before the hook: other constructor functions of the binary (rare),
+/// and nothing of `main`. So state set up by `main` (a logger, a global runtime) does not
+/// exist in the child; a worker must build what it needs in its constructor.
+///
+/// ```
+/// use concurry::{ProcessWorker, RemoteWorker};
+/// use serde::{Deserialize, Serialize};
+///
+/// struct Doubler;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Double(u64);
+///
+/// impl RemoteWorker for Doubler {
+///     const NAME: &'static str = "docs::Doubler";
+///     type Args = ();
+///     type Request = Double;
+///     type Response = u64;
+///     type InitError = std::convert::Infallible;
+///     fn construct((): ()) -> Result<Self, Self::InitError> { Ok(Doubler) }
+///     fn dispatch(&mut self, Double(n): Double) -> u64 { 2 * n }
+/// }
+/// concurry::register_remote!(Doubler);
+///
+/// # fn main() -> Result<(), concurry::Error> {
+/// let worker = ProcessWorker::<Doubler>::spawn(())?;
+/// assert_eq!(worker.call(Double(21)).result()?, 42);
+/// assert_ne!(worker.pid(), Some(std::process::id()));
+/// worker.stop()?;
+/// # Ok(()) }
+/// ```
 pub trait RemoteWorker: Sized + 'static {
     /// The name the child looks the type up by. Stable across builds of the same source
     /// (`#[worker(remote)]` uses `module_path!()::Type`) and unique in the binary.

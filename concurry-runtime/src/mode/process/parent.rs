@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{ProcessConfig, env};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::os::{AtomicU64, Ordering};
 use crate::wire::{Fault, FrameReader, FrameWriter, Hello, Kind, WireError, decode};
 
 /// How often the parent looks for its child's connection while it starts.
@@ -94,7 +94,7 @@ pub(crate) fn spawn(
                 config.start_timeout
             )));
         }
-        crate::sync::sleep(ACCEPT_POLL);
+        crate::sync::os::sleep(ACCEPT_POLL);
     };
     match handshake(stream, worker, token, args, deadline) {
         Ok((reader, writer)) => Ok(Spawned {
@@ -204,7 +204,7 @@ pub(crate) fn reap(mut child: Child, grace: Duration) -> Option<ExitStatus> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => crate::sync::sleep(ACCEPT_POLL),
+            Ok(None) if Instant::now() < deadline => crate::sync::os::sleep(ACCEPT_POLL),
             _ => return abandon(child),
         }
     }

@@ -15,7 +15,7 @@ use super::parent::{SpawnError, Spawned, abandon, reap, spawn};
 use super::{ProcessConfig, RemoteWorker, entries, lookup};
 use crate::error::{ConfigError, Error};
 use crate::future::{Completer, Promise};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
+use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
 use crate::wire::{
     DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, LimitFault, WireError,
     decode, encode,
