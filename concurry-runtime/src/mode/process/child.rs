@@ -2,8 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Write};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::{RemoteWorker, env, lookup};
@@ -203,6 +202,20 @@ pub(crate) fn link() -> Option<&'static Arc<Link>> {
     LINK.get()
 }
 
+/// Connects to the parent's socket named `name` (see `parent::listen`).
+#[cfg(target_os = "linux")]
+fn connect(name: &str) -> std::io::Result<UnixStream> {
+    use std::os::linux::net::SocketAddrExt;
+    UnixStream::connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(
+        name.as_bytes(),
+    )?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn connect(name: &str) -> std::io::Result<UnixStream> {
+    UnixStream::connect(super::parent::socket_path(name))
+}
+
 /// The child's socket, for [`write_raw_for_tests`] only.
 static RAW: OnceLock<UnixStream> = OnceLock::new();
 
@@ -232,9 +245,7 @@ fn child_main() -> i32 {
         );
         return exit::SETUP;
     };
-    let stream = match SocketAddr::from_abstract_name(socket.as_bytes())
-        .and_then(|addr| UnixStream::connect_addr(&addr))
-    {
+    let stream = match connect(&socket) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("concurry: worker child could not connect to its parent: {e}");

@@ -3,8 +3,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufReader, ErrorKind};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,10 +51,10 @@ pub(crate) fn spawn(
         COUNTER.fetch_add(1, Ordering::Relaxed),
         token >> 32
     );
-    let listener = SocketAddr::from_abstract_name(socket.as_bytes())
-        .and_then(|addr| UnixListener::bind_addr(&addr))
+    let listener = listen(&socket)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| other("could not open the worker socket", &e))?;
+    let _unlisten = Unlisten(&socket);
     let exe =
         std::env::current_exe().map_err(|e| other("could not find the current executable", &e))?;
     let mut child = Command::new(&exe)
@@ -107,6 +106,39 @@ pub(crate) fn spawn(
             abandon(child);
             Err(e)
         }
+    }
+}
+
+/// Listens on the socket named `name`: in Linux's abstract namespace (nothing on disk to
+/// clean up), elsewhere a file in the temporary directory, unlinked once the child connected.
+#[cfg(target_os = "linux")]
+fn listen(name: &str) -> std::io::Result<UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    UnixListener::bind_addr(&std::os::unix::net::SocketAddr::from_abstract_name(
+        name.as_bytes(),
+    )?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn listen(name: &str) -> std::io::Result<UnixListener> {
+    UnixListener::bind(socket_path(name))
+}
+
+/// Where a socket named `name` lives outside Linux.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn socket_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{name}.sock"))
+}
+
+/// Removes what `listen` left on disk, if anything, when dropped.
+struct Unlisten<'a>(&'a str);
+
+impl Drop for Unlisten<'_> {
+    fn drop(&mut self) {
+        #[cfg(not(target_os = "linux"))]
+        let _ = std::fs::remove_file(socket_path(self.0));
+        #[cfg(target_os = "linux")]
+        let _ = self.0;
     }
 }
 
