@@ -96,6 +96,20 @@ impl<W: Worker> Options<W> {
     }
 }
 
+impl<W> Options<W>
+where
+    W: Worker + crate::RemoteWorker<Args = <W as Worker>::Args>,
+{
+    /// As [`init_with`](Options::init_with), for a type that can also run in child processes
+    /// (`#[worker(remote)]`): in `Mode::Process` each worker is a child.
+    pub fn init_remote_with(
+        self,
+        args: <W as Worker>::Args,
+    ) -> Result<Pool<W>, Error<<W as Worker>::InitError>> {
+        Pool::start_remote(self.config, args)
+    }
+}
+
 /// Expands to the builder methods of a generated `{Type}Options(Options<Type>)` newtype,
 /// each forwarding to [`Options`], so the option list lives here and not in the macro.
 #[doc(hidden)]

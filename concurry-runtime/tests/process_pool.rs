@@ -1,9 +1,14 @@
-//! `Mode::Process` on pools: until `#[worker(remote)]` exists, every `#[worker]` type is
-//! in-process only, and `init` in process mode says how to fix it.
+//! `Mode::Process` on pools: a type with a remote twin (what `#[worker(remote)]` will
+//! generate, written by hand here) runs its workers in child processes; any other type is
+//! refused at `init` with the fix.
 
 #![allow(missing_docs)]
 
-use concurry::{Error, Mode};
+use std::time::Duration;
+
+use concurry::__private as p;
+use concurry::{Error, LoadBalancing, Mode, RemoteWorker};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default)]
 pub struct Local;
@@ -47,4 +52,158 @@ fn a_worker_that_did_not_opt_in_is_a_config_error_in_process_mode() {
         Local::options().mode(Mode::Process).on_demand(true).init(),
         Err(Error::Config(_))
     ));
+}
+
+/// A type with both faces, as `#[worker(remote)]` will generate.
+#[derive(Debug)]
+pub struct Counter {
+    n: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum CounterReq {
+    Bump(u64),
+    Pid,
+    Spin,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub enum CounterResp {
+    Bump(u64),
+    Pid(u32),
+}
+
+impl p::Worker for Counter {
+    type Args = (u64,);
+    type InitError = String;
+    const NAME: &'static str = "Counter";
+    fn construct((n,): (u64,)) -> Result<Self, String> {
+        if n == u64::MAX {
+            return Err("too big".into());
+        }
+        Ok(Counter { n })
+    }
+}
+
+impl RemoteWorker for Counter {
+    const NAME: &'static str = "process_pool::Counter";
+    type Args = (u64,);
+    type Request = CounterReq;
+    type Response = CounterResp;
+    type InitError = String;
+    fn construct(args: (u64,)) -> Result<Self, String> {
+        <Self as p::Worker>::construct(args)
+    }
+    fn dispatch(&mut self, req: CounterReq) -> CounterResp {
+        match req {
+            CounterReq::Bump(k) => {
+                self.n += k;
+                CounterResp::Bump(self.n)
+            }
+            CounterReq::Pid => CounterResp::Pid(std::process::id()),
+            CounterReq::Spin => loop {
+                std::hint::spin_loop();
+            },
+        }
+    }
+}
+
+concurry::register_remote!(Counter);
+
+const HANG: Duration = Duration::from_secs(30);
+
+fn start(mode: Mode, workers: usize, n: u64) -> Result<p::Pool<Counter>, Error<String>> {
+    p::Options::<Counter>::default()
+        .mode(mode)
+        .max_workers(workers)
+        .load_balancing(LoadBalancing::RoundRobin)
+        .init_remote_with((n,))
+}
+
+fn pid(pool: &p::Pool<Counter>) -> u32 {
+    match pool
+        .remote_call(CounterReq::Pid, None)
+        .unwrap()
+        .result_timeout(HANG)
+        .unwrap()
+    {
+        CounterResp::Pid(p) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_remote_type_runs_each_worker_in_a_child() {
+    let pool = start(Mode::Process, 2, 10).unwrap();
+    let pids = [pid(&pool), pid(&pool)];
+    assert_ne!(pids[0], pids[1], "round robin over two children");
+    assert!(!pids.contains(&std::process::id()));
+    let bumps: Vec<_> = (0..10)
+        .map(|_| pool.remote_call(CounterReq::Bump(1), None).unwrap())
+        .collect();
+    let mut last: Vec<u64> = bumps
+        .into_iter()
+        .map(|p| match p.result_timeout(HANG).unwrap() {
+            CounterResp::Bump(n) => n,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    last.sort_unstable();
+    assert_eq!(
+        last,
+        [11, 11, 12, 12, 13, 13, 14, 14, 15, 15],
+        "each child has its own state"
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.mode, Mode::Process);
+    assert_eq!(
+        stats.per_worker.iter().map(|w| w.dispatched).sum::<u64>(),
+        12
+    );
+
+    // A hard timeout kills one child; the pool keeps serving.
+    let stuck = pool
+        .remote_call(CounterReq::Spin, Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(matches!(stuck.result_timeout(HANG), Err(Error::Timeout)));
+    pid(&pool);
+    pid(&pool);
+
+    let live = [pid(&pool), pid(&pool)];
+    pool.stop().unwrap();
+    for pid in live {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid} reaped"
+        );
+    }
+    assert!(matches!(
+        pool.remote_call(CounterReq::Pid, None)
+            .unwrap()
+            .result_timeout(HANG),
+        Err(Error::Stopped)
+    ));
+}
+
+#[test]
+fn start_remote_in_other_modes_is_the_in_process_pool() {
+    let pool = start(Mode::Thread, 1, 1).unwrap();
+    assert!(pool.remote_call(CounterReq::Pid, None).is_none());
+    pool.stop().unwrap();
+}
+
+#[test]
+fn process_pools_report_constructor_errors_and_refuse_on_demand() {
+    match start(Mode::Process, 1, u64::MAX) {
+        Err(Error::Init { message }) => assert_eq!(message, "too big"),
+        other => panic!("{other:?}"),
+    }
+    let on_demand = p::Options::<Counter>::default()
+        .mode(Mode::Process)
+        .on_demand(true)
+        .init_remote_with((1,));
+    match on_demand {
+        Err(Error::Config(e)) => assert_eq!(e.option(), "on_demand"),
+        other => panic!("{other:?}"),
+    }
 }

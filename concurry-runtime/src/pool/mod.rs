@@ -2,6 +2,7 @@
 //! and an explicit lifecycle (`stop()` drains or fails every queued call).
 
 mod balance;
+mod remote;
 mod retry;
 mod stats;
 mod submit;
@@ -112,6 +113,8 @@ enum Backend<W: Worker> {
     Thread(Vec<crossbeam_channel::Sender<Msg<W>>>),
     Async(Vec<tokio::sync::mpsc::UnboundedSender<Msg<W>>>),
     OnDemand(OnDemand<W>),
+    /// Process mode: children of a `#[worker(remote)]` type (see `pool/remote.rs`).
+    Process(crate::mode::process::backend::Remote),
 }
 
 /// What `stop()` needs to end the workers: taken (under the lock) by the first `stop()`.
@@ -231,6 +234,10 @@ impl<W: Worker> Pool<W> {
         match &inner.backend {
             Backend::Inline(inline) => inline.run(call, &inner.shared),
             Backend::OnDemand(od) => od.submit(call),
+            Backend::Process(_) => {
+                let method = call.method;
+                call.fail(crate::mode::process::backend::not_a_remote_call(W::NAME, method));
+            }
             Backend::Thread(mailboxes) => {
                 let idx = self.pick();
                 inner.shared.counters[idx].on_dispatch();
@@ -363,6 +370,10 @@ impl<W: Worker> PoolInner<W> {
                 mailboxes.len()
             }
             Backend::OnDemand(od) => od.stop(),
+            Backend::Process(remote) => {
+                drop(guard);
+                return remote.stop();
+            }
         };
         let own = CURRENT_POOL.with(|c| c.get()) == Arc::as_ptr(&self.shared) as usize;
         let deadline = Instant::now().checked_add(self.config.stop_timeout);

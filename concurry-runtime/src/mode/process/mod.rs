@@ -11,6 +11,7 @@
 //!
 //! See [`RemoteWorker`] for how a child starts and an example.
 
+pub(crate) mod backend;
 pub(crate) mod child;
 pub(crate) mod limits;
 pub(crate) mod parent;

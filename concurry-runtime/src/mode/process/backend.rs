@@ -1,0 +1,91 @@
+//! A pool's process backend: `max_workers` supervised children of one remote worker type,
+//! kept type-erased so the pool's backend enum needs no `RemoteWorker` bound.
+
+use std::any::Any;
+use std::fmt;
+
+use super::{ProcessConfig, ProcessWorker, RemoteWorker};
+use crate::error::Error;
+use crate::options::PoolConfig;
+
+/// The children of a pool in process mode.
+pub(crate) struct Remote {
+    /// A `Vec<ProcessWorker<W>>`.
+    workers: Box<dyn Any + Send + Sync>,
+    stop: fn(&(dyn Any + Send + Sync)) -> Result<(), Error>,
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Remote")
+    }
+}
+
+impl Remote {
+    /// Starts `n` children serving `W`, supervised with the pool's `stop_timeout` and
+    /// limits; fails (stopping those already started) if any cannot start.
+    pub(crate) fn start<W: RemoteWorker>(
+        n: usize,
+        args: &W::Args,
+        config: &PoolConfig,
+    ) -> Result<Self, Error> {
+        let mut process = ProcessConfig::default().stop_timeout(config.stop_timeout);
+        if let Some(Ok(set)) = &config.limits {
+            process = process.limits(set.clone());
+        }
+        let mut workers: Vec<ProcessWorker<W>> = Vec::with_capacity(n);
+        for _ in 0..n {
+            match ProcessWorker::with_config(args.clone(), process.clone()) {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    workers.iter().for_each(|w| drop(w.stop()));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Remote {
+            workers: Box::new(workers),
+            stop: stop_all::<W>,
+        })
+    }
+
+    /// The children, if they serve `W`.
+    pub(crate) fn workers<W: RemoteWorker>(&self) -> Option<&[ProcessWorker<W>]> {
+        self.workers
+            .downcast_ref::<Vec<ProcessWorker<W>>>()
+            .map(Vec::as_slice)
+    }
+
+    /// Stops every child; [`Error::Timeout`] if one had to be killed.
+    pub(crate) fn stop(&self) -> Result<(), Error> {
+        (self.stop)(&*self.workers)
+    }
+}
+
+fn stop_all<W: RemoteWorker>(workers: &(dyn Any + Send + Sync)) -> Result<(), Error> {
+    let Some(workers) = workers.downcast_ref::<Vec<ProcessWorker<W>>>() else {
+        return Ok(());
+    };
+    // The children finish their calls in parallel.
+    std::thread::scope(|s| {
+        let stops: Vec<_> = workers.iter().map(|w| s.spawn(|| w.stop())).collect();
+        let results: Vec<_> = stops
+            .into_iter()
+            .map(|h| h.join().unwrap_or(Err(Error::Timeout)))
+            .collect();
+        results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
+    })
+}
+
+/// The error of a closure-based call that reached a pool in process mode: only calls made
+/// through the worker's remote requests can cross to a child.
+pub(crate) fn not_a_remote_call(worker: &str, method: &str) -> Error {
+    Error::Config(crate::error::ConfigError::new(
+        "mode",
+        "process",
+        format!(
+            "`{worker}::{method}` was called in a way that cannot cross to a child process; \
+             calls of a `#[worker(remote)]` type go through its generated requests"
+        ),
+    ))
+}
