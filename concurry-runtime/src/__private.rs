@@ -15,6 +15,21 @@ pub use crate::mode::process::{
     REMOTE_TASKS, REMOTE_WORKERS, RemoteAcquisition, RemoteEntry, RemoteLimits, TaskEntry,
 };
 pub use linkme;
+/// Process mode: serde, for `#[serde(crate = "::concurry::__private::serde")]` on the
+/// request and response enums `#[worker(remote)]` generates.
+pub use serde;
+
+/// Process mode: generated code calls this once per argument and return type of a
+/// `#[worker(remote)]` method (and per constructor argument), spanned at that type, so a
+/// type that is not serde is a compile error at the argument that has it.
+#[inline]
+pub fn assert_remote_type<T: serde::Serialize + serde::de::DeserializeOwned>() {}
+
+/// Process mode: runs an `async fn` method to completion inside a child's `dispatch`.
+#[inline]
+pub fn block_on<F: core::future::Future>(fut: F) -> F::Output {
+    crate::runtime::block_on(fut)
+}
 
 use crate::error::Error;
 
