@@ -558,3 +558,13 @@ fn a_reply_above_the_frame_limit_fails_only_its_call() {
     assert_eq!(pid_of(&w), pid);
     w.stop().unwrap();
 }
+
+#[test]
+fn handles_are_send_sync_and_unpin() {
+    fn check<T: Send + Sync + Unpin>() {}
+    check::<ProcessWorker<Probe>>();
+    check::<ProcessConfig>();
+    check::<concurry::Promise<Resp>>();
+    check::<concurry::wire::Envelope>();
+    check::<concurry::wire::WireError>();
+}
