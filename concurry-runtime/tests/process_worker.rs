@@ -568,3 +568,26 @@ fn handles_are_send_sync_and_unpin() {
     check::<concurry::wire::Envelope>();
     check::<concurry::wire::WireError>();
 }
+
+#[test]
+fn a_truncated_frame_from_a_live_child_does_not_hang_the_parent() {
+    let w = probe_with(
+        ProcessConfig::default()
+            .stall_timeout(Duration::from_millis(100))
+            .backoff(Duration::from_millis(1), Duration::from_millis(5)),
+    );
+    let pid = pid_of(&w);
+    // A valid header announcing 1000 payload bytes, 10 of them sent; the child then stays
+    // alive (its real reply is swallowed as more payload).
+    let mut frame = Vec::new();
+    concurry::wire::Frame::encode(
+        &concurry::wire::Envelope::new(concurry::wire::Kind::Reply, 1, vec![0; 1000]),
+        &mut frame,
+    );
+    frame.truncate(4 + concurry::wire::HEADER_LEN + 10);
+    let msg = lost(get(w.call(Req::Garbage(frame))));
+    assert!(msg.contains("stalled mid-frame"), "{msg}");
+    assert_ne!(pid_of(&w), pid);
+    assert!(reaped(pid));
+    w.stop().unwrap();
+}

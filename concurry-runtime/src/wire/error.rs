@@ -84,6 +84,13 @@ pub enum WireError {
         /// The encoder's complaint.
         message: String,
     },
+    /// A frame began but its remaining bytes did not arrive in time: the peer stalled
+    /// mid-frame (or sent a truncated frame and went quiet).
+    #[error("the peer stalled mid-frame: no byte for {timeout:?}")]
+    Stalled {
+        /// How long the reader waited for the rest of the frame.
+        timeout: std::time::Duration,
+    },
     /// The channel itself failed.
     #[error("channel i/o failed: {0}")]
     Io(#[from] std::io::Error),

@@ -164,6 +164,8 @@ fn decode_body(body: &[u8]) -> Result<Envelope, WireError> {
 pub struct FrameReader<R> {
     inner: R,
     max: usize,
+    /// `read_stall_bounded`: whether the socket's read timeout is set now.
+    armed: bool,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -174,7 +176,11 @@ impl<R: Read> FrameReader<R> {
 
     /// A reader accepting frames up to `max` bytes (after the prefix).
     pub fn with_max(inner: R, max: usize) -> Self {
-        FrameReader { inner, max }
+        FrameReader {
+            inner,
+            max,
+            armed: false,
+        }
     }
 
     /// The underlying stream.
@@ -233,6 +239,65 @@ impl<R: Read> FrameReader<R> {
             });
         }
         Ok(Some(Envelope::new(kind, id, payload)))
+    }
+}
+
+#[cfg(unix)]
+impl FrameReader<io::BufReader<std::os::unix::net::UnixStream>> {
+    /// Reads the next frame like [`read`](FrameReader::read), waiting as long as it takes for
+    /// a frame to begin but at most `stall` for each read of the rest of it, so a peer that
+    /// sends a truncated frame and stays silent cannot hang the reader.
+    ///
+    /// ```
+    /// use std::io::{BufReader, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use std::time::Duration;
+    /// use concurry::wire::{FrameReader, WireError};
+    ///
+    /// let (mut tx, rx) = UnixStream::pair().unwrap();
+    /// tx.write_all(b"\x20\x00\x00\x00CNCY").unwrap(); // 32 bytes announced, 4 sent
+    /// let mut reader = FrameReader::new(BufReader::new(rx));
+    /// let err = reader.read_stall_bounded(Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(err, WireError::Stalled { .. }), "{err}");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](FrameReader::read), and [`WireError::Stalled`].
+    pub fn read_stall_bounded(
+        &mut self,
+        stall: std::time::Duration,
+    ) -> Result<Option<Envelope>, WireError> {
+        use std::io::BufRead;
+        if self.inner.buffer().is_empty() {
+            if self.armed {
+                self.inner.get_ref().set_read_timeout(None)?;
+                self.armed = false;
+            }
+            loop {
+                match self.inner.fill_buf() {
+                    Ok([]) => return Ok(None),
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(WireError::Io(e)),
+                }
+            }
+        }
+        if !self.armed {
+            self.inner.get_ref().set_read_timeout(Some(stall))?;
+            self.armed = true;
+        }
+        match self.read() {
+            Err(WireError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(WireError::Stalled { timeout: stall })
+            }
+            other => other,
+        }
     }
 }
 

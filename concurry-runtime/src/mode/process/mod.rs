@@ -118,6 +118,7 @@ pub struct ProcessConfig {
     pub(crate) start_timeout: Duration,
     pub(crate) stop_timeout: Duration,
     pub(crate) limits: Option<crate::limit::LimitSet>,
+    pub(crate) stall_timeout: Duration,
 }
 
 impl Default for ProcessConfig {
@@ -129,6 +130,7 @@ impl Default for ProcessConfig {
             start_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(30),
             limits: None,
+            stall_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -158,6 +160,14 @@ impl ProcessConfig {
     /// How long a child may take to connect and build its instance. Default 30 s.
     pub fn start_timeout(mut self, d: Duration) -> Self {
         self.start_timeout = d;
+        self
+    }
+
+    /// How long the parent waits for the rest of a frame the child began to send; past it
+    /// the channel counts as broken (a truncated frame), and the child is killed and
+    /// respawned. Default 10 s.
+    pub fn stall_timeout(mut self, d: Duration) -> Self {
+        self.stall_timeout = d;
         self
     }
 

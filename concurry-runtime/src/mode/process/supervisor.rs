@@ -487,7 +487,7 @@ impl<W: RemoteWorker> Supervisor<W> {
         mut reader: FrameReader<BufReader<UnixStream>>,
     ) {
         let reason = loop {
-            let env = match reader.read() {
+            let env = match reader.read_stall_bounded(self.config.stall_timeout) {
                 Ok(Some(env)) => env,
                 Ok(None) => break "it closed the channel".to_string(),
                 Err(e) if e.is_disconnect() => break format!("the channel broke: {e}"),
