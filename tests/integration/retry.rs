@@ -268,9 +268,15 @@ fn invalid_retry_options_are_config_errors() {
 
 #[test]
 fn dropping_the_last_handle_stops_a_pool_with_a_call_in_backoff() {
-    let long = RetryConfig::new(3).wait(Duration::from_secs(3600)).max_wait(Duration::from_secs(3600));
+    let long = RetryConfig::new(3)
+        .wait(Duration::from_secs(3600))
+        .max_wait(Duration::from_secs(3600));
     let calls = Arc::new(AtomicU32::new(0));
-    let h = Flaky::options().max_workers(1).retry(long).init(calls.clone()).unwrap();
+    let h = Flaky::options()
+        .max_workers(1)
+        .retry(long)
+        .init(calls.clone())
+        .unwrap();
     let waiting = h.get(100);
     while calls.load(Ordering::SeqCst) == 0 {
         std::thread::yield_now();
@@ -278,5 +284,8 @@ fn dropping_the_last_handle_stops_a_pool_with_a_call_in_backoff() {
     // The retry loop does not keep the pool alive: dropping the handle stops it, and the call
     // waiting out its backoff resolves at once.
     drop(h);
-    assert!(matches!(waiting.result_timeout(Duration::from_secs(30)), Err(Error::Stopped)));
+    assert!(matches!(
+        waiting.result_timeout(Duration::from_secs(30)),
+        Err(Error::Stopped)
+    ));
 }

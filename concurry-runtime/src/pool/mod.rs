@@ -236,7 +236,10 @@ impl<W: Worker> Pool<W> {
             Backend::OnDemand(od) => od.submit(call),
             Backend::Process(_) => {
                 let method = call.method;
-                call.fail(crate::mode::process::backend::not_a_remote_call(W::NAME, method));
+                call.fail(crate::mode::process::backend::not_a_remote_call(
+                    W::NAME,
+                    method,
+                ));
             }
             Backend::Thread(mailboxes) => {
                 let idx = self.pick();
@@ -273,7 +276,9 @@ impl<W: Worker> Pool<W> {
 
     /// A reference that does not keep the pool alive (for retry loops).
     pub(crate) fn downgrade(&self) -> WeakPool<W> {
-        WeakPool { inner: std::sync::Arc::downgrade(&self.inner) }
+        WeakPool {
+            inner: std::sync::Arc::downgrade(&self.inner),
+        }
     }
 
     /// A snapshot of the pool's workers and counters.
