@@ -6,6 +6,7 @@ mod common;
 mod lifecycle;
 mod limits;
 mod modes;
+mod remote;
 mod retry;
 mod send_sync;
 mod spans;

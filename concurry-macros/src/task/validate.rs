@@ -18,6 +18,7 @@ pub(crate) const MODULE_TYPES: &[&str] = &["Handle", "Options"];
 pub(crate) fn check(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>) -> bool {
     let before = cx.error_count();
     check_sync_workers(cx, args);
+    check_remote(cx, args);
     check_receiver(cx, t);
     check_generics(cx, t);
     check_unsafe(cx, t);
@@ -30,6 +31,16 @@ pub(crate) fn check(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>) -> bool {
         check_names(cx, t, ty);
     }
     cx.error_count() == before
+}
+
+/// `remote` belongs to `#[worker]`.
+fn check_remote(cx: &mut Ctxt, args: &WorkerArgs) {
+    if let Some((_, span)) = args.remote {
+        cx.syn_error(syn::Error::new(
+            span,
+            "`remote` is a `#[worker]` option; a `#[task]` takes none, so remove it",
+        ));
+    }
 }
 
 /// `mode = "sync"` runs calls in-line on one worker.

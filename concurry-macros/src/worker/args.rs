@@ -10,7 +10,14 @@ use syn::{Expr, Lit, Meta, Token};
 use crate::ctxt::Ctxt;
 
 /// The option keys `#[worker]` understands, in the order error messages list them.
-pub(crate) const KEYS: &[&str] = &["crate", "mode", "max_workers", "load_balancing", "name"];
+pub(crate) const KEYS: &[&str] = &[
+    "crate",
+    "mode",
+    "max_workers",
+    "load_balancing",
+    "name",
+    "remote",
+];
 
 /// Renamed or misspelt keys, with what they are spelled as.
 const HINTS: &[(&str, &str)] = &[
@@ -53,6 +60,8 @@ pub(crate) struct WorkerArgs {
     pub(crate) max_workers: Option<(usize, Span)>,
     pub(crate) load_balancing: Option<(LoadBalancingArg, Span)>,
     pub(crate) name: Option<(String, Span)>,
+    /// `remote`: the type can also run in a child process (`Mode::Process`).
+    pub(crate) remote: Option<((), Span)>,
 }
 
 impl WorkerArgs {
@@ -105,6 +114,13 @@ pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> syn::Result<WorkerArg
             .unwrap_or_else(|| path.to_token_stream().to_string().replace(' ', ""));
         if !KEYS.contains(&key.as_str()) {
             cx.error_spanned_by(path, unknown_key_message(&key));
+            continue;
+        }
+        if key == "remote" {
+            match &meta {
+                Meta::Path(p) => set_once(cx, &mut args.remote, ("remote", p.span()), (), p.span()),
+                _ => cx.error_spanned_by(&meta, "`remote` is a flag; write `#[worker(remote)]`"),
+            }
             continue;
         }
         let value = match &meta {

@@ -125,15 +125,46 @@ fn carried_attrs<'a>(m: &Method<'a>) -> (Vec<&'a syn::Attribute>, Vec<&'a syn::A
     (docs, cfgs)
 }
 
-/// The whole expansion after the user's impl block. `method_ok` says which methods passed
-/// validation; the others are left out of the handle.
+/// What validation decided, for the expansion.
+pub(crate) struct Parts<'a> {
+    /// Which methods passed validation; the others are left out of the handle.
+    pub(crate) method_ok: &'a [bool],
+    /// Per method: its `#[retry(..)]` settings.
+    pub(crate) retry: &'a [RetryAttr],
+    /// `#[worker(remote)]` on a type that can have it: also generate the process-mode twin.
+    pub(crate) remote: bool,
+}
+
+/// `snake_case` to `UpperCamelCase` (a method name to its request variant).
+fn upper_camel(ident: &Ident) -> Ident {
+    let raw = ident.to_string();
+    let raw = raw.strip_prefix("r#").unwrap_or(&raw);
+    let mut out = String::new();
+    for part in raw.split('_').filter(|p| !p.is_empty()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    if out.is_empty() {
+        out.push_str("Call");
+    }
+    Ident::new(&out, ident.span())
+}
+
+/// The whole expansion after the user's impl block.
 pub(crate) fn expand(
     args: &WorkerArgs,
     w: &Worker<'_>,
     ident: &Ident,
-    method_ok: &[bool],
-    retry: &[RetryAttr],
+    parts: &Parts<'_>,
 ) -> TokenStream {
+    let Parts {
+        method_ok,
+        retry,
+        remote,
+    } = *parts;
     let krate = args.crate_path();
     let p = quote!(#krate::__private);
     let item = w.item;
@@ -208,6 +239,12 @@ pub(crate) fn expand(
     let w_ident = Ident::new("worker", Span::mixed_site());
     let mut handle_methods = Vec::new();
     let mut blocking_methods = Vec::new();
+    let request = format_ident!("{}Request", ident, span = ident.span());
+    let response = format_ident!("{}Response", ident, span = ident.span());
+    let mut request_variants = Vec::new();
+    let mut response_variants = Vec::new();
+    let mut dispatch_arms = Vec::new();
+    let mut remote_checks = Vec::new();
     for ((m, ok), retry) in w.methods.iter().zip(method_ok).zip(retry) {
         if !ok {
             continue;
@@ -272,6 +309,54 @@ pub(crate) fn expand(
                     |#w_ident: #w_ty, #args_tuple| #body,
                 )
             }
+        };
+        let submit = if remote {
+            let variant = upper_camel(name);
+            let ret_ty = match m.output() {
+                ReturnType::Type(_, ty) => replace_self(ty, self_ty),
+                ReturnType::Default => syn::parse_quote!(()),
+            };
+            for ty in arg_tys.iter().chain(std::iter::once(&ret_ty)) {
+                let ty_span = ty.span();
+                remote_checks.push(quote_spanned! {ty_span=>
+                    #(#cfgs)*
+                    #p::assert_remote_type::<#ty>();
+                });
+            }
+            request_variants.push(quote! { #(#cfgs)* #variant(#(#arg_tys),*) });
+            response_variants.push(quote! { #(#cfgs)* #variant(#ret_ty) });
+            let remote_call = quote_spanned! {span=> <#self_ty>::#name(self, #(#arg_names),*) };
+            let remote_call = if m.is_async {
+                quote_spanned! {span=> #p::block_on(#remote_call) }
+            } else {
+                remote_call
+            };
+            dispatch_arms.push(quote! {
+                #(#cfgs)*
+                #request::#variant(#(#arg_names),*) => #response::#variant(#remote_call),
+            });
+            let out = Ident::new("out", Span::mixed_site());
+            let call = Ident::new("call", Span::mixed_site());
+            quote! {
+                if #this.process {
+                    match #this.pool.remote_call(#request::#variant(#(#arg_names),*), ::core::option::Option::None) {
+                        ::core::option::Option::Some(#call) => #p::chain(async move {
+                            #[allow(unreachable_patterns)]
+                            match #call.await? {
+                                #response::#variant(#out) => ::core::result::Result::Ok(
+                                    #krate::Promise::ready(#p::#wrap(#out)),
+                                ),
+                                _ => ::core::unreachable!("a child answers each request with its own variant"),
+                            }
+                        }),
+                        ::core::option::Option::None => #krate::Promise::ready(
+                            ::core::result::Result::Err(#krate::Error::widen(#krate::Error::Stopped)),
+                        ),
+                    }
+                } else #submit
+            }
+        } else {
+            submit
         };
         let sync_check = if m.is_async && m.receiver_kind == ReceiverKind::Shared {
             let self_ty_here = respan(quote!(#self_ty), span);
@@ -422,12 +507,102 @@ pub(crate) fn expand(
         .as_ref()
         .map(|(name, _)| quote!(let options = options.name(#name);));
 
+    let process_ident = Ident::new("process", Span::call_site());
+    let (process_field, process_clone, init_body, remote_items) = if remote {
+        let pool = Ident::new("pool", Span::mixed_site());
+        let init_body = quote! {
+            ::core::result::Result::map(
+                self.0.init_remote_with((#(#ctor_names,)*)),
+                |#pool| {
+                    let process = #pool.stats().mode == #krate::Mode::Process;
+                    #handle { pool: #pool, process }
+                },
+            )
+        };
+        let ctor_checks: Vec<TokenStream> = ctor_tys
+            .iter()
+            .map(|ty| {
+                let ty_span = ty.span();
+                quote_spanned! {ty_span=> #p::assert_remote_type::<#ty>(); }
+            })
+            .collect();
+        let serde_path = format!("{}::__private::serde", krate.to_string().replace(' ', ""));
+        let request_variants = &request_variants;
+        let items = quote! {
+            #[doc(hidden)]
+            #[allow(missing_docs, clippy::all, clippy::pedantic)]
+            #[derive(#p::serde::Serialize, #p::serde::Deserialize)]
+            #[serde(crate = #serde_path)]
+            pub enum #request {
+                #(#request_variants,)*
+            }
+
+            #[doc(hidden)]
+            #[allow(missing_docs, clippy::all, clippy::pedantic)]
+            #[derive(#p::serde::Serialize, #p::serde::Deserialize)]
+            #[serde(crate = #serde_path)]
+            pub enum #response {
+                #(#response_variants,)*
+            }
+
+            const _: () = {
+                #[allow(dead_code, clippy::all)]
+                fn remote_types_are_serde() {
+                    #(#ctor_checks)*
+                    #(#remote_checks)*
+                }
+            };
+
+            #[automatically_derived]
+            impl #krate::RemoteWorker for #self_ty {
+                const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
+                type Args = <Self as #p::Worker>::Args;
+                type Request = #request;
+                type Response = #response;
+                type InitError = <Self as #p::Worker>::InitError;
+                fn construct(
+                    #args_ident: <Self as #p::Worker>::Args,
+                ) -> ::core::result::Result<Self, <Self as #p::Worker>::InitError> {
+                    <Self as #p::Worker>::construct(#args_ident)
+                }
+                #[allow(unreachable_code)]
+                fn dispatch(&mut self, request: #request) -> #response {
+                    match request {
+                        #(#dispatch_arms)*
+                    }
+                }
+            }
+
+            #krate::register_remote!(#self_ty);
+        };
+        (
+            quote!(#process_ident: bool,),
+            quote!(#process_ident: self.#process_ident,),
+            init_body,
+            items,
+        )
+    } else {
+        (
+            quote!(),
+            quote!(),
+            quote! {
+                ::core::result::Result::map(
+                    self.0.init_with((#(#ctor_names,)*)),
+                    |pool| #handle { pool },
+                )
+            },
+            quote!(),
+        )
+    };
+
     quote! {
         #worker_impl
+        #remote_items
 
         #[doc = #handle_doc]
         pub struct #handle #impl_generics #where_clause {
             pool: #p::Pool<#self_ty>,
+            #process_field
         }
 
         #[automatically_derived]
@@ -436,6 +611,7 @@ pub(crate) fn expand(
             fn clone(&self) -> Self {
                 #handle {
                     pool: ::core::clone::Clone::clone(&self.pool),
+                    #process_clone
                 }
             }
         }
@@ -533,10 +709,7 @@ pub(crate) fn expand(
                 self,
                 #(#ctor_names: #ctor_tys),*
             ) -> ::core::result::Result<#handle #ty_generics, #krate::Error<#init_error>> {
-                ::core::result::Result::map(
-                    self.0.init_with((#(#ctor_names,)*)),
-                    |pool| #handle { pool },
-                )
+                #init_body
             }
         }
 

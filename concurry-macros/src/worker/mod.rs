@@ -40,9 +40,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let generated = {
         let w = model::from_ast(&item_impl);
         let verdict = validate::check(&mut cx, &w);
+        let remote = parsed_args.remote.is_some()
+            && validate::check_remote_generics(&mut cx, &w, parsed_args.remote.map(|(_, s)| s));
         match w.ident {
             Some(ident) if verdict.block_ok => {
-                expand::expand(&parsed_args, &w, ident, &verdict.method_ok, &verdict.retry)
+                let parts = expand::Parts {
+                    method_ok: &verdict.method_ok,
+                    retry: &verdict.retry,
+                    remote,
+                };
+                expand::expand(&parsed_args, &w, ident, &parts)
             }
             _ => TokenStream::new(),
         }

@@ -110,6 +110,23 @@ fn check_self_type(cx: &mut Ctxt, w: &Worker<'_>) {
     }
 }
 
+/// `#[worker(remote)]` registers the type by name for child processes, so it must be one
+/// concrete type. Reported at the impl's generics.
+pub(crate) fn check_remote_generics(
+    cx: &mut Ctxt,
+    w: &Worker<'_>,
+    remote: Option<proc_macro2::Span>,
+) -> bool {
+    if remote.is_none() || w.item.generics.params.is_empty() {
+        return true;
+    }
+    cx.error_spanned_by(
+        &w.item.generics,
+        "`#[worker(remote)]` needs a concrete type (a child process looks the type up by name); remove the generic parameters, or drop `remote` and use `Mode::Thread`",
+    );
+    false
+}
+
 fn is_worker_attr(attr: &syn::Attribute) -> bool {
     attr.path()
         .segments
