@@ -89,6 +89,49 @@ mod worker;
 /// `#[worker(crate = ::my::concurry)]` re-roots the generated paths when `concurry` is
 /// renamed or re-exported.
 ///
+/// # Process mode: `#[worker(remote)]`
+///
+/// `#[worker(remote)]` also lets the type run in child processes (`Mode::Process`): each
+/// worker is a child re-executing the current binary, and each call travels as a serde
+/// message. So the constructor's arguments, every method's arguments and every return type
+/// (the whole `Result<T, E>` for a fallible method) must implement `Serialize` and
+/// `Deserialize`; a type that does not is a compile error at that argument. The type must be
+/// concrete (no generic parameters). In the other modes nothing changes. In process mode a
+/// child that dies fails its call with `Error::WorkerLost` and is replaced, and `#[retry]`
+/// does not apply.
+///
+/// ```
+/// use concurry::Mode;
+///
+/// pub struct Doubler {
+///     calls: u64,
+/// }
+///
+/// #[concurry::worker(remote)]
+/// impl Doubler {
+///     pub fn new() -> Self {
+///         Doubler { calls: 0 }
+///     }
+///
+///     pub fn double(&mut self, x: u64) -> u64 {
+///         self.calls += 1;
+///         x * 2
+///     }
+///
+///     pub fn pid(&self) -> u32 {
+///         std::process::id()
+///     }
+/// }
+///
+/// # fn main() -> Result<(), concurry::Error> {
+/// let pool = Doubler::options().mode(Mode::Process).max_workers(2).init()?;
+/// assert_eq!(pool.double(21).result()?, 42);
+/// assert_ne!(pool.pid().result()?, std::process::id());
+/// pool.stop()?;
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Rules
 ///
 /// Exposed methods take `&self` or `&mut self`, are not generic, and take and return owned
