@@ -7,7 +7,7 @@
 //! - [`ProcessConfig`]: restart limit, backoff, start-up and stop timeouts, limits.
 //! - [`RemoteTask`], [`TaskHost`]: free functions (`#[task]`) run by name in a child.
 //! - [`register_remote!`](crate::register_remote): adds a type to the registry the child looks
-//!   it up in (`#[worker(remote)]` will emit it).
+//!   it up in (`#[worker(remote)]` emits it).
 //!
 //! See [`RemoteWorker`] for how a child starts and an example.
 
