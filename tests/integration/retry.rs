@@ -289,3 +289,26 @@ fn dropping_the_last_handle_stops_a_pool_with_a_call_in_backoff() {
         Err(Error::Stopped)
     ));
 }
+
+#[test]
+fn limits_are_released_between_attempts() {
+    use concurry::ResourceLimit;
+    let long = RetryConfig::new(3)
+        .wait(Duration::from_secs(3600))
+        .max_wait(Duration::from_secs(3600));
+    let calls = Arc::new(AtomicU32::new(0));
+    // One connection for the whole pool: every call holds it while its method runs.
+    let h = Flaky::options()
+        .max_workers(2)
+        .limits([ResourceLimit::new("connections", 1)])
+        .retry(long)
+        .init(calls.clone())
+        .unwrap();
+    let waiting = h.get(100);
+    while calls.load(Ordering::SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    // While `waiting` sits out its backoff it holds no connection, so this call gets one.
+    assert_eq!(h.ping().result_timeout(Duration::from_secs(30)).unwrap(), 1);
+    assert!(waiting.cancel());
+}
