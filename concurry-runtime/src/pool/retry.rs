@@ -82,12 +82,30 @@ impl<W: Worker> Pool<W> {
         (config.retries()).then_some(config)
     }
 
-    fn retry_ctx(&self, config: Arc<RetryConfig>, method: &'static str) -> RetryCtx {
-        RetryCtx {
+    /// Runs `attempt` per `config` until the call succeeds or gives up. The loop holds only a
+    /// weak reference, so dropping the last handle still stops the pool (and ends the loop).
+    fn attempts<A, T, E>(
+        &self,
+        config: Arc<RetryConfig>,
+        method: &'static str,
+        args: A,
+        attempt: impl Fn(&Pool<W>, u32, A) -> Promise<T, E> + Send + 'static,
+    ) -> Promise<T, E>
+    where
+        A: Clone + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let ctx = RetryCtx {
             config,
             method,
             stop: self.inner.shared.stopped.clone(),
-        }
+        };
+        let pool = self.downgrade();
+        run(ctx, move |n| match pool.upgrade() {
+            Some(pool) => attempt(&pool, n, args.clone()),
+            None => Promise::ready(Err(Error::Stopped)),
+        })
     }
 
     /// Submits a sync method whose arguments can be sent again: retried per the pool's
@@ -108,12 +126,9 @@ impl<W: Worker> Pool<W> {
         let Some(config) = self.retry_for(retry) else {
             return self.submit_blocking(method, move |w| f(w, args));
         };
-        let (pool, f) = (self.downgrade(), Arc::new(f));
-        run(self.retry_ctx(config, method), move |n| {
-            let Some(pool) = pool.upgrade() else {
-                return Promise::ready(Err(Error::Stopped));
-            };
-            let (f, args) = (f.clone(), args.clone());
+        let f = Arc::new(f);
+        self.attempts(config, method, args, move |pool, n, args| {
+            let f = f.clone();
             pool.blocking_attempt(method, n, move |w| f(w, args))
         })
     }
@@ -136,12 +151,9 @@ impl<W: Worker> Pool<W> {
         let Some(config) = self.retry_for(retry) else {
             return self.submit_exclusive(method, move |w| f(w, args));
         };
-        let (pool, f) = (self.downgrade(), Arc::new(f));
-        run(self.retry_ctx(config, method), move |n| {
-            let Some(pool) = pool.upgrade() else {
-                return Promise::ready(Err(Error::Stopped));
-            };
-            let (f, args) = (f.clone(), args.clone());
+        let f = Arc::new(f);
+        self.attempts(config, method, args, move |pool, n, args| {
+            let f = f.clone();
             pool.exclusive_attempt(method, n, move |w| f(w, args))
         })
     }
@@ -164,12 +176,9 @@ impl<W: Worker> Pool<W> {
         let Some(config) = self.retry_for(retry) else {
             return self.submit_shared(method, move |w| f(w, args));
         };
-        let (pool, f) = (self.downgrade(), Arc::new(f));
-        run(self.retry_ctx(config, method), move |n| {
-            let Some(pool) = pool.upgrade() else {
-                return Promise::ready(Err(Error::Stopped));
-            };
-            let (f, args) = (f.clone(), args.clone());
+        let f = Arc::new(f);
+        self.attempts(config, method, args, move |pool, n, args| {
+            let f = f.clone();
             pool.shared_attempt(method, n, move |w| f(w, args))
         })
     }
