@@ -222,11 +222,24 @@ fn arguments_that_cannot_be_cloned_run_once() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// Retries that wait an hour between attempts: a call still pending after its first attempt
+/// is in its backoff for the rest of the test.
+fn hour_long_backoff() -> RetryConfig {
+    RetryConfig::new(3)
+        .wait(Duration::from_secs(3600))
+        .max_wait(Duration::from_secs(3600))
+}
+
+/// Waits until the worker ran `n` attempts in all.
+fn wait_for_attempts(calls: &AtomicU32, n: u32) {
+    while calls.load(Ordering::SeqCst) < n {
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn a_backoff_does_not_occupy_the_worker_and_cancel_ends_it() {
-    let long = RetryConfig::new(3)
-        .wait(Duration::from_secs(3600))
-        .max_wait(Duration::from_secs(3600));
+    let long = hour_long_backoff();
     let calls = Arc::new(AtomicU32::new(0));
     let h = Flaky::options()
         .max_workers(1)
@@ -234,9 +247,7 @@ fn a_backoff_does_not_occupy_the_worker_and_cancel_ends_it() {
         .init(calls.clone())
         .unwrap();
     let waiting = h.get(100);
-    while calls.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
+    wait_for_attempts(&calls, 1);
     // The only worker is free while `waiting` sits out its hour-long backoff.
     assert_eq!(h.ping().result().unwrap(), 1);
     assert!(!waiting.is_done());
@@ -244,9 +255,7 @@ fn a_backoff_does_not_occupy_the_worker_and_cancel_ends_it() {
     assert!(matches!(waiting.result(), Err(Error::Cancelled)));
     // Stop during a backoff resolves the call at once.
     let waiting = h.get(100);
-    while calls.load(Ordering::SeqCst) < 2 {
-        std::thread::yield_now();
-    }
+    wait_for_attempts(&calls, 2);
     h.stop().unwrap();
     assert!(matches!(
         waiting.result_timeout(Duration::from_secs(30)),
@@ -268,9 +277,7 @@ fn invalid_retry_options_are_config_errors() {
 
 #[test]
 fn dropping_the_last_handle_stops_a_pool_with_a_call_in_backoff() {
-    let long = RetryConfig::new(3)
-        .wait(Duration::from_secs(3600))
-        .max_wait(Duration::from_secs(3600));
+    let long = hour_long_backoff();
     let calls = Arc::new(AtomicU32::new(0));
     let h = Flaky::options()
         .max_workers(1)
@@ -278,9 +285,7 @@ fn dropping_the_last_handle_stops_a_pool_with_a_call_in_backoff() {
         .init(calls.clone())
         .unwrap();
     let waiting = h.get(100);
-    while calls.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
+    wait_for_attempts(&calls, 1);
     // The retry loop does not keep the pool alive: dropping the handle stops it, and the call
     // waiting out its backoff resolves at once.
     drop(h);
@@ -293,9 +298,7 @@ fn dropping_the_last_handle_stops_a_pool_with_a_call_in_backoff() {
 #[test]
 fn limits_are_released_between_attempts() {
     use concurry::ResourceLimit;
-    let long = RetryConfig::new(3)
-        .wait(Duration::from_secs(3600))
-        .max_wait(Duration::from_secs(3600));
+    let long = hour_long_backoff();
     let calls = Arc::new(AtomicU32::new(0));
     // One connection for the whole pool: every call holds it while its method runs.
     let h = Flaky::options()
@@ -305,9 +308,7 @@ fn limits_are_released_between_attempts() {
         .init(calls.clone())
         .unwrap();
     let waiting = h.get(100);
-    while calls.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
+    wait_for_attempts(&calls, 1);
     // While `waiting` sits out its backoff it holds no connection, so this call gets one.
     assert_eq!(h.ping().result_timeout(Duration::from_secs(30)).unwrap(), 1);
     assert!(waiting.cancel());
