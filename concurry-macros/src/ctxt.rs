@@ -34,3 +34,18 @@ impl Ctxt {
             .collect()
     }
 }
+
+/// The messages of the `compile_error!`s in an expansion (for the macros' unit tests).
+#[cfg(test)]
+pub(crate) fn compile_error_messages(expansion: &TokenStream) -> Vec<String> {
+    expansion
+        .to_string()
+        .split("compile_error !")
+        .skip(1)
+        .map(|s| {
+            let start = s.find('"').map_or(0, |i| i + 1);
+            let end = s[start..].find("\" }").map_or(s.len(), |i| start + i);
+            s[start..end].to_string()
+        })
+        .collect()
+}

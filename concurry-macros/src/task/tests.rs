@@ -2,15 +2,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 fn errors_of(args: TokenStream, item: TokenStream) -> Vec<String> {
-    let out = super::expand(args, item).to_string();
-    out.split("compile_error !")
-        .skip(1)
-        .map(|s| {
-            let start = s.find('"').map_or(0, |i| i + 1);
-            let end = s[start..].find("\" }").map_or(s.len(), |i| start + i);
-            s[start..end].to_string()
-        })
-        .collect()
+    crate::ctxt::compile_error_messages(&super::expand(args, item))
 }
 
 #[test]
