@@ -6,7 +6,7 @@ use quote::{quote, quote_spanned};
 use syn::{GenericArgument, PathArguments, ReturnType, Type};
 
 use super::model::Task;
-use crate::worker::args::{LoadBalancingArg, ModeArg, WorkerArgs};
+use crate::worker::args::WorkerArgs;
 use crate::worker::expand::method_retry;
 use crate::worker::retry::RetryAttr;
 
@@ -173,26 +173,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
         self.#inner.map_with(#items, move |#pattern: #item_ty| #submit_item)
     };
 
-    let mode_default = args.mode.map(|(m, span)| {
-        let variant = match m {
-            ModeArg::Sync => quote_spanned!(span=> Sync),
-            ModeArg::Thread => quote_spanned!(span=> Thread),
-            ModeArg::Async => quote_spanned!(span=> Async),
-        };
-        quote!(let options = options.mode(#krate::Mode::#variant);)
-    });
-    let max_workers_default = args
-        .max_workers
-        .map(|(n, _)| quote!(let options = options.max_workers(#n);));
-    let load_balancing_default = args.load_balancing.map(|(lb, span)| {
-        let variant = match lb {
-            LoadBalancingArg::RoundRobin => quote_spanned!(span=> RoundRobin),
-            LoadBalancingArg::LeastActive => quote_spanned!(span=> LeastActive),
-            LoadBalancingArg::LeastTotal => quote_spanned!(span=> LeastTotal),
-            LoadBalancingArg::Random => quote_spanned!(span=> Random),
-        };
-        quote!(let options = options.load_balancing(#krate::LoadBalancing::#variant);)
-    });
+    let option_defaults = args.option_defaults(&krate);
     let pool_name = args
         .name
         .as_ref()
@@ -348,9 +329,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
             pub fn options() -> Options {
                 let options = Options(#krate::TaskWorker::options());
                 let options = options.name(#pool_name);
-                #mode_default
-                #max_workers_default
-                #load_balancing_default
+                #option_defaults
                 options
             }
 

@@ -1,7 +1,7 @@
 //! [`WorkerArgs`]: the arguments of `#[worker(..)]`, each kept with its span.
 
 use proc_macro2::{Span, TokenStream};
-use quote::ToTokens;
+use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -65,6 +65,32 @@ pub(crate) struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// Statements applying the `mode`, `max_workers` and `load_balancing` defaults to a
+    /// variable `options` (the body of a generated `options()`).
+    pub(crate) fn option_defaults(&self, krate: &TokenStream) -> TokenStream {
+        let mode = self.mode.map(|(m, span)| {
+            let variant = match m {
+                ModeArg::Sync => quote_spanned!(span=> Sync),
+                ModeArg::Thread => quote_spanned!(span=> Thread),
+                ModeArg::Async => quote_spanned!(span=> Async),
+            };
+            quote!(let options = options.mode(#krate::Mode::#variant);)
+        });
+        let max_workers = self
+            .max_workers
+            .map(|(n, _)| quote!(let options = options.max_workers(#n);));
+        let load_balancing = self.load_balancing.map(|(lb, span)| {
+            let variant = match lb {
+                LoadBalancingArg::RoundRobin => quote_spanned!(span=> RoundRobin),
+                LoadBalancingArg::LeastActive => quote_spanned!(span=> LeastActive),
+                LoadBalancingArg::LeastTotal => quote_spanned!(span=> LeastTotal),
+                LoadBalancingArg::Random => quote_spanned!(span=> Random),
+            };
+            quote!(let options = options.load_balancing(#krate::LoadBalancing::#variant);)
+        });
+        quote!(#mode #max_workers #load_balancing)
+    }
+
     /// The path expansions are rooted at (`::concurry` unless `crate = ..` says otherwise).
     pub(crate) fn crate_path(&self) -> TokenStream {
         match &self.krate {

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{GenericArgument, PathArguments, ReturnType, Type};
 
-use super::args::{LoadBalancingArg, ModeArg, WorkerArgs};
+use super::args::WorkerArgs;
 use super::model::{Method, ReceiverKind, Worker};
 use super::retry::RetryAttr;
 use super::validate::{is_self, result_of_self};
@@ -482,26 +482,7 @@ pub(crate) fn expand(
         })
         .collect();
 
-    let mode_default = args.mode.map(|(m, span)| {
-        let variant = match m {
-            ModeArg::Sync => quote_spanned!(span=> Sync),
-            ModeArg::Thread => quote_spanned!(span=> Thread),
-            ModeArg::Async => quote_spanned!(span=> Async),
-        };
-        quote!(let options = options.mode(#krate::Mode::#variant);)
-    });
-    let max_workers_default = args
-        .max_workers
-        .map(|(n, _)| quote!(let options = options.max_workers(#n);));
-    let load_balancing_default = args.load_balancing.map(|(lb, span)| {
-        let variant = match lb {
-            LoadBalancingArg::RoundRobin => quote_spanned!(span=> RoundRobin),
-            LoadBalancingArg::LeastActive => quote_spanned!(span=> LeastActive),
-            LoadBalancingArg::LeastTotal => quote_spanned!(span=> LeastTotal),
-            LoadBalancingArg::Random => quote_spanned!(span=> Random),
-        };
-        quote!(let options = options.load_balancing(#krate::LoadBalancing::#variant);)
-    });
+    let option_defaults = args.option_defaults(&krate);
     let name_default = args
         .name
         .as_ref()
@@ -719,9 +700,7 @@ pub(crate) fn expand(
             #[must_use]
             pub fn options() -> #options #ty_generics {
                 let options = #options(::core::default::Default::default());
-                #mode_default
-                #max_workers_default
-                #load_balancing_default
+                #option_defaults
                 #name_default
                 options
             }
