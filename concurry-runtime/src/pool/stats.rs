@@ -77,7 +77,9 @@ pub struct PoolStats {
 pub struct WorkerStats {
     /// The worker's index in the pool.
     pub index: usize,
-    /// Calls given to this worker and not finished yet (queued or running).
+    /// Calls given to this worker and not finished yet (queued or running). A call counts as
+    /// finished just after its promise resolves, so right after a `result()` this may still
+    /// include that call for a moment.
     pub in_flight: u64,
     /// Calls given to this worker since the pool started.
     pub dispatched: u64,
