@@ -98,7 +98,7 @@ impl<W, E> Constructed<W> for Result<W, E> {
 /// spanned at the method, so the error names this function.
 pub fn async_self_methods_need_a_sync_worker<W: Sync>() {}
 
-pub use crate::pool::{MethodRetry, Validate};
+pub use crate::pool::{Extract, MethodRetry, Validate};
 
 /// A method call's arguments, on their way to a submission. Generated code calls
 /// `(&Args::new((a, b))).submit_blocking(..)`: when the arguments are `Clone` the call can be

@@ -82,6 +82,11 @@ pub enum Error<E = Infallible> {
     /// The options given to `init` are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The call could not cross the channel to a worker process: its request or reply could
+    /// not be encoded or decoded, or the far side sent something that is not this protocol.
+    /// (A worker process that died is [`Error::WorkerLost`] instead.)
+    #[error("the call could not cross the channel to the worker process: {0}")]
+    Transport(#[source] crate::wire::WireError),
 }
 
 impl<E> Error<E> {
@@ -141,6 +146,7 @@ impl<E> Error<E> {
                 outputs,
             },
             Error::Config(c) => Error::Config(c),
+            Error::Transport(w) => Error::Transport(w),
         })
     }
 

@@ -144,6 +144,8 @@ pub struct PoolConfig {
     pub(crate) retry: Option<std::sync::Arc<crate::retry::RetryConfig>>,
     /// Limits shared by every worker of the pool (`None`: no limits).
     pub(crate) limits: Option<Result<crate::limit::LimitSet, crate::limit::LimitError>>,
+    /// Process mode: the hard deadline of each call (`None`: none).
+    pub(crate) call_timeout: Option<Duration>,
 }
 
 impl Default for PoolConfig {
@@ -158,6 +160,7 @@ impl Default for PoolConfig {
             name: None,
             limits: None,
             retry: None,
+            call_timeout: None,
         }
     }
 }
@@ -227,6 +230,27 @@ impl PoolConfig {
         }
         if let Some(retry) = &self.retry {
             retry.validate()?;
+        }
+        if let Some(t) = self.call_timeout {
+            if self.mode != Mode::Process {
+                return Err(ConfigError::new(
+                    "call_timeout",
+                    format!("{t:?}"),
+                    format!(
+                        "a hard call timeout kills the worker process running the call, so it \
+                         needs `Mode::Process` (this pool is `Mode::{:?}`); to stop waiting \
+                         without stopping the call, use `result_timeout` on its promise",
+                        self.mode
+                    ),
+                ));
+            }
+            if t.is_zero() {
+                return Err(ConfigError::new(
+                    "call_timeout",
+                    "0s",
+                    "give each call a positive time, or leave it unset for no deadline",
+                ));
+            }
         }
         if let Some(Err(e)) = &self.limits {
             return Err(ConfigError::new(

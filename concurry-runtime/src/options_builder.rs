@@ -90,6 +90,12 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// Process mode: the hard deadline of each call.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = Some(timeout);
+        self
+    }
+
     /// Validates the options and starts the pool with the constructor's arguments as a tuple.
     pub fn init_with(self, args: W::Args) -> Result<Pool<W>, Error<W::InitError>> {
         Pool::start(self.config, args)
@@ -116,7 +122,8 @@ where
 #[macro_export]
 macro_rules! __options_builder_methods {
     () => {
-        /// Where the workers run: `Mode::Sync`, `Mode::Thread` (default) or `Mode::Async`.
+        /// Where the workers run: `Mode::Sync`, `Mode::Thread` (default), `Mode::Async`, or
+        /// `Mode::Process` (child processes; the type needs `#[worker(remote)]`).
         #[must_use]
         pub fn mode(self, mode: $crate::Mode) -> Self {
             Self(self.0.mode(mode))
@@ -173,6 +180,15 @@ macro_rules! __options_builder_methods {
         #[must_use]
         pub fn limits(self, limits: impl $crate::IntoLimitSet) -> Self {
             Self(self.0.limits(limits))
+        }
+
+        /// Process mode: a hard deadline for each call. A call still running after it fails
+        /// with `Error::Timeout`, and its worker process is killed (its other calls in flight
+        /// fail with `Error::WorkerLost`) and respawned. Default: no deadline. Other modes
+        /// cannot stop a running call, so `init` rejects this option there.
+        #[must_use]
+        pub fn call_timeout(self, timeout: ::core::time::Duration) -> Self {
+            Self(self.0.call_timeout(timeout))
         }
 
         /// The pool's name for thread names, tracing spans and stats (default: the type's name).

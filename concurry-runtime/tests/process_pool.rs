@@ -141,9 +141,13 @@ fn start(mode: Mode, workers: usize, n: u64) -> Result<p::Pool<Counter>, Error<S
         .init_remote_with((n,))
 }
 
+/// One call, as generated code makes it (here the whole response is the result).
+fn call(pool: &p::Pool<Counter>, req: CounterReq) -> Option<concurry::Promise<CounterResp>> {
+    pool.remote_method("call", &p::MethodRetry::inherit(), req, |r| Some(Ok(r)))
+}
+
 fn pid(pool: &p::Pool<Counter>) -> u32 {
-    match pool
-        .remote_call(CounterReq::Pid, None)
+    match call(pool, CounterReq::Pid)
         .unwrap()
         .result_timeout(HANG)
         .unwrap()
@@ -160,7 +164,7 @@ fn a_remote_type_runs_each_worker_in_a_child() {
     assert_ne!(pids[0], pids[1], "round robin over two children");
     assert!(!pids.contains(&std::process::id()));
     let bumps: Vec<_> = (0..10)
-        .map(|_| pool.remote_call(CounterReq::Bump(1), None).unwrap())
+        .map(|_| call(&pool, CounterReq::Bump(1)).unwrap())
         .collect();
     let mut last: Vec<u64> = bumps
         .into_iter()
@@ -182,22 +186,12 @@ fn a_remote_type_runs_each_worker_in_a_child() {
         12
     );
 
-    // A hard timeout kills one child; the pool keeps serving.
-    let stuck = pool
-        .remote_call(CounterReq::Spin, Some(Duration::from_millis(200)))
-        .unwrap();
-    assert!(matches!(stuck.result_timeout(HANG), Err(Error::Timeout)));
-    pid(&pool);
-    pid(&pool);
-
-    // An `async fn` method runs to completion in the child: 2 * 4 + the child's state (10
-    // in the respawned child, 15 in the other).
-    let later = pool
-        .remote_call(CounterReq::Later(4), None)
+    // An `async fn` method runs to completion in the child: 2 * 4 + the child's state.
+    let later = call(&pool, CounterReq::Later(4))
         .unwrap()
         .result_timeout(HANG)
         .unwrap();
-    assert!(matches!(later, CounterResp::Later(18 | 23)), "{later:?}");
+    assert!(matches!(later, CounterResp::Later(23)), "{later:?}");
 
     let live = [pid(&pool), pid(&pool)];
     pool.stop().unwrap();
@@ -208,17 +202,50 @@ fn a_remote_type_runs_each_worker_in_a_child() {
         );
     }
     assert!(matches!(
-        pool.remote_call(CounterReq::Pid, None)
-            .unwrap()
-            .result_timeout(HANG),
+        call(&pool, CounterReq::Pid).unwrap().result_timeout(HANG),
         Err(Error::Stopped)
     ));
 }
 
 #[test]
+fn a_hard_call_timeout_kills_the_stuck_child_and_the_pool_keeps_serving() {
+    let pool = p::Options::<Counter>::default()
+        .mode(Mode::Process)
+        .max_workers(2)
+        .call_timeout(Duration::from_millis(200))
+        .init_remote_with((10,))
+        .unwrap();
+    let before = [pid(&pool), pid(&pool)];
+    let stuck = call(&pool, CounterReq::Spin).unwrap();
+    assert!(matches!(stuck.result_timeout(HANG), Err(Error::Timeout)));
+    let after = [pid(&pool), pid(&pool)];
+    assert_eq!(
+        before.iter().filter(|p| after.contains(p)).count(),
+        1,
+        "exactly the stuck child was replaced: {before:?} -> {after:?}"
+    );
+    pool.stop().unwrap();
+}
+
+#[test]
+fn a_call_timeout_outside_process_mode_is_a_config_error() {
+    let started = p::Options::<Counter>::default()
+        .mode(Mode::Thread)
+        .call_timeout(Duration::from_secs(1))
+        .init_remote_with((10,));
+    match started {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.option(), "call_timeout");
+            assert!(e.to_string().contains("Mode::Process"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn start_remote_in_other_modes_is_the_in_process_pool() {
     let pool = start(Mode::Thread, 1, 1).unwrap();
-    assert!(pool.remote_call(CounterReq::Pid, None).is_none());
+    assert!(call(&pool, CounterReq::Pid).is_none());
     pool.stop().unwrap();
 }
 

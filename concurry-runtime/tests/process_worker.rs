@@ -176,6 +176,14 @@ fn lost(r: Result<Resp, Error>) -> String {
     }
 }
 
+/// The channel error a call failed with, as text.
+fn transport(r: Result<Resp, Error>) -> String {
+    match r {
+        Err(Error::Transport(e)) => e.to_string(),
+        other => panic!("expected Transport, got {other:?}"),
+    }
+}
+
 /// True once the process is gone and reaped: a zombie still has its `/proc` entry.
 fn reaped(pid: u32) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
@@ -297,7 +305,7 @@ fn an_infinite_loop_hits_its_hard_timeout() {
 fn garbage_on_the_channel_is_a_typed_error_and_a_respawn() {
     let w = probe();
     let pid = pid_of(&w);
-    let msg = lost(get(w.call(Req::Garbage(
+    let msg = transport(get(w.call(Req::Garbage(
         b"\x20\x00\x00\x00HTTP/1.1 200 OK\r\n\r\n....".to_vec(),
     ))));
     assert!(msg.contains("bad magic"), "{msg}");
@@ -311,15 +319,15 @@ fn garbage_on_the_channel_is_a_typed_error_and_a_respawn() {
         &mut frame,
     );
     frame[8] = concurry::wire::VERSION + 1;
-    let msg = lost(get(w.call(Req::Garbage(frame))));
+    let msg = transport(get(w.call(Req::Garbage(frame))));
     assert!(msg.contains("version mismatch"), "{msg}");
 
     // A length prefix announcing more than a frame may hold.
-    let msg = lost(get(w.call(Req::Garbage(u32::MAX.to_le_bytes().to_vec()))));
+    let msg = transport(get(w.call(Req::Garbage(u32::MAX.to_le_bytes().to_vec()))));
     assert!(msg.contains("exceeds the maximum"), "{msg}");
 
     // A well-framed reply whose payload is not a `Resp`.
-    let msg = lost(get(w.call(Req::BadReply)));
+    let msg = transport(get(w.call(Req::BadReply)));
     assert!(msg.contains("undecodable reply"), "{msg}");
 
     assert_eq!(get(w.call(Req::Add(3, 4))).unwrap(), Resp::Num(7));
@@ -549,11 +557,11 @@ fn a_reply_above_the_frame_limit_fails_only_its_call() {
     let w = probe();
     let pid = pid_of(&w);
     let limit = concurry::wire::DEFAULT_MAX_FRAME;
-    let msg = lost(get(w.call(Req::Big(limit))));
+    let msg = transport(get(w.call(Req::Big(limit))));
     assert!(msg.contains("exceeds the maximum"), "{msg}");
     assert_eq!(pid_of(&w), pid, "the child goes on serving");
     // Requests above the limit are refused before they are sent.
-    let msg = lost(get(w.call(Req::Echo("y".repeat(limit)))));
+    let msg = transport(get(w.call(Req::Echo("y".repeat(limit)))));
     assert!(msg.contains("exceeds the maximum"), "{msg}");
     assert_eq!(pid_of(&w), pid);
     w.stop().unwrap();
@@ -585,7 +593,7 @@ fn a_truncated_frame_from_a_live_child_does_not_hang_the_parent() {
         &mut frame,
     );
     frame.truncate(4 + concurry::wire::HEADER_LEN + 10);
-    let msg = lost(get(w.call(Req::Garbage(frame))));
+    let msg = transport(get(w.call(Req::Garbage(frame))));
     assert!(msg.contains("stalled mid-frame"), "{msg}");
     assert_ne!(pid_of(&w), pid);
     assert!(reaped(pid));

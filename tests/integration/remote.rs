@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use concurry::__private::serde::{Deserialize, Serialize};
+use concurry::Limit;
 use concurry::prelude::*;
 
 /// Bounds every wait, so a broken test fails instead of hanging.
@@ -62,6 +63,36 @@ impl Calc {
 
     pub fn crash(&self) {
         std::process::abort();
+    }
+
+    /// Fails until its `ok_from`-th call on this worker.
+    pub fn flaky(&mut self, ok_from: u64) -> Result<u64, String> {
+        self.total += 1;
+        if self.total < ok_from {
+            Err(format!("attempt {}", self.total))
+        } else {
+            Ok(self.total)
+        }
+    }
+
+    /// As `flaky`, but must never repeat.
+    #[retry(never)]
+    pub fn once(&mut self, ok_from: u64) -> Result<u64, String> {
+        self.flaky(ok_from)
+    }
+
+    /// Kills its process the first time (leaving `marker` behind), answers the next.
+    pub fn crash_once(&self, marker: String) -> u32 {
+        if std::fs::File::create_new(&marker).is_ok() {
+            std::process::abort();
+        }
+        std::process::id()
+    }
+
+    pub fn spin(&self) {
+        loop {
+            std::hint::spin_loop();
+        }
     }
 }
 
@@ -154,4 +185,122 @@ fn a_crashed_child_is_worker_lost_and_the_pool_keeps_serving() {
     assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 2);
     assert_ne!(calc.pid().result_timeout(HANG).unwrap(), first);
     calc.stop().unwrap();
+}
+
+fn process_pool() -> CalcOptions {
+    Calc::options().mode(Mode::Process).max_workers(1)
+}
+
+#[test]
+fn remote_calls_are_retried_per_the_pool_and_the_method() {
+    let retry = RetryConfig::new(3).wait(Duration::from_millis(1));
+    let calc = process_pool().retry(retry).init(setup(0)).unwrap();
+    // Attempts 1 and 2 fail in the child, the third succeeds.
+    assert_eq!(calc.flaky(3).result_timeout(HANG).unwrap(), 3);
+    // `#[retry(never)]` holds across the process boundary.
+    match calc.once(100).result_timeout(HANG) {
+        Err(Error::Method(e)) => assert_eq!(e, "attempt 4"),
+        other => panic!("{other:?}"),
+    }
+    match calc.flaky(100).result_timeout(HANG) {
+        Err(Error::RetriesExhausted { attempts: 4, last }) => {
+            assert!(matches!(*last, Error::Method(ref m) if m == "attempt 8"));
+        }
+        other => panic!("{other:?}"),
+    }
+    calc.stop().unwrap();
+}
+
+#[test]
+fn a_call_whose_child_died_is_retried_only_when_the_policy_says_so() {
+    let marker = |n: u32| {
+        std::env::temp_dir()
+            .join(format!("concurry-crash-once-{}-{n}", std::process::id()))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let retry = RetryConfig::new(2).wait(Duration::from_millis(1));
+    let calc = process_pool().retry(retry.clone()).init(setup(0)).unwrap();
+    assert!(matches!(
+        calc.crash_once(marker(1)).result_timeout(HANG),
+        Err(Error::WorkerLost { .. })
+    ));
+    calc.stop().unwrap();
+
+    let calc = process_pool()
+        .retry(retry.retry_on_worker_lost(true))
+        .init(setup(0))
+        .unwrap();
+    let first = calc.pid().result_timeout(HANG).unwrap();
+    let answered_by = calc.crash_once(marker(2)).result_timeout(HANG).unwrap();
+    assert_ne!(answered_by, first, "the retry ran on the respawned child");
+    calc.stop().unwrap();
+    for n in [1, 2] {
+        std::fs::remove_file(marker(n)).unwrap();
+    }
+}
+
+#[test]
+fn a_hard_call_timeout_fails_the_call_and_replaces_the_child() {
+    let calc = process_pool()
+        .call_timeout(Duration::from_millis(200))
+        .init(setup(5))
+        .unwrap();
+    let first = calc.pid().result_timeout(HANG).unwrap();
+    assert!(matches!(
+        calc.spin().result_timeout(HANG),
+        Err(Error::Timeout)
+    ));
+    // A fresh child, built from the constructor's arguments, serves the next call.
+    assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 6);
+    assert_ne!(calc.pid().result_timeout(HANG).unwrap(), first);
+    calc.stop().unwrap();
+
+    match Calc::options()
+        .mode(Mode::Thread)
+        .call_timeout(Duration::from_millis(200))
+        .init(setup(5))
+    {
+        Err(Error::Config(e)) => assert_eq!(e.option(), "call_timeout"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Waits (bounded) until `set` has `n` calls waiting on it.
+fn wait_for_waiters(set: &LimitSet, n: usize) {
+    let deadline = std::time::Instant::now() + HANG;
+    while set.stats().iter().map(|s| s.waiters).max() != Some(n) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", set.stats());
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn remote_calls_take_the_pools_call_and_resource_units_in_the_parent() {
+    let set = LimitSet::new([
+        Limit::from(ResourceLimit::new("children", 1)),
+        Limit::from(CallLimit::per_minute(1000)),
+    ])
+    .unwrap();
+    let calc = process_pool().limits(set.clone()).init(setup(0)).unwrap();
+    assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 1);
+    let used = |key: &str| set.stats().into_iter().find(|s| s.key == key).unwrap().used;
+    assert_eq!(used("children"), 0, "given back when the answer came");
+
+    // While someone else holds the only unit, the call waits in the parent.
+    let held = set.acquire(&[]).unwrap();
+    let waiting = calc.add(1);
+    wait_for_waiters(&set, 1);
+    assert!(!waiting.is_done());
+    drop(held);
+    assert_eq!(waiting.result_timeout(HANG).unwrap(), 2);
+    assert_eq!(used("call_count"), 3, "one call unit per call, plus ours");
+
+    // A call still waiting for its units when the pool stops fails with `Stopped`.
+    let held = set.acquire(&[]).unwrap();
+    let waiting = calc.add(1);
+    wait_for_waiters(&set, 1);
+    calc.stop().unwrap();
+    assert!(matches!(waiting.result_timeout(HANG), Err(Error::Stopped)));
+    drop(held);
 }

@@ -336,19 +336,20 @@ pub(crate) fn expand(
                 #request::#variant(#(#arg_names),*) => #response::#variant(#remote_call),
             });
             let out = Ident::new("out", Span::mixed_site());
-            let call = Ident::new("call", Span::mixed_site());
+            let response_ident = Ident::new("response", Span::mixed_site());
             quote! {
                 if #this.process {
-                    match #this.pool.remote_call(#request::#variant(#(#arg_names),*), ::core::option::Option::None) {
-                        ::core::option::Option::Some(#call) => #p::chain(async move {
+                    match #this.pool.remote_method(
+                        #method_str,
+                        &#method_retry,
+                        #request::#variant(#(#arg_names),*),
+                        |#response_ident| match #response_ident {
+                            #response::#variant(#out) => ::core::option::Option::Some(#p::#wrap(#out)),
                             #[allow(unreachable_patterns)]
-                            match #call.await? {
-                                #response::#variant(#out) => ::core::result::Result::Ok(
-                                    #krate::Promise::ready(#p::#wrap(#out)),
-                                ),
-                                _ => ::core::unreachable!("a child answers each request with its own variant"),
-                            }
-                        }),
+                            _ => ::core::option::Option::None,
+                        },
+                    ) {
+                        ::core::option::Option::Some(#this) => #this,
                         ::core::option::Option::None => #krate::Promise::ready(
                             ::core::result::Result::Err(#krate::Error::widen(#krate::Error::Stopped)),
                         ),

@@ -628,6 +628,11 @@ impl LimitSet {
         notify(&self.inner, &mut st);
     }
 
+    /// True if each call takes units of this set (it has call or resource limits).
+    pub(crate) fn has_call_units(&self) -> bool {
+        !self.inner.auto.is_empty()
+    }
+
     /// The pool's per-call acquisition (call and resource limits), blocking. `None` if the
     /// set has neither.
     pub(crate) fn acquire_call(

@@ -10,6 +10,7 @@ mod submit;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub use remote::Extract;
 pub use retry::{MethodRetry, Validate};
 pub use stats::{PoolStats, WorkerStats};
 pub use submit::MethodFuture;
@@ -377,6 +378,12 @@ impl<W: Worker> PoolInner<W> {
             Backend::OnDemand(od) => od.stop(),
             Backend::Process(remote) => {
                 drop(guard);
+                // Calls still waiting here for their limits are not in a child yet: they
+                // fail with `Error::Stopped`; the children finish the calls they have.
+                self.shared.abort.store(true, Ordering::Release);
+                if let Some(limits) = &self.limits {
+                    limits.wake_all();
+                }
                 return remote.stop();
             }
         };

@@ -1,15 +1,17 @@
-//! Pools of `#[worker(remote)]` types: [`Pool::start_remote`] and [`Pool::remote_call`], the
-//! entry points process mode gives generated code.
+//! Pools of `#[worker(remote)]` types: [`Pool::start_remote`] and [`Pool::remote_method`],
+//! the entry points process mode gives generated code.
 
-use std::time::Duration;
-
+use super::retry::MethodRetry;
 use super::{Backend, Balancer, Counters, Lifecycle, Pool, PoolInner, Shared};
 use crate::error::{ConfigError, Error};
-use crate::future::Promise;
+use crate::future::{Completer, Promise};
+use crate::limit::{Acquisition, WaitError};
 use crate::mode::process::RemoteWorker;
-use crate::mode::process::backend::Remote;
+use crate::mode::process::backend::{Remote, not_a_remote_call};
+use crate::mode::process::supervisor::{Reply, encode_request};
 use crate::options::{Mode, PoolConfig};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::wire::WireError;
 use crate::worker::Worker;
 
 impl<W> Pool<W>
@@ -19,7 +21,7 @@ where
     /// Starts a pool of a type that can also run out of process: as [`start`](Pool::start)
     /// in every mode but [`Mode::Process`], where each worker is a child process serving
     /// the type (see [`ProcessWorker`](crate::ProcessWorker)) and calls go through
-    /// [`remote_call`](Pool::remote_call).
+    /// [`remote_method`](Pool::remote_method).
     ///
     /// # Errors
     ///
@@ -82,30 +84,117 @@ where
         })
     }
 
-    /// In [`Mode::Process`]: sends `request` to the child the load balancer picks, with a
-    /// hard `timeout` if given (see [`ProcessWorker::call_timeout`](crate::ProcessWorker::call_timeout)).
-    /// `None` in any other mode: the caller then takes the in-process path.
-    pub fn remote_call(
+    /// In [`Mode::Process`]: one call of `method`, sent as `request` to the child the load
+    /// balancer picks, and `extract`ed from the child's response. `None` in any other mode:
+    /// the caller then takes the in-process path.
+    ///
+    /// As in process, the call first takes one unit of each call and resource limit of the
+    /// pool (held here, in the parent, until the response is back), is retried per the
+    /// pool's [`RetryConfig`](crate::RetryConfig) and the method's `retry` (each attempt
+    /// resends the request's bytes, so the arguments need not be `Clone`), and carries the
+    /// pool's hard `call_timeout`, if any.
+    pub fn remote_method<T, E>(
         &self,
+        method: &'static str,
+        retry: &MethodRetry<T, E>,
         request: <W as RemoteWorker>::Request,
-        timeout: Option<Duration>,
-    ) -> Option<Promise<<W as RemoteWorker>::Response>> {
-        let inner = &*self.inner;
-        let Backend::Process(remote) = &inner.backend else {
+        extract: Extract<W, T, E>,
+    ) -> Option<Promise<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        if !matches!(self.inner.backend, Backend::Process(_)) {
             return None;
-        };
+        }
         if self.is_stopped() {
             return Some(Promise::ready(Err(Error::Stopped)));
         }
-        let workers = remote.workers::<W>()?;
+        let payload = match encode_request(&request) {
+            Ok(p) => p,
+            Err(e) => return Some(Promise::ready(Err(e.widen()))),
+        };
+        Some(match self.retry_for(retry) {
+            None => self.remote_attempt(method, payload, extract),
+            Some(config) => self.attempts(config, method, payload, move |pool, _, payload| {
+                pool.remote_attempt(method, payload, extract)
+            }),
+        })
+    }
+
+    /// One attempt of a remote call: limits, then the child.
+    fn remote_attempt<T, E>(
+        &self,
+        method: &'static str,
+        payload: Vec<u8>,
+        extract: Extract<W, T, E>,
+    ) -> Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let inner = &*self.inner;
+        let workers = match &inner.backend {
+            Backend::Process(remote) => remote.workers::<W>(),
+            _ => None,
+        };
+        let Some(workers) = workers else {
+            return Promise::ready(Err(not_a_remote_call(&inner.shared.name, method).widen()));
+        };
+        if self.is_stopped() {
+            return Promise::ready(Err(Error::Stopped));
+        }
         let idx = self.pick();
         inner.shared.counters[idx].on_dispatch();
-        let promise = match timeout {
-            Some(t) => workers[idx].call_timeout(request, t),
-            None => workers[idx].call(request),
-        };
+        let (promise, c) = Promise::pending();
+        let worker = workers[idx].clone();
+        let timeout = inner.config.call_timeout;
         let shared = inner.shared.clone();
-        promise.on_done(move |_| shared.finished(idx));
-        Some(promise)
+        // Runs once with the child's answer: gives the limits back and counts the call as
+        // finished before anyone waiting on the promise sees it.
+        let answer = move |held: Option<Acquisition>, c: Completer<T, E>| {
+            Reply::new(move |r: Result<<W as RemoteWorker>::Response, Error>| {
+                drop(held);
+                shared.finished(idx);
+                c.complete(match r {
+                    Ok(response) => extract(response).unwrap_or_else(|| {
+                        Err(Error::Transport(WireError::Payload {
+                            what: "reply",
+                            message: format!(
+                                "the worker process answered `{method}` with another method's response"
+                            ),
+                        }))
+                    }),
+                    Err(e) => Err(e.widen()),
+                });
+            })
+        };
+        match inner.limits.as_ref().filter(|set| set.has_call_units()) {
+            None => worker.send_encoded(payload, timeout, answer(None, c)),
+            Some(set) => {
+                // Waiting for units must not block the caller: it happens on the runtime.
+                let set = set.clone();
+                let shared = inner.shared.clone();
+                crate::runtime::runtime().spawn(async move {
+                    let acquired = set
+                        .acquire_call_async(|| {
+                            c.is_cancelled() || shared.abort.load(Ordering::Acquire)
+                        })
+                        .await;
+                    let reply = |held| answer(held, c);
+                    match acquired {
+                        Ok(held) => worker.send_encoded(payload, timeout, reply(held)),
+                        Err(WaitError::Limit(e)) => reply(None).complete(Err(Error::Limit(e))),
+                        // Cancelled (the promise is resolved already) or the pool stopped.
+                        Err(WaitError::Cancelled) => reply(None).complete(Err(Error::Stopped)),
+                    }
+                });
+            }
+        }
+        promise
     }
 }
+
+/// How generated code takes one method's result out of a worker's response enum: `None` if
+/// the response is another method's (a broken peer).
+pub type Extract<W, T, E> = fn(<W as RemoteWorker>::Response) -> Option<Result<T, Error<E>>>;

@@ -32,9 +32,11 @@ pub(crate) struct Validator {
 /// wait is drawn uniformly from `[(1 - j) * d, d]` (`j = 1` is full jitter, uniform in
 /// `[0, d]`; the default is `0.3`). The wait happens off the worker: other calls run meanwhile.
 ///
-/// What is retried: by default every error the method returns (never a panic, and never
-/// `Stopped`, `Cancelled`, `Timeout` or a config error). `retry_on` narrows that to failures a
-/// predicate accepts (any of them); `retry_on_panic(true)` lets panics be retried too.
+/// What is retried: by default every error the method returns (never a panic, a lost
+/// worker, and never `Stopped`, `Cancelled`, `Timeout`, `Transport` or a config error).
+/// `retry_on` narrows that to failures a predicate accepts (any of them);
+/// `retry_on_panic(true)` lets panics be retried too, and `retry_on_worker_lost(true)` calls
+/// whose worker process died under them.
 /// `retry_until` validators make a successful output that fails a check count as a failed
 /// attempt; when attempts run out the call ends with [`Error::Validation`] holding every
 /// rejected output.
@@ -62,6 +64,7 @@ pub struct RetryConfig {
     jitter: f64,
     retry_on: Vec<Predicate>,
     on_panic: bool,
+    on_worker_lost: bool,
     validators: Vec<Validator>,
 }
 
@@ -87,6 +90,7 @@ impl RetryConfig {
             jitter: 0.3,
             retry_on: Vec::new(),
             on_panic: false,
+            on_worker_lost: false,
             validators: Vec::new(),
         }
     }
@@ -168,6 +172,21 @@ impl RetryConfig {
     #[must_use]
     pub fn retry_on_panic(mut self, on: bool) -> Self {
         self.on_panic = on;
+        self
+    }
+
+    /// Whether a call whose worker was lost may be retried (default `false`). In process
+    /// mode that is a call in flight on a child process that died (a crash, `abort`, a
+    /// kill): the retry runs on the respawned child or another one. Only retry calls that
+    /// are safe to run twice, since the lost attempt may have done part of its work.
+    ///
+    /// ```
+    /// let retry = concurry::RetryConfig::new(2).retry_on_worker_lost(true);
+    /// # let _ = retry;
+    /// ```
+    #[must_use]
+    pub fn retry_on_worker_lost(mut self, on: bool) -> Self {
+        self.on_worker_lost = on;
         self
     }
 
@@ -263,6 +282,9 @@ impl RetryConfig {
             Error::Panicked { message } if self.on_panic => {
                 Failure::panic(message, attempt, method)
             }
+            Error::WorkerLost { message } if self.on_worker_lost => {
+                Failure::worker_lost(message, attempt, method)
+            }
             _ => return false,
         };
         self.retry_on.is_empty() || self.retry_on.iter().any(|p| p(&failure))
@@ -295,6 +317,7 @@ impl fmt::Debug for RetryConfig {
             .field("jitter", &self.jitter)
             .field("retry_on", &self.retry_on.len())
             .field("retry_on_panic", &self.on_panic)
+            .field("retry_on_worker_lost", &self.on_worker_lost)
             .field(
                 "validators",
                 &self.validators.iter().map(|v| &v.name).collect::<Vec<_>>(),

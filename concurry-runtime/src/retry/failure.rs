@@ -32,6 +32,7 @@ pub struct Failure<'a> {
 enum Kind<'a> {
     Method(&'a (dyn Any + Send)),
     Panicked(&'a str),
+    WorkerLost(&'a str),
 }
 
 impl<'a> Failure<'a> {
@@ -48,6 +49,16 @@ impl<'a> Failure<'a> {
     pub fn panic(message: &'a str, attempt: u32, method: &'static str) -> Self {
         Failure {
             kind: Kind::Panicked(message),
+            attempt,
+            method,
+        }
+    }
+
+    /// A failure because the worker running the attempt was lost (in process mode: its
+    /// child process died), with what happened to it.
+    pub fn worker_lost(message: &'a str, attempt: u32, method: &'static str) -> Self {
+        Failure {
+            kind: Kind::WorkerLost(message),
             attempt,
             method,
         }
@@ -72,8 +83,13 @@ impl<'a> Failure<'a> {
     pub fn panic_message(&self) -> Option<&'a str> {
         match self.kind {
             Kind::Panicked(m) => Some(m),
-            Kind::Method(_) => None,
+            Kind::Method(_) | Kind::WorkerLost(_) => None,
         }
+    }
+
+    /// True if the worker running the attempt was lost (a child process that died).
+    pub fn is_worker_lost(&self) -> bool {
+        matches!(self.kind, Kind::WorkerLost(_))
     }
 
     /// True if the method's error is a `T`, or for a boxed `dyn Error` (or `anyhow::Error`)
@@ -87,7 +103,7 @@ impl<'a> Failure<'a> {
     pub fn downcast_ref<T: Any>(&self) -> Option<&'a T> {
         match self.kind {
             Kind::Method(error) => error.downcast_ref::<T>(),
-            Kind::Panicked(_) => None,
+            Kind::Panicked(_) | Kind::WorkerLost(_) => None,
         }
     }
 
@@ -135,6 +151,7 @@ impl fmt::Debug for Failure<'_> {
         match self.kind {
             Kind::Method(_) => d.field("kind", &"method error"),
             Kind::Panicked(m) => d.field("panic", &m),
+            Kind::WorkerLost(m) => d.field("worker_lost", &m),
         };
         d.finish()
     }

@@ -245,6 +245,46 @@ mod tests {
     }
 
     #[test]
+    fn lost_workers_are_retried_only_when_asked() {
+        let lost = |n| {
+            if n < 2 {
+                Err(Error::WorkerLost {
+                    message: "killed".into(),
+                })
+            } else {
+                Ok(n)
+            }
+        };
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(2).retry_on_panic(true));
+        assert!(matches!(
+            run(ctx, flaky(&calls, lost)).result(),
+            Err(Error::WorkerLost { .. })
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(2).retry_on_worker_lost(true));
+        assert_eq!(run(ctx, flaky(&calls, lost)).result().unwrap(), 2);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // `retry_on` predicates see the loss too.
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(
+            fast(2)
+                .retry_on_worker_lost(true)
+                .retry_on(|f| f.downcast_ref::<String>().is_some()),
+        );
+        assert!(run(ctx, flaky(&calls, lost)).result().is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(
+            fast(2)
+                .retry_on_worker_lost(true)
+                .retry_on(|f| f.is_worker_lost()),
+        );
+        assert_eq!(run(ctx, flaky(&calls, lost)).result().unwrap(), 2);
+    }
+
+    #[test]
     fn retry_until_exhaustion_yields_every_output() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) =

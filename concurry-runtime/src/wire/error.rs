@@ -91,12 +91,61 @@ pub enum WireError {
         /// How long the reader waited for the rest of the frame.
         timeout: std::time::Duration,
     },
+    /// The peer reported a protocol fault: it could not decode what it was sent, or could
+    /// not send its answer (say, a reply above the frame limit).
+    #[error("the peer reported a protocol fault: {message}")]
+    Peer {
+        /// The peer's complaint.
+        message: String,
+    },
     /// The channel itself failed.
     #[error("channel i/o failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
 impl WireError {
+    /// A copy, for failing several calls with one error (`io::Error` is not `Clone`, so
+    /// an I/O failure is copied as its kind and message).
+    pub(crate) fn duplicate(&self) -> WireError {
+        match self {
+            WireError::Truncated { what, needed, got } => WireError::Truncated {
+                what,
+                needed: *needed,
+                got: *got,
+            },
+            WireError::TooLarge { len, max } => WireError::TooLarge {
+                len: *len,
+                max: *max,
+            },
+            WireError::TooShort { len, min } => WireError::TooShort {
+                len: *len,
+                min: *min,
+            },
+            WireError::BadMagic { found, expected } => WireError::BadMagic {
+                found: *found,
+                expected: *expected,
+            },
+            WireError::VersionMismatch { found, expected } => WireError::VersionMismatch {
+                found: *found,
+                expected: *expected,
+            },
+            WireError::UnknownKind { found } => WireError::UnknownKind { found: *found },
+            WireError::Payload { what, message } => WireError::Payload {
+                what,
+                message: message.clone(),
+            },
+            WireError::Encode { what, message } => WireError::Encode {
+                what,
+                message: message.clone(),
+            },
+            WireError::Stalled { timeout } => WireError::Stalled { timeout: *timeout },
+            WireError::Peer { message } => WireError::Peer {
+                message: message.clone(),
+            },
+            WireError::Io(e) => WireError::Io(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+
     /// True if the error says the peer went away (end of stream, broken pipe, reset), as
     /// opposed to the peer sending something wrong.
     ///

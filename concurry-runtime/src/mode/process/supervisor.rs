@@ -14,7 +14,7 @@ use super::limits::{Host, Replier};
 use super::parent::{SpawnError, Spawned, abandon, reap, spawn};
 use super::{ProcessConfig, RemoteWorker, entries, lookup};
 use crate::error::{ConfigError, Error};
-use crate::future::{Completer, Promise};
+use crate::future::Promise;
 use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
 use crate::wire::{
     DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, LimitFault, WireError,
@@ -32,6 +32,9 @@ use crate::wire::{
 ///   (the child is killed and respawned);
 /// - [`Error::WorkerLost`] if the child died (crash, `abort`, a kill, another call's timeout,
 ///   garbage on the channel) while the call was in flight, or the restart limit ran out;
+/// - [`Error::Transport`] if this call's request or reply could not cross the channel (it
+///   does not encode, is too large, or came back garbled; for a garbled reply the child is
+///   also respawned);
 /// - [`Error::Stopped`] if [`stop`](ProcessWorker::stop) came first.
 ///
 /// Cloning shares the worker; it stops when `stop()` is called or the last clone is dropped.
@@ -107,7 +110,7 @@ enum State<W: RemoteWorker> {
 struct Queued<W: RemoteWorker> {
     id: u64,
     payload: Vec<u8>,
-    completer: Completer<W::Response>,
+    completer: Reply<W::Response>,
 }
 
 #[derive(Default)]
@@ -150,7 +153,7 @@ impl<W: RemoteWorker> Replier for Conn<W> {
 
 struct Calls<W: RemoteWorker> {
     open: bool,
-    map: HashMap<u64, Completer<W::Response>>,
+    map: HashMap<u64, Reply<W::Response>>,
 }
 
 impl<W: RemoteWorker> Conn<W> {
@@ -159,8 +162,8 @@ impl<W: RemoteWorker> Conn<W> {
         &self,
         id: u64,
         payload: &[u8],
-        completer: Completer<W::Response>,
-    ) -> Result<(), Completer<W::Response>> {
+        completer: Reply<W::Response>,
+    ) -> Result<(), Reply<W::Response>> {
         {
             let mut calls = lock(&self.calls);
             if !calls.open {
@@ -304,28 +307,31 @@ impl<W: RemoteWorker> ProcessWorker<W> {
     }
 
     fn submit(&self, request: W::Request, timeout: Option<Duration>) -> Promise<W::Response> {
-        let sup = &self.handle.sup;
         let (promise, completer) = Promise::pending();
-        let payload = match encode(&request, "request") {
-            Ok(p) if p.len() + HEADER_LEN <= DEFAULT_MAX_FRAME => p,
-            Ok(p) => {
-                completer.complete(Err(transport(WireError::TooLarge {
-                    len: (p.len() + HEADER_LEN) as u64,
-                    max: DEFAULT_MAX_FRAME,
-                })));
-                return promise;
-            }
-            Err(e) => {
-                completer.complete(Err(transport(e)));
-                return promise;
-            }
-        };
+        let reply = Reply::new(move |r| {
+            completer.complete(r);
+        });
+        match encode_request(&request) {
+            Ok(payload) => self.send_encoded(payload, timeout, reply),
+            Err(e) => reply.complete(Err(e)),
+        }
+        promise
+    }
+
+    /// Sends a request already encoded with [`encode_request`] (a retried call sends the
+    /// same bytes again); `reply` runs once with the outcome, on whichever thread has it.
+    pub(crate) fn send_encoded(
+        &self,
+        payload: Vec<u8>,
+        timeout: Option<Duration>,
+        reply: Reply<W::Response>,
+    ) {
+        let sup = &self.handle.sup;
         let id = sup.next_id.fetch_add(1, Ordering::Relaxed);
         if let Some(t) = timeout {
             sup.add_timer(id, t);
         }
-        sup.submit(id, payload, completer);
-        promise
+        sup.submit(id, payload, reply);
     }
 
     /// The child's process id, while one is serving.
@@ -354,12 +360,50 @@ impl<W: RemoteWorker> ProcessWorker<W> {
     }
 }
 
-/// A failure of the channel itself, for one call.
-// TODO(issue 6): `Error::Transport` once error.rs has it; until then the call reports a lost
-// worker, naming the wire error.
-fn transport(e: WireError) -> Error {
-    Error::WorkerLost {
-        message: format!("the call could not cross the channel: {e}"),
+/// What a call's outcome is handed to: the promise's completer, or a caller's own mapping
+/// of the response (a pool's typed method promise).
+pub(crate) struct Reply<R>(Box<dyn FnOnce(Result<R, Error>) + Send>);
+
+impl<R> Reply<R> {
+    pub(crate) fn new(f: impl FnOnce(Result<R, Error>) + Send + 'static) -> Self {
+        Reply(Box::new(f))
+    }
+
+    pub(crate) fn complete(self, outcome: Result<R, Error>) {
+        (self.0)(outcome);
+    }
+}
+
+/// A request's bytes for the channel: [`Error::Transport`] if it does not encode or would
+/// not fit in one frame.
+pub(crate) fn encode_request<T: serde::Serialize>(request: &T) -> Result<Vec<u8>, Error> {
+    match encode(request, "request") {
+        Ok(p) if p.len() + HEADER_LEN <= DEFAULT_MAX_FRAME => Ok(p),
+        Ok(p) => Err(Error::Transport(WireError::TooLarge {
+            len: (p.len() + HEADER_LEN) as u64,
+            max: DEFAULT_MAX_FRAME,
+        })),
+        Err(e) => Err(Error::Transport(e)),
+    }
+}
+
+/// Why a reader stopped reading its child's channel.
+enum Ended {
+    /// The child went away (or gave up): its calls in flight are lost.
+    Lost(String),
+    /// The child sent something that is not this protocol: its calls in flight get the
+    /// typed error.
+    Garbled(WireError),
+}
+
+/// What the child's fault means for the call.
+fn fault_error(fault: Fault) -> Error {
+    match fault {
+        Fault::Panicked { message } => Error::Panicked { message },
+        Fault::Protocol { message } => Error::Transport(WireError::Peer { message }),
+        other => Error::WorkerLost {
+            message: other.to_string(),
+        },
     }
 }
 
@@ -443,7 +487,7 @@ impl<W: RemoteWorker> Supervisor<W> {
         self.readers_done.notify_all();
     }
 
-    fn submit(&self, id: u64, payload: Vec<u8>, mut completer: Completer<W::Response>) {
+    fn submit(&self, id: u64, payload: Vec<u8>, mut completer: Reply<W::Response>) {
         loop {
             let mut st = lock(&self.state);
             match &mut *st {
@@ -486,12 +530,14 @@ impl<W: RemoteWorker> Supervisor<W> {
         conn: &Arc<Conn<W>>,
         mut reader: FrameReader<BufReader<UnixStream>>,
     ) {
-        let reason = loop {
+        let ended = loop {
             let env = match reader.read_stall_bounded(self.config.stall_timeout) {
                 Ok(Some(env)) => env,
-                Ok(None) => break "it closed the channel".to_string(),
-                Err(e) if e.is_disconnect() => break format!("the channel broke: {e}"),
-                Err(e) => break format!("protocol error on the channel: {e}"),
+                Ok(None) => break Ended::Lost("it closed the channel".to_string()),
+                Err(e) if e.is_disconnect() => {
+                    break Ended::Lost(format!("the channel broke: {e}"));
+                }
+                Err(e) => break Ended::Garbled(e),
             };
             match env.kind {
                 Kind::Reply => {
@@ -502,38 +548,38 @@ impl<W: RemoteWorker> Supervisor<W> {
                         Err(e) => {
                             // Calls from now on go to the next child, then this one fails.
                             self.detach(conn);
-                            let reason = format!("protocol error on the channel: {e}");
                             if let Some(c) = completer {
-                                c.complete(Err(transport(e)));
+                                c.complete(Err(Error::Transport(e.duplicate())));
                             }
-                            break reason;
+                            break Ended::Garbled(e);
                         }
                     };
                     if let Some(c) = completer {
                         self.consecutive.store(0, Ordering::Relaxed);
-                        c.complete(match reply {
-                            Ok(v) => Ok(v),
-                            Err(Fault::Panicked { message }) => Err(Error::Panicked { message }),
-                            Err(f) => Err(Error::WorkerLost {
-                                message: f.to_string(),
-                            }),
-                        });
+                        c.complete(reply.map_err(fault_error));
                     }
                 }
                 Kind::LimitAcquire | Kind::LimitUpdate | Kind::LimitRelease => {
                     let out: Arc<dyn Replier> = conn.clone();
                     if let Err(e) = conn.host.on_message(env, out) {
-                        break format!("protocol error on the channel: {e}");
+                        break Ended::Garbled(e);
                     }
                 }
                 Kind::Fault => {
-                    break decode::<Fault>(&env.payload, "fault")
-                        .map_or_else(|e| e.to_string(), |f| format!("it gave up: {f}"));
+                    break match decode::<Fault>(&env.payload, "fault") {
+                        Ok(f) => Ended::Lost(format!("it gave up: {f}")),
+                        Err(e) => Ended::Garbled(e),
+                    };
                 }
-                other => break format!("protocol error: unexpected `{other:?}` message"),
+                other => {
+                    break Ended::Garbled(WireError::Payload {
+                        what: "message kind",
+                        message: format!("a worker process does not send `{other:?}` messages"),
+                    });
+                }
             }
         };
-        self.finish(conn, reason);
+        self.finish(conn, ended);
     }
 
     /// Sends calls submitted from now on to the respawn queue instead of `conn`.
@@ -544,7 +590,7 @@ impl<W: RemoteWorker> Supervisor<W> {
         }
     }
 
-    fn finish(self: &Arc<Self>, conn: &Arc<Conn<W>>, reason: String) {
+    fn finish(self: &Arc<Self>, conn: &Arc<Conn<W>>, ended: Ended) {
         let stopping = conn.stopping.load(Ordering::Acquire);
         // Calls submitted from now on queue for the next child (or fail if stopped).
         if !stopping {
@@ -564,17 +610,22 @@ impl<W: RemoteWorker> Supervisor<W> {
                 abandon(c)
             }
         });
-        let killed = lock(&conn.killed).take();
-        let why = killed.unwrap_or(reason);
+        // A kill of ours (a timeout, a failed write) explains the end better than what the
+        // reader saw afterwards.
+        let (why, garbled) = match (lock(&conn.killed).take(), ended) {
+            (Some(killed), _) => (killed, None),
+            (None, Ended::Lost(why)) => (why, None),
+            (None, Ended::Garbled(e)) => (format!("protocol error on the channel: {e}"), Some(e)),
+        };
         let status = status.map_or_else(|| "status unknown".to_string(), |s| s.to_string());
         let message = format!("worker process {} ended ({status}): {why}", conn.pid);
         for (_, c) in in_flight {
-            c.complete(Err(if stopping {
-                Error::Stopped
-            } else {
-                Error::WorkerLost {
+            c.complete(Err(match &garbled {
+                _ if stopping => Error::Stopped,
+                Some(e) => Error::Transport(e.duplicate()),
+                None => Error::WorkerLost {
                     message: message.clone(),
-                }
+                },
             }));
         }
         if !stopping && !self.is_stopped() {
