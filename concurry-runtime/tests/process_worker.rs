@@ -280,6 +280,40 @@ fn sigkill_mid_call_fails_every_call_in_flight() {
 }
 
 #[test]
+fn submitting_to_a_busy_child_never_blocks_the_caller() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let blocked = w.call(Req::Block);
+    // Far more bytes than a socket buffer holds, while the child reads nothing.
+    let (done, submitted) = std::sync::mpsc::channel();
+    let submitter = {
+        let w = w.clone();
+        std::thread::spawn(move || {
+            let calls: Vec<_> = (0..2000)
+                .map(|_| w.call(Req::Echo("x".repeat(4096))))
+                .collect();
+            done.send(()).unwrap();
+            calls
+        })
+    };
+    submitted
+        .recv_timeout(HANG)
+        .expect("submitting blocked on a busy child");
+    let calls = submitter.join().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    lost(get(blocked));
+    for c in calls {
+        lost(get(c));
+    }
+    assert_eq!(pid_of(&w), pid_of(&w), "a fresh child serves");
+    w.stop().unwrap();
+}
+
+#[test]
 fn an_infinite_loop_hits_its_hard_timeout() {
     let w = probe();
     let pid = pid_of(&w);

@@ -3,6 +3,7 @@
 
 mod balancing;
 mod common;
+mod every_mode;
 mod lifecycle;
 mod limits;
 mod modes;

@@ -120,10 +120,21 @@ struct Timers {
     stop: bool,
 }
 
+/// A frame for the child, queued for the connection's writer thread.
+enum Outgoing {
+    Frame(Kind, u64, Vec<u8>),
+    /// Flush and end the writer thread.
+    Close,
+}
+
 /// One connected child.
 struct Conn<W: RemoteWorker> {
     pid: u32,
-    writer: Mutex<FrameWriter<UnixStream>>,
+    /// Frames for the writer thread: sending never blocks the caller, even when the child
+    /// is busy and its socket buffer is full.
+    outbox: crossbeam_channel::Sender<Outgoing>,
+    /// The writer thread, joined once the child is gone.
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Taken by the reader thread when it reaps the child; until then, kills go through here.
     child: Mutex<Option<Child>>,
     calls: Mutex<Calls<W>>,
@@ -140,14 +151,7 @@ impl<W: RemoteWorker> Replier for Conn<W> {
         let Ok(payload) = encode(&result, "limit reply") else {
             return;
         };
-        let mut w = lock(&self.writer);
-        if w.write(Kind::LimitReply, lease, &payload)
-            .and_then(|()| w.flush())
-            .is_err()
-        {
-            drop(w);
-            self.kill("writing to the worker process failed".into());
-        }
+        self.enqueue(Outgoing::Frame(Kind::LimitReply, lease, payload));
     }
 }
 
@@ -157,28 +161,64 @@ struct Calls<W: RemoteWorker> {
 }
 
 impl<W: RemoteWorker> Conn<W> {
-    /// Registers the call and sends it; gives the completer back if the connection is closed.
+    /// Registers the call and queues it; gives it back if the connection is closed.
     fn send(
         &self,
         id: u64,
-        payload: &[u8],
+        payload: Vec<u8>,
         completer: Reply<W::Response>,
-    ) -> Result<(), Reply<W::Response>> {
+    ) -> Result<(), (Vec<u8>, Reply<W::Response>)> {
         {
             let mut calls = lock(&self.calls);
             if !calls.open {
-                return Err(completer);
+                return Err((payload, completer));
             }
             calls.map.insert(id, completer);
         }
-        let mut w = lock(&self.writer);
-        let sent = w.write(Kind::Call, id, payload).and_then(|()| w.flush());
-        drop(w);
-        if let Err(e) = sent {
-            // The reader sees the channel close and fails this call with the others.
-            self.kill(format!("writing to the worker process failed: {e}"));
-        }
+        self.enqueue(Outgoing::Frame(Kind::Call, id, payload));
         Ok(())
+    }
+
+    /// Queues a frame for the writer thread. If the thread is gone, the connection is
+    /// ending: its reader fails what was in flight.
+    fn enqueue(&self, frame: Outgoing) {
+        let _ = self.outbox.send(frame);
+    }
+
+    /// The writer thread: writes queued frames, as many as are waiting per flush, until
+    /// `Close` or a failed write (which kills the child: its reader then fails the calls).
+    fn write_loop(
+        &self,
+        mut writer: FrameWriter<UnixStream>,
+        outbox: &crossbeam_channel::Receiver<Outgoing>,
+    ) {
+        while let Ok(first) = outbox.recv() {
+            let mut next = Some(first);
+            while let Some(frame) = next.take() {
+                let written = match frame {
+                    Outgoing::Frame(kind, id, payload) => writer.write(kind, id, &payload),
+                    Outgoing::Close => {
+                        let _ = writer.flush();
+                        return;
+                    }
+                };
+                if let Err(e) = written {
+                    return self.kill(format!("writing to the worker process failed: {e}"));
+                }
+                next = outbox.try_recv().ok();
+            }
+            if let Err(e) = writer.flush() {
+                return self.kill(format!("writing to the worker process failed: {e}"));
+            }
+        }
+    }
+
+    /// Ends the writer thread once the child is gone (its writes then fail at once).
+    fn close_writer(&self) {
+        self.enqueue(Outgoing::Close);
+        if let Some(h) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
     }
 
     fn kill(&self, why: String) {
@@ -191,15 +231,13 @@ impl<W: RemoteWorker> Conn<W> {
     /// Asks the child to finish its calls and exit.
     fn shutdown(&self) {
         self.stopping.store(true, Ordering::Release);
-        let mut w = lock(&self.writer);
-        if w.write(Kind::Shutdown, 0, &[])
-            .and_then(|()| w.flush())
-            .is_err()
+        let queued = self
+            .outbox
+            .send(Outgoing::Frame(Kind::Shutdown, 0, Vec::new()));
+        if queued.is_err()
+            && let Some(child) = lock(&self.child).as_mut()
         {
-            drop(w);
-            if let Some(child) = lock(&self.child).as_mut() {
-                let _ = child.kill();
-            }
+            let _ = child.kill();
         }
     }
 }
@@ -446,9 +484,11 @@ impl<W: RemoteWorker> Supervisor<W> {
             reader,
             writer,
         } = spawned;
+        let (outbox, outgoing) = crossbeam_channel::unbounded();
         let conn = Arc::new(Conn {
             pid,
-            writer: Mutex::new(writer),
+            outbox,
+            writer: Mutex::new(None),
             child: Mutex::new(Some(child)),
             calls: Mutex::new(Calls {
                 open: true,
@@ -459,13 +499,20 @@ impl<W: RemoteWorker> Supervisor<W> {
             host: Host::new(self.config.limits.as_ref()),
         });
         *lock(&self.readers) += 1;
-        let (sup, c) = (self.clone(), conn.clone());
+        let c = conn.clone();
         let started = std::thread::Builder::new()
-            .name(format!("concurry-proc-{pid}"))
-            .spawn(move || {
-                READER_OF.with(|r| r.set(Arc::as_ptr(&sup) as usize));
-                sup.read_loop(&c, reader);
-                sup.reader_done();
+            .name(format!("concurry-proc-{pid}-w"))
+            .spawn(move || c.write_loop(writer, &outgoing))
+            .and_then(|w| {
+                *lock(&conn.writer) = Some(w);
+                let (sup, c) = (self.clone(), conn.clone());
+                std::thread::Builder::new()
+                    .name(format!("concurry-proc-{pid}"))
+                    .spawn(move || {
+                        READER_OF.with(|r| r.set(Arc::as_ptr(&sup) as usize));
+                        sup.read_loop(&c, reader);
+                        sup.reader_done();
+                    })
             });
         if let Err(e) = started {
             // No reader: the connection is unusable. Kill and reap the child here.
@@ -475,6 +522,7 @@ impl<W: RemoteWorker> Supervisor<W> {
             if let Some(child) = lock(&conn.child).take() {
                 abandon(child);
             }
+            conn.close_writer();
             *lock(&conn.killed) = Some(format!("could not start a reader thread: {e}"));
             self.reader_done();
         }
@@ -487,17 +535,17 @@ impl<W: RemoteWorker> Supervisor<W> {
         self.readers_done.notify_all();
     }
 
-    fn submit(&self, id: u64, payload: Vec<u8>, mut completer: Reply<W::Response>) {
+    fn submit(&self, id: u64, mut payload: Vec<u8>, mut completer: Reply<W::Response>) {
         loop {
             let mut st = lock(&self.state);
             match &mut *st {
                 State::Up(conn) => {
                     let conn = conn.clone();
                     drop(st);
-                    match conn.send(id, &payload, completer) {
+                    match conn.send(id, payload, completer) {
                         Ok(()) => return,
                         // The connection closed under us; the state has moved on already.
-                        Err(back) => completer = back,
+                        Err(back) => (payload, completer) = back,
                     }
                 }
                 State::Respawning(queue) => {
@@ -610,6 +658,8 @@ impl<W: RemoteWorker> Supervisor<W> {
                 abandon(c)
             }
         });
+        // The child is gone, so a write still blocked on its socket fails now.
+        conn.close_writer();
         // A kill of ours (a timeout, a failed write) explains the end better than what the
         // reader saw afterwards.
         let (why, garbled) = match (lock(&conn.killed).take(), ended) {
@@ -657,7 +707,7 @@ impl<W: RemoteWorker> Supervisor<W> {
                         State::Respawning(queue) => {
                             drop(st);
                             for q in queue {
-                                if let Err(c) = conn.send(q.id, &q.payload, q.completer) {
+                                if let Err((_, c)) = conn.send(q.id, q.payload, q.completer) {
                                     c.complete(Err(Error::WorkerLost {
                                         message: "the respawned worker process died at once".into(),
                                     }));
