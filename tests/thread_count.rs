@@ -1,5 +1,5 @@
-//! Thread mode leaves no thread behind: after `stop()` (or drop) the process has as many
-//! threads as before. Its own test binary, so no other test's threads come and go meanwhile.
+//! Thread and process modes leave no thread (and no child process) behind: after `stop()`
+//! (or drop) the process has as many threads as before. Its own test binary, so no other test's threads come and go meanwhile.
 #![allow(unreachable_pub, missing_docs)]
 
 use std::sync::Arc;
@@ -17,6 +17,18 @@ impl Idle {
     pub async fn nothing_async(&self) {}
 }
 
+struct RemoteIdle;
+
+#[concurry::worker(remote)]
+impl RemoteIdle {
+    pub fn new() -> Self {
+        RemoteIdle
+    }
+    pub fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
+
 fn threads() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
     status
@@ -26,7 +38,13 @@ fn threads() -> usize {
         .expect("Threads: line")
 }
 
+/// One test: each part counts every thread of the process, so nothing may run beside it.
 #[test]
+fn no_mode_leaves_threads_behind() {
+    thread_count_returns_to_baseline_after_stop_and_drop();
+    process_mode_leaves_no_thread_and_no_child_behind();
+}
+
 fn thread_count_returns_to_baseline_after_stop_and_drop() {
     let baseline = threads();
     let pool = Idle::options()
@@ -67,4 +85,33 @@ fn thread_count_returns_to_baseline_after_stop_and_drop() {
     calls.into_iter().for_each(|c| c.result().unwrap());
     pool.stop().unwrap();
     assert_eq!(threads(), baseline, "on-demand workers left threads behind");
+}
+
+fn process_mode_leaves_no_thread_and_no_child_behind() {
+    let baseline = threads();
+    for stop in [true, false] {
+        let pool = RemoteIdle::options()
+            .mode(Mode::Process)
+            .max_workers(3)
+            .init()
+            .unwrap();
+        let pids: Vec<u32> = (0..300)
+            .map(|_| pool.pid())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|c| c.result().unwrap())
+            .collect();
+        if stop {
+            pool.stop().unwrap();
+        } else {
+            drop(pool);
+        }
+        assert_eq!(threads(), baseline, "stop: {stop}: threads left behind");
+        for pid in pids {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "child {pid} not reaped"
+            );
+        }
+    }
 }

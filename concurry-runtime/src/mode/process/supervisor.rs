@@ -90,6 +90,8 @@ struct Supervisor<W: RemoteWorker> {
     /// Reader threads still running: each owns a child until it has reaped it.
     readers: Mutex<usize>,
     readers_done: Condvar,
+    /// The reader threads, joined by `stop()` (finished ones are dropped at each respawn).
+    reader_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Per-call deadlines, and the stop flag that wakes the watchdog and a respawn backoff.
     timers: Mutex<Timers>,
     timers_changed: Condvar,
@@ -286,6 +288,7 @@ impl<W: RemoteWorker> ProcessWorker<W> {
             consecutive: AtomicU64::new(0),
             readers: Mutex::new(0),
             readers_done: Condvar::new(),
+            reader_threads: Mutex::new(Vec::new()),
             timers: Mutex::new(Timers::default()),
             timers_changed: Condvar::new(),
             watchdog: Mutex::new(None),
@@ -514,6 +517,11 @@ impl<W: RemoteWorker> Supervisor<W> {
                         sup.reader_done();
                     })
             });
+        let started = started.map(|reader| {
+            let mut threads = lock(&self.reader_threads);
+            threads.retain(|t| !t.is_finished());
+            threads.push(reader);
+        });
         if let Err(e) = started {
             // No reader: the connection is unusable. Kill and reap the child here.
             let mut calls = lock(&conn.calls);
@@ -875,10 +883,14 @@ impl<W: RemoteWorker> Supervisor<W> {
             // Killed children close their channels at once; their readers reap them.
             self.wait_readers(Duration::from_secs(3600), own);
         }
-        if let Some(h) = lock(&self.watchdog).take()
-            && h.thread().id() != std::thread::current().id()
-        {
-            let _ = h.join();
+        // Every reader has reaped its child; join the threads too, so none outlives `stop()`.
+        let me = std::thread::current().id();
+        let readers = std::mem::take(&mut *lock(&self.reader_threads));
+        let watchdog = lock(&self.watchdog).take();
+        for h in readers.into_iter().chain(watchdog) {
+            if h.thread().id() != me {
+                let _ = h.join();
+            }
         }
         if timed_out {
             Err(Error::Timeout)
