@@ -132,6 +132,8 @@ enum Outgoing {
 /// One connected child.
 struct Conn<W: RemoteWorker> {
     pid: u32,
+    /// The socket's write half: the writer thread's, and a caller's when the child is idle.
+    io: Mutex<FrameWriter<UnixStream>>,
     /// Frames for the writer thread: sending never blocks the caller, even when the child
     /// is busy and its socket buffer is full.
     outbox: crossbeam_channel::Sender<Outgoing>,
@@ -163,19 +165,36 @@ struct Calls<W: RemoteWorker> {
 }
 
 impl<W: RemoteWorker> Conn<W> {
-    /// Registers the call and queues it; gives it back if the connection is closed.
+    /// Registers the call and sends it; gives it back if the connection is closed.
+    ///
+    /// A call to an idle child (no call in flight: it is waiting to read) is written at
+    /// once, saving the writer thread's wake-up on a round trip. Any other goes through the
+    /// writer thread, since a busy child reads nothing and the write could block.
     fn send(
         &self,
         id: u64,
         payload: Vec<u8>,
         completer: Reply<W::Response>,
     ) -> Result<(), (Vec<u8>, Reply<W::Response>)> {
-        {
+        let idle = {
             let mut calls = lock(&self.calls);
             if !calls.open {
                 return Err((payload, completer));
             }
+            let idle = calls.map.is_empty();
             calls.map.insert(id, completer);
+            idle
+        };
+        if idle
+            && self.outbox.is_empty()
+            && let Ok(mut io) = self.io.try_lock()
+        {
+            if let Err(e) = io.write(Kind::Call, id, &payload).and_then(|()| io.flush()) {
+                drop(io);
+                // The reader sees the channel close and fails this call with the others.
+                self.kill(format!("writing to the worker process failed: {e}"));
+            }
+            return Ok(());
         }
         self.enqueue(Outgoing::Frame(Kind::Call, id, payload));
         Ok(())
@@ -189,12 +208,9 @@ impl<W: RemoteWorker> Conn<W> {
 
     /// The writer thread: writes queued frames, as many as are waiting per flush, until
     /// `Close` or a failed write (which kills the child: its reader then fails the calls).
-    fn write_loop(
-        &self,
-        mut writer: FrameWriter<UnixStream>,
-        outbox: &crossbeam_channel::Receiver<Outgoing>,
-    ) {
+    fn write_loop(&self, outbox: &crossbeam_channel::Receiver<Outgoing>) {
         while let Ok(first) = outbox.recv() {
+            let mut writer = lock(&self.io);
             let mut next = Some(first);
             while let Some(frame) = next.take() {
                 let written = match frame {
@@ -205,11 +221,13 @@ impl<W: RemoteWorker> Conn<W> {
                     }
                 };
                 if let Err(e) = written {
+                    drop(writer);
                     return self.kill(format!("writing to the worker process failed: {e}"));
                 }
                 next = outbox.try_recv().ok();
             }
             if let Err(e) = writer.flush() {
+                drop(writer);
                 return self.kill(format!("writing to the worker process failed: {e}"));
             }
         }
@@ -490,6 +508,7 @@ impl<W: RemoteWorker> Supervisor<W> {
         let (outbox, outgoing) = crossbeam_channel::unbounded();
         let conn = Arc::new(Conn {
             pid,
+            io: Mutex::new(writer),
             outbox,
             writer: Mutex::new(None),
             child: Mutex::new(Some(child)),
@@ -505,7 +524,7 @@ impl<W: RemoteWorker> Supervisor<W> {
         let c = conn.clone();
         let started = std::thread::Builder::new()
             .name(format!("concurry-proc-{pid}-w"))
-            .spawn(move || c.write_loop(writer, &outgoing))
+            .spawn(move || c.write_loop(&outgoing))
             .and_then(|w| {
                 *lock(&conn.writer) = Some(w);
                 let (sup, c) = (self.clone(), conn.clone());
