@@ -50,13 +50,28 @@ fn each_call_opens_a_span_with_worker_method_and_index() {
         p.next().result().unwrap();
         p.twice(1).result().unwrap();
         p.stop().unwrap();
-        let spans = recorder.0.lock().unwrap().clone();
-        for method in ["next", "twice"] {
-            let want = format!("worker=spans-{mode} method={method} attempt=1 index=0");
-            assert!(
-                spans.iter().any(|s| s.contains(&want)),
-                "{mode}: no span with `{want}` in {spans:#?}"
-            );
-        }
+        assert_spans(&recorder, mode);
+    }
+    // Process mode: the span lives in the parent, from dispatch to the child's answer.
+    let p = crate::every_mode::Echo::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .name("spans-process")
+        .init(0)
+        .unwrap();
+    p.next().result().unwrap();
+    p.twice(1).result().unwrap();
+    p.stop().unwrap();
+    assert_spans(&recorder, Mode::Process);
+}
+
+fn assert_spans(recorder: &Recorder, mode: Mode) {
+    let spans = recorder.0.lock().unwrap().clone();
+    for method in ["next", "twice"] {
+        let want = format!("worker=spans-{mode} method={method} attempt=1 index=0");
+        assert!(
+            spans.iter().any(|s| s.contains(&want)),
+            "{mode}: no span with `{want}` in {spans:#?}"
+        );
     }
 }

@@ -115,9 +115,9 @@ where
             Err(e) => return Some(Promise::ready(Err(e.widen()))),
         };
         Some(match self.retry_for(retry) {
-            None => self.remote_attempt(method, payload, extract),
-            Some(config) => self.attempts(config, method, payload, move |pool, _, payload| {
-                pool.remote_attempt(method, payload, extract)
+            None => self.remote_attempt(method, 1, payload, extract),
+            Some(config) => self.attempts(config, method, payload, move |pool, n, payload| {
+                pool.remote_attempt(method, n, payload, extract)
             }),
         })
     }
@@ -126,6 +126,7 @@ where
     fn remote_attempt<T, E>(
         &self,
         method: &'static str,
+        attempt: u32,
         payload: Vec<u8>,
         extract: Extract<W, T, E>,
     ) -> Promise<T, E>
@@ -150,10 +151,13 @@ where
         let worker = workers[idx].clone();
         let timeout = inner.config.call_timeout;
         let shared = inner.shared.clone();
+        // The call's span lives, in the parent, from dispatch until the answer.
+        let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index = idx);
         // Runs once with the child's answer: gives the limits back and counts the call as
         // finished before anyone waiting on the promise sees it.
         let answer = move |held: Option<Acquisition>, c: Completer<T, E>| {
             Reply::new(move |r: Result<<W as RemoteWorker>::Response, Error>| {
+                drop(span);
                 drop(held);
                 shared.finished(idx);
                 c.complete(match r {
