@@ -13,7 +13,7 @@ use crate::future::Promise;
 use crate::wire::{Fault, decode, encode};
 
 /// A free function that can run in a child process: the serde-capable counterpart of a
-/// `#[task]` function. `#[task(remote)]` will implement it; see [`TaskHost`] for an example.
+/// `#[task]` function. `#[task(remote)]` implements it; see [`TaskHost`] for an example.
 pub trait RemoteTask: 'static {
     /// The name the child looks the task up by (unique in the binary).
     const NAME: &'static str;
@@ -70,7 +70,7 @@ fn run_encoded<T: RemoteTask>(args: &[u8]) -> Result<Vec<u8>, Fault> {
 
 /// Adds a [`RemoteTask`] to the registry, so a [`TaskHost`] child can run it.
 ///
-/// `#[task(remote)]` will emit this; write it yourself only next to a hand-written impl.
+/// `#[task(remote)]` emits this; write it yourself only next to a hand-written impl.
 ///
 /// ```
 /// # use concurry::RemoteTask;
@@ -131,15 +131,39 @@ impl RemoteWorker for TaskHost {
     }
 
     fn dispatch(&mut self, (name, args): (String, Vec<u8>)) -> Result<Vec<u8>, Fault> {
-        match REMOTE_TASKS.iter().find(|t| t.name == name) {
-            Some(task) => (task.run)(&args),
-            None => Err(Fault::Protocol {
-                message: format!(
-                    "task `{name}` is not registered in this binary; it needs \
-                     `#[task(remote)]` or `concurry::register_remote_task!`"
-                ),
-            }),
-        }
+        run_registered(&name, &args)
+    }
+}
+
+/// Runs the registered task `name` on its encoded arguments (the child side of a task call).
+pub(crate) fn run_registered(name: &str, args: &[u8]) -> Result<Vec<u8>, Fault> {
+    match REMOTE_TASKS.iter().find(|t| t.name == name) {
+        Some(task) => (task.run)(args),
+        None => Err(Fault::Protocol {
+            message: format!(
+                "task `{name}` is not registered in this binary; it needs \
+                 `#[task(remote)]` or `concurry::register_remote_task!`"
+            ),
+        }),
+    }
+}
+
+/// The outcome of a task call as the parent sees it: the decoded output, or the error its
+/// child's reply (or the channel) stands for.
+pub(crate) fn task_reply<O: DeserializeOwned>(
+    reply: &Result<Result<Vec<u8>, Fault>, Error>,
+) -> Result<O, Error> {
+    match reply {
+        Ok(Ok(bytes)) => decode::<O>(bytes, "task output").map_err(|e| Error::WorkerLost {
+            message: format!("the reply could not cross the channel: {e}"),
+        }),
+        Ok(Err(Fault::Panicked { message })) => Err(Error::Panicked {
+            message: message.clone(),
+        }),
+        Ok(Err(f)) => Err(Error::WorkerLost {
+            message: f.to_string(),
+        }),
+        Err(e) => Err(clone_error(e)),
     }
 }
 
@@ -173,20 +197,7 @@ impl ProcessWorker<TaskHost> {
         };
         let inner = self.call((T::NAME.to_string(), args));
         inner.on_done(move |r| {
-            completer.complete(match r {
-                Ok(Ok(bytes)) => {
-                    decode::<T::Output>(bytes, "task output").map_err(|e| Error::WorkerLost {
-                        message: format!("the reply could not cross the channel: {e}"),
-                    })
-                }
-                Ok(Err(Fault::Panicked { message })) => Err(Error::Panicked {
-                    message: message.clone(),
-                }),
-                Ok(Err(f)) => Err(Error::WorkerLost {
-                    message: f.to_string(),
-                }),
-                Err(e) => Err(clone_error(e)),
-            });
+            completer.complete(task_reply(r));
         });
         promise
     }
