@@ -11,4 +11,5 @@ mod retry;
 mod send_sync;
 mod spans;
 mod task;
+mod task_remote;
 mod worker_macro;
