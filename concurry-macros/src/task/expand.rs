@@ -455,6 +455,10 @@ fn remote_items(
         let ty_span = ty.span();
         quote_spanned! {ty_span=> #p::assert_remote_type::<#ty>(); }
     });
+    // Spanned at the function's argument list: a type there that is not serde is reported
+    // at the list (and, by the checks, at the type itself), not at the attribute.
+    let args_span = t.item.sig.paren_token.span.join();
+    let args_ty = quote_spanned! {args_span=> (#(#tys,)*) };
     let call = quote_spanned! {span=> super::#ident(#(#names),*) };
     let call = if t.is_async {
         quote_spanned! {span=> #p::block_on(#call) }
@@ -472,9 +476,9 @@ fn remote_items(
             // Inside this module, `module_path!()` is the function's path: unique in the
             // binary and the same in the parent and its children.
             const NAME: &'static str = ::core::module_path!();
-            type Args = (#(#tys,)*);
+            type Args = #args_ty;
             type Output = #output;
-            fn run((#(#names,)*): (#(#tys,)*)) -> #output {
+            fn run((#(#names,)*): Self::Args) -> Self::Output {
                 #call
             }
         }
