@@ -145,7 +145,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
         // arguments (`RemoteTask` below); in every other mode it runs in this process.
         quote_spanned! {span=>
             if #p::is_remote(#handle) {
-                #p::submit_remote_task::<self::__RemoteTask, #ok, #err_ty>(
+                #p::submit_remote_task::<__RemoteTask, #ok, #err_ty>(
                     #handle,
                     #name_str,
                     &#method_retry,
