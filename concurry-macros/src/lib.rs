@@ -302,6 +302,52 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # }
 /// ```
 ///
+/// # Process mode: `#[task(remote)]`
+///
+/// `#[task(remote)]` also lets the function run in child processes: with
+/// `fetch::options().mode(Mode::Process)`, each worker is a child re-executing the current
+/// binary, which finds the function by its path in a registry filled at link time. A call
+/// travels as the function's name and its serde-encoded arguments, multiplexed over the
+/// child's channel and spread over the children by the load balancer, so every argument type
+/// and the return type (the whole `Result<T, E>` of a fallible function) must implement
+/// `Serialize` and `Deserialize`; a type that does not is a compile error at that argument.
+/// `submit`, `map` and `map_unordered` work as in the other modes, the error of a function
+/// returning `Result<T, E>` stays typed in `Error::Method(E)`, and calls are retried per
+/// `retry` and `#[retry]` (the encoded arguments are sent again, whatever their types). A
+/// panic fails its call with `Error::Panicked` and the child serves on; a child that dies
+/// fails its calls with `Error::WorkerLost` and is replaced; `stop()` ends and reaps every
+/// child. In the other modes nothing changes, and the function stays a plain Rust function.
+/// Without `remote`, `init` in process mode is an `Error::Config` saying to add it.
+///
+/// ```
+/// use concurry::prelude::*;
+///
+/// #[concurry::task(remote)]
+/// fn checked_div(a: u64, b: u64) -> Result<u64, String> {
+///     a.checked_div(b).ok_or_else(|| format!("{a} / 0"))
+/// }
+///
+/// #[concurry::task(remote)]
+/// fn pid() -> u32 {
+///     std::process::id()
+/// }
+///
+/// # fn main() -> Result<(), concurry::Error> {
+/// let pool = checked_div::options().mode(Mode::Process).max_workers(2).init()?;
+/// assert!(matches!(pool.submit(84, 2).result(), Ok(42)));
+/// assert!(matches!(pool.submit(1, 0).result(), Err(Error::Method(e)) if e == "1 / 0"));
+/// let quotients: Vec<_> = pool.map(concurry::zip((10..13, [1, 2, 0]))).collect();
+/// assert!(matches!(quotients[..2], [Ok(10), Ok(5)]));
+/// assert!(matches!(&quotients[2], Err(Error::Method(e)) if e == "12 / 0"));
+/// pool.stop()?;
+///
+/// let pids = pid::options().mode(Mode::Process).max_workers(1).init()?;
+/// assert_ne!(pids.submit().result()?, std::process::id());
+/// pids.stop()?;
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Options and rules
 ///
 /// `#[retry(attempts = 5, on = path, until = path)]` or `#[retry(never)]` right under
@@ -309,7 +355,7 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// method (written below `#[task]`, which reads and removes it).
 ///
 /// `#[task(..)]` takes the options of [`worker`](macro@worker): `mode`, `max_workers`,
-/// `load_balancing`, `name` (default: the function's name) and `crate`. Every other option of
+/// `load_balancing`, `name` (default: the function's name), `remote` and `crate`. Every other option of
 /// the runtime is set on `fetch::options()`: limits apply to every call, and with
 /// `.retry(RetryConfig)` each call is retried when its arguments are `Clone` (a call whose
 /// arguments cannot be cloned runs once, as with `#[worker]`).
@@ -334,7 +380,10 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     pub struct Options(::concurry::TaskWorkerOptions); // + Debug
 ///     impl Options {
 ///         ::concurry::__private::options_builder_methods!(); // mode, max_workers, ...
-///         pub fn init(self) -> Result<Handle, ::concurry::Error> { /* .. */ }
+///         pub fn init(self) -> Result<Handle, ::concurry::Error> {
+///             // `Error::Config` in `Mode::Process` (children with `#[task(remote)]`)
+///             init_task(self.0, module_path!(), false).map(|inner| Handle { inner })
+///         }
 ///     }
 ///
 ///     pub struct Handle { inner: ::concurry::TaskWorkerHandle } // + Clone, Debug
@@ -364,6 +413,19 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     pub fn map<'a, I>(items: I) -> ::concurry::TaskMap<'a, u64> { /* handle()?.map(items) */ }
 ///     pub fn map_unordered<'a, I>(items: I) -> ::concurry::TaskMap<'a, u64> { /* .. */ }
 ///     pub fn stop() -> Result<(), ::concurry::Error> { POOL.stop() }
+///
+///     // With `#[task(remote)]` only:
+///     pub struct __RemoteTask; // #[doc(hidden)]
+///     impl ::concurry::RemoteTask for __RemoteTask {
+///         const NAME: &'static str = module_path!(); // `path::to::square`
+///         type Args = (u64,);
+///         type Output = u64;
+///         fn run((x,): (u64,)) -> u64 { super::square(x) }
+///     }
+///     ::concurry::register_remote_task!(__RemoteTask);
+///     // + `assert_remote_type::<u64>()` per argument and return type, at its span; and
+///     //   `Handle::submit` starts with
+///     //   `if is_remote(&self.inner) { submit_remote_task::<__RemoteTask, u64, Infallible>(..) }`
 /// }
 /// ```
 ///

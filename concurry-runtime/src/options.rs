@@ -32,8 +32,9 @@ pub enum Mode {
     /// sync methods run on tokio's blocking pool.
     Async,
     /// One child process per worker (the current executable, re-executed): crash isolation
-    /// and hard timeouts. Needs a worker type that opted in with `#[worker(remote)]`; `init`
-    /// of any other worker in this mode is a [`ConfigError`].
+    /// and hard timeouts. Needs a worker type that opted in with `#[worker(remote)]` or a
+    /// function with `#[task(remote)]`; `init` of any other worker, task or closure pool in
+    /// this mode is a [`ConfigError`].
     Process,
 }
 

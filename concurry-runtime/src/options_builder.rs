@@ -96,6 +96,11 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// Where the workers will run.
+    pub(crate) fn get_mode(&self) -> Mode {
+        self.config.mode
+    }
+
     /// Validates the options and starts the pool with the constructor's arguments as a tuple.
     pub fn init_with(self, args: W::Args) -> Result<Pool<W>, Error<W::InitError>> {
         Pool::start(self.config, args)

@@ -12,4 +12,5 @@ mod retry;
 mod send_sync;
 mod spans;
 mod task;
+mod task_remote;
 mod worker_macro;

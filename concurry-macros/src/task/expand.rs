@@ -3,6 +3,7 @@
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{GenericArgument, PathArguments, ReturnType, Type};
 
 use super::model::Task;
@@ -121,31 +122,48 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
     };
     let method_retry = method_retry(&p, retry, &ok, &err_ty);
     let pool_v = Ident::new("pool", Span::mixed_site());
+    let remote = args.remote.is_some();
     // Spanned at the function's name: a future or an argument that is not `Send` is
-    // reported there.
-    let submit_to = |pool: TokenStream| {
-        quote_spanned! {span=>
+    // reported there. `handle` is a `TaskWorkerHandle`.
+    let submit_to = |handle: TokenStream| {
+        let local = quote_spanned! {span=>
             {
                 #[allow(unused_imports)]
                 use #p::{SubmitOnce as _, SubmitRetrying as _};
                 (&#p::Args::new(#args_tuple)).#kind(
-                    #pool,
+                    #handle.__pool(),
                     #name_str,
                     &#method_retry,
                     |_: #w_ty, #args_tuple| #body,
                 )
             }
+        };
+        if !remote {
+            return local;
+        }
+        // In process mode the call goes to a child as the task's name and its encoded
+        // arguments (`RemoteTask` below); in every other mode it runs in this process.
+        quote_spanned! {span=>
+            if #p::is_remote(#handle) {
+                #p::submit_remote_task::<__RemoteTask, #ok, #err_ty>(
+                    #handle,
+                    #name_str,
+                    &#method_retry,
+                    #args_tuple,
+                    #p::#wrap,
+                )
+            } else #local
         }
     };
     // Each argument may be a value or a promise of one (`Arg`, as on `#[worker]` handles):
     // the fast path submits at once; otherwise the arguments are awaited on the library
     // runtime first (`chain`), without blocking the caller.
     let submit = if names.is_empty() {
-        submit_to(quote!(self.#inner.__pool()))
+        submit_to(quote!(&self.#inner))
     } else {
-        let now = submit_to(quote!(self.#inner.__pool()));
+        let now = submit_to(quote!(&self.#inner));
         let handle_clone = Ident::new("this", Span::mixed_site());
-        let later = submit_to(quote!(#handle_clone.#inner.__pool()));
+        let later = submit_to(quote!(&#handle_clone.#inner));
         quote! {
             match (#(#krate::Arg::into_arg(#names),)*) {
                 (#(::core::result::Result::Ok(#names),)*) => #now,
@@ -169,8 +187,14 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
     let arg_params: Vec<TokenStream> = tys.iter().map(|t| quote!(impl #krate::Arg<#t>)).collect();
     let submit_item = submit_to(quote!(&#pool_v));
     let map = quote_spanned! {span=>
-        let #pool_v = ::core::clone::Clone::clone(self.#inner.__pool());
+        let #pool_v = ::core::clone::Clone::clone(&self.#inner);
         self.#inner.map_with(#items, move |#pattern: #item_ty| #submit_item)
+    };
+
+    let remote_items = if remote {
+        remote_items(&krate, t, &names, &tys, span)
+    } else {
+        TokenStream::new()
     };
 
     let option_defaults = args.option_defaults(&krate);
@@ -215,6 +239,12 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
         " Options of a pool running [`{name_str}`](fn@super::{name_str}), from [`options`]; \
          `init()` starts it."
     );
+    let init_doc = if remote {
+        " Starts the pool: in `Mode::Process` its workers are child processes (the current \
+         executable re-executed), in every other mode threads or tasks of this process."
+    } else {
+        " Starts the pool. `Mode::Process` needs `#[task(remote)]`."
+    };
     let handle_doc = format!(
         " A pool running [`{name_str}`](fn@super::{name_str}). Clones share the pool; it stops \
          when `stop()` is called or the last clone is dropped."
@@ -228,6 +258,8 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
             use super::*;
 
             static POOL: #krate::ImplicitPool = #krate::ImplicitPool::new();
+
+            #remote_items
 
             #[doc = #options_doc]
             pub struct Options(#krate::TaskWorkerOptions);
@@ -243,13 +275,18 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
             impl Options {
                 #p::options_builder_methods!();
 
-                /// Starts the pool.
+                #[doc = #init_doc]
                 ///
                 /// # Errors
                 ///
-                /// `Error::Config` for invalid options.
+                /// `Error::Config` for invalid options; `Error::Init` when a child process
+                /// cannot start.
                 pub fn init(self) -> ::core::result::Result<Handle, #krate::Error> {
-                    ::core::result::Result::map(self.0.init(), |#inner| Handle { #inner })
+                    ::core::result::Result::map(
+                        // Inside this module, `module_path!()` is the function's path.
+                        #p::init_task(self.0, ::core::module_path!(), #remote),
+                        |#inner| Handle { #inner },
+                    )
                 }
             }
 
@@ -392,5 +429,67 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
                 self::POOL.stop()
             }
         }
+    }
+}
+
+/// `#[task(remote)]`: the function as a [`RemoteTask`] a child process runs by name, its
+/// registration, and a serde check of each argument and return type at that type's span.
+fn remote_items(
+    krate: &TokenStream,
+    t: &Task<'_>,
+    names: &[&Ident],
+    tys: &[&Type],
+    span: Span,
+) -> TokenStream {
+    let p = quote!(#krate::__private);
+    let ident = t.ident();
+    let output: Type = match t.output() {
+        ReturnType::Type(_, ty) => (**ty).clone(),
+        ReturnType::Default => syn::parse_quote!(()),
+    };
+    let checks = tys.iter().copied().chain(match t.output() {
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => None,
+    });
+    let checks = checks.map(|ty| {
+        let ty_span = ty.span();
+        quote_spanned! {ty_span=> #p::assert_remote_type::<#ty>(); }
+    });
+    // Spanned at the function's argument list: a type there that is not serde is reported
+    // at the list (and, by the checks, at the type itself), not at the attribute.
+    let args_span = t.item.sig.paren_token.span.join();
+    let args_ty = quote_spanned! {args_span=> (#(#tys,)*) };
+    let call = quote_spanned! {span=> super::#ident(#(#names),*) };
+    let call = if t.is_async {
+        quote_spanned! {span=> #p::block_on(#call) }
+    } else {
+        call
+    };
+    quote! {
+        /// The function as a task a child process runs by name (`#[task(remote)]`).
+        #[doc(hidden)]
+        #[derive(Debug)]
+        pub struct __RemoteTask;
+
+        #[automatically_derived]
+        impl #krate::RemoteTask for __RemoteTask {
+            // Inside this module, `module_path!()` is the function's path: unique in the
+            // binary and the same in the parent and its children.
+            const NAME: &'static str = ::core::module_path!();
+            type Args = #args_ty;
+            type Output = #output;
+            fn run((#(#names,)*): Self::Args) -> Self::Output {
+                #call
+            }
+        }
+
+        #krate::register_remote_task!(__RemoteTask);
+
+        const _: () = {
+            #[allow(dead_code, clippy::all)]
+            fn remote_types_are_serde() {
+                #(#checks)*
+            }
+        };
     }
 }

@@ -79,3 +79,30 @@ fn other_items_are_refused_with_a_pointer_to_worker() {
     );
     assert!(errors[0].contains("has no `self`"), "{errors:?}");
 }
+
+#[test]
+fn remote_adds_a_registered_remote_task() {
+    let item = quote!(
+        pub fn square(x: u64) -> u64 {
+            x * x
+        }
+    );
+    let remote = super::expand(quote!(remote), item.clone()).to_string();
+    assert!(!remote.contains("compile_error"), "{remote}");
+    for needle in [
+        "impl :: concurry :: RemoteTask for __RemoteTask",
+        "register_remote_task ! (__RemoteTask)",
+        "assert_remote_type :: < u64 >",
+        "submit_remote_task",
+        "init_task (self . 0 , :: core :: module_path ! () , true)",
+    ] {
+        assert!(remote.contains(needle), "missing {needle:?} in {remote}");
+    }
+    // Without `remote`: nothing of process mode, and `init` refuses it at run time.
+    let local = super::expand(quote!(), item).to_string();
+    assert!(!local.contains("RemoteTask"), "{local}");
+    assert!(
+        local.contains("init_task (self . 0 , :: core :: module_path ! () , false)"),
+        "{local}"
+    );
+}

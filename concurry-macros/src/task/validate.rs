@@ -12,13 +12,12 @@ use crate::worker::validate::{Finder, owned_suggestion, pretty};
 
 /// Type names the companion module defines; a single-segment type of the same name in the
 /// signature would resolve to them inside the module.
-pub(crate) const MODULE_TYPES: &[&str] = &["Handle", "Options"];
+pub(crate) const MODULE_TYPES: &[&str] = &["Handle", "Options", "__RemoteTask"];
 
 /// Runs every rule; true when the expansion can go ahead.
 pub(crate) fn check(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>) -> bool {
     let before = cx.error_count();
     check_sync_workers(cx, args);
-    check_remote(cx, args);
     check_receiver(cx, t);
     check_generics(cx, t);
     check_unsafe(cx, t);
@@ -31,16 +30,6 @@ pub(crate) fn check(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>) -> bool {
         check_names(cx, t, ty);
     }
     cx.error_count() == before
-}
-
-/// `remote` belongs to `#[worker]`.
-fn check_remote(cx: &mut Ctxt, args: &WorkerArgs) {
-    if let Some((_, span)) = args.remote {
-        cx.syn_error(syn::Error::new(
-            span,
-            "`remote` is a `#[worker]` option; a `#[task]` takes none, so remove it",
-        ));
-    }
 }
 
 /// `mode = "sync"` runs calls in-line on one worker.

@@ -93,16 +93,17 @@ where
     /// pool's [`RetryConfig`](crate::RetryConfig) and the method's `retry` (each attempt
     /// resends the request's bytes, so the arguments need not be `Clone`), and carries the
     /// pool's hard `call_timeout`, if any.
-    pub fn remote_method<T, E>(
+    pub fn remote_method<T, E, X>(
         &self,
         method: &'static str,
         retry: &MethodRetry<T, E>,
         request: <W as RemoteWorker>::Request,
-        extract: Extract<W, T, E>,
+        extract: X,
     ) -> Option<Promise<T, E>>
     where
         T: Send + 'static,
         E: Send + 'static,
+        X: Extract<W, T, E>,
     {
         if !matches!(self.inner.backend, Backend::Process(_)) {
             return None;
@@ -117,22 +118,23 @@ where
         Some(match self.retry_for(retry) {
             None => self.remote_attempt(method, 1, payload, extract),
             Some(config) => self.attempts(config, method, payload, move |pool, n, payload| {
-                pool.remote_attempt(method, n, payload, extract)
+                pool.remote_attempt(method, n, payload, extract.clone())
             }),
         })
     }
 
     /// One attempt of a remote call: limits, then the child.
-    fn remote_attempt<T, E>(
+    fn remote_attempt<T, E, X>(
         &self,
         method: &'static str,
         attempt: u32,
         payload: Vec<u8>,
-        extract: Extract<W, T, E>,
+        extract: X,
     ) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
+        X: Extract<W, T, E>,
     {
         let inner = &*self.inner;
         let workers = match &inner.backend {
@@ -200,5 +202,16 @@ where
 }
 
 /// How generated code takes one method's result out of a worker's response enum: `None` if
-/// the response is another method's (a broken peer).
-pub type Extract<W, T, E> = fn(<W as RemoteWorker>::Response) -> Option<Result<T, Error<E>>>;
+/// the response is another method's (a broken peer). Any `Fn` of that shape that can be
+/// cloned per attempt and sent to the thread that has the answer.
+pub trait Extract<W: RemoteWorker, T, E>:
+    Fn(W::Response) -> Option<Result<T, Error<E>>> + Clone + Send + Sync + 'static
+{
+}
+
+impl<W, T, E, X> Extract<W, T, E> for X
+where
+    W: RemoteWorker,
+    X: Fn(W::Response) -> Option<Result<T, Error<E>>> + Clone + Send + Sync + 'static,
+{
+}

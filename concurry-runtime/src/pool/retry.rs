@@ -57,7 +57,7 @@ impl<T, E> std::fmt::Debug for MethodRetry<T, E> {
 
 impl<W: Worker> Pool<W> {
     /// The config a call of a method with `method` settings uses; `None` when it runs once.
-    pub(super) fn retry_for<T: Any, E: Any>(
+    pub(crate) fn retry_for<T: Any, E: Any>(
         &self,
         method: &MethodRetry<T, E>,
     ) -> Option<Arc<RetryConfig>> {
@@ -87,7 +87,7 @@ impl<W: Worker> Pool<W> {
 
     /// Runs `attempt` per `config` until the call succeeds or gives up. The loop holds only a
     /// weak reference, so dropping the last handle still stops the pool (and ends the loop).
-    pub(super) fn attempts<A, T, E>(
+    pub(crate) fn attempts<A, T, E>(
         &self,
         config: Arc<RetryConfig>,
         method: &'static str,

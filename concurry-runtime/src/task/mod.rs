@@ -9,10 +9,13 @@
 //!   function of several arguments.
 //! - `#[concurry::task]` on a free function builds on these: a module of the same name
 //!   (`fetch::submit(..)`, `fetch::map(..)`, `fetch::options()`, `fetch::stop()`) over a
-//!   [`TaskWorkerHandle`] that calls the function.
+//!   [`TaskWorkerHandle`] that calls the function. With `#[task(remote)]` the function can
+//!   also run in child processes (`Mode::Process`): the pool's workers are then children that
+//!   run it by name (see [`RemoteTask`](crate::RemoteTask)).
 
 mod implicit;
 mod map;
+pub(crate) mod remote;
 mod task_worker;
 mod zip;
 

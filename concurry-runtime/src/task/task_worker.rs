@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::map::TaskMap;
 use crate::error::Error;
 use crate::future::Promise;
+use crate::options::Mode;
 use crate::options_builder::Options;
 use crate::pool::{MethodFuture, Pool, PoolStats};
 use crate::worker::Worker;
@@ -73,7 +74,7 @@ impl TaskWorker {
 /// assert_eq!(pool.stats().name, "fetchers");
 /// # Ok::<(), concurry::Error>(())
 /// ```
-pub struct TaskWorkerOptions(Options<TaskWorker>);
+pub struct TaskWorkerOptions(pub(super) Options<TaskWorker>);
 
 impl fmt::Debug for TaskWorkerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -88,15 +89,23 @@ impl TaskWorkerOptions {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for invalid options.
+    /// [`Error::Config`] for invalid options, and for [`Mode::Process`](crate::Mode::Process):
+    /// a closure cannot cross to a child process (put `#[concurry::task(remote)]` on a
+    /// function instead).
     ///
     /// ```
+    /// use concurry::prelude::*;
     /// let pool = concurry::TaskWorker::options().max_workers(2).init()?;
     /// assert_eq!(pool.stats().workers, 2);
+    /// let in_children = concurry::TaskWorker::options().mode(Mode::Process).init();
+    /// assert!(matches!(in_children, Err(Error::Config(_))));
     /// # Ok::<(), concurry::Error>(())
     /// ```
     pub fn init(self) -> Result<TaskWorkerHandle, Error> {
-        self.0.init_with(()).map(|pool| TaskWorkerHandle { pool })
+        if self.0.get_mode() == Mode::Process {
+            return Err(super::remote::closures_stay_in_process().into());
+        }
+        self.0.init_with(()).map(TaskWorkerHandle::new)
     }
 }
 
@@ -115,7 +124,9 @@ impl TaskWorkerOptions {
 /// a function to have its calls retried.
 #[derive(Clone)]
 pub struct TaskWorkerHandle {
-    pool: Pool<TaskWorker>,
+    pub(super) pool: Pool<TaskWorker>,
+    /// Process mode: calls go to children by name (`#[task(remote)]`), never as closures.
+    pub(super) process: bool,
 }
 
 impl fmt::Debug for TaskWorkerHandle {
@@ -127,6 +138,11 @@ impl fmt::Debug for TaskWorkerHandle {
 }
 
 impl TaskWorkerHandle {
+    pub(super) fn new(pool: Pool<TaskWorker>) -> Self {
+        let process = pool.stats().mode == Mode::Process;
+        TaskWorkerHandle { pool, process }
+    }
+
     /// Runs `f` on a worker of the pool; the promise resolves to what it returns (or
     /// [`Error::Panicked`] if it panics, [`Error::Stopped`] if the pool is stopped).
     ///

@@ -230,10 +230,13 @@ impl fmt::Debug for RemoteEntry {
 #[linkme::distributed_slice]
 pub static REMOTE_WORKERS: [RemoteEntry];
 
-/// Remote workers of the runtime itself. (They cannot go into the linker's registry:
-/// `#![forbid(unsafe_code)]` rejects the `link_section` a registration needs when it is
-/// expanded in this crate.)
-static BUILTIN: [RemoteEntry; 1] = [RemoteEntry::of::<TaskHost>()];
+/// Remote workers of the runtime itself: [`TaskHost`], and the children of `#[task(remote)]`
+/// pools. (They cannot go into the linker's registry: `#![forbid(unsafe_code)]` rejects the
+/// `link_section` a registration needs when it is expanded in this crate.)
+static BUILTIN: [RemoteEntry; 2] = [
+    RemoteEntry::of::<TaskHost>(),
+    RemoteEntry::of::<crate::task::TaskWorker>(),
+];
 
 /// Every registered remote worker type: the runtime's own, then the binary's.
 pub(crate) fn entries() -> impl Iterator<Item = &'static RemoteEntry> {

@@ -456,7 +456,7 @@ enum Ended {
 }
 
 /// What the child's fault means for the call.
-fn fault_error(fault: Fault) -> Error {
+pub(crate) fn fault_error(fault: Fault) -> Error {
     match fault {
         Fault::Panicked { message } => Error::Panicked { message },
         Fault::Protocol { message } => Error::Transport(WireError::Peer { message }),

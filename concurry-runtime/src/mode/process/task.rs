@@ -7,13 +7,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::supervisor::{Reply, encode_request, fault_error};
 use super::{ProcessWorker, RemoteWorker};
 use crate::error::{Error, panic_message};
 use crate::future::Promise;
 use crate::wire::{Fault, decode, encode};
 
 /// A free function that can run in a child process: the serde-capable counterpart of a
-/// `#[task]` function. `#[task(remote)]` will implement it; see [`TaskHost`] for an example.
+/// `#[task]` function. `#[task(remote)]` implements it; see [`TaskHost`] for an example.
 pub trait RemoteTask: 'static {
     /// The name the child looks the task up by (unique in the binary).
     const NAME: &'static str;
@@ -70,7 +71,7 @@ fn run_encoded<T: RemoteTask>(args: &[u8]) -> Result<Vec<u8>, Fault> {
 
 /// Adds a [`RemoteTask`] to the registry, so a [`TaskHost`] child can run it.
 ///
-/// `#[task(remote)]` will emit this; write it yourself only next to a hand-written impl.
+/// `#[task(remote)]` emits this; write it yourself only next to a hand-written impl.
 ///
 /// ```
 /// # use concurry::RemoteTask;
@@ -131,15 +132,31 @@ impl RemoteWorker for TaskHost {
     }
 
     fn dispatch(&mut self, (name, args): (String, Vec<u8>)) -> Result<Vec<u8>, Fault> {
-        match REMOTE_TASKS.iter().find(|t| t.name == name) {
-            Some(task) => (task.run)(&args),
-            None => Err(Fault::Protocol {
-                message: format!(
-                    "task `{name}` is not registered in this binary; it needs \
-                     `#[task(remote)]` or `concurry::register_remote_task!`"
-                ),
-            }),
-        }
+        run_registered(&name, &args)
+    }
+}
+
+/// Runs the registered task `name` on its encoded arguments (the child side of a task call).
+pub(crate) fn run_registered(name: &str, args: &[u8]) -> Result<Vec<u8>, Fault> {
+    match REMOTE_TASKS.iter().find(|t| t.name == name) {
+        Some(task) => (task.run)(args),
+        None => Err(Fault::Protocol {
+            message: format!(
+                "task `{name}` is not registered in this binary; it needs \
+                 `#[task(remote)]` or `concurry::register_remote_task!`"
+            ),
+        }),
+    }
+}
+
+/// The outcome of a task call as the parent sees it: the decoded output, or the error its
+/// child's reply stands for.
+pub(crate) fn task_output<O: DeserializeOwned>(
+    response: Result<Vec<u8>, Fault>,
+) -> Result<O, Error> {
+    match response {
+        Ok(bytes) => decode::<O>(&bytes, "task output").map_err(Error::Transport),
+        Err(fault) => Err(fault_error(fault)),
     }
 }
 
@@ -162,55 +179,16 @@ impl ProcessWorker<TaskHost> {
             ))));
             return promise;
         }
-        let args = match encode(&args, "task arguments") {
-            Ok(a) => a,
-            Err(e) => {
-                completer.complete(Err(Error::WorkerLost {
-                    message: format!("the call could not cross the channel: {e}"),
-                }));
-                return promise;
-            }
-        };
-        let inner = self.call((T::NAME.to_string(), args));
-        inner.on_done(move |r| {
-            completer.complete(match r {
-                Ok(Ok(bytes)) => {
-                    decode::<T::Output>(bytes, "task output").map_err(|e| Error::WorkerLost {
-                        message: format!("the reply could not cross the channel: {e}"),
-                    })
-                }
-                Ok(Err(Fault::Panicked { message })) => Err(Error::Panicked {
-                    message: message.clone(),
-                }),
-                Ok(Err(f)) => Err(Error::WorkerLost {
-                    message: f.to_string(),
-                }),
-                Err(e) => Err(clone_error(e)),
-            });
+        let request = encode(&args, "task arguments")
+            .map_err(Error::Transport)
+            .and_then(|args| encode_request(&(T::NAME.to_string(), args)));
+        let reply = Reply::new(move |r: Result<Result<Vec<u8>, Fault>, Error>| {
+            completer.complete(r.and_then(task_output));
         });
+        match request {
+            Ok(payload) => self.send_encoded(payload, None, reply),
+            Err(e) => reply.complete(Err(e)),
+        }
         promise
-    }
-}
-
-/// The runtime errors a process call can end with, copied (the promise's callback only
-/// sees a reference).
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Panicked { message } => Error::Panicked {
-            message: message.clone(),
-        },
-        Error::Stopped => Error::Stopped,
-        Error::Timeout => Error::Timeout,
-        Error::Cancelled => Error::Cancelled,
-        Error::WorkerLost { message } => Error::WorkerLost {
-            message: message.clone(),
-        },
-        Error::Init { message } => Error::Init {
-            message: message.clone(),
-        },
-        Error::Config(c) => Error::Config(c.clone()),
-        other => Error::WorkerLost {
-            message: other.to_string(),
-        },
     }
 }

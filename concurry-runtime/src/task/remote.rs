@@ -1,0 +1,130 @@
+//! `#[task(remote)]` in process mode: a [`TaskWorker`] pool whose workers are child
+//! processes, each running any registered [`RemoteTask`] by name.
+//!
+//! [`TaskWorker`] is also a [`RemoteWorker`]: in [`Mode::Process`] its pool (from
+//! [`Pool::start_remote`], as for `#[worker(remote)]` types) keeps `max_workers` children,
+//! and a call goes to the one the load balancer picks as the task's name and its encoded
+//! arguments. The arguments are encoded once, so a call can be retried per the pool's
+//! `retry` option whatever their types.
+
+use std::convert::Infallible;
+
+use super::task_worker::{TaskWorker, TaskWorkerHandle, TaskWorkerOptions};
+use crate::error::{ConfigError, Error};
+use crate::future::Promise;
+use crate::mode::process::task::{run_registered, task_output};
+use crate::mode::process::{RemoteTask, RemoteWorker};
+use crate::options::Mode;
+use crate::pool::MethodRetry;
+use crate::wire::{Fault, encode};
+
+/// A task pool's child serves every registered [`RemoteTask`] by name, as
+/// [`TaskHost`](crate::TaskHost) does.
+impl RemoteWorker for TaskWorker {
+    const NAME: &'static str = "concurry::TaskWorker";
+    type Args = ();
+    /// The task's name and its encoded arguments.
+    type Request = (String, Vec<u8>);
+    /// The task's encoded output, or why there is none.
+    type Response = Result<Vec<u8>, Fault>;
+    type InitError = Infallible;
+
+    fn construct((): ()) -> Result<Self, Infallible> {
+        Ok(TaskWorker)
+    }
+
+    fn dispatch(&mut self, (name, args): (String, Vec<u8>)) -> Result<Vec<u8>, Fault> {
+        run_registered(&name, &args)
+    }
+}
+
+/// The `init` error of a closure pool in process mode.
+pub(super) fn closures_stay_in_process() -> ConfigError {
+    ConfigError::new(
+        "mode",
+        "process",
+        "a `TaskWorker` pool runs closures, which cannot cross to a child process; put \
+         `#[concurry::task(remote)]` on a function and start its pool with \
+         `my_fn::options().mode(Mode::Process)`, or use `Mode::Thread`",
+    )
+}
+
+/// The `init` error of a `#[task]` function without `remote` in process mode.
+fn not_remote(task: &str) -> ConfigError {
+    ConfigError::new(
+        "mode",
+        "process",
+        format!(
+            "`{task}` cannot run in a child process; mark it `#[task(remote)]` (its arguments \
+             and return type must then be serde types), or use `Mode::Thread`"
+        ),
+    )
+}
+
+/// Starts the pool of the `#[task]` function `task` (its path, for messages): as
+/// [`TaskWorkerOptions::init`], and in [`Mode::Process`] with child processes when the
+/// function is `remote` (else a [`ConfigError`] that says how to get there).
+///
+/// # Errors
+///
+/// [`Error::Config`] for invalid options (and process mode without `remote`);
+/// [`Error::Init`] if a child could not be started.
+pub fn init_task(
+    options: TaskWorkerOptions,
+    task: &'static str,
+    remote: bool,
+) -> Result<TaskWorkerHandle, Error> {
+    if options.0.get_mode() != Mode::Process {
+        return options.init();
+    }
+    if !remote {
+        return Err(not_remote(task).into());
+    }
+    options.0.init_remote_with(()).map(TaskWorkerHandle::new)
+}
+
+/// Whether calls of `handle` go to child processes: the pool of a `#[task(remote)]`
+/// function in process mode.
+#[inline]
+pub fn is_remote(handle: &TaskWorkerHandle) -> bool {
+    handle.process
+}
+
+/// One call of task `T` with `args` on a child of the pool, retried per the pool's `retry`
+/// option and the function's `#[retry(..)]`. `wrap` turns the function's output into the
+/// promise's result (`Result<T, E>` keeps `E` in [`Error::Method`]); a panic in the child is
+/// [`Error::Panicked`], a child that dies is [`Error::WorkerLost`].
+pub fn submit_remote_task<T, O, E>(
+    handle: &TaskWorkerHandle,
+    method: &'static str,
+    retry: &MethodRetry<O, E>,
+    args: T::Args,
+    wrap: fn(T::Output) -> Result<O, Error<E>>,
+) -> Promise<O, E>
+where
+    T: RemoteTask,
+    O: Send + 'static,
+    E: Send + 'static,
+{
+    let args = match encode(&args, "task arguments") {
+        Ok(bytes) => bytes,
+        Err(e) => return Promise::ready(Err(Error::Transport(e))),
+    };
+    let extract = move |response: Result<Vec<u8>, Fault>| {
+        Some(
+            task_output::<T::Output>(response)
+                .map_err(Error::widen)
+                .and_then(wrap),
+        )
+    };
+    let pool = &handle.pool;
+    pool.remote_method(method, retry, (T::NAME.to_string(), args), extract)
+        .unwrap_or_else(|| {
+            // Generated code checks `is_remote` first.
+            Promise::ready(Err(Error::Config(ConfigError::new(
+                "mode",
+                pool.stats().mode.to_string(),
+                "a call of a remote task reached a pool that is not in process mode",
+            ))))
+        })
+}

@@ -1,0 +1,312 @@
+//! `#[task(remote)]`: the same function runs in child processes (`Mode::Process`, children
+//! running it by name) and in this process (every other mode); submit, map and
+//! map_unordered work alike, errors stay typed, a panic is `Error::Panicked`, a child that
+//! dies is `Error::WorkerLost` and is replaced, and `stop()` reaps every child.
+
+use std::path::Path;
+use std::time::Duration;
+
+use concurry::__private::serde::{Deserialize, Serialize};
+use concurry::prelude::*;
+
+/// Bounds every wait, so a broken test fails instead of hanging.
+const HANG: Duration = Duration::from_secs(60);
+
+/// A return type and an error type that cross the process boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "concurry::__private::serde")]
+pub struct Parsed {
+    pub value: u64,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(crate = "concurry::__private::serde")]
+pub enum ParseFailure {
+    Empty,
+    NotANumber(String),
+}
+
+#[concurry::task(remote)]
+pub fn pid() -> u32 {
+    std::process::id()
+}
+
+#[concurry::task(remote)]
+pub fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[concurry::task(remote)]
+pub fn parse(text: String, offset: u64) -> Result<Parsed, ParseFailure> {
+    if text.is_empty() {
+        return Err(ParseFailure::Empty);
+    }
+    let value: u64 = text
+        .parse()
+        .map_err(|_| ParseFailure::NotANumber(text.clone()))?;
+    Ok(Parsed {
+        value: value + offset,
+        pid: std::process::id(),
+    })
+}
+
+#[concurry::task(remote)]
+pub async fn label(x: u64, prefix: String) -> String {
+    format!("{prefix}{x}")
+}
+
+/// What `crash` does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(crate = "concurry::__private::serde")]
+pub enum Fate {
+    Live,
+    Panic,
+    Abort,
+}
+
+#[concurry::task(remote)]
+pub fn crash(fate: Fate) -> u32 {
+    match fate {
+        Fate::Live => std::process::id(),
+        Fate::Panic => panic!("task panicked"),
+        Fate::Abort => std::process::abort(),
+    }
+}
+
+/// Fails until the marker file exists, creating it: the second attempt succeeds, in
+/// whichever child it runs.
+#[concurry::task(remote)]
+#[retry(attempts = 2)]
+pub fn second_time(marker: String) -> Result<u32, String> {
+    if Path::new(&marker).exists() {
+        Ok(std::process::id())
+    } else {
+        std::fs::write(&marker, b"").map_err(|e| e.to_string())?;
+        Err("first attempt".into())
+    }
+}
+
+/// Without `remote`: process mode is refused at `init`.
+#[concurry::task]
+pub fn local_only(x: u8) -> u8 {
+    x
+}
+
+/// True once the process is gone and reaped: a zombie still has its `/proc` entry.
+fn reaped(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_remote_task_runs_in_a_child_process() {
+    let pool = pid::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .init()
+        .unwrap();
+    assert_eq!(pool.stats().mode, Mode::Process);
+    let child = pool.submit().result_timeout(HANG).unwrap();
+    assert_ne!(
+        child,
+        std::process::id(),
+        "the task runs in a child process"
+    );
+    // The function stays plain Rust, and the implicit pool (thread mode) runs it here.
+    assert_eq!(self::pid(), std::process::id());
+    assert_eq!(
+        pid::submit().result_timeout(HANG).unwrap(),
+        std::process::id()
+    );
+    pid::stop().unwrap();
+    pool.stop().unwrap();
+}
+
+#[test]
+fn map_in_process_mode_equals_map_in_thread_mode() {
+    let results = |mode: Mode| {
+        let pool = square::options().mode(mode).max_workers(2).init().unwrap();
+        let quiet = Progress::new("squares").log_to(std::io::sink());
+        let ordered: Vec<u64> = pool
+            .map(0..200)
+            .window(8)
+            .progress(quiet)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut unordered: Vec<u64> = pool
+            .map_unordered(0..200)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        unordered.sort_unstable();
+        // Load-balanced: every child (or thread) got calls.
+        let stats = pool.stats();
+        assert_eq!(stats.per_worker.len(), 2, "{mode}");
+        assert!(
+            stats.per_worker.iter().all(|w| w.dispatched > 0),
+            "{mode}: {stats:?}"
+        );
+        pool.stop().unwrap();
+        (ordered, unordered)
+    };
+    let (process, process_unordered) = results(Mode::Process);
+    let (thread, thread_unordered) = results(Mode::Thread);
+    assert_eq!(process, (0..200).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(process, thread);
+    assert_eq!(process_unordered, thread_unordered);
+    assert_eq!(process_unordered, process);
+}
+
+#[test]
+fn a_map_is_lazy_and_bounded_in_process_mode() {
+    let pool = square::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .init()
+        .unwrap();
+    let mut map = pool.map(0..1_000_000).window(4);
+    assert_eq!(map.in_flight(), 0, "nothing runs before the first next()");
+    assert_eq!(map.next().unwrap().unwrap(), 0);
+    assert!(map.in_flight() <= 4);
+    drop(map);
+    // Calls from many submitters at once share the one child.
+    let many: Vec<_> = (0..100u64).map(|x| pool.submit(x)).collect();
+    for (x, p) in many.into_iter().enumerate() {
+        let x = x as u64;
+        assert_eq!(p.result_timeout(HANG).unwrap(), x * x);
+    }
+    pool.stop().unwrap();
+}
+
+#[test]
+fn errors_stay_typed_across_the_process_boundary() {
+    let pool = parse::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .init()
+        .unwrap();
+    let ok = pool.submit("40", 2).result_timeout(HANG).unwrap();
+    assert_eq!(ok.value, 42);
+    assert_ne!(ok.pid, std::process::id());
+    match pool.submit("", 0).result_timeout(HANG) {
+        Err(Error::Method(ParseFailure::Empty)) => {}
+        other => panic!("{other:?}"),
+    }
+    let items = concurry::zip((["1", "x"].map(String::from), [10, 10]));
+    let out: Vec<_> = pool.map(items).collect();
+    assert_eq!(out[0].as_ref().unwrap().value, 11);
+    match &out[1] {
+        Err(Error::Method(ParseFailure::NotANumber(t))) => assert_eq!(t, "x"),
+        other => panic!("{other:?}"),
+    }
+    pool.stop().unwrap();
+}
+
+#[test]
+fn async_tasks_and_promise_arguments_work_in_process_mode() {
+    let pool = label::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .init()
+        .unwrap();
+    assert_eq!(pool.submit(7, "n=").result_timeout(HANG).unwrap(), "n=7");
+    let squares = square::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .init()
+        .unwrap();
+    // A promise as an argument is awaited first, then sent to the child.
+    let chained = squares.submit(squares.submit(3));
+    assert_eq!(chained.result_timeout(HANG).unwrap(), 81);
+    let labelled = pool.submit(squares.submit(2), "sq=");
+    assert_eq!(labelled.result_timeout(HANG).unwrap(), "sq=4");
+    pool.stop().unwrap();
+    squares.stop().unwrap();
+}
+
+#[test]
+fn a_panic_is_panicked_and_an_abort_is_worker_lost_then_the_pool_serves_on() {
+    let pool = crash::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .init()
+        .unwrap();
+    let first = pool.submit(Fate::Live).result_timeout(HANG).unwrap();
+    match pool.submit(Fate::Panic).result_timeout(HANG) {
+        Err(Error::Panicked { message }) => assert_eq!(message, "task panicked"),
+        other => panic!("{other:?}"),
+    }
+    // A panic fails only its call: the same child serves on.
+    assert_eq!(pool.submit(Fate::Live).result_timeout(HANG).unwrap(), first);
+    match pool.submit(Fate::Abort).result_timeout(HANG) {
+        Err(Error::WorkerLost { .. }) => {}
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+    // A fresh child serves the next calls.
+    let second = pool.submit(Fate::Live).result_timeout(HANG).unwrap();
+    assert_ne!(second, first);
+    assert_ne!(second, std::process::id());
+    let calls: Vec<_> = (0..10).map(|_| pool.submit(Fate::Live)).collect();
+    for p in calls {
+        assert_eq!(p.result_timeout(HANG).unwrap(), second);
+    }
+    pool.stop().unwrap();
+    assert!(reaped(first) && reaped(second), "no zombies");
+}
+
+#[test]
+fn calls_are_retried_in_process_mode() {
+    let marker =
+        std::env::temp_dir().join(format!("concurry-task-remote-retry-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = second_time::options()
+        .mode(Mode::Process)
+        .max_workers(2)
+        .retry(RetryConfig::new(0).wait(Duration::ZERO).jitter(0.0))
+        .init()
+        .unwrap();
+    let marker_str = marker.to_string_lossy().into_owned();
+    let child = pool.submit(marker_str).result_timeout(HANG).unwrap();
+    assert_ne!(child, std::process::id());
+    let _ = std::fs::remove_file(&marker);
+    pool.stop().unwrap();
+}
+
+#[test]
+fn stop_ends_every_child() {
+    let pool = pid::options()
+        .mode(Mode::Process)
+        .max_workers(2)
+        .init()
+        .unwrap();
+    let mut children: Vec<u32> = (0..2)
+        .map(|_| pool.submit().result_timeout(HANG).unwrap())
+        .collect();
+    children.sort_unstable();
+    children.dedup();
+    assert_eq!(children.len(), 2, "round robin reaches both children");
+    pool.stop().unwrap();
+    for child in children {
+        assert!(reaped(child), "child {child} is gone and reaped");
+    }
+    assert!(matches!(
+        pool.submit().result_timeout(HANG),
+        Err(Error::Stopped)
+    ));
+}
+
+#[test]
+fn process_mode_without_remote_is_a_config_error_naming_the_fix() {
+    assert_eq!(local_only(3), 3);
+    match local_only::options().mode(Mode::Process).init() {
+        Err(Error::Config(e)) => {
+            let text = e.to_string();
+            assert!(text.contains("local_only"), "{text}");
+            assert!(text.contains("#[task(remote)]"), "{text}");
+        }
+        other => panic!("expected a ConfigError, got {other:?}"),
+    }
+    match concurry::TaskWorker::options().mode(Mode::Process).init() {
+        Err(Error::Config(e)) => assert!(e.to_string().contains("task(remote)"), "{e}"),
+        other => panic!("expected a ConfigError, got {other:?}"),
+    }
+}
