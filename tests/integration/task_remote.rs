@@ -63,6 +63,7 @@ pub enum Fate {
     Live,
     Panic,
     Abort,
+    Spin,
 }
 
 #[concurry::task(remote)]
@@ -71,6 +72,9 @@ pub fn crash(fate: Fate) -> u32 {
         Fate::Live => std::process::id(),
         Fate::Panic => panic!("task panicked"),
         Fate::Abort => std::process::abort(),
+        Fate::Spin => loop {
+            std::hint::spin_loop();
+        },
     }
 }
 
@@ -249,6 +253,25 @@ fn a_panic_is_panicked_and_an_abort_is_worker_lost_then_the_pool_serves_on() {
     for p in calls {
         assert_eq!(p.result_timeout(HANG).unwrap(), second);
     }
+    pool.stop().unwrap();
+    assert!(reaped(first) && reaped(second), "no zombies");
+}
+
+#[test]
+fn a_task_past_its_call_timeout_is_timeout_and_its_child_is_replaced() {
+    let pool = crash::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .call_timeout(Duration::from_millis(200))
+        .init()
+        .unwrap();
+    let first = pool.submit(Fate::Live).result_timeout(HANG).unwrap();
+    assert!(matches!(
+        pool.submit(Fate::Spin).result_timeout(HANG),
+        Err(Error::Timeout)
+    ));
+    let second = pool.submit(Fate::Live).result_timeout(HANG).unwrap();
+    assert_ne!(second, first);
     pool.stop().unwrap();
     assert!(reaped(first) && reaped(second), "no zombies");
 }
