@@ -13,9 +13,7 @@ pub use crate::worker::Worker;
 /// Test support: raw bytes onto a worker child's channel.
 pub use crate::mode::process::child::write_raw_for_tests as process_child_write_raw;
 /// Process mode's registry of remote worker types (`register_remote!` adds to it).
-pub use crate::mode::process::{
-    REMOTE_TASKS, REMOTE_WORKERS, RemoteAcquisition, RemoteEntry, RemoteLimits, TaskEntry,
-};
+pub use crate::mode::process::{REMOTE_TASKS, REMOTE_WORKERS, RemoteEntry, TaskEntry};
 pub use linkme;
 /// Process mode: serde, for `#[serde(crate = "::concurry::__private::serde")]` on the
 /// request and response enums `#[worker(remote)]` generates.

@@ -21,7 +21,7 @@ struct Probe {
     prefix: String,
     calls: u64,
     /// Limits held across calls.
-    held: Vec<concurry::__private::RemoteAcquisition>,
+    held: Vec<concurry::Acquisition>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,7 +101,7 @@ impl RemoteWorker for Probe {
             }
             Req::BadReply => Resp::Bogus,
             Req::Acquire(key, n, ms) => {
-                let limits = concurry::__private::RemoteLimits::current().unwrap();
+                let limits = concurry::limits();
                 let r = match ms {
                     Some(ms) => limits.acquire_timeout(&[(&key, n)], Duration::from_millis(ms)),
                     None => limits.acquire(&[(&key, n)]),
@@ -120,7 +120,7 @@ impl RemoteWorker for Probe {
                 Resp::Unit
             }
             Req::Charge(key, n, used) => {
-                let limits = concurry::__private::RemoteLimits::current().unwrap();
+                let limits = concurry::limits();
                 let mut acq = limits.acquire(&[(&key, n)]).unwrap();
                 match acq.try_update(&[(&key, used)]) {
                     Ok(()) => Resp::Unit,

@@ -5,6 +5,7 @@ use std::fmt;
 use super::error::LimitError;
 use super::rate::CALL_COUNT;
 use super::set::SetInner;
+use crate::mode::process::limits::RemoteAcquisition;
 use crate::sync::Arc;
 
 /// What an acquisition holds: the set's automatic units (no allocation), or a list.
@@ -56,6 +57,9 @@ enum Held {
         at: u64,
         items: Items,
     },
+    /// Granted by the parent to this worker child: a lease the parent keeps until this
+    /// drops (which tells it to give the units back).
+    Remote(RemoteAcquisition),
 }
 
 impl fmt::Debug for Acquisition {
@@ -69,6 +73,9 @@ impl fmt::Debug for Acquisition {
                 for &(i, n) in items.slice(set).0 {
                     m.entry(&set.key(i), &n);
                 }
+            }
+            Held::Remote(r) => {
+                m.entries(r.charged_all());
             }
         }
         m.finish()
@@ -89,6 +96,13 @@ impl Acquisition {
         Acquisition { held }
     }
 
+    /// Units the parent granted to this worker child.
+    pub(crate) fn remote(acquisition: RemoteAcquisition) -> Self {
+        Acquisition {
+            held: Held::Remote(acquisition),
+        }
+    }
+
     /// The units currently charged for `key` by this acquisition, if it holds that key.
     ///
     /// ```
@@ -106,6 +120,7 @@ impl Acquisition {
                 let (items, _) = items.slice(set);
                 items.iter().find(|(i, _)| *i == idx).map(|&(_, n)| n)
             }
+            Held::Remote(r) => r.charged(key),
         }
     }
 
@@ -148,11 +163,15 @@ impl Acquisition {
     /// assert!(matches!(e, LimitError::NotUpdatable { .. }));
     /// ```
     pub fn try_update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
+        if let Held::Remote(r) = &mut self.held {
+            return r.try_update(usage);
+        }
         for &(key, used) in usage {
             let not = |reason: &str| LimitError::NotUpdatable {
                 key: key.to_string(),
                 reason: reason.to_string(),
             };
+            // Not a set's units: one implicit call unit (remote ones returned above).
             let Held::Set { set, at, items } = &mut self.held else {
                 return Err(not(if key == CALL_COUNT {
                     "an implicit call-limit unit is always one call; request `call_count` \

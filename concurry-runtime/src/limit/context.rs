@@ -44,6 +44,7 @@ thread_local! {
 pub fn limits() -> LimitSet {
     CURRENT
         .with(|c| c.borrow().clone())
+        .or_else(LimitSet::remote)
         .unwrap_or_else(|| EMPTY.with(LimitSet::clone))
 }
 

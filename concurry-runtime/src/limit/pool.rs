@@ -215,7 +215,7 @@ impl LimitPool {
             };
             return Ok(self.granted(start, a));
         }
-        let clock = &self.sets[start].inner;
+        let clock = &self.sets[start];
         let began = clock.now();
         loop {
             if let Some(a) = self.sweep(start, request)? {
@@ -272,7 +272,7 @@ impl LimitPool {
             let a = self.sets[start].acquire_async(request).await?;
             return Ok(self.granted(start, a));
         }
-        let clock = &self.sets[start].inner;
+        let clock = &self.sets[start];
         loop {
             if let Some(a) = self.sweep(start, request)? {
                 return Ok(a);

@@ -18,7 +18,8 @@ use super::error::LimitError;
 use super::rate::{RateAlgorithm, RateLimit, RateState};
 use super::resource::ResourceLimit;
 use crate::clock::{Clock, SystemClock, nanos};
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard, lock};
+use crate::mode::process::limits::RemoteLimits;
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, lock};
 
 /// The most limits one set holds (a request's keys are a 64-bit mask).
 const MAX_LIMITS: usize = 64;
@@ -239,7 +240,7 @@ impl LimitSetBuilder {
         let auto_call_only =
             matches!(*auto, [(i, _)] if matches!(kinds[usize::from(i)], LimitKind::Call(_)));
         Ok(LimitSet {
-            inner: Arc::new(SetInner {
+            backing: Backing::Local(Arc::new(SetInner {
                 name: self.name,
                 keys: keys.into_boxed_slice(),
                 kinds: kinds.into_boxed_slice(),
@@ -254,7 +255,7 @@ impl LimitSetBuilder {
                     next_ticket: 0,
                 }),
                 changed: Condvar::new(),
-            }),
+            })),
             in_call: false,
         })
     }
@@ -291,9 +292,18 @@ impl LimitSetBuilder {
 /// [`limits()`]: crate::limits
 #[derive(Clone)]
 pub struct LimitSet {
-    pub(crate) inner: Arc<SetInner>,
+    backing: Backing,
     /// True for the set a running call sees: its call and resource units are already held.
     in_call: bool,
+}
+
+#[derive(Clone)]
+enum Backing {
+    /// The limits themselves, in this process.
+    Local(Arc<SetInner>),
+    /// In a worker child: the pool's set, hosted by the parent and asked over the child's
+    /// channel (see [`limits()`](crate::limits)).
+    Remote(RemoteLimits),
 }
 
 pub(crate) struct SetInner {
@@ -344,11 +354,13 @@ fn bit(i: u8) -> u64 {
 
 impl fmt::Debug for LimitSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LimitSet")
-            .field("name", &self.inner.name)
-            .field("keys", &self.inner.keys)
-            .field("in_call", &self.in_call)
-            .finish()
+        let mut d = f.debug_struct("LimitSet");
+        match &self.backing {
+            Backing::Local(inner) => d.field("name", &inner.name).field("keys", &inner.keys),
+            // Without asking the parent: formatting never blocks.
+            Backing::Remote(_) => d.field("hosted_by", &"the pool's owner process"),
+        };
+        d.field("in_call", &self.in_call).finish()
     }
 }
 
@@ -398,28 +410,57 @@ impl LimitSet {
 
     /// The set's name, if it was given one.
     pub fn name(&self) -> Option<&str> {
-        self.inner.name.as_deref()
+        match &self.backing {
+            Backing::Local(inner) => inner.name.as_deref(),
+            Backing::Remote(r) => r.name(),
+        }
     }
 
     /// The keys of the set's limits, in the order they were given.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.inner.keys.iter().map(String::as_str)
+        match &self.backing {
+            Backing::Local(inner) => &inner.keys[..],
+            Backing::Remote(r) => r.keys(),
+        }
+        .iter()
+        .map(String::as_str)
     }
 
     /// True if the set has no limits.
     pub fn is_empty(&self) -> bool {
-        self.inner.keys.is_empty()
+        match &self.backing {
+            Backing::Local(inner) => inner.keys.is_empty(),
+            Backing::Remote(r) => r.is_empty(),
+        }
     }
 
     /// True if both handles share the same limits.
     pub fn same_as(&self, other: &LimitSet) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        match (&self.backing, &other.backing) {
+            (Backing::Local(a), Backing::Local(b)) => Arc::ptr_eq(a, b),
+            (Backing::Remote(a), Backing::Remote(b)) => a.same_as(b),
+            _ => false,
+        }
+    }
+
+    /// In a worker child, the pool's set, hosted by the parent: `None` outside a worker
+    /// child, or if the pool has no limits (an empty local set then answers the same,
+    /// without asking the parent each time).
+    pub(crate) fn remote() -> Option<LimitSet> {
+        let r = RemoteLimits::current()?;
+        if r.is_empty() {
+            return None;
+        }
+        Some(LimitSet {
+            backing: Backing::Remote(r),
+            in_call: true,
+        })
     }
 
     /// The set as seen by a running call (whose call and resource units are held already).
     pub(crate) fn for_call(&self) -> LimitSet {
         LimitSet {
-            inner: self.inner.clone(),
+            backing: self.backing.clone(),
             in_call: true,
         }
     }
@@ -476,10 +517,19 @@ impl LimitSet {
         request: &[(&str, u64)],
         timeout: Option<Duration>,
     ) -> Result<Acquisition, LimitError> {
-        let items = self.resolve(request)?;
-        let deadline = self.deadline(timeout);
-        match self.wait_blocking(items.slice(&self.inner), deadline, &|| false) {
-            Ok(at) => Ok(Acquisition::new(&self.inner, at, items)),
+        let inner = match &self.backing {
+            Backing::Local(inner) => inner,
+            Backing::Remote(r) => {
+                return r
+                    .acquire(request, timeout)
+                    .map(Acquisition::remote)
+                    .map_err(timed_out);
+            }
+        };
+        let items = self.resolve(inner, request)?;
+        let deadline = inner.deadline(timeout);
+        match inner.wait_blocking(items.slice(inner), deadline, &|| false) {
+            Ok(at) => Ok(Acquisition::new(inner, at, items)),
             Err(WaitError::Limit(e)) => Err(e),
             Err(WaitError::Cancelled) => unreachable!("never cancelled"),
         }
@@ -504,17 +554,25 @@ impl LimitSet {
     /// ```
     #[inline]
     pub fn try_acquire(&self, request: &[(&str, u64)]) -> Result<Acquisition, LimitError> {
-        let items = self.resolve(request)?;
-        let now = nanos(&*self.inner.clock);
-        let mut st = lock(&self.inner.state);
-        let (slice, mask) = items.slice(&self.inner);
+        let inner = match &self.backing {
+            Backing::Local(inner) => inner,
+            Backing::Remote(r) => {
+                return r
+                    .acquire(request, Some(Duration::ZERO))
+                    .map(Acquisition::remote);
+            }
+        };
+        let items = self.resolve(inner, request)?;
+        let now = nanos(&*inner.clock);
+        let mut st = lock(&inner.state);
+        let (slice, mask) = items.slice(inner);
         match admit(&mut st, slice, mask, None, now) {
             Ok(()) => {
                 drop(st);
-                Ok(Acquisition::new(&self.inner, now, items))
+                Ok(Acquisition::new(inner, now, items))
             }
             Err(_) => Err(LimitError::WouldBlock {
-                keys: self.inner.describe(slice),
+                keys: inner.describe(slice),
             }),
         }
     }
@@ -569,11 +627,22 @@ impl LimitSet {
         request: &[(&str, u64)],
         timeout: Option<Duration>,
     ) -> Result<Acquisition, LimitError> {
-        let items = self.resolve(request)?;
-        let deadline = self.deadline(timeout);
+        let inner = match &self.backing {
+            Backing::Local(inner) => inner,
+            Backing::Remote(r) => {
+                let owned = request.iter().map(|&(k, n)| (k.to_string(), n)).collect();
+                return r
+                    .acquire_async(owned, timeout)
+                    .await
+                    .map(Acquisition::remote)
+                    .map_err(timed_out);
+            }
+        };
+        let items = self.resolve(inner, request)?;
+        let deadline = inner.deadline(timeout);
         let at = match (Waiting {
-            inner: &self.inner,
-            items: items.slice(&self.inner),
+            inner,
+            items: items.slice(inner),
             deadline,
             cancel: || false,
             ticket: None,
@@ -585,7 +654,7 @@ impl LimitSet {
             Err(WaitError::Limit(e)) => return Err(e),
             Err(WaitError::Cancelled) => unreachable!("never cancelled"),
         };
-        Ok(Acquisition::new(&self.inner, at, items))
+        Ok(Acquisition::new(inner, at, items))
     }
 
     /// A snapshot of every limit: capacity, used, available, waiters.
@@ -598,8 +667,12 @@ impl LimitSet {
     /// assert_eq!((s.capacity, s.used, s.available, s.waiters), (1000, 250, 750, 0));
     /// ```
     pub fn stats(&self) -> Vec<LimitStats> {
-        let now = nanos(&*self.inner.clock);
-        let mut st = lock(&self.inner.state);
+        let inner = match &self.backing {
+            Backing::Local(inner) => inner,
+            Backing::Remote(r) => return r.stats(),
+        };
+        let now = nanos(&*inner.clock);
+        let mut st = lock(&inner.state);
         let State { slots, waiters, .. } = &mut *st;
         slots
             .iter_mut()
@@ -611,8 +684,8 @@ impl LimitSet {
                 };
                 let b = bit(u8::try_from(i).unwrap_or(u8::MAX));
                 LimitStats {
-                    key: self.inner.keys[i].clone(),
-                    kind: self.inner.kinds[i],
+                    key: inner.keys[i].clone(),
+                    kind: inner.kinds[i],
                     capacity,
                     used,
                     available: capacity.saturating_sub(used),
@@ -624,13 +697,36 @@ impl LimitSet {
 
     /// Wakes every waiter so it re-checks its cancel predicate (a pool stopping).
     pub(crate) fn wake_all(&self) {
-        let mut st = lock(&self.inner.state);
-        notify(&self.inner, &mut st);
+        // A remote set's waits re-check their cancel predicate every `POLL` on their own.
+        if let Backing::Local(inner) = &self.backing {
+            let mut st = lock(&inner.state);
+            notify(inner, &mut st);
+        }
+    }
+
+    /// The clock's time in nanoseconds (a remote set's: the system clock's).
+    pub(crate) fn now(&self) -> u64 {
+        match &self.backing {
+            Backing::Local(inner) => inner.now(),
+            Backing::Remote(_) => nanos(system_clock()),
+        }
+    }
+
+    /// How long to really block for `d` of the set's clock.
+    pub(crate) fn real_wait(&self, d: Duration) -> Duration {
+        match &self.backing {
+            Backing::Local(inner) => inner.real_wait(d),
+            Backing::Remote(_) => system_clock().real_wait(d),
+        }
     }
 
     /// True if each call takes units of this set (it has call or resource limits).
     pub(crate) fn has_call_units(&self) -> bool {
-        !self.inner.auto.is_empty()
+        match &self.backing {
+            Backing::Local(inner) => !inner.auto.is_empty(),
+            // If the parent is gone, `acquire_call` says so.
+            Backing::Remote(r) => r.auto_request().map_or(true, |a| !a.is_empty()),
+        }
     }
 
     /// The pool's per-call acquisition (call and resource limits), blocking. `None` if the
@@ -639,11 +735,31 @@ impl LimitSet {
         &self,
         cancel: &dyn Fn() -> bool,
     ) -> Result<Option<Acquisition>, WaitError> {
-        if self.inner.auto.is_empty() {
+        let inner = match &self.backing {
+            Backing::Local(inner) => inner,
+            Backing::Remote(r) => {
+                let request = r.auto_request().map_err(WaitError::Limit)?;
+                if request.is_empty() {
+                    return Ok(None);
+                }
+                let request: Vec<(&str, u64)> =
+                    request.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+                // In slices, so a cancel is seen within `POLL`.
+                loop {
+                    if cancel() {
+                        return Err(WaitError::Cancelled);
+                    }
+                    if let Some(a) = r.acquire_slice(&request, POLL).map_err(WaitError::Limit)? {
+                        return Ok(Some(Acquisition::remote(a)));
+                    }
+                }
+            }
+        };
+        if inner.auto.is_empty() {
             return Ok(None);
         }
-        let at = self.wait_blocking((&self.inner.auto, self.inner.auto_mask), None, cancel)?;
-        Ok(Some(Acquisition::new(&self.inner, at, Items::Auto)))
+        let at = inner.wait_blocking((&inner.auto, inner.auto_mask), None, cancel)?;
+        Ok(Some(Acquisition::new(inner, at, Items::Auto)))
     }
 
     /// The pool's per-call acquisition, without blocking the thread.
@@ -651,44 +767,54 @@ impl LimitSet {
         &self,
         cancel: impl Fn() -> bool + Unpin,
     ) -> Result<Option<Acquisition>, WaitError> {
-        if self.inner.auto.is_empty() {
+        let inner = match &self.backing {
+            Backing::Local(inner) => inner,
+            Backing::Remote(r) => {
+                let request = r.auto_request().map_err(WaitError::Limit)?;
+                if request.is_empty() {
+                    return Ok(None);
+                }
+                loop {
+                    if cancel() {
+                        return Err(WaitError::Cancelled);
+                    }
+                    let slice = r.acquire_slice_async(request.clone(), POLL).await;
+                    if let Some(a) = slice.map_err(WaitError::Limit)? {
+                        return Ok(Some(Acquisition::remote(a)));
+                    }
+                }
+            }
+        };
+        if inner.auto.is_empty() {
             return Ok(None);
         }
         let at = Waiting {
-            inner: &self.inner,
-            items: (&self.inner.auto, self.inner.auto_mask),
+            inner,
+            items: (&inner.auto, inner.auto_mask),
             deadline: None,
             cancel,
             ticket: None,
             sleep: None,
         }
         .await?;
-        Ok(Some(Acquisition::new(&self.inner, at, Items::Auto)))
-    }
-
-    fn deadline(&self, timeout: Option<Duration>) -> Option<u64> {
-        timeout.map(|t| {
-            nanos(&*self.inner.clock)
-                .saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
-        })
+        Ok(Some(Acquisition::new(inner, at, Items::Auto)))
     }
 
     /// Turns a request into limit indices: unknown keys and impossible amounts are refused;
     /// call and resource limits are added outside a call.
     #[inline]
-    fn resolve(&self, request: &[(&str, u64)]) -> Result<Items, LimitError> {
+    fn resolve(&self, inner: &SetInner, request: &[(&str, u64)]) -> Result<Items, LimitError> {
         if request.is_empty() {
-            return Ok(if self.in_call || self.inner.keys.is_empty() {
+            return Ok(if self.in_call || inner.keys.is_empty() {
                 Items::List(Vec::new())
             } else {
                 Items::Auto
             });
         }
-        self.resolve_list(request)
+        self.resolve_list(inner, request)
     }
 
-    fn resolve_list(&self, request: &[(&str, u64)]) -> Result<Items, LimitError> {
-        let inner = &*self.inner;
+    fn resolve_list(&self, inner: &SetInner, request: &[(&str, u64)]) -> Result<Items, LimitError> {
         if inner.keys.is_empty() {
             return Ok(Items::List(Vec::new()));
         }
@@ -726,6 +852,14 @@ impl LimitSet {
         list.retain(|&(_, n)| n > 0);
         Ok(Items::List(list))
     }
+}
+
+impl SetInner {
+    fn deadline(&self, timeout: Option<Duration>) -> Option<u64> {
+        timeout.map(|t| {
+            nanos(&*self.clock).saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX))
+        })
+    }
 
     /// Waits on the condition variable until `items` fit, the deadline passes or `cancel`.
     /// Returns the clock time of the charge.
@@ -735,7 +869,7 @@ impl LimitSet {
         deadline: Option<u64>,
         cancel: &dyn Fn() -> bool,
     ) -> Result<u64, WaitError> {
-        let inner = &*self.inner;
+        let inner = self;
         let mut st = lock(&inner.state);
         let now = nanos(&*inner.clock);
         let mut hint = match admit(&mut st, items, mask, None, now) {
@@ -775,6 +909,22 @@ impl LimitSet {
             }
         }
     }
+}
+
+/// A remote set's acquire with a timeout: a zero timeout is answered like `try_acquire`
+/// (with [`LimitError::WouldBlock`]); report it as the timeout it was.
+fn timed_out(e: LimitError) -> LimitError {
+    match e {
+        LimitError::WouldBlock { keys } => LimitError::Timeout { keys },
+        e => e,
+    }
+}
+
+/// The clock of remote sets: waits there are the parent's; this one only paces pollers
+/// such as [`LimitPool`](crate::LimitPool).
+fn system_clock() -> &'static SystemClock {
+    static CLOCK: OnceLock<SystemClock> = OnceLock::new();
+    CLOCK.get_or_init(SystemClock::new)
 }
 
 impl SetInner {

@@ -43,13 +43,17 @@ pub enum Kind {
     /// Worker → pool owner: give a lease back. Empty payload, no reply.
     LimitRelease = 10,
     /// Pool owner → worker: the outcome of `LimitAcquire` or `LimitUpdate`,
-    /// `Result<(), LimitFault>`, with the lease's id.
+    /// `Result<(), LimitFault>`, with the lease's id; or the answer to `LimitStats`.
     LimitReply = 11,
+    /// Worker → pool owner: a snapshot of the pool's limits (their name, keys and stats, as
+    /// `concurry::limits()` shows them in a child). Empty payload; the answer is a
+    /// `LimitReply` with the same id.
+    LimitStats = 12,
 }
 
 impl Kind {
     /// Every kind, in byte order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Hello,
         Kind::Init,
         Kind::Ready,
@@ -61,6 +65,7 @@ impl Kind {
         Kind::LimitUpdate,
         Kind::LimitRelease,
         Kind::LimitReply,
+        Kind::LimitStats,
     ];
 
     /// The kind encoded by `byte`.

@@ -1,15 +1,20 @@
 //! Limits across the process boundary: a worker child asks its parent, which hosts the
 //! pool's [`LimitSet`], and holds the granted acquisitions as leases until the child gives
 //! them back or dies.
+//!
+//! In a child, [`limits()`](crate::limits) is a [`LimitSet`] backed by [`RemoteLimits`], and
+//! what it grants is an [`Acquisition`] holding a [`RemoteAcquisition`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::child::{Link, link};
-use crate::limit::{Acquisition, LimitError, LimitSet};
-use crate::sync::os::{Arc, AtomicBool, AtomicU64, Mutex, Ordering, lock};
-use crate::wire::{Envelope, Kind, LimitFault, LimitRequest, decode};
+use crate::limit::{Acquisition, LimitError, LimitKind, LimitSet, LimitStats, RateAlgorithm};
+use crate::sync::os::{Arc, AtomicBool, AtomicU64, Mutex, OnceLock, Ordering, lock};
+use crate::wire::{Envelope, Kind, LimitFault, LimitRequest, decode, encode};
 
 /// How long one blocking wait of the parent's acquirer lasts before it checks whether the
 /// child is still there.
@@ -19,12 +24,25 @@ const SLICE: Duration = Duration::from_millis(50);
 // Child side.
 
 /// The pool's limits as a worker child reaches them: each request goes to the parent, which
-/// holds the pool's [`LimitSet`]. Internal: `concurry::limits()` will route through it in a
-/// child.
-#[doc(hidden)]
+/// holds the pool's [`LimitSet`]. One per child process, shared by every clone; reached
+/// through [`limits()`](crate::limits), which wraps it in a `LimitSet`.
 #[derive(Clone)]
-pub struct RemoteLimits {
+pub(crate) struct RemoteLimits {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     link: Arc<Link>,
+    /// The parent set's name and limits, asked for once (they never change).
+    desc: OnceLock<Desc>,
+}
+
+/// What a child knows of its pool's set without asking again.
+struct Desc {
+    name: Option<String>,
+    keys: Vec<String>,
+    /// The keys of call and resource limits: one unit each per call.
+    auto: Vec<String>,
 }
 
 impl fmt::Debug for RemoteLimits {
@@ -34,93 +52,327 @@ impl fmt::Debug for RemoteLimits {
 }
 
 /// Units granted by the parent; given back when dropped.
-#[doc(hidden)]
-pub struct RemoteAcquisition {
+pub(crate) struct RemoteAcquisition {
     link: Arc<Link>,
     lease: u64,
+    /// What the lease holds, as the parent counts it: keys with their summed, non-zero
+    /// amounts, corrected by updates.
+    charged: Vec<(String, u64)>,
 }
 
 impl fmt::Debug for RemoteAcquisition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteAcquisition")
-            .field("lease", &self.lease)
+        f.debug_map()
+            .entries(self.charged.iter().map(|(k, n)| (k, n)))
             .finish()
     }
 }
 
-fn owner_gone(request: &[(&str, u64)]) -> LimitError {
-    let keys: Vec<&str> = request.iter().map(|(k, _)| *k).collect();
+fn owner_gone<K: AsRef<str>>(keys: impl IntoIterator<Item = K>) -> LimitError {
+    let keys: Vec<String> = keys.into_iter().map(|k| k.as_ref().to_string()).collect();
     LimitError::Timeout {
         keys: format!("{} (the pool's owner process is gone)", keys.join(", ")),
     }
 }
 
-impl RemoteLimits {
-    /// The limits of this worker child's pool; `None` outside a worker child.
-    pub fn current() -> Option<Self> {
-        link().map(|l| RemoteLimits { link: l.clone() })
+/// Every rate algorithm, to read one back from its name on the wire.
+const ALGORITHMS: [RateAlgorithm; 5] = [
+    RateAlgorithm::TokenBucket,
+    RateAlgorithm::LeakyBucket,
+    RateAlgorithm::SlidingWindow,
+    RateAlgorithm::FixedWindow,
+    RateAlgorithm::Gcra,
+];
+
+/// The reply to `LimitStats`: the set's name and a snapshot of every limit.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireStats {
+    name: Option<String>,
+    rows: Vec<WireRow>,
+}
+
+/// One [`LimitStats`] on the wire (`kind`: 0 rate, 1 call, 2 resource; `algorithm` by
+/// name), so the public types need no serde.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireRow {
+    key: String,
+    kind: u8,
+    algorithm: String,
+    capacity: u64,
+    used: u64,
+    available: u64,
+    waiters: u64,
+}
+
+impl WireStats {
+    fn of(set: &LimitSet) -> Self {
+        let rows = set
+            .stats()
+            .into_iter()
+            .map(|s| {
+                let (kind, algorithm) = match s.kind {
+                    LimitKind::Rate(a) => (0, a.as_str()),
+                    LimitKind::Call(a) => (1, a.as_str()),
+                    LimitKind::Resource => (2, ""),
+                };
+                WireRow {
+                    key: s.key,
+                    kind,
+                    algorithm: algorithm.to_string(),
+                    capacity: s.capacity,
+                    used: s.used,
+                    available: s.available,
+                    waiters: u64::try_from(s.waiters).unwrap_or(u64::MAX),
+                }
+            })
+            .collect();
+        WireStats {
+            name: set.name().map(str::to_string),
+            rows,
+        }
     }
 
-    /// Blocks until the parent grants every key (as `LimitSet::acquire`).
+    fn stats(self) -> Vec<LimitStats> {
+        self.rows
+            .into_iter()
+            .map(|r| {
+                let algorithm = ALGORITHMS
+                    .into_iter()
+                    .find(|a| a.as_str() == r.algorithm)
+                    .unwrap_or_default();
+                LimitStats {
+                    key: r.key,
+                    kind: match r.kind {
+                        0 => LimitKind::Rate(algorithm),
+                        1 => LimitKind::Call(algorithm),
+                        _ => LimitKind::Resource,
+                    },
+                    capacity: r.capacity,
+                    used: r.used,
+                    available: r.available,
+                    waiters: usize::try_from(r.waiters).unwrap_or(usize::MAX),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A fresh id for a lease or a stats request (ids of one child never repeat).
+fn next_id() -> u64 {
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    IDS.fetch_add(1, Ordering::Relaxed)
+}
+
+impl RemoteLimits {
+    /// The limits of this worker child's pool; `None` outside a worker child.
+    pub(crate) fn current() -> Option<Self> {
+        static CURRENT: OnceLock<RemoteLimits> = OnceLock::new();
+        let link = link()?;
+        Some(
+            CURRENT
+                .get_or_init(|| RemoteLimits {
+                    shared: Arc::new(Shared {
+                        link: link.clone(),
+                        desc: OnceLock::new(),
+                    }),
+                })
+                .clone(),
+        )
+    }
+
+    /// True if both are the same child's handle.
+    pub(crate) fn same_as(&self, other: &RemoteLimits) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// A fresh snapshot of the parent's set; `None` if the parent is gone.
+    fn fetch(&self) -> Option<WireStats> {
+        let link = &self.shared.link;
+        let id = next_id();
+        link.send(Kind::LimitStats, id, &(), "limit stats").ok()?;
+        decode::<WireStats>(&link.wait_reply(id)?, "limit stats").ok()
+    }
+
+    /// The set's name and keys, asked for on first use; `None` if the parent is gone.
+    fn desc(&self) -> Option<&Desc> {
+        if let Some(d) = self.shared.desc.get() {
+            return Some(d);
+        }
+        let stats = self.fetch()?;
+        let auto = stats
+            .rows
+            .iter()
+            .filter(|r| r.kind != 0)
+            .map(|r| r.key.clone())
+            .collect();
+        let desc = Desc {
+            keys: stats.rows.into_iter().map(|r| r.key).collect(),
+            name: stats.name,
+            auto,
+        };
+        Some(self.shared.desc.get_or_init(|| desc))
+    }
+
+    /// The parent set's name (`None` also if the parent is gone).
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.desc()?.name.as_deref()
+    }
+
+    /// The parent set's keys (none if the parent is gone).
+    pub(crate) fn keys(&self) -> &[String] {
+        self.desc().map_or(&[][..], |d| &d.keys[..])
+    }
+
+    /// True if the parent's set has no limits (false if the parent is gone: unknown).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.desc().is_some_and(|d| d.keys.is_empty())
+    }
+
+    /// The parent set's stats now (empty if the parent is gone).
+    pub(crate) fn stats(&self) -> Vec<LimitStats> {
+        self.fetch().map_or_else(Vec::new, WireStats::stats)
+    }
+
+    /// One unit of each call and resource limit of the parent's set, as a pool takes per
+    /// call.
+    pub(crate) fn auto_request(&self) -> Result<Vec<(String, u64)>, LimitError> {
+        match self.desc() {
+            Some(d) => Ok(d.auto.iter().map(|k| (k.clone(), 1)).collect()),
+            None => Err(owner_gone(["call and resource limits"])),
+        }
+    }
+
+    /// Blocks until the parent grants every key (`timeout: None`: as long as it takes;
+    /// `Some(ZERO)`: only if they fit now, else [`LimitError::WouldBlock`]).
     ///
     /// # Errors
     ///
     /// As `LimitSet::acquire`; [`LimitError::Timeout`] if the parent is gone.
-    pub fn acquire(&self, request: &[(&str, u64)]) -> Result<RemoteAcquisition, LimitError> {
-        self.request(request, None)
+    pub(crate) fn acquire(
+        &self,
+        request: &[(&str, u64)],
+        timeout: Option<Duration>,
+    ) -> Result<RemoteAcquisition, LimitError> {
+        self.request(request, timeout).map_err(|f| match f {
+            Failure::Refused(e) => e,
+            Failure::Gone => owner_gone(request.iter().map(|(k, _)| *k)),
+        })
     }
 
-    /// As [`acquire`](RemoteLimits::acquire), giving up after `timeout`.
+    /// One slice of a longer wait: `Ok(None)` if the parent could not grant the request
+    /// within `slice` (a caller between slices checks whether it should still wait).
     ///
     /// # Errors
     ///
-    /// As `acquire`.
-    pub fn acquire_timeout(
+    /// As [`acquire`](RemoteLimits::acquire), without the timeout.
+    pub(crate) fn acquire_slice(
         &self,
         request: &[(&str, u64)],
-        timeout: Duration,
+        slice: Duration,
+    ) -> Result<Option<RemoteAcquisition>, LimitError> {
+        match self.request(request, Some(slice)) {
+            Ok(a) => Ok(Some(a)),
+            Err(Failure::Refused(LimitError::Timeout { .. })) => Ok(None),
+            Err(Failure::Refused(e)) => Err(e),
+            Err(Failure::Gone) => Err(owner_gone(request.iter().map(|(k, _)| *k))),
+        }
+    }
+
+    /// As [`acquire`](RemoteLimits::acquire) with owned keys, on tokio's blocking pool so an
+    /// async caller's thread stays free. Dropping the future gives the units back once the
+    /// parent has granted them.
+    pub(crate) async fn acquire_async(
+        &self,
+        request: Vec<(String, u64)>,
+        timeout: Option<Duration>,
     ) -> Result<RemoteAcquisition, LimitError> {
-        self.request(request, Some(timeout))
+        self.off_thread(request, move |this, request| this.acquire(request, timeout))
+            .await
+            .and_then(|r| r)
+    }
+
+    /// As [`acquire_slice`](RemoteLimits::acquire_slice), on tokio's blocking pool.
+    pub(crate) async fn acquire_slice_async(
+        &self,
+        request: Vec<(String, u64)>,
+        slice: Duration,
+    ) -> Result<Option<RemoteAcquisition>, LimitError> {
+        self.off_thread(request, move |this, request| {
+            this.acquire_slice(request, slice)
+        })
+        .await
+        .and_then(|r| r)
+    }
+
+    /// Runs `f` on tokio's blocking pool; an error if it could not run to the end.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        request: Vec<(String, u64)>,
+        f: impl FnOnce(&RemoteLimits, &[(&str, u64)]) -> T + Send + 'static,
+    ) -> Result<T, LimitError> {
+        let this = self.clone();
+        let keys: Vec<String> = request.iter().map(|(k, _)| k.clone()).collect();
+        crate::runtime::runtime()
+            .spawn_blocking(move || {
+                let request: Vec<(&str, u64)> =
+                    request.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+                f(&this, &request)
+            })
+            .await
+            .map_err(|_| owner_gone(keys))
     }
 
     fn request(
         &self,
         request: &[(&str, u64)],
         timeout: Option<Duration>,
-    ) -> Result<RemoteAcquisition, LimitError> {
-        static LEASES: AtomicU64 = AtomicU64::new(1);
-        let lease = LEASES.fetch_add(1, Ordering::Relaxed);
+    ) -> Result<RemoteAcquisition, Failure> {
+        let link = &self.shared.link;
+        let lease = next_id();
         let msg = LimitRequest {
             amounts: request
                 .iter()
                 .map(|(k, n)| ((*k).to_string(), *n))
                 .collect(),
-            timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            // Rounded up, so only a zero timeout means "now or never".
+            timeout_ms: timeout
+                .map(|t| u64::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)),
         };
-        if self
-            .link
-            .send(Kind::LimitAcquire, lease, &msg, "limit request")
-            .is_err()
-        {
-            return Err(owner_gone(request));
+        link.send(Kind::LimitAcquire, lease, &msg, "limit request")
+            .map_err(|_| Failure::Gone)?;
+        match reply(link, lease) {
+            Some(Ok(())) => {
+                // As the parent's set counts it: amounts summed per key, zeros dropped.
+                let mut charged: Vec<(String, u64)> = Vec::with_capacity(msg.amounts.len());
+                for (key, n) in msg.amounts {
+                    match charged.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, m)) => *m = m.saturating_add(n),
+                        None => charged.push((key, n)),
+                    }
+                }
+                charged.retain(|&(_, n)| n > 0);
+                Ok(RemoteAcquisition {
+                    link: link.clone(),
+                    lease,
+                    charged,
+                })
+            }
+            Some(Err(e)) => Err(Failure::Refused(e)),
+            None => Err(Failure::Gone),
         }
-        match self.reply(lease) {
-            Some(Ok(())) => Ok(RemoteAcquisition {
-                link: self.link.clone(),
-                lease,
-            }),
-            Some(Err(e)) => Err(e),
-            None => Err(owner_gone(request)),
-        }
-    }
-
-    fn reply(&self, lease: u64) -> Option<Result<(), LimitError>> {
-        reply(&self.link, lease)
     }
 }
 
-fn reply(link: &Link, lease: u64) -> Option<Result<(), LimitError>> {
-    let bytes = link.wait_reply(lease)?;
+/// Why a request to the parent got no units.
+enum Failure {
+    /// The parent answered with this error.
+    Refused(LimitError),
+    /// The channel to the parent is closed.
+    Gone,
+}
+
+fn reply(link: &Link, id: u64) -> Option<Result<(), LimitError>> {
+    let bytes = link.wait_reply(id)?;
     match decode::<Result<(), LimitFault>>(&bytes, "limit reply") {
         Ok(r) => Some(r.map_err(LimitError::from)),
         Err(_) => None,
@@ -128,29 +380,48 @@ fn reply(link: &Link, lease: u64) -> Option<Result<(), LimitError>> {
 }
 
 impl RemoteAcquisition {
-    /// Corrects the charges to what was really used (as `Acquisition::update`); problems
-    /// are logged.
-    pub fn update(&mut self, usage: &[(&str, u64)]) {
-        if let Err(e) = self.try_update(usage) {
-            tracing::warn!(error = %e, "concurry: limit update ignored");
-        }
+    /// Every key this lease holds, with its units.
+    pub(crate) fn charged_all(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.charged.iter().map(|(k, n)| (k.as_str(), *n))
     }
 
-    /// As [`update`](RemoteAcquisition::update), returning the parent's error.
+    /// The units this lease holds for `key`.
+    pub(crate) fn charged(&self, key: &str) -> Option<u64> {
+        self.charged.iter().find(|(k, _)| k == key).map(|&(_, n)| n)
+    }
+
+    /// Corrects the charges in the parent (as `Acquisition::try_update`, which the parent
+    /// runs on its lease).
     ///
     /// # Errors
     ///
     /// As `Acquisition::try_update`; [`LimitError::Timeout`] if the parent is gone.
-    pub fn try_update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
+    pub(crate) fn try_update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
         let msg: Vec<(String, u64)> = usage.iter().map(|(k, n)| ((*k).to_string(), *n)).collect();
         if self
             .link
             .send(Kind::LimitUpdate, self.lease, &msg, "limit update")
             .is_err()
         {
-            return Err(owner_gone(usage));
+            return Err(owner_gone(usage.iter().map(|(k, _)| *k)));
         }
-        reply(&self.link, self.lease).unwrap_or_else(|| Err(owner_gone(usage)))
+        let result = reply(&self.link, self.lease)
+            .unwrap_or_else(|| Err(owner_gone(usage.iter().map(|(k, _)| *k))));
+        // The parent corrects key by key and stops at the first it cannot: mirror that.
+        let failed = match &result {
+            Ok(()) => None,
+            Err(LimitError::NotUpdatable { key, .. }) => Some(key.as_str()),
+            Err(_) => return result,
+        };
+        for &(key, used) in usage {
+            if Some(key) == failed {
+                break;
+            }
+            if let Some(slot) = self.charged.iter_mut().find(|(k, _)| k == key) {
+                slot.1 = used;
+            }
+        }
+        result
     }
 }
 
@@ -165,9 +436,20 @@ impl Drop for RemoteAcquisition {
 // ---------------------------------------------------------------------------------------
 // Parent side.
 
-/// Where the host sends its replies (the child's connection).
+/// Where the host sends its replies (the child's connection): a `LimitReply` envelope with
+/// this id and payload.
 pub(crate) trait Replier: Send + Sync + 'static {
-    fn reply(&self, lease: u64, result: Result<(), LimitFault>);
+    fn reply(&self, id: u64, payload: Vec<u8>);
+}
+
+/// Encodes `value` and sends it as the reply to `id`.
+fn answer<T: Serialize>(out: &dyn Replier, id: u64, value: &T) {
+    // Our own types always encode; if one did not, the child would wait for a parent that
+    // is alive, so say so loudly.
+    match encode(value, "limit reply") {
+        Ok(payload) => out.reply(id, payload),
+        Err(e) => tracing::error!(error = %e, "concurry: could not encode a limit reply"),
+    }
 }
 
 /// The parent's end: grants a child's requests from the pool's set and keeps its leases.
@@ -197,8 +479,8 @@ impl Host {
         })
     }
 
-    /// Handles a `LimitAcquire`, `LimitUpdate` or `LimitRelease` from the child; an
-    /// undecodable payload is returned as an error (the channel is then broken).
+    /// Handles a `LimitAcquire`, `LimitUpdate`, `LimitRelease` or `LimitStats` from the
+    /// child; an undecodable payload is returned as an error (the channel is then broken).
     pub(crate) fn on_message(
         self: &Arc<Self>,
         env: Envelope,
@@ -207,11 +489,24 @@ impl Host {
         match env.kind {
             Kind::LimitAcquire => {
                 let request: LimitRequest = decode(&env.payload, "limit request")?;
-                self.enqueue(Job {
-                    lease: env.id,
-                    request,
-                    out,
-                });
+                if request.timeout_ms == Some(0) {
+                    // `try_acquire`: answered at once, not queued behind blocking requests.
+                    let amounts = amounts(&request);
+                    let r = match self.set.try_acquire(&amounts) {
+                        Ok(acq) => {
+                            self.file(env.id, acq);
+                            Ok(())
+                        }
+                        Err(e) => Err(LimitFault::from(e)),
+                    };
+                    answer(&*out, env.id, &r);
+                } else {
+                    self.enqueue(Job {
+                        lease: env.id,
+                        request,
+                        out,
+                    });
+                }
             }
             Kind::LimitUpdate => {
                 let usage: Vec<(String, u64)> = decode(&env.payload, "limit update")?;
@@ -225,15 +520,25 @@ impl Host {
                         reason: "this acquisition was already given back".into(),
                     }),
                 };
-                out.reply(env.id, r);
+                answer(&*out, env.id, &r);
             }
             Kind::LimitRelease => {
                 let acq = lock(&self.leases).remove(&env.id);
                 drop(acq);
             }
+            Kind::LimitStats => answer(&*out, env.id, &WireStats::of(&self.set)),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Keeps a granted acquisition until the child gives it back (or dies: then at once).
+    fn file(&self, lease: u64, acq: Acquisition) {
+        lock(&self.leases).insert(lease, acq);
+        if self.closed.load(Ordering::Acquire) {
+            let leases = std::mem::take(&mut *lock(&self.leases));
+            drop(leases);
+        }
     }
 
     fn enqueue(self: &Arc<Self>, job: Job) {
@@ -245,12 +550,10 @@ impl Host {
                 .name("concurry-limits".into())
                 .spawn(move || rx.iter().for_each(|job| host.grant(job)));
             if started.is_err() {
-                job.out.reply(
-                    job.lease,
-                    Err(LimitFault::Timeout {
-                        keys: "(no thread to wait for limits)".into(),
-                    }),
-                );
+                let r: Result<(), LimitFault> = Err(LimitFault::Timeout {
+                    keys: "(no thread to wait for limits)".into(),
+                });
+                answer(&*job.out, job.lease, &r);
                 return;
             }
             *acquirer = Some(tx);
@@ -262,17 +565,12 @@ impl Host {
 
     /// Waits for the units of one request and files the lease (on the acquirer thread).
     fn grant(&self, job: Job) {
-        let amounts: Vec<(&str, u64)> = job
-            .request
-            .amounts
-            .iter()
-            .map(|(k, n)| (k.as_str(), *n))
-            .collect();
+        let amounts = amounts(&job.request);
         let deadline = job
             .request
             .timeout_ms
             .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        loop {
+        let r: Result<(), LimitFault> = loop {
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
@@ -281,17 +579,17 @@ impl Host {
             });
             match self.set.acquire_timeout(&amounts, slice) {
                 Ok(acq) => {
-                    lock(&self.leases).insert(job.lease, acq);
+                    self.file(job.lease, acq);
                     if self.closed.load(Ordering::Acquire) {
-                        lock(&self.leases).clear();
                         return;
                     }
-                    return job.out.reply(job.lease, Ok(()));
+                    break Ok(());
                 }
                 Err(LimitError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {}
-                Err(e) => return job.out.reply(job.lease, Err(e.into())),
+                Err(e) => break Err(e.into()),
             }
-        }
+        };
+        answer(&*job.out, job.lease, &r);
     }
 
     /// The child is gone: its leases go back to the set, pending requests are dropped.
@@ -301,4 +599,12 @@ impl Host {
         let leases = std::mem::take(&mut *lock(&self.leases));
         drop(leases);
     }
+}
+
+fn amounts(request: &LimitRequest) -> Vec<(&str, u64)> {
+    request
+        .amounts
+        .iter()
+        .map(|(k, n)| (k.as_str(), *n))
+        .collect()
 }

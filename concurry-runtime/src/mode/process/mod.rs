@@ -24,7 +24,6 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use limits::{RemoteAcquisition, RemoteLimits};
 pub use supervisor::ProcessWorker;
 pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost};
 

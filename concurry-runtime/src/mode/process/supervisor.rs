@@ -17,8 +17,7 @@ use crate::error::{ConfigError, Error};
 use crate::future::Promise;
 use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
 use crate::wire::{
-    DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, LimitFault, WireError,
-    decode, encode,
+    DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, WireError, decode, encode,
 };
 
 /// One worker instance in a child process, supervised: calls are sent over one socket (many
@@ -151,10 +150,7 @@ struct Conn<W: RemoteWorker> {
 }
 
 impl<W: RemoteWorker> Replier for Conn<W> {
-    fn reply(&self, lease: u64, result: Result<(), LimitFault>) {
-        let Ok(payload) = encode(&result, "limit reply") else {
-            return;
-        };
+    fn reply(&self, lease: u64, payload: Vec<u8>) {
         self.enqueue(Outgoing::Frame(Kind::LimitReply, lease, payload));
     }
 }
@@ -634,7 +630,7 @@ impl<W: RemoteWorker> Supervisor<W> {
                         c.complete(reply.map_err(fault_error));
                     }
                 }
-                Kind::LimitAcquire | Kind::LimitUpdate | Kind::LimitRelease => {
+                Kind::LimitAcquire | Kind::LimitUpdate | Kind::LimitRelease | Kind::LimitStats => {
                     let out: Arc<dyn Replier> = conn.clone();
                     if let Err(e) = conn.host.on_message(env, out) {
                         break Ended::Garbled(e);
