@@ -8,6 +8,7 @@ mod lifecycle;
 mod limits;
 mod modes;
 mod remote;
+mod remote_limits;
 mod retry;
 mod send_sync;
 mod spans;
