@@ -33,6 +33,10 @@ impl Items {
 /// corrected it. Not updating is a choice, not a mistake: the request is then taken as the
 /// real usage (the conservative reading, which never lets a limit be exceeded).
 ///
+/// In a worker child, the units are a lease the parent holds for the child: `update` and
+/// `try_update` are corrected there (one round trip each), and a drop sends the release
+/// without waiting for it. A child that dies gives its leases back.
+///
 /// ```
 /// use concurry::{LimitSet, RateLimit};
 ///

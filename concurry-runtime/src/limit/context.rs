@@ -20,6 +20,13 @@ thread_local! {
 /// The call already holds its call and resource units, so a request here names only rate
 /// limits. It works in every mode, in sync methods and across `.await`s of async ones.
 ///
+/// In a worker child (`Mode::Process`), this is the pool's set as the parent hosts it: each
+/// acquisition, [`update`](crate::Acquisition::update) and release is a message to the
+/// parent (a round trip, a release is not waited for), so a child's usage shows in the
+/// parent's [`stats`](LimitSet::stats) and every worker shares one budget. A pool without
+/// limits gives an empty set in the child too. If the parent is gone, requests fail with
+/// [`LimitError::Timeout`](crate::LimitError::Timeout) instead of waiting.
+///
 /// ```
 /// use concurry::RateLimit;
 ///

@@ -17,7 +17,9 @@
 //! stopped while the call waits for its units resolves without consuming any. A sync method
 //! in thread mode waits on its worker's thread (as in the Python original), and in sync mode
 //! on the caller's thread (calls run at submit time there); async methods wait without
-//! blocking a thread, and sync methods in async mode wait on tokio's blocking pool.
+//! blocking a thread, and sync methods in async mode wait on tokio's blocking pool. In
+//! process mode the parent hosts the set: it takes each call's units before sending the call,
+//! and [`limits()`] in a child asks it over the child's channel.
 //!
 //! ```
 //! use std::time::Duration;

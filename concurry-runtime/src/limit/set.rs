@@ -276,6 +276,24 @@ impl LimitSetBuilder {
 ///   an unknown key with [`LimitError::UnknownKey`] (an empty set admits everything, so
 ///   methods using [`limits()`] also run outside a pool).
 ///
+/// # In a worker child
+///
+/// In `Mode::Process`, [`limits()`] in a child is a handle on the pool's set, which the
+/// parent hosts. Every method asks the parent, over the child's channel:
+///
+/// - `acquire`, `acquire_timeout` and `try_acquire` are one round trip each (a blocking
+///   wait happens in the parent; a timeout is counted on the parent's wall clock), and
+///   grant an [`Acquisition`] the parent keeps as a lease until it drops or the child dies;
+/// - `acquire_async` and `acquire_async_timeout` make that round trip on tokio's blocking
+///   pool; dropping the future before the grant gives the units back once they are granted;
+/// - [`name`](LimitSet::name), [`keys`](LimitSet::keys) and
+///   [`is_empty`](LimitSet::is_empty) are asked once per child (they never change), and
+///   [`stats`](LimitSet::stats) each time (a fresh snapshot of the parent's set);
+/// - [`same_as`](LimitSet::same_as) is true between the child's handles.
+///
+/// If the parent is gone, requests fail with [`LimitError::Timeout`] (naming the keys and
+/// saying the owner is gone), `stats` and `keys` are empty and `name` is `None`.
+///
 /// ```
 /// use concurry::{CallLimit, LimitSet, RateLimit};
 ///

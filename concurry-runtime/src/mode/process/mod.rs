@@ -177,7 +177,8 @@ impl ProcessConfig {
     }
 
     /// The limits the child's methods acquire from (hosted here, in the parent): shared with
-    /// every other user of the set, in this process or in other children.
+    /// every other user of the set, in this process or in other children. In the child,
+    /// [`limits()`](crate::limits) reaches them.
     ///
     /// ```
     /// use concurry::{LimitSet, ProcessConfig, RateLimit};
