@@ -80,7 +80,10 @@ pub struct Turn {
 }
 
 #[derive(Debug)]
-pub struct Metered;
+pub struct Metered {
+    /// What `limits()` gave in the constructor: nothing, as outside a pool.
+    empty_at_new: bool,
+}
 
 fn used_of(key: &str) -> u64 {
     concurry::limits()
@@ -93,7 +96,13 @@ fn used_of(key: &str) -> u64 {
 #[concurry::worker(remote)]
 impl Metered {
     pub fn new() -> Self {
-        Metered
+        Metered {
+            empty_at_new: concurry::limits().is_empty(),
+        }
+    }
+
+    pub fn empty_at_new(&self) -> bool {
+        self.empty_at_new
     }
 
     /// Takes `want` tokens, then reports `used` of them.
@@ -282,6 +291,9 @@ fn a_method_sees_the_pools_set_by_name_keys_and_stats() {
     for mode in BOTH {
         let set = metered_set();
         let metered = pool(mode, &set);
+        // The constructor ran before any call, with no pool limits (and did not upset the
+        // child's start-up by asking the parent).
+        assert!(get(metered.empty_at_new()), "{mode}");
         get(metered.spend(30, 30));
         let view = get(metered.view());
         assert_eq!(

@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::{RemoteWorker, env, lookup};
 use crate::error::panic_message;
-use crate::sync::os::{Arc, Mutex, OnceLock, lock};
+use crate::sync::os::{Arc, AtomicBool, Mutex, OnceLock, Ordering, lock};
 use crate::wire::{
     DEFAULT_MAX_FRAME, Envelope, Fault, FrameReader, FrameWriter, HEADER_LEN, Hello, Kind,
     WireError, decode, encode,
@@ -197,9 +197,18 @@ impl Link {
 /// This child's link, for limit requests made by its methods.
 static LINK: OnceLock<Arc<Link>> = OnceLock::new();
 
-/// The link of this process, if it is a worker child.
+/// Set once the worker is built and the parent told: from then on the parent answers limit
+/// requests (during the handshake it expects `Ready` and nothing else).
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// The link of this process, if it is a worker child serving calls (so not yet while its
+/// constructor runs: there, as in thread mode, a worker sees no pool limits).
 pub(crate) fn link() -> Option<&'static Arc<Link>> {
-    LINK.get()
+    if SERVING.load(Ordering::Acquire) {
+        LINK.get()
+    } else {
+        None
+    }
 }
 
 /// Connects to the parent's socket named `name` (see `parent::listen`).
@@ -294,6 +303,7 @@ pub(crate) fn serve<W: RemoteWorker>(link: &Link) -> i32 {
         Ok(w) => w,
         Err(code) => return code,
     };
+    SERVING.store(true, Ordering::Release);
     loop {
         let env = match link.next() {
             Next::Env(env) => env,
