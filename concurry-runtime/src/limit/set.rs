@@ -469,10 +469,15 @@ impl LimitSet {
         if r.is_empty() {
             return None;
         }
-        Some(LimitSet {
-            backing: Backing::Remote(r),
+        Some(LimitSet::hosted_by(r))
+    }
+
+    /// The set `remote` reaches, as a running call sees it.
+    pub(crate) fn hosted_by(remote: RemoteLimits) -> LimitSet {
+        LimitSet {
+            backing: Backing::Remote(remote),
             in_call: true,
-        })
+        }
     }
 
     /// The set as seen by a running call (whose call and resource units are held already).

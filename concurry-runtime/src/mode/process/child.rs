@@ -90,7 +90,7 @@ enum Next {
 }
 
 impl Link {
-    fn new(stream: UnixStream, write_half: UnixStream) -> Self {
+    pub(crate) fn new(stream: UnixStream, write_half: UnixStream) -> Self {
         Link {
             reader: Mutex::new(FrameReader::new(BufReader::with_capacity(64 << 10, stream))),
             writer: Mutex::new(FrameWriter::new(write_half)),

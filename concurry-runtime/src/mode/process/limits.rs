@@ -608,3 +608,70 @@ fn amounts(request: &LimitRequest) -> Vec<(&str, u64)> {
         .map(|(k, n)| (k.as_str(), *n))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::{Arc, Link, OnceLock, RemoteAcquisition, RemoteLimits, Shared};
+    use crate::limit::{LimitError, LimitSet};
+
+    /// A child's handle whose parent end is already closed.
+    fn orphaned() -> RemoteLimits {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let write_half = ours.try_clone().unwrap();
+        RemoteLimits {
+            shared: Arc::new(Shared {
+                link: Arc::new(Link::new(ours, write_half)),
+                desc: OnceLock::new(),
+            }),
+        }
+    }
+
+    fn gone(e: &LimitError) -> bool {
+        matches!(e, LimitError::Timeout { keys } if keys.contains("owner process is gone"))
+    }
+
+    #[test]
+    fn a_gone_parent_is_a_typed_error_not_a_hang() {
+        let remote = orphaned();
+        let set = LimitSet::hosted_by(remote.clone());
+        let err = set.acquire(&[("tokens", 1)]).unwrap_err();
+        assert!(gone(&err), "{err:?}");
+        assert!(gone(&set.try_acquire(&[("tokens", 1)]).unwrap_err()));
+        let err = set
+            .acquire_timeout(&[("tokens", 1)], Duration::from_secs(60))
+            .unwrap_err();
+        assert!(gone(&err), "{err:?}");
+        let err = crate::runtime::block_on(set.acquire_async(&[("tokens", 1)])).unwrap_err();
+        assert!(gone(&err), "{err:?}");
+        assert!(gone(
+            &remote
+                .acquire_slice(&[("tokens", 1)], Duration::from_secs(60))
+                .unwrap_err()
+        ));
+        // What the set is cannot be known any more: said plainly, not guessed.
+        assert!(set.stats().is_empty() && set.keys().next().is_none() && set.name().is_none());
+        assert!(!set.is_empty());
+        assert!(set.same_as(&LimitSet::hosted_by(remote.clone())));
+        // A pool's per-call units cannot be taken either.
+        assert!(matches!(
+            set.acquire_call(&|| false),
+            Err(crate::limit::WaitError::Limit(ref e)) if gone(e)
+        ));
+
+        // A lease whose parent went away: the update fails typed, the charge stays as it was,
+        // and dropping it is quiet.
+        let mut lease = crate::limit::Acquisition::remote(RemoteAcquisition {
+            link: remote.shared.link.clone(),
+            lease: 1,
+            charged: vec![("tokens".into(), 5)],
+        });
+        assert!(gone(&lease.try_update(&[("tokens", 2)]).unwrap_err()));
+        assert_eq!(lease.charged("tokens"), Some(5));
+        lease.update(&[("tokens", 2)]);
+        drop(lease);
+    }
+}
