@@ -282,7 +282,8 @@ impl LimitSetBuilder {
 /// parent hosts. Every method asks the parent, over the child's channel:
 ///
 /// - `acquire`, `acquire_timeout` and `try_acquire` are one round trip each (a blocking
-///   wait happens in the parent; a timeout is counted on the parent's wall clock), and
+///   wait happens in the parent, in the set's FIFO order; a timeout is counted on the
+///   set's clock, to the millisecond), and
 ///   grant an [`Acquisition`] the parent keeps as a lease until it drops or the child dies;
 /// - `acquire_async` and `acquire_async_timeout` make that round trip on tokio's blocking
 ///   pool; dropping the future before the grant gives the units back once they are granted;
@@ -540,22 +541,41 @@ impl LimitSet {
         request: &[(&str, u64)],
         timeout: Option<Duration>,
     ) -> Result<Acquisition, LimitError> {
-        let inner = match &self.backing {
-            Backing::Local(inner) => inner,
-            Backing::Remote(r) => {
-                return r
-                    .acquire(request, timeout)
-                    .map(Acquisition::remote)
-                    .map_err(timed_out);
-            }
-        };
-        let items = self.resolve(inner, request)?;
-        let deadline = inner.deadline(timeout);
-        match inner.wait_blocking(items.slice(inner), deadline, &|| false) {
-            Ok(at) => Ok(Acquisition::new(inner, at, items)),
+        if let Backing::Remote(r) = &self.backing {
+            return r
+                .acquire(request, timeout)
+                .map(Acquisition::remote)
+                .map_err(timed_out);
+        }
+        match self.acquire_cancellable(request, timeout, &|| false) {
+            Ok(acq) => Ok(acq),
             Err(WaitError::Limit(e)) => Err(e),
             Err(WaitError::Cancelled) => unreachable!("never cancelled"),
         }
+    }
+
+    /// As [`acquire_timeout`](LimitSet::acquire_timeout) (no timeout for `None`), also
+    /// giving up with [`WaitError::Cancelled`] once `cancel` is true: whoever makes it true
+    /// then calls [`wake_all`](LimitSet::wake_all). The wait keeps its place in the queue
+    /// throughout (the parent's wait for a child's request uses it).
+    pub(crate) fn acquire_cancellable(
+        &self,
+        request: &[(&str, u64)],
+        timeout: Option<Duration>,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<Acquisition, WaitError> {
+        let inner = match &self.backing {
+            Backing::Local(inner) => inner,
+            Backing::Remote(_) => {
+                return self
+                    .acquire_inner(request, timeout)
+                    .map_err(WaitError::Limit);
+            }
+        };
+        let items = self.resolve(inner, request).map_err(WaitError::Limit)?;
+        let deadline = inner.deadline(timeout);
+        let at = inner.wait_blocking(items.slice(inner), deadline, cancel)?;
+        Ok(Acquisition::new(inner, at, items))
     }
 
     /// Takes the keys if they all fit now; never waits.

@@ -7,18 +7,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::child::{Link, link};
-use crate::limit::{Acquisition, LimitError, LimitKind, LimitSet, LimitStats, RateAlgorithm};
+use crate::limit::{
+    Acquisition, LimitError, LimitKind, LimitSet, LimitStats, RateAlgorithm, WaitError,
+};
 use crate::sync::os::{Arc, AtomicBool, AtomicU64, Mutex, OnceLock, Ordering, lock};
 use crate::wire::{Envelope, Kind, LimitFault, LimitRequest, decode, encode};
-
-/// How long one blocking wait of the parent's acquirer lasts before it checks whether the
-/// child is still there.
-const SLICE: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------
 // Child side.
@@ -564,37 +562,32 @@ impl Host {
     }
 
     /// Waits for the units of one request and files the lease (on the acquirer thread).
+    /// The wait keeps its place in the set's queue until granted, timed out, or the child
+    /// is gone (`close` wakes it).
     fn grant(&self, job: Job) {
         let amounts = amounts(&job.request);
-        let deadline = job
-            .request
-            .timeout_ms
-            .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        let r: Result<(), LimitFault> = loop {
-            if self.closed.load(Ordering::Acquire) {
-                return;
-            }
-            let slice = deadline.map_or(SLICE, |d| {
-                d.saturating_duration_since(Instant::now()).min(SLICE)
-            });
-            match self.set.acquire_timeout(&amounts, slice) {
+        let timeout = job.request.timeout_ms.map(Duration::from_millis);
+        let closed = || self.closed.load(Ordering::Acquire);
+        let r: Result<(), LimitFault> =
+            match self.set.acquire_cancellable(&amounts, timeout, &closed) {
                 Ok(acq) => {
                     self.file(job.lease, acq);
-                    if self.closed.load(Ordering::Acquire) {
+                    if closed() {
                         return;
                     }
-                    break Ok(());
+                    Ok(())
                 }
-                Err(LimitError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {}
-                Err(e) => break Err(e.into()),
-            }
-        };
+                Err(WaitError::Cancelled) => return,
+                Err(WaitError::Limit(e)) => Err(e.into()),
+            };
         answer(&*job.out, job.lease, &r);
     }
 
     /// The child is gone: its leases go back to the set, pending requests are dropped.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        // A request waiting for units gives up now.
+        self.set.wake_all();
         lock(&self.acquirer).take();
         let leases = std::mem::take(&mut *lock(&self.leases));
         drop(leases);
