@@ -283,7 +283,9 @@ impl FrameReader<io::BufReader<std::os::unix::net::UnixStream>> {
                 }
             }
         }
-        if !self.armed {
+        // A frame that is already whole in the buffer needs no timeout (which costs two
+        // system calls per frame on a round trip).
+        if !self.armed && !self.whole_frame_buffered() {
             self.inner.get_ref().set_read_timeout(Some(stall))?;
             self.armed = true;
         }
@@ -298,6 +300,17 @@ impl FrameReader<io::BufReader<std::os::unix::net::UnixStream>> {
             }
             other => other,
         }
+    }
+}
+
+impl<R: Read> FrameReader<io::BufReader<R>> {
+    /// True if the next frame's length prefix and every byte it announces are buffered.
+    fn whole_frame_buffered(&self) -> bool {
+        let buffered = self.inner.buffer();
+        buffered.get(..4).is_some_and(|prefix| {
+            let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+            usize::try_from(len).is_ok_and(|len| buffered.len() - 4 >= len)
+        })
     }
 }
 
