@@ -3,7 +3,7 @@
 
 use std::task::Waker;
 
-use crate::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, lock, thread};
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock, thread};
 
 type Callback<V> = Box<dyn FnOnce(&V) + Send>;
 
@@ -28,8 +28,8 @@ struct State<V> {
 }
 
 impl<V> Slot<V> {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Slot {
+    pub(crate) fn new() -> Self {
+        Slot {
             ready: AtomicBool::new(false),
             claimed: AtomicBool::new(false),
             state: Mutex::new(State {
@@ -40,7 +40,7 @@ impl<V> Slot<V> {
                 parked: Vec::new(),
                 callbacks: Vec::new(),
             }),
-        })
+        }
     }
 
     pub(crate) fn is_ready(&self) -> bool {

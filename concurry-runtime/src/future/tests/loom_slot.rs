@@ -7,7 +7,7 @@ use crate::sync::{Arc, AtomicUsize, Ordering, thread};
 #[test]
 fn loom_complete_wakes_blocking_waiter() {
     loom::model(|| {
-        let slot = Slot::<u32>::new();
+        let slot = Arc::new(Slot::<u32>::new());
         let s2 = slot.clone();
         let t = thread::spawn(move || {
             assert!(s2.complete(7));
@@ -21,7 +21,7 @@ fn loom_complete_wakes_blocking_waiter() {
 #[test]
 fn loom_cancel_races_complete_exactly_one_wins() {
     loom::model(|| {
-        let slot = Slot::<u32>::new();
+        let slot = Arc::new(Slot::<u32>::new());
         let (a, b) = (slot.clone(), slot.clone());
         let t1 = thread::spawn(move || a.complete(1));
         let t2 = thread::spawn(move || b.complete(2));
@@ -35,7 +35,7 @@ fn loom_cancel_races_complete_exactly_one_wins() {
 #[test]
 fn loom_callback_runs_exactly_once() {
     loom::model(|| {
-        let slot = Slot::<u32>::new();
+        let slot = Arc::new(Slot::<u32>::new());
         let runs = Arc::new(AtomicUsize::new(0));
         let s2 = slot.clone();
         let t = thread::spawn(move || {
