@@ -69,12 +69,11 @@ pub(crate) fn start<W: Worker>(
 
 /// The worker task. Shared calls go into a set polled concurrently; an exclusive call waits
 /// for the set to drain (later messages wait behind it, preserving order).
-async fn serve<W: Worker>(
-    index: usize,
-    mut w: W,
-    mut rx: UnboundedReceiver<Msg<W>>,
-    shared: &Shared,
-) {
+async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>, shared: &Shared) {
+    let mut rx = Mailbox {
+        rx,
+        batch: Vec::new(),
+    };
     let mut held: Option<Msg<W>> = None;
     loop {
         let msg = match held.take() {
@@ -132,6 +131,32 @@ async fn serve<W: Worker>(
                 }
             }
         }
+    }
+}
+
+/// How many queued messages a worker takes from its channel at once.
+const BATCH: usize = 64;
+
+/// A worker's mailbox, drained in batches: one channel operation (and one check of the task's
+/// cooperative budget) per batch of queued calls instead of per call.
+struct Mailbox<W> {
+    rx: UnboundedReceiver<Msg<W>>,
+    /// Received and not handled yet, the next one last.
+    batch: Vec<Msg<W>>,
+}
+
+impl<W> Mailbox<W> {
+    /// The next message, or `None` once every sender is gone. Cancel-safe: a message is
+    /// taken from the batch only in the poll that returns it.
+    async fn recv(&mut self) -> Option<Msg<W>> {
+        if let Some(m) = self.batch.pop() {
+            return Some(m);
+        }
+        if self.rx.recv_many(&mut self.batch, BATCH).await == 0 {
+            return None;
+        }
+        self.batch.reverse();
+        self.batch.pop()
     }
 }
 
