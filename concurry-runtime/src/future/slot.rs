@@ -22,9 +22,42 @@ struct State<V> {
     value: Option<V>,
     /// The value was moved out to a consumer.
     taken: bool,
+    /// The task awaiting the value (the common case gets no allocation).
     waker: Option<Waker>,
-    parked: Vec<thread::Thread>,
-    callbacks: Vec<Callback<V>>,
+    /// Blocked threads and callbacks, in one list to keep the slot small: a call's slot
+    /// shares its allocation with the call, and every byte is copied and crosses cores.
+    waiters: Vec<Waiter<V>>,
+}
+
+enum Waiter<V> {
+    Parked(thread::Thread),
+    Callback(Callback<V>),
+}
+
+impl<V> State<V> {
+    fn has_callbacks(&self) -> bool {
+        self.waiters
+            .iter()
+            .any(|w| matches!(w, Waiter::Callback(_)))
+    }
+
+    /// Moves the callbacks out, leaving the parked threads.
+    fn take_callbacks(&mut self) -> Vec<Callback<V>> {
+        let mut callbacks = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            match w {
+                Waiter::Callback(cb) => callbacks.push(cb),
+                parked => self.waiters.push(parked),
+            }
+        }
+        callbacks
+    }
+
+    fn is_parked(&self, me: &thread::Thread) -> bool {
+        self.waiters
+            .iter()
+            .any(|w| matches!(w, Waiter::Parked(t) if t.id() == me.id()))
+    }
 }
 
 impl<V> Slot<V> {
@@ -37,8 +70,7 @@ impl<V> Slot<V> {
                 value: None,
                 taken: false,
                 waker: None,
-                parked: Vec::new(),
-                callbacks: Vec::new(),
+                waiters: Vec::new(),
             }),
         }
     }
@@ -60,11 +92,11 @@ impl<V> Slot<V> {
         }
         st.claimed = true;
         self.claimed.store(true, Ordering::Release);
-        if st.callbacks.is_empty() {
+        if !st.has_callbacks() {
             // The common case: one critical section claims and stores.
             self.store(st, value);
         } else {
-            let callbacks = std::mem::take(&mut st.callbacks);
+            let callbacks = st.take_callbacks();
             drop(st);
             self.run_then_store(callbacks, value);
         }
@@ -79,11 +111,11 @@ impl<V> Slot<V> {
                 cb(&value);
             }
             let mut st = lock(&self.state);
-            if st.callbacks.is_empty() {
+            if !st.has_callbacks() {
                 return self.store(st, value);
             }
             // Registered while we ran the others: run them too.
-            callbacks = std::mem::take(&mut st.callbacks);
+            callbacks = st.take_callbacks();
         }
     }
 
@@ -91,13 +123,16 @@ impl<V> Slot<V> {
         st.value = Some(value);
         self.ready.store(true, Ordering::Release);
         let waker = st.waker.take();
-        let parked = std::mem::take(&mut st.parked);
+        // Only parked threads are left: callbacks ran before the value was stored.
+        let parked = std::mem::take(&mut st.waiters);
         drop(st);
         if let Some(w) = waker {
             w.wake();
         }
-        for t in parked {
-            t.unpark();
+        for w in parked {
+            if let Waiter::Parked(t) = w {
+                t.unpark();
+            }
         }
     }
 
@@ -117,7 +152,7 @@ impl<V> Slot<V> {
             }
             None => {
                 let mut st = st;
-                st.callbacks.push(cb);
+                st.waiters.push(Waiter::Callback(cb));
                 true
             }
         }
@@ -180,8 +215,8 @@ impl<V> Slot<V> {
                     return true;
                 }
                 let me = thread::current();
-                if !st.parked.iter().any(|t| t.id() == me.id()) {
-                    st.parked.push(me);
+                if !st.is_parked(&me) {
+                    st.waiters.push(Waiter::Parked(me));
                 }
             }
             match deadline {
@@ -190,8 +225,10 @@ impl<V> Slot<V> {
                 Some(d) => {
                     let now = std::time::Instant::now();
                     if now >= d {
-                        let me = std::thread::current().id();
-                        lock(&self.state).parked.retain(|t| t.id() != me);
+                        let me = thread::current();
+                        lock(&self.state)
+                            .waiters
+                            .retain(|w| !matches!(w, Waiter::Parked(t) if t.id() == me.id()));
                         return self.is_ready();
                     }
                     std::thread::park_timeout(d - now);

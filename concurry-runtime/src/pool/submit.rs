@@ -86,15 +86,17 @@ impl CallLimits {
 
 /// The worker's half of a call's [`PromiseCell`]: the method and the limits it takes, until
 /// a worker takes them to run (or the call fails without running).
+///
+/// The limits are boxed: most pools have none, and the cell stays smaller without them.
 struct CallJob<F> {
-    run: Mutex<Option<(F, Option<CallLimits>)>>,
+    run: Mutex<Option<(F, Option<Box<CallLimits>>)>>,
 }
 
 /// A call: its result slot and its job, in one allocation.
 type CallCell<T, E, F> = PromiseCell<Result<T, Error<E>>, CallJob<F>>;
 
 impl<T, E, F> CallCell<T, E, F> {
-    fn take_job(&self) -> Option<(F, Option<CallLimits>)> {
+    fn take_job(&self) -> Option<(F, Option<Box<CallLimits>>)> {
         lock(&self.tail.run).take()
     }
 }
@@ -178,7 +180,7 @@ where
 /// and only those still pending become a boxed [`JobFuture`].
 fn first_poll<'a, T, E>(
     c: Completer<T, E>,
-    limits: Option<CallLimits>,
+    limits: Option<Box<CallLimits>>,
     fut: MethodFuture<'a, T, E>,
     cx: &mut Context<'_>,
 ) -> Option<JobFuture<'a>>
@@ -195,7 +197,7 @@ where
             }
         }
         Some(limits) => {
-            let mut run: JobFuture<'a> = Box::pin(run_limited(c, limits, fut));
+            let mut run: JobFuture<'a> = Box::pin(run_limited(c, *limits, fut));
             match run.as_mut().poll(cx) {
                 Poll::Ready(()) => None,
                 Poll::Pending => Some(run),
@@ -251,11 +253,13 @@ async fn run_limited<T, E>(c: Completer<T, E>, limits: CallLimits, fut: MethodFu
 }
 
 impl<W: Worker> Pool<W> {
-    fn call_limits(&self) -> Option<CallLimits> {
+    fn call_limits(&self) -> Option<Box<CallLimits>> {
         let inner = &*self.inner;
-        inner.limits.as_ref().map(|set| CallLimits {
-            set: set.for_call(),
-            shared: inner.shared.clone(),
+        inner.limits.as_ref().map(|set| {
+            Box::new(CallLimits {
+                set: set.for_call(),
+                shared: inner.shared.clone(),
+            })
         })
     }
 
