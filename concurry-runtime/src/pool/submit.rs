@@ -263,20 +263,19 @@ impl<W: Worker> Pool<W> {
         })
     }
 
-    /// A call's cell holding `f`, and the promise of its result.
-    fn call_cell<T, E, F>(&self, f: F) -> (Promise<T, E>, DynArc<CallCell<T, E, F>>)
+    /// A call's cell holding `f`.
+    fn call_cell<T, E, F>(&self, f: F) -> DynArc<CallCell<T, E, F>>
     where
         T: Send + 'static,
         E: Send + 'static,
         F: Send + 'static,
     {
-        let cell = DynArc::new(PromiseCell {
+        DynArc::new(PromiseCell {
             slot: Slot::new(),
             tail: CallJob {
                 run: Mutex::new(Some((f, self.call_limits()))),
             },
-        });
-        (Promise::from_cell(cell.clone()), cell)
+        })
     }
 
     /// Submits a sync method: `f` runs on a worker with `&mut W`.
@@ -300,7 +299,8 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
     {
-        let (promise, cell) = self.call_cell(f);
+        let cell = self.call_cell(f);
+        let promise = Promise::from_cell(cell.clone());
         let job: DynArc<dyn BlockingJob<W>> = cell;
         let job = Job::Blocking(JobRef::new(job));
         self.dispatch(Call {
@@ -332,7 +332,8 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
-        let (promise, cell) = self.call_cell(f);
+        let cell = self.call_cell(f);
+        let promise = Promise::from_cell(cell.clone());
         let job: DynArc<dyn ExclusiveJob<W>> = cell;
         let job = Job::Exclusive(JobRef::new(job));
         self.dispatch(Call {
@@ -365,7 +366,8 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
-        let (promise, cell) = self.call_cell(f);
+        let cell = self.call_cell(f);
+        let promise = Promise::from_cell(cell.clone());
         let job: DynArc<dyn SharedJob<W>> = cell;
         let job = Job::Shared(JobRef::new(job));
         self.dispatch(Call {
