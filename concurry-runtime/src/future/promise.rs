@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::slot::Slot;
+use super::slot::{Slot, Stash};
 use crate::error::Error;
 use crate::sync::DynArc;
 
@@ -33,7 +33,7 @@ pub struct Promise<T, E = Infallible> {
 /// The one allocation a promise shares with whoever resolves it: the result slot, then
 /// whatever the resolving side keeps beside it (a pool call keeps its job there, so a call
 /// costs one allocation, made and usually freed by the caller's thread).
-pub(crate) struct PromiseCell<V, J: ?Sized = dyn Tail> {
+pub(crate) struct PromiseCell<V: Stash, J: ?Sized = dyn Tail> {
     pub(crate) slot: Slot<V>,
     pub(crate) tail: J,
 }
@@ -43,7 +43,7 @@ pub(crate) trait Tail: Send + Sync {}
 
 impl<J: Send + Sync + ?Sized> Tail for J {}
 
-impl<V> PromiseCell<V, ()> {
+impl<V: Stash> PromiseCell<V, ()> {
     /// A cell with nothing beside its slot.
     fn bare() -> DynArc<PromiseCell<V>> {
         DynArc::new(PromiseCell {
