@@ -59,11 +59,3 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
         std::thread::park();
     }
 }
-
-/// Polls a future that is known to be ready at once (a job given `Err`, which only resolves
-/// its promise) without a runtime.
-pub(crate) fn run_ready<F: Future<Output = ()>>(fut: F) {
-    let mut cx = Context::from_waker(Waker::noop());
-    let polled = pin!(fut).poll(&mut cx);
-    debug_assert!(polled.is_ready(), "a failed job must resolve at once");
-}

@@ -14,6 +14,11 @@ pub(crate) use std::thread;
 /// report which promise of a set became ready, in `future::combinators`).
 pub(crate) use std::sync::Arc as WakerArc;
 
+/// std's `Arc`, even under loom, for a promise's cell: one allocation seen through two trait
+/// objects (the promise's view and the worker's), made by unsized coercion, which loom's `Arc`
+/// cannot do. The slot inside keeps its loom-modelled lock and atomics.
+pub(crate) use std::sync::Arc as DynArc;
+
 /// std's `OnceLock`, even under loom (which has none): process-wide state created once, such
 /// as the shared progress display in `progress`.
 pub(crate) use std::sync::OnceLock;

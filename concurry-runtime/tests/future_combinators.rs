@@ -546,3 +546,22 @@ fn waits_are_send_and_unpin() {
         None,
     ));
 }
+
+#[test]
+fn on_done_after_an_error_sees_it_and_leaves_it_to_the_promise() {
+    let p = Promise::<u32>::ready(Err(Error::Cancelled));
+    let (tx, rx) = std::sync::mpsc::channel();
+    p.on_done(move |r| tx.send(matches!(r, Err(Error::Cancelled))).unwrap());
+    assert!(rx.recv().unwrap());
+    assert!(matches!(p.result(), Err(Error::Cancelled)));
+}
+
+#[test]
+fn a_panicking_on_done_after_completion_keeps_the_result() {
+    let p = Promise::<u32>::ready(Ok(8));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.on_done(|_| panic!("callback"));
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(p.result().unwrap(), 8);
+}

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::slot::Slot;
+use super::slot::{Slot, Stash};
 use crate::error::Error;
-use crate::sync::Arc;
+use crate::sync::DynArc;
 
 /// The result of a worker call (or of anything passed to [`wrap`](crate::wrap)), available
 /// later.
@@ -27,17 +27,51 @@ use crate::sync::Arc;
 /// ```
 #[must_use = "a promise does nothing unless you wait for it or drop it on purpose"]
 pub struct Promise<T, E = Infallible> {
-    slot: Arc<ResultSlot<T, E>>,
+    cell: DynArc<ResultCell<T, E>>,
 }
 
-type ResultSlot<T, E> = Slot<Result<T, Error<E>>>;
+/// The one allocation a promise shares with whoever resolves it: the result slot, then
+/// whatever the resolving side keeps beside it (a pool call keeps its job there, so a call
+/// costs one allocation, made and usually freed by the caller's thread).
+pub(crate) struct PromiseCell<V: Stash, J: ?Sized = dyn Tail> {
+    pub(crate) slot: Slot<V>,
+    pub(crate) tail: J,
+}
+
+/// What a [`PromiseCell`] may keep beside its slot: anything shareable across threads.
+pub(crate) trait Tail: Send + Sync {}
+
+impl<J: Send + Sync + ?Sized> Tail for J {}
+
+impl<V: Stash> PromiseCell<V, ()> {
+    /// A cell with nothing beside its slot.
+    fn bare() -> DynArc<PromiseCell<V>> {
+        DynArc::new(PromiseCell {
+            slot: Slot::new(),
+            tail: (),
+        })
+    }
+}
+
+type ResultCell<T, E> = PromiseCell<Result<T, Error<E>>>;
 
 /// The writing side of a [`Promise`]: whoever runs the call completes it.
 ///
 /// Dropping a completer without completing it resolves the promise with [`Error::Stopped`], so
 /// a call thrown away with its queue never leaves its caller waiting.
 pub struct Completer<T, E = Infallible> {
-    slot: Option<Arc<ResultSlot<T, E>>>,
+    cell: Option<DynArc<ResultCell<T, E>>>,
+}
+
+impl<T, E> Promise<T, E> {
+    /// The promise of `cell`'s slot.
+    pub(crate) fn from_cell(cell: DynArc<ResultCell<T, E>>) -> Self {
+        Promise { cell }
+    }
+
+    fn slot(&self) -> &Slot<Result<T, Error<E>>> {
+        &self.cell.slot
+    }
 }
 
 impl<T, E> Promise<T, E> {
@@ -50,11 +84,8 @@ impl<T, E> Promise<T, E> {
     /// assert!(p.is_done());
     /// ```
     pub fn pending() -> (Self, Completer<T, E>) {
-        let slot = Slot::new();
-        (
-            Promise { slot: slot.clone() },
-            Completer { slot: Some(slot) },
-        )
+        let cell = PromiseCell::bare();
+        (Promise { cell: cell.clone() }, Completer::from_cell(cell))
     }
 
     /// A promise that is already resolved with `result`.
@@ -71,7 +102,7 @@ impl<T, E> Promise<T, E> {
 
     /// True once the result is available (without blocking).
     pub fn is_done(&self) -> bool {
-        self.slot.is_ready()
+        self.slot().is_ready()
     }
 
     /// Blocks the calling thread until the result is available and returns it.
@@ -83,14 +114,14 @@ impl<T, E> Promise<T, E> {
     /// If the value was already taken with [`try_result`](Promise::try_result).
     pub fn result(self) -> Result<T, Error<E>> {
         loop {
-            if let Some(v) = self.slot.try_take() {
+            if let Some(v) = self.slot().try_take() {
                 return v;
             }
             assert!(
-                !self.slot.is_taken(),
+                !self.slot().is_taken(),
                 "Promise::result called after try_result took the value"
             );
-            self.slot.wait(None);
+            self.slot().wait(None);
         }
     }
 
@@ -114,7 +145,7 @@ impl<T, E> Promise<T, E> {
     /// Blocks until the result is available or `timeout` passes; true if it is available.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        self.slot.wait(deadline) && self.slot.is_ready()
+        self.slot().wait(deadline) && self.slot().is_ready()
     }
 
     /// Resolves the promise with [`Error::Cancelled`] unless it already has a result.
@@ -129,7 +160,7 @@ impl<T, E> Promise<T, E> {
     /// assert!(matches!(p.result(), Err(concurry::Error::Cancelled)));
     /// ```
     pub fn cancel(&self) -> bool {
-        self.slot.complete(Err(Error::Cancelled))
+        self.slot().complete(Err(Error::Cancelled))
     }
 
     /// Runs `callback` with the result once it is available (at once if it already is), on the
@@ -146,21 +177,26 @@ impl<T, E> Promise<T, E> {
     /// assert_eq!(rx.recv().unwrap(), 9);
     /// ```
     pub fn on_done(&self, callback: impl FnOnce(&Result<T, Error<E>>) + Send + 'static) {
-        self.slot.on_done(Box::new(callback));
+        self.slot().on_done(Box::new(callback));
     }
 
     /// Takes the result if it is available, without blocking. Once it returned `Some`, the
     /// promise is spent: do not wait on it again.
     pub fn try_result(&mut self) -> Option<Result<T, Error<E>>> {
-        self.slot.try_take()
+        self.slot().try_take()
     }
 }
 
 impl<T, E> Completer<T, E> {
+    /// The completer of `cell`'s slot.
+    pub(crate) fn from_cell(cell: DynArc<ResultCell<T, E>>) -> Self {
+        Completer { cell: Some(cell) }
+    }
+
     /// Resolves the promise; returns false if it was already resolved (e.g. cancelled).
     pub fn complete(mut self, result: Result<T, Error<E>>) -> bool {
-        match self.slot.take() {
-            Some(slot) => slot.complete(result),
+        match self.cell.take() {
+            Some(cell) => cell.slot.complete(result),
             None => false,
         }
     }
@@ -168,23 +204,23 @@ impl<T, E> Completer<T, E> {
     /// True if the promise was cancelled (or resolved some other way) before the call ran;
     /// the runner then skips the call.
     pub fn is_cancelled(&self) -> bool {
-        self.slot.as_ref().is_none_or(|s| s.is_claimed())
+        self.cell.as_ref().is_none_or(|c| c.slot.is_claimed())
     }
 }
 
 impl<T, E> Completer<T, E> {
     /// Runs `f` once the promise is resolved, by this completer or by a cancel.
     pub(crate) fn on_resolved(&self, f: impl FnOnce() + Send + 'static) {
-        if let Some(slot) = &self.slot {
-            slot.on_done(Box::new(move |_| f()));
+        if let Some(cell) = &self.cell {
+            cell.slot.on_done(Box::new(move |_| f()));
         }
     }
 }
 
 impl<T, E> Drop for Completer<T, E> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            slot.complete(Err(Error::Stopped));
+        if let Some(cell) = self.cell.take() {
+            cell.slot.complete(Err(Error::Stopped));
         }
     }
 }
@@ -193,7 +229,7 @@ impl<T, E> std::future::Future for Promise<T, E> {
     type Output = Result<T, Error<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.slot.poll_take(cx.waker()) {
+        match self.slot().poll_take(cx.waker()) {
             Some(v) => Poll::Ready(v),
             None => Poll::Pending,
         }

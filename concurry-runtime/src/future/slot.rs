@@ -1,14 +1,38 @@
 //! The result slot shared by a [`Promise`](super::Promise) and its [`Completer`]: the one
 //! hand-written synchronisation core between a worker and its caller (loom-modelled).
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::task::Waker;
 
-use crate::sync::{Arc, AtomicBool, Mutex, MutexGuard, Ordering, lock, thread};
+use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock, thread};
 
 type Callback<V> = Box<dyn FnOnce(&V) + Send>;
 
+/// How a slot keeps its value.
+///
+/// A call's slot shares one allocation with the call, which the caller copies into place and
+/// both sides then read across cores, so its size is paid on every call: a `Result` keeps its
+/// error boxed, which keeps a successful result (the common case) small.
+pub(crate) trait Stash: Sized {
+    type Stored;
+    fn stash(self) -> Self::Stored;
+    fn unstash(stored: Self::Stored) -> Self;
+}
+
+impl<T, E> Stash for Result<T, E> {
+    type Stored = Result<T, Box<E>>;
+
+    fn stash(self) -> Self::Stored {
+        self.map_err(Box::new)
+    }
+
+    fn unstash(stored: Self::Stored) -> Self {
+        stored.map_err(|e| *e)
+    }
+}
+
 /// A write-once cell with three ways to wait: a waker, a parked thread, callbacks.
-pub(crate) struct Slot<V> {
+pub(crate) struct Slot<V: Stash> {
     /// Set (release) once `value` holds the result; read (acquire) by `is_done`.
     ready: AtomicBool,
     /// Mirrors `State::claimed` for lock-free checks (a runner skipping a cancelled call).
@@ -16,31 +40,57 @@ pub(crate) struct Slot<V> {
     state: Mutex<State<V>>,
 }
 
-struct State<V> {
+struct State<V: Stash> {
     /// A completer (or `cancel`) has claimed the slot; the value follows.
     claimed: bool,
-    value: Option<V>,
-    /// The value was moved out to a consumer.
-    taken: bool,
+    value: Value<V::Stored>,
+    /// The task awaiting the value (kept inline: the common way to wait).
     waker: Option<Waker>,
+    /// Blocked threads and callbacks, boxed: rare, and the slot stays small without them.
+    waiters: Option<Box<Waiters<V>>>,
+}
+
+enum Value<S> {
+    Empty,
+    Full(S),
+    /// Moved out to a consumer.
+    Taken,
+}
+
+struct Waiters<V> {
     parked: Vec<thread::Thread>,
     callbacks: Vec<Callback<V>>,
 }
 
-impl<V> Slot<V> {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Slot {
+impl<V: Stash> State<V> {
+    fn waiters(&mut self) -> &mut Waiters<V> {
+        self.waiters.get_or_insert_with(|| {
+            Box::new(Waiters {
+                parked: Vec::new(),
+                callbacks: Vec::new(),
+            })
+        })
+    }
+
+    /// The callbacks registered so far, if any.
+    fn take_callbacks(&mut self) -> Option<Vec<Callback<V>>> {
+        let w = self.waiters.as_mut()?;
+        (!w.callbacks.is_empty()).then(|| std::mem::take(&mut w.callbacks))
+    }
+}
+
+impl<V: Stash> Slot<V> {
+    pub(crate) fn new() -> Self {
+        Slot {
             ready: AtomicBool::new(false),
             claimed: AtomicBool::new(false),
             state: Mutex::new(State {
                 claimed: false,
-                value: None,
-                taken: false,
+                value: Value::Empty,
                 waker: None,
-                parked: Vec::new(),
-                callbacks: Vec::new(),
+                waiters: None,
             }),
-        })
+        }
     }
 
     pub(crate) fn is_ready(&self) -> bool {
@@ -60,13 +110,13 @@ impl<V> Slot<V> {
         }
         st.claimed = true;
         self.claimed.store(true, Ordering::Release);
-        if st.callbacks.is_empty() {
+        match st.take_callbacks() {
             // The common case: one critical section claims and stores.
-            self.store(st, value);
-        } else {
-            let callbacks = std::mem::take(&mut st.callbacks);
-            drop(st);
-            self.run_then_store(callbacks, value);
+            None => self.store(st, value),
+            Some(callbacks) => {
+                drop(st);
+                self.run_then_store(callbacks, value);
+            }
         }
         true
     }
@@ -79,24 +129,25 @@ impl<V> Slot<V> {
                 cb(&value);
             }
             let mut st = lock(&self.state);
-            if st.callbacks.is_empty() {
-                return self.store(st, value);
+            match st.take_callbacks() {
+                None => return self.store(st, value),
+                // Registered while we ran the others: run them too.
+                Some(more) => callbacks = more,
             }
-            // Registered while we ran the others: run them too.
-            callbacks = std::mem::take(&mut st.callbacks);
         }
     }
 
     fn store(&self, mut st: MutexGuard<'_, State<V>>, value: V) {
-        st.value = Some(value);
+        st.value = Value::Full(value.stash());
         self.ready.store(true, Ordering::Release);
         let waker = st.waker.take();
-        let parked = std::mem::take(&mut st.parked);
+        // Only parked threads are left: callbacks ran before the value was stored.
+        let waiters = st.waiters.take();
         drop(st);
         if let Some(w) = waker {
             w.wake();
         }
-        for t in parked {
+        for t in waiters.into_iter().flat_map(|w| w.parked) {
             t.unpark();
         }
     }
@@ -105,19 +156,26 @@ impl<V> Slot<V> {
     ///
     /// Returns `false` (and drops `cb`) if the value was already moved to a consumer.
     pub(crate) fn on_done(&self, cb: Callback<V>) -> bool {
-        let st = lock(&self.state);
-        if st.taken {
-            return false;
-        }
-        match &st.value {
-            Some(v) => {
+        let mut st = lock(&self.state);
+        match std::mem::replace(&mut st.value, Value::Empty) {
+            Value::Taken => {
+                st.value = Value::Taken;
+                false
+            }
+            Value::Full(stored) => {
                 // Runs under the lock: the callback must not register on the same slot.
-                cb(v);
+                let v = V::unstash(stored);
+                let ran = catch_unwind(AssertUnwindSafe(|| cb(&v)));
+                // Put the value back even if the callback panicked.
+                st.value = Value::Full(v.stash());
+                drop(st);
+                if let Err(panic) = ran {
+                    resume_unwind(panic);
+                }
                 true
             }
-            None => {
-                let mut st = st;
-                st.callbacks.push(cb);
+            Value::Empty => {
+                st.waiters().callbacks.push(cb);
                 true
             }
         }
@@ -126,14 +184,13 @@ impl<V> Slot<V> {
     /// Takes the value if it is there, else registers `waker`.
     pub(crate) fn poll_take(&self, waker: &Waker) -> Option<V> {
         let mut st = lock(&self.state);
-        if let Some(v) = st.value.take() {
-            st.taken = true;
-            return Some(v);
+        match std::mem::replace(&mut st.value, Value::Taken) {
+            Value::Full(stored) => return Some(V::unstash(stored)),
+            Value::Taken => {
+                panic!("a concurry Promise was polled again after it returned its result")
+            }
+            Value::Empty => st.value = Value::Empty,
         }
-        assert!(
-            !st.taken,
-            "a concurry Promise was polled again after it returned its result"
-        );
         match &st.waker {
             Some(w) if w.will_wake(waker) => {}
             _ => st.waker = Some(waker.clone()),
@@ -143,7 +200,7 @@ impl<V> Slot<V> {
 
     /// True once a consumer moved the value out.
     pub(crate) fn is_taken(&self) -> bool {
-        self.is_ready() && lock(&self.state).taken
+        self.is_ready() && matches!(lock(&self.state).value, Value::Taken)
     }
 
     /// Takes the value if it is there.
@@ -152,11 +209,13 @@ impl<V> Slot<V> {
             return None;
         }
         let mut st = lock(&self.state);
-        let v = st.value.take();
-        if v.is_some() {
-            st.taken = true;
+        match std::mem::replace(&mut st.value, Value::Taken) {
+            Value::Full(stored) => Some(V::unstash(stored)),
+            other => {
+                st.value = other;
+                None
+            }
         }
-        v
     }
 
     /// Blocks the current thread until the value is there or `deadline` passes.
@@ -176,12 +235,13 @@ impl<V> Slot<V> {
         loop {
             {
                 let mut st = lock(&self.state);
-                if st.value.is_some() || st.taken {
+                if !matches!(st.value, Value::Empty) {
                     return true;
                 }
                 let me = thread::current();
-                if !st.parked.iter().any(|t| t.id() == me.id()) {
-                    st.parked.push(me);
+                let parked = &mut st.waiters().parked;
+                if !parked.iter().any(|t| t.id() == me.id()) {
+                    parked.push(me);
                 }
             }
             match deadline {
@@ -190,8 +250,10 @@ impl<V> Slot<V> {
                 Some(d) => {
                     let now = std::time::Instant::now();
                     if now >= d {
-                        let me = std::thread::current().id();
-                        lock(&self.state).parked.retain(|t| t.id() != me);
+                        let me = thread::current().id();
+                        if let Some(w) = lock(&self.state).waiters.as_mut() {
+                            w.parked.retain(|t| t.id() != me);
+                        }
                         return self.is_ready();
                     }
                     std::thread::park_timeout(d - now);
@@ -200,5 +262,19 @@ impl<V> Slot<V> {
                 Some(_) => thread::park(),
             }
         }
+    }
+}
+
+/// Loom models use plain numbers.
+#[cfg(all(test, concurry_loom))]
+impl Stash for u32 {
+    type Stored = u32;
+
+    fn stash(self) -> u32 {
+        self
+    }
+
+    fn unstash(stored: u32) -> u32 {
+        stored
     }
 }

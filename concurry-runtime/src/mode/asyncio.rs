@@ -5,20 +5,20 @@
 //! blocking pool so they never stall the runtime) waits until the shared calls in flight are
 //! done, and holds back later calls until it finishes.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Waker};
 
 use crossbeam_channel::Sender;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tracing::Span;
+use tracing::instrument::{Instrument, Instrumented};
 
 use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
 use crate::pool::{Lifecycle, Shared};
 use crate::runtime::runtime;
 use crate::sync::Arc;
-use crate::worker::{Call, Job, Msg, Worker};
+use crate::worker::{Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive};
 
 /// Starts `n` worker tasks and waits until each has built its instance.
 pub(crate) fn start<W: Worker>(
@@ -69,12 +69,11 @@ pub(crate) fn start<W: Worker>(
 
 /// The worker task. Shared calls go into a set polled concurrently; an exclusive call waits
 /// for the set to drain (later messages wait behind it, preserving order).
-async fn serve<W: Worker>(
-    index: usize,
-    mut w: W,
-    mut rx: UnboundedReceiver<Msg<W>>,
-    shared: &Shared,
-) {
+async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>, shared: &Shared) {
+    let mut rx = Mailbox {
+        rx,
+        batch: Vec::new(),
+    };
     let mut held: Option<Msg<W>> = None;
     loop {
         let msg = match held.take() {
@@ -93,10 +92,10 @@ async fn serve<W: Worker>(
         let span =
             tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
         match job {
-            Job::Blocking(f) => {
+            Job::Blocking(j) => {
                 let moved = tokio::task::spawn_blocking(move || {
                     let _entered = span.enter();
-                    f(Ok(&mut w));
+                    j.take().run(&mut w);
                     w
                 })
                 .await;
@@ -108,24 +107,22 @@ async fn serve<W: Worker>(
                     Err(_) => return,
                 }
             }
-            Job::Exclusive(f) => {
-                tracing::Instrument::instrument(f(Ok(&mut w)), span).await;
+            Job::Exclusive(j) => {
+                run_exclusive(j.take(), &mut w).instrument(span).await;
                 shared.finished(index);
             }
-            Job::Shared(f) => {
+            Job::Shared(j) => {
                 // Created only when a call does not finish at its first poll (most do).
                 let mut running = None;
-                let first = tracing::Instrument::instrument(f(Ok(&w)), span);
-                start_shared(first, &mut running, shared, index).await;
+                start_shared(j, span, &w, &mut running, shared, index);
                 while let Some(set) = running.as_mut().filter(|r| !r.is_empty()) {
                     tokio::select! {
                         biased;
                         Some(()) = set.next() => shared.finished(index),
                         m = rx.recv(), if held.is_none() => match m {
-                            Some(Msg::Call(Call { method, attempt, job: Job::Shared(f) })) => {
+                            Some(Msg::Call(Call { method, attempt, job: Job::Shared(j) })) => {
                                 let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
-                                let fut = tracing::Instrument::instrument(f(Ok(&w)), span);
-                                start_shared(fut, &mut running, shared, index).await;
+                                start_shared(j, span, &w, &mut running, shared, index);
                             }
                             Some(other) => held = Some(other),
                             None => held = Some(Msg::Stop),
@@ -137,19 +134,54 @@ async fn serve<W: Worker>(
     }
 }
 
-/// Polls a new shared call once right here: most finish at once (no await inside, or a
-/// ready resource), and only those still pending join the set polled concurrently.
-async fn start_shared<F: Future<Output = ()> + Unpin>(
-    mut fut: F,
-    running: &mut Option<FuturesUnordered<F>>,
+/// How many queued messages a worker takes from its channel at once.
+const BATCH: usize = 64;
+
+/// A worker's mailbox, drained in batches: one channel operation (and one check of the task's
+/// cooperative budget) per batch of queued calls instead of per call.
+struct Mailbox<W> {
+    rx: UnboundedReceiver<Msg<W>>,
+    /// Received and not handled yet, the next one last.
+    batch: Vec<Msg<W>>,
+}
+
+impl<W> Mailbox<W> {
+    /// The next message, or `None` once every sender is gone. Cancel-safe: a message is
+    /// taken from the batch only in the poll that returns it.
+    async fn recv(&mut self) -> Option<Msg<W>> {
+        if let Some(m) = self.batch.pop() {
+            return Some(m);
+        }
+        if self.rx.recv_many(&mut self.batch, BATCH).await == 0 {
+            return None;
+        }
+        self.batch.reverse();
+        self.batch.pop()
+    }
+}
+
+/// Starts a shared call right here, polling it once: most finish at once (no await inside,
+/// or a ready resource), and only those still pending join the set polled concurrently.
+///
+/// The first poll gets a no-op waker: a call still pending is polled again, with the set's
+/// waker, as soon as it joins the set. (Taking this task's waker would mean holding `&W`
+/// across an await, and this task must be `Send` whether or not `W` is `Sync`.)
+fn start_shared<'a, W>(
+    job: JobRef<dyn SharedJob<W>>,
+    span: Span,
+    w: &'a W,
+    running: &mut Option<FuturesUnordered<Instrumented<JobFuture<'a>>>>,
     shared: &Shared,
     index: usize,
 ) {
-    let ready =
-        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut fut).poll(cx).is_ready())).await;
-    if ready {
-        shared.finished(index);
-    } else {
-        running.get_or_insert_with(FuturesUnordered::new).push(fut);
+    let rest = {
+        let _entered = span.enter();
+        job.take().start(w, &mut Context::from_waker(Waker::noop()))
+    };
+    match rest {
+        None => shared.finished(index),
+        Some(rest) => running
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(rest.instrument(span)),
     }
 }

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::pool::Shared;
 use crate::runtime::block_on;
 use crate::sync::{Mutex, lock};
-use crate::worker::{Call, Job, Worker};
+use crate::worker::{Call, Job, Worker, run_exclusive, run_shared};
 
 /// The one in-line worker of a sync-mode pool.
 pub(crate) struct Inline<W> {
@@ -43,8 +43,8 @@ pub(crate) fn run_call<W>(call: Call<W>, w: &mut W, shared: &Shared, index: usiz
     let span = tracing::debug_span!("concurry.call", worker = %shared.name, method = call.method, attempt = call.attempt, index);
     let _entered = span.enter();
     match call.job {
-        Job::Blocking(f) => f(Ok(w)),
-        Job::Exclusive(f) => block_on(f(Ok(w))),
-        Job::Shared(f) => block_on(f(Ok(&*w))),
+        Job::Blocking(j) => j.take().run(w),
+        Job::Exclusive(j) => block_on(run_exclusive(j.take(), w)),
+        Job::Shared(j) => block_on(run_shared(j.take(), &*w)),
     }
 }

@@ -6,7 +6,7 @@ use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
 use crate::pool::{Lifecycle, Shared, mark_worker_thread};
 use crate::sync::Arc;
-use crate::worker::{Job, Msg, Worker};
+use crate::worker::{Job, Msg, Worker, run_exclusive, run_shared};
 
 /// Starts `n` worker threads and waits until each has built its instance.
 pub(crate) fn start<W: Worker>(
@@ -86,14 +86,14 @@ fn serve<W: Worker>(index: usize, mut w: W, rx: Receiver<Msg<W>>, shared: &Share
         let span = tracing::debug_span!("concurry.call", worker = %shared.name, method = call.method, attempt = call.attempt, index);
         let _entered = span.enter();
         match call.job {
-            Job::Blocking(f) => f(Ok(&mut w)),
-            Job::Exclusive(f) => match runtime(&mut local) {
-                Ok(rt) => rt.block_on(f(Ok(&mut w))),
-                Err(e) => crate::runtime::run_ready(f(Err(e))),
+            Job::Blocking(j) => j.take().run(&mut w),
+            Job::Exclusive(j) => match runtime(&mut local) {
+                Ok(rt) => rt.block_on(run_exclusive(j.take(), &mut w)),
+                Err(e) => j.fail(e),
             },
-            Job::Shared(f) => match runtime(&mut local) {
-                Ok(rt) => rt.block_on(f(Ok(&w))),
-                Err(e) => crate::runtime::run_ready(f(Err(e))),
+            Job::Shared(j) => match runtime(&mut local) {
+                Ok(rt) => rt.block_on(run_shared(j.take(), &w)),
+                Err(e) => j.fail(e),
             },
         }
         shared.finished(index);

@@ -1,19 +1,23 @@
-//! Turning a method call into a [`Call`]: the job closures that run the method, catch its
-//! panic, and resolve its promise whatever happens.
+//! Turning a method call into a [`Call`]: one cell holding the promise's slot and the job
+//! that runs the method, catches its panic, and resolves the promise whatever happens.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 
 use super::{Pool, Shared};
 use crate::error::{Error, panic_message};
-use crate::future::{Completer, Promise};
+use crate::future::slot::Slot;
+use crate::future::{Completer, Promise, PromiseCell};
 use crate::limit::context::{WithLimits, with_limits};
 use crate::limit::{Acquisition, LimitSet, WaitError};
-use crate::sync::{Arc, Ordering};
-use crate::worker::{Call, Job, JobFuture, Worker};
+use crate::sync::{Arc, DynArc, Mutex, Ordering, lock};
+use crate::worker::{
+    BlockingJob, Call, ExclusiveJob, FailJob, Job, JobFuture, JobRef, SharedJob, Worker,
+};
 
 /// The future an `async fn` method call becomes, borrowing the instance for `'a`.
 pub type MethodFuture<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send + 'a>>;
@@ -80,22 +84,154 @@ impl CallLimits {
     }
 }
 
-async fn run_future<T, E>(
-    c: Completer<T, E>,
-    limits: Option<CallLimits>,
-    fut: MethodFuture<'_, T, E>,
-) {
-    if c.is_cancelled() {
-        return;
+/// The worker's half of a call's [`PromiseCell`]: the method and the limits it takes, until
+/// a worker takes them to run (or the call fails without running).
+///
+/// The limits are boxed: most pools have none, and the cell stays smaller without them.
+struct CallJob<F> {
+    run: Mutex<Option<(F, Option<Box<CallLimits>>)>>,
+}
+
+/// A call: its result slot and its job, in one allocation.
+type CallCell<T, E, F> = PromiseCell<Result<T, Error<E>>, CallJob<F>>;
+
+impl<T, E, F> CallCell<T, E, F> {
+    fn take_job(&self) -> Option<(F, Option<Box<CallLimits>>)> {
+        lock(&self.tail.run).take()
     }
-    let Some(limits) = limits else {
-        let out = AssertUnwindSafe(fut)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(panicked);
+}
+
+impl<T: Send, E: Send, F: Send> FailJob for CallCell<T, E, F> {
+    fn fail(&self, error: Error) {
+        self.slot.complete(Err(error.widen()));
+        drop(self.take_job());
+    }
+}
+
+impl<W, T, E, F> BlockingJob<W> for CallCell<T, E, F>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
+{
+    fn run(self: DynArc<Self>, w: &mut W) {
+        let job = self.take_job();
+        let c = Completer::from_cell(self);
+        let Some((f, limits)) = job else { return };
+        if c.is_cancelled() {
+            return;
+        }
+        let out = match limits {
+            None => catch_unwind(AssertUnwindSafe(|| f(w))).unwrap_or_else(panicked),
+            Some(limits) => {
+                let held = match limits.acquire(&c) {
+                    Ok(held) => held,
+                    Err(NotAcquired::Cancelled) => return,
+                    Err(NotAcquired::Fail(e)) => {
+                        c.complete(Err(e));
+                        return;
+                    }
+                };
+                let out = catch_unwind(AssertUnwindSafe(|| with_limits(&limits.set, || f(w))))
+                    .unwrap_or_else(panicked);
+                drop(held);
+                out
+            }
+        };
         c.complete(out);
-        return;
-    };
+    }
+}
+
+impl<W, T, E, F> ExclusiveJob<W> for CallCell<T, E, F>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
+{
+    fn start<'a>(self: DynArc<Self>, w: &'a mut W, cx: &mut Context<'_>) -> Option<JobFuture<'a>> {
+        let job = self.take_job();
+        let c = Completer::from_cell(self);
+        let (f, limits) = job?;
+        if c.is_cancelled() {
+            return None;
+        }
+        first_poll(c, limits, f(w), cx)
+    }
+}
+
+impl<W, T, E, F> SharedJob<W> for CallCell<T, E, F>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
+{
+    fn start<'a>(self: DynArc<Self>, w: &'a W, cx: &mut Context<'_>) -> Option<JobFuture<'a>> {
+        let job = self.take_job();
+        let c = Completer::from_cell(self);
+        let (f, limits) = job?;
+        if c.is_cancelled() {
+            return None;
+        }
+        first_poll(c, limits, f(w), cx)
+    }
+}
+
+/// Polls a method's future once, right where the worker took the call: most finish at once,
+/// and only those still pending become a boxed [`JobFuture`].
+fn first_poll<'a, T, E>(
+    c: Completer<T, E>,
+    limits: Option<Box<CallLimits>>,
+    fut: MethodFuture<'a, T, E>,
+    cx: &mut Context<'_>,
+) -> Option<JobFuture<'a>>
+where
+    T: Send + 'a,
+    E: Send + 'a,
+{
+    match limits {
+        None => {
+            let mut run = Unlimited { fut, c: Some(c) };
+            match Pin::new(&mut run).poll(cx) {
+                Poll::Ready(()) => None,
+                Poll::Pending => Some(Box::pin(run)),
+            }
+        }
+        Some(limits) => {
+            let mut run: JobFuture<'a> = Box::pin(run_limited(c, *limits, fut));
+            match run.as_mut().poll(cx) {
+                Poll::Ready(()) => None,
+                Poll::Pending => Some(run),
+            }
+        }
+    }
+}
+
+/// A method's future that resolves its promise when it finishes (or panics).
+struct Unlimited<'a, T, E> {
+    fut: MethodFuture<'a, T, E>,
+    /// Taken when the promise is resolved.
+    c: Option<Completer<T, E>>,
+}
+
+impl<T, E> Future for Unlimited<'_, T, E> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let out = match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(out)) => out,
+            Err(payload) => panicked(payload),
+        };
+        if let Some(c) = this.c.take() {
+            c.complete(out);
+        }
+        Poll::Ready(())
+    }
+}
+
+/// A method's future that first takes its call limits and holds them until it finishes.
+async fn run_limited<T, E>(c: Completer<T, E>, limits: CallLimits, fut: MethodFuture<'_, T, E>) {
     let held = match limits.acquire_async(&c).await {
         Ok(held) => held,
         Err(NotAcquired::Cancelled) => return,
@@ -116,26 +252,29 @@ async fn run_future<T, E>(
     c.complete(out);
 }
 
-fn exclusive<W, F>(f: F) -> Job<W>
-where
-    F: for<'a> FnOnce(Result<&'a mut W, Error>) -> JobFuture<'a> + Send + 'static,
-{
-    Job::Exclusive(Box::new(f))
-}
-
-fn shared<W, F>(f: F) -> Job<W>
-where
-    F: for<'a> FnOnce(Result<&'a W, Error>) -> JobFuture<'a> + Send + 'static,
-{
-    Job::Shared(Box::new(f))
-}
-
 impl<W: Worker> Pool<W> {
-    fn call_limits(&self) -> Option<CallLimits> {
+    fn call_limits(&self) -> Option<Box<CallLimits>> {
         let inner = &*self.inner;
-        inner.limits.as_ref().map(|set| CallLimits {
-            set: set.for_call(),
-            shared: inner.shared.clone(),
+        inner.limits.as_ref().map(|set| {
+            Box::new(CallLimits {
+                set: set.for_call(),
+                shared: inner.shared.clone(),
+            })
+        })
+    }
+
+    /// A call's cell holding `f`.
+    fn call_cell<T, E, F>(&self, f: F) -> DynArc<CallCell<T, E, F>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: Send + 'static,
+    {
+        DynArc::new(PromiseCell {
+            slot: Slot::new(),
+            tail: CallJob {
+                run: Mutex::new(Some((f, self.call_limits()))),
+            },
         })
     }
 
@@ -160,33 +299,10 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
     {
-        let (promise, c) = Promise::pending();
-        let limits = self.call_limits();
-        let job = Job::Blocking(Box::new(move |w: Result<&mut W, Error>| {
-            let out = match w {
-                Err(e) => Err(e.widen()),
-                Ok(_) if c.is_cancelled() => return,
-                Ok(w) => match &limits {
-                    None => catch_unwind(AssertUnwindSafe(|| f(w))).unwrap_or_else(panicked),
-                    Some(limits) => {
-                        let held = match limits.acquire(&c) {
-                            Ok(held) => held,
-                            Err(NotAcquired::Cancelled) => return,
-                            Err(NotAcquired::Fail(e)) => {
-                                c.complete(Err(e));
-                                return;
-                            }
-                        };
-                        let out =
-                            catch_unwind(AssertUnwindSafe(|| with_limits(&limits.set, || f(w))))
-                                .unwrap_or_else(panicked);
-                        drop(held);
-                        out
-                    }
-                },
-            };
-            c.complete(out);
-        }));
+        let cell = self.call_cell(f);
+        let promise = Promise::from_cell(cell.clone());
+        let job: DynArc<dyn BlockingJob<W>> = cell;
+        let job = Job::Blocking(JobRef::new(job));
         self.dispatch(Call {
             method,
             attempt,
@@ -216,16 +332,10 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
-        let (promise, c) = Promise::pending();
-        let limits = self.call_limits();
-        let job = exclusive(move |w: Result<&mut W, Error>| -> JobFuture<'_> {
-            match w {
-                Err(e) => Box::pin(async move {
-                    c.complete(Err(e.widen()));
-                }),
-                Ok(w) => Box::pin(run_future(c, limits, f(w))),
-            }
-        });
+        let cell = self.call_cell(f);
+        let promise = Promise::from_cell(cell.clone());
+        let job: DynArc<dyn ExclusiveJob<W>> = cell;
+        let job = Job::Exclusive(JobRef::new(job));
         self.dispatch(Call {
             method,
             attempt,
@@ -256,16 +366,10 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
-        let (promise, c) = Promise::pending();
-        let limits = self.call_limits();
-        let job = shared(move |w: Result<&W, Error>| -> JobFuture<'_> {
-            match w {
-                Err(e) => Box::pin(async move {
-                    c.complete(Err(e.widen()));
-                }),
-                Ok(w) => Box::pin(run_future(c, limits, f(w))),
-            }
-        });
+        let cell = self.call_cell(f);
+        let promise = Promise::from_cell(cell.clone());
+        let job: DynArc<dyn SharedJob<W>> = cell;
+        let job = Job::Shared(JobRef::new(job));
         self.dispatch(Call {
             method,
             attempt,
