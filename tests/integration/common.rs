@@ -68,30 +68,10 @@ impl Probe {
         self.id
     }
 
-    /// Panics when asked to.
-    pub fn maybe_panic(&self, i: u32) -> u32 {
-        if i.is_multiple_of(10) {
-            panic!("planned panic {i}");
-        }
-        i
-    }
-
-    /// Fails with the method's own error when asked to.
-    pub fn check(&self, ok: bool) -> Result<u8, String> {
-        if ok { Ok(1) } else { Err("not ok".to_string()) }
-    }
-
     /// An async method taking `&self`.
     pub async fn twice(&self, x: u64) -> u64 {
         tokio::task::yield_now().await;
         x * 2
-    }
-
-    /// An async method taking `&mut self`.
-    pub async fn add(&mut self, x: u64) -> u64 {
-        tokio::task::yield_now().await;
-        self.served += x;
-        self.served
     }
 }
 

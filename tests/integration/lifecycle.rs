@@ -1,22 +1,13 @@
-//! `stop()`, drop, back-pressure and on-demand workers: every future resolves.
+//! `stop_timeout` in thread and async mode, on-demand workers and `result_timeout`: every
+//! future resolves. Draining, drop and back-pressure in every mode are in `every_mode.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use concurry::prelude::*;
 
-use crate::common::{Gate, MODES, Probe, probe};
-
-#[test]
-fn stop_drains_ten_thousand_queued_calls() {
-    for mode in MODES {
-        let p = probe(mode, 2);
-        let futures: Vec<_> = (0..10_000).map(|_| p.next()).collect();
-        p.stop().unwrap();
-        assert!(futures.into_iter().all(|f| f.result().is_ok()), "{mode}");
-    }
-}
+use crate::common::{Gate, Probe, probe};
 
 #[test]
 fn stop_fails_queued_calls_after_stop_timeout() {
@@ -42,64 +33,6 @@ fn stop_fails_queued_calls_after_stop_timeout() {
             (_, r) => assert!(matches!(r, Ok(_) | Err(Error::Stopped)), "{r:?}"),
         }
     }
-}
-
-#[test]
-fn calls_after_stop_fail_at_once() {
-    for mode in MODES {
-        let p = probe(mode, 2);
-        p.stop().unwrap();
-        assert!(p.is_stopped());
-        assert!(matches!(p.next().result(), Err(Error::Stopped)), "{mode}");
-        assert!(matches!(p.twice(1).result(), Err(Error::Stopped)), "{mode}");
-        assert!(p.stats().stopped);
-        // Stopping twice is fine.
-        p.stop().unwrap();
-    }
-}
-
-#[test]
-fn dropping_the_last_handle_stops_the_pool_and_resolves_everything() {
-    for mode in MODES {
-        let p = probe(mode, 2);
-        let clone = p.clone();
-        let futures: Vec<_> = (0..1000).map(|_| clone.next()).collect();
-        drop(p);
-        drop(clone);
-        assert!(futures.into_iter().all(|f| f.result().is_ok()), "{mode}");
-    }
-}
-
-#[test]
-fn submitting_beyond_max_queued_tasks_waits() {
-    let p = Probe::options()
-        .max_workers(1)
-        .max_queued_tasks(2)
-        .init(Arc::default())
-        .unwrap();
-    let gate = Gate::default();
-    let held = p.hold(gate.clone());
-    let second = p.next();
-    let submitted = Arc::new(AtomicBool::new(false));
-    let submitter = {
-        let (p, submitted) = (p.clone(), submitted.clone());
-        std::thread::spawn(move || {
-            let third = p.next();
-            submitted.store(true, Ordering::SeqCst);
-            third.result().unwrap()
-        })
-    };
-    // Generous: the submitter cannot get past a full worker before the gate opens.
-    std::thread::sleep(Duration::from_millis(50));
-    assert!(
-        !submitted.load(Ordering::SeqCst),
-        "a third call got in while two were in flight"
-    );
-    assert_eq!(p.stats().per_worker[0].in_flight, 2);
-    gate.open();
-    held.result().unwrap();
-    assert_eq!(second.result().unwrap(), 1);
-    assert_eq!(submitter.join().unwrap(), 2);
 }
 
 #[test]

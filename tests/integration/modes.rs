@@ -1,5 +1,6 @@
-//! Each mode runs sync, async, `&mut` and fallible methods, keeps per-worker order, and
-//! survives panics.
+//! What is particular to a mode (async mode's concurrency and exclusivity, blocking methods
+//! off the runtime), cancellation, `init` errors and `.await` on any executor. What every
+//! mode shares (method kinds, order, panics) is in `every_mode.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,60 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use concurry::prelude::*;
 
 use crate::common::{Gate, MODES, Probe, probe, quiet_planned_panics};
-
-#[test]
-fn every_kind_of_method_in_every_mode() {
-    for mode in MODES {
-        let p = probe(mode, 1);
-        assert_eq!(p.next().result().unwrap(), 1, "{mode}");
-        assert_eq!(p.twice(21).result().unwrap(), 42, "{mode}");
-        assert_eq!(p.add(10).result().unwrap(), 11, "{mode}");
-        assert_eq!(p.check(true).result().unwrap(), 1);
-        match p.check(false).result() {
-            Err(Error::Method(e)) => assert_eq!(e, "not ok"),
-            other => panic!("{mode}: expected the method's error, got {other:?}"),
-        }
-        assert_eq!(p.blocking().next().unwrap(), 12);
-        p.stop().unwrap();
-    }
-}
-
-#[test]
-fn calls_to_one_worker_run_in_submission_order() {
-    for mode in MODES {
-        let p = probe(mode, 1);
-        let futures: Vec<_> = (0..1000).map(|_| p.next()).collect();
-        let got: Vec<u64> = futures.into_iter().map(|f| f.result().unwrap()).collect();
-        assert_eq!(got, (1..=1000).collect::<Vec<_>>(), "{mode}");
-    }
-}
-
-#[test]
-fn ten_thousand_calls_with_ten_percent_panics_lose_nothing() {
-    quiet_planned_panics();
-    for mode in MODES {
-        let p = probe(mode, 4);
-        let futures: Vec<_> = (0..10_000).map(|i| p.maybe_panic(i)).collect();
-        let (mut ok, mut panicked) = (0, 0);
-        for (i, f) in futures.into_iter().enumerate() {
-            match f.result() {
-                Ok(v) => {
-                    assert_eq!(v as usize, i);
-                    ok += 1;
-                }
-                Err(Error::Panicked { message }) => {
-                    assert_eq!(message, format!("planned panic {i}"));
-                    panicked += 1;
-                }
-                Err(e) => panic!("{mode}: unexpected {e}"),
-            }
-        }
-        assert_eq!((ok, panicked), (9_000, 1_000), "{mode}");
-        // The workers keep serving after their panics.
-        assert_eq!(p.check(true).result().unwrap(), 1);
-        p.stop().unwrap();
-    }
-}
 
 #[test]
 fn async_mode_runs_shared_async_calls_of_one_worker_concurrently() {
