@@ -88,6 +88,18 @@ impl<'a> Failure<'a> {
     }
 
     /// True if the worker running the attempt was lost (a child process that died).
+    ///
+    /// ```
+    /// use concurry::{Failure, RetryConfig};
+    ///
+    /// let f = Failure::worker_lost("worker process 42 ended (signal: 9)", 1, "embed");
+    /// assert!(f.is_worker_lost() && !f.is_panic());
+    /// // Retry lost workers only, never the method's own errors:
+    /// let retry = RetryConfig::new(3)
+    ///     .retry_on_worker_lost(true)
+    ///     .retry_on(|f| f.is_worker_lost());
+    /// # let _ = retry;
+    /// ```
     pub fn is_worker_lost(&self) -> bool {
         matches!(self.kind, Kind::WorkerLost(_))
     }
