@@ -108,9 +108,7 @@ where
         if !matches!(self.inner.backend, Backend::Process(_)) {
             return None;
         }
-        if self.is_stopped() {
-            return Some(Promise::ready(Err(Error::Stopped)));
-        }
+        // (A stopped pool is seen by each attempt.)
         let payload = match encode_request(&request) {
             Ok(p) => p,
             Err(e) => return Some(Promise::ready(Err(e.widen()))),

@@ -149,13 +149,7 @@ where
     F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
 {
     fn start<'a>(self: DynArc<Self>, w: &'a mut W, cx: &mut Context<'_>) -> Option<JobFuture<'a>> {
-        let job = self.take_job();
-        let c = Completer::from_cell(self);
-        let (f, limits) = job?;
-        if c.is_cancelled() {
-            return None;
-        }
-        first_poll(c, limits, f(w), cx)
+        start_async(self, cx, |f| f(w))
     }
 }
 
@@ -166,14 +160,29 @@ where
     F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
 {
     fn start<'a>(self: DynArc<Self>, w: &'a W, cx: &mut Context<'_>) -> Option<JobFuture<'a>> {
-        let job = self.take_job();
-        let c = Completer::from_cell(self);
-        let (f, limits) = job?;
-        if c.is_cancelled() {
-            return None;
-        }
-        first_poll(c, limits, f(w), cx)
+        start_async(self, cx, |f| f(w))
     }
+}
+
+/// Starts an `async fn` call (exclusive or shared): takes its job out of the cell, skips it
+/// if cancelled, and makes the method's future with `call` for its first poll.
+fn start_async<'a, T, E, F>(
+    cell: DynArc<CallCell<T, E, F>>,
+    cx: &mut Context<'_>,
+    call: impl FnOnce(F) -> MethodFuture<'a, T, E>,
+) -> Option<JobFuture<'a>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: Send + 'static,
+{
+    let job = cell.take_job();
+    let c = Completer::from_cell(cell);
+    let (f, limits) = job?;
+    if c.is_cancelled() {
+        return None;
+    }
+    first_poll(c, limits, call(f), cx)
 }
 
 /// Polls a method's future once, right where the worker took the call: most finish at once,
