@@ -10,8 +10,16 @@ pub use crate::task::failed_map;
 pub use crate::task::remote::{init_task, is_remote, submit_remote_task};
 pub use crate::worker::Worker;
 
+/// Test support: a connection to a worker socket from this process.
+pub use crate::mode::process::child::connect_for_tests as process_connect;
 /// Test support: raw bytes onto a worker child's channel.
 pub use crate::mode::process::child::write_raw_for_tests as process_child_write_raw;
+
+/// Test support: `hook` gets the name of each socket a child serving the remote worker type
+/// named `worker` is started on, before that child starts.
+pub fn process_on_listen(worker: &'static str, hook: impl Fn(&str) + Send + Sync + 'static) {
+    crate::mode::process::parent::hooks::add(worker, crate::sync::os::Arc::new(hook));
+}
 /// Process mode's registry of remote worker types (`register_remote!` adds to it).
 pub use crate::mode::process::{REMOTE_TASKS, REMOTE_WORKERS, RemoteEntry, TaskEntry};
 pub use linkme;

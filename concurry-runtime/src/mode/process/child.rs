@@ -225,6 +225,13 @@ fn connect(name: &str) -> std::io::Result<UnixStream> {
     UnixStream::connect(super::parent::socket_path(name))
 }
 
+/// Connects to a worker socket named `name` as a child would, from this process: tests use
+/// it to prove the parent refuses a connection that is not its child's.
+#[doc(hidden)]
+pub fn connect_for_tests(name: &str) -> std::io::Result<UnixStream> {
+    connect(name)
+}
+
 /// The child's socket, for [`write_raw_for_tests`] only.
 static RAW: OnceLock<UnixStream> = OnceLock::new();
 
@@ -261,6 +268,15 @@ fn child_main() -> i32 {
             return exit::SETUP;
         }
     };
+    // The secret goes only to the process that started us (the one listening on the socket).
+    let parent = std::os::unix::process::parent_id();
+    if let Err(r) = super::peer::verify(&stream, parent, "the parent process") {
+        eprintln!(
+            "concurry: worker child will not talk to the owner of socket `{socket}`: {}",
+            r.why
+        );
+        return exit::SETUP;
+    }
     if let Ok(raw) = stream.try_clone() {
         let _ = RAW.set(raw);
     }

@@ -15,6 +15,7 @@ pub(crate) mod backend;
 pub(crate) mod child;
 pub(crate) mod limits;
 pub(crate) mod parent;
+pub(crate) mod peer;
 pub(crate) mod supervisor;
 pub(crate) mod task;
 

@@ -1,12 +1,18 @@
 //! The parent side of one child: spawning the current executable in the worker role, the
 //! handshake (`Hello`, `Init`, `Ready`), and reaping.
+//!
+//! Who may connect (the security model is in the process mode docs): each connection to the
+//! worker socket is checked before a byte of it is read. The kernel's record of the connecting
+//! process (`SO_PEERCRED`) must be the child we spawned, running as our user; then its `Hello`
+//! must carry the secret we gave that child. Anything else is closed, logged (`warn`) and
+//! counted; after [`MAX_REFUSED`] refusals the start fails.
 
-use std::hash::{BuildHasher, Hasher};
 use std::io::{BufReader, ErrorKind};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use super::peer::{self, Refusal};
 use super::{ProcessConfig, env};
 use crate::sync::os::{AtomicU64, Ordering};
 use crate::wire::{Fault, FrameReader, FrameWriter, Hello, Kind, WireError, decode};
@@ -34,6 +40,10 @@ pub(crate) enum SpawnError {
     Stopped,
 }
 
+/// How many connections to a worker socket may be refused before the start gives up: enough
+/// for a stray client or two, few enough that a flood of them cannot keep the parent busy.
+pub(crate) const MAX_REFUSED: usize = 8;
+
 /// Starts the current executable as a child serving `worker`, built from `args` (encoded).
 /// `stopped` is polled while waiting, so `stop()` interrupts a slow start.
 pub(crate) fn spawn(
@@ -44,37 +54,39 @@ pub(crate) fn spawn(
 ) -> Result<Spawned, SpawnError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let other = |what: &str, e: &dyn std::fmt::Display| SpawnError::Other(format!("{what}: {e}"));
-    let token = secret();
+    // Every local user can read an abstract socket's name (`/proc/net/unix`), so the name
+    // holds nothing of the secret: its own random bits only keep others from predicting it
+    // (and binding it first).
+    let (secret, nonce) = random()
+        .and_then(|s| random().map(|n| (s, n)))
+        .map_err(|e| other("could not draw a secret from the OS random source", &e))?;
     let socket = format!(
-        "concurry-{}-{}-{:08x}",
+        "concurry-{}-{}-{nonce:016x}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
-        token >> 32
     );
     let listener = listen(&socket)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| other("could not open the worker socket", &e))?;
     let _unlisten = Unlisten(&socket);
+    hooks::listening(worker, &socket);
     let exe =
         std::env::current_exe().map_err(|e| other("could not find the current executable", &e))?;
     let mut child = Command::new(&exe)
         .env(env::WORKER, worker)
         .env(env::SOCKET, &socket)
-        .env(env::TOKEN, token.to_string())
+        .env(env::TOKEN, secret.to_string())
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| other(&format!("could not start {}", exe.display()), &e))?;
     let pid = child.id();
     let deadline = Instant::now() + config.start_timeout;
-    let stream = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
-                abandon(child);
-                return Err(other("could not accept the worker's connection", &e));
-            }
-        }
+    let gate = Gate {
+        worker,
+        pid,
+        secret,
+    };
+    let mut poll = || {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(SpawnError::Other(format!(
                 "worker process {pid} ended before connecting ({status}); \
@@ -83,19 +95,17 @@ pub(crate) fn spawn(
             )));
         }
         if stopped() {
-            abandon(child);
             return Err(SpawnError::Stopped);
         }
         if Instant::now() >= deadline {
-            abandon(child);
             return Err(SpawnError::Other(format!(
                 "worker process {pid} did not connect within {:?}",
                 config.start_timeout
             )));
         }
-        crate::sync::os::sleep(ACCEPT_POLL);
+        Ok(())
     };
-    match handshake(stream, worker, token, args, deadline) {
+    match admit(&listener, &gate, deadline, &mut poll).and_then(|h| construct(h, args)) {
         Ok((reader, writer)) => Ok(Spawned {
             child,
             pid,
@@ -106,6 +116,74 @@ pub(crate) fn spawn(
             abandon(child);
             Err(e)
         }
+    }
+}
+
+/// Who may connect to a worker socket: the child we spawned, running as our user, proving
+/// the secret we gave it.
+#[derive(Debug)]
+struct Gate<'a> {
+    worker: &'a str,
+    pid: u32,
+    secret: u64,
+}
+
+/// Accepts connections on `listener` until one passes `gate`; refuses (and logs) the others,
+/// at most [`MAX_REFUSED`] of them. Between attempts, `poll` says whether to go on waiting.
+fn admit(
+    listener: &UnixListener,
+    gate: &Gate<'_>,
+    deadline: Instant,
+    poll: &mut dyn FnMut() -> Result<(), SpawnError>,
+) -> Result<Halves, SpawnError> {
+    let mut refused = 0;
+    let mut last = String::new();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => match gate.greet(stream, deadline) {
+                Ok(halves) => return Ok(halves),
+                Err(r) => {
+                    refused += 1;
+                    let (peer_pid, peer_uid) = r.who();
+                    tracing::warn!(
+                        worker = gate.worker,
+                        worker_pid = gate.pid,
+                        %peer_pid,
+                        %peer_uid,
+                        "concurry: refused a connection to the socket of worker process {} \
+                         from pid {peer_pid}, uid {peer_uid}: {}",
+                        gate.pid,
+                        r.why
+                    );
+                    if refused >= MAX_REFUSED {
+                        return Err(SpawnError::Other(format!(
+                            "gave up starting worker process {}: {refused} connections to its \
+                             socket were refused (the last because {}), and it did not connect \
+                             first",
+                            gate.pid, r.why
+                        )));
+                    }
+                    last = r.why;
+                    continue;
+                }
+            },
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(SpawnError::Other(format!(
+                    "could not accept the worker's connection: {e}"
+                )));
+            }
+        }
+        if let Err(e) = poll() {
+            return Err(match e {
+                SpawnError::Other(m) if refused > 0 => SpawnError::Other(format!(
+                    "{m}; {refused} other connection(s) to its socket were refused meanwhile \
+                     (the last because {last})"
+                )),
+                e => e,
+            });
+        }
+        crate::sync::os::sleep(ACCEPT_POLL);
     }
 }
 
@@ -144,34 +222,43 @@ impl Drop for Unlisten<'_> {
 
 type Halves = (FrameReader<BufReader<UnixStream>>, FrameWriter<UnixStream>);
 
-fn handshake(
-    stream: UnixStream,
-    worker: &str,
-    token: u64,
-    args: &[u8],
-    deadline: Instant,
-) -> Result<Halves, SpawnError> {
+impl Gate<'_> {
+    /// Checks who connected (before reading a byte), then their `Hello`.
+    fn greet(&self, stream: UnixStream, deadline: Instant) -> Result<Halves, Refusal> {
+        let peer = peer::verify(&stream, self.pid, "worker process")?;
+        let refuse = |why: String| Refusal { peer, why };
+        let io = |e: std::io::Error| refuse(format!("its socket failed: {e}"));
+        // Only our child gets this far; its `Hello` may take until the start deadline.
+        stream.set_nonblocking(false).map_err(io)?;
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(ACCEPT_POLL);
+        stream.set_read_timeout(Some(remaining)).map_err(io)?;
+        let write_half = stream.try_clone().map_err(io)?;
+        let mut reader = FrameReader::new(BufReader::with_capacity(64 << 10, stream));
+        let writer = FrameWriter::new(write_half);
+        let hello = expect(&mut reader, Kind::Hello)
+            .map_err(|u| refuse(format!("it sent no hello: {}", u.describe())))?;
+        let hello: Hello = decode(&hello, "hello")
+            .map_err(|e| refuse(format!("its hello was unreadable: {e}")))?;
+        if hello.token != self.secret {
+            return Err(refuse("it did not prove the worker's secret".into()));
+        }
+        if hello.worker != self.worker || hello.pid != self.pid {
+            return Err(refuse(format!(
+                "it says it is process {} serving `{}`, not process {} serving `{}`",
+                hello.pid, hello.worker, self.pid, self.worker
+            )));
+        }
+        Ok((reader, writer))
+    }
+}
+
+/// The rest of the handshake with an admitted child: its constructor's arguments, and its
+/// answer.
+fn construct((mut reader, mut writer): Halves, args: &[u8]) -> Result<Halves, SpawnError> {
     let fail =
         |e: WireError| SpawnError::Other(format!("handshake with the worker process failed: {e}"));
-    stream.set_nonblocking(false).map_err(|e| fail(e.into()))?;
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .max(ACCEPT_POLL);
-    stream
-        .set_read_timeout(Some(remaining))
-        .map_err(|e| fail(e.into()))?;
-    let write_half = stream.try_clone().map_err(|e| fail(e.into()))?;
-    let mut reader = FrameReader::new(BufReader::with_capacity(64 << 10, stream));
-    let mut writer = FrameWriter::new(write_half);
-
-    let hello = expect(&mut reader, Kind::Hello).map_err(fail_or_fault)?;
-    let hello: Hello = decode(&hello, "hello").map_err(fail)?;
-    if hello.token != token || hello.worker != worker {
-        return Err(SpawnError::Other(format!(
-            "a process that is not our child connected (it says it serves `{}`)",
-            hello.worker
-        )));
-    }
     writer.write(Kind::Init, 0, args).map_err(fail)?;
     writer.flush().map_err(fail)?;
     let ready = expect(&mut reader, Kind::Ready).map_err(fail_or_fault)?;
@@ -192,6 +279,15 @@ fn handshake(
 enum Unexpected {
     Wire(WireError),
     Fault(String),
+}
+
+impl Unexpected {
+    fn describe(self) -> String {
+        match self {
+            Unexpected::Wire(e) => e.to_string(),
+            Unexpected::Fault(m) => m,
+        }
+    }
 }
 
 fn fail_or_fault(u: Unexpected) -> SpawnError {
@@ -242,13 +338,228 @@ pub(crate) fn reap(mut child: Child, grace: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// A secret for the handshake: unpredictable to other processes on the machine.
-fn secret() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
+/// 64 bits from the OS random source.
+fn random() -> Result<u64, getrandom::Error> {
+    getrandom::u64()
+}
+
+/// Test support: code to run when `spawn` opens a worker socket, before the child starts.
+pub(crate) mod hooks {
+    use crate::sync::os::{Arc, Mutex, lock};
+
+    type Hook = Arc<dyn Fn(&str) + Send + Sync>;
+
+    static HOOKS: Mutex<Vec<(&'static str, Hook)>> = Mutex::new(Vec::new());
+
+    /// Runs `hook` with the socket's name each time a child serving `worker` is started.
+    pub(crate) fn add(worker: &'static str, hook: Hook) {
+        lock(&HOOKS).push((worker, hook));
+    }
+
+    pub(super) fn listening(worker: &str, socket: &str) {
+        let hooks: Vec<Hook> = lock(&HOOKS)
+            .iter()
+            .filter(|(w, _)| *w == worker)
+            .map(|(_, h)| h.clone())
+            .collect();
+        for hook in hooks {
+            hook(socket);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::os::{Arc, Mutex, lock};
+    use crate::wire::encode;
+    use std::io::Read;
+
+    /// Bounds every wait, so a broken test fails instead of hanging.
+    const HANG: Duration = Duration::from_secs(30);
+
+    /// Collects the messages of the events logged while it is the thread's subscriber.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<String>>>);
+
+    struct Message<'a>(&'a mut String);
+
+    impl tracing::field::Visit for Message<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!("{}={value:?} ", field.name()));
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Logs {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut line = format!("{} ", event.metadata().level());
+            event.record(&mut Message(&mut line));
+            lock(&self.0).push(line);
+        }
+    }
+
+    impl Logs {
+        fn capture<T>(&self, f: impl FnOnce() -> T) -> T {
+            use tracing_subscriber::layer::SubscriberExt;
+            let subscriber = tracing_subscriber::registry().with(self.clone());
+            tracing::subscriber::with_default(subscriber, f)
+        }
+
+        fn lines(&self) -> Vec<String> {
+            lock(&self.0).clone()
+        }
+    }
+
+    /// A worker socket on a fresh name, as `spawn` opens it.
+    fn bind() -> (UnixListener, String) {
+        let name = format!(
+            "concurry-test-{}-{:016x}",
+            std::process::id(),
+            random().unwrap()
+        );
+        let listener = listen(&name).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        (listener, name)
+    }
+
+    /// Connects to `name` from this process and says hello as a child would.
+    fn say_hello(name: &str, worker: &str, token: u64) -> UnixStream {
+        let stream = super::super::child::connect_for_tests(name).unwrap();
+        stream.set_read_timeout(Some(HANG)).unwrap();
+        let hello = Hello {
+            worker: worker.into(),
+            pid: std::process::id(),
+            token,
+        };
+        let mut w = FrameWriter::new(stream.try_clone().unwrap());
+        w.write(Kind::Hello, 0, &encode(&hello, "hello").unwrap())
+            .unwrap();
+        w.flush().unwrap();
+        stream
+    }
+
+    /// Gives up past `HANG`, so a regression fails instead of hanging.
+    fn bounded() -> impl FnMut() -> Result<(), SpawnError> {
+        let give_up = Instant::now() + HANG;
+        move || {
+            if Instant::now() < give_up {
+                Ok(())
+            } else {
+                Err(SpawnError::Other("the test's child did not connect".into()))
+            }
+        }
+    }
+
+    /// True once the parent closed its end of `s`: a read sees the end of the stream, or a
+    /// reset where the parent closed it with our hello unread.
+    fn closed_by_parent(mut s: &UnixStream) -> bool {
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == ErrorKind::ConnectionReset,
+        }
+    }
+
+    #[test]
+    fn a_wrong_secret_from_the_right_process_and_user_is_refused_and_logged() {
+        let (listener, name) = bind();
+        // This process plays the child: the credentials check passes, only the secret differs.
+        let gate = Gate {
+            worker: "w",
+            pid: std::process::id(),
+            secret: 7,
+        };
+        let wrong = say_hello(&name, "w", 8);
+        let right = say_hello(&name, "w", 7);
+        let logs = Logs::default();
+        let (_reader, mut writer) = logs
+            .capture(|| admit(&listener, &gate, Instant::now() + HANG, &mut bounded()))
+            .unwrap_or_else(|e| panic!("the child with the secret was not admitted: {e:?}"));
+        // The admitted connection is the one that knew the secret.
+        writer.write(Kind::Init, 0, b"args").unwrap();
+        writer.flush().unwrap();
+        let mut from_parent = FrameReader::new(BufReader::new(right));
+        let init = from_parent.read().unwrap().expect("the parent's `Init`");
+        assert_eq!(
+            (init.kind, init.payload.as_slice()),
+            (Kind::Init, &b"args"[..])
+        );
+        assert!(
+            closed_by_parent(&wrong),
+            "the wrong secret's connection is still open"
+        );
+        let lines = logs.lines();
+        let me = std::process::id();
+        assert!(
+            lines.iter().any(|l| l.starts_with("WARN")
+                && l.contains("did not prove the worker's secret")
+                && l.contains(&format!("from pid {me}, uid"))),
+            "no warning naming the refused peer in {lines:#?}"
+        );
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+    }
+
+    #[test]
+    fn another_process_is_refused_before_it_is_read_and_the_refusals_are_bounded() {
+        let (listener, name) = bind();
+        // Our connections come from this process, not from the (pretend) child.
+        let gate = Gate {
+            worker: "w",
+            pid: std::process::id() + 1,
+            secret: 7,
+        };
+        let foreign: Vec<UnixStream> = (0..=MAX_REFUSED)
+            .map(|_| say_hello(&name, "w", 7))
+            .collect();
+        let logs = Logs::default();
+        let err = logs.capture(|| admit(&listener, &gate, Instant::now() + HANG, &mut bounded()));
+        let Err(SpawnError::Other(message)) = err else {
+            panic!("expected the start to give up, got {err:?}");
+        };
+        assert!(
+            message.contains(&format!(
+                "{MAX_REFUSED} connections to its socket were refused"
+            )) && message.contains(&format!("comes from process {}", std::process::id())),
+            "{message}"
+        );
+        assert_eq!(logs.lines().len(), MAX_REFUSED, "{:#?}", logs.lines());
+        // Even with the right secret: refused on its credentials alone.
+        assert!(foreign[..MAX_REFUSED].iter().all(closed_by_parent));
+        // The one past the bound was never accepted.
+        assert!(
+            listener.accept().is_ok(),
+            "admit accepted more than {MAX_REFUSED}"
+        );
+    }
+
+    #[test]
+    fn a_start_that_fails_later_says_what_was_refused_meanwhile() {
+        let (listener, name) = bind();
+        let gate = Gate {
+            worker: "w",
+            pid: std::process::id() + 1,
+            secret: 7,
+        };
+        let _foreign = say_hello(&name, "w", 7);
+        let mut polls = 0;
+        let err = admit(&listener, &gate, Instant::now() + HANG, &mut || {
+            polls += 1;
+            Err(SpawnError::Other(
+                "worker process 1 ended before connecting".into(),
+            ))
+        });
+        let Err(SpawnError::Other(message)) = err else {
+            panic!("expected the start to fail, got {err:?}");
+        };
+        assert_eq!(polls, 1);
+        assert!(
+            message.starts_with("worker process 1 ended before connecting; 1 other connection(s)")
+                && message.contains("not from worker process"),
+            "{message}"
+        );
+    }
 }
