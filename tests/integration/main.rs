@@ -4,6 +4,7 @@
 mod balancing;
 mod common;
 mod every_mode;
+mod handshake;
 mod lifecycle;
 mod limits;
 mod modes;

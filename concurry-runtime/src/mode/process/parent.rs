@@ -371,7 +371,7 @@ pub(crate) mod hooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::os::{Arc, Mutex, lock};
+    use crate::sync::os::{Arc, Mutex, OnceLock, lock};
     use crate::wire::encode;
     use std::io::Read;
 
@@ -405,6 +405,12 @@ mod tests {
     impl Logs {
         fn capture<T>(&self, f: impl FnOnce() -> T) -> T {
             use tracing_subscriber::layer::SubscriberExt;
+            // With at most one dispatcher registered, `tracing` caches a callsite's interest
+            // from the default of whichever thread reaches it first: a test without a
+            // subscriber, running beside ours, would silence what we capture. A second,
+            // lasting dispatcher makes it ask every dispatcher instead.
+            static SECOND: OnceLock<tracing::Dispatch> = OnceLock::new();
+            SECOND.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
             let subscriber = tracing_subscriber::registry().with(self.clone());
             tracing::subscriber::with_default(subscriber, f)
         }
