@@ -190,7 +190,7 @@ fn admit(
 /// Listens on the socket named `name`: in Linux's abstract namespace (nothing on disk to
 /// clean up), elsewhere a file in the temporary directory, unlinked once the child connected.
 #[cfg(target_os = "linux")]
-fn listen(name: &str) -> std::io::Result<UnixListener> {
+pub(crate) fn listen(name: &str) -> std::io::Result<UnixListener> {
     use std::os::linux::net::SocketAddrExt;
     UnixListener::bind_addr(&std::os::unix::net::SocketAddr::from_abstract_name(
         name.as_bytes(),
@@ -198,7 +198,7 @@ fn listen(name: &str) -> std::io::Result<UnixListener> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn listen(name: &str) -> std::io::Result<UnixListener> {
+pub(crate) fn listen(name: &str) -> std::io::Result<UnixListener> {
     UnixListener::bind(socket_path(name))
 }
 

@@ -131,4 +131,54 @@ mod tests {
             refusal.why
         );
     }
+
+    /// A child started by another process than the one listening on its socket (here: a
+    /// shell in between) does not send that listener its secret.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_child_tells_its_secret_only_to_its_parent() {
+        use super::super::{env, parent};
+        use std::io::Read;
+        use std::time::{Duration, Instant};
+
+        let name = format!("concurry-test-peer-{}", std::process::id());
+        let listener = parent::listen(&name).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        // `sh` forks the child (a command follows it): we are its grandparent.
+        let mut shell = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("\"$0\"; exit $?")
+            .arg(&exe)
+            .env(env::WORKER, "peer-test")
+            .env(env::SOCKET, &name)
+            .env(env::TOKEN, "12345")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let give_up = Instant::now() + Duration::from_secs(30);
+        let mut stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("accept: {e}"),
+            }
+            assert!(Instant::now() < give_up, "the child never connected");
+            crate::sync::os::sleep(Duration::from_millis(1));
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut heard = Vec::new();
+        stream.read_to_end(&mut heard).unwrap();
+        assert!(
+            heard.is_empty(),
+            "the child sent {} bytes to a stranger",
+            heard.len()
+        );
+        let status = shell.wait().unwrap();
+        assert_eq!(status.code(), Some(super::super::child::exit::SETUP));
+    }
 }
