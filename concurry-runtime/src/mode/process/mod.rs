@@ -10,6 +10,32 @@
 //!   it up in (`#[worker(remote)]` emits it).
 //!
 //! See [`RemoteWorker`] for how a child starts and an example.
+//!
+//! # Security model
+//!
+//! The boundary is the user: processes of the same uid can already read and trace both the
+//! parent and its children, so nothing here defends against them beyond refusing stray
+//! connections. Against other local users:
+//!
+//! - The socket (Linux: in the abstract namespace, where every local user can list names in
+//!   `/proc/net/unix` and connect, as no file permissions apply) is named
+//!   `concurry-<parent pid>-<counter>-<64 random bits>`. The random bits only keep others
+//!   from predicting the name and binding it first; they are not the secret.
+//! - The parent checks each connection before it reads a byte of it: the kernel's record of
+//!   the connecting process (`SO_PEERCRED`, which a process cannot forge) must show the pid of
+//!   the child it just spawned and the parent's own uid (`parent::Gate`, `peer::verify`).
+//! - Then the child's `Hello` must carry the secret: 64 bits from the OS random source
+//!   (`getrandom`), passed in the child's environment (`CONCURRY_TOKEN`; `/proc/<pid>/environ`
+//!   is readable only by the same user) and never in the socket's name.
+//! - The child checks its side too, before it sends the secret: the socket must be held by
+//!   its parent process, running as its own uid.
+//! - A refused connection is closed and logged (`tracing` warning naming its pid and uid).
+//!   After [`parent::MAX_REFUSED`] (8) refusals the start gives up with an error naming the
+//!   last reason (the supervisor may respawn, on a new name): another user can make a start
+//!   fail, never get into a child.
+//!
+//! Outside Linux the socket is a file in the temporary directory, and there is no peer
+//! credentials check: the secret alone guards it.
 
 pub(crate) mod backend;
 pub(crate) mod child;
@@ -47,6 +73,15 @@ pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost};
 /// What runs in the child before the hook: other constructor functions of the binary (rare),
 /// and nothing of `main`. So state set up by `main` (a logger, a global runtime) does not
 /// exist in the child; a worker must build what it needs in its constructor.
+///
+/// # Who may connect
+///
+/// On Linux the parent accepts only the child it spawned on the socket: the kernel's record of
+/// the connecting process must show that child's pid and the parent's own uid, and the child
+/// must then prove a random secret it got in its environment (never in the socket's name,
+/// which every local user can see). Any other connection is closed before it is read and
+/// logged as a `tracing` warning with its pid and uid; after 8 of them the start fails. The
+/// child likewise talks only to its parent. Processes of the same user are trusted.
 ///
 /// ```
 /// use concurry::{ProcessWorker, RemoteWorker};
