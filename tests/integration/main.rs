@@ -4,6 +4,7 @@
 mod balancing;
 mod common;
 mod every_mode;
+#[cfg(target_os = "linux")]
 mod handshake;
 mod lifecycle;
 mod limits;
