@@ -11,20 +11,30 @@ thread_local! {
     static CURRENT: RefCell<Option<LimitSet>> = const { RefCell::new(None) };
     /// What `limits()` gives outside a worker, made once per thread.
     static EMPTY: LimitSet = LimitSet::empty();
+    /// What `limits()` gives inside a pool built without limits, made once per thread.
+    static NONE: LimitSet = LimitSet::pool_without_limits();
 }
 
 /// The [`LimitSet`] of the pool whose worker method is running here; outside a worker
 /// method, an empty set (which admits everything, so a method calling this also works when
 /// called directly, as plain Rust).
 ///
+/// Inside a pool built without `.limits(..)`, the set is empty too but knows no key: a
+/// request naming one fails with [`LimitError::UnknownKey`](crate::LimitError::UnknownKey),
+/// saying the pool has no limits and how to add them (a typo such as `"tokenz"` is never
+/// taken for a limit).
+///
 /// The call already holds its call and resource units, so a request here names only rate
-/// limits. It works in every mode, in sync methods and across `.await`s of async ones.
+/// limits (an empty request on a set with rate limits is refused with
+/// [`LimitError::MissingAmount`](crate::LimitError::MissingAmount)). It works in every
+/// mode, in sync methods and across `.await`s of async ones.
 ///
 /// In a worker child (`Mode::Process`), this is the pool's set as the parent hosts it: each
 /// acquisition, [`update`](crate::Acquisition::update) and release is a message to the
 /// parent (a round trip, a release is not waited for), so a child's usage shows in the
 /// parent's [`stats`](LimitSet::stats) and every worker shares one budget. A pool without
-/// limits gives an empty set in the child too. If the parent is gone, requests fail with
+/// limits gives the same key-refusing empty set in the child. If the parent is gone,
+/// requests fail with
 /// [`LimitError::Timeout`](crate::LimitError::Timeout) instead of waiting.
 ///
 /// ```
@@ -37,7 +47,7 @@ thread_local! {
 ///     pub fn new() -> Self { Api }
 ///     pub fn call(&self, tokens: u64) -> Result<u64, concurry::LimitError> {
 ///         let mut acq = concurry::limits().acquire(&[("tokens", tokens)])?;
-///         acq.update(&[("tokens", tokens / 2)]);   // the reply said we used half
+///         acq.update(&[("tokens", tokens / 2)])?;   // the reply said we used half
 ///         Ok(tokens / 2)
 ///     }
 /// }
@@ -46,6 +56,11 @@ thread_local! {
 /// assert_eq!(api.call(100).result()?, 50);
 /// assert!(concurry::limits().is_empty()); // not inside a worker here
 /// api.stop()?;
+///
+/// let unlimited = Api::options().init()?;
+/// let e = unlimited.call(100).result().unwrap_err();
+/// assert!(e.to_string().contains("the pool was built without them"), "{e}");
+/// unlimited.stop()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn limits() -> LimitSet {
@@ -72,6 +87,14 @@ fn enter(set: &LimitSet) -> Restore {
 /// Runs `f` with `set` as the current limit set.
 pub(crate) fn with_limits<R>(set: &LimitSet, f: impl FnOnce() -> R) -> R {
     let _restore = enter(set);
+    f()
+}
+
+/// Runs `f` (a method of a pool without limits) with the set that refuses every key as
+/// the current one.
+#[inline]
+pub(crate) fn without_limits<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(NONE.with(LimitSet::clone))));
     f()
 }
 
