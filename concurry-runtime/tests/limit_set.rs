@@ -406,6 +406,16 @@ fn an_empty_request_names_the_rate_limits_that_need_an_amount() {
         .build()
         .unwrap();
     missing(rt.block_on(set.acquire_async(&[])));
+    // A pool of such sets says the same.
+    let pool = LimitPool::new([set.clone()]).unwrap();
+    assert!(matches!(
+        pool.try_acquire(&[]),
+        Err(LimitError::MissingAmount { .. })
+    ));
+    assert!(matches!(
+        pool.acquire(&[]),
+        Err(LimitError::MissingAmount { .. })
+    ));
     // Nothing was taken, not even the call and resource units.
     assert!(set.stats().iter().all(|s| s.used == 0), "{:?}", set.stats());
 

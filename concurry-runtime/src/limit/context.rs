@@ -7,8 +7,18 @@ use std::task::{Context, Poll};
 
 use super::set::LimitSet;
 
+/// What the method running on this thread sees.
+enum Current {
+    /// No worker method: the empty set, or a worker child's hosted set.
+    Outside,
+    /// A method of a pool with limits: its set.
+    Set(LimitSet),
+    /// A method of a pool built without limits (no set to clone per call).
+    NoLimits,
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<LimitSet>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Current> = const { RefCell::new(Current::Outside) };
     /// What `limits()` gives outside a worker, made once per thread.
     static EMPTY: LimitSet = LimitSet::empty();
     /// What `limits()` gives inside a pool built without limits, made once per thread.
@@ -64,24 +74,35 @@ thread_local! {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn limits() -> LimitSet {
-    CURRENT
-        .with(|c| c.borrow().clone())
+    let current = CURRENT.with(|c| match &*c.borrow() {
+        Current::Set(set) => Some(set.clone()),
+        Current::NoLimits => Some(NONE.with(LimitSet::clone)),
+        Current::Outside => None,
+    });
+    current
         .or_else(LimitSet::remote)
         .unwrap_or_else(|| EMPTY.with(LimitSet::clone))
 }
 
 /// Restores the previous current set when dropped (also on unwind).
-struct Restore(Option<LimitSet>);
+struct Restore(Option<Current>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let prev = self.0.take();
-        CURRENT.with(|c| *c.borrow_mut() = prev);
+        if let Some(prev) = self.0.take() {
+            CURRENT.with(|c| *c.borrow_mut() = prev);
+        }
     }
 }
 
+fn replace(now: Current) -> Restore {
+    Restore(Some(
+        CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), now)),
+    ))
+}
+
 fn enter(set: &LimitSet) -> Restore {
-    Restore(CURRENT.with(|c| c.borrow_mut().replace(set.clone())))
+    replace(Current::Set(set.clone()))
 }
 
 /// Runs `f` with `set` as the current limit set.
@@ -94,7 +115,7 @@ pub(crate) fn with_limits<R>(set: &LimitSet, f: impl FnOnce() -> R) -> R {
 /// the current one.
 #[inline]
 pub(crate) fn without_limits<R>(f: impl FnOnce() -> R) -> R {
-    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(NONE.with(LimitSet::clone))));
+    let _restore = replace(Current::NoLimits);
     f()
 }
 

@@ -32,6 +32,12 @@ pub(crate) const CALL_COUNT: &str = "call_count";
 /// - `Gcra`: the generic cell rate algorithm (a theoretical arrival time), with burst
 ///   tolerance `capacity`; the same bound as `TokenBucket` from a single timestamp.
 ///
+/// An [`update`](crate::Acquisition::update) above what was acquired is charged on top.
+/// The window algorithms count it all, and it expires after one window; the bucket
+/// algorithms (`TokenBucket`, `LeakyBucket`, `Gcra`) count at most one window of such debt
+/// beyond a full bucket. So even an overcharge far above the capacity blocks a key for
+/// about one window (plus a unit's refill), never for as many windows as it is large.
+///
 /// ```
 /// use concurry::RateAlgorithm;
 /// assert_eq!(RateAlgorithm::default(), RateAlgorithm::SlidingWindow);
