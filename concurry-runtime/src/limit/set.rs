@@ -504,7 +504,8 @@ impl LimitSet {
     pub(crate) fn remote() -> Option<LimitSet> {
         let r = RemoteLimits::current()?;
         if r.is_empty() {
-            return Some(LimitSet::pool_without_limits());
+            static NONE: OnceLock<LimitSet> = OnceLock::new();
+            return Some(NONE.get_or_init(LimitSet::pool_without_limits).clone());
         }
         Some(LimitSet::hosted_by(r))
     }
