@@ -69,7 +69,7 @@ impl Llm {
     pub fn call(&self, prompt: String) -> Result<(String, u64), ApiError> {
         let mut acq = concurry::limits().acquire(&[("tokens", 1000)])?;
         let reply = api_call(&self.model, &prompt);
-        acq.update(&[("tokens", reply.tokens_used)]); // refunds what was not used
+        acq.update(&[("tokens", reply.tokens_used)])?; // refunds what was not used
         Ok((reply.text, reply.tokens_used))
     }
 }

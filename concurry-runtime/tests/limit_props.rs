@@ -1,6 +1,8 @@
 //! Property tests of the five rate-limit algorithms on a fake clock: for random request
-//! sequences, clock advances and refunds, admissions never exceed what the algorithm allows
-//! (no over-admission), and a refused request really did not fit (no under-admission).
+//! sequences, clock advances, refunds and overcharges far above the capacity (corrected
+//! back down, or left standing), admissions never exceed what the algorithm allows (no
+//! over-admission), a refused request really did not fit (no under-admission), and an
+//! overcharge blocks a key for about one window at most.
 #![allow(missing_docs)]
 
 use std::time::Duration;
@@ -12,12 +14,14 @@ use proptest::test_runner::{Config, FileFailurePersistence};
 /// Window of every generated limit, in nanos (small numbers keep the arithmetic readable).
 const W: u64 = 1_000;
 
-/// One step: advance the clock by `dt`, request `n`, and if admitted report `used` (<= n).
+/// One step: advance the clock by `dt`, request `n`, and if admitted report `used` (<= n),
+/// after first reporting `n * spike` if `spike` is set (an overcharge, then its correction).
 #[derive(Debug, Clone)]
 struct Step {
     dt: u64,
     n: u64,
     used_pct: u8,
+    spike: Option<u64>,
 }
 
 fn steps(cap: u64) -> impl Strategy<Value = Vec<Step>> {
@@ -25,8 +29,14 @@ fn steps(cap: u64) -> impl Strategy<Value = Vec<Step>> {
         prop_oneof![Just(0u64), 0..W / 4, 0..2 * W],
         1..=cap,
         prop_oneof![Just(100u8), 0..=100u8],
+        prop_oneof![4 => Just(None), 1 => (2u64..5000).prop_map(Some)],
     )
-        .prop_map(|(dt, n, used_pct)| Step { dt, n, used_pct });
+        .prop_map(|(dt, n, used_pct, spike)| Step {
+            dt,
+            n,
+            used_pct,
+            spike,
+        });
     prop::collection::vec(step, 1..120)
 }
 
@@ -57,8 +67,11 @@ fn run(alg: RateAlgorithm, cap: u64, steps: &[Step]) -> Run {
         now += s.dt;
         match set.try_acquire(&[("k", s.n)]) {
             Ok(mut acq) => {
+                if let Some(spike) = s.spike {
+                    acq.update(&[("k", s.n * spike)]).unwrap();
+                }
                 let used = s.n * u64::from(s.used_pct) / 100;
-                acq.update(&[("k", used)]);
+                acq.update(&[("k", used)]).unwrap();
                 out.admitted.push((now, used));
             }
             Err(LimitError::WouldBlock { .. }) => {
@@ -71,10 +84,20 @@ fn run(alg: RateAlgorithm, cap: u64, steps: &[Step]) -> Run {
     out
 }
 
+const ALGORITHMS: [RateAlgorithm; 5] = [
+    RateAlgorithm::TokenBucket,
+    RateAlgorithm::LeakyBucket,
+    RateAlgorithm::SlidingWindow,
+    RateAlgorithm::FixedWindow,
+    RateAlgorithm::Gcra,
+];
+
 fn config() -> Config {
     Config {
         cases: 300,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
         ..Config::default()
     }
 }
@@ -170,6 +193,39 @@ proptest! {
             prop_assert!(used + u128::from(n + 1) * u128::from(W) > u128::from(cap) * u128::from(W),
                 "refused {n} at {t} with level {used}");
         }
+    }
+
+    /// An overcharge left standing (the reply said far more was used than the capacity)
+    /// blocks the key for about one window, never for as many windows as it is large: one
+    /// unit fits again a window and two units' refill after the last charge, and the whole
+    /// capacity a window later.
+    #[test]
+    fn an_overcharge_blocks_a_key_for_about_one_window(
+        alg in 0usize..5,
+        (cap, s) in cases(),
+        overs in prop::collection::vec((0usize..120, 2u64..100_000), 1..6),
+    ) {
+        let alg = ALGORITHMS[alg];
+        let clock = FakeClock::new();
+        let set = LimitSet::builder()
+            .limit(RateLimit::new("k", Duration::from_nanos(W), cap).algorithm(alg))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        for (i, step) in s.iter().enumerate() {
+            clock.advance(Duration::from_nanos(step.dt));
+            if let Ok(mut acq) = set.try_acquire(&[("k", step.n)])
+                && let Some(&(_, times)) = overs.iter().find(|(at, _)| *at == i)
+            {
+                acq.update(&[("k", cap * times)]).unwrap();
+            }
+        }
+        let unit = W.div_ceil(cap);
+        let later = clock.clone();
+        later.advance(Duration::from_nanos(W + 2 * unit));
+        prop_assert!(set.try_acquire(&[("k", 1)]).is_ok(), "{alg}: {:?}", set.stats());
+        later.advance(Duration::from_nanos(W));
+        prop_assert!(set.try_acquire(&[("k", cap)]).is_ok(), "{alg}: {:?}", set.stats());
     }
 
     /// Several keys at once: an admission charges every key or none.

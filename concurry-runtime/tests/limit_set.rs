@@ -207,7 +207,8 @@ fn call_and_resource_limits_join_every_request_rate_limits_only_when_named() {
         ),
         (Some(1), Some(5), Some(1))
     );
-    let b = set.acquire(&[]).unwrap();
+    // Zero tokens, said explicitly (`&[]` is refused: it names no amount for `tokens`).
+    let b = set.acquire(&[("tokens", 0)]).unwrap();
     assert_eq!(
         (b.charged("call_count"), b.charged("tokens")),
         (Some(1), None)
@@ -232,12 +233,12 @@ fn update_refunds_less_and_charges_more() {
     ] {
         let (set, _clock) = fake(vec![RateLimit::per_minute("t", 100).algorithm(alg).into()]);
         let mut acq = set.acquire(&[("t", 50)]).unwrap();
-        acq.update(&[("t", 20)]);
+        acq.update(&[("t", 20)]).unwrap();
         assert_eq!(set.stats()[0].used, 20, "{alg}");
-        acq.update(&[("t", 130)]); // more than requested (and than the capacity): charged
+        acq.update(&[("t", 130)]).unwrap(); // more than requested (and than the capacity): charged
         assert_eq!(set.stats()[0].used, 130, "{alg}");
         assert_eq!(acq.charged("t"), Some(130));
-        assert!(acq.try_update(&[("nope", 1)]).is_err());
+        assert!(acq.update(&[("nope", 1)]).is_err());
         drop(acq);
         // Not updated: the requested amount stays charged.
         let (set, _clock) = fake(vec![RateLimit::per_minute("t", 100).algorithm(alg).into()]);
@@ -253,7 +254,7 @@ fn a_refund_wakes_a_waiter() {
     let s2 = set.clone();
     let t = thread::spawn(move || s2.acquire(&[("t", 5)]).unwrap().charged("t"));
     eventually("the waiter queues", || waiters(&set, "t") == 1);
-    first.update(&[("t", 5)]);
+    first.update(&[("t", 5)]).unwrap();
     assert_eq!(t.join().unwrap(), Some(5));
 }
 
@@ -364,4 +365,165 @@ fn handles_guards_and_futures_are_send_and_sync() {
     drop(fut);
     let fut = pool.acquire_async(&[]);
     send(&fut);
+}
+
+const ALGORITHMS: [RateAlgorithm; 5] = [
+    RateAlgorithm::TokenBucket,
+    RateAlgorithm::LeakyBucket,
+    RateAlgorithm::SlidingWindow,
+    RateAlgorithm::FixedWindow,
+    RateAlgorithm::Gcra,
+];
+
+#[test]
+fn an_empty_request_names_the_rate_limits_that_need_an_amount() {
+    let (set, _clock) = fake(vec![
+        CallLimit::per_minute(10).into(),
+        RateLimit::per_minute("tokens", 100).into(),
+        ResourceLimit::new("db", 2).into(),
+        RateLimit::per_minute("images", 5).into(),
+    ]);
+    let missing = |r: Result<concurry::Acquisition, LimitError>| match r {
+        Err(e @ LimitError::MissingAmount { .. }) => e,
+        other => panic!("expected MissingAmount, got {other:?}"),
+    };
+    let e = missing(set.acquire(&[]));
+    assert_eq!(
+        e,
+        LimitError::MissingAmount {
+            keys: vec!["tokens".into(), "images".into()]
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "acquire(&[]) names no amount for rate limits `tokens`, `images`; pass \
+         (\"tokens\", n), (\"images\", n) (or only the keys this request uses)"
+    );
+    missing(set.try_acquire(&[]));
+    missing(set.acquire_timeout(&[], Duration::from_secs(1)));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    missing(rt.block_on(set.acquire_async(&[])));
+    // A pool of such sets says the same.
+    let pool = LimitPool::new([set.clone()]).unwrap();
+    assert!(matches!(
+        pool.try_acquire(&[]),
+        Err(LimitError::MissingAmount { .. })
+    ));
+    assert!(matches!(
+        pool.acquire(&[]),
+        Err(LimitError::MissingAmount { .. })
+    ));
+    // Nothing was taken, not even the call and resource units.
+    assert!(set.stats().iter().all(|s| s.used == 0), "{:?}", set.stats());
+
+    // One rate limit: the message says exactly what to pass.
+    let (one, _clock) = fake(vec![RateLimit::per_minute("tokens", 100).into()]);
+    assert_eq!(
+        one.try_acquire(&[]).unwrap_err().to_string(),
+        "acquire(&[]) names no amount for rate limit `tokens`; pass (\"tokens\", n)"
+    );
+
+    // Naming only some keys is a choice, not a mistake: the others are not charged, and
+    // call and resource limits still take one unit each.
+    let acq = set.try_acquire(&[("images", 1)]).unwrap();
+    assert_eq!(
+        (
+            acq.charged("images"),
+            acq.charged("tokens"),
+            acq.charged("call_count"),
+            acq.charged("db")
+        ),
+        (Some(1), None, Some(1), Some(1))
+    );
+    // Call and resource limits need no amount: `&[]` takes one unit of each.
+    let (auto, _clock) = fake(vec![
+        CallLimit::per_minute(10).into(),
+        ResourceLimit::new("db", 2).into(),
+    ]);
+    let acq = auto.try_acquire(&[]).unwrap();
+    assert_eq!(
+        (acq.charged("call_count"), acq.charged("db")),
+        (Some(1), Some(1))
+    );
+}
+
+#[test]
+fn an_update_naming_a_key_not_held_is_an_error_and_changes_nothing() {
+    let (set, _clock) = fake(vec![
+        RateLimit::per_minute("t", 100).into(),
+        RateLimit::per_minute("u", 100).into(),
+        ResourceLimit::new("db", 2).into(),
+    ]);
+    let mut acq = set.acquire(&[("t", 10)]).unwrap();
+    let not = |r: Result<(), LimitError>| match r {
+        Err(LimitError::NotUpdatable { key, reason }) => (key, reason),
+        other => panic!("expected NotUpdatable, got {other:?}"),
+    };
+    // A typo: named with what the acquisition holds.
+    let (key, reason) = not(acq.update(&[("t", 5), ("tokenz", 1)]));
+    assert_eq!(key, "tokenz");
+    assert!(reason.contains("holds: t, db"), "{reason}");
+    // In the set but not requested; a resource limit.
+    assert_eq!(not(acq.update(&[("t", 5), ("u", 1)])).0, "u");
+    assert_eq!(not(acq.update(&[("t", 5), ("db", 0)])).0, "db");
+    // Each refused update changed nothing, not even the keys named before the bad one.
+    assert_eq!(acq.charged("t"), Some(10));
+    assert_eq!(set.stats()[0].used, 10);
+    acq.update(&[("t", 5)]).unwrap();
+    assert_eq!(set.stats()[0].used, 5);
+    // An acquisition of one implicit call unit cannot be corrected either.
+    let (calls, _clock) = fake(vec![CallLimit::per_minute(10).into()]);
+    let mut one = calls.acquire(&[]).unwrap();
+    assert_eq!(not(one.update(&[("call_count", 3)])).0, "call_count");
+    one.update(&[]).unwrap();
+}
+
+#[test]
+fn an_update_far_above_capacity_blocks_a_key_for_about_one_window() {
+    for alg in ALGORITHMS {
+        let (set, clock) = fake(vec![RateLimit::per_second("t", 10).algorithm(alg).into()]);
+        let mut acq = set.acquire(&[("t", 10)]).unwrap();
+        // The reply says 1000x the capacity was used.
+        acq.update(&[("t", 10_000)]).unwrap();
+        assert_eq!(acq.charged("t"), Some(10_000), "{alg}");
+        assert!(set.try_acquire(&[("t", 1)]).is_err(), "{alg}");
+        // One window and one unit's refill later, the key admits again (before the cap,
+        // a token bucket stayed blocked for 1000 windows).
+        clock.advance(Duration::from_millis(1100));
+        assert!(
+            set.try_acquire(&[("t", 1)]).is_ok(),
+            "{alg}: {:?}",
+            set.stats()
+        );
+        // Two windows after the overcharge the whole capacity is back.
+        let (set, clock) = fake(vec![RateLimit::per_second("t", 10).algorithm(alg).into()]);
+        set.acquire(&[("t", 1)])
+            .unwrap()
+            .update(&[("t", 1_000_000)])
+            .unwrap();
+        clock.advance(Duration::from_secs(2));
+        assert!(
+            set.try_acquire(&[("t", 10)]).is_ok(),
+            "{alg}: {:?}",
+            set.stats()
+        );
+    }
+}
+
+#[test]
+fn a_capped_overcharge_corrected_down_gives_back_only_what_was_counted() {
+    for alg in ALGORITHMS {
+        let (set, _clock) = fake(vec![RateLimit::per_second("t", 10).algorithm(alg).into()]);
+        let mut acq = set.acquire(&[("t", 10)]).unwrap();
+        acq.update(&[("t", 10_000)]).unwrap();
+        // Corrected back to what was acquired: the bucket is as full as after the
+        // acquisition, not emptied by a refund of units it never counted.
+        acq.update(&[("t", 10)]).unwrap();
+        assert_eq!(acq.charged("t"), Some(10), "{alg}");
+        assert_eq!(set.stats()[0].used, 10, "{alg}");
+        assert!(set.try_acquire(&[("t", 1)]).is_err(), "{alg}");
+    }
 }

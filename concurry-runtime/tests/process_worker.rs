@@ -122,7 +122,7 @@ impl RemoteWorker for Probe {
             Req::Charge(key, n, used) => {
                 let limits = concurry::limits();
                 let mut acq = limits.acquire(&[(&key, n)]).unwrap();
-                match acq.try_update(&[(&key, used)]) {
+                match acq.update(&[(&key, used)]) {
                     Ok(()) => Resp::Unit,
                     Err(e) => Resp::Text(e.to_string()),
                 }

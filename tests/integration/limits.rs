@@ -53,7 +53,7 @@ impl Limited {
     /// Takes `want` tokens from the pool's limits, reports `used`, returns the charge.
     pub fn tokens(&self, want: u64, used: u64) -> Result<u64, LimitError> {
         let mut acq = concurry::limits().acquire(&[("tokens", want)])?;
-        acq.update(&[("tokens", used)]);
+        acq.update(&[("tokens", used)])?;
         Ok(acq.charged("tokens").unwrap_or(0))
     }
 
@@ -68,6 +68,11 @@ impl Limited {
             "limits() lost across an await"
         );
         Ok(acq.charged("tokens").unwrap_or(0))
+    }
+
+    /// An empty request to the pool's limits.
+    pub fn nothing(&self) -> Result<(), LimitError> {
+        concurry::limits().acquire(&[]).map(drop)
     }
 
     /// Whether the method sees the pool's limits.
@@ -221,6 +226,52 @@ fn limits_inside_methods_are_the_pools_in_every_mode() {
     let plain = Limited::new(Log::default());
     assert_eq!(plain.tokens(10, 10).unwrap(), 0);
     assert!(!plain.sees_limits());
+}
+
+#[test]
+fn a_pool_without_limits_refuses_every_key_in_every_mode() {
+    for mode in MODES {
+        let pool = Limited::options().mode(mode).init(Log::default()).unwrap();
+        let unknown = |r: Result<u64, Error<LimitError>>| match r {
+            Err(Error::Method(e @ LimitError::UnknownKey { .. })) => e.to_string(),
+            other => panic!("{mode}: expected UnknownKey, got {other:?}"),
+        };
+        let msg = unknown(pool.tokens(10, 10).result());
+        assert!(msg.contains("`tokens`"), "{mode}: {msg}");
+        assert!(
+            msg.contains("the pool was built without them") && msg.contains(".limits(..)"),
+            "{mode}: {msg}"
+        );
+        unknown(pool.tokens_async(10).result());
+        assert!(!pool.sees_limits().result().unwrap(), "{mode}");
+        // Asking for nothing is fine: there is nothing to charge.
+        pool.nothing().result().unwrap();
+        pool.stop().unwrap();
+    }
+}
+
+#[test]
+fn an_empty_request_inside_a_method_names_the_rate_limits_in_every_mode() {
+    for mode in MODES {
+        let set = LimitSet::new([
+            CallLimit::per_minute(1000),
+            RateLimit::per_minute("tokens", 1000),
+        ])
+        .unwrap();
+        let pool = Limited::options()
+            .mode(mode)
+            .limits(&set)
+            .init(Log::default())
+            .unwrap();
+        match pool.nothing().result() {
+            Err(Error::Method(LimitError::MissingAmount { keys })) => {
+                assert_eq!(keys, ["tokens"], "{mode}")
+            }
+            other => panic!("{mode}: expected MissingAmount, got {other:?}"),
+        }
+        assert_eq!(used(&set, "tokens"), 0, "{mode}");
+        pool.stop().unwrap();
+    }
 }
 
 #[test]

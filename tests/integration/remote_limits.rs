@@ -31,6 +31,8 @@ pub enum Got {
     },
     WouldBlock,
     NotUpdatable(String),
+    /// The rate limits an empty request named no amount for.
+    MissingAmount(Vec<String>),
     Other(String),
 }
 
@@ -49,6 +51,7 @@ impl From<LimitError> for Got {
             },
             LimitError::WouldBlock { .. } => Got::WouldBlock,
             LimitError::NotUpdatable { key, .. } => Got::NotUpdatable(key),
+            LimitError::MissingAmount { keys } => Got::MissingAmount(keys),
             other => Got::Other(other.to_string()),
         }
     }
@@ -108,10 +111,10 @@ impl Metered {
     /// Takes `want` tokens, then reports `used` of them.
     pub fn spend(&self, want: u64, used: u64) -> Got {
         match concurry::limits().acquire(&[("tokens", want)]) {
-            Ok(mut acq) => {
-                acq.update(&[("tokens", used)]);
-                Got::Charged(acq.charged("tokens").unwrap_or(0))
-            }
+            Ok(mut acq) => match acq.update(&[("tokens", used)]) {
+                Ok(()) => Got::Charged(acq.charged("tokens").unwrap_or(0)),
+                Err(e) => e.into(),
+            },
             Err(e) => e.into(),
         }
     }
@@ -119,10 +122,10 @@ impl Metered {
     /// `spend`, waiting without blocking the method's thread.
     pub async fn spend_async(&self, want: u64, used: u64) -> Got {
         match concurry::limits().acquire_async(&[("tokens", want)]).await {
-            Ok(mut acq) => {
-                acq.update(&[("tokens", used)]);
-                Got::Charged(acq.charged("tokens").unwrap_or(0))
-            }
+            Ok(mut acq) => match acq.update(&[("tokens", used)]) {
+                Ok(()) => Got::Charged(acq.charged("tokens").unwrap_or(0)),
+                Err(e) => e.into(),
+            },
             Err(e) => e.into(),
         }
     }
@@ -143,10 +146,18 @@ impl Metered {
         }
     }
 
+    /// An empty request: names no amount for any rate limit.
+    pub fn take_nothing(&self) -> Got {
+        match concurry::limits().acquire(&[]) {
+            Ok(acq) => Got::Charged(acq.charged("tokens").unwrap_or(0)),
+            Err(e) => e.into(),
+        }
+    }
+
     /// Takes `n` of `key`, then corrects `fix` (which may not be correctable).
     pub fn correct(&self, key: String, n: u64, fix: String) -> Got {
         match concurry::limits().acquire(&[(&key, n)]) {
-            Ok(mut acq) => match acq.try_update(&[(&fix, 0)]) {
+            Ok(mut acq) => match acq.update(&[(&fix, 0)]) {
                 Ok(()) => Got::Charged(acq.charged(&key).unwrap_or(0)),
                 Err(e) => e.into(),
             },
@@ -277,11 +288,23 @@ fn limit_errors_come_back_typed_inside_the_method() {
             Got::Charged(0),
             "{mode}"
         );
+        // A key the acquisition does not hold (a typo): an error, not a warning.
+        assert_eq!(
+            get(metered.correct("tokens", 7, "tokenz")),
+            Got::NotUpdatable("tokenz".into()),
+            "{mode}"
+        );
+        // An empty request would charge no tokens: refused, naming the key.
+        assert_eq!(
+            get(metered.take_nothing()),
+            Got::MissingAmount(vec!["tokens".into()]),
+            "{mode}"
+        );
         // The call holds the only `gpu` unit: one more is not available.
         assert_eq!(get(metered.try_take("gpu", 1)), Got::WouldBlock, "{mode}");
-        // Only the two granted requests charged anything, and both were corrected to 0
-        // but the first, whose correction named `gpu` and stopped there.
-        assert_eq!(stat(&set, "tokens").used, 10, "{mode}");
+        // Only the granted requests charged anything; the one corrected to 0 holds none,
+        // and the two whose correction was refused keep their charge (10 + 7).
+        assert_eq!(stat(&set, "tokens").used, 17, "{mode}");
         metered.stop().unwrap();
     }
 }
@@ -308,14 +331,26 @@ fn a_method_sees_the_pools_set_by_name_keys_and_stats() {
             "{mode}"
         );
 
-        // A pool without limits: an empty set that admits everything, as outside a pool.
+        // A pool without limits: an empty set that knows no key, so a typo is not taken
+        // for a limit.
         let free = Metered::options().mode(mode).max_workers(1).init().unwrap();
         let view = get(free.view());
         assert!(
             view.empty && view.keys.is_empty() && view.name.is_none(),
             "{mode}"
         );
-        assert_eq!(get(free.take("anything", 5)), Got::Charged(0), "{mode}");
+        assert_eq!(
+            get(free.take("tokenz", 5)),
+            Got::UnknownKey("tokenz".into()),
+            "{mode}"
+        );
+        assert_eq!(
+            get(free.try_take("tokenz", 5)),
+            Got::UnknownKey("tokenz".into()),
+            "{mode}"
+        );
+        // Asking for nothing is still fine.
+        assert_eq!(get(free.take_nothing()), Got::Charged(0), "{mode}");
         free.stop().unwrap();
         metered.stop().unwrap();
     }
@@ -330,7 +365,7 @@ fn a_capacity_one_resource_is_never_held_by_two_workers_at_once() {
         get(metered.view());
 
         // While the parent holds the only unit, no call runs: calls wait in the pool's set.
-        let held = set.acquire(&[]).unwrap();
+        let held = set.acquire(&[("gpu", 1)]).unwrap();
         assert_eq!(held.charged("gpu"), Some(1));
         let turns: Vec<_> = (0..6).map(|_| metered.turn()).collect();
         let start = std::time::Instant::now();

@@ -26,6 +26,13 @@ impl Items {
     }
 }
 
+/// The units last reported for limit `idx`, whose set counts `counted`.
+fn reported(over: &[(u8, u64)], idx: u8, counted: u64) -> u64 {
+    over.iter()
+        .find(|&&(i, _)| i == idx)
+        .map_or(counted, |&(_, n)| n)
+}
+
 /// Units granted by a [`LimitSet`](crate::LimitSet), held until this guard drops.
 ///
 /// On drop, resource units are given back (also when unwinding from a panic); rate-limit
@@ -33,19 +40,20 @@ impl Items {
 /// corrected it. Not updating is a choice, not a mistake: the request is then taken as the
 /// real usage (the conservative reading, which never lets a limit be exceeded).
 ///
-/// In a worker child, the units are a lease the parent holds for the child: `update` and
-/// `try_update` are corrected there (one round trip each), and a drop sends the release
-/// without waiting for it. A child that dies gives its leases back.
+/// In a worker child, the units are a lease the parent holds for the child: an `update` is
+/// corrected there (one round trip), and a drop sends the release without waiting for it.
+/// A child that dies gives its leases back.
 ///
 /// ```
 /// use concurry::{LimitSet, RateLimit};
 ///
 /// let set = LimitSet::new([RateLimit::per_minute("tokens", 1000)]).unwrap();
 /// let mut acq = set.acquire(&[("tokens", 800)]).unwrap();
-/// acq.update(&[("tokens", 300)]);                  // used less: 500 come back
+/// acq.update(&[("tokens", 300)])?;                 // used less: 500 come back
 /// assert_eq!(acq.charged("tokens"), Some(300));
 /// drop(acq);
 /// assert!(set.try_acquire(&[("tokens", 700)]).is_ok());
+/// # Ok::<(), concurry::LimitError>(())
 /// ```
 pub struct Acquisition {
     held: Held,
@@ -59,7 +67,11 @@ enum Held {
         set: Arc<SetInner>,
         /// Clock time of the charge.
         at: u64,
+        /// The units as the set counts them.
         items: Items,
+        /// `(limit index, units)` an `update` reported where the set counts fewer (a bucket
+        /// caps its debt): what `charged` tells.
+        over: Vec<(u8, u64)>,
     },
     /// Granted by the parent to this worker child: a lease the parent keeps until this
     /// drops (which tells it to give the units back).
@@ -73,9 +85,11 @@ impl fmt::Debug for Acquisition {
             Held::CallOnly => {
                 m.entry(&CALL_COUNT, &1u64);
             }
-            Held::Set { set, items, .. } => {
+            Held::Set {
+                set, items, over, ..
+            } => {
                 for &(i, n) in items.slice(set).0 {
-                    m.entry(&set.key(i), &n);
+                    m.entry(&set.key(i), &reported(over, i, n));
                 }
             }
             Held::Remote(r) => {
@@ -95,6 +109,7 @@ impl Acquisition {
                 set: set.clone(),
                 at,
                 items,
+                over: Vec::new(),
             },
         };
         Acquisition { held }
@@ -107,7 +122,8 @@ impl Acquisition {
         }
     }
 
-    /// The units currently charged for `key` by this acquisition, if it holds that key.
+    /// The units charged for `key` by this acquisition, if it holds that key: what was
+    /// requested, or what the last [`update`](Acquisition::update) reported.
     ///
     /// ```
     /// use concurry::{LimitSet, RateLimit};
@@ -119,103 +135,153 @@ impl Acquisition {
     pub fn charged(&self, key: &str) -> Option<u64> {
         match &self.held {
             Held::CallOnly => (key == CALL_COUNT).then_some(1),
-            Held::Set { set, items, .. } => {
+            Held::Set {
+                set, items, over, ..
+            } => {
                 let idx = set.index(key)?;
                 let (items, _) = items.slice(set);
-                items.iter().find(|(i, _)| *i == idx).map(|&(_, n)| n)
+                let &(_, n) = items.iter().find(|(i, _)| *i == idx)?;
+                Some(reported(over, idx, n))
             }
             Held::Remote(r) => r.charged(key),
         }
     }
 
     /// Corrects rate-limit charges to what was really used: less is refunded (as far as the
-    /// algorithm still counts the charge), more is charged on top (with a warning, since it
-    /// may push the limit past its capacity until the window moves on). Each call sets the
-    /// total for its keys; calling it again corrects again.
+    /// algorithm still counts the charge), more is charged on top (with a `tracing`
+    /// warning, since it may push the limit past its capacity until the window moves on).
+    /// Each call sets the total for its keys; calling it again corrects again.
     ///
-    /// Keys this acquisition does not hold, and resource limits (whose units come back on
-    /// drop), are ignored with a `tracing` warning; use
-    /// [`try_update`](Acquisition::try_update) to get the error instead.
+    /// An update applies whole or not at all: every key is checked first.
     ///
-    /// ```
-    /// use concurry::{LimitSet, RateLimit};
-    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 100)]).unwrap();
-    /// let mut acq = set.acquire(&[("tokens", 40)]).unwrap();
-    /// acq.update(&[("tokens", 55)]); // more than reserved: the extra 15 are charged (with a warning)
-    /// assert_eq!(set.stats()[0].used, 55);
-    /// ```
-    pub fn update(&mut self, usage: &[(&str, u64)]) {
-        if let Err(e) = self.try_update(usage) {
-            tracing::warn!(error = %e, "concurry: limit update ignored");
-        }
-    }
-
-    /// As [`update`](Acquisition::update), failing on the first key it cannot correct (the
-    /// keys before it are corrected).
+    /// How far above the capacity a charge counts: the window algorithms (`SlidingWindow`,
+    /// `FixedWindow`) count it all, and it expires after one window; the bucket algorithms
+    /// (`TokenBucket`, `LeakyBucket`, `Gcra`) count at most one window of debt beyond a full
+    /// bucket, so even an update far above the capacity blocks the key for at most about
+    /// one window (plus one unit's refill), never for as many windows as the overcharge is
+    /// large. [`charged`](Acquisition::charged) still reports the number given here.
     ///
     /// # Errors
     ///
-    /// [`LimitError::NotUpdatable`] for a key not held by this acquisition or a resource
-    /// limit.
+    /// [`LimitError::NotUpdatable`] (nothing is changed) for a key this acquisition does
+    /// not hold (not in the set, or not requested), or a resource limit (whose units come
+    /// back when the acquisition drops). In a worker child, [`LimitError::Timeout`] if the
+    /// parent is gone.
     ///
     /// ```
     /// use concurry::{LimitError, LimitSet, RateLimit};
     ///
-    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 1000)]).unwrap();
-    /// let mut acq = set.acquire(&[("tokens", 10)]).unwrap();
-    /// let e = acq.try_update(&[("images", 1)]).unwrap_err();
-    /// assert!(matches!(e, LimitError::NotUpdatable { .. }));
+    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 100)]).unwrap();
+    /// let mut acq = set.acquire(&[("tokens", 40)]).unwrap();
+    /// acq.update(&[("tokens", 55)])?; // more than reserved: the extra 15 are charged (with a warning)
+    /// assert_eq!(set.stats()[0].used, 55);
+    /// let e = acq.update(&[("tokens", 10), ("tokenz", 1)]).unwrap_err();
+    /// assert!(matches!(e, LimitError::NotUpdatable { ref key, .. } if key == "tokenz"));
+    /// assert_eq!(set.stats()[0].used, 55); // nothing was changed
+    /// # Ok::<(), LimitError>(())
     /// ```
-    pub fn try_update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
-        if let Held::Remote(r) = &mut self.held {
-            return r.try_update(usage);
+    pub fn update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
+        let (set, at, items, over) = match &mut self.held {
+            Held::Remote(r) => return r.update(usage),
+            Held::CallOnly => {
+                return match usage.first() {
+                    None => Ok(()),
+                    Some(&(key, _)) => Err(not_updatable(
+                        key,
+                        if key == CALL_COUNT {
+                            "an implicit call-limit unit is always one call; request \
+                             `call_count` explicitly to charge a batch and correct it"
+                        } else {
+                            "this acquisition holds only one implicit `call_count` unit"
+                        },
+                    )),
+                };
+            }
+            Held::Set {
+                set,
+                at,
+                items,
+                over,
+            } => (set, *at, items, over),
+        };
+        if set.admits_all() {
+            // An empty set admits any key, so a method also runs as plain Rust outside a
+            // pool: there is nothing to correct.
+            return Ok(());
         }
+        // Check every key before changing anything.
+        let mut targets: Vec<(u8, u64)> = Vec::with_capacity(usage.len());
         for &(key, used) in usage {
-            let not = |reason: &str| LimitError::NotUpdatable {
-                key: key.to_string(),
-                reason: reason.to_string(),
-            };
-            // Not a set's units: one implicit call unit (remote ones returned above).
-            let Held::Set { set, at, items } = &mut self.held else {
-                return Err(not(if key == CALL_COUNT {
-                    "an implicit call-limit unit is always one call; request `call_count` \
-                     explicitly to charge a batch and correct it"
-                } else {
-                    "this acquisition holds only one implicit `call_count` unit"
-                }));
-            };
             let Some(idx) = set.index(key) else {
-                return Err(not("the set has no limit with this key"));
+                let known: Vec<&str> = items
+                    .slice(set)
+                    .0
+                    .iter()
+                    .map(|&(i, _)| set.key(i))
+                    .collect();
+                return Err(not_updatable(
+                    key,
+                    &format!(
+                        "the set has no limit with this key; this acquisition holds: {}",
+                        known.join(", ")
+                    ),
+                ));
             };
             if set.is_resource(idx) {
-                return Err(not(
+                return Err(not_updatable(
+                    key,
                     "it is a resource limit; its units come back when the acquisition drops",
                 ));
             }
-            if let Items::Auto = items {
-                *items = Items::List(set.auto.to_vec());
-            }
-            let Items::List(list) = items else {
-                unreachable!("made a list above")
-            };
-            let Some(slot) = list.iter_mut().find(|(i, _)| *i == idx) else {
-                return Err(not(
+            if !items.slice(set).0.iter().any(|&(i, _)| i == idx) {
+                return Err(not_updatable(
+                    key,
                     "this acquisition did not request it; name it in `acquire` first",
                 ));
+            }
+            targets.push((idx, used));
+        }
+        if targets.is_empty() {
+            return Ok(());
+        }
+        if let Items::Auto = items {
+            *items = Items::List(set.auto.to_vec());
+        }
+        let Items::List(list) = items else {
+            unreachable!("made a list above")
+        };
+        for (idx, used) in targets {
+            let Some(slot) = list.iter_mut().find(|(i, _)| *i == idx) else {
+                continue; // checked above
             };
-            let old = slot.1;
-            if used > old {
+            let pos = over.iter().position(|&(i, _)| i == idx);
+            let reported = pos.map_or(slot.1, |p| over[p].1);
+            if used > reported {
                 tracing::warn!(
-                    key,
-                    requested = old,
+                    key = set.key(idx),
+                    requested = reported,
                     used,
                     "concurry: used more than was acquired; the difference is charged now"
                 );
             }
-            set.recharge(idx, *at, old, used);
-            slot.1 = used;
+            slot.1 = set.recharge(idx, at, slot.1, used);
+            match (pos, slot.1 == used) {
+                (Some(p), true) => {
+                    over.swap_remove(p);
+                }
+                (Some(p), false) => over[p].1 = used,
+                (None, false) => over.push((idx, used)),
+                (None, true) => {}
+            }
         }
         Ok(())
+    }
+}
+
+fn not_updatable(key: &str, reason: &str) -> LimitError {
+    LimitError::NotUpdatable {
+        key: key.to_string(),
+        reason: reason.to_string(),
     }
 }
 

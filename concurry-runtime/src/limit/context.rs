@@ -7,24 +7,44 @@ use std::task::{Context, Poll};
 
 use super::set::LimitSet;
 
+/// What the method running on this thread sees.
+enum Current {
+    /// No worker method: the empty set, or a worker child's hosted set.
+    Outside,
+    /// A method of a pool with limits: its set.
+    Set(LimitSet),
+    /// A method of a pool built without limits (no set to clone per call).
+    NoLimits,
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<LimitSet>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Current> = const { RefCell::new(Current::Outside) };
     /// What `limits()` gives outside a worker, made once per thread.
     static EMPTY: LimitSet = LimitSet::empty();
+    /// What `limits()` gives inside a pool built without limits, made once per thread.
+    static NONE: LimitSet = LimitSet::pool_without_limits();
 }
 
 /// The [`LimitSet`] of the pool whose worker method is running here; outside a worker
 /// method, an empty set (which admits everything, so a method calling this also works when
 /// called directly, as plain Rust).
 ///
+/// Inside a pool built without `.limits(..)`, the set is empty too but knows no key: a
+/// request naming one fails with [`LimitError::UnknownKey`](crate::LimitError::UnknownKey),
+/// saying the pool has no limits and how to add them (a typo such as `"tokenz"` is never
+/// taken for a limit).
+///
 /// The call already holds its call and resource units, so a request here names only rate
-/// limits. It works in every mode, in sync methods and across `.await`s of async ones.
+/// limits (an empty request on a set with rate limits is refused with
+/// [`LimitError::MissingAmount`](crate::LimitError::MissingAmount)). It works in every
+/// mode, in sync methods and across `.await`s of async ones.
 ///
 /// In a worker child (`Mode::Process`), this is the pool's set as the parent hosts it: each
 /// acquisition, [`update`](crate::Acquisition::update) and release is a message to the
 /// parent (a round trip, a release is not waited for), so a child's usage shows in the
 /// parent's [`stats`](LimitSet::stats) and every worker shares one budget. A pool without
-/// limits gives an empty set in the child too. If the parent is gone, requests fail with
+/// limits gives the same key-refusing empty set in the child. If the parent is gone,
+/// requests fail with
 /// [`LimitError::Timeout`](crate::LimitError::Timeout) instead of waiting.
 ///
 /// ```
@@ -37,7 +57,7 @@ thread_local! {
 ///     pub fn new() -> Self { Api }
 ///     pub fn call(&self, tokens: u64) -> Result<u64, concurry::LimitError> {
 ///         let mut acq = concurry::limits().acquire(&[("tokens", tokens)])?;
-///         acq.update(&[("tokens", tokens / 2)]);   // the reply said we used half
+///         acq.update(&[("tokens", tokens / 2)])?;   // the reply said we used half
 ///         Ok(tokens / 2)
 ///     }
 /// }
@@ -46,32 +66,56 @@ thread_local! {
 /// assert_eq!(api.call(100).result()?, 50);
 /// assert!(concurry::limits().is_empty()); // not inside a worker here
 /// api.stop()?;
+///
+/// let unlimited = Api::options().init()?;
+/// let e = unlimited.call(100).result().unwrap_err();
+/// assert!(e.to_string().contains("the pool was built without them"), "{e}");
+/// unlimited.stop()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn limits() -> LimitSet {
-    CURRENT
-        .with(|c| c.borrow().clone())
+    let current = CURRENT.with(|c| match &*c.borrow() {
+        Current::Set(set) => Some(set.clone()),
+        Current::NoLimits => Some(NONE.with(LimitSet::clone)),
+        Current::Outside => None,
+    });
+    current
         .or_else(LimitSet::remote)
         .unwrap_or_else(|| EMPTY.with(LimitSet::clone))
 }
 
 /// Restores the previous current set when dropped (also on unwind).
-struct Restore(Option<LimitSet>);
+struct Restore(Option<Current>);
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        let prev = self.0.take();
-        CURRENT.with(|c| *c.borrow_mut() = prev);
+        if let Some(prev) = self.0.take() {
+            CURRENT.with(|c| *c.borrow_mut() = prev);
+        }
     }
 }
 
+fn replace(now: Current) -> Restore {
+    Restore(Some(
+        CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), now)),
+    ))
+}
+
 fn enter(set: &LimitSet) -> Restore {
-    Restore(CURRENT.with(|c| c.borrow_mut().replace(set.clone())))
+    replace(Current::Set(set.clone()))
 }
 
 /// Runs `f` with `set` as the current limit set.
 pub(crate) fn with_limits<R>(set: &LimitSet, f: impl FnOnce() -> R) -> R {
     let _restore = enter(set);
+    f()
+}
+
+/// Runs `f` (a method of a pool without limits) with the set that refuses every key as
+/// the current one.
+#[inline]
+pub(crate) fn without_limits<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = replace(Current::NoLimits);
     f()
 }
 

@@ -56,6 +56,23 @@ pub enum LimitError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// An empty request (`acquire(&[])`) on a set with rate limits that need an amount:
+    /// it would charge none of them. Call and resource limits need none (one unit each is
+    /// taken for every request).
+    ///
+    /// ```
+    /// use concurry::{LimitError, LimitSet, RateLimit};
+    ///
+    /// let set = LimitSet::new([RateLimit::per_minute("tokens", 1000)]).unwrap();
+    /// let e = set.acquire(&[]).unwrap_err();
+    /// assert!(matches!(e, LimitError::MissingAmount { ref keys } if keys == &["tokens"]));
+    /// assert!(e.to_string().contains(r#"pass ("tokens", n)"#));
+    /// ```
+    #[error("{}", missing_amount(keys))]
+    MissingAmount {
+        /// The rate limits' keys, in the set's order.
+        keys: Vec<String>,
+    },
     /// `update` named a key this acquisition does not hold, or a resource limit (whose units
     /// are returned on drop, not corrected).
     #[error("cannot update `{key}`: {reason}")]
@@ -65,4 +82,21 @@ pub enum LimitError {
         /// Why.
         reason: String,
     },
+}
+
+fn missing_amount(keys: &[String]) -> String {
+    let names: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+    let pairs: Vec<String> = keys.iter().map(|k| format!("(\"{k}\", n)")).collect();
+    match keys {
+        [_] => format!(
+            "acquire(&[]) names no amount for rate limit {}; pass {}",
+            names[0], pairs[0]
+        ),
+        _ => format!(
+            "acquire(&[]) names no amount for rate limits {}; pass {} (or only the keys \
+             this request uses)",
+            names.join(", "),
+            pairs.join(", ")
+        ),
+    }
 }

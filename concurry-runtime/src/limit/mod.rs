@@ -5,11 +5,18 @@
 //! - [`ResourceLimit`]: at most `capacity` units held at once (a semaphore).
 //! - [`Limit`]: any of them, as a set holds it.
 //! - [`LimitSet`]: several limits acquired all-or-nothing, FIFO, blocking or async.
-//! - [`Acquisition`]: the guard of what a set granted; `update` corrects the charge.
+//! - [`Acquisition`]: the guard of what a set granted; `update` corrects the charge (and
+//!   fails, changing nothing, on a key the acquisition does not hold).
 //! - [`LimitPool`]: several sets (one per API key, say) behind one `acquire`.
 //! - [`LimitStats`]: capacity, used, available and waiters of one limit.
 //! - [`LimitError`]: why an acquisition failed.
 //! - [`limits()`]: the set of the pool whose method is running.
+//!
+//! A request names each rate limit it charges with an amount; call and resource limits are
+//! taken one unit each without being named. A rate limit a request does not name is not
+//! charged, so an empty request (`&[]`) on a set with rate limits is refused with
+//! [`LimitError::MissingAmount`] instead of charging none of them (name a rate limit with
+//! `0` to take only the automatic units).
 //!
 //! Limits given to a pool with `options().limits(..)` are shared by every worker of that
 //! pool. Each call takes one unit of every call and resource limit on its worker just before
@@ -23,7 +30,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use concurry::{CallLimit, FakeClock, LimitSet, RateLimit};
+//! use concurry::{CallLimit, FakeClock, LimitError, LimitSet, RateLimit};
 //!
 //! let clock = FakeClock::new();
 //! let set = LimitSet::builder()
@@ -35,7 +42,10 @@
 //! let a = set.try_acquire(&[("tokens", 60)]).unwrap();
 //! assert!(set.try_acquire(&[("tokens", 60)]).is_err()); // only 40 tokens left
 //! let b = set.try_acquire(&[("tokens", 40)]).unwrap();
-//! assert!(set.try_acquire(&[]).is_err());               // and no call left
+//! let no_call = set.try_acquire(&[("tokens", 0)]);       // and no call left
+//! assert!(matches!(no_call, Err(LimitError::WouldBlock { .. })));
+//! let e = set.try_acquire(&[]).unwrap_err();              // names no amount of tokens
+//! assert!(matches!(e, LimitError::MissingAmount { .. }));
 //! clock.advance(Duration::from_secs(1));
 //! assert!(set.try_acquire(&[("tokens", 100)]).is_ok());
 //! # drop((a, b));

@@ -32,6 +32,12 @@ pub(crate) const CALL_COUNT: &str = "call_count";
 /// - `Gcra`: the generic cell rate algorithm (a theoretical arrival time), with burst
 ///   tolerance `capacity`; the same bound as `TokenBucket` from a single timestamp.
 ///
+/// An [`update`](crate::Acquisition::update) above what was acquired is charged on top.
+/// The window algorithms count it all, and it expires after one window; the bucket
+/// algorithms (`TokenBucket`, `LeakyBucket`, `Gcra`) count at most one window of such debt
+/// beyond a full bucket. So even an overcharge far above the capacity blocks a key for
+/// about one window (plus a unit's refill), never for as many windows as it is large.
+///
 /// ```
 /// use concurry::RateAlgorithm;
 /// assert_eq!(RateAlgorithm::default(), RateAlgorithm::SlidingWindow);
@@ -216,6 +222,13 @@ impl RateLimit {
         self.per_call
     }
 }
+
+/// How many windows of debt the bucket algorithms (`TokenBucket`, `LeakyBucket`, `Gcra`)
+/// count at most beyond a full bucket: an `update` far above the capacity blocks the key for
+/// about `DEBT_WINDOWS` window (plus one unit's refill) instead of for as many windows as the
+/// overcharge is large. The window algorithms need no cap: their charges expire after one
+/// window whatever their size.
+pub(crate) const DEBT_WINDOWS: u64 = 1;
 
 /// Entries a sliding-window log keeps exactly; past this, charges closer together than
 /// `window / MAX_LOG` share an entry (so a log holds at most about `2 * MAX_LOG` entries).
@@ -412,22 +425,43 @@ impl RateState {
         Some(u64::try_from(wait).unwrap_or(u64::MAX).max(1))
     }
 
-    /// Charges `n` units at `now` (whether or not they fit: `update` may charge extra).
-    pub(crate) fn charge(&mut self, now: u64, n: u64) {
+    /// Charges `n` units at `now` (whether or not they fit: `update` may charge extra), and
+    /// returns how many the limit counts: all `n`, except where the bucket algorithms cap
+    /// the debt (see [`DEBT_WINDOWS`]).
+    pub(crate) fn charge(&mut self, now: u64, n: u64) -> u64 {
         if n == 0 {
-            return;
+            return 0;
         }
         self.advance(now);
-        self.charge_at(now, n);
+        self.charge_at(now, n)
     }
 
-    /// `charge` on a state already advanced to `now`.
+    /// `charge` on a state already advanced to `now`. An admitted request always fits, so
+    /// the cap binds only on an `update` above what fits.
     #[inline]
-    fn charge_at(&mut self, now: u64, n: u64) {
+    fn charge_at(&mut self, now: u64, n: u64) -> u64 {
         let (w, c) = (self.window, self.capacity);
         match &mut self.algo {
-            Algo::Token { level, .. } => *level -= i128::from(n) * i128::from(w),
-            Algo::Leaky { queued, .. } => *queued = queued.saturating_add(n),
+            Algo::Token { level, .. } => {
+                let floor = -(i128::from(DEBT_WINDOWS) * i128::from(c) * i128::from(w));
+                let next = *level - i128::from(n) * i128::from(w);
+                if next >= floor {
+                    *level = next;
+                    return n;
+                }
+                // Whole units, so a later refund of them is exact: the level ends less
+                // than one unit below the floor.
+                let room = ceil_div_i(*level - floor, i128::from(w));
+                let taken = u64::try_from(room).unwrap_or(n).min(n);
+                *level -= i128::from(taken) * i128::from(w);
+                return taken;
+            }
+            Algo::Leaky { queued, .. } => {
+                let most = c.saturating_mul(1 + DEBT_WINDOWS);
+                let taken = n.min(most.saturating_sub(*queued));
+                *queued += taken;
+                return taken;
+            }
             Algo::Sliding { log, total } => {
                 let crowded = log.len() >= MAX_LOG;
                 match log.back_mut() {
@@ -445,9 +479,21 @@ impl RateState {
             Algo::Fixed { count, .. } => *count = count.saturating_add(n),
             Algo::Gcra { tat } => {
                 let now_s = i128::from(now) * i128::from(c);
-                *tat = (*tat).max(now_s) + i128::from(n) * i128::from(w);
+                let base = (*tat).max(now_s);
+                let next = base + i128::from(n) * i128::from(w);
+                let most = now_s + i128::from(1 + DEBT_WINDOWS) * i128::from(w) * i128::from(c);
+                if next <= most {
+                    *tat = next;
+                    return n;
+                }
+                // Whole units, as for the token bucket.
+                let room = ceil_div_i(most - base, i128::from(w));
+                let taken = u64::try_from(room).unwrap_or(n).min(n);
+                *tat = base + i128::from(taken) * i128::from(w);
+                return taken;
             }
         }
+        n
     }
 
     /// Gives back `n` units of a charge made at `at`, as far as the algorithm still holds them

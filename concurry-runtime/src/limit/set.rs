@@ -130,6 +130,8 @@ pub struct LimitSetBuilder {
     limits: Vec<Limit>,
     clock: Option<Box<dyn Clock>>,
     name: Option<String>,
+    /// Builds what `limits()` gives inside a pool without limits.
+    pool_without_limits: bool,
 }
 
 impl LimitSetBuilder {
@@ -237,6 +239,10 @@ impl LimitSetBuilder {
             });
         }
         let auto_mask = auto.iter().fold(0, |m, &(i, _)| m | bit(i));
+        let need_amount = (0..kinds.len())
+            .filter(|&i| matches!(kinds[i], LimitKind::Rate(_)))
+            .map(|i| u8::try_from(i).unwrap_or(u8::MAX))
+            .collect();
         let auto_call_only =
             matches!(*auto, [(i, _)] if matches!(kinds[usize::from(i)], LimitKind::Call(_)));
         Ok(LimitSet {
@@ -248,6 +254,8 @@ impl LimitSetBuilder {
                 auto: auto.into_boxed_slice(),
                 auto_mask,
                 auto_call_only,
+                need_amount,
+                pool_without_limits: self.pool_without_limits,
                 clock: self.clock.unwrap_or_else(|| Box::new(SystemClock::new())),
                 state: Mutex::new(State {
                     slots,
@@ -265,16 +273,20 @@ impl LimitSetBuilder {
 /// pool whose `options().limits(..)` got it).
 ///
 /// A request names rate limits by key with an amount; call and resource limits are added to
-/// every request automatically (one unit each). Inside a worker method, [`limits()`]
-/// gives the pool's set, whose call and resource units the call already holds, so a request
-/// there adds nothing automatically.
+/// every request automatically (one unit each; name one to take more). A rate limit the
+/// request does not name is not charged, and an empty request on a set with rate limits is
+/// refused with [`LimitError::MissingAmount`] (it would charge none of them). Inside a
+/// worker method, [`limits()`] gives the pool's set, whose call and resource units the call
+/// already holds, so a request there adds nothing automatically (and `&[]` there charges
+/// nothing, or is refused the same way if the set has rate limits).
 ///
 /// - all or nothing: a request waits until every key fits at once, holding nothing meanwhile;
 /// - first come, first served: a request waits behind earlier waiters that want any of its
 ///   keys;
 /// - a request above a limit's capacity fails at once with [`LimitError::ExceedsCapacity`],
 ///   an unknown key with [`LimitError::UnknownKey`] (an empty set admits everything, so
-///   methods using [`limits()`] also run outside a pool).
+///   methods using [`limits()`] also run outside a pool; inside a pool built without
+///   limits, [`limits()`] refuses every key).
 ///
 /// # In a worker child
 ///
@@ -301,7 +313,7 @@ impl LimitSetBuilder {
 /// let set = LimitSet::new([CallLimit::per_minute(500), RateLimit::per_minute("tokens", 50_000)])?;
 /// let mut acq = set.acquire(&[("tokens", 1000)])?;   // also takes one `call_count`
 /// // ... call the API, which reports 420 tokens used ...
-/// acq.update(&[("tokens", 420)]);                      // refunds the other 580
+/// acq.update(&[("tokens", 420)])?;                     // refunds the other 580
 /// drop(acq);
 /// let tokens = set.stats().into_iter().find(|s| s.key == "tokens").unwrap();
 /// assert_eq!(tokens.used, 420);
@@ -336,6 +348,11 @@ pub(crate) struct SetInner {
     /// The automatic units are one call-limit unit and nothing else: such an acquisition
     /// has nothing to give back and cannot be updated, so it needs no handle on the set.
     pub(crate) auto_call_only: bool,
+    /// The rate limits that are not call limits: a request must name them to charge them,
+    /// so an empty request is refused (it would silently charge none of them).
+    need_amount: Box<[u8]>,
+    /// The set `limits()` gives inside a pool built without limits: no key is known.
+    pool_without_limits: bool,
     clock: Box<dyn Clock>,
     state: Mutex<State>,
     /// Notified whenever units come back or a waiter leaves the queue.
@@ -413,18 +430,37 @@ impl LimitSet {
         LimitSetBuilder::default()
     }
 
-    /// A set with no limits: every request is admitted at once.
+    /// A set with no limits: every request is admitted at once, and every
+    /// [`update`](Acquisition::update) of what it granted is accepted (there is nothing to
+    /// correct). It is what [`limits()`](crate::limits) gives outside a worker, so a method
+    /// also runs as plain Rust; inside a pool built without limits, `limits()` refuses
+    /// every key instead.
     ///
     /// ```
     /// use concurry::LimitSet;
     /// let set = LimitSet::empty();
     /// assert!(set.is_empty());
-    /// assert!(set.try_acquire(&[("tokens", 10)]).is_ok());
+    /// let mut acq = set.try_acquire(&[("tokens", 10)]).unwrap();
+    /// assert!(acq.update(&[("tokens", 7)]).is_ok());
+    /// assert_eq!(acq.charged("tokens"), None);
     /// ```
     pub fn empty() -> Self {
         LimitSet::builder()
             .build()
             .unwrap_or_else(|_| unreachable!("an empty set is valid"))
+    }
+
+    /// What [`limits()`](crate::limits) gives inside a pool built without limits: empty,
+    /// but refusing every key (a typo must not pass for a limit that does not exist).
+    pub(crate) fn pool_without_limits() -> Self {
+        let builder = LimitSetBuilder {
+            pool_without_limits: true,
+            ..LimitSetBuilder::default()
+        };
+        builder
+            .build()
+            .unwrap_or_else(|_| unreachable!("an empty set is valid"))
+            .for_call()
     }
 
     /// The set's name, if it was given one.
@@ -463,12 +499,13 @@ impl LimitSet {
     }
 
     /// In a worker child, the pool's set, hosted by the parent: `None` outside a worker
-    /// child, or if the pool has no limits (an empty local set then answers the same,
-    /// without asking the parent each time).
+    /// child; if the pool has no limits, a local set that refuses every key (it answers
+    /// the same as the parent would, without asking it each time).
     pub(crate) fn remote() -> Option<LimitSet> {
         let r = RemoteLimits::current()?;
         if r.is_empty() {
-            return None;
+            static NONE: OnceLock<LimitSet> = OnceLock::new();
+            return Some(NONE.get_or_init(LimitSet::pool_without_limits).clone());
         }
         Some(LimitSet::hosted_by(r))
     }
@@ -498,7 +535,8 @@ impl LimitSet {
     ///
     /// # Errors
     ///
-    /// [`LimitError::UnknownKey`] and [`LimitError::ExceedsCapacity`] at once.
+    /// [`LimitError::UnknownKey`], [`LimitError::ExceedsCapacity`] and
+    /// [`LimitError::MissingAmount`] (for `&[]` on a set with rate limits) at once.
     ///
     /// ```
     /// use concurry::{CallLimit, LimitSet, RateLimit};
@@ -586,7 +624,7 @@ impl LimitSet {
     /// # Errors
     ///
     /// [`LimitError::WouldBlock`], [`LimitError::UnknownKey`],
-    /// [`LimitError::ExceedsCapacity`].
+    /// [`LimitError::ExceedsCapacity`], [`LimitError::MissingAmount`].
     ///
     /// ```
     /// use concurry::{LimitError, LimitSet, RateLimit};
@@ -848,6 +886,15 @@ impl LimitSet {
     #[inline]
     fn resolve(&self, inner: &SetInner, request: &[(&str, u64)]) -> Result<Items, LimitError> {
         if request.is_empty() {
+            if !inner.need_amount.is_empty() {
+                return Err(LimitError::MissingAmount {
+                    keys: inner
+                        .need_amount
+                        .iter()
+                        .map(|&i| inner.key(i).to_string())
+                        .collect(),
+                });
+            }
             return Ok(if self.in_call || inner.keys.is_empty() {
                 Items::List(Vec::new())
             } else {
@@ -859,6 +906,14 @@ impl LimitSet {
 
     fn resolve_list(&self, inner: &SetInner, request: &[(&str, u64)]) -> Result<Items, LimitError> {
         if inner.keys.is_empty() {
+            if let (true, Some(&(key, _))) = (inner.pool_without_limits, request.first()) {
+                return Err(LimitError::UnknownKey {
+                    key: key.to_string(),
+                    known: "no limits (the pool was built without them; add them with \
+                            `options().limits(..)`)"
+                        .to_string(),
+                });
+            }
             return Ok(Items::List(Vec::new()));
         }
         let mut list: Vec<(u8, u64)> = Vec::with_capacity(request.len() + inner.auto.len());
@@ -982,6 +1037,11 @@ impl SetInner {
             .and_then(|i| u8::try_from(i).ok())
     }
 
+    /// True for an empty set outside a pool, which admits (and corrects) any key.
+    pub(crate) fn admits_all(&self) -> bool {
+        self.keys.is_empty() && !self.pool_without_limits
+    }
+
     pub(crate) fn is_resource(&self, idx: u8) -> bool {
         self.kinds[usize::from(idx)] == LimitKind::Resource
     }
@@ -1020,19 +1080,22 @@ impl SetInner {
         }
     }
 
-    /// Corrects the charge of rate limit `idx` (made at `at`) from `old` to `new` units.
-    pub(crate) fn recharge(&self, idx: u8, at: u64, old: u64, new: u64) {
+    /// Corrects the charge of rate limit `idx` (made at `at`) from `old` counted units to
+    /// `new`; returns the units now counted (`new`, or less where a bucket caps its debt).
+    pub(crate) fn recharge(&self, idx: u8, at: u64, old: u64, new: u64) -> u64 {
         let now = self.now();
         let mut st = lock(&self.state);
-        if let Slot::Rate(r) = &mut st.slots[usize::from(idx)] {
-            if new < old {
-                r.refund(now, at, old - new);
-                if !st.waiters.is_empty() {
-                    notify(self, &mut st);
-                }
-            } else if new > old {
-                r.charge(now, new - old);
+        let Slot::Rate(r) = &mut st.slots[usize::from(idx)] else {
+            return old;
+        };
+        if new < old {
+            r.refund(now, at, old - new);
+            if !st.waiters.is_empty() {
+                notify(self, &mut st);
             }
+            new
+        } else {
+            old + r.charge(now, new - old)
         }
     }
 }
@@ -1094,7 +1157,9 @@ fn admit(
     }
     for &(i, n) in items {
         match &mut st.slots[usize::from(i)] {
-            Slot::Rate(r) => r.charge(now, n),
+            Slot::Rate(r) => {
+                r.charge(now, n);
+            }
             Slot::Resource { held, .. } => *held += n,
         }
     }

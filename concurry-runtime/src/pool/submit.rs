@@ -12,7 +12,7 @@ use super::{Pool, Shared};
 use crate::error::{Error, panic_message};
 use crate::future::slot::Slot;
 use crate::future::{Completer, Promise, PromiseCell};
-use crate::limit::context::{WithLimits, with_limits};
+use crate::limit::context::{WithLimits, with_limits, without_limits};
 use crate::limit::{Acquisition, LimitSet, WaitError};
 use crate::sync::{Arc, DynArc, Mutex, Ordering, lock};
 use crate::worker::{
@@ -122,7 +122,9 @@ where
             return;
         }
         let out = match limits {
-            None => catch_unwind(AssertUnwindSafe(|| f(w))).unwrap_or_else(panicked),
+            None => {
+                catch_unwind(AssertUnwindSafe(|| without_limits(|| f(w)))).unwrap_or_else(panicked)
+            }
             Some(limits) => {
                 let held = match limits.acquire(&c) {
                     Ok(held) => held,
@@ -227,7 +229,8 @@ impl<T, E> Future for Unlimited<'_, T, E> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let out = match catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+        let poll = || without_limits(|| this.fut.as_mut().poll(cx));
+        let out = match catch_unwind(AssertUnwindSafe(poll)) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(out)) => out,
             Err(payload) => panicked(payload),

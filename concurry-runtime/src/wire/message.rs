@@ -105,6 +105,9 @@ pub enum LimitFault {
         key: String,
         reason: String,
     },
+    MissingAmount {
+        keys: Vec<String>,
+    },
 }
 
 impl From<crate::LimitError> for LimitFault {
@@ -125,6 +128,7 @@ impl From<crate::LimitError> for LimitFault {
             E::WouldBlock { keys } => LimitFault::WouldBlock { keys },
             E::Invalid { key, reason } => LimitFault::Invalid { key, reason },
             E::NotUpdatable { key, reason } => LimitFault::NotUpdatable { key, reason },
+            E::MissingAmount { keys } => LimitFault::MissingAmount { keys },
         }
     }
 }
@@ -147,6 +151,7 @@ impl From<LimitFault> for crate::LimitError {
             LimitFault::WouldBlock { keys } => E::WouldBlock { keys },
             LimitFault::Invalid { key, reason } => E::Invalid { key, reason },
             LimitFault::NotUpdatable { key, reason } => E::NotUpdatable { key, reason },
+            LimitFault::MissingAmount { keys } => E::MissingAmount { keys },
         }
     }
 }

@@ -67,7 +67,7 @@ fn loom_refund_admits_the_waiter() {
             let got = s2.acquire(&[("tokens", 4)]).unwrap();
             assert_eq!(got.charged("tokens"), Some(4));
         });
-        first.update(&[("tokens", 6)]);
+        first.update(&[("tokens", 6)]).unwrap();
         t.join().unwrap();
         assert_eq!(s.stats()[0].used, 10);
     });

@@ -388,13 +388,13 @@ impl RemoteAcquisition {
         self.charged.iter().find(|(k, _)| k == key).map(|&(_, n)| n)
     }
 
-    /// Corrects the charges in the parent (as `Acquisition::try_update`, which the parent
-    /// runs on its lease).
+    /// Corrects the charges in the parent (as `Acquisition::update`, which the parent runs
+    /// on its lease: whole or not at all).
     ///
     /// # Errors
     ///
-    /// As `Acquisition::try_update`; [`LimitError::Timeout`] if the parent is gone.
-    pub(crate) fn try_update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
+    /// As `Acquisition::update`; [`LimitError::Timeout`] if the parent is gone.
+    pub(crate) fn update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
         let msg: Vec<(String, u64)> = usage.iter().map(|(k, n)| ((*k).to_string(), *n)).collect();
         if self
             .link
@@ -403,23 +403,15 @@ impl RemoteAcquisition {
         {
             return Err(owner_gone(usage.iter().map(|(k, _)| *k)));
         }
-        let result = reply(&self.link, self.lease)
-            .unwrap_or_else(|| Err(owner_gone(usage.iter().map(|(k, _)| *k))));
-        // The parent corrects key by key and stops at the first it cannot: mirror that.
-        let failed = match &result {
-            Ok(()) => None,
-            Err(LimitError::NotUpdatable { key, .. }) => Some(key.as_str()),
-            Err(_) => return result,
-        };
+        reply(&self.link, self.lease)
+            .unwrap_or_else(|| Err(owner_gone(usage.iter().map(|(k, _)| *k))))?;
+        // The parent applied the whole update: mirror it.
         for &(key, used) in usage {
-            if Some(key) == failed {
-                break;
-            }
             if let Some(slot) = self.charged.iter_mut().find(|(k, _)| k == key) {
                 slot.1 = used;
             }
         }
-        result
+        Ok(())
     }
 }
 
@@ -510,7 +502,7 @@ impl Host {
                 let usage: Vec<(String, u64)> = decode(&env.payload, "limit update")?;
                 let usage: Vec<(&str, u64)> = usage.iter().map(|(k, n)| (k.as_str(), *n)).collect();
                 let r = match lock(&self.leases).get_mut(&env.id) {
-                    Some(acq) => acq.try_update(&usage).map_err(LimitFault::from),
+                    Some(acq) => acq.update(&usage).map_err(LimitFault::from),
                     None => Err(LimitFault::NotUpdatable {
                         key: usage
                             .first()
@@ -662,9 +654,8 @@ mod tests {
             lease: 1,
             charged: vec![("tokens".into(), 5)],
         });
-        assert!(gone(&lease.try_update(&[("tokens", 2)]).unwrap_err()));
+        assert!(gone(&lease.update(&[("tokens", 2)]).unwrap_err()));
         assert_eq!(lease.charged("tokens"), Some(5));
-        lease.update(&[("tokens", 2)]);
         drop(lease);
     }
 }
