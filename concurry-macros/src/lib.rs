@@ -86,6 +86,10 @@ mod worker;
 /// `#[worker(mode = "thread", max_workers = 4, load_balancing = "round_robin", name = "echo")]`
 /// sets the defaults `options()` starts from. `mode` is `"sync"`, `"thread"` or `"async"`;
 /// `load_balancing` is `"round_robin"`, `"least_active"`, `"least_total"` or `"random"`.
+/// A worker holds state, so a pool built without `max_workers` has one instance: every
+/// call meets the same state (`put(1)` then `get(1)` finds the value). `max_workers(n)`
+/// gives `n` instances, each with its own state, and spreads calls over them; with
+/// `on_demand(true)` (a fresh instance per call) the bound defaults to the number of CPUs.
 /// `#[worker(crate = ::my::concurry)]` re-roots the generated paths when `concurry` is
 /// renamed or re-exported.
 ///
@@ -355,7 +359,8 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// method (written below `#[task]`, which reads and removes it).
 ///
 /// `#[task(..)]` takes the options of [`worker`](macro@worker): `mode`, `max_workers`,
-/// `load_balancing`, `name` (default: the function's name), `remote` and `crate`. Every other option of
+/// `load_balancing`, `name` (default: the function's name), `remote` and `crate`. A task
+/// holds no state, so `max_workers` defaults to the number of CPUs (a `#[worker]` type's to 1). Every other option of
 /// the runtime is set on `fetch::options()`: limits apply to every call, and with
 /// `.retry(RetryConfig)` each call is retried when its arguments are `Clone` (a call whose
 /// arguments cannot be cloned runs once, as with `#[worker]`).
