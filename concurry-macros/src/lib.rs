@@ -23,8 +23,9 @@ mod worker;
 ///
 /// - `impl concurry::__private::Worker for Echo`, which runs `Echo::new(..)` in every worker;
 /// - `Echo::options() -> EchoOptions`, a builder (`mode`, `max_workers`, `load_balancing`,
-///   `on_demand`, `max_queued_tasks`, `stop_timeout`, `name`) finished by
-///   `init(..)`, which takes the constructor's arguments and returns an `EchoHandle`;
+///   `on_demand`, `max_queued_tasks`, `stop_timeout`, `retry`, `limits`, `call_timeout`,
+///   `name`) finished by `init(..)`, which takes the constructor's arguments and returns an
+///   `EchoHandle`;
 /// - `EchoHandle` (`Clone + Send + Sync`): one method per `pub` method taking `&self` or
 ///   `&mut self`, with the same name and arguments, returning a `Promise<T>` (a method
 ///   returning `Result<T, E>` gives a `Promise<T, E>`), plus `stop()`, `stats()`,
@@ -101,8 +102,10 @@ mod worker;
 /// (the whole `Result<T, E>` for a fallible method) must implement `Serialize` and
 /// `Deserialize`; a type that does not is a compile error at that argument. The type must be
 /// concrete (no generic parameters). In the other modes nothing changes. In process mode a
-/// child that dies fails its call with `Error::WorkerLost` and is replaced, and `#[retry]`
-/// does not apply.
+/// child that dies fails its call with `Error::WorkerLost` and is replaced, `call_timeout`
+/// bounds each call (a child past it is killed and replaced), and calls are retried per the
+/// pool's `retry` and the method's `#[retry(..)]` as in the other modes (any call can be
+/// retried, whatever its argument types: its encoded bytes are sent again).
 ///
 /// ```
 /// use concurry::Mode;
@@ -135,6 +138,17 @@ mod worker;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Retries: `#[retry(..)]`
+///
+/// A method of the block may carry `#[retry(attempts = 5, on = path, until = path)]` (any of
+/// the three) or `#[retry(never)]`, which `#[worker]` reads and removes. It overrides the
+/// pool's `retry` option for that method: `attempts` is the number of tries in all, `on` a
+/// `fn(&E) -> bool` choosing which of the method's errors to retry, `until` a
+/// `fn(&T) -> bool` accepting outputs (both checked against the method's types at compile
+/// time); the waits between tries come from the pool's `RetryConfig`. It applies in every
+/// mode, process mode included. A method whose arguments are not `Clone` cannot be sent
+/// again and runs once (except in process mode).
 ///
 /// # Rules
 ///
@@ -360,10 +374,12 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// `#[task(..)]` takes the options of [`worker`](macro@worker): `mode`, `max_workers`,
 /// `load_balancing`, `name` (default: the function's name), `remote` and `crate`. A task
-/// holds no state, so `max_workers` defaults to the number of CPUs (a `#[worker]` type's to 1). Every other option of
-/// the runtime is set on `fetch::options()`: limits apply to every call, and with
-/// `.retry(RetryConfig)` each call is retried when its arguments are `Clone` (a call whose
-/// arguments cannot be cloned runs once, as with `#[worker]`).
+/// holds no state, so `max_workers` defaults to the number of CPUs (a `#[worker]` type's to
+/// 1). The other options of the runtime are set on `fetch::options()`: `on_demand`,
+/// `max_queued_tasks`, `stop_timeout`, `retry`, `limits` and (process mode) `call_timeout`.
+/// Limits apply to every call, and with `.retry(RetryConfig)` each call is retried when its
+/// arguments are `Clone` (a call whose arguments cannot be cloned runs once, as with
+/// `#[worker]`; in process mode every call can be retried).
 ///
 /// The function must be a free function at module level (the module is a sibling of it, and
 /// spells its argument types again through `use super::*`), not generic, not `unsafe`, and
