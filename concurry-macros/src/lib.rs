@@ -85,7 +85,8 @@ mod worker;
 /// # Options
 ///
 /// `#[worker(mode = "thread", max_workers = 4, load_balancing = "round_robin", name = "echo")]`
-/// sets the defaults `options()` starts from. `mode` is `"sync"`, `"thread"` or `"async"`;
+/// sets the defaults `options()` starts from. `mode` is `"sync"`, `"thread"`, `"async"` or,
+/// with `remote`, `"process"` (the names `"..".parse::<Mode>()` accepts);
 /// `load_balancing` is `"round_robin"`, `"least_active"`, `"least_total"` or `"random"`.
 /// A worker holds state, so a pool built without `max_workers` has one instance: every
 /// call meets the same state (`put(1)` then `get(1)` finds the value). `max_workers(n)`
@@ -101,7 +102,8 @@ mod worker;
 /// message. So the constructor's arguments, every method's arguments and every return type
 /// (the whole `Result<T, E>` for a fallible method) must implement `Serialize` and
 /// `Deserialize`; a type that does not is a compile error at that argument. The type must be
-/// concrete (no generic parameters). In the other modes nothing changes. In process mode a
+/// concrete (no generic parameters). `#[worker(remote, mode = "process")]` makes process mode
+/// the default of `options()`. In the other modes nothing changes. In process mode a
 /// child that dies fails its call with `Error::WorkerLost` and is replaced, `call_timeout`
 /// bounds each call (a child past it is killed and replaced), and calls are retried per the
 /// pool's `retry` and the method's `#[retry(..)]` as in the other modes (any call can be
@@ -335,7 +337,10 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// panic fails its call with `Error::Panicked` and the child serves on; a child that dies
 /// fails its calls with `Error::WorkerLost` and is replaced; `stop()` ends and reaps every
 /// child. In the other modes nothing changes, and the function stays a plain Rust function.
-/// Without `remote`, `init` in process mode is an `Error::Config` saying to add it.
+/// Without `remote`, `init` in process mode is an `Error::Config` saying to add it (and
+/// `mode = "process"` in the attribute, a compile error). `#[task(remote, mode = "process")]`
+/// runs the implicit pool in child processes too, so `fetch::submit(..)` and
+/// `fetch::map(..)` cross to them.
 ///
 /// ```
 /// use concurry::prelude::*;

@@ -29,7 +29,10 @@ pub(crate) fn check(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>) -> bool {
         check_crossing(cx, ty, true);
         check_names(cx, t, ty);
     }
-    cx.error_count() == before
+    let ok = cx.error_count() == before;
+    // Not a reason to leave the module out: with it, the callers still type-check.
+    crate::worker::validate::check_process_needs_remote(cx, args, "task");
+    ok
 }
 
 /// `mode = "sync"` runs calls in-line on one worker.

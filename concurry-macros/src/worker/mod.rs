@@ -40,6 +40,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let generated = {
         let w = model::from_ast(&item_impl);
         let verdict = validate::check(&mut cx, &w);
+        validate::check_process_needs_remote(&mut cx, &parsed_args, "worker");
         let remote = parsed_args.remote.is_some()
             && validate::check_remote_generics(&mut cx, &w, parsed_args.remote.map(|(_, s)| s));
         match w.ident {

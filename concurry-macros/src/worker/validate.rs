@@ -5,6 +5,7 @@ use quote::ToTokens;
 use syn::visit::Visit;
 use syn::{ImplItem, ReturnType, Type};
 
+use super::args::{ModeArg, WorkerArgs};
 use super::model::{Arg, Method, ReceiverKind, Worker};
 use super::retry::{self, RetryAttr};
 use crate::ctxt::Ctxt;
@@ -125,6 +126,32 @@ pub(crate) fn check_remote_generics(
         "`#[worker(remote)]` needs a concrete type (a child process looks the type up by name); remove the generic parameters, or drop `remote` and use `Mode::Thread`",
     );
     false
+}
+
+/// `mode = "process"` runs the workers in child processes, which only a `remote` type or
+/// function can (its calls travel as serde messages). Reported at the mode's value; the
+/// expansion goes ahead, so the rest of the program still type-checks.
+pub(crate) fn check_process_needs_remote(cx: &mut Ctxt, args: &WorkerArgs, on: &str) {
+    if let Some((ModeArg::Process, span)) = args.mode
+        && args.remote.is_none()
+    {
+        let (attr, serde) = match on {
+            "task" => (
+                "#[task(remote, mode = \"process\")]",
+                "its argument and return types",
+            ),
+            _ => (
+                "#[worker(remote, mode = \"process\")]",
+                "the constructor's and methods' argument and return types",
+            ),
+        };
+        cx.syn_error(syn::Error::new(
+            span,
+            format!(
+                "`mode = \"process\"` runs every worker in a child process, which needs `remote`; write `{attr}` ({serde} must then be serde types), or use `mode = \"thread\"`"
+            ),
+        ));
+    }
 }
 
 fn is_worker_attr(attr: &syn::Attribute) -> bool {
