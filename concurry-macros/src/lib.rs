@@ -13,6 +13,7 @@ use proc_macro::TokenStream;
 
 mod ctxt;
 mod fallback;
+mod source;
 mod task;
 mod worker;
 
@@ -253,7 +254,8 @@ mod worker;
 /// </details>
 #[proc_macro_attribute]
 pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
-    worker::expand(args.into(), item.into()).into()
+    let source = caller_source();
+    worker::expand_in(args.into(), item.into(), source.as_deref()).into()
 }
 
 /// Runs a free function on a pool: the function stays callable as written, and a module of
@@ -458,5 +460,13 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// </details>
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
-    task::expand(args.into(), item.into()).into()
+    let source = caller_source();
+    task::expand_in(args.into(), item.into(), source.as_deref()).into()
+}
+
+/// The text of the file the macro is called in, for the rules that depend on where the item
+/// sits (see `source.rs`); `None` when there is no such file on disk.
+fn caller_source() -> Option<String> {
+    let path = proc_macro::Span::call_site().local_file()?;
+    std::fs::read_to_string(path).ok()
 }

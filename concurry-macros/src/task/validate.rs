@@ -49,6 +49,19 @@ fn check_sync_workers(cx: &mut Ctxt, args: &WorkerArgs) {
     }
 }
 
+/// The module `#[task]` adds beside the function reaches it through `super::`, which from a
+/// module declared in a block (a function body) is the enclosing module, not the block.
+/// Reported at the function's name; the module is still generated.
+pub(crate) fn in_a_block(cx: &mut Ctxt, f: &syn::ItemFn) {
+    let name = &f.sig.ident;
+    cx.error_spanned_by(
+        name,
+        format!(
+            "`#[task]` functions must be declared at module level, not inside a function body or block: `#[task]` adds a module `{name}` beside the function, and a module declared in a block cannot see the block's items; move `fn {name}` out of the enclosing function (to the top of the file or into a `mod`)"
+        ),
+    );
+}
+
 fn check_receiver(cx: &mut Ctxt, t: &Task<'_>) {
     if let Some(r) = t.receiver {
         cx.error_spanned_by(

@@ -154,6 +154,18 @@ pub(crate) fn check_process_needs_remote(cx: &mut Ctxt, args: &WorkerArgs, on: &
     }
 }
 
+/// A type has one `#[worker]` block: it generates one handle, one builder and one `Worker`
+/// impl. Reported at the self type of every block after the first.
+pub(crate) fn second_block(cx: &mut Ctxt, item: &syn::ItemImpl) {
+    let ty = pretty(&item.self_ty.to_token_stream());
+    cx.error_spanned_by(
+        &item.self_ty,
+        format!(
+            "`{ty}` already has a `#[worker]` impl block in this module, and a type has only one (it generates one `{ty}Handle`, one `{ty}::options()` and one `Worker` impl); move these methods into the first `#[worker] impl {ty}` block, or remove `#[worker]` here to keep them as plain methods that the handle does not expose"
+        ),
+    );
+}
+
 fn is_worker_attr(attr: &syn::Attribute) -> bool {
     attr.path()
         .segments
