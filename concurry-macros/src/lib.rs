@@ -160,6 +160,8 @@ mod worker;
 /// worker. The block needs a constructor `fn new(..) -> Self` (or `-> Result<Self, E>`, whose
 /// error surfaces from `init` as `Error::Method(e)`); its arguments must be `Clone`, since
 /// every worker gets a copy. A worker with `async fn` methods taking `&self` must be `Sync`.
+/// A type has one `#[worker]` block (it generates one handle and one builder); more methods
+/// can live in plain `impl` blocks, which the handle does not expose.
 /// Breaking a rule is a compile error at the offending token that says the fix.
 ///
 /// <details><summary>See expanded code</summary>
