@@ -89,6 +89,12 @@
 pub use concurry_macros::{task, worker};
 pub use concurry_runtime::*;
 
+/// Every Rust snippet of `README.md`, compiled and run as a doc test, so the README stays
+/// true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The names most programs need: `use concurry::prelude::*;`.
 pub mod prelude {
     pub use concurry_runtime::{

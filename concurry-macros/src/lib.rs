@@ -13,6 +13,7 @@ use proc_macro::TokenStream;
 
 mod ctxt;
 mod fallback;
+mod source;
 mod task;
 mod worker;
 
@@ -23,8 +24,9 @@ mod worker;
 ///
 /// - `impl concurry::__private::Worker for Echo`, which runs `Echo::new(..)` in every worker;
 /// - `Echo::options() -> EchoOptions`, a builder (`mode`, `max_workers`, `load_balancing`,
-///   `on_demand`, `max_queued_tasks`, `stop_timeout`, `name`) finished by
-///   `init(..)`, which takes the constructor's arguments and returns an `EchoHandle`;
+///   `on_demand`, `max_queued_tasks`, `stop_timeout`, `retry`, `limits`, `call_timeout`,
+///   `name`) finished by `init(..)`, which takes the constructor's arguments and returns an
+///   `EchoHandle`;
 /// - `EchoHandle` (`Clone + Send + Sync`): one method per `pub` method taking `&self` or
 ///   `&mut self`, with the same name and arguments, returning a `Promise<T>` (a method
 ///   returning `Result<T, E>` gives a `Promise<T, E>`), plus `stop()`, `stats()`,
@@ -84,8 +86,13 @@ mod worker;
 /// # Options
 ///
 /// `#[worker(mode = "thread", max_workers = 4, load_balancing = "round_robin", name = "echo")]`
-/// sets the defaults `options()` starts from. `mode` is `"sync"`, `"thread"` or `"async"`;
+/// sets the defaults `options()` starts from. `mode` is `"sync"`, `"thread"`, `"async"` or,
+/// with `remote`, `"process"` (the names `"..".parse::<Mode>()` accepts);
 /// `load_balancing` is `"round_robin"`, `"least_active"`, `"least_total"` or `"random"`.
+/// A worker holds state, so a pool built without `max_workers` has one instance: every
+/// call meets the same state (`put(1)` then `get(1)` finds the value). `max_workers(n)`
+/// gives `n` instances, each with its own state, and spreads calls over them; with
+/// `on_demand(true)` (a fresh instance per call) the bound defaults to the number of CPUs.
 /// `#[worker(crate = ::my::concurry)]` re-roots the generated paths when `concurry` is
 /// renamed or re-exported.
 ///
@@ -96,9 +103,12 @@ mod worker;
 /// message. So the constructor's arguments, every method's arguments and every return type
 /// (the whole `Result<T, E>` for a fallible method) must implement `Serialize` and
 /// `Deserialize`; a type that does not is a compile error at that argument. The type must be
-/// concrete (no generic parameters). In the other modes nothing changes. In process mode a
-/// child that dies fails its call with `Error::WorkerLost` and is replaced, and `#[retry]`
-/// does not apply.
+/// concrete (no generic parameters). `#[worker(remote, mode = "process")]` makes process mode
+/// the default of `options()`. In the other modes nothing changes. In process mode a
+/// child that dies fails its call with `Error::WorkerLost` and is replaced, `call_timeout`
+/// bounds each call (a child past it is killed and replaced), and calls are retried per the
+/// pool's `retry` and the method's `#[retry(..)]` as in the other modes (any call can be
+/// retried, whatever its argument types: its encoded bytes are sent again).
 ///
 /// ```
 /// use concurry::Mode;
@@ -132,6 +142,17 @@ mod worker;
 /// # }
 /// ```
 ///
+/// # Retries: `#[retry(..)]`
+///
+/// A method of the block may carry `#[retry(attempts = 5, on = path, until = path)]` (any of
+/// the three) or `#[retry(never)]`, which `#[worker]` reads and removes. It overrides the
+/// pool's `retry` option for that method: `attempts` is the number of tries in all, `on` a
+/// `fn(&E) -> bool` choosing which of the method's errors to retry, `until` a
+/// `fn(&T) -> bool` accepting outputs (both checked against the method's types at compile
+/// time); the waits between tries come from the pool's `RetryConfig`. It applies in every
+/// mode, process mode included. A method whose arguments are not `Clone` cannot be sent
+/// again and runs once (except in process mode).
+///
 /// # Rules
 ///
 /// Exposed methods take `&self` or `&mut self`, are not generic, and take and return owned
@@ -139,6 +160,8 @@ mod worker;
 /// worker. The block needs a constructor `fn new(..) -> Self` (or `-> Result<Self, E>`, whose
 /// error surfaces from `init` as `Error::Method(e)`); its arguments must be `Clone`, since
 /// every worker gets a copy. A worker with `async fn` methods taking `&self` must be `Sync`.
+/// A type has one `#[worker]` block (it generates one handle and one builder); more methods
+/// can live in plain `impl` blocks, which the handle does not expose.
 /// Breaking a rule is a compile error at the offending token that says the fix.
 ///
 /// <details><summary>See expanded code</summary>
@@ -233,7 +256,8 @@ mod worker;
 /// </details>
 #[proc_macro_attribute]
 pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
-    worker::expand(args.into(), item.into()).into()
+    let source = caller_source();
+    worker::expand_in(args.into(), item.into(), source.as_deref()).into()
 }
 
 /// Runs a free function on a pool: the function stays callable as written, and a module of
@@ -317,7 +341,10 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// panic fails its call with `Error::Panicked` and the child serves on; a child that dies
 /// fails its calls with `Error::WorkerLost` and is replaced; `stop()` ends and reaps every
 /// child. In the other modes nothing changes, and the function stays a plain Rust function.
-/// Without `remote`, `init` in process mode is an `Error::Config` saying to add it.
+/// Without `remote`, `init` in process mode is an `Error::Config` saying to add it (and
+/// `mode = "process"` in the attribute, a compile error). `#[task(remote, mode = "process")]`
+/// runs the implicit pool in child processes too, so `fetch::submit(..)` and
+/// `fetch::map(..)` cross to them.
 ///
 /// ```
 /// use concurry::prelude::*;
@@ -355,10 +382,13 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// method (written below `#[task]`, which reads and removes it).
 ///
 /// `#[task(..)]` takes the options of [`worker`](macro@worker): `mode`, `max_workers`,
-/// `load_balancing`, `name` (default: the function's name), `remote` and `crate`. Every other option of
-/// the runtime is set on `fetch::options()`: limits apply to every call, and with
-/// `.retry(RetryConfig)` each call is retried when its arguments are `Clone` (a call whose
-/// arguments cannot be cloned runs once, as with `#[worker]`).
+/// `load_balancing`, `name` (default: the function's name), `remote` and `crate`. A task
+/// holds no state, so `max_workers` defaults to the number of CPUs (a `#[worker]` type's to
+/// 1). The other options of the runtime are set on `fetch::options()`: `on_demand`,
+/// `max_queued_tasks`, `stop_timeout`, `retry`, `limits` and (process mode) `call_timeout`.
+/// Limits apply to every call, and with `.retry(RetryConfig)` each call is retried when its
+/// arguments are `Clone` (a call whose arguments cannot be cloned runs once, as with
+/// `#[worker]`; in process mode every call can be retried).
 ///
 /// The function must be a free function at module level (the module is a sibling of it, and
 /// spells its argument types again through `use super::*`), not generic, not `unsafe`, and
@@ -432,5 +462,13 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// </details>
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
-    task::expand(args.into(), item.into()).into()
+    let source = caller_source();
+    task::expand_in(args.into(), item.into(), source.as_deref()).into()
+}
+
+/// The text of the file the macro is called in, for the rules that depend on where the item
+/// sits (see `source.rs`); `None` when there is no such file on disk.
+fn caller_source() -> Option<String> {
+    let path = proc_macro::Span::call_site().local_file()?;
+    std::fs::read_to_string(path).ok()
 }

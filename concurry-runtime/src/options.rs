@@ -147,6 +147,10 @@ pub struct PoolConfig {
     pub(crate) limits: Option<Result<crate::limit::LimitSet, crate::limit::LimitError>>,
     /// Process mode: the hard deadline of each call (`None`: none).
     pub(crate) call_timeout: Option<Duration>,
+    /// Whether the pool's workers hold no state (`TaskWorker`, `#[task]`): then calls can go
+    /// to any of many workers, and an unset `max_workers` means the number of CPUs. A
+    /// `#[worker]` type is stateful, so by default it gets one instance.
+    pub(crate) stateless: bool,
 }
 
 impl Default for PoolConfig {
@@ -162,6 +166,7 @@ impl Default for PoolConfig {
             limits: None,
             retry: None,
             call_timeout: None,
+            stateless: false,
         }
     }
 }
@@ -170,13 +175,18 @@ impl Default for PoolConfig {
 const MAX_WORKERS_LIMIT: usize = 100_000;
 
 impl PoolConfig {
-    /// The number of workers: the explicit `max_workers`, or the mode's default
-    /// (1 for sync; the number of CPUs for thread and async).
+    /// The number of workers: the explicit `max_workers`, or the default: 1 in sync mode; 1
+    /// for a stateful worker type in a fixed pool, so its state is never split over instances
+    /// (a `put` then a `get` reach the same one); the number of CPUs for a stateless task pool,
+    /// and as the bound of an on-demand pool (each call gets a fresh instance anyway).
     pub(crate) fn workers(&self) -> usize {
         match (self.max_workers, self.mode) {
             (Some(n), _) => n,
             (None, Mode::Sync) => 1,
-            (None, _) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            (None, _) if self.stateless || self.on_demand => {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            }
+            (None, _) => 1,
         }
     }
 

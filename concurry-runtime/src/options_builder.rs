@@ -40,7 +40,8 @@ impl<W: Worker> Options<W> {
         self
     }
 
-    /// How many workers the pool has (on-demand: at most this many at once).
+    /// How many workers the pool has (on-demand: at most this many at once). Default: 1 for
+    /// a stateful worker type, the number of CPUs for a task pool and for on-demand pools.
     pub fn max_workers(mut self, n: usize) -> Self {
         self.config.max_workers = Some(n);
         self
@@ -96,6 +97,13 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// Marks the workers stateless (task pools): an unset `max_workers` then means the
+    /// number of CPUs instead of one instance.
+    pub(crate) fn stateless(mut self) -> Self {
+        self.config.stateless = true;
+        self
+    }
+
     /// Where the workers will run.
     pub(crate) fn get_mode(&self) -> Mode {
         self.config.mode
@@ -134,8 +142,11 @@ macro_rules! __options_builder_methods {
             Self(self.0.mode(mode))
         }
 
-        /// How many workers the pool has (default: 1 in sync mode, else the number of CPUs).
-        /// With `on_demand(true)`, the most that exist at once.
+        /// How many workers the pool has. Default: 1 for a `#[worker]` type, which holds
+        /// state (so two calls always reach the same instance; raise it to spread calls over
+        /// several instances, each with its own state); the number of CPUs for a stateless
+        /// `#[task]` or `TaskWorker` pool; 1 in sync mode. With `on_demand(true)`, the most
+        /// that exist at once (default: the number of CPUs).
         #[must_use]
         pub fn max_workers(self, n: usize) -> Self {
             Self(self.0.max_workers(n))

@@ -135,6 +135,24 @@ fn every_kind_of_method_in_every_mode() {
     }
 }
 
+/// A worker holds state, so with default options a pool has one instance: calls that
+/// change it and calls that read it meet the same state (issue 10, item 8).
+#[test]
+fn a_stateful_worker_has_one_instance_by_default() {
+    for mode in ALL_MODES {
+        let p = Echo::options().mode(mode).init(0).unwrap();
+        let served: Vec<_> = (0..8).map(|_| p.next()).collect();
+        let served: Vec<u64> = served
+            .into_iter()
+            .map(|f| f.result_timeout(HANG).unwrap())
+            .collect();
+        assert_eq!(served, (1..=8).collect::<Vec<_>>(), "{mode}");
+        let stats = p.stats();
+        assert_eq!((stats.max_workers, stats.workers), (1, 1), "{mode}");
+        p.stop().unwrap();
+    }
+}
+
 #[test]
 fn calls_to_one_worker_run_in_submission_order() {
     for mode in ALL_MODES {

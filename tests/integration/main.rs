@@ -3,6 +3,7 @@
 
 mod balancing;
 mod common;
+mod docs;
 mod every_mode;
 #[cfg(target_os = "linux")]
 mod handshake;

@@ -146,6 +146,42 @@ fn a_remote_worker_runs_in_a_child_process() {
     ));
 }
 
+/// `mode = "process"` in the attribute: `options()` starts in child processes.
+pub struct Tally {
+    n: u64,
+}
+
+#[concurry::worker(remote, mode = "process")]
+impl Tally {
+    pub fn new() -> Self {
+        Tally { n: 0 }
+    }
+
+    /// Adds one; returns the count and the process holding it.
+    pub fn bump(&mut self) -> (u64, u32) {
+        self.n += 1;
+        (self.n, std::process::id())
+    }
+}
+
+#[test]
+fn mode_process_in_the_attribute_starts_children() {
+    let tally = Tally::options().init().unwrap();
+    assert_eq!(tally.stats().mode, Mode::Process);
+    let (n, pid) = tally.bump().result_timeout(HANG).unwrap();
+    assert_ne!(pid, std::process::id());
+    // One instance by default: its state stays whole.
+    assert_eq!(tally.bump().result_timeout(HANG).unwrap(), (n + 1, pid));
+    tally.stop().unwrap();
+    // Another mode is still one option away.
+    let here = Tally::options().mode(Mode::Thread).init().unwrap();
+    assert_eq!(
+        here.bump().result_timeout(HANG).unwrap(),
+        (1, std::process::id())
+    );
+    here.stop().unwrap();
+}
+
 #[test]
 fn a_remote_worker_runs_in_process_in_thread_mode() {
     let calc = exercise(Mode::Thread);

@@ -426,6 +426,21 @@ fn explicit_task_pools() {
     }
 }
 
+/// Task pools hold no state, so their default `max_workers` stays the number of CPUs (a
+/// `#[worker]` type's is 1: see `every_mode::a_stateful_worker_has_one_instance_by_default`).
+#[test]
+fn stateless_task_pools_default_to_one_worker_per_cpu() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for mode in [Mode::Thread, Mode::Async] {
+        let closures = TaskWorker::options().mode(mode).init().unwrap();
+        assert_eq!(closures.stats().max_workers, cpus, "{mode}");
+        closures.stop().unwrap();
+        let task = panicky::options().mode(mode).init().unwrap();
+        assert_eq!(task.stats().max_workers, cpus, "{mode}");
+        task.stop().unwrap();
+    }
+}
+
 static FLAKY_CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// Fails its first two calls per process, then succeeds.

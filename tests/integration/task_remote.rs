@@ -91,6 +91,12 @@ pub fn second_time(marker: String) -> Result<u32, String> {
     }
 }
 
+/// Process mode from the attribute: the implicit pool runs in child processes.
+#[concurry::task(remote, mode = "process", max_workers = 2)]
+pub fn child_pid() -> u32 {
+    std::process::id()
+}
+
 /// Without `remote`: process mode is refused at `init`.
 #[concurry::task]
 pub fn local_only(x: u8) -> u8 {
@@ -124,6 +130,28 @@ fn a_remote_task_runs_in_a_child_process() {
     );
     pid::stop().unwrap();
     pool.stop().unwrap();
+}
+
+#[test]
+fn mode_process_in_the_attribute_runs_the_implicit_pool_in_children() {
+    let pids: Vec<u32> = child_pid::map_unordered((0..4).map(|_| ()))
+        .map(|p| p.unwrap())
+        .collect();
+    assert_eq!(pids.len(), 4);
+    assert!(
+        pids.iter().all(|&p| p != std::process::id()),
+        "every call ran in a child: {pids:?}"
+    );
+    let handle = child_pid::handle().unwrap();
+    assert_eq!(handle.stats().mode, Mode::Process);
+    assert_eq!(handle.stats().max_workers, 2);
+    // `submit` runs there too; `stop` ends and reaps the children.
+    let child = child_pid::submit().result_timeout(HANG).unwrap();
+    assert_ne!(child, std::process::id());
+    child_pid::stop().unwrap();
+    assert!(reaped(child), "child {child} is gone and reaped");
+    // The function stays plain Rust.
+    assert_eq!(child_pid(), std::process::id());
 }
 
 #[test]

@@ -14,9 +14,15 @@ use crate::fallback;
 use crate::worker::args::{self, WorkerArgs};
 use crate::worker::retry;
 
-/// Expands `#[task(args)] item`. Never panics: every problem becomes a `compile_error!` next
-/// to the user's function.
+/// Expands `#[task(args)] item` without looking at its file (unit tests).
+#[cfg(test)]
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand_in(args, item, None)
+}
+
+/// Expands `#[task(args)] item`, found in the file whose text is `source`. Never panics:
+/// every problem becomes a `compile_error!` next to the user's function.
+pub(crate) fn expand_in(args: TokenStream, item: TokenStream, source: Option<&str>) -> TokenStream {
     let mut cx = Ctxt::default();
     let parsed_args = match args::parse(&mut cx, args) {
         Ok(a) => a,
@@ -37,6 +43,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return fallback::item_with_errors(item, cx.to_compile_errors());
         }
     };
+    if crate::source::task_is_in_a_block(source, &item_fn) {
+        validate::in_a_block(&mut cx, &item_fn);
+    }
     // `#[retry(..)]` under `#[task]` is an inert attribute read here and removed.
     let retry = retry::parse_attrs(&mut cx, &item_fn.attrs, "`#[task]`");
     let generated = {

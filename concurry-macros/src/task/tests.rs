@@ -106,3 +106,21 @@ fn remote_adds_a_registered_remote_task() {
         "{local}"
     );
 }
+
+#[test]
+fn process_mode_in_the_attribute_needs_remote() {
+    let item = quote!(
+        fn fetch(url: String) -> String {
+            url
+        }
+    );
+    let errors = errors_of(quote!(mode = "process"), item.clone());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("needs `remote`; write `#[task(remote, mode = "),
+        "{errors:?}"
+    );
+    let out = super::expand(quote!(remote, mode = "process"), item).to_string();
+    assert!(!out.contains("compile_error"), "{out}");
+    assert!(out.contains("Mode :: Process"), "{out}");
+}

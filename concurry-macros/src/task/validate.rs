@@ -29,7 +29,10 @@ pub(crate) fn check(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>) -> bool {
         check_crossing(cx, ty, true);
         check_names(cx, t, ty);
     }
-    cx.error_count() == before
+    let ok = cx.error_count() == before;
+    // Not a reason to leave the module out: with it, the callers still type-check.
+    crate::worker::validate::check_process_needs_remote(cx, args, "task");
+    ok
 }
 
 /// `mode = "sync"` runs calls in-line on one worker.
@@ -44,6 +47,19 @@ fn check_sync_workers(cx: &mut Ctxt, args: &WorkerArgs) {
             ),
         ));
     }
+}
+
+/// The module `#[task]` adds beside the function reaches it through `super::`, which from a
+/// module declared in a block (a function body) is the enclosing module, not the block.
+/// Reported at the function's name; the module is still generated.
+pub(crate) fn in_a_block(cx: &mut Ctxt, f: &syn::ItemFn) {
+    let name = &f.sig.ident;
+    cx.error_spanned_by(
+        name,
+        format!(
+            "`#[task]` functions must be declared at module level, not inside a function body or block: `#[task]` adds a module `{name}` beside the function, and a module declared in a block cannot see the block's items; move `fn {name}` out of the enclosing function (to the top of the file or into a `mod`)"
+        ),
+    );
 }
 
 fn check_receiver(cx: &mut Ctxt, t: &Task<'_>) {

@@ -40,6 +40,8 @@ pub(crate) enum ModeArg {
     Sync,
     Thread,
     Async,
+    /// Child processes: only with `remote` (see `validate::check_process_needs_remote`).
+    Process,
 }
 
 /// `#[worker(load_balancing = "..")]`.
@@ -73,6 +75,7 @@ impl WorkerArgs {
                 ModeArg::Sync => quote_spanned!(span=> Sync),
                 ModeArg::Thread => quote_spanned!(span=> Thread),
                 ModeArg::Async => quote_spanned!(span=> Async),
+                ModeArg::Process => quote_spanned!(span=> Process),
             };
             quote!(let options = options.mode(#krate::Mode::#variant);)
         });
@@ -177,13 +180,13 @@ pub(crate) fn parse(cx: &mut Ctxt, tokens: TokenStream) -> syn::Result<WorkerArg
                     None => cx.error_spanned_by(
                         value,
                         format!(
-                            "unknown mode `\"{s}\"`; expected one of: `\"sync\"`, `\"thread\"`, `\"async\"`"
+                            "unknown mode `\"{s}\"`; expected one of: `\"sync\"`, `\"thread\"`, `\"async\"`, `\"process\"`"
                         ),
                     ),
                 },
                 None => cx.error_spanned_by(
                     value,
-                    "expected a string; write `mode = \"thread\"` (or \"sync\", \"async\")",
+                    "expected a string; write `mode = \"thread\"` (or \"sync\", \"async\", \"process\")",
                 ),
             },
             "max_workers" => match value {
@@ -266,11 +269,14 @@ pub(crate) fn unknown_key_message(key: &str) -> String {
     message
 }
 
+/// The names `"..".parse::<concurry::Mode>()` accepts, so a mode from a config file is
+/// spelled the same in the attribute.
 fn parse_mode(s: &str) -> Option<ModeArg> {
     match s {
-        "sync" => Some(ModeArg::Sync),
-        "thread" | "threads" => Some(ModeArg::Thread),
-        "async" | "asyncio" => Some(ModeArg::Async),
+        "sync" | "inline" | "synchronous" => Some(ModeArg::Sync),
+        "thread" | "threads" | "threading" => Some(ModeArg::Thread),
+        "async" | "asyncio" | "tokio" => Some(ModeArg::Async),
+        "process" | "processes" | "multiprocessing" => Some(ModeArg::Process),
         _ => None,
     }
 }

@@ -615,7 +615,9 @@ pub(crate) fn expand(
             ///
             /// # Errors
             ///
-            /// If a worker could not be joined cleanly.
+            /// `Error::Timeout` if a call was still running when the stop timeout ran out (its
+            /// worker is left to finish that call and exit on its own). Calling `stop` again
+            /// does nothing and returns `Ok(())`.
             pub fn stop(&self) -> ::core::result::Result<(), #krate::Error> {
                 self.pool.stop()
             }

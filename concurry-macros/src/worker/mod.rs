@@ -14,9 +14,15 @@ use syn::{ImplItem, Item};
 use crate::ctxt::Ctxt;
 use crate::fallback;
 
-/// Expands `#[worker(args)] item`. Never panics: every problem becomes a `compile_error!`
-/// next to the user's item.
+/// Expands `#[worker(args)] item` without looking at its file (unit tests).
+#[cfg(test)]
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand_in(args, item, None)
+}
+
+/// Expands `#[worker(args)] item`, found in the file whose text is `source`. Never panics:
+/// every problem becomes a `compile_error!` next to the user's item.
+pub(crate) fn expand_in(args: TokenStream, item: TokenStream, source: Option<&str>) -> TokenStream {
     let mut cx = Ctxt::default();
     let parsed_args = match args::parse(&mut cx, args) {
         Ok(a) => a,
@@ -37,9 +43,15 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
 
+    if crate::source::worker_block_is_not_the_first(source, &item_impl) {
+        validate::second_block(&mut cx, &item_impl);
+        strip_inert_attrs(&mut item_impl);
+        return fallback::item_with_errors(item_impl.into_token_stream(), cx.to_compile_errors());
+    }
     let generated = {
         let w = model::from_ast(&item_impl);
         let verdict = validate::check(&mut cx, &w);
+        validate::check_process_needs_remote(&mut cx, &parsed_args, "worker");
         let remote = parsed_args.remote.is_some()
             && validate::check_remote_generics(&mut cx, &w, parsed_args.remote.map(|(_, s)| s));
         match w.ident {

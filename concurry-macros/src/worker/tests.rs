@@ -93,3 +93,41 @@ fn duplicate_and_non_impl_inputs_are_reported() {
     assert_eq!(errors.len(), 1);
     assert!(errors[0].contains("not on the struct"));
 }
+
+#[test]
+fn generated_stop_docs_name_the_error_it_returns() {
+    let out = super::expand(
+        quote!(),
+        quote! {
+            impl Echo {
+                pub fn new() -> Self { Echo }
+            }
+        },
+    )
+    .to_string();
+    let stop = out
+        .split("pub fn stop")
+        .next()
+        .and_then(|before| before.rsplit("pub fn").next())
+        .expect("a stop method");
+    assert!(stop.contains("`Error::Timeout`"), "{stop}");
+    assert!(!stop.contains("joined cleanly"), "{stop}");
+}
+
+#[test]
+fn process_mode_in_the_attribute_needs_remote() {
+    let item = quote! {
+        impl Echo {
+            pub fn new() -> Self { Echo }
+        }
+    };
+    let errors = errors_of(quote!(mode = "process"), item.clone());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("needs `remote`; write `#[worker(remote, mode = "),
+        "{errors:?}"
+    );
+    let out = super::expand(quote!(remote, mode = "processes"), item).to_string();
+    assert!(!out.contains("compile_error"), "{out}");
+    assert!(out.contains("Mode :: Process"), "{out}");
+}

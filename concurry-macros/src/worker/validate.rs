@@ -5,6 +5,7 @@ use quote::ToTokens;
 use syn::visit::Visit;
 use syn::{ImplItem, ReturnType, Type};
 
+use super::args::{ModeArg, WorkerArgs};
 use super::model::{Arg, Method, ReceiverKind, Worker};
 use super::retry::{self, RetryAttr};
 use crate::ctxt::Ctxt;
@@ -125,6 +126,44 @@ pub(crate) fn check_remote_generics(
         "`#[worker(remote)]` needs a concrete type (a child process looks the type up by name); remove the generic parameters, or drop `remote` and use `Mode::Thread`",
     );
     false
+}
+
+/// `mode = "process"` runs the workers in child processes, which only a `remote` type or
+/// function can (its calls travel as serde messages). Reported at the mode's value; the
+/// expansion goes ahead, so the rest of the program still type-checks.
+pub(crate) fn check_process_needs_remote(cx: &mut Ctxt, args: &WorkerArgs, on: &str) {
+    if let Some((ModeArg::Process, span)) = args.mode
+        && args.remote.is_none()
+    {
+        let (attr, serde) = match on {
+            "task" => (
+                "#[task(remote, mode = \"process\")]",
+                "its argument and return types",
+            ),
+            _ => (
+                "#[worker(remote, mode = \"process\")]",
+                "the constructor's and methods' argument and return types",
+            ),
+        };
+        cx.syn_error(syn::Error::new(
+            span,
+            format!(
+                "`mode = \"process\"` runs every worker in a child process, which needs `remote`; write `{attr}` ({serde} must then be serde types), or use `mode = \"thread\"`"
+            ),
+        ));
+    }
+}
+
+/// A type has one `#[worker]` block: it generates one handle, one builder and one `Worker`
+/// impl. Reported at the self type of every block after the first.
+pub(crate) fn second_block(cx: &mut Ctxt, item: &syn::ItemImpl) {
+    let ty = pretty(&item.self_ty.to_token_stream());
+    cx.error_spanned_by(
+        &item.self_ty,
+        format!(
+            "`{ty}` already has a `#[worker]` impl block in this module, and a type has only one (it generates one `{ty}Handle`, one `{ty}::options()` and one `Worker` impl); move these methods into the first `#[worker] impl {ty}` block, or remove `#[worker]` here to keep them as plain methods that the handle does not expose"
+        ),
+    );
 }
 
 fn is_worker_attr(attr: &syn::Attribute) -> bool {

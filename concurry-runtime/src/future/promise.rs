@@ -25,7 +25,7 @@ use crate::sync::DynArc;
 /// std::thread::spawn(move || completer.complete(Ok(42)));
 /// assert_eq!(promise.result().unwrap(), 42);
 /// ```
-#[must_use = "a promise does nothing unless you wait for it or drop it on purpose"]
+#[must_use = "the call runs even if its promise is dropped, but its value and any error are lost; wait for it (`result()`, `.await`), or write `let _ = ..` to drop it on purpose"]
 pub struct Promise<T, E = Infallible> {
     cell: DynArc<ResultCell<T, E>>,
 }

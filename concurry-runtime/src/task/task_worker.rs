@@ -48,7 +48,8 @@ impl Worker for TaskWorker {
 
 impl TaskWorker {
     /// Options of a task pool (`mode`, `max_workers`, `load_balancing`, ...); finish with
-    /// [`init`](TaskWorkerOptions::init).
+    /// [`init`](TaskWorkerOptions::init). A task pool holds no state, so `max_workers`
+    /// defaults to the number of CPUs.
     ///
     /// ```
     /// use concurry::prelude::*;
@@ -58,7 +59,7 @@ impl TaskWorker {
     /// ```
     #[must_use]
     pub fn options() -> TaskWorkerOptions {
-        TaskWorkerOptions(Options::default())
+        TaskWorkerOptions(Options::default().stateless())
     }
 }
 

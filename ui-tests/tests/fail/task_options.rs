@@ -40,8 +40,15 @@ fn syntax(x: u8) -> u8 {
     x
 }
 
+// Process mode needs `remote`: the fix is named.
+#[concurry::task(mode = "process")]
+fn in_children(x: u8) -> u8 {
+    x
+}
+
 fn main() {
     // The functions stay callable even when the options are wrong.
     let _ = unknown(1) + duplicate(1) + bad_mode(1) + zero_workers(1);
     let _ = sync_with_workers(1) + bad_balancing(1) + no_value(1) + syntax(1);
+    let _ = in_children(1);
 }

@@ -46,6 +46,15 @@ impl F {
     }
 }
 
+pub struct G;
+// Process mode needs `remote`: the fix is named.
+#[concurry::worker(mode = "process")]
+impl G {
+    pub fn new() -> Self {
+        G
+    }
+}
+
 fn main() {
     // Bad options don't stop the expansion: the handle still exists.
     let _ = A::options();
