@@ -94,6 +94,9 @@ impl Flaky {
     }
 }
 
+/// Generous: only catches a call that never resolves.
+const DEADLINE: Duration = Duration::from_secs(30);
+
 fn pool(mode: Mode, retry: RetryConfig) -> (FlakyHandle, Arc<AtomicU32>) {
     let calls = Arc::new(AtomicU32::new(0));
     let workers = if mode == Mode::Sync { 1 } else { 2 };
@@ -311,4 +314,42 @@ fn limits_are_released_between_attempts() {
     // While `waiting` sits out its backoff it holds no connection, so this call gets one.
     assert_eq!(h.ping().result_timeout(Duration::from_secs(30)).unwrap(), 1);
     assert!(waiting.cancel());
+}
+
+#[test]
+fn a_panicking_predicate_or_validator_fails_the_call_as_a_panic() {
+    crate::common::quiet_planned_panics();
+    for mode in [Mode::Thread, Mode::Async] {
+        let (h, _) = pool(
+            mode,
+            fast(3).retry_on(|_| panic!("planned panic: in retry_on")),
+        );
+        match h.get(100).result_timeout(DEADLINE) {
+            Err(Error::Panicked { message }) => {
+                assert!(message.contains("planned panic: in retry_on"), "{message}");
+                assert!(message.contains("retry_on"), "{message}");
+                assert!(message.contains("`get`"), "{message}");
+            }
+            other => panic!("{mode}: {other:?}"),
+        }
+        assert_eq!(h.ping().result_timeout(DEADLINE).unwrap(), 1, "{mode}");
+        let (h, _) = pool(
+            mode,
+            fast(3).retry_until(|_: &u32| -> bool { panic!("planned panic: in retry_until") }),
+        );
+        match h.get(1).result_timeout(DEADLINE) {
+            Err(Error::Panicked { message }) => {
+                assert!(
+                    message.contains("planned panic: in retry_until"),
+                    "{message}"
+                );
+                assert!(message.contains("retry_until"), "{message}");
+                assert!(message.contains("`get`"), "{message}");
+            }
+            other => panic!("{mode}: {other:?}"),
+        }
+        // The pool runs on, and its loop still serves retried calls.
+        assert_eq!(h.ping().result_timeout(DEADLINE).unwrap(), 1, "{mode}");
+        h.stop().unwrap();
+    }
 }

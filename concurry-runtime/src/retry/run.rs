@@ -70,31 +70,46 @@ where
             return None;
         };
         let retry = match outcome {
-            Ok(v) if validating => match config.rejects(&v) {
-                None => return Some(Ok(v)),
-                Some(why) => {
+            Ok(v) if validating => match guarded(ctx.method, "a `retry_until` validator", || {
+                config.rejects(&v)
+            }) {
+                Err(panicked) => return Some(Err(panicked)),
+                Ok(None) => return Some(Ok(v)),
+                Ok(Some(why)) => {
                     rejected.push(Box::new(v));
                     reason = Some(why);
                     true
                 }
             },
             Ok(v) => return Some(Ok(v)),
-            Err(e) if n < max && config.should_retry(&e, n, ctx.method) => {
-                tracing::debug!(
-                    method = ctx.method,
-                    attempt = n,
-                    error = "method error",
-                    "attempt failed"
-                );
-                true
+            // The only attempt failed: nothing to decide.
+            Err(e) if max == 1 => return Some(Err(e)),
+            Err(e) => {
+                let retryable = match guarded(ctx.method, "a `retry_on` predicate", || {
+                    config.should_retry(&e, n, ctx.method)
+                }) {
+                    Ok(retryable) => retryable,
+                    Err(panicked) => return Some(Err(panicked)),
+                };
+                match (retryable, n < max) {
+                    (true, true) => {
+                        tracing::debug!(
+                            method = ctx.method,
+                            attempt = n,
+                            error = "method error",
+                            "attempt failed"
+                        );
+                        true
+                    }
+                    (true, false) if n > 1 => {
+                        return Some(Err(Error::RetriesExhausted {
+                            attempts: n,
+                            last: Box::new(e),
+                        }));
+                    }
+                    _ => return Some(Err(e)),
+                }
             }
-            Err(e) if n > 1 && config.should_retry(&e, n, ctx.method) => {
-                return Some(Err(Error::RetriesExhausted {
-                    attempts: n,
-                    last: Box::new(e),
-                }));
-            }
-            Err(e) => return Some(Err(e)),
         };
         debug_assert!(retry);
         if n >= max {
@@ -120,6 +135,18 @@ where
         }
         n += 1;
     }
+}
+
+/// Runs user code of the retry loop (a predicate, a validator), turning its panic into
+/// [`Error::Panicked`] naming `what` and the method: the loop runs on the library runtime,
+/// where an unwinding panic would drop the call's completer (`Stopped`) instead.
+fn guarded<R, E>(method: &str, what: &str, f: impl FnOnce() -> R) -> Result<R, Error<E>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| Error::Panicked {
+        message: format!(
+            "{what} of `{method}` panicked: {}",
+            crate::error::panic_message(&*panic)
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -304,6 +331,28 @@ mod tests {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) = make_ctx(fast(3).retry_until(|v: &u32| *v >= 3));
         assert_eq!(run(ctx, flaky(&calls, Ok)).result().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_panicking_predicate_or_validator_is_a_panic_of_the_call() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(2).retry_on(|_| panic!("planned panic: predicate")));
+        match run(ctx, flaky(&calls, |_| Err(Error::Method("busy".into())))).result() {
+            Err(Error::Panicked { message }) => assert_eq!(
+                message,
+                "a `retry_on` predicate of `m` panicked: planned panic: predicate"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let (ctx, _) =
+            make_ctx(fast(2).retry_until(|_: &u32| -> bool { panic!("planned panic: validator") }));
+        match run(ctx, flaky(&Arc::default(), Ok)).result() {
+            Err(Error::Panicked { message }) => assert_eq!(
+                message,
+                "a `retry_until` validator of `m` panicked: planned panic: validator"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
