@@ -92,6 +92,24 @@ impl Flaky {
     pub fn ping(&self) -> u8 {
         1
     }
+
+    /// A single validated attempt.
+    #[retry(attempts = 1, until = non_empty)]
+    pub fn answer_once(&self, answer: &'static str) -> String {
+        self.count();
+        answer.to_string()
+    }
+
+    /// Arguments that cannot be re-sent: one attempt, still validated.
+    #[retry(until = is_big)]
+    pub fn take_checked(&self, t: Ticket) -> u32 {
+        self.count();
+        t.0
+    }
+}
+
+fn is_big(n: &u32) -> bool {
+    *n >= 100
 }
 
 /// Generous: only catches a call that never resolves.
@@ -352,4 +370,39 @@ fn a_panicking_predicate_or_validator_fails_the_call_as_a_panic() {
         assert_eq!(h.ping().result_timeout(DEADLINE).unwrap(), 1, "{mode}");
         h.stop().unwrap();
     }
+}
+
+#[test]
+fn validators_run_even_without_retries() {
+    let (h, calls) = pool(
+        Mode::Thread,
+        RetryConfig::new(0).retry_until(|n: &u32| *n >= 100),
+    );
+    match h.get(1).result_timeout(DEADLINE) {
+        Err(Error::Validation {
+            attempts, outputs, ..
+        }) => {
+            assert_eq!(attempts, 1);
+            assert_eq!(outputs.into_vec::<u32>().unwrap(), [1]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // `#[retry(attempts = 1, until = ..)]`.
+    match h.answer_once("").result_timeout(DEADLINE) {
+        Err(Error::Validation { attempts, .. }) => assert_eq!(attempts, 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.answer_once("x").result_timeout(DEADLINE).unwrap(), "x");
+    // Arguments that cannot be cloned: one attempt, validated all the same.
+    match h.take_checked(Ticket(1)).result_timeout(DEADLINE) {
+        Err(Error::Validation { attempts, .. }) => assert_eq!(attempts, 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.take_checked(Ticket(100))
+            .result_timeout(DEADLINE)
+            .unwrap(),
+        100
+    );
 }

@@ -82,7 +82,36 @@ impl<W: Worker> Pool<W> {
             }
             Arc::new(c)
         };
-        (config.retries()).then_some(config)
+        // Validators run even when no retry is left: a rejection is `Error::Validation`.
+        (config.retries() || config.validates::<T>()).then_some(config)
+    }
+
+    /// Submits a call whose arguments cannot be sent again: it runs once, through the retry
+    /// loop (for its one attempt) only when a validator checks its output.
+    pub(crate) fn submit_once<T, E>(
+        &self,
+        method: &'static str,
+        retry: &MethodRetry<T, E>,
+        submit: impl FnOnce(&Pool<W>) -> Promise<T, E> + Send + 'static,
+    ) -> Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let config = match self.retry_for(retry) {
+            Some(config) if config.validates::<T>() => config,
+            _ => return submit(self),
+        };
+        let config = Arc::new((*config).clone().with_num_retries(0));
+        let submit = std::sync::Mutex::new(Some(submit));
+        self.attempts(config, method, (), move |pool, _, ()| {
+            let submit = submit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .expect("a call whose arguments cannot be re-sent has one attempt");
+            submit(pool)
+        })
     }
 
     /// Runs `attempt` per `config` until the call succeeds or gives up. The loop holds only a
