@@ -60,18 +60,22 @@ pub enum Error<E = Infallible> {
     Limit(#[from] crate::limit::LimitError),
     /// The method kept failing with a retryable error until its attempts ran out.
     #[error(
-        "gave up after {attempts} attempts; the last one failed: {}",
+        "`{method}` gave up after {attempts} attempts; the last one failed: {}",
         DisplayBoxed(last)
     )]
     RetriesExhausted {
+        /// The method (or `#[task]` function) that was retried.
+        method: &'static str,
         /// How many attempts ran.
         attempts: u32,
         /// The last attempt's error, still typed.
         last: Box<Error<E>>,
     },
     /// Every attempt returned an output that a `retry_until` validator rejected.
-    #[error("all {attempts} attempts returned an output rejected by {reason}")]
+    #[error("all {attempts} attempts of `{method}` returned an output rejected by {reason}")]
     Validation {
+        /// The method (or `#[task]` function) whose outputs were rejected.
+        method: &'static str,
         /// How many attempts ran.
         attempts: u32,
         /// The last rejecting validator.
@@ -109,7 +113,12 @@ impl<E> Error<E> {
     pub fn map_method<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
         match self {
             Error::Method(e) => Error::Method(f(e)),
-            Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
+            Error::RetriesExhausted {
+                method,
+                attempts,
+                last,
+            } => Error::RetriesExhausted {
+                method,
                 attempts,
                 last: Box::new(last.map_method(f)),
             },
@@ -132,15 +141,22 @@ impl<E> Error<E> {
             Error::Init { message } => Error::Init { message },
             Error::Upstream { message } => Error::Upstream { message },
             Error::Limit(l) => Error::Limit(l),
-            Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
+            Error::RetriesExhausted {
+                method,
+                attempts,
+                last,
+            } => Error::RetriesExhausted {
+                method,
                 attempts,
                 last: Box::new(last.cast_runtime()?),
             },
             Error::Validation {
+                method,
                 attempts,
                 reason,
                 outputs,
             } => Error::Validation {
+                method,
                 attempts,
                 reason,
                 outputs,

@@ -203,7 +203,9 @@ fn remote_calls_are_retried_per_the_pool_and_the_method() {
         other => panic!("{other:?}"),
     }
     match calc.flaky(100).result_timeout(HANG) {
-        Err(Error::RetriesExhausted { attempts: 4, last }) => {
+        Err(Error::RetriesExhausted {
+            attempts: 4, last, ..
+        }) => {
             assert!(matches!(*last, Error::Method(ref m) if m == "attempt 8"));
         }
         other => panic!("{other:?}"),

@@ -149,7 +149,12 @@ fn failing_twice_then_succeeding_takes_three_attempts_in_every_mode() {
 fn exhaustion_keeps_the_last_error_typed_and_counts_attempts() {
     let (h, calls) = pool(Mode::Thread, fast(2));
     match h.get(100).result() {
-        Err(Error::RetriesExhausted { attempts, last }) => {
+        Err(Error::RetriesExhausted {
+            method,
+            attempts,
+            last,
+        }) => {
+            assert_eq!(method, "get");
             assert_eq!(attempts, 3);
             assert!(matches!(*last, Error::Method(ApiError::Transient)));
         }
@@ -193,10 +198,12 @@ fn method_attribute_filters_errors_and_validates_output() {
     calls.store(0, Ordering::SeqCst);
     match h.answer(vec![Ok("")]).result() {
         Err(Error::Validation {
+            method,
             attempts,
             reason,
             outputs,
         }) => {
+            assert_eq!(method, "answer");
             assert_eq!(attempts, 4);
             assert_eq!(reason, "non_empty");
             assert_eq!(outputs.into_vec::<String>().unwrap(), ["", "", "", ""]);
@@ -404,5 +411,22 @@ fn validators_run_even_without_retries() {
             .result_timeout(DEADLINE)
             .unwrap(),
         100
+    );
+}
+
+#[test]
+fn exhaustion_and_validation_errors_name_the_method() {
+    let (h, _) = pool(Mode::Thread, fast(1));
+    let e = h.get(100).result_timeout(DEADLINE).unwrap_err();
+    assert!(matches!(e, Error::RetriesExhausted { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "`get` gave up after 2 attempts; the last one failed: Transient"
+    );
+    let e = h.answer(vec![Ok("")]).result_timeout(DEADLINE).unwrap_err();
+    assert!(matches!(e, Error::Validation { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "all 4 attempts of `answer` returned an output rejected by non_empty"
     );
 }

@@ -103,6 +103,7 @@ where
                     }
                     (true, false) if n > 1 => {
                         return Some(Err(Error::RetriesExhausted {
+                            method: ctx.method,
                             attempts: n,
                             last: Box::new(e),
                         }));
@@ -115,6 +116,7 @@ where
         if n >= max {
             let reason = reason.map_or_else(String::new, |r| r.into_owned());
             return Some(Err(Error::Validation {
+                method: ctx.method,
                 attempts: n,
                 reason,
                 outputs: ValidationOutputs::new(rejected),
@@ -216,7 +218,11 @@ mod tests {
             flaky(&calls, |n| Err(Error::Method(format!("fail {n}")))),
         );
         match p.result() {
-            Err(Error::RetriesExhausted { attempts: 3, last }) => {
+            Err(Error::RetriesExhausted {
+                method: "m",
+                attempts: 3,
+                last,
+            }) => {
                 assert!(matches!(*last, Error::Method(ref m) if m == "fail 3"));
             }
             other => panic!("{other:?}"),
@@ -318,10 +324,12 @@ mod tests {
             make_ctx(fast(3).retry_until_named("an even answer", |v: &u32| v.is_multiple_of(2)));
         match run(ctx, flaky(&calls, |n| Ok(2 * n + 1))).result() {
             Err(Error::Validation {
+                method,
                 attempts,
                 reason,
                 outputs,
             }) => {
+                assert_eq!(method, "m");
                 assert_eq!(attempts, 4);
                 assert_eq!(reason, "an even answer");
                 assert_eq!(outputs.into_vec::<u32>().unwrap(), [3, 5, 7, 9]);
