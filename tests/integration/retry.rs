@@ -430,3 +430,26 @@ fn exhaustion_and_validation_errors_name_the_method() {
         "all 4 attempts of `answer` returned an output rejected by non_empty"
     );
 }
+
+#[test]
+fn method_error_finds_the_typed_error_wherever_it_sits() {
+    let (h, _) = pool(Mode::Thread, fast(2));
+    let e = h.charge().result_timeout(DEADLINE).unwrap_err();
+    assert!(matches!(e, Error::Method(_)), "{e:?}");
+    assert_eq!(e.method_error(), Some(&ApiError::Transient));
+    let e = h.get(100).result_timeout(DEADLINE).unwrap_err();
+    assert!(matches!(e, Error::RetriesExhausted { .. }), "{e:?}");
+    assert_eq!(e.method_error(), Some(&ApiError::Transient));
+    // A failed promise given as an argument.
+    let e = h.get(h.charge()).result_timeout(DEADLINE).unwrap_err();
+    assert!(matches!(e, Error::Upstream { .. }), "{e:?}");
+    assert_eq!(e.method_error(), Some(&ApiError::Transient));
+    assert_eq!(e.into_method_error(), Some(ApiError::Transient));
+    let e = h.get(100).result_timeout(DEADLINE).unwrap_err();
+    assert_eq!(e.into_method_error(), Some(ApiError::Transient));
+    // Runtime failures hold none.
+    h.stop().unwrap();
+    let e = h.get(1).result_timeout(DEADLINE).unwrap_err();
+    assert!(e.is_stopped());
+    assert_eq!(e.method_error(), None);
+}

@@ -474,7 +474,7 @@ fn task_arguments_may_be_promises() {
     assert_eq!(parse_later::submit("12").result().unwrap(), 12);
     let failed = checked_div::submit(1, 0);
     match checked_div::submit(failed, 1).result() {
-        Err(Error::Upstream { message }) => assert_eq!(message, "1 / 0"),
+        Err(Error::Upstream { message, .. }) => assert_eq!(message, "1 / 0"),
         other => panic!("{other:?}"),
     }
     let pool = double::options().init().unwrap();
