@@ -193,7 +193,7 @@ fn process_pool() -> CalcOptions {
 
 #[test]
 fn remote_calls_are_retried_per_the_pool_and_the_method() {
-    let retry = RetryConfig::new(3).wait(Duration::from_millis(1));
+    let retry = RetryConfig::attempts(4).wait(Duration::from_millis(1));
     let calc = process_pool().retry(retry).init(setup(0)).unwrap();
     // Attempts 1 and 2 fail in the child, the third succeeds.
     assert_eq!(calc.flaky(3).result_timeout(HANG).unwrap(), 3);
@@ -221,7 +221,7 @@ fn a_call_whose_child_died_is_retried_only_when_the_policy_says_so() {
             .to_string_lossy()
             .into_owned()
     };
-    let retry = RetryConfig::new(2).wait(Duration::from_millis(1));
+    let retry = RetryConfig::attempts(3).wait(Duration::from_millis(1));
     let calc = process_pool().retry(retry.clone()).init(setup(0)).unwrap();
     assert!(matches!(
         calc.crash_once(marker(1)).result_timeout(HANG),

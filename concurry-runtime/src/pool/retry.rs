@@ -68,9 +68,10 @@ impl<W: Worker> Pool<W> {
         let config = if method.is_inherit() {
             pool?.clone()
         } else {
-            let mut c = pool.map_or_else(|| RetryConfig::new(0), |c| (**c).clone());
+            // Without a pool config, `#[retry(..)]` waits as `RetryConfig::default()` does.
+            let mut c = pool.map_or_else(RetryConfig::default, |c| (**c).clone());
             if let Some(n) = method.attempts {
-                c = c.with_num_retries(n.saturating_sub(1));
+                c = c.with_attempts(n);
             }
             if let Some(on) = method.on {
                 c = c
@@ -102,7 +103,7 @@ impl<W: Worker> Pool<W> {
             Some(config) if config.validates::<T>() => config,
             _ => return submit(self),
         };
-        let config = Arc::new((*config).clone().with_num_retries(0));
+        let config = Arc::new((*config).clone().with_attempts(1));
         let submit = std::sync::Mutex::new(Some(submit));
         self.attempts(config, method, (), move |pool, _, ()| {
             let submit = submit

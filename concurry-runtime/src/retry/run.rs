@@ -170,9 +170,9 @@ mod tests {
         )
     }
 
-    /// `n` retries with a 1 ms base wait: no test depends on how long it really waits.
-    fn fast(n: u32) -> RetryConfig {
-        RetryConfig::new(n).wait(Duration::from_millis(1))
+    /// `attempts` tries with a 1 ms base wait: no test depends on how long it really waits.
+    fn fast(attempts: u32) -> RetryConfig {
+        RetryConfig::attempts(attempts).wait(Duration::from_millis(1))
     }
 
     /// An attempt function resolving attempt `n` with `outcome(n)`, counting calls.
@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn fails_twice_then_succeeds_with_three_attempts() {
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(5));
+        let (ctx, _) = make_ctx(fast(6));
         let p = run(
             ctx,
             flaky(&calls, |n| {
@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn exhaustion_keeps_the_last_error_typed() {
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2));
+        let (ctx, _) = make_ctx(fast(3));
         let p = run(
             ctx,
             flaky(&calls, |n| Err(Error::Method(format!("fail {n}")))),
@@ -233,7 +233,7 @@ mod tests {
     fn retry_on_filters_and_runtime_failures_are_never_retried() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) =
-            make_ctx(fast(5).retry_on(|f| f.downcast_ref::<String>().is_some_and(|s| s == "busy")));
+            make_ctx(fast(6).retry_on(|f| f.downcast_ref::<String>().is_some_and(|s| s == "busy")));
         let p = run(ctx, flaky(&calls, |_| Err(Error::Method("fatal".into()))));
         assert!(matches!(p.result(), Err(Error::Method(m)) if m == "fatal"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -244,7 +244,7 @@ mod tests {
             (Error::Timeout, true),
         ] {
             let calls = Arc::new(AtomicU32::new(0));
-            let (ctx, _) = make_ctx(fast(5).retry_on_panic(retry_panics));
+            let (ctx, _) = make_ctx(fast(6).retry_on_panic(retry_panics));
             let e = std::sync::Mutex::new(Some(error));
             let p = run(
                 ctx,
@@ -263,14 +263,14 @@ mod tests {
             })
         };
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2));
+        let (ctx, _) = make_ctx(fast(3));
         assert!(matches!(
             run(ctx, flaky(&calls, panicking)).result(),
             Err(Error::Panicked { .. })
         ));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2).retry_on_panic(true));
+        let (ctx, _) = make_ctx(fast(3).retry_on_panic(true));
         assert!(matches!(
             run(ctx, flaky(&calls, panicking)).result(),
             Err(Error::RetriesExhausted { attempts: 3, .. })
@@ -289,20 +289,20 @@ mod tests {
             }
         };
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2).retry_on_panic(true));
+        let (ctx, _) = make_ctx(fast(3).retry_on_panic(true));
         assert!(matches!(
             run(ctx, flaky(&calls, lost)).result(),
             Err(Error::WorkerLost { .. })
         ));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2).retry_on_worker_lost(true));
+        let (ctx, _) = make_ctx(fast(3).retry_on_worker_lost(true));
         assert_eq!(run(ctx, flaky(&calls, lost)).result().unwrap(), 2);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         // `retry_on` predicates see the loss too.
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) = make_ctx(
-            fast(2)
+            fast(3)
                 .retry_on_worker_lost(true)
                 .retry_on(|f| f.downcast_ref::<String>().is_some()),
         );
@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) = make_ctx(
-            fast(2)
+            fast(3)
                 .retry_on_worker_lost(true)
                 .retry_on(|f| f.is_worker_lost()),
         );
@@ -321,7 +321,7 @@ mod tests {
     fn retry_until_exhaustion_yields_every_output() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) =
-            make_ctx(fast(3).retry_until_named("an even answer", |v: &u32| v.is_multiple_of(2)));
+            make_ctx(fast(4).retry_until_named("an even answer", |v: &u32| v.is_multiple_of(2)));
         match run(ctx, flaky(&calls, |n| Ok(2 * n + 1))).result() {
             Err(Error::Validation {
                 method,
@@ -337,14 +337,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(3).retry_until(|v: &u32| *v >= 3));
+        let (ctx, _) = make_ctx(fast(4).retry_until(|v: &u32| *v >= 3));
         assert_eq!(run(ctx, flaky(&calls, Ok)).result().unwrap(), 3);
     }
 
     #[test]
     fn a_panicking_predicate_or_validator_is_a_panic_of_the_call() {
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2).retry_on(|_| panic!("planned panic: predicate")));
+        let (ctx, _) = make_ctx(fast(3).retry_on(|_| panic!("planned panic: predicate")));
         match run(ctx, flaky(&calls, |_| Err(Error::Method("busy".into())))).result() {
             Err(Error::Panicked { message }) => assert_eq!(
                 message,
@@ -353,7 +353,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let (ctx, _) =
-            make_ctx(fast(2).retry_until(|_: &u32| -> bool { panic!("planned panic: validator") }));
+            make_ctx(fast(3).retry_until(|_: &u32| -> bool { panic!("planned panic: validator") }));
         match run(ctx, flaky(&Arc::default(), Ok)).result() {
             Err(Error::Panicked { message }) => assert_eq!(
                 message,
@@ -367,7 +367,7 @@ mod tests {
     fn cancel_during_a_long_backoff_returns_promptly_and_runs_no_more_attempts() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) = make_ctx(
-            RetryConfig::new(3)
+            RetryConfig::attempts(4)
                 .wait(Duration::from_secs(3600))
                 .max_wait(Duration::from_secs(3600)),
         );
@@ -384,7 +384,7 @@ mod tests {
     fn stop_during_a_long_backoff_fails_the_call_promptly() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, stop) = make_ctx(
-            RetryConfig::new(3)
+            RetryConfig::attempts(4)
                 .wait(Duration::from_secs(3600))
                 .max_wait(Duration::from_secs(3600)),
         );
