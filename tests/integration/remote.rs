@@ -306,3 +306,39 @@ fn remote_calls_take_the_pools_call_and_resource_units_in_the_parent() {
     assert!(matches!(waiting.result_timeout(HANG), Err(Error::Stopped)));
     drop(held);
 }
+
+#[test]
+fn process_calls_are_validated_without_retries_and_a_panicking_predicate_is_a_panic() {
+    crate::common::quiet_planned_panics();
+    let calc = process_pool()
+        .retry(RetryConfig::attempts(1).retry_until(|n: &u64| *n > 100))
+        .init(setup(5))
+        .unwrap();
+    match calc.add(1).result_timeout(HANG) {
+        Err(Error::Validation {
+            method,
+            attempts,
+            outputs,
+            ..
+        }) => {
+            assert_eq!((method, attempts), ("add", 1));
+            assert_eq!(outputs.into_vec::<u64>().unwrap(), [6]);
+        }
+        other => panic!("{other:?}"),
+    }
+    calc.stop().unwrap();
+
+    let retry = RetryConfig::attempts(3)
+        .wait(Duration::from_millis(1))
+        .retry_on(|_| panic!("planned panic: in retry_on"));
+    let calc = process_pool().retry(retry).init(setup(0)).unwrap();
+    match calc.flaky(100).result_timeout(HANG) {
+        Err(Error::Panicked { message }) => {
+            assert!(message.contains("planned panic: in retry_on"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The pool runs on: the one attempt of `flaky` counted 1.
+    assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 2);
+    calc.stop().unwrap();
+}
