@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .mode(Mode::Process)
         .max_workers(1)
         .retry(
-            RetryConfig::new(2)
+            RetryConfig::attempts(3)
                 .wait(Duration::from_millis(10))
                 .retry_on_worker_lost(true),
         )

@@ -75,7 +75,7 @@ impl Llm {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let attempts = Arc::new(Mutex::new(BTreeMap::new()));
-    let retry = RetryConfig::exponential(6)
+    let retry = RetryConfig::attempts(7)
         .wait(Duration::from_millis(10))
         .max_wait(Duration::from_millis(200))
         .jitter(0.5)

@@ -381,6 +381,11 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[task]` overrides the pool's retry settings for the function, as on a `#[worker]`
 /// method (written below `#[task]`, which reads and removes it).
 ///
+/// In `#[retry]`, `attempts = n` counts every try, the first call included (`1` = no
+/// retries), as `RetryConfig::attempts(n)` does. The waits between attempts come from the
+/// pool's `retry` option, or, in a pool without one, from `RetryConfig::default()`:
+/// exponential from 1 s, capped at 60 s, jitter 0.3.
+///
 /// `#[task(..)]` takes the options of [`worker`](macro@worker): `mode`, `max_workers`,
 /// `load_balancing`, `name` (default: the function's name), `remote` and `crate`. A task
 /// holds no state, so `max_workers` defaults to the number of CPUs (a `#[worker]` type's to

@@ -166,7 +166,8 @@ submit_traits! {
     SubmitRetrying
 }
 submit_traits! {
-    /// Submission of a call whose arguments cannot be cloned: it runs once.
+    /// Submission of a call whose arguments cannot be cloned: it runs once (its output still
+    /// checked by the validators that apply).
     SubmitOnce
 }
 
@@ -222,7 +223,7 @@ impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
         &self,
         pool: &Pool<W>,
         method: &'static str,
-        _retry: &MethodRetry<T, E>,
+        retry: &MethodRetry<T, E>,
         f: F,
     ) -> crate::Promise<T, E>
     where
@@ -231,14 +232,16 @@ impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
         F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
     {
         let args = self.take();
-        pool.submit_blocking(method, move |w| f(w, args))
+        pool.submit_once(method, retry, move |pool| {
+            pool.submit_blocking(method, move |w| f(w, args))
+        })
     }
 
     fn submit_exclusive<T, E, F>(
         &self,
         pool: &Pool<W>,
         method: &'static str,
-        _retry: &MethodRetry<T, E>,
+        retry: &MethodRetry<T, E>,
         f: F,
     ) -> crate::Promise<T, E>
     where
@@ -247,14 +250,16 @@ impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
         F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
     {
         let args = self.take();
-        pool.submit_exclusive(method, move |w| f(w, args))
+        pool.submit_once(method, retry, move |pool| {
+            pool.submit_exclusive(method, move |w| f(w, args))
+        })
     }
 
     fn submit_shared<T, E, F>(
         &self,
         pool: &Pool<W>,
         method: &'static str,
-        _retry: &MethodRetry<T, E>,
+        retry: &MethodRetry<T, E>,
         f: F,
     ) -> crate::Promise<T, E>
     where
@@ -263,6 +268,8 @@ impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
         F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
     {
         let args = self.take();
-        pool.submit_shared(method, move |w| f(w, args))
+        pool.submit_once(method, retry, move |pool| {
+            pool.submit_shared(method, move |w| f(w, args))
+        })
     }
 }

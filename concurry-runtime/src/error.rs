@@ -54,24 +54,31 @@ pub enum Error<E = Infallible> {
     Upstream {
         /// The failed argument's error.
         message: String,
+        /// The failed argument's own method error, type-erased (`None` when it failed in
+        /// the runtime, e.g. a panic). [`Error::method_error`] gives it back typed.
+        error: Option<Box<dyn std::any::Any + Send + Sync>>,
     },
     /// A limit could not be acquired (unknown key, a request above capacity, a timeout).
     #[error(transparent)]
     Limit(#[from] crate::limit::LimitError),
     /// The method kept failing with a retryable error until its attempts ran out.
     #[error(
-        "gave up after {attempts} attempts; the last one failed: {}",
+        "`{method}` gave up after {attempts} attempts; the last one failed: {}",
         DisplayBoxed(last)
     )]
     RetriesExhausted {
+        /// The method (or `#[task]` function) that was retried.
+        method: &'static str,
         /// How many attempts ran.
         attempts: u32,
         /// The last attempt's error, still typed.
         last: Box<Error<E>>,
     },
     /// Every attempt returned an output that a `retry_until` validator rejected.
-    #[error("all {attempts} attempts returned an output rejected by {reason}")]
+    #[error("all {attempts} attempts of `{method}` returned an output rejected by {reason}")]
     Validation {
+        /// The method (or `#[task]` function) whose outputs were rejected.
+        method: &'static str,
         /// How many attempts ran.
         attempts: u32,
         /// The last rejecting validator.
@@ -89,15 +96,62 @@ pub enum Error<E = Infallible> {
     Transport(#[source] crate::wire::WireError),
 }
 
-impl<E> Error<E> {
-    /// The user's own error, if this is [`Error::Method`].
+impl<E: std::any::Any> Error<E> {
+    /// The user's own error wherever it sits: in [`Error::Method`], in the last attempt of
+    /// [`Error::RetriesExhausted`], or in [`Error::Upstream`] when the failed argument's
+    /// promise has the same error type `E`. `None` for runtime failures (a panic, a timeout,
+    /// a stopped pool, ...).
+    ///
+    /// ```
+    /// use concurry::Error;
+    ///
+    /// let direct: Error<u8> = Error::Method(7);
+    /// assert_eq!(direct.method_error(), Some(&7));
+    /// let retried: Error<u8> = Error::RetriesExhausted {
+    ///     method: "fetch",
+    ///     attempts: 3,
+    ///     last: Box::new(Error::Method(7)),
+    /// };
+    /// assert_eq!(retried.method_error(), Some(&7));
+    /// let upstream: Error<u8> = Error::Upstream {
+    ///     message: "7".into(),
+    ///     error: Some(Box::new(7u8)),
+    /// };
+    /// assert_eq!(upstream.method_error(), Some(&7));
+    /// assert_eq!(Error::<u8>::Timeout.method_error(), None);
+    /// ```
     pub fn method_error(&self) -> Option<&E> {
         match self {
             Error::Method(e) => Some(e),
+            Error::RetriesExhausted { last, .. } => last.method_error(),
+            Error::Upstream { error, .. } => error.as_deref()?.downcast_ref::<E>(),
             _ => None,
         }
     }
 
+    /// The user's own error by value, found as [`method_error`](Error::method_error) finds it.
+    ///
+    /// ```
+    /// use concurry::Error;
+    ///
+    /// let retried: Error<String> = Error::RetriesExhausted {
+    ///     method: "fetch",
+    ///     attempts: 2,
+    ///     last: Box::new(Error::Method("busy".to_string())),
+    /// };
+    /// assert_eq!(retried.into_method_error().as_deref(), Some("busy"));
+    /// ```
+    pub fn into_method_error(self) -> Option<E> {
+        match self {
+            Error::Method(e) => Some(e),
+            Error::RetriesExhausted { last, .. } => last.into_method_error(),
+            Error::Upstream { error, .. } => error?.downcast::<E>().ok().map(|e| *e),
+            _ => None,
+        }
+    }
+}
+
+impl<E> Error<E> {
     /// Converts the user's error with `f`, keeping every runtime failure as it is.
     ///
     /// ```
@@ -109,7 +163,12 @@ impl<E> Error<E> {
     pub fn map_method<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
         match self {
             Error::Method(e) => Error::Method(f(e)),
-            Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
+            Error::RetriesExhausted {
+                method,
+                attempts,
+                last,
+            } => Error::RetriesExhausted {
+                method,
                 attempts,
                 last: Box::new(last.map_method(f)),
             },
@@ -130,17 +189,24 @@ impl<E> Error<E> {
             Error::Cancelled => Error::Cancelled,
             Error::WorkerLost { message } => Error::WorkerLost { message },
             Error::Init { message } => Error::Init { message },
-            Error::Upstream { message } => Error::Upstream { message },
+            Error::Upstream { message, error } => Error::Upstream { message, error },
             Error::Limit(l) => Error::Limit(l),
-            Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
+            Error::RetriesExhausted {
+                method,
+                attempts,
+                last,
+            } => Error::RetriesExhausted {
+                method,
                 attempts,
                 last: Box::new(last.cast_runtime()?),
             },
             Error::Validation {
+                method,
                 attempts,
                 reason,
                 outputs,
             } => Error::Validation {
+                method,
                 attempts,
                 reason,
                 outputs,

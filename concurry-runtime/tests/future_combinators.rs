@@ -558,10 +558,12 @@ fn on_done_after_an_error_sees_it_and_leaves_it_to_the_promise() {
 
 #[test]
 fn a_panicking_on_done_after_completion_keeps_the_result() {
+    // Contained as it is before completion: whether a callback's panic reaches the caller
+    // must not depend on which came first, the result or the registration.
     let p = Promise::<u32>::ready(Ok(8));
     let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         p.on_done(|_| panic!("callback"));
     }));
-    assert!(panicked.is_err());
+    assert!(panicked.is_ok(), "the callback's panic is contained");
     assert_eq!(p.result().unwrap(), 8);
 }

@@ -142,7 +142,8 @@ fn retries_go_through_the_args_probe() {
     use p::{SubmitOnce as _, SubmitRetrying as _};
     use std::sync::atomic::{AtomicU32, Ordering};
     let calls = std::sync::Arc::new(AtomicU32::new(0));
-    let retry = concurry_runtime::RetryConfig::new(3).wait(std::time::Duration::from_millis(1));
+    let retry =
+        concurry_runtime::RetryConfig::attempts(4).wait(std::time::Duration::from_millis(1));
     let pool = p::Options::<Flaky>::default()
         .retry(retry)
         .init_with((calls.clone(),))

@@ -229,7 +229,7 @@ fn process_pool() -> CalcOptions {
 
 #[test]
 fn remote_calls_are_retried_per_the_pool_and_the_method() {
-    let retry = RetryConfig::new(3).wait(Duration::from_millis(1));
+    let retry = RetryConfig::attempts(4).wait(Duration::from_millis(1));
     let calc = process_pool().retry(retry).init(setup(0)).unwrap();
     // Attempts 1 and 2 fail in the child, the third succeeds.
     assert_eq!(calc.flaky(3).result_timeout(HANG).unwrap(), 3);
@@ -239,7 +239,9 @@ fn remote_calls_are_retried_per_the_pool_and_the_method() {
         other => panic!("{other:?}"),
     }
     match calc.flaky(100).result_timeout(HANG) {
-        Err(Error::RetriesExhausted { attempts: 4, last }) => {
+        Err(Error::RetriesExhausted {
+            attempts: 4, last, ..
+        }) => {
             assert!(matches!(*last, Error::Method(ref m) if m == "attempt 8"));
         }
         other => panic!("{other:?}"),
@@ -255,7 +257,7 @@ fn a_call_whose_child_died_is_retried_only_when_the_policy_says_so() {
             .to_string_lossy()
             .into_owned()
     };
-    let retry = RetryConfig::new(2).wait(Duration::from_millis(1));
+    let retry = RetryConfig::attempts(3).wait(Duration::from_millis(1));
     let calc = process_pool().retry(retry.clone()).init(setup(0)).unwrap();
     assert!(matches!(
         calc.crash_once(marker(1)).result_timeout(HANG),
@@ -339,4 +341,40 @@ fn remote_calls_take_the_pools_call_and_resource_units_in_the_parent() {
     calc.stop().unwrap();
     assert!(matches!(waiting.result_timeout(HANG), Err(Error::Stopped)));
     drop(held);
+}
+
+#[test]
+fn process_calls_are_validated_without_retries_and_a_panicking_predicate_is_a_panic() {
+    crate::common::quiet_planned_panics();
+    let calc = process_pool()
+        .retry(RetryConfig::attempts(1).retry_until(|n: &u64| *n > 100))
+        .init(setup(5))
+        .unwrap();
+    match calc.add(1).result_timeout(HANG) {
+        Err(Error::Validation {
+            method,
+            attempts,
+            outputs,
+            ..
+        }) => {
+            assert_eq!((method, attempts), ("add", 1));
+            assert_eq!(outputs.into_vec::<u64>().unwrap(), [6]);
+        }
+        other => panic!("{other:?}"),
+    }
+    calc.stop().unwrap();
+
+    let retry = RetryConfig::attempts(3)
+        .wait(Duration::from_millis(1))
+        .retry_on(|_| panic!("planned panic: in retry_on"));
+    let calc = process_pool().retry(retry).init(setup(0)).unwrap();
+    match calc.flaky(100).result_timeout(HANG) {
+        Err(Error::Panicked { message }) => {
+            assert!(message.contains("planned panic: in retry_on"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The pool runs on: the one attempt of `flaky` counted 1.
+    assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 2);
+    calc.stop().unwrap();
 }

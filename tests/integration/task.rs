@@ -456,7 +456,7 @@ fn flaky(x: u32) -> Result<u32, String> {
 #[test]
 fn task_calls_are_retried_per_the_pool_option() {
     let pool = flaky::options()
-        .retry(concurry::RetryConfig::new(3).wait(std::time::Duration::ZERO))
+        .retry(concurry::RetryConfig::attempts(4).wait(std::time::Duration::ZERO))
         .init()
         .unwrap();
     assert_eq!(pool.submit(7).result().unwrap(), 7);
@@ -489,7 +489,7 @@ fn task_arguments_may_be_promises() {
     assert_eq!(parse_later::submit("12").result().unwrap(), 12);
     let failed = checked_div::submit(1, 0);
     match checked_div::submit(failed, 1).result() {
-        Err(Error::Upstream { message }) => assert_eq!(message, "1 / 0"),
+        Err(Error::Upstream { message, .. }) => assert_eq!(message, "1 / 0"),
         other => panic!("{other:?}"),
     }
     let pool = double::options().init().unwrap();
@@ -542,14 +542,14 @@ fn never_retried(x: u32) -> Result<u32, String> {
 
 #[test]
 fn retry_attribute_on_a_task() {
-    let no_wait = |n| concurry::RetryConfig::new(n).wait(std::time::Duration::ZERO);
-    let pool = retried::options().retry(no_wait(0)).init().unwrap();
+    let no_wait = |n| concurry::RetryConfig::attempts(n).wait(std::time::Duration::ZERO);
+    let pool = retried::options().retry(no_wait(1)).init().unwrap();
     assert_eq!(pool.submit(5).result().unwrap(), 5);
     assert_eq!(RETRIED_CALLS.load(Ordering::SeqCst), 3);
     // The function itself is untouched by the attribute.
     assert_eq!(retried(1), Ok(1));
 
-    let pool = never_retried::options().retry(no_wait(5)).init().unwrap();
+    let pool = never_retried::options().retry(no_wait(6)).init().unwrap();
     assert!(matches!(pool.submit(1).result(), Err(Error::Method(_))));
     assert_eq!(NEVER_CALLS.load(Ordering::SeqCst), 1);
 }

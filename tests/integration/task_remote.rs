@@ -312,7 +312,7 @@ fn calls_are_retried_in_process_mode() {
     let pool = second_time::options()
         .mode(Mode::Process)
         .max_workers(2)
-        .retry(RetryConfig::new(0).wait(Duration::ZERO).jitter(0.0))
+        .retry(RetryConfig::attempts(1).wait(Duration::ZERO).jitter(0.0))
         .init()
         .unwrap();
     let marker_str = marker.to_string_lossy().into_owned();

@@ -17,6 +17,10 @@ use crate::future::Promise;
 /// Because a parameter accepts several types, `"text".into()` cannot pick one: pass `"text"`
 /// (or a `String`) directly.
 ///
+/// A promise that fails fails the call with [`Error::Upstream`] (its error type must be
+/// `Send + Sync`); [`Error::method_error`] gives back the argument's own typed error when it
+/// has the call's error type.
+///
 /// ```
 ///
 /// pub struct Math;
@@ -68,26 +72,26 @@ impl<T> Arg<T> for T {
 impl<T, E> Arg<T> for Promise<T, E>
 where
     T: Send + 'static,
-    E: fmt::Display + Send + 'static,
+    E: fmt::Display + Send + Sync + 'static,
 {
     fn into_arg(mut self) -> Result<T, PendingArg<T>> {
         let value: Pin<Box<dyn Future<Output = Result<T, Error>> + Send>> = match self.try_result()
         {
             Some(Ok(v)) => return Ok(v),
-            Some(Err(e)) => {
-                let failed = Err(Error::Upstream {
-                    message: e.to_string(),
-                });
-                Box::pin(std::future::ready(failed))
-            }
-            None => Box::pin(async move {
-                self.await.map_err(|e| Error::Upstream {
-                    message: e.to_string(),
-                })
-            }),
+            Some(Err(e)) => Box::pin(std::future::ready(Err(upstream(e)))),
+            None => Box::pin(async move { self.await.map_err(upstream) }),
         };
         Err(PendingArg { value })
     }
+}
+
+/// The failure of an argument promise, as [`Error::Upstream`] keeping its typed error.
+fn upstream<E: fmt::Display + Send + Sync + 'static>(e: Error<E>) -> Error {
+    let message = e.to_string();
+    let error = e
+        .into_method_error()
+        .map(|e| Box::new(e) as Box<dyn std::any::Any + Send + Sync>);
+    Error::Upstream { message, error }
 }
 
 impl Arg<String> for &str {

@@ -167,6 +167,9 @@ impl<T, E> Promise<T, E> {
     /// thread that completes the promise.
     ///
     /// The callback must be quick and must not register another callback on this promise.
+    /// A panic in it is caught and reported through `tracing` (at `ERROR` level): it never
+    /// reaches the worker or the code completing the promise, the promise keeps its result,
+    /// and the other callbacks still run.
     ///
     /// ```
     /// use std::sync::mpsc;

@@ -1,7 +1,7 @@
 //! The result slot shared by a [`Promise`](super::Promise) and its [`Completer`]: the one
 //! hand-written synchronisation core between a worker and its caller (loom-modelled).
 
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::Waker;
 
 use crate::sync::{AtomicBool, Mutex, MutexGuard, Ordering, lock, thread};
@@ -126,7 +126,7 @@ impl<V: Stash> Slot<V> {
     fn run_then_store(&self, mut callbacks: Vec<Callback<V>>, value: V) {
         loop {
             for cb in callbacks.drain(..) {
-                cb(&value);
+                run_callback(cb, &value);
             }
             let mut st = lock(&self.state);
             match st.take_callbacks() {
@@ -165,13 +165,8 @@ impl<V: Stash> Slot<V> {
             Value::Full(stored) => {
                 // Runs under the lock: the callback must not register on the same slot.
                 let v = V::unstash(stored);
-                let ran = catch_unwind(AssertUnwindSafe(|| cb(&v)));
-                // Put the value back even if the callback panicked.
+                run_callback(cb, &v);
                 st.value = Value::Full(v.stash());
-                drop(st);
-                if let Err(panic) = ran {
-                    resume_unwind(panic);
-                }
                 true
             }
             Value::Empty => {
@@ -262,6 +257,19 @@ impl<V: Stash> Slot<V> {
                 Some(_) => thread::park(),
             }
         }
+    }
+}
+
+/// Runs one callback, containing its panic: a callback runs on whatever thread completes the
+/// promise (a worker, the runtime), which must go on storing the value and serving calls.
+/// The panic is reported through `tracing` and the other callbacks still run.
+fn run_callback<V>(cb: Callback<V>, value: &V) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| cb(value))) {
+        tracing::error!(
+            panic = %crate::error::panic_message(&*panic),
+            "a promise's on_done callback panicked; the panic was contained and the promise \
+             keeps its result"
+        );
     }
 }
 

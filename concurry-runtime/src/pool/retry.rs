@@ -68,9 +68,10 @@ impl<W: Worker> Pool<W> {
         let config = if method.is_inherit() {
             pool?.clone()
         } else {
-            let mut c = pool.map_or_else(|| RetryConfig::new(0), |c| (**c).clone());
+            // Without a pool config, `#[retry(..)]` waits as `RetryConfig::default()` does.
+            let mut c = pool.map_or_else(RetryConfig::default, |c| (**c).clone());
             if let Some(n) = method.attempts {
-                c = c.with_num_retries(n.saturating_sub(1));
+                c = c.with_attempts(n);
             }
             if let Some(on) = method.on {
                 c = c
@@ -82,7 +83,36 @@ impl<W: Worker> Pool<W> {
             }
             Arc::new(c)
         };
-        (config.retries()).then_some(config)
+        // Validators run even when no retry is left: a rejection is `Error::Validation`.
+        (config.retries() || config.validates::<T>()).then_some(config)
+    }
+
+    /// Submits a call whose arguments cannot be sent again: it runs once, through the retry
+    /// loop (for its one attempt) only when a validator checks its output.
+    pub(crate) fn submit_once<T, E>(
+        &self,
+        method: &'static str,
+        retry: &MethodRetry<T, E>,
+        submit: impl FnOnce(&Pool<W>) -> Promise<T, E> + Send + 'static,
+    ) -> Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let config = match self.retry_for(retry) {
+            Some(config) if config.validates::<T>() => config,
+            _ => return submit(self),
+        };
+        let config = Arc::new((*config).clone().with_attempts(1));
+        let submit = std::sync::Mutex::new(Some(submit));
+        self.attempts(config, method, (), move |pool, _, ()| {
+            let submit = submit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .expect("a call whose arguments cannot be re-sent has one attempt");
+            submit(pool)
+        })
     }
 
     /// Runs `attempt` per `config` until the call succeeds or gives up. The loop holds only a

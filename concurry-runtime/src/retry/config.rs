@@ -27,10 +27,13 @@ pub(crate) struct Validator {
 /// Retry settings of a pool (`options().retry(..)`), overridable per method with
 /// `#[retry(..)]`.
 ///
-/// A call is tried at most `1 + num_retries` times. Between attempts it waits
-/// `min(wait * factor(n), max_wait)` (see [`RetryAlgorithm`]), jittered: with jitter `j` the
-/// wait is drawn uniformly from `[(1 - j) * d, d]` (`j = 1` is full jitter, uniform in
-/// `[0, d]`; the default is `0.3`). The wait happens off the worker: other calls run meanwhile.
+/// Counts are *attempts*, as in `#[retry(attempts = n)]`: [`RetryConfig::attempts`]`(n)` tries
+/// a call at most `n` times in all, the first call included (`attempts(1)`: no retries;
+/// `attempts(4)`: the first call and up to 3 retries, Python Concurry's `num_retries = 3`).
+/// Between attempts it waits `min(wait * factor(n), max_wait)` (see [`RetryAlgorithm`]),
+/// jittered: with jitter `j` the wait is drawn uniformly from `[(1 - j) * d, d]` (`j = 1` is
+/// full jitter, uniform in `[0, d]`; the default is `0.3`). The wait happens off the worker:
+/// other calls run meanwhile.
 ///
 /// What is retried: by default every error the method returns (never a panic, a lost
 /// worker, and never `Stopped`, `Cancelled`, `Timeout`, `Transport` or a config error).
@@ -38,26 +41,26 @@ pub(crate) struct Validator {
 /// `retry_on_panic(true)` lets panics be retried too, and `retry_on_worker_lost(true)` calls
 /// whose worker process died under them.
 /// `retry_until` validators make a successful output that fails a check count as a failed
-/// attempt; when attempts run out the call ends with [`Error::Validation`] holding every
-/// rejected output.
+/// attempt; they run whenever they are set, even with no retries, and when attempts run out
+/// the call ends with [`Error::Validation`] holding every rejected output.
 ///
 /// ```
 /// use std::time::Duration;
 /// use concurry::{RetryAlgorithm, RetryConfig};
 ///
-/// let retry = RetryConfig::exponential(4)
+/// let retry = RetryConfig::attempts(5)
+///     .algorithm(RetryAlgorithm::Exponential)
 ///     .wait(Duration::from_millis(100))
 ///     .max_wait(Duration::from_secs(5))
 ///     .jitter(0.3)
 ///     .retry_on_error::<std::io::Error>()
 ///     .retry_until(|answer: &String| !answer.is_empty());
-/// assert_eq!(retry.num_retries(), 4);
 /// assert_eq!(retry.max_attempts(), 5);
-/// # let _ = RetryAlgorithm::Linear;
+/// assert_eq!(retry.num_retries(), 4);
 /// ```
 #[derive(Clone)]
 pub struct RetryConfig {
-    num_retries: u32,
+    attempts: u32,
     algorithm: RetryAlgorithm,
     wait: Duration,
     max_wait: Duration,
@@ -69,21 +72,30 @@ pub struct RetryConfig {
 }
 
 impl Default for RetryConfig {
-    /// No retries: each call runs once.
+    /// One attempt (no retries), with the waits of [`RetryConfig::attempts`]: exponential
+    /// from 1 s, capped at 60 s, jitter 0.3. A method's `#[retry(attempts = n)]` in a pool
+    /// without a `retry` option starts from this config.
     fn default() -> Self {
-        RetryConfig::new(0)
+        RetryConfig::attempts(1)
     }
 }
 
-/// The most retries a config accepts: beyond this a loop is almost certainly a mistake.
-const MAX_RETRIES: u32 = 10_000;
+/// The most attempts a config accepts: beyond this a loop is almost certainly a mistake.
+const MAX_ATTEMPTS: u32 = 10_000;
 
 impl RetryConfig {
-    /// Up to `num_retries` retries with exponential backoff from a 1 s base wait, capped at
-    /// 60 s, jitter 0.3.
-    pub fn new(num_retries: u32) -> Self {
+    /// Up to `attempts` tries in all (the first call included, so `1` means no retries),
+    /// waiting between them with exponential backoff from a 1 s base wait, capped at 60 s,
+    /// jitter 0.3. `attempts` must be at least 1 (`init` reports 0 as a config error).
+    ///
+    /// ```
+    /// let retry = concurry::RetryConfig::attempts(3); // the first call and up to 2 retries
+    /// assert_eq!(retry.max_attempts(), 3);
+    /// assert_eq!(retry.num_retries(), 2);
+    /// ```
+    pub fn attempts(attempts: u32) -> Self {
         RetryConfig {
-            num_retries,
+            attempts,
             algorithm: RetryAlgorithm::Exponential,
             wait: Duration::from_secs(1),
             max_wait: Duration::from_secs(60),
@@ -95,24 +107,9 @@ impl RetryConfig {
         }
     }
 
-    /// [`RetryConfig::new`] with [`RetryAlgorithm::Exponential`].
-    pub fn exponential(num_retries: u32) -> Self {
-        RetryConfig::new(num_retries)
-    }
-
-    /// [`RetryConfig::new`] with [`RetryAlgorithm::Linear`].
-    pub fn linear(num_retries: u32) -> Self {
-        RetryConfig::new(num_retries).algorithm(RetryAlgorithm::Linear)
-    }
-
-    /// [`RetryConfig::new`] with [`RetryAlgorithm::Fibonacci`].
-    pub fn fibonacci(num_retries: u32) -> Self {
-        RetryConfig::new(num_retries).algorithm(RetryAlgorithm::Fibonacci)
-    }
-
-    /// The same config with `n` retries.
-    pub(crate) fn with_num_retries(mut self, n: u32) -> Self {
-        self.num_retries = n;
+    /// The same config with `n` attempts in all.
+    pub(crate) fn with_attempts(mut self, n: u32) -> Self {
+        self.attempts = n;
         self
     }
 
@@ -181,7 +178,7 @@ impl RetryConfig {
     /// are safe to run twice, since the lost attempt may have done part of its work.
     ///
     /// ```
-    /// let retry = concurry::RetryConfig::new(2).retry_on_worker_lost(true);
+    /// let retry = concurry::RetryConfig::attempts(3).retry_on_worker_lost(true);
     /// # let _ = retry;
     /// ```
     #[must_use]
@@ -217,14 +214,14 @@ impl RetryConfig {
         self
     }
 
-    /// The configured number of retries.
-    pub fn num_retries(&self) -> u32 {
-        self.num_retries
+    /// The most attempts a call gets, the first call included.
+    pub fn max_attempts(&self) -> u32 {
+        self.attempts.max(1)
     }
 
-    /// The most attempts a call gets: `1 + num_retries`.
-    pub fn max_attempts(&self) -> u32 {
-        self.num_retries.saturating_add(1)
+    /// How many retries a call may get after its first attempt: `max_attempts() - 1`.
+    pub fn num_retries(&self) -> u32 {
+        self.max_attempts() - 1
     }
 
     /// Checks the values; `init` reports the first problem.
@@ -236,11 +233,18 @@ impl RetryConfig {
                 "use a value in [0, 1]",
             ));
         }
-        if self.num_retries > MAX_RETRIES {
+        if self.attempts == 0 {
             return Err(ConfigError::new(
-                "num_retries",
-                self.num_retries.to_string(),
-                format!("use at most {MAX_RETRIES} retries"),
+                "retry attempts",
+                "0",
+                "attempts count the first call too: use at least 1 (1 = no retries)",
+            ));
+        }
+        if self.attempts > MAX_ATTEMPTS {
+            return Err(ConfigError::new(
+                "retry attempts",
+                self.attempts.to_string(),
+                format!("use at most {MAX_ATTEMPTS} attempts"),
             ));
         }
         if self.max_wait < self.wait {
@@ -255,7 +259,7 @@ impl RetryConfig {
 
     /// True if this config can ever run a call more than once.
     pub(crate) fn retries(&self) -> bool {
-        self.num_retries > 0
+        self.attempts > 1
     }
 
     /// The wait before retry `n` (1-based), with `unit` a uniform sample of `[0, 1)`.
@@ -310,7 +314,7 @@ impl RetryConfig {
 impl fmt::Debug for RetryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryConfig")
-            .field("num_retries", &self.num_retries)
+            .field("attempts", &self.attempts)
             .field("algorithm", &self.algorithm)
             .field("wait", &self.wait)
             .field("max_wait", &self.max_wait)

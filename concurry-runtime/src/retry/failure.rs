@@ -95,7 +95,7 @@ impl<'a> Failure<'a> {
     /// let f = Failure::worker_lost("worker process 42 ended (signal: 9)", 1, "embed");
     /// assert!(f.is_worker_lost() && !f.is_panic());
     /// // Retry lost workers only, never the method's own errors:
-    /// let retry = RetryConfig::new(3)
+    /// let retry = RetryConfig::attempts(4)
     ///     .retry_on_worker_lost(true)
     ///     .retry_on(|f| f.is_worker_lost());
     /// # let _ = retry;

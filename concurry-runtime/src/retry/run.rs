@@ -70,36 +70,53 @@ where
             return None;
         };
         let retry = match outcome {
-            Ok(v) if validating => match config.rejects(&v) {
-                None => return Some(Ok(v)),
-                Some(why) => {
+            Ok(v) if validating => match guarded(ctx.method, "a `retry_until` validator", || {
+                config.rejects(&v)
+            }) {
+                Err(panicked) => return Some(Err(panicked)),
+                Ok(None) => return Some(Ok(v)),
+                Ok(Some(why)) => {
                     rejected.push(Box::new(v));
                     reason = Some(why);
                     true
                 }
             },
             Ok(v) => return Some(Ok(v)),
-            Err(e) if n < max && config.should_retry(&e, n, ctx.method) => {
-                tracing::debug!(
-                    method = ctx.method,
-                    attempt = n,
-                    error = "method error",
-                    "attempt failed"
-                );
-                true
+            // The only attempt failed: nothing to decide.
+            Err(e) if max == 1 => return Some(Err(e)),
+            Err(e) => {
+                let retryable = match guarded(ctx.method, "a `retry_on` predicate", || {
+                    config.should_retry(&e, n, ctx.method)
+                }) {
+                    Ok(retryable) => retryable,
+                    Err(panicked) => return Some(Err(panicked)),
+                };
+                match (retryable, n < max) {
+                    (true, true) => {
+                        tracing::debug!(
+                            method = ctx.method,
+                            attempt = n,
+                            error = "method error",
+                            "attempt failed"
+                        );
+                        true
+                    }
+                    (true, false) if n > 1 => {
+                        return Some(Err(Error::RetriesExhausted {
+                            method: ctx.method,
+                            attempts: n,
+                            last: Box::new(e),
+                        }));
+                    }
+                    _ => return Some(Err(e)),
+                }
             }
-            Err(e) if n > 1 && config.should_retry(&e, n, ctx.method) => {
-                return Some(Err(Error::RetriesExhausted {
-                    attempts: n,
-                    last: Box::new(e),
-                }));
-            }
-            Err(e) => return Some(Err(e)),
         };
         debug_assert!(retry);
         if n >= max {
             let reason = reason.map_or_else(String::new, |r| r.into_owned());
             return Some(Err(Error::Validation {
+                method: ctx.method,
                 attempts: n,
                 reason,
                 outputs: ValidationOutputs::new(rejected),
@@ -122,6 +139,18 @@ where
     }
 }
 
+/// Runs user code of the retry loop (a predicate, a validator), turning its panic into
+/// [`Error::Panicked`] naming `what` and the method: the loop runs on the library runtime,
+/// where an unwinding panic would drop the call's completer (`Stopped`) instead.
+fn guarded<R, E>(method: &str, what: &str, f: impl FnOnce() -> R) -> Result<R, Error<E>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| Error::Panicked {
+        message: format!(
+            "{what} of `{method}` panicked: {}",
+            crate::error::panic_message(&*panic)
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -141,9 +170,9 @@ mod tests {
         )
     }
 
-    /// `n` retries with a 1 ms base wait: no test depends on how long it really waits.
-    fn fast(n: u32) -> RetryConfig {
-        RetryConfig::new(n).wait(Duration::from_millis(1))
+    /// `attempts` tries with a 1 ms base wait: no test depends on how long it really waits.
+    fn fast(attempts: u32) -> RetryConfig {
+        RetryConfig::attempts(attempts).wait(Duration::from_millis(1))
     }
 
     /// An attempt function resolving attempt `n` with `outcome(n)`, counting calls.
@@ -165,7 +194,7 @@ mod tests {
     #[test]
     fn fails_twice_then_succeeds_with_three_attempts() {
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(5));
+        let (ctx, _) = make_ctx(fast(6));
         let p = run(
             ctx,
             flaky(&calls, |n| {
@@ -183,13 +212,17 @@ mod tests {
     #[test]
     fn exhaustion_keeps_the_last_error_typed() {
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2));
+        let (ctx, _) = make_ctx(fast(3));
         let p = run(
             ctx,
             flaky(&calls, |n| Err(Error::Method(format!("fail {n}")))),
         );
         match p.result() {
-            Err(Error::RetriesExhausted { attempts: 3, last }) => {
+            Err(Error::RetriesExhausted {
+                method: "m",
+                attempts: 3,
+                last,
+            }) => {
                 assert!(matches!(*last, Error::Method(ref m) if m == "fail 3"));
             }
             other => panic!("{other:?}"),
@@ -200,7 +233,7 @@ mod tests {
     fn retry_on_filters_and_runtime_failures_are_never_retried() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) =
-            make_ctx(fast(5).retry_on(|f| f.downcast_ref::<String>().is_some_and(|s| s == "busy")));
+            make_ctx(fast(6).retry_on(|f| f.downcast_ref::<String>().is_some_and(|s| s == "busy")));
         let p = run(ctx, flaky(&calls, |_| Err(Error::Method("fatal".into()))));
         assert!(matches!(p.result(), Err(Error::Method(m)) if m == "fatal"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -211,7 +244,7 @@ mod tests {
             (Error::Timeout, true),
         ] {
             let calls = Arc::new(AtomicU32::new(0));
-            let (ctx, _) = make_ctx(fast(5).retry_on_panic(retry_panics));
+            let (ctx, _) = make_ctx(fast(6).retry_on_panic(retry_panics));
             let e = std::sync::Mutex::new(Some(error));
             let p = run(
                 ctx,
@@ -230,14 +263,14 @@ mod tests {
             })
         };
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2));
+        let (ctx, _) = make_ctx(fast(3));
         assert!(matches!(
             run(ctx, flaky(&calls, panicking)).result(),
             Err(Error::Panicked { .. })
         ));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2).retry_on_panic(true));
+        let (ctx, _) = make_ctx(fast(3).retry_on_panic(true));
         assert!(matches!(
             run(ctx, flaky(&calls, panicking)).result(),
             Err(Error::RetriesExhausted { attempts: 3, .. })
@@ -256,20 +289,20 @@ mod tests {
             }
         };
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2).retry_on_panic(true));
+        let (ctx, _) = make_ctx(fast(3).retry_on_panic(true));
         assert!(matches!(
             run(ctx, flaky(&calls, lost)).result(),
             Err(Error::WorkerLost { .. })
         ));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(2).retry_on_worker_lost(true));
+        let (ctx, _) = make_ctx(fast(3).retry_on_worker_lost(true));
         assert_eq!(run(ctx, flaky(&calls, lost)).result().unwrap(), 2);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         // `retry_on` predicates see the loss too.
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) = make_ctx(
-            fast(2)
+            fast(3)
                 .retry_on_worker_lost(true)
                 .retry_on(|f| f.downcast_ref::<String>().is_some()),
         );
@@ -277,7 +310,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) = make_ctx(
-            fast(2)
+            fast(3)
                 .retry_on_worker_lost(true)
                 .retry_on(|f| f.is_worker_lost()),
         );
@@ -288,13 +321,15 @@ mod tests {
     fn retry_until_exhaustion_yields_every_output() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) =
-            make_ctx(fast(3).retry_until_named("an even answer", |v: &u32| v.is_multiple_of(2)));
+            make_ctx(fast(4).retry_until_named("an even answer", |v: &u32| v.is_multiple_of(2)));
         match run(ctx, flaky(&calls, |n| Ok(2 * n + 1))).result() {
             Err(Error::Validation {
+                method,
                 attempts,
                 reason,
                 outputs,
             }) => {
+                assert_eq!(method, "m");
                 assert_eq!(attempts, 4);
                 assert_eq!(reason, "an even answer");
                 assert_eq!(outputs.into_vec::<u32>().unwrap(), [3, 5, 7, 9]);
@@ -302,15 +337,37 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let calls = Arc::new(AtomicU32::new(0));
-        let (ctx, _) = make_ctx(fast(3).retry_until(|v: &u32| *v >= 3));
+        let (ctx, _) = make_ctx(fast(4).retry_until(|v: &u32| *v >= 3));
         assert_eq!(run(ctx, flaky(&calls, Ok)).result().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_panicking_predicate_or_validator_is_a_panic_of_the_call() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let (ctx, _) = make_ctx(fast(3).retry_on(|_| panic!("planned panic: predicate")));
+        match run(ctx, flaky(&calls, |_| Err(Error::Method("busy".into())))).result() {
+            Err(Error::Panicked { message }) => assert_eq!(
+                message,
+                "a `retry_on` predicate of `m` panicked: planned panic: predicate"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let (ctx, _) =
+            make_ctx(fast(3).retry_until(|_: &u32| -> bool { panic!("planned panic: validator") }));
+        match run(ctx, flaky(&Arc::default(), Ok)).result() {
+            Err(Error::Panicked { message }) => assert_eq!(
+                message,
+                "a `retry_until` validator of `m` panicked: planned panic: validator"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn cancel_during_a_long_backoff_returns_promptly_and_runs_no_more_attempts() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, _) = make_ctx(
-            RetryConfig::new(3)
+            RetryConfig::attempts(4)
                 .wait(Duration::from_secs(3600))
                 .max_wait(Duration::from_secs(3600)),
         );
@@ -327,7 +384,7 @@ mod tests {
     fn stop_during_a_long_backoff_fails_the_call_promptly() {
         let calls = Arc::new(AtomicU32::new(0));
         let (ctx, stop) = make_ctx(
-            RetryConfig::new(3)
+            RetryConfig::attempts(4)
                 .wait(Duration::from_secs(3600))
                 .max_wait(Duration::from_secs(3600)),
         );

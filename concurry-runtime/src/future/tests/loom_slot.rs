@@ -78,3 +78,26 @@ fn loom_callback_and_blocked_thread_both_served() {
         assert_eq!(runs.load(Ordering::SeqCst), 1);
     });
 }
+
+#[test]
+fn loom_panicking_callback_still_stores_the_value_and_wakes_the_waiter() {
+    // A callback that panics on the completing thread must not keep the value from the
+    // waiter, nor stop later callbacks.
+    loom::model(|| {
+        let slot = Arc::new(Slot::<u32>::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        slot.on_done(Box::new(|_| panic!("planned panic: a callback")));
+        let r = runs.clone();
+        slot.on_done(Box::new(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        }));
+        let s2 = slot.clone();
+        let t = thread::spawn(move || {
+            assert!(s2.complete(3));
+        });
+        slot.wait(None);
+        t.join().unwrap();
+        assert_eq!(slot.try_take(), Some(3));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    });
+}
