@@ -21,6 +21,12 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// True on a thread inside a tokio runtime (a runtime's worker or blocking thread, or one that
+/// entered a runtime's context): code there must not block waiting for other async work.
+pub(crate) fn in_async_context() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
 /// A current-thread runtime for running `async fn` methods on a worker thread.
 pub(crate) fn local_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

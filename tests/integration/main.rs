@@ -6,6 +6,7 @@ mod common;
 mod every_mode;
 mod lifecycle;
 mod limits;
+mod load;
 mod modes;
 mod remote;
 mod remote_limits;
