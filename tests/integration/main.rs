@@ -2,6 +2,7 @@
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 mod balancing;
+mod blocking;
 mod common;
 mod every_mode;
 mod lifecycle;
