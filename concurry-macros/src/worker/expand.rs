@@ -615,7 +615,8 @@ pub(crate) fn expand(
             ///
             /// # Errors
             ///
-            /// If a worker could not be joined cleanly.
+            /// `Error::StopTimeout` (how many calls failed, how many still ran) if the stop
+            /// timeout ran out.
             pub fn stop(&self) -> ::core::result::Result<(), #krate::Error> {
                 self.pool.stop()
             }

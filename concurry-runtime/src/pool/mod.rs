@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::limit::LimitSet;
 use crate::mode::{asyncio, on_demand::OnDemand, sync::Inline, thread};
 use crate::options::{Mode, PoolConfig};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, lock};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, lock};
 use crate::worker::{Call, Msg, Worker};
 
 /// A running pool of `W` workers. The handle `#[worker]` generates wraps one of these.
@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     space_freed: Condvar,
     waiters: AtomicUsize,
     pub(crate) on_demand_alive: AtomicUsize,
+    /// Process mode: calls failed with `Error::Stopped` (counted for `stop()`'s report).
+    pub(crate) failed_by_stop: AtomicU64,
     /// Fired by `stop()`: retry loops waiting out a backoff give up at once.
     pub(crate) stopped: std::sync::Arc<crate::signal::Signal>,
 }
@@ -84,6 +86,7 @@ impl Shared {
             space_freed: Condvar::new(),
             waiters: AtomicUsize::new(0),
             on_demand_alive: AtomicUsize::new(0),
+            failed_by_stop: AtomicU64::new(0),
             stopped: std::sync::Arc::default(),
         }
     }
@@ -420,9 +423,10 @@ impl<W: Worker> Pool<W> {
     /// completion for up to `stop_timeout`, after which those still queued fail with
     /// [`Error::Stopped`]; every worker thread and task is joined.
     ///
-    /// Returns [`Error::Timeout`] if a call was still running when `stop_timeout` ran out (its
-    /// thread is then left to finish that call and exit on its own). Calling `stop` again is a
-    /// no-op.
+    /// Returns [`Error::StopTimeout`] if `stop_timeout` ran out first: it says how many calls
+    /// were failed with [`Error::Stopped`] and how many were still running (a thread busy
+    /// with its call is left to finish it and exit on its own). `stop` then returns on time:
+    /// a long queue is failed on a helper thread right after. Calling `stop` again is a no-op.
     pub fn stop(&self) -> Result<(), Error> {
         self.inner.stop()
     }
@@ -487,6 +491,8 @@ fn fail_msg<W>(msg: Msg<W>, error: Error) {
 
 impl<W: Worker> PoolInner<W> {
     fn stop(&self) -> Result<(), Error> {
+        // `stop_timeout` counts from the call, not from when the workers were told.
+        let deadline = Instant::now().checked_add(self.config.stop_timeout);
         let mut guard = lock(&self.lifecycle);
         self.stopped.store(true, Ordering::Release);
         self.shared.stopped.fire();
@@ -516,11 +522,17 @@ impl<W: Worker> PoolInner<W> {
                 if let Some(limits) = &self.limits {
                     limits.wake_all();
                 }
-                return remote.stop();
+                return remote.stop().map_err(|e| match e {
+                    // A child had to be killed: every call it had failed.
+                    Error::Timeout => Error::StopTimeout {
+                        failed: self.shared.failed_by_stop.load(Ordering::Acquire),
+                        running: 0,
+                    },
+                    other => other,
+                });
             }
         };
         let own = CURRENT_POOL.with(|c| c.get()) == Arc::as_ptr(&self.shared) as usize;
-        let deadline = Instant::now().checked_add(self.config.stop_timeout);
         let mut exited = 0;
         while exited < expected && !own {
             let next = match deadline {
@@ -533,8 +545,17 @@ impl<W: Worker> PoolInner<W> {
             }
         }
         let timed_out = exited < expected && !own;
+        // Calls queued or running on the fixed workers when the time ran out.
+        let (mut unfinished, mut in_blocking) = (0, 0);
         if timed_out {
             self.shared.abort.store(true, Ordering::Release);
+            unfinished = self.shared.counters.iter().map(Counters::in_flight).sum();
+            in_blocking = self
+                .shared
+                .counters
+                .iter()
+                .filter(|c| c.is_blocking())
+                .count() as u64;
             // Calls still waiting for their limits give up now, with `Error::Stopped`.
             if let Some(limits) = &self.limits {
                 limits.wake_all();
@@ -543,29 +564,76 @@ impl<W: Worker> PoolInner<W> {
                 .tasks
                 .iter()
                 .for_each(tokio::task::AbortHandle::abort);
-            if let Backend::OnDemand(od) = &self.backend {
-                od.fail_queued();
-            }
         }
-        // Whatever is still queued (queued after the stop, or left by an abort) fails now.
-        for rx in &lifecycle.drains {
-            rx.try_iter().for_each(|m| fail_msg(m, Error::Stopped));
+        // Whatever is still queued (queued after the stop, or left by an abort) fails now;
+        // a long queue left by the timeout is failed on a thread of its own, so `stop`
+        // returns on time.
+        drain(
+            &self.shared.name,
+            lifecycle.drains,
+            timed_out && unfinished > 0,
+        );
+        let (mut failed, mut running) = (0, 0);
+        if let Backend::OnDemand(od) = &self.backend
+            && timed_out
+        {
+            failed = od.fail_queued();
+            running = self.shared.on_demand_alive.load(Ordering::Acquire) as u64;
         }
-        drop(lifecycle.drains);
         let me = std::thread::current().id();
+        let threads = lifecycle.threads.len() as u64;
+        let mut left = 0;
         for t in lifecycle.threads {
             if t.thread().id() != me && (!timed_out || t.is_finished()) {
                 let _ = t.join();
+            } else {
+                left += 1;
             }
         }
         if let Backend::OnDemand(od) = &self.backend {
             od.join(timed_out);
         }
-        if timed_out {
-            Err(Error::Timeout)
-        } else {
-            Ok(())
+        if !timed_out {
+            return Ok(());
         }
+        if threads > 0 {
+            // Thread mode: a thread not finished is still in its call.
+            running = left;
+            failed = unfinished.saturating_sub(left);
+        } else if !matches!(self.backend, Backend::OnDemand(_)) {
+            // Async mode: aborting a worker's task ends the calls it had, but not a sync
+            // method running on the blocking pool.
+            running = in_blocking;
+            failed = unfinished.saturating_sub(in_blocking);
+        }
+        Err(Error::StopTimeout { failed, running })
+    }
+}
+
+/// Fails every call still in `drains` with [`Error::Stopped`]; on a thread of its own if
+/// `elsewhere` (and a thread can be had), so a long queue does not hold up `stop()`.
+fn drain<W: Worker>(name: &str, drains: Vec<crossbeam_channel::Receiver<Msg<W>>>, elsewhere: bool) {
+    let fail_all = move || {
+        for rx in &drains {
+            rx.try_iter().for_each(|m| fail_msg(m, Error::Stopped));
+        }
+    };
+    if !elsewhere {
+        return fail_all();
+    }
+    let fail_all = std::sync::Arc::new(Mutex::new(Some(fail_all)));
+    let mine = fail_all.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("{name}-drain"))
+        .spawn(move || {
+            if let Some(f) = lock(&mine).take() {
+                f();
+            }
+        });
+    if spawned.is_err()
+        && let Some(f) = lock(&fail_all).take()
+    {
+        f();
     }
 }
 

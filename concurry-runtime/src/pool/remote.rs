@@ -225,6 +225,9 @@ where
             drop(span);
             drop(held);
             shared.finished(idx);
+            if matches!(r, Err(Error::Stopped)) {
+                shared.failed_by_stop.fetch_add(1, Ordering::AcqRel);
+            }
             c.complete(match r {
                 Ok(response) => extract(response).unwrap_or_else(|| {
                     Err(Error::Transport(WireError::Payload {

@@ -3,7 +3,7 @@
 use crossbeam_utils::CachePadded;
 
 use crate::options::{LoadBalancing, Mode};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// Per-worker counters. `dispatched` is written by submitters, `completed` by the worker, each
 /// on its own cache line so the hot path does not bounce one line between the two sides.
@@ -16,6 +16,8 @@ pub(crate) struct Counters {
     held: AtomicU64,
     /// Bounded pools: async submitters waiting for a place on this worker.
     pub(crate) room: tokio::sync::Notify,
+    /// Async mode: the worker is running a sync method on the blocking pool.
+    blocking: AtomicBool,
 }
 
 impl Counters {
@@ -54,6 +56,14 @@ impl Counters {
                 Err(now) => dispatched = now,
             }
         }
+    }
+
+    pub(crate) fn set_blocking(&self, on: bool) {
+        self.blocking.store(on, Ordering::Release);
+    }
+
+    pub(crate) fn is_blocking(&self) -> bool {
+        self.blocking.load(Ordering::Acquire)
     }
 
     /// A retried call takes (`true`) or gives back (`false`) its place between attempts.
