@@ -613,6 +613,8 @@ impl<W: Worker> PoolInner<W> {
 /// Fails every call still in `drains` with [`Error::Stopped`]; on a thread of its own if
 /// `elsewhere` (and a thread can be had), so a long queue does not hold up `stop()`.
 fn drain<W: Worker>(name: &str, drains: Vec<crossbeam_channel::Receiver<Msg<W>>>, elsewhere: bool) {
+    // Async mode has none: aborting a worker's task drops its queue on the runtime.
+    let elsewhere = elsewhere && !drains.is_empty();
     let fail_all = move || {
         for rx in &drains {
             rx.try_iter().for_each(|m| fail_msg(m, Error::Stopped));
