@@ -1,5 +1,6 @@
 //! Thread and process modes leave no thread (and no child process) behind: after `stop()`
-//! (or drop) the process has as many threads as before. Its own test binary, so no other test's threads come and go meanwhile.
+//! (or drop) the process has as many threads as before. Its own test binary, so no other
+//! test's threads come and go meanwhile.
 #![allow(unreachable_pub, missing_docs)]
 
 use std::sync::Arc;
@@ -38,6 +39,18 @@ fn threads() -> usize {
         .expect("Threads: line")
 }
 
+/// Waits (at most 10 s) for the thread count to settle at `expected`, then checks it: a
+/// joined thread can linger in `/proc/self/task` for a few milliseconds after `join` returns.
+fn assert_threads(expected: usize, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut now = threads();
+    while now != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        now = threads();
+    }
+    assert_eq!(now, expected, "{what}");
+}
+
 /// One test: each part counts every thread of the process, so nothing may run beside it.
 #[test]
 fn no_mode_leaves_threads_behind() {
@@ -52,7 +65,7 @@ fn thread_count_returns_to_baseline_after_stop_and_drop() {
         .max_workers(16)
         .init(Arc::new(()))
         .unwrap();
-    assert_eq!(threads(), baseline + 16);
+    assert_threads(baseline + 16, "16 worker threads");
     let calls: Vec<_> = (0..1000)
         .map(|i| {
             if i % 2 == 0 {
@@ -64,7 +77,7 @@ fn thread_count_returns_to_baseline_after_stop_and_drop() {
         .collect();
     calls.into_iter().for_each(|c| c.result().unwrap());
     pool.stop().unwrap();
-    assert_eq!(threads(), baseline, "stop() left threads behind");
+    assert_threads(baseline, "stop() left threads behind");
 
     let pool = Idle::options()
         .mode(Mode::Thread)
@@ -73,7 +86,7 @@ fn thread_count_returns_to_baseline_after_stop_and_drop() {
         .unwrap();
     pool.nothing().result().unwrap();
     drop(pool);
-    assert_eq!(threads(), baseline, "drop left threads behind");
+    assert_threads(baseline, "drop left threads behind");
 
     let pool = Idle::options()
         .mode(Mode::Thread)
@@ -84,7 +97,7 @@ fn thread_count_returns_to_baseline_after_stop_and_drop() {
     let calls: Vec<_> = (0..100).map(|_| pool.nothing()).collect();
     calls.into_iter().for_each(|c| c.result().unwrap());
     pool.stop().unwrap();
-    assert_eq!(threads(), baseline, "on-demand workers left threads behind");
+    assert_threads(baseline, "on-demand workers left threads behind");
 }
 
 fn process_mode_leaves_no_thread_and_no_child_behind() {
@@ -106,7 +119,7 @@ fn process_mode_leaves_no_thread_and_no_child_behind() {
         } else {
             drop(pool);
         }
-        assert_eq!(threads(), baseline, "stop: {stop}: threads left behind");
+        assert_threads(baseline, &format!("stop: {stop}: threads left behind"));
         for pid in pids {
             assert!(
                 !std::path::Path::new(&format!("/proc/{pid}")).exists(),

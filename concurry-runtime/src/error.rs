@@ -34,6 +34,31 @@ pub enum Error<E = Infallible> {
     /// A wait or a call did not finish in time.
     #[error("timed out")]
     Timeout,
+    /// `stop()` ran out of its `stop_timeout` before every queued call finished: the calls
+    /// still queued were failed with [`Error::Stopped`], and the calls still running were
+    /// left to finish on their own (a thread cannot be killed; process mode kills its
+    /// children instead, so their calls count as failed).
+    ///
+    /// ```
+    /// let e: concurry::Error = concurry::Error::StopTimeout { failed: 3, running: 1 };
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "stop_timeout ran out before the pool drained: 3 calls failed with Error::Stopped, \
+    ///      1 still running (left to finish on its own)"
+    /// );
+    /// ```
+    #[error(
+        "stop_timeout ran out before the pool drained: {failed} calls failed with Error::Stopped, \
+         {running} still running (left to finish on {})",
+        if *running == 1 { "its own" } else { "their own" }
+    )]
+    StopTimeout {
+        /// Calls that were queued (or running, where they can be ended) and were failed with
+        /// [`Error::Stopped`].
+        failed: u64,
+        /// Calls still running when `stop()` returned.
+        running: u64,
+    },
     /// The call was cancelled with [`Promise::cancel`](crate::Promise::cancel).
     #[error("the call was cancelled")]
     Cancelled,
@@ -186,6 +211,7 @@ impl<E> Error<E> {
             Error::Panicked { message } => Error::Panicked { message },
             Error::Stopped => Error::Stopped,
             Error::Timeout => Error::Timeout,
+            Error::StopTimeout { failed, running } => Error::StopTimeout { failed, running },
             Error::Cancelled => Error::Cancelled,
             Error::WorkerLost { message } => Error::WorkerLost { message },
             Error::Init { message } => Error::Init { message },

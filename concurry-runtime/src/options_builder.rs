@@ -60,7 +60,15 @@ impl<W: Worker> Options<W> {
         self
     }
 
-    /// The most calls in flight per worker; submitting more waits (back-pressure).
+    /// The most calls each worker holds, queued or running; submitting more waits
+    /// (back-pressure).
+    ///
+    /// A plain thread blocks until a place is free; async code (any thread inside a tokio
+    /// runtime) is never blocked: its call waits for a place inside the promise it gets. A
+    /// retried call takes one place when submitted and keeps it between attempts until it
+    /// resolves; its later attempts never wait (they go to a worker with room, else back to
+    /// the one whose place they hold), so retries cannot deadlock a full pool. Not used by
+    /// `on_demand` pools or sync mode, which run calls as they come.
     pub fn max_queued_tasks(mut self, n: usize) -> Self {
         self.config.max_queued_tasks = Some(n);
         self

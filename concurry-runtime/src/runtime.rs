@@ -21,6 +21,27 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// True on a thread inside a tokio runtime (a runtime's worker or blocking thread, or one that
+/// entered a runtime's context): code there must not block waiting for other async work.
+pub(crate) fn in_async_context() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
+/// Runs `wait`, which blocks this thread, without starving the tokio runtime the thread works
+/// for: on a worker thread of a multi-thread runtime (the library's, or the user's own) the
+/// runtime first hands this thread's other tasks to another thread
+/// ([`block_in_place`](tokio::task::block_in_place)), so the async work `wait` waits for goes
+/// on. Elsewhere (a plain thread, a blocking-pool thread, a current-thread runtime, whose
+/// thread cannot be handed over) `wait` just runs.
+pub(crate) fn blocking<R>(wait: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
 /// A current-thread runtime for running `async fn` methods on a worker thread.
 pub(crate) fn local_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -2,6 +2,7 @@
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 mod balancing;
+mod blocking;
 mod callbacks;
 mod common;
 mod docs;
@@ -10,6 +11,7 @@ mod every_mode;
 mod handshake;
 mod lifecycle;
 mod limits;
+mod load;
 mod modes;
 mod remote;
 mod remote_limits;

@@ -342,7 +342,8 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
                 ///
                 /// # Errors
                 ///
-                /// `Error::Timeout` if a call was still running when the stop timeout ran out.
+                /// `Error::StopTimeout` (how many calls failed, how many still ran) if the stop
+                /// timeout ran out.
                 pub fn stop(&self) -> ::core::result::Result<(), #krate::Error> {
                     self.#inner.stop()
                 }
@@ -424,7 +425,8 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
             ///
             /// # Errors
             ///
-            /// `Error::Timeout` if a call was still running when the stop timeout ran out.
+            /// `Error::StopTimeout` (how many calls failed, how many still ran) if the stop
+            /// timeout ran out.
             pub fn stop() -> ::core::result::Result<(), #krate::Error> {
                 self::POOL.stop()
             }

@@ -615,9 +615,10 @@ pub(crate) fn expand(
             ///
             /// # Errors
             ///
-            /// `Error::Timeout` if a call was still running when the stop timeout ran out (its
-            /// worker is left to finish that call and exit on its own). Calling `stop` again
-            /// does nothing and returns `Ok(())`.
+            /// `Error::StopTimeout` (how many calls were failed as `Stopped`, how many were
+            /// still running) if the stop timeout ran out; a worker still in a call is left to
+            /// finish it and exit on its own. Calling `stop` again does nothing and returns
+            /// `Ok(())`.
             pub fn stop(&self) -> ::core::result::Result<(), #krate::Error> {
                 self.pool.stop()
             }

@@ -110,7 +110,7 @@ fn generated_stop_docs_name_the_error_it_returns() {
         .next()
         .and_then(|before| before.rsplit("pub fn").next())
         .expect("a stop method");
-    assert!(stop.contains("`Error::Timeout`"), "{stop}");
+    assert!(stop.contains("`Error::StopTimeout`"), "{stop}");
     assert!(!stop.contains("joined cleanly"), "{stop}");
 }
 

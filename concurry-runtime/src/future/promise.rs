@@ -107,7 +107,40 @@ impl<T, E> Promise<T, E> {
 
     /// Blocks the calling thread until the result is available and returns it.
     ///
-    /// Do not call this from inside an async task: use `.await` there.
+    /// In async code, prefer `.await`: it never blocks a thread. Blocking works there too:
+    /// on a worker thread of a multi-thread tokio runtime (the one async-mode workers run on,
+    /// or your own `#[tokio::main]`) the runtime first hands the thread's other tasks to
+    /// another thread ([`tokio::task::block_in_place`]), so an `async fn` worker method may
+    /// call `.result()` (or a handle's `.blocking()` methods) on another pool's promise and
+    /// the call it waits for still runs. On a current-thread runtime `result` blocks its only
+    /// thread: a pool's call still finishes (its worker runs elsewhere), but a promise whose
+    /// work needs that runtime (such as [`wrap`](crate::wrap) of a task spawned on it) would
+    /// never resolve: `.await` it there. A call waiting on a call queued behind it on the
+    /// same worker waits for good, as in any mode.
+    ///
+    /// ```
+    /// use concurry::Mode;
+    ///
+    /// struct Inner;
+    /// #[concurry::worker]
+    /// impl Inner {
+    ///     pub fn new() -> Self { Inner }
+    ///     pub async fn get(&self) -> u8 { 20 }
+    /// }
+    ///
+    /// struct Outer { inner: InnerHandle }
+    /// #[concurry::worker]
+    /// impl Outer {
+    ///     pub fn new(inner: InnerHandle) -> Self { Outer { inner } }
+    ///     // Blocks inside an async method of an async-mode pool: works, `.await` is better.
+    ///     pub async fn get(&self) -> u8 { self.inner.blocking().get().unwrap() + 1 }
+    /// }
+    ///
+    /// let inner = Inner::options().mode(Mode::Async).init()?;
+    /// let outer = Outer::options().mode(Mode::Async).init(inner)?;
+    /// assert_eq!(outer.get().result()?, 21);
+    /// # Ok::<(), concurry::Error>(())
+    /// ```
     ///
     /// # Panics
     ///
@@ -121,8 +154,22 @@ impl<T, E> Promise<T, E> {
                 !self.slot().is_taken(),
                 "Promise::result called after try_result took the value"
             );
-            self.slot().wait(None);
+            self.block_until(None);
         }
+    }
+
+    /// Blocks until the result is there or `deadline` passes (see [`result`](Promise::result)
+    /// for blocking inside a runtime).
+    fn block_until(&self, deadline: Option<Instant>) -> bool {
+        if !crate::runtime::in_async_context() {
+            return self.slot().wait(deadline);
+        }
+        // A short spin first (a deadline of now): most calls answer within microseconds,
+        // and handing a runtime thread over costs more.
+        if self.slot().wait(Some(Instant::now())) && self.slot().is_ready() {
+            return true;
+        }
+        crate::runtime::blocking(|| self.slot().wait(deadline))
     }
 
     /// Like [`result`](Promise::result), but gives up after `timeout` with [`Error::Timeout`].
@@ -143,9 +190,10 @@ impl<T, E> Promise<T, E> {
     }
 
     /// Blocks until the result is available or `timeout` passes; true if it is available.
+    /// Inside a tokio runtime it blocks as [`result`](Promise::result) does.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        self.slot().wait(deadline) && self.slot().is_ready()
+        self.block_until(deadline) && self.slot().is_ready()
     }
 
     /// Resolves the promise with [`Error::Cancelled`] unless it already has a result.

@@ -93,12 +93,15 @@ async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>,
             tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
         match job {
             Job::Blocking(j) => {
+                // Marked for `stop()`: a sync method cannot be aborted with the task.
+                shared.counters[index].set_blocking(true);
                 let moved = tokio::task::spawn_blocking(move || {
                     let _entered = span.enter();
                     j.take().run(&mut w);
                     w
                 })
                 .await;
+                shared.counters[index].set_blocking(false);
                 shared.finished(index);
                 match moved {
                     Ok(back) => w = back,

@@ -118,12 +118,15 @@ impl<W: Worker> OnDemand<W> {
         self.spawned.load(Ordering::SeqCst)
     }
 
-    /// Fails every call still queued (after `stop_timeout`).
-    pub(crate) fn fail_queued(&self) {
+    /// Fails every call still queued (after `stop_timeout`); returns how many.
+    pub(crate) fn fail_queued(&self) -> u64 {
+        let mut failed = 0;
         for call in self.queue_rx.try_iter() {
             self.shared.finished(0);
             call.fail(Error::Stopped);
+            failed += 1;
         }
+        failed
     }
 
     pub(crate) fn join(&self, timed_out: bool) {

@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::limit::LimitSet;
 use crate::mode::{asyncio, on_demand::OnDemand, sync::Inline, thread};
 use crate::options::{Mode, PoolConfig};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, lock};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, lock};
 use crate::worker::{Call, Msg, Worker};
 
 /// A running pool of `W` workers. The handle `#[worker]` generates wraps one of these.
@@ -68,31 +68,70 @@ pub(crate) struct Shared {
     space_freed: Condvar,
     waiters: AtomicUsize,
     pub(crate) on_demand_alive: AtomicUsize,
+    /// Process mode: calls failed with `Error::Stopped` (counted for `stop()`'s report).
+    pub(crate) failed_by_stop: AtomicU64,
     /// Fired by `stop()`: retry loops waiting out a backoff give up at once.
     pub(crate) stopped: std::sync::Arc<crate::signal::Signal>,
 }
 
 impl Shared {
+    /// The shared state of a pool of `workers` fixed workers named `name`.
+    pub(crate) fn new(name: String, workers: usize, bounded: bool) -> Self {
+        Shared {
+            name,
+            counters: (0..workers.max(1)).map(|_| Counters::default()).collect(),
+            abort: AtomicBool::new(false),
+            bounded,
+            space: Mutex::new(()),
+            space_freed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
+            on_demand_alive: AtomicUsize::new(0),
+            failed_by_stop: AtomicU64::new(0),
+            stopped: std::sync::Arc::default(),
+        }
+    }
+
     /// Bookkeeping after a call of worker `idx` finished.
     pub(crate) fn finished(&self, idx: usize) {
         self.counters[idx].on_complete();
         if self.bounded {
-            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            if self.waiters.load(Ordering::SeqCst) > 0 {
-                let _guard = lock(&self.space);
-                self.space_freed.notify_all();
-            }
+            self.room_freed(idx);
         }
     }
 
-    /// Blocks while worker `idx` has `limit` calls or more in flight.
-    fn wait_for_space(&self, idx: usize, limit: u64, stopped: &AtomicBool) {
-        if self.counters[idx].in_flight() < limit {
-            return;
+    /// Wakes a submitter waiting for a place on worker `idx`.
+    fn room_freed(&self, idx: usize) {
+        // One place freed, one async waiter woken (or a permit kept for the next one).
+        self.counters[idx].room.notify_one();
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.space);
+            self.space_freed.notify_all();
         }
+    }
+
+    /// `stop()` was called: every submitter waiting for a place gives up.
+    fn wake_all_waiters(&self) {
+        for c in &self.counters {
+            c.room.notify_waiters();
+        }
+        let _guard = lock(&self.space);
+        self.space_freed.notify_all();
+    }
+
+    /// Blocks this thread until worker `idx` has a place (fewer than `limit` taken) and
+    /// takes it; false if the pool stopped first.
+    fn wait_for_room(&self, idx: usize, limit: u64) -> bool {
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         let mut guard = lock(&self.space);
-        while self.counters[idx].in_flight() >= limit && !stopped.load(Ordering::Acquire) {
+        let got = loop {
+            if self.stopped.is_fired() {
+                break false;
+            }
+            if self.counters[idx].try_dispatch(limit) {
+                break true;
+            }
             // The timeout only guards against a missed notification; normally
             // `finished` wakes us.
             guard = match self
@@ -102,10 +141,52 @@ impl Shared {
                 Ok((g, _)) => g,
                 Err(poisoned) => poisoned.into_inner().0,
             };
-        }
+        };
         drop(guard);
         self.waiters.fetch_sub(1, Ordering::SeqCst);
+        got
     }
+
+    /// As [`wait_for_room`](Shared::wait_for_room), without blocking a thread.
+    async fn room(&self, idx: usize, limit: u64) -> bool {
+        let counters = &self.counters[idx];
+        loop {
+            let notified = counters.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Register before checking, so a place freed between the check and the await
+            // is not missed.
+            notified.as_mut().enable();
+            if self.stopped.is_fired() {
+                return false;
+            }
+            if counters.try_dispatch(limit) {
+                return true;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = self.stopped.wait() => return false,
+            }
+        }
+    }
+}
+
+/// Where a call may go and whether it waits for a place (`max_queued_tasks`).
+pub(crate) enum Room {
+    /// A new call: the balancer picks a worker, and the call waits there for a place.
+    Wait,
+    /// An attempt of a retried call, which holds its place in the queue between attempts.
+    Retry(std::sync::Arc<retry::Place>),
+}
+
+/// Where [`Pool::admit`] put a call.
+enum Admit {
+    /// Worker `idx`, counted there: send it now.
+    Now(usize),
+    /// Worker `idx` is full and the caller is async code: wait for a place (of `limit`)
+    /// without blocking, then send.
+    Later(usize, u64),
+    /// The pool stopped while the call waited for a place.
+    Stopped,
 }
 
 /// How calls reach the workers, per mode.
@@ -162,17 +243,7 @@ impl<W: Worker> Pool<W> {
         let workers = config.workers();
         let name = config.name.clone().unwrap_or_else(|| W::NAME.to_string());
         let fixed = if config.on_demand { 0 } else { workers };
-        let shared = Arc::new(Shared {
-            name,
-            counters: (0..fixed.max(1)).map(|_| Counters::default()).collect(),
-            abort: AtomicBool::new(false),
-            bounded: config.max_queued_tasks.is_some(),
-            space: Mutex::new(()),
-            space_freed: Condvar::new(),
-            waiters: AtomicUsize::new(0),
-            on_demand_alive: AtomicUsize::new(0),
-            stopped: std::sync::Arc::default(),
-        });
+        let shared = Arc::new(Shared::new(name, fixed, config.max_queued_tasks.is_some()));
         let (exit_tx, exits) = crossbeam_channel::unbounded();
         let mut lifecycle = Lifecycle {
             exits,
@@ -227,7 +298,11 @@ impl<W: Worker> Pool<W> {
 
     /// Sends `call` to a worker; if the pool is stopped the call's promise gets
     /// [`Error::Stopped`].
-    pub(crate) fn dispatch(&self, call: Call<W>) {
+    ///
+    /// In a bounded pool (`max_queued_tasks`) a call waits for a place on its worker: a
+    /// plain thread blocks here; async code (any thread inside a tokio runtime) never does:
+    /// the call waits for its place in a task of its own, and its promise covers the wait.
+    pub(crate) fn dispatch(&self, call: Call<W>, room: Room) {
         let inner = &*self.inner;
         if inner.stopped.load(Ordering::Acquire) {
             return call.fail(Error::Stopped);
@@ -242,37 +317,57 @@ impl<W: Worker> Pool<W> {
                     method,
                 ));
             }
-            Backend::Thread(mailboxes) => {
-                let idx = self.pick();
-                inner.shared.counters[idx].on_dispatch();
-                if let Err(crossbeam_channel::SendError(msg)) = mailboxes[idx].send(Msg::Call(call))
-                {
-                    inner.shared.finished(idx);
-                    fail_msg(msg, Error::Stopped);
-                }
-            }
-            Backend::Async(mailboxes) => {
-                let idx = self.pick();
-                inner.shared.counters[idx].on_dispatch();
-                if let Err(tokio::sync::mpsc::error::SendError(msg)) =
-                    mailboxes[idx].send(Msg::Call(call))
-                {
-                    inner.shared.finished(idx);
-                    fail_msg(msg, Error::Stopped);
-                }
+            Backend::Thread(mailboxes) => self.route(room, call, mailboxes),
+            Backend::Async(mailboxes) => self.route(room, call, mailboxes),
+        }
+    }
+
+    /// Sends `call` to the mailbox of the worker [`admit`](Pool::admit) chose.
+    fn route<M: Mailbox<W>>(&self, room: Room, call: Call<W>, mailboxes: &[M]) {
+        let shared = &self.inner.shared;
+        match self.admit(room) {
+            Admit::Now(idx) => mailboxes[idx].deliver(shared, idx, call),
+            Admit::Stopped => call.fail(Error::Stopped),
+            Admit::Later(idx, limit) => {
+                let tx = mailboxes[idx].clone();
+                later(shared, idx, limit, move |shared, placed| match placed {
+                    true => tx.deliver(shared, idx, call),
+                    false => call.fail(Error::Stopped),
+                });
             }
         }
     }
 
-    fn pick(&self) -> usize {
+    /// Picks the worker for a call and counts the call there, waiting for a place per
+    /// `max_queued_tasks` (see [`dispatch`](Pool::dispatch)).
+    fn admit(&self, room: Room) -> Admit {
         let inner = &*self.inner;
-        let idx = inner.balancer.pick(&inner.shared.counters);
-        if let Some(limit) = inner.config.max_queued_tasks {
-            inner
-                .shared
-                .wait_for_space(idx, limit as u64, &inner.stopped);
+        let counters = &inner.shared.counters;
+        let limit = inner.config.max_queued_tasks.map(|n| n as u64);
+        if let Room::Retry(place) = &room
+            && let Some(limit) = limit
+            && let Some(idx) = place.next_attempt(&inner.balancer, counters, limit)
+        {
+            return Admit::Now(idx);
         }
-        idx
+        let idx = inner.balancer.pick(counters);
+        let Some(limit) = limit else {
+            counters[idx].on_dispatch();
+            return Admit::Now(idx);
+        };
+        if let Room::Retry(place) = &room {
+            // The first attempt of a retried call: the place it takes is its own.
+            place.home(idx, false);
+        }
+        if counters[idx].try_dispatch(limit) {
+            Admit::Now(idx)
+        } else if crate::runtime::in_async_context() {
+            Admit::Later(idx, limit)
+        } else if inner.shared.wait_for_room(idx, limit) {
+            Admit::Now(idx)
+        } else {
+            Admit::Stopped
+        }
     }
 
     /// A reference that does not keep the pool alive (for retry loops).
@@ -328,9 +423,10 @@ impl<W: Worker> Pool<W> {
     /// completion for up to `stop_timeout`, after which those still queued fail with
     /// [`Error::Stopped`]; every worker thread and task is joined.
     ///
-    /// Returns [`Error::Timeout`] if a call was still running when `stop_timeout` ran out (its
-    /// thread is then left to finish that call and exit on its own). Calling `stop` again is a
-    /// no-op.
+    /// Returns [`Error::StopTimeout`] if `stop_timeout` ran out first: it says how many calls
+    /// were failed with [`Error::Stopped`] and how many were still running (a thread busy
+    /// with its call is left to finish it and exit on its own). `stop` then returns on time:
+    /// a long queue is failed on a helper thread right after. Calling `stop` again is a no-op.
     pub fn stop(&self) -> Result<(), Error> {
         self.inner.stop()
     }
@@ -348,6 +444,45 @@ impl<W: Worker> WeakPool<W> {
     }
 }
 
+/// A worker's mailbox, in thread or async mode.
+trait Mailbox<W>: Clone + Send + 'static {
+    /// Sends `call` (already counted on worker `idx`); fails it if the worker is gone.
+    fn deliver(&self, shared: &Shared, idx: usize, call: Call<W>);
+}
+
+impl<W: Worker> Mailbox<W> for crossbeam_channel::Sender<Msg<W>> {
+    fn deliver(&self, shared: &Shared, idx: usize, call: Call<W>) {
+        if let Err(crossbeam_channel::SendError(msg)) = self.send(Msg::Call(call)) {
+            shared.finished(idx);
+            fail_msg(msg, Error::Stopped);
+        }
+    }
+}
+
+impl<W: Worker> Mailbox<W> for tokio::sync::mpsc::UnboundedSender<Msg<W>> {
+    fn deliver(&self, shared: &Shared, idx: usize, call: Call<W>) {
+        if let Err(tokio::sync::mpsc::error::SendError(msg)) = self.send(Msg::Call(call)) {
+            shared.finished(idx);
+            fail_msg(msg, Error::Stopped);
+        }
+    }
+}
+
+/// Waits, in a task on the library runtime, for a place (of `limit`) on worker `idx`, then
+/// runs `then` with whether it got one (false: the pool stopped first).
+pub(crate) fn later(
+    shared: &Arc<Shared>,
+    idx: usize,
+    limit: u64,
+    then: impl FnOnce(&Shared, bool) + Send + 'static,
+) {
+    let shared = shared.clone();
+    crate::runtime::runtime().spawn(async move {
+        let placed = shared.room(idx, limit).await;
+        then(&shared, placed);
+    });
+}
+
 fn fail_msg<W>(msg: Msg<W>, error: Error) {
     if let Msg::Call(call) = msg {
         call.fail(error);
@@ -356,9 +491,12 @@ fn fail_msg<W>(msg: Msg<W>, error: Error) {
 
 impl<W: Worker> PoolInner<W> {
     fn stop(&self) -> Result<(), Error> {
+        // `stop_timeout` counts from the call, not from when the workers were told.
+        let deadline = Instant::now().checked_add(self.config.stop_timeout);
         let mut guard = lock(&self.lifecycle);
         self.stopped.store(true, Ordering::Release);
         self.shared.stopped.fire();
+        self.shared.wake_all_waiters();
         let Some(lifecycle) = guard.take() else {
             return Ok(());
         };
@@ -384,11 +522,17 @@ impl<W: Worker> PoolInner<W> {
                 if let Some(limits) = &self.limits {
                     limits.wake_all();
                 }
-                return remote.stop();
+                return remote.stop().map_err(|e| match e {
+                    // A child had to be killed: every call it had failed.
+                    Error::Timeout => Error::StopTimeout {
+                        failed: self.shared.failed_by_stop.load(Ordering::Acquire),
+                        running: 0,
+                    },
+                    other => other,
+                });
             }
         };
         let own = CURRENT_POOL.with(|c| c.get()) == Arc::as_ptr(&self.shared) as usize;
-        let deadline = Instant::now().checked_add(self.config.stop_timeout);
         let mut exited = 0;
         while exited < expected && !own {
             let next = match deadline {
@@ -401,8 +545,17 @@ impl<W: Worker> PoolInner<W> {
             }
         }
         let timed_out = exited < expected && !own;
+        // Calls queued or running on the fixed workers when the time ran out.
+        let (mut unfinished, mut in_blocking) = (0, 0);
         if timed_out {
             self.shared.abort.store(true, Ordering::Release);
+            unfinished = self.shared.counters.iter().map(Counters::in_flight).sum();
+            in_blocking = self
+                .shared
+                .counters
+                .iter()
+                .filter(|c| c.is_blocking())
+                .count() as u64;
             // Calls still waiting for their limits give up now, with `Error::Stopped`.
             if let Some(limits) = &self.limits {
                 limits.wake_all();
@@ -411,29 +564,78 @@ impl<W: Worker> PoolInner<W> {
                 .tasks
                 .iter()
                 .for_each(tokio::task::AbortHandle::abort);
-            if let Backend::OnDemand(od) = &self.backend {
-                od.fail_queued();
-            }
         }
-        // Whatever is still queued (queued after the stop, or left by an abort) fails now.
-        for rx in &lifecycle.drains {
-            rx.try_iter().for_each(|m| fail_msg(m, Error::Stopped));
+        // Whatever is still queued (queued after the stop, or left by an abort) fails now;
+        // a long queue left by the timeout is failed on a thread of its own, so `stop`
+        // returns on time.
+        drain(
+            &self.shared.name,
+            lifecycle.drains,
+            timed_out && unfinished > 0,
+        );
+        let (mut failed, mut running) = (0, 0);
+        if let Backend::OnDemand(od) = &self.backend
+            && timed_out
+        {
+            failed = od.fail_queued();
+            running = self.shared.on_demand_alive.load(Ordering::Acquire) as u64;
         }
-        drop(lifecycle.drains);
         let me = std::thread::current().id();
+        let threads = lifecycle.threads.len() as u64;
+        let mut left = 0;
         for t in lifecycle.threads {
             if t.thread().id() != me && (!timed_out || t.is_finished()) {
                 let _ = t.join();
+            } else {
+                left += 1;
             }
         }
         if let Backend::OnDemand(od) = &self.backend {
             od.join(timed_out);
         }
-        if timed_out {
-            Err(Error::Timeout)
-        } else {
-            Ok(())
+        if !timed_out {
+            return Ok(());
         }
+        if threads > 0 {
+            // Thread mode: a thread not finished is still in its call.
+            running = left;
+            failed = unfinished.saturating_sub(left);
+        } else if !matches!(self.backend, Backend::OnDemand(_)) {
+            // Async mode: aborting a worker's task ends the calls it had, but not a sync
+            // method running on the blocking pool.
+            running = in_blocking;
+            failed = unfinished.saturating_sub(in_blocking);
+        }
+        Err(Error::StopTimeout { failed, running })
+    }
+}
+
+/// Fails every call still in `drains` with [`Error::Stopped`]; on a thread of its own if
+/// `elsewhere` (and a thread can be had), so a long queue does not hold up `stop()`.
+fn drain<W: Worker>(name: &str, drains: Vec<crossbeam_channel::Receiver<Msg<W>>>, elsewhere: bool) {
+    // Async mode has none: aborting a worker's task drops its queue on the runtime.
+    let elsewhere = elsewhere && !drains.is_empty();
+    let fail_all = move || {
+        for rx in &drains {
+            rx.try_iter().for_each(|m| fail_msg(m, Error::Stopped));
+        }
+    };
+    if !elsewhere {
+        return fail_all();
+    }
+    let fail_all = std::sync::Arc::new(Mutex::new(Some(fail_all)));
+    let mine = fail_all.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("{name}-drain"))
+        .spawn(move || {
+            if let Some(f) = lock(&mine).take() {
+                f();
+            }
+        });
+    if spawned.is_err()
+        && let Some(f) = lock(&fail_all).take()
+    {
+        f();
     }
 }
 

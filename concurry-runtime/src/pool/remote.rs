@@ -2,15 +2,16 @@
 //! the entry points process mode gives generated code.
 
 use super::retry::MethodRetry;
-use super::{Backend, Balancer, Counters, Lifecycle, Pool, PoolInner, Shared};
+use super::{Admit, Backend, Balancer, Lifecycle, Pool, PoolInner, Room, Shared, later};
 use crate::error::{ConfigError, Error};
 use crate::future::{Completer, Promise};
-use crate::limit::{Acquisition, WaitError};
+use crate::limit::{Acquisition, LimitSet, WaitError};
 use crate::mode::process::RemoteWorker;
 use crate::mode::process::backend::{Remote, not_a_remote_call};
+use crate::mode::process::supervisor::ProcessWorker;
 use crate::mode::process::supervisor::{Reply, encode_request};
 use crate::options::{Mode, PoolConfig};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 use crate::wire::WireError;
 use crate::worker::Worker;
 
@@ -50,17 +51,11 @@ where
             .name
             .clone()
             .unwrap_or_else(|| <W as Worker>::NAME.to_string());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             name,
-            counters: (0..workers).map(|_| Counters::default()).collect(),
-            abort: AtomicBool::new(false),
-            bounded: config.max_queued_tasks.is_some(),
-            space: Mutex::new(()),
-            space_freed: Condvar::new(),
-            waiters: AtomicUsize::new(0),
-            on_demand_alive: AtomicUsize::new(0),
-            stopped: std::sync::Arc::default(),
-        });
+            workers,
+            config.max_queued_tasks.is_some(),
+        ));
         let (_, exits) = crossbeam_channel::unbounded();
         let limits = match &config.limits {
             Some(Ok(set)) if !set.is_empty() => Some(set.clone()),
@@ -114,10 +109,12 @@ where
             Err(e) => return Some(Promise::ready(Err(e.widen()))),
         };
         Some(match self.retry_for(retry) {
-            None => self.remote_attempt(method, 1, payload, extract),
-            Some(config) => self.attempts(config, method, payload, move |pool, n, payload| {
-                pool.remote_attempt(method, n, payload, extract.clone())
-            }),
+            None => self.remote_attempt(method, 1, Room::Wait, payload, extract),
+            Some(config) => {
+                self.attempts(config, method, payload, move |pool, n, room, payload| {
+                    pool.remote_attempt(method, n, room, payload, extract.clone())
+                })
+            }
         })
     }
 
@@ -126,6 +123,7 @@ where
         &self,
         method: &'static str,
         attempt: u32,
+        room: Room,
         payload: Vec<u8>,
         extract: X,
     ) -> Promise<T, E>
@@ -145,57 +143,121 @@ where
         if self.is_stopped() {
             return Promise::ready(Err(Error::Stopped));
         }
-        let idx = self.pick();
-        inner.shared.counters[idx].on_dispatch();
         let (promise, c) = Promise::pending();
-        let worker = workers[idx].clone();
-        let timeout = inner.config.call_timeout;
-        let shared = inner.shared.clone();
-        // The call's span lives, in the parent, from dispatch until the answer.
-        let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index = idx);
-        // Runs once with the child's answer: gives the limits back and counts the call as
-        // finished before anyone waiting on the promise sees it.
-        let answer = move |held: Option<Acquisition>, c: Completer<T, E>| {
-            Reply::new(move |r: Result<<W as RemoteWorker>::Response, Error>| {
-                drop(span);
-                drop(held);
-                shared.finished(idx);
-                c.complete(match r {
-                    Ok(response) => extract(response).unwrap_or_else(|| {
-                        Err(Error::Transport(WireError::Payload {
-                            what: "reply",
-                            message: format!(
-                                "the worker process answered `{method}` with another method's response"
-                            ),
-                        }))
-                    }),
-                    Err(e) => Err(e.widen()),
-                });
-            })
+        // Sends the call to child `idx`, where it is counted already.
+        let send = {
+            let limits = inner.limits.clone();
+            let timeout = inner.config.call_timeout;
+            let shared = inner.shared.clone();
+            move |worker: ProcessWorker<W>, idx: usize| {
+                remote_send(
+                    RemoteCall {
+                        worker,
+                        limits,
+                        timeout,
+                        shared,
+                        idx,
+                        method,
+                        attempt,
+                    },
+                    payload,
+                    extract,
+                    c,
+                )
+            }
         };
-        match inner.limits.as_ref().filter(|set| set.has_call_units()) {
-            None => worker.send_encoded(payload, timeout, answer(None, c)),
-            Some(set) => {
-                // Waiting for units must not block the caller: it happens on the runtime.
-                let set = set.clone();
-                let shared = inner.shared.clone();
-                crate::runtime::runtime().spawn(async move {
-                    let acquired = set
-                        .acquire_call_async(|| {
-                            c.is_cancelled() || shared.abort.load(Ordering::Acquire)
-                        })
-                        .await;
-                    let reply = |held| answer(held, c);
-                    match acquired {
-                        Ok(held) => worker.send_encoded(payload, timeout, reply(held)),
-                        Err(WaitError::Limit(e)) => reply(None).complete(Err(Error::Limit(e))),
-                        // Cancelled (the promise is resolved already) or the pool stopped.
-                        Err(WaitError::Cancelled) => reply(None).complete(Err(Error::Stopped)),
+        match self.admit(room) {
+            Admit::Now(idx) => send(workers[idx].clone(), idx),
+            Admit::Stopped => drop(send),
+            Admit::Later(idx, limit) => {
+                let worker = workers[idx].clone();
+                later(&inner.shared, idx, limit, move |_, placed| {
+                    if placed {
+                        send(worker, idx);
                     }
+                    // Else dropping `send` (and the completer in it) fails the call with
+                    // `Error::Stopped`.
                 });
             }
         }
         promise
+    }
+}
+
+/// What sending one attempt of a remote call needs, once it has its child.
+struct RemoteCall<W: RemoteWorker> {
+    worker: ProcessWorker<W>,
+    limits: Option<LimitSet>,
+    timeout: Option<std::time::Duration>,
+    shared: Arc<Shared>,
+    /// The child's index, where the call is counted.
+    idx: usize,
+    method: &'static str,
+    attempt: u32,
+}
+
+/// Sends one attempt to its child: first its limits (waited for on the runtime, never on the
+/// caller), then the request; the child's answer resolves `c`.
+fn remote_send<W, T, E, X>(call: RemoteCall<W>, payload: Vec<u8>, extract: X, c: Completer<T, E>)
+where
+    W: RemoteWorker,
+    T: Send + 'static,
+    E: Send + 'static,
+    X: Extract<W, T, E>,
+{
+    let RemoteCall {
+        worker,
+        limits,
+        timeout,
+        shared,
+        idx,
+        method,
+        attempt,
+    } = call;
+    // The call's span lives, in the parent, from dispatch until the answer.
+    let span =
+        tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index = idx);
+    let abort = shared.clone();
+    // Runs once with the child's answer: gives the limits back and counts the call as
+    // finished before anyone waiting on the promise sees it.
+    let answer = move |held: Option<Acquisition>, c: Completer<T, E>| {
+        Reply::new(move |r: Result<<W as RemoteWorker>::Response, Error>| {
+            drop(span);
+            drop(held);
+            shared.finished(idx);
+            if matches!(r, Err(Error::Stopped)) {
+                shared.failed_by_stop.fetch_add(1, Ordering::AcqRel);
+            }
+            c.complete(match r {
+                Ok(response) => extract(response).unwrap_or_else(|| {
+                    Err(Error::Transport(WireError::Payload {
+                        what: "reply",
+                        message: format!(
+                            "the worker process answered `{method}` with another method's response"
+                        ),
+                    }))
+                }),
+                Err(e) => Err(e.widen()),
+            });
+        })
+    };
+    match limits.filter(|set| set.has_call_units()) {
+        None => worker.send_encoded(payload, timeout, answer(None, c)),
+        Some(set) => {
+            // Waiting for units must not block the caller: it happens on the runtime.
+            crate::runtime::runtime().spawn(async move {
+                let acquired = set
+                    .acquire_call_async(|| c.is_cancelled() || abort.abort.load(Ordering::Acquire))
+                    .await;
+                let reply = |held| answer(held, c);
+                match acquired {
+                    Ok(held) => worker.send_encoded(payload, timeout, reply(held)),
+                    Err(WaitError::Limit(e)) => reply(None).complete(Err(Error::Limit(e))),
+                    // Cancelled (the promise is resolved already) or the pool stopped.
+                    Err(WaitError::Cancelled) => reply(None).complete(Err(Error::Stopped)),
+                }
+            });
+        }
     }
 }
 

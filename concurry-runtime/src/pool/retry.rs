@@ -1,17 +1,128 @@
 //! Retried calls: the pool's [`RetryConfig`] adjusted by a method's `#[retry(..)]`, and the
 //! submissions that run each attempt as a fresh call (so limits are released and re-acquired
 //! between attempts, and the backoff never occupies a worker).
+//!
+//! In a bounded pool (`max_queued_tasks`) a retried call takes one place when it is submitted
+//! (its caller waits for it, as for any call) and keeps it until it resolves for good: between
+//! attempts the place stays taken, and a later attempt goes where it can without waiting (to
+//! a worker with room, else back to the one whose place it holds). So retries cannot grow the
+//! queue past its bound, and no attempt ever waits for room, which could deadlock a pool whose
+//! places are all held by calls waiting to retry.
 
 use std::any::Any;
 use std::sync::Arc;
 
-use super::Pool;
+use super::balance::Balancer;
+use super::stats::Counters;
 use super::submit::MethodFuture;
+use super::{Admit, Backend, Pool, Room, Shared};
 use crate::error::Error;
 use crate::future::Promise;
 use crate::retry::RetryConfig;
 use crate::retry::run::{RetryCtx, run};
+use crate::sync::{Mutex, lock};
 use crate::worker::Worker;
+
+/// The place a retried call of a bounded pool keeps in its worker's queue, from its first
+/// attempt until it resolves for good (see the module docs).
+pub(crate) struct Place {
+    shared: crate::sync::Arc<Shared>,
+    state: Mutex<PlaceState>,
+}
+
+#[derive(Default)]
+struct PlaceState {
+    /// The worker the place is on, once the first attempt was admitted.
+    home: Option<usize>,
+    /// The place was taken on the caller's thread (counted as a dispatch on `home`) and the
+    /// first attempt, which uses it, is not sent yet.
+    reserved: bool,
+    /// Between attempts: the place is held on `home`.
+    held: bool,
+}
+
+impl Place {
+    fn new(shared: crate::sync::Arc<Shared>) -> Self {
+        Place {
+            shared,
+            state: Mutex::new(PlaceState::default()),
+        }
+    }
+
+    fn counters(&self) -> &[Counters] {
+        &self.shared.counters
+    }
+
+    /// The first attempt goes to worker `idx` (its place taken there by the caller, if
+    /// `reserved`, else by the attempt itself).
+    pub(crate) fn home(&self, idx: usize, reserved: bool) {
+        let mut st = lock(&self.state);
+        st.home = Some(idx);
+        st.reserved = reserved;
+    }
+
+    /// Where the next attempt goes, counted there; `None` for a first attempt that has yet
+    /// to take a place. Never waits: an attempt goes to the balancer's pick if that worker
+    /// has room, else to the worker whose place the call holds.
+    pub(crate) fn next_attempt(
+        &self,
+        balancer: &Balancer,
+        counters: &[Counters],
+        limit: u64,
+    ) -> Option<usize> {
+        let mut st = lock(&self.state);
+        let home = st.home?;
+        if std::mem::take(&mut st.reserved) {
+            return Some(home);
+        }
+        let pick = balancer.pick(counters);
+        let idx = if pick != home && counters[pick].try_dispatch(limit) {
+            pick
+        } else {
+            // Counted before the held place is given back: the call never leaves a gap.
+            counters[home].on_dispatch();
+            home
+        };
+        if std::mem::take(&mut st.held) {
+            counters[home].hold(false);
+            if idx != home {
+                self.shared.room_freed(home);
+            }
+        }
+        st.home = Some(idx);
+        Some(idx)
+    }
+
+    /// An attempt resolved: the call keeps its place until its next attempt (or its end).
+    fn hold(&self) {
+        let mut st = lock(&self.state);
+        if let Some(home) = st.home
+            && !st.held
+            && !st.reserved
+        {
+            st.held = true;
+            self.counters()[home].hold(true);
+        }
+    }
+}
+
+impl Drop for Place {
+    /// The call resolved for good (or never got to run): its place is free.
+    fn drop(&mut self) {
+        let st = std::mem::take(&mut *lock(&self.state));
+        let Some(home) = st.home else { return };
+        if st.held {
+            self.counters()[home].hold(false);
+        }
+        if st.reserved {
+            // Taken for a first attempt that was never sent.
+            self.counters()[home].on_complete();
+        }
+        if st.held || st.reserved {
+            self.shared.room_freed(home);
+        }
+    }
+}
 
 /// A `retry_until` check of a method's output.
 pub type Validate<T> = fn(&T) -> bool;
@@ -117,12 +228,16 @@ impl<W: Worker> Pool<W> {
 
     /// Runs `attempt` per `config` until the call succeeds or gives up. The loop holds only a
     /// weak reference, so dropping the last handle still stops the pool (and ends the loop).
+    ///
+    /// In a bounded pool the call's place is taken first, here: a plain thread waits for it
+    /// now, as for a call without retries; async code never blocks, and the first attempt
+    /// waits for its place inside the loop instead.
     pub(crate) fn attempts<A, T, E>(
         &self,
         config: Arc<RetryConfig>,
         method: &'static str,
         args: A,
-        attempt: impl Fn(&Pool<W>, u32, A) -> Promise<T, E> + Send + 'static,
+        attempt: impl Fn(&Pool<W>, u32, Room, A) -> Promise<T, E> + Send + 'static,
     ) -> Promise<T, E>
     where
         A: Clone + Send + 'static,
@@ -134,11 +249,43 @@ impl<W: Worker> Pool<W> {
             method,
             stop: self.inner.shared.stopped.clone(),
         };
+        let place = self.place_for_retries();
+        if let Some(place) = &place
+            && !crate::runtime::in_async_context()
+        {
+            match self.admit(Room::Wait) {
+                Admit::Now(idx) => place.home(idx, true),
+                Admit::Stopped => return Promise::ready(Err(Error::Stopped)),
+                // Only async code is told to wait later; then the first attempt waits.
+                Admit::Later(..) => {}
+            }
+        }
         let pool = self.downgrade();
         run(ctx, move |n| match pool.upgrade() {
-            Some(pool) => attempt(&pool, n, args.clone()),
+            Some(pool) => {
+                let room = place
+                    .as_ref()
+                    .map_or(Room::Wait, |p| Room::Retry(p.clone()));
+                let promise = attempt(&pool, n, room, args.clone());
+                if let Some(place) = &place {
+                    let place = place.clone();
+                    promise.on_done(move |_| place.hold());
+                }
+                promise
+            }
             None => Promise::ready(Err(Error::Stopped)),
         })
+    }
+
+    /// A place for a retried call, in a pool whose queue is bounded.
+    fn place_for_retries(&self) -> Option<Arc<Place>> {
+        let inner = &*self.inner;
+        let queued = matches!(
+            inner.backend,
+            Backend::Thread(_) | Backend::Async(_) | Backend::Process(_)
+        );
+        (queued && inner.config.max_queued_tasks.is_some())
+            .then(|| Arc::new(Place::new(inner.shared.clone())))
     }
 
     /// Submits a sync method whose arguments can be sent again: retried per the pool's
@@ -160,9 +307,9 @@ impl<W: Worker> Pool<W> {
             return self.submit_blocking(method, move |w| f(w, args));
         };
         let f = Arc::new(f);
-        self.attempts(config, method, args, move |pool, n, args| {
+        self.attempts(config, method, args, move |pool, n, room, args| {
             let f = f.clone();
-            pool.blocking_attempt(method, n, move |w| f(w, args))
+            pool.blocking_attempt(method, n, room, move |w| f(w, args))
         })
     }
 
@@ -185,9 +332,9 @@ impl<W: Worker> Pool<W> {
             return self.submit_exclusive(method, move |w| f(w, args));
         };
         let f = Arc::new(f);
-        self.attempts(config, method, args, move |pool, n, args| {
+        self.attempts(config, method, args, move |pool, n, room, args| {
             let f = f.clone();
-            pool.exclusive_attempt(method, n, move |w| f(w, args))
+            pool.exclusive_attempt(method, n, room, move |w| f(w, args))
         })
     }
 
@@ -210,9 +357,9 @@ impl<W: Worker> Pool<W> {
             return self.submit_shared(method, move |w| f(w, args));
         };
         let f = Arc::new(f);
-        self.attempts(config, method, args, move |pool, n, args| {
+        self.attempts(config, method, args, move |pool, n, room, args| {
             let f = f.clone();
-            pool.shared_attempt(method, n, move |w| f(w, args))
+            pool.shared_attempt(method, n, room, move |w| f(w, args))
         })
     }
 }

@@ -3,7 +3,7 @@
 use crossbeam_utils::CachePadded;
 
 use crate::options::{LoadBalancing, Mode};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 /// Per-worker counters. `dispatched` is written by submitters, `completed` by the worker, each
 /// on its own cache line so the hot path does not bounce one line between the two sides.
@@ -11,6 +11,13 @@ use crate::sync::{AtomicU64, Ordering};
 pub(crate) struct Counters {
     dispatched: CachePadded<AtomicU64>,
     completed: CachePadded<AtomicU64>,
+    /// Bounded pools: places held here by retried calls between two attempts (each such call
+    /// keeps its place, so it counts against `max_queued_tasks` until it resolves for good).
+    held: AtomicU64,
+    /// Bounded pools: async submitters waiting for a place on this worker.
+    pub(crate) room: tokio::sync::Notify,
+    /// Async mode: the worker is running a sync method on the blocking pool.
+    blocking: AtomicBool,
 }
 
 impl Counters {
@@ -26,6 +33,46 @@ impl Counters {
 
     pub(crate) fn on_dispatch(&self) {
         self.dispatched.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a dispatch if fewer than `limit` places are taken (calls in flight plus places
+    /// held by retried calls); false if the worker is full. One compare-and-swap decides, so
+    /// many submitters woken at once cannot all get in.
+    pub(crate) fn try_dispatch(&self, limit: u64) -> bool {
+        let mut dispatched = self.dispatched.load(Ordering::Acquire);
+        loop {
+            let done = self.completed.load(Ordering::Acquire);
+            let taken = dispatched.saturating_sub(done) + self.held.load(Ordering::Acquire);
+            if taken >= limit {
+                return false;
+            }
+            match self.dispatched.compare_exchange_weak(
+                dispatched,
+                dispatched + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => dispatched = now,
+            }
+        }
+    }
+
+    pub(crate) fn set_blocking(&self, on: bool) {
+        self.blocking.store(on, Ordering::Release);
+    }
+
+    pub(crate) fn is_blocking(&self) -> bool {
+        self.blocking.load(Ordering::Acquire)
+    }
+
+    /// A retried call takes (`true`) or gives back (`false`) its place between attempts.
+    pub(crate) fn hold(&self, take: bool) {
+        if take {
+            self.held.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     pub(crate) fn on_complete(&self) {

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 
-use super::{Pool, Shared};
+use super::{Pool, Room, Shared};
 use crate::error::{Error, panic_message};
 use crate::future::slot::Slot;
 use crate::future::{Completer, Promise, PromiseCell};
@@ -297,13 +297,14 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
     {
-        self.blocking_attempt(method, 1, f)
+        self.blocking_attempt(method, 1, Room::Wait, f)
     }
 
     pub(crate) fn blocking_attempt<T, E, F>(
         &self,
         method: &'static str,
         attempt: u32,
+        room: Room,
         f: F,
     ) -> Promise<T, E>
     where
@@ -315,11 +316,14 @@ impl<W: Worker> Pool<W> {
         let promise = Promise::from_cell(cell.clone());
         let job: DynArc<dyn BlockingJob<W>> = cell;
         let job = Job::Blocking(JobRef::new(job));
-        self.dispatch(Call {
-            method,
-            attempt,
-            job,
-        });
+        self.dispatch(
+            Call {
+                method,
+                attempt,
+                job,
+            },
+            room,
+        );
         promise
     }
 
@@ -330,13 +334,14 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
-        self.exclusive_attempt(method, 1, f)
+        self.exclusive_attempt(method, 1, Room::Wait, f)
     }
 
     pub(crate) fn exclusive_attempt<T, E, F>(
         &self,
         method: &'static str,
         attempt: u32,
+        room: Room,
         f: F,
     ) -> Promise<T, E>
     where
@@ -348,11 +353,14 @@ impl<W: Worker> Pool<W> {
         let promise = Promise::from_cell(cell.clone());
         let job: DynArc<dyn ExclusiveJob<W>> = cell;
         let job = Job::Exclusive(JobRef::new(job));
-        self.dispatch(Call {
-            method,
-            attempt,
-            job,
-        });
+        self.dispatch(
+            Call {
+                method,
+                attempt,
+                job,
+            },
+            room,
+        );
         promise
     }
 
@@ -364,13 +372,14 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
-        self.shared_attempt(method, 1, f)
+        self.shared_attempt(method, 1, Room::Wait, f)
     }
 
     pub(crate) fn shared_attempt<T, E, F>(
         &self,
         method: &'static str,
         attempt: u32,
+        room: Room,
         f: F,
     ) -> Promise<T, E>
     where
@@ -382,11 +391,14 @@ impl<W: Worker> Pool<W> {
         let promise = Promise::from_cell(cell.clone());
         let job: DynArc<dyn SharedJob<W>> = cell;
         let job = Job::Shared(JobRef::new(job));
-        self.dispatch(Call {
-            method,
-            attempt,
-            job,
-        });
+        self.dispatch(
+            Call {
+                method,
+                attempt,
+                job,
+            },
+            room,
+        );
         promise
     }
 }

@@ -96,7 +96,8 @@ impl ImplicitPool {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] if a call was still running when the stop timeout ran out.
+    /// [`Error::StopTimeout`] (how many calls failed, how many still ran) if the stop timeout
+    /// ran out.
     ///
     /// ```
     /// static POOL: concurry::ImplicitPool = concurry::ImplicitPool::new();

@@ -304,8 +304,10 @@ where
 {
     type Item = Result<T, Error<E>>;
 
-    /// Submitting may block briefly when the pool applies back-pressure
-    /// (`max_queued_tasks`); in sync mode each call runs when it is submitted.
+    /// Polled inside a tokio runtime this never blocks for back-pressure
+    /// (`max_queued_tasks`): a call waits for its place inside its promise; on another
+    /// executor submitting may block briefly. In sync mode each call runs when it is
+    /// submitted.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         this.refill();

@@ -403,7 +403,8 @@ impl TaskWorkerHandle {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] if a call was still running when the stop timeout ran out.
+    /// [`Error::StopTimeout`] (how many calls failed, how many still ran) if the stop timeout
+    /// ran out.
     ///
     /// ```
     /// let pool = concurry::TaskWorker::options().init()?;

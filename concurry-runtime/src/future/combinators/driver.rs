@@ -86,7 +86,12 @@ impl<T, E, C: Collect<T, E>> Driver<T, E, C> {
     }
 
     /// Blocks the calling thread until the policy is done; the timeout starts now.
-    pub(crate) fn run(mut self) -> C::Output {
+    pub(crate) fn run(self) -> C::Output {
+        // Blocks: inside a multi-thread runtime, hand its other tasks over first.
+        crate::runtime::blocking(|| self.run_here())
+    }
+
+    fn run_here(mut self) -> C::Output {
         let deadline = self
             .options
             .timeout
