@@ -232,8 +232,8 @@ impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
         F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
     {
         let args = self.take();
-        pool.submit_once(method, retry, move |pool| {
-            pool.submit_blocking(method, move |w| f(w, args))
+        pool.submit_once(method, retry, move |pool, room| {
+            pool.blocking_attempt(method, 1, room, move |w| f(w, args))
         })
     }
 
@@ -250,8 +250,8 @@ impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
         F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
     {
         let args = self.take();
-        pool.submit_once(method, retry, move |pool| {
-            pool.submit_exclusive(method, move |w| f(w, args))
+        pool.submit_once(method, retry, move |pool, room| {
+            pool.exclusive_attempt(method, 1, room, move |w| f(w, args))
         })
     }
 
@@ -268,8 +268,8 @@ impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
         F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
     {
         let args = self.take();
-        pool.submit_once(method, retry, move |pool| {
-            pool.submit_shared(method, move |w| f(w, args))
+        pool.submit_once(method, retry, move |pool, room| {
+            pool.shared_attempt(method, 1, room, move |w| f(w, args))
         })
     }
 }

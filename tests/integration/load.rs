@@ -75,7 +75,7 @@ impl Busy {
 /// Retries with waits of a millisecond or two. (Two attempts are enough for `fails_once`
 /// whether `new(3)` counts retries or attempts.)
 fn fast() -> RetryConfig {
-    RetryConfig::new(3)
+    RetryConfig::attempts(4)
         .wait(Duration::from_millis(1))
         .max_wait(Duration::from_millis(2))
 }
@@ -235,7 +235,7 @@ fn a_call_between_attempts_keeps_its_place() {
             .max_workers(1)
             .max_queued_tasks(1)
             .retry(
-                RetryConfig::new(3)
+                RetryConfig::attempts(4)
                     .wait(Duration::from_secs(3600))
                     .max_wait(Duration::from_secs(3600)),
             )

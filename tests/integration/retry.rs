@@ -415,6 +415,33 @@ fn validators_run_even_without_retries() {
 }
 
 #[test]
+fn a_validated_call_that_runs_once_takes_one_place_in_a_bounded_pool() {
+    // The retry loop takes the call's place; its one attempt must use that place, not wait
+    // for a second one (with room for one call per worker, that wait would never end).
+    for mode in [Mode::Thread, Mode::Async] {
+        let h = Flaky::options()
+            .mode(mode)
+            .max_workers(1)
+            .max_queued_tasks(1)
+            .init(Arc::new(AtomicU32::new(0)))
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h2 = h.clone();
+        std::thread::spawn(move || {
+            let r = (0..20)
+                .map(|i| h2.take_checked(Ticket(100 + i)).result())
+                .collect::<Vec<_>>();
+            tx.send(r).ok();
+        });
+        let results = rx
+            .recv_timeout(DEADLINE)
+            .expect("calls with one place hung");
+        assert!(results.iter().all(Result::is_ok), "{mode}: {results:?}");
+        h.stop().unwrap();
+    }
+}
+
+#[test]
 fn exhaustion_and_validation_errors_name_the_method() {
     let (h, _) = pool(Mode::Thread, fast(2));
     let e = h.get(100).result_timeout(DEADLINE).unwrap_err();

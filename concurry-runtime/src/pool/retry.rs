@@ -204,7 +204,7 @@ impl<W: Worker> Pool<W> {
         &self,
         method: &'static str,
         retry: &MethodRetry<T, E>,
-        submit: impl FnOnce(&Pool<W>) -> Promise<T, E> + Send + 'static,
+        submit: impl FnOnce(&Pool<W>, Room) -> Promise<T, E> + Send + 'static,
     ) -> Promise<T, E>
     where
         T: Send + 'static,
@@ -212,17 +212,17 @@ impl<W: Worker> Pool<W> {
     {
         let config = match self.retry_for(retry) {
             Some(config) if config.validates::<T>() => config,
-            _ => return submit(self),
+            _ => return submit(self, Room::Wait),
         };
         let config = Arc::new((*config).clone().with_attempts(1));
         let submit = std::sync::Mutex::new(Some(submit));
-        self.attempts(config, method, (), move |pool, _, ()| {
+        self.attempts(config, method, (), move |pool, _, room, ()| {
             let submit = submit
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take()
                 .expect("a call whose arguments cannot be re-sent has one attempt");
-            submit(pool)
+            submit(pool, room)
         })
     }
 
