@@ -218,8 +218,9 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
          - `{name_str}::map(items)` / `{name_str}::map_unordered(items)` call it on every item, \
          spread over the pool, lazily and with a bounded window of calls in flight;\n\
          - `{name_str}::stop()` stops the implicit pool these use, which starts on first use \
-         with the `#[task(..)]` defaults (and again after a stop). Rust runs no destructors \
-         for statics: call `stop()` before `main` returns to let queued calls finish;\n\
+         with the `#[task(..)]` defaults (and again after a stop). A pool still running when \
+         the process exits is drained then: queued calls finish first, for at most its \
+         `stop_timeout`;\n\
          - `{name_str}::options()...init()` builds a separately configured pool, a `Handle`."
     );
     let submit_doc = format!(
