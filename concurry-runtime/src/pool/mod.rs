@@ -287,6 +287,11 @@ impl<W: Worker> Pool<W> {
         self.inner.config.stop_timeout
     }
 
+    /// Whether the pool has limits (each call takes a unit of them).
+    pub(crate) fn has_limits(&self) -> bool {
+        self.inner.limits.is_some()
+    }
+
     /// Whether the current thread is one of this pool's worker threads.
     pub(crate) fn is_worker_thread(&self) -> bool {
         CURRENT_POOL.with(|c| c.get()) == Arc::as_ptr(&self.inner.shared) as usize
