@@ -342,11 +342,14 @@ fn maps_that_submit_per_item_refuse_chunks_above_one() {
         matches!(&out[..], [Err(Error::Config(c))] if c.option() == "chunk_size" && c.value() == "8"),
         "{out:?}"
     );
-    let out: Vec<_> = double::map(0..10).chunk_size(8).collect();
+    // A `#[task]` function whose calls are retried: each item is its own call.
+    let out: Vec<_> = retried_echo::map(0..10).chunk_size(8).collect();
     assert!(
         matches!(&out[..], [Err(Error::Config(c))] if c.to_string().contains("#[task]")),
         "{out:?}"
     );
+    let out: Vec<u32> = retried_echo::map(0..10).collect::<Result<_, _>>().unwrap();
+    assert_eq!(out, (0..10).collect::<Vec<_>>());
     // One item per call is what they do anyway.
     let out: Vec<u64> = p
         .map_async(|x: u64| async move { x }, 0..10)
@@ -354,6 +357,55 @@ fn maps_that_submit_per_item_refuse_chunks_above_one() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(out, (0..10).collect::<Vec<_>>());
+}
+
+#[concurry::task(mode = "thread", max_workers = 1)]
+#[retry(attempts = 2)]
+fn retried_echo(x: u32) -> Result<u32, String> {
+    Ok(x)
+}
+
+#[test]
+fn a_task_functions_map_sends_chunks_keeping_order_and_errors() {
+    let h = checked_div::options().max_workers(2).init().unwrap();
+    let items: Vec<(i64, i64)> = (0..3000).map(|i| (i, i % 7)).collect();
+    for chunk in [None, Some(1), Some(64)] {
+        let m = h.map(items.clone());
+        let m = match chunk {
+            Some(c) => m.chunk_size(c),
+            None => m,
+        };
+        let out: Vec<_> = m.collect();
+        assert_eq!(out.len(), 3000);
+        for ((a, b), r) in items.iter().zip(&out) {
+            match r {
+                Ok(q) => assert_eq!(*q, a / b, "{chunk:?}"),
+                Err(Error::Method(m)) => assert!(*b == 0 && *m == format!("{a} / 0")),
+                Err(e) => panic!("{chunk:?}: {e:?}"),
+            }
+        }
+    }
+    // Automatic chunks: far fewer calls than items.
+    let calls: u64 = h.stats().per_worker.iter().map(|w| w.dispatched).sum();
+    assert!(calls < 2 * 3000 + 1000, "{calls} calls");
+    let before = calls;
+    let n = h.map(items.clone()).filter(Result::is_ok).count();
+    assert_eq!(n, 3000 - 3000 / 7 - 1);
+    let calls: u64 = h.stats().per_worker.iter().map(|w| w.dispatched).sum();
+    assert!(
+        calls - before < 1000,
+        "{} calls for 3000 items",
+        calls - before
+    );
+
+    // A panic fails its own item only.
+    let h = panicky::options().max_workers(2).init().unwrap();
+    let out: Vec<_> = h.map([0u8, 1, 2, 1, 3]).chunk_size(5).collect();
+    assert!(out[1].as_ref().unwrap_err().is_panic() && out[3].as_ref().unwrap_err().is_panic());
+    assert_eq!(
+        [&out[0], &out[2], &out[4]].map(|r| *r.as_ref().unwrap()),
+        [0, 2, 3]
+    );
 }
 
 #[test]

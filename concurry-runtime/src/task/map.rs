@@ -97,7 +97,7 @@ struct ChunkOut<T, E> {
 /// Runs `run` on every item of a chunk on the worker: a failure or a panic is that item's
 /// `Err`, and the chunk goes on. Records the cost per item in `per_item_ns`.
 fn run_chunk<X, T, E>(
-    run: &impl Fn(X) -> Result<T, E>,
+    run: &impl Fn(X) -> Result<T, Error<E>>,
     items: Vec<X>,
     per_item_ns: &AtomicU64,
 ) -> ChunkOut<T, E> {
@@ -113,7 +113,7 @@ fn run_chunk<X, T, E>(
         for x in &mut items {
             match run(x) {
                 Ok(v) => values.push(v),
-                Err(e) => failures.push_back((values.len() + failures.len(), Error::Method(e))),
+                Err(e) => failures.push_back((values.len() + failures.len(), e)),
             }
         }
     })) {
@@ -290,7 +290,7 @@ impl<It, R, T, E> Source<T, E> for Chunked<It, R>
 where
     It: Iterator + Send,
     It::Item: Send + 'static,
-    R: Fn(It::Item) -> Result<T, E> + Send + Sync + 'static,
+    R: Fn(It::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
     T: Send + 'static,
     E: Send + 'static,
 {
@@ -460,7 +460,7 @@ where
     where
         It: Iterator + Send + 'a,
         It::Item: Send + 'static,
-        R: Fn(It::Item) -> Result<T, E> + Send + Sync + 'static,
+        R: Fn(It::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
     {
         Self::from_source(Box::new(source), window)
     }
@@ -510,9 +510,11 @@ where
     /// call (every call takes a unit of its limits), unless `chunk_size` says otherwise.
     /// `chunk_size(1)` turns chunks off.
     ///
-    /// The window counts calls, so up to `window × chunk_size` items are read ahead. Other
-    /// maps (`map_async`, `map_with`, a `#[task]` function's `map`) submit each item as its own
-    /// call: a chunk size above 1 there is an error.
+    /// A `#[task]` function's `map` chunks the same way, unless its calls are retried (a
+    /// `#[retry]` or the pool's `retry` option), run in child processes, or the function is
+    /// `async`: then, as with `map_async` and `map_with`, each item is its own call, and a
+    /// chunk size above 1 is an error. The window counts calls, so up to
+    /// `window × chunk_size` items are read ahead.
     ///
     /// A size of 0, or above 1 on a map that submits per item, is refused: the map yields one
     /// `Err(Error::Config)` naming `chunk_size`, and runs nothing.
@@ -590,9 +592,9 @@ where
                 Some(n) if n > 1 && !source.chunks() => Some(ConfigError::new(
                     "chunk_size",
                     n.to_string(),
-                    "this map submits each item as its own call (map_async, map_with, a \
-                     #[task] function's map, each call retried and limited on its own): use \
-                     chunk_size(1), or TaskWorker's map / try_map to send chunks",
+                    "this map submits each item as its own call (map_async, map_with, and the \
+                     map of an async #[task] function or of one whose calls are retried or run \
+                     in child processes): use chunk_size(1)",
                 )),
                 _ => None,
             };

@@ -253,7 +253,7 @@ impl TaskWorkerHandle {
         T: Send + 'static,
         F: Fn(I::Item) -> T + Send + Sync + 'static,
     {
-        self.map_chunked(items, move |x| Ok::<T, Infallible>(f(x)))
+        self.map_chunked(items, move |x| Ok::<T, Error>(f(x)))
     }
 
     /// [`map`](Self::map), yielding results as they complete instead of in input order.
@@ -296,7 +296,7 @@ impl TaskWorkerHandle {
         E: Send + 'static,
         F: Fn(I::Item) -> Result<T, E> + Send + Sync + 'static,
     {
-        self.map_chunked(items, f)
+        self.map_chunked(items, move |x| f(x).map_err(Error::Method))
     }
 
     /// A map sending `items` in chunks, each one call running `run` on its items.
@@ -307,7 +307,7 @@ impl TaskWorkerHandle {
         I::Item: Send + 'static,
         T: Send + 'static,
         E: Send + 'static,
-        R: Fn(I::Item) -> Result<T, E> + Send + Sync + 'static,
+        R: Fn(I::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
     {
         TaskMap::chunked(
             Chunked::new(items.into_iter(), self.clone(), run),
@@ -398,6 +398,33 @@ impl TaskWorkerHandle {
         S: FnMut(I::Item) -> Promise<T, E> + Send + 'a,
     {
         TaskMap::new(items.into_iter().map(submit), self.default_window())
+    }
+
+    /// A `#[task]` function's `map`: in chunks, each item running `run` inline, when its
+    /// calls run once in this process; else each item submitted by `submit` (retried per
+    /// `retry` and the pool's option, or sent to a child process).
+    #[doc(hidden)]
+    pub fn __map_task<'a, I, T, E, S, R>(
+        &self,
+        items: I,
+        retry: &crate::pool::MethodRetry<T, E>,
+        submit: S,
+        run: R,
+    ) -> TaskMap<'a, T, E>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'a,
+        I::Item: Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        S: FnMut(I::Item) -> Promise<T, E> + Send + 'a,
+        R: Fn(I::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
+    {
+        if self.process || self.pool.retry_for(retry).is_some() {
+            self.map_with(items, submit)
+        } else {
+            self.map_chunked(items, run)
+        }
     }
 
     /// The pool behind the handle (what `#[task]` expansions submit to, with retries).
