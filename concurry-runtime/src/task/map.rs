@@ -90,7 +90,7 @@ where
 /// What a chunk call returns: the values of the items that succeeded, in input order, and
 /// each failure with its item's position in the chunk.
 struct ChunkOut<T, E> {
-    values: Vec<T>,
+    values: VecDeque<T>,
     failures: VecDeque<(usize, Error<E>)>,
 }
 
@@ -98,14 +98,17 @@ struct ChunkOut<T, E> {
 /// `Err`, and the chunk goes on. Records the cost per item in `per_item_ns`.
 fn run_chunk<X, T, E>(
     run: &impl Fn(X) -> Result<T, Error<E>>,
-    items: Vec<X>,
+    items: &mut Vec<X>,
+    mut values: Vec<T>,
     per_item_ns: &AtomicU64,
 ) -> ChunkOut<T, E> {
     let start = Instant::now();
     let len = items.len();
-    let mut values = Vec::with_capacity(len);
+    values.clear();
+    values.reserve(len);
     let mut failures = VecDeque::new();
-    let mut items = items.into_iter();
+    // Drained in place, so the emptied buffer can carry the next chunk.
+    let mut items = items.drain(..);
     // One `catch_unwind` per chunk, not per item: after a panic, the loop resumes with the
     // next item. Each item before the one running left one value or one failure, so the
     // count of both is the running item's position.
@@ -124,9 +127,13 @@ fn run_chunk<X, T, E>(
             },
         ));
     }
+    drop(items);
     let ns = u64::try_from(start.elapsed().as_nanos() / len.max(1) as u128).unwrap_or(u64::MAX);
     per_item_ns.store(ns.max(1), Ordering::Relaxed);
-    ChunkOut { values, failures }
+    ChunkOut {
+        values: values.into(),
+        failures,
+    }
 }
 
 /// A copy of a chunk call's failure for each of its items. Chunk calls run no user code
@@ -158,7 +165,7 @@ fn copy_failure<E>(e: &Error) -> Error<E> {
 
 /// The results of a completed chunk, yielded one by one.
 struct Buffered<T, E> {
-    values: std::vec::IntoIter<T>,
+    values: VecDeque<T>,
     failures: VecDeque<(usize, Error<E>)>,
     next: usize,
     len: usize,
@@ -172,11 +179,11 @@ impl<T, E> Buffered<T, E> {
     fn new(result: Result<ChunkOut<T, E>, Error>, len: usize) -> Self {
         let (values, failures, failed) = match result {
             Ok(out) => (out.values, out.failures, None),
-            Err(e) => (Vec::new(), VecDeque::new(), Some(e)),
+            Err(e) => (VecDeque::new(), VecDeque::new(), Some(e)),
         };
         let clean = failed.is_none() && failures.is_empty() && values.len() == len;
         Buffered {
-            values: values.into_iter(),
+            values,
             failures,
             next: 0,
             len,
@@ -196,7 +203,7 @@ impl<T, E> Buffered<T, E> {
     #[inline]
     fn pop(&mut self) -> Option<Result<T, Error<E>>> {
         if self.clean {
-            return self.values.next().map(Ok);
+            return self.values.pop_front().map(Ok);
         }
         if self.next == self.len {
             return None;
@@ -209,7 +216,7 @@ impl<T, E> Buffered<T, E> {
         if self.failures.front().is_some_and(|(k, _)| *k == i) {
             return self.failures.pop_front().map(|(_, e)| Err(e));
         }
-        Some(self.values.next().map_or_else(
+        Some(self.values.pop_front().map_or_else(
             || {
                 Err(Error::WorkerLost {
                     message: "a chunk returned fewer results than items".into(),
@@ -231,7 +238,12 @@ trait Source<T, E>: Send {
     fn chunks(&self) -> bool;
     /// The size of the next automatic chunk, with `window` calls in flight at most.
     fn auto_chunk(&mut self, window: usize) -> usize;
+    /// Takes back the buffer of a drained chunk, to carry the results of a later one.
+    fn recycle(&mut self, _: Vec<T>) {}
 }
+
+/// Buffers kept for reuse, per kind: a window's worth is plenty.
+const SPARE_BUFFERS: usize = 16;
 
 /// Submissions made one per item, by an iterator of promises.
 struct PerItem<I>(I);
@@ -258,12 +270,17 @@ where
 }
 
 /// Items sent to the pool in chunks, each chunk one call running `run` on its items.
-pub(crate) struct Chunked<It, R> {
+pub(crate) struct Chunked<It: Iterator, R, T> {
     items: It,
     pool: TaskWorkerHandle,
     run: std::sync::Arc<R>,
     /// The cost per item the last chunk measured on its worker (0: none ran yet).
     per_item_ns: std::sync::Arc<AtomicU64>,
+    /// Emptied input buffers, given back by the workers (reused, so that a long map does
+    /// not allocate and fault in fresh pages for every chunk).
+    spare_items: std::sync::Arc<crate::sync::os::Mutex<Vec<Vec<It::Item>>>>,
+    /// Emptied result buffers, given back by the map.
+    spare_values: Vec<Vec<T>>,
     /// The size of the last automatic chunk (chunks grow at most [`GROWTH`]-fold per call).
     last: usize,
     /// Whether automatic chunks may carry several items: not in a pool with limits, whose
@@ -271,7 +288,7 @@ pub(crate) struct Chunked<It, R> {
     auto: bool,
 }
 
-impl<It, R> Chunked<It, R> {
+impl<It: Iterator, R, T> Chunked<It, R, T> {
     /// `run` is what each item of a chunk runs.
     pub(crate) fn new(items: It, pool: TaskWorkerHandle, run: R) -> Self {
         let auto = !pool.pool.has_limits();
@@ -280,13 +297,15 @@ impl<It, R> Chunked<It, R> {
             pool,
             run: std::sync::Arc::new(run),
             per_item_ns: std::sync::Arc::new(AtomicU64::new(0)),
+            spare_items: std::sync::Arc::default(),
+            spare_values: Vec::new(),
             last: 0,
             auto,
         }
     }
 }
 
-impl<It, R, T, E> Source<T, E> for Chunked<It, R>
+impl<It, R, T, E> Source<T, E> for Chunked<It, R, T>
 where
     It: Iterator + Send,
     It::Item: Send + 'static,
@@ -295,17 +314,33 @@ where
     E: Send + 'static,
 {
     fn submit(&mut self, n: usize) -> Option<Call<T, E>> {
-        let chunk: Vec<It::Item> = self.items.by_ref().take(n).collect();
+        let mut chunk = crate::sync::os::lock(&self.spare_items)
+            .pop()
+            .unwrap_or_default();
+        chunk.extend(self.items.by_ref().take(n));
         if chunk.is_empty() {
             return None;
         }
         let len = chunk.len();
+        let values = self.spare_values.pop().unwrap_or_default();
         let run = self.run.clone();
         let per_item_ns = self.per_item_ns.clone();
-        let promise = self
-            .pool
-            .submit(move || run_chunk(&*run, chunk, &per_item_ns));
+        let spare_items = self.spare_items.clone();
+        let promise = self.pool.submit(move || {
+            let out = run_chunk(&*run, &mut chunk, values, &per_item_ns);
+            let mut spare = crate::sync::os::lock(&spare_items);
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(chunk);
+            }
+            out
+        });
         Some(Call::Chunk(promise, len))
+    }
+
+    fn recycle(&mut self, values: Vec<T>) {
+        if self.spare_values.len() < SPARE_BUFFERS {
+            self.spare_values.push(values);
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -456,7 +491,7 @@ where
     }
 
     /// A map over items sent in chunks.
-    pub(crate) fn chunked<It, R>(source: Chunked<It, R>, window: usize) -> Self
+    pub(crate) fn chunked<It, R>(source: Chunked<It, R, T>, window: usize) -> Self
     where
         It: Iterator + Send + 'a,
         It::Item: Send + 'static,
@@ -692,10 +727,19 @@ where
         if let Some(b) = &mut self.buffered {
             match b.pop() {
                 Some(r) => return Some(r),
-                None => self.buffered = None,
+                None => self.recycle(),
             }
         }
         self.invalid.take().map(|e| Err(Error::Config(e)))
+    }
+
+    /// Gives the drained chunk's buffer back to the source.
+    fn recycle(&mut self) {
+        if let Some(b) = self.buffered.take()
+            && let Some(source) = &mut self.source
+        {
+            source.recycle(b.values.into());
+        }
     }
 
     fn tick(&mut self, item: Option<Result<T, Error<E>>>) -> Option<Result<T, Error<E>>> {
@@ -750,7 +794,7 @@ where
             if let Some(b) = &mut self.buffered
                 && b.clean
             {
-                for v in &mut b.values {
+                for v in b.values.drain(..) {
                     if let Some(bar) = &self.bar {
                         bar.inc(true);
                     }
