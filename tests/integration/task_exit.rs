@@ -37,6 +37,13 @@ fn append_slowly(path: String, i: u32) {
     append(&path, &i.to_string());
 }
 
+/// The same on the library's tokio runtime (async mode), which is still running at exit.
+#[concurry::task(mode = "async", max_workers = 1)]
+async fn append_slowly_async(path: String, i: u32) {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    append(&path, &i.to_string());
+}
+
 /// Ends the process from inside a call of the implicit pool (default `stop_timeout`: 30 s).
 #[concurry::task(mode = "thread", max_workers = 1)]
 fn exit_from_call(path: String) {
@@ -105,6 +112,25 @@ fn child_submits_ten_and_returns() {
     for i in 0..10 {
         // Fire and forget: the promise is dropped, the call still runs.
         drop(append_slowly::submit(path.clone(), i));
+    }
+}
+
+#[test]
+fn async_mode_calls_queued_when_main_returns_all_run() {
+    let (status, _, mut lines) = run_child("task_exit::child_submits_ten_async_and_returns");
+    assert!(status.success(), "child failed: {status}");
+    // Async calls of one worker run concurrently: any order.
+    lines.sort_by_key(|l| l.parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(lines, expected, "every queued call ran");
+}
+
+#[test]
+#[ignore = "the child program of async_mode_calls_queued_when_main_returns_all_run"]
+fn child_submits_ten_async_and_returns() {
+    let Some(path) = child_file() else { return };
+    for i in 0..10 {
+        drop(append_slowly_async::submit(path.clone(), i));
     }
 }
 
