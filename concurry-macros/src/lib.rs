@@ -271,11 +271,14 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// - `fetch::map(items)` / `fetch::map_unordered(items)`: a lazy, bounded
 ///   [`TaskMap`](../concurry/struct.TaskMap.html) calling `fetch` on every item, spread over
 ///   every worker, one `Result` per item (in input or completion order). A function of
-///   several arguments maps over tuples: `concurry::zip((xs, ys))`;
+///   several arguments maps over tuples: `concurry::zip((xs, ys))`. Cheap items travel in
+///   chunks, many per call (automatic, or `.chunk_size(n)`), unless the calls are retried, run
+///   in child processes, or the function is `async`: then each item is its own call;
 /// - `fetch::stop()`: stops the implicit pool (queued calls finish). The implicit pool starts
-///   on first use with the `#[task(..)]` defaults, and again after a stop. Rust runs no
-///   destructors for statics, so a pool still running when `main` returns is not drained
-///   (its threads end with the process and queued calls are lost): call `fetch::stop()` first;
+///   on first use with the `#[task(..)]` defaults, and again after a stop. A pool still
+///   running when the process exits (`main` returns, or `exit`) is drained then: queued calls,
+///   fire-and-forget `submit`s included, finish first, for at most its `stop_timeout` (30 s;
+///   past it the rest is dropped). An `exit` from inside one of its calls does not wait;
 /// - `fetch::options()...init() -> fetch::Handle`: a separate, explicitly configured pool with
 ///   the same `submit`, `map`, `map_unordered`, plus `stop`, `stats` and `is_stopped`;
 ///   `fetch::handle()` returns the implicit pool's handle.

@@ -19,5 +19,6 @@ mod retry;
 mod send_sync;
 mod spans;
 mod task;
+mod task_exit;
 mod task_remote;
 mod worker_macro;

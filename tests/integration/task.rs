@@ -113,7 +113,8 @@ fn map_is_lazy_and_bounded_by_its_window() {
             let window = 3;
             let mut m = p
                 .map(|x: u64| x, counting(1_000_000, &pulled))
-                .window(window);
+                .window(window)
+                .chunk_size(1);
             if unordered {
                 m = m.unordered();
             }
@@ -198,7 +199,7 @@ fn each_item_keeps_its_typed_error() {
 fn stopping_mid_map_fails_the_remaining_items() {
     for mode in MODES {
         let p = pool(mode, 2);
-        let mut m = p.map(|x: u64| x, 0..20).window(2);
+        let mut m = p.map(|x: u64| x, 0..20).window(2).chunk_size(1);
         for i in 0..5 {
             assert_eq!(m.next().unwrap().unwrap(), i);
         }
@@ -236,6 +237,256 @@ fn async_closures_run_concurrently_on_one_async_worker() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(out, [0, 1, 2]);
+}
+
+#[test]
+fn chunked_maps_keep_order_and_yield_every_item_in_every_mode() {
+    for mode in MODES {
+        let p = pool(mode, 3);
+        for chunk in [1, 7, 1000, 5000] {
+            let out: Vec<u64> = p
+                .map(|x: u64| x * 2, 0..1000)
+                .chunk_size(chunk)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(
+                out,
+                (0..1000).map(|x| x * 2).collect::<Vec<_>>(),
+                "{mode} {chunk}"
+            );
+            let mut out: Vec<u64> = p
+                .map_unordered(|x: u64| x + 1, 0..1000)
+                .chunk_size(chunk)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            out.sort_unstable();
+            assert_eq!(out, (1..1001).collect::<Vec<_>>(), "{mode} {chunk}");
+        }
+        // Automatic chunks, over an input of unknown length too.
+        let out: Vec<u64> = p
+            .map(|x: u64| x, (0..20_000).filter(|_| true))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(out, (0..20_000).collect::<Vec<_>>(), "{mode}");
+    }
+}
+
+#[test]
+fn each_item_of_a_chunk_keeps_its_own_error_and_panic() {
+    for mode in MODES {
+        let p = pool(mode, 2);
+        let out: Vec<Result<u8, Error<String>>> = p
+            .try_map(
+                |x: u8| match x % 4 {
+                    1 => Err(format!("{x} failed")),
+                    2 => panic!("{x} panicked"),
+                    _ => Ok(x),
+                },
+                0..12,
+            )
+            .chunk_size(5)
+            .collect();
+        assert_eq!(out.len(), 12, "{mode}");
+        for (x, r) in (0u8..).zip(&out) {
+            match x % 4 {
+                1 => assert!(
+                    matches!(r, Err(Error::Method(m)) if *m == format!("{x} failed")),
+                    "{mode}: {x}: {r:?}"
+                ),
+                2 => assert!(
+                    matches!(r, Err(Error::Panicked { message }) if *message == format!("{x} panicked")),
+                    "{mode}: {x}: {r:?}"
+                ),
+                _ => assert_eq!(*r.as_ref().unwrap(), x, "{mode}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_chunk_size_of_zero_is_a_config_error_and_runs_nothing() {
+    let p = pool(Mode::Thread, 2);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let out: Vec<_> = p
+        .map(
+            move |x: u64| {
+                r.fetch_add(1, Ordering::SeqCst);
+                x
+            },
+            counting(100, &pulled),
+        )
+        .chunk_size(0)
+        .collect();
+    match &out[..] {
+        [Err(Error::Config(c))] => {
+            assert_eq!(c.option(), "chunk_size");
+            assert_eq!(c.value(), "0");
+            assert!(c.to_string().contains("at least 1"), "{c}");
+        }
+        other => panic!("expected one config error, got {other:?}"),
+    }
+    assert_eq!(pulled.load(Ordering::SeqCst), 0);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn maps_that_submit_per_item_refuse_chunks_above_one() {
+    let p = pool(Mode::Async, 2);
+    let out: Vec<_> = p
+        .map_async(|x: u64| async move { x }, 0..10)
+        .chunk_size(8)
+        .collect();
+    assert!(
+        matches!(&out[..], [Err(Error::Config(c))] if c.option() == "chunk_size" && c.value() == "8"),
+        "{out:?}"
+    );
+    // A `#[task]` function whose calls are retried: each item is its own call.
+    let out: Vec<_> = retried_echo::map(0..10).chunk_size(8).collect();
+    assert!(
+        matches!(&out[..], [Err(Error::Config(c))] if c.to_string().contains("#[task]")),
+        "{out:?}"
+    );
+    let out: Vec<u32> = retried_echo::map(0..10).collect::<Result<_, _>>().unwrap();
+    assert_eq!(out, (0..10).collect::<Vec<_>>());
+    // One item per call is what they do anyway.
+    let out: Vec<u64> = p
+        .map_async(|x: u64| async move { x }, 0..10)
+        .chunk_size(1)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out, (0..10).collect::<Vec<_>>());
+}
+
+#[concurry::task(mode = "thread", max_workers = 1)]
+#[retry(attempts = 2)]
+fn retried_echo(x: u32) -> Result<u32, String> {
+    Ok(x)
+}
+
+#[test]
+fn a_task_functions_map_sends_chunks_keeping_order_and_errors() {
+    let h = checked_div::options().max_workers(2).init().unwrap();
+    let items: Vec<(i64, i64)> = (0..3000).map(|i| (i, i % 7)).collect();
+    for chunk in [None, Some(1), Some(64)] {
+        let m = h.map(items.clone());
+        let m = match chunk {
+            Some(c) => m.chunk_size(c),
+            None => m,
+        };
+        let out: Vec<_> = m.collect();
+        assert_eq!(out.len(), 3000);
+        for ((a, b), r) in items.iter().zip(&out) {
+            match r {
+                Ok(q) => assert_eq!(*q, a / b, "{chunk:?}"),
+                Err(Error::Method(m)) => assert!(*b == 0 && *m == format!("{a} / 0")),
+                Err(e) => panic!("{chunk:?}: {e:?}"),
+            }
+        }
+    }
+    // Automatic chunks: far fewer calls than items.
+    let calls: u64 = h.stats().per_worker.iter().map(|w| w.dispatched).sum();
+    assert!(calls < 2 * 3000 + 1000, "{calls} calls");
+    let before = calls;
+    let n = h.map(items.clone()).filter(Result::is_ok).count();
+    assert_eq!(n, 3000 - 3000 / 7 - 1);
+    let calls: u64 = h.stats().per_worker.iter().map(|w| w.dispatched).sum();
+    assert!(
+        calls - before < 1000,
+        "{} calls for 3000 items",
+        calls - before
+    );
+
+    // A panic fails its own item only.
+    let h = panicky::options().max_workers(2).init().unwrap();
+    let out: Vec<_> = h.map([0u8, 1, 2, 1, 3]).chunk_size(5).collect();
+    assert!(out[1].as_ref().unwrap_err().is_panic() && out[3].as_ref().unwrap_err().is_panic());
+    assert_eq!(
+        [&out[0], &out[2], &out[4]].map(|r| *r.as_ref().unwrap()),
+        [0, 2, 3]
+    );
+}
+
+#[test]
+fn a_chunked_map_is_lazy_and_bounded_by_window_times_chunk() {
+    for mode in MODES {
+        for unordered in [false, true] {
+            let p = pool(mode, 2);
+            let pulled = Arc::new(AtomicUsize::new(0));
+            let (window, chunk) = (3, 5);
+            let mut m = p
+                .map(|x: u64| x, counting(1_000_000, &pulled))
+                .window(window)
+                .chunk_size(chunk);
+            if unordered {
+                m = m.unordered();
+            }
+            assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing before next()");
+            for yielded in 1..=100 {
+                m.next().unwrap().unwrap();
+                let ahead = pulled.load(Ordering::SeqCst) - yielded;
+                assert!(ahead < window * chunk, "{mode}: {ahead} items ahead");
+                assert!(m.in_flight() <= window);
+            }
+            drop(m);
+            assert!(pulled.load(Ordering::SeqCst) <= 100 + window * chunk);
+        }
+    }
+}
+
+#[test]
+fn automatic_chunks_batch_cheap_items_and_stay_bounded() {
+    let p = pool(Mode::Thread, 2);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let mut m = p.map(|x: u64| x, counting(10_000_000, &pulled)).window(4);
+    for _ in 0..200_000 {
+        m.next().unwrap().unwrap();
+    }
+    // The read-ahead is at most a window of the largest automatic chunks (8192 items).
+    assert!(pulled.load(Ordering::SeqCst) <= 200_000 + 4 * 8_192);
+    drop(m);
+    let calls: u64 = p.stats().per_worker.iter().map(|w| w.dispatched).sum();
+    assert!(calls < 20_000, "{calls} calls for 200000 cheap items");
+
+    // A pool with limits sends one item per call: each call takes a unit of them.
+    let limited = TaskWorker::options()
+        .max_workers(2)
+        .limits([concurry::CallLimit::per_minute(1_000_000)])
+        .init()
+        .unwrap();
+    let n = limited
+        .map(|x: u64| x, 0..500)
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(n, 500);
+    let calls: u64 = limited
+        .stats()
+        .per_worker
+        .iter()
+        .map(|w| w.dispatched)
+        .sum();
+    assert_eq!(calls, 500);
+}
+
+#[test]
+fn stopping_mid_chunked_map_fails_the_remaining_items() {
+    for mode in MODES {
+        let p = pool(mode, 2);
+        let mut m = p.map(|x: u64| x, 0..100).window(2).chunk_size(4);
+        for i in 0..6 {
+            assert_eq!(m.next().unwrap().unwrap(), i);
+        }
+        p.stop().unwrap();
+        let rest: Vec<_> = m.collect();
+        assert_eq!(rest.len(), 94, "{mode}: every item yields");
+        let ok = rest.iter().take_while(|r| r.is_ok()).count();
+        assert!(ok <= 2 + 2 * 4, "{mode}: {ok}");
+        assert!(
+            rest[ok..].iter().all(|r| matches!(r, Err(Error::Stopped))),
+            "{mode}"
+        );
+    }
 }
 
 #[test]

@@ -186,9 +186,24 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
     };
     let arg_params: Vec<TokenStream> = tys.iter().map(|t| quote!(impl #krate::Arg<#t>)).collect();
     let submit_item = submit_to(quote!(&#pool_v));
-    let map = quote_spanned! {span=>
-        let #pool_v = ::core::clone::Clone::clone(&self.#inner);
-        self.#inner.map_with(#items, move |#pattern: #item_ty| #submit_item)
+    // A sync function's map sends chunks of items, each running the function in-line, when
+    // its calls run once in this process (`__map_task` decides); otherwise, and for an async
+    // function, each item is its own call.
+    let map = if t.is_async {
+        quote_spanned! {span=>
+            let #pool_v = ::core::clone::Clone::clone(&self.#inner);
+            self.#inner.map_with(#items, move |#pattern: #item_ty| #submit_item)
+        }
+    } else {
+        quote_spanned! {span=>
+            let #pool_v = ::core::clone::Clone::clone(&self.#inner);
+            self.#inner.__map_task(
+                #items,
+                &#method_retry,
+                move |#pattern: #item_ty| #submit_item,
+                |#pattern: #item_ty| #p::#wrap(#call),
+            )
+        }
     };
 
     let remote_items = if remote {
@@ -218,8 +233,9 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
          - `{name_str}::map(items)` / `{name_str}::map_unordered(items)` call it on every item, \
          spread over the pool, lazily and with a bounded window of calls in flight;\n\
          - `{name_str}::stop()` stops the implicit pool these use, which starts on first use \
-         with the `#[task(..)]` defaults (and again after a stop). Rust runs no destructors \
-         for statics: call `stop()` before `main` returns to let queued calls finish;\n\
+         with the `#[task(..)]` defaults (and again after a stop). A pool still running when \
+         the process exits is drained then: queued calls finish first, for at most its \
+         `stop_timeout`;\n\
          - `{name_str}::options()...init()` builds a separately configured pool, a `Handle`."
     );
     let submit_doc = format!(

@@ -377,6 +377,21 @@ impl<W: Worker> Pool<W> {
         }
     }
 
+    /// How long `stop` waits for queued calls (the `stop_timeout` option).
+    pub(crate) fn stop_timeout(&self) -> Duration {
+        self.inner.config.stop_timeout
+    }
+
+    /// Whether the pool has limits (each call takes a unit of them).
+    pub(crate) fn has_limits(&self) -> bool {
+        self.inner.limits.is_some()
+    }
+
+    /// Whether the current thread is one of this pool's worker threads.
+    pub(crate) fn is_worker_thread(&self) -> bool {
+        CURRENT_POOL.with(|c| c.get()) == Arc::as_ptr(&self.inner.shared) as usize
+    }
+
     /// A snapshot of the pool's workers and counters.
     pub fn stats(&self) -> PoolStats {
         let inner = &*self.inner;

@@ -1,19 +1,34 @@
 //! [`ImplicitPool`]: the pool behind a `#[task]` function, created on first use.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
 
 use super::map::TaskMap;
-use super::task_worker::TaskWorkerHandle;
+use super::task_worker::{TaskWorker, TaskWorkerHandle};
 use crate::error::Error;
 use crate::future::Promise;
-use crate::sync::{Mutex, OnceLock, lock};
+use crate::pool::{Pool, WeakPool};
+use crate::sync::{Mutex, OnceLock, lock, os};
+
+/// Every implicit pool started in this process (dead ones pruned on each start): what the
+/// exit handler drains.
+static STARTED: os::Mutex<Vec<WeakPool<TaskWorker>>> = os::Mutex::new(Vec::new());
+
+/// What the exit waits beyond the longest `stop_timeout`: the bookkeeping of the stops.
+const EXIT_SLACK: Duration = Duration::from_millis(200);
 
 /// A lazily started [`TaskWorkerHandle`] in a `static`: `#[task]` keeps one per function.
 ///
 /// The first call starts the pool with `init`; [`stop`](Self::stop) stops it, and the next
-/// call starts a fresh one. Rust runs no destructors for statics, so a pool still running
-/// when `main` returns is not drained: its threads end with the process and calls still
-/// queued are lost. Call `stop()` before exiting to let them finish.
+/// call starts a fresh one.
+///
+/// A pool still running when the process exits (`main` returns, or `std::process::exit`) is
+/// drained then, as `stop()` would: its queued calls finish, so fire-and-forget submissions
+/// are not lost. The exit waits at most the longest `stop_timeout` of the pools still running
+/// (default 30 s); calls still queued past it are dropped with the process. An exit called
+/// from inside one of a pool's own calls does not wait for that pool (its worker is the
+/// thread exiting). A process killed by a signal or `abort` runs no exit handlers.
 ///
 /// ```
 /// use concurry::{ImplicitPool, TaskWorker};
@@ -70,6 +85,10 @@ impl ImplicitPool {
             Some(handle) if !handle.is_stopped() => Ok(handle.clone()),
             _ => {
                 let handle = init()?;
+                let mut started = os::lock(&STARTED);
+                started.retain(|w| w.upgrade().is_some_and(|p| !p.is_stopped()));
+                started.push(handle.pool.downgrade());
+                drop(started);
                 *slot = Some(handle.clone());
                 Ok(handle)
             }
@@ -110,6 +129,78 @@ impl ImplicitPool {
             Some(h) => h.stop(),
             None => Ok(()),
         }
+    }
+}
+
+/// At process exit (`main` returned or `exit` was called): drains every implicit pool still
+/// running.
+///
+/// Soundness: this runs from the C runtime's `atexit` list, on the exiting thread, whose
+/// thread-locals may already be destroyed; the other threads (pool workers, the tokio
+/// runtime, which statics never drop) still run. So the stops run on a fresh thread and
+/// this one only waits for it, with a deadline. Nothing may unwind out of here (it would
+/// abort the process): every panic is caught.
+#[ctor::dtor]
+fn drain_at_exit() {
+    let _ = catch_unwind(drain_implicit_pools);
+}
+
+/// Stops every running implicit pool, all at once, waiting at most the longest of their
+/// `stop_timeout`s (plus [`EXIT_SLACK`]). Skips a pool whose worker is the current thread:
+/// that worker cannot finish while it waits here. Returns how many pools it stopped.
+pub(crate) fn drain_implicit_pools() -> usize {
+    let pools: Vec<Pool<TaskWorker>> = os::lock(&STARTED)
+        .iter()
+        .filter_map(WeakPool::upgrade)
+        .filter(|p| !p.is_stopped() && !p.is_worker_thread())
+        .collect();
+    let Some(longest) = pools.iter().map(Pool::stop_timeout).max() else {
+        return 0;
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let for_drainer = pools.clone();
+    let drainer = std::thread::Builder::new()
+        .name("concurry-exit-drain".into())
+        .spawn(move || {
+            stop_all(&for_drainer);
+            drop(done_tx);
+        });
+    match drainer {
+        // Returns when the drainer finishes (the sender is dropped) or the deadline passes.
+        Ok(_) => drop(done_rx.recv_timeout(longest.saturating_add(EXIT_SLACK))),
+        // No thread to spare: stop them here, one by one (each still bounded by its own
+        // `stop_timeout`).
+        Err(_) => pools.iter().for_each(stop_one),
+    }
+    pools.len()
+}
+
+/// Stops `pools` concurrently (a thread each, or in turn when threads cannot start).
+fn stop_all(pools: &[Pool<TaskWorker>]) {
+    std::thread::scope(|s| {
+        for pool in pools {
+            let spawned = std::thread::Builder::new()
+                .name("concurry-exit-stop".into())
+                .spawn_scoped(s, || stop_one(pool));
+            if spawned.is_err() {
+                stop_one(pool);
+            }
+        }
+    });
+}
+
+fn stop_one(pool: &Pool<TaskWorker>) {
+    match catch_unwind(AssertUnwindSafe(|| pool.stop())) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            pool = %pool.stats().name,
+            "draining an implicit pool at exit: {e} (calls still running when its \
+             `stop_timeout` ran out end with the process)"
+        ),
+        Err(_) => tracing::warn!(
+            pool = %pool.stats().name,
+            "draining an implicit pool at exit panicked"
+        ),
     }
 }
 

@@ -1,30 +1,386 @@
-//! [`TaskMap`]: a lazy map over a pool with a bounded window of calls in flight.
+//! [`TaskMap`]: a lazy map over a pool with a bounded window of calls in flight, each call
+//! carrying one item or a chunk of items.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use futures_util::Stream;
 
-use crate::error::Error;
+use super::task_worker::TaskWorkerHandle;
+use crate::error::{ConfigError, Error, panic_message};
 use crate::future::Promise;
 use crate::progress::{Progress, ProgressBar};
-use crate::sync::{Arc, Condvar, Mutex, lock};
+use crate::sync::os::AtomicU64;
+use crate::sync::{Arc, Condvar, Mutex, Ordering, lock};
 
-/// The submissions a map has not pulled yet: each `next()` of this iterator submits one item.
-type Source<'a, T, E> = Box<dyn Iterator<Item = Promise<T, E>> + Send + 'a>;
+/// What an automatic chunk aims to cost on its worker: far above a call's overhead (a few
+/// microseconds), short enough to keep the window's read-ahead and the tail small.
+const CHUNK_TARGET: Duration = Duration::from_micros(100);
+
+/// The largest automatic chunk: 64 KiB of `u64`s, small enough for the allocator to reuse
+/// its buffers instead of mapping fresh pages for each (items this cheap cost the caller
+/// about as much as the workers anyway).
+const MAX_AUTO_CHUNK: usize = 8_192;
+
+/// How much an automatic chunk may grow from one call to the next: a first measurement
+/// that is off (one item) cannot send a huge chunk to a single worker.
+const GROWTH: usize = 4;
+
+/// One call in flight: one item, or a chunk of `len` items.
+enum Call<T, E> {
+    One(Promise<T, E>),
+    Chunk(Promise<ChunkOut<T, E>>, usize),
+}
+
+impl<T, E> Call<T, E> {
+    fn items(&self) -> usize {
+        match self {
+            Call::One(_) => 1,
+            Call::Chunk(_, len) => *len,
+        }
+    }
+
+    fn cancel(&self) {
+        match self {
+            Call::One(p) => drop(p.cancel()),
+            Call::Chunk(p, _) => drop(p.cancel()),
+        }
+    }
+}
+
+/// A completed call, as the map yields it.
+enum Done<T, E> {
+    One(Result<T, Error<E>>),
+    Chunk(Result<ChunkOut<T, E>, Error>, usize),
+}
+
+impl<T, E> Call<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    fn on_done(&self, f: impl FnOnce() + Send + 'static) {
+        match self {
+            Call::One(p) => p.on_done(move |_| f()),
+            Call::Chunk(p, _) => p.on_done(move |_| f()),
+        }
+    }
+
+    fn wait(self) -> Done<T, E> {
+        match self {
+            Call::One(p) => Done::One(p.result()),
+            Call::Chunk(p, len) => Done::Chunk(p.result(), len),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Done<T, E>> {
+        match self {
+            Call::One(p) => Pin::new(p).poll(cx).map(Done::One),
+            Call::Chunk(p, len) => Pin::new(p).poll(cx).map(|r| Done::Chunk(r, *len)),
+        }
+    }
+}
+
+/// What a chunk call returns: the values of the items that succeeded, in input order, and
+/// each failure with its item's position in the chunk.
+struct ChunkOut<T, E> {
+    values: VecDeque<T>,
+    failures: VecDeque<(usize, Error<E>)>,
+}
+
+/// Runs `run` on every item of a chunk on the worker: a failure or a panic is that item's
+/// `Err`, and the chunk goes on. Records the cost per item in `per_item_ns`.
+fn run_chunk<X, T, E>(
+    run: &impl Fn(X) -> Result<T, Error<E>>,
+    items: &mut Vec<X>,
+    mut values: Vec<T>,
+    per_item_ns: &AtomicU64,
+) -> ChunkOut<T, E> {
+    let start = Instant::now();
+    let len = items.len();
+    values.clear();
+    values.reserve(len);
+    let mut failures = VecDeque::new();
+    // Drained in place, so the emptied buffer can carry the next chunk.
+    let mut items = items.drain(..);
+    // One `catch_unwind` per chunk, not per item: after a panic, the loop resumes with the
+    // next item. Each item before the one running left one value or one failure, so the
+    // count of both is the running item's position.
+    while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+        for x in &mut items {
+            match run(x) {
+                Ok(v) => values.push(v),
+                Err(e) => failures.push_back((values.len() + failures.len(), e)),
+            }
+        }
+    })) {
+        failures.push_back((
+            values.len() + failures.len(),
+            Error::Panicked {
+                message: panic_message(&*payload),
+            },
+        ));
+    }
+    drop(items);
+    let ns = u64::try_from(start.elapsed().as_nanos() / len.max(1) as u128).unwrap_or(u64::MAX);
+    per_item_ns.store(ns.max(1), Ordering::Relaxed);
+    ChunkOut {
+        values: values.into(),
+        failures,
+    }
+}
+
+/// A copy of a chunk call's failure for each of its items. Chunk calls run no user code
+/// outside `run_chunk` and are never retried, so their failures are the pool's own.
+fn copy_failure<E>(e: &Error) -> Error<E> {
+    match e {
+        Error::Stopped => Error::Stopped,
+        Error::Timeout => Error::Timeout,
+        Error::Cancelled => Error::Cancelled,
+        Error::Panicked { message } => Error::Panicked {
+            message: message.clone(),
+        },
+        Error::WorkerLost { message } => Error::WorkerLost {
+            message: message.clone(),
+        },
+        Error::Init { message } => Error::Init {
+            message: message.clone(),
+        },
+        Error::Upstream { message } => Error::Upstream {
+            message: message.clone(),
+        },
+        Error::Limit(l) => Error::Limit(l.clone()),
+        Error::Config(c) => Error::Config(c.clone()),
+        other => Error::WorkerLost {
+            message: format!("the call carrying this item failed: {other}"),
+        },
+    }
+}
+
+/// The results of a completed chunk, yielded one by one.
+struct Buffered<T, E> {
+    values: VecDeque<T>,
+    failures: VecDeque<(usize, Error<E>)>,
+    next: usize,
+    len: usize,
+    /// The whole call failed: every item gets a copy.
+    failed: Option<Error>,
+    /// Every item succeeded: each result is the next value (the fast path).
+    clean: bool,
+}
+
+impl<T, E> Buffered<T, E> {
+    fn new(result: Result<ChunkOut<T, E>, Error>, len: usize) -> Self {
+        let (values, failures, failed) = match result {
+            Ok(out) => (out.values, out.failures, None),
+            Err(e) => (VecDeque::new(), VecDeque::new(), Some(e)),
+        };
+        let clean = failed.is_none() && failures.is_empty() && values.len() == len;
+        Buffered {
+            values,
+            failures,
+            next: 0,
+            len,
+            failed,
+            clean,
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        if self.clean {
+            self.values.len()
+        } else {
+            self.len - self.next
+        }
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<Result<T, Error<E>>> {
+        if self.clean {
+            return self.values.pop_front().map(Ok);
+        }
+        if self.next == self.len {
+            return None;
+        }
+        let i = self.next;
+        self.next += 1;
+        if let Some(e) = &self.failed {
+            return Some(Err(copy_failure(e)));
+        }
+        if self.failures.front().is_some_and(|(k, _)| *k == i) {
+            return self.failures.pop_front().map(|(_, e)| Err(e));
+        }
+        Some(self.values.pop_front().map_or_else(
+            || {
+                Err(Error::WorkerLost {
+                    message: "a chunk returned fewer results than items".into(),
+                })
+            },
+            Ok,
+        ))
+    }
+}
+
+/// Where a map's calls come from.
+trait Source<T, E>: Send {
+    /// Submits the next call, carrying up to `n` input items (a source that submits per item
+    /// carries one); `None` once the input is exhausted.
+    fn submit(&mut self, n: usize) -> Option<Call<T, E>>;
+    /// The input items not submitted yet.
+    fn size_hint(&self) -> (usize, Option<usize>);
+    /// Whether one call can carry several items.
+    fn chunks(&self) -> bool;
+    /// The size of the next automatic chunk, with `window` calls in flight at most.
+    fn auto_chunk(&mut self, window: usize) -> usize;
+    /// Takes back the buffer of a drained chunk, to carry the results of a later one.
+    fn recycle(&mut self, _: Vec<T>) {}
+}
+
+/// Buffers kept for reuse, per kind: a window's worth is plenty.
+const SPARE_BUFFERS: usize = 16;
+
+/// Submissions made one per item, by an iterator of promises.
+struct PerItem<I>(I);
+
+impl<I, T, E> Source<T, E> for PerItem<I>
+where
+    I: Iterator<Item = Promise<T, E>> + Send,
+{
+    fn submit(&mut self, _: usize) -> Option<Call<T, E>> {
+        self.0.next().map(Call::One)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+
+    fn chunks(&self) -> bool {
+        false
+    }
+
+    fn auto_chunk(&mut self, _: usize) -> usize {
+        1
+    }
+}
+
+/// Items sent to the pool in chunks, each chunk one call running `run` on its items.
+pub(crate) struct Chunked<It: Iterator, R, T> {
+    items: It,
+    pool: TaskWorkerHandle,
+    run: std::sync::Arc<R>,
+    /// The cost per item the last chunk measured on its worker (0: none ran yet).
+    per_item_ns: std::sync::Arc<AtomicU64>,
+    /// Emptied input buffers, given back by the workers (reused, so that a long map does
+    /// not allocate and fault in fresh pages for every chunk).
+    spare_items: std::sync::Arc<crate::sync::os::Mutex<Vec<Vec<It::Item>>>>,
+    /// Emptied result buffers, given back by the map.
+    spare_values: Vec<Vec<T>>,
+    /// The size of the last automatic chunk (chunks grow at most [`GROWTH`]-fold per call).
+    last: usize,
+    /// Whether automatic chunks may carry several items: not in a pool with limits, whose
+    /// every call takes a unit of them.
+    auto: bool,
+}
+
+impl<It: Iterator, R, T> Chunked<It, R, T> {
+    /// `run` is what each item of a chunk runs.
+    pub(crate) fn new(items: It, pool: TaskWorkerHandle, run: R) -> Self {
+        let auto = !pool.pool.has_limits();
+        Chunked {
+            items,
+            pool,
+            run: std::sync::Arc::new(run),
+            per_item_ns: std::sync::Arc::new(AtomicU64::new(0)),
+            spare_items: std::sync::Arc::default(),
+            spare_values: Vec::new(),
+            last: 0,
+            auto,
+        }
+    }
+}
+
+impl<It, R, T, E> Source<T, E> for Chunked<It, R, T>
+where
+    It: Iterator + Send,
+    It::Item: Send + 'static,
+    R: Fn(It::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    fn submit(&mut self, n: usize) -> Option<Call<T, E>> {
+        let mut chunk = crate::sync::os::lock(&self.spare_items)
+            .pop()
+            .unwrap_or_default();
+        chunk.extend(self.items.by_ref().take(n));
+        if chunk.is_empty() {
+            return None;
+        }
+        let len = chunk.len();
+        let values = self.spare_values.pop().unwrap_or_default();
+        let run = self.run.clone();
+        let per_item_ns = self.per_item_ns.clone();
+        let spare_items = self.spare_items.clone();
+        let promise = self.pool.submit(move || {
+            let out = run_chunk(&*run, &mut chunk, values, &per_item_ns);
+            let mut spare = crate::sync::os::lock(&spare_items);
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(chunk);
+            }
+            out
+        });
+        Some(Call::Chunk(promise, len))
+    }
+
+    fn recycle(&mut self, values: Vec<T>) {
+        if self.spare_values.len() < SPARE_BUFFERS {
+            self.spare_values.push(values);
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+
+    fn chunks(&self) -> bool {
+        true
+    }
+
+    fn auto_chunk(&mut self, window: usize) -> usize {
+        let ns = self.per_item_ns.load(Ordering::Relaxed);
+        if !self.auto || ns == 0 {
+            return 1;
+        }
+        let target = usize::try_from(CHUNK_TARGET.as_nanos() as u64 / ns).unwrap_or(usize::MAX);
+        let mut n = target
+            .clamp(1, MAX_AUTO_CHUNK)
+            .min(self.last.saturating_mul(GROWTH).max(1));
+        // Leave a call for every slot of the window, so the tail spreads over the workers.
+        if let (_, Some(left)) = self.items.size_hint() {
+            n = n.min((left / window).max(1));
+        }
+        self.last = n;
+        n
+    }
+}
 
 /// The results of `map` / `map_unordered` on a pool: an [`Iterator`] (blocking) and a
 /// [`Stream`] (async) of one `Result` per input item.
 ///
 /// It is lazy and bounded: nothing is submitted before the first `next()`, and it never has
-/// more than [`window`](TaskMap::window) calls in flight, pulling the next item from the input
-/// only when one of them is consumed. So mapping over a million items never holds a million
-/// promises. Each item is a separate call, so the pool's load balancer spreads the items over
-/// every worker.
+/// more than [`window`](TaskMap::window) calls in flight, pulling the next items from the
+/// input only when one of them is consumed. So mapping over a million items never holds a
+/// million promises. The calls are spread over every worker by the pool's load balancer.
+///
+/// A call carries one item, or with [`TaskWorkerHandle::map`] and
+/// [`try_map`](TaskWorkerHandle::try_map) a chunk of items (see
+/// [`chunk_size`](TaskMap::chunk_size)): cheap items are batched automatically, so the cost
+/// of a call is shared by many.
 ///
 /// Every item yields exactly one result: a failure (the function's own error, a panic, the
 /// pool stopped mid-map) is that item's `Err`. Dropping the map cancels the calls it still
@@ -34,23 +390,32 @@ type Source<'a, T, E> = Box<dyn Iterator<Item = Promise<T, E>> + Send + 'a>;
 /// use concurry::prelude::*;
 ///
 /// let pool = concurry::TaskWorker::options().mode(Mode::Thread).max_workers(4).init()?;
-/// let results = pool.map(|x: u64| x.pow(2), 0..1_000_000).window(16);
+/// let results = pool.map(|x: u64| x.pow(2), 0..1_000_000).window(16).chunk_size(1);
 /// let sum: u64 = results.take(10).map(Result::unwrap).sum();
 /// assert_eq!(sum, 285); // only the first 10 (plus a window ahead) were computed
 /// # Ok::<(), concurry::Error>(())
 /// ```
 #[must_use = "a map does nothing until it is iterated"]
 pub struct TaskMap<'a, T, E = Infallible> {
-    source: Option<Source<'a, T, E>>,
+    source: Option<Box<dyn Source<T, E> + 'a>>,
     window: usize,
     unordered: bool,
+    /// Items per call: `None` automatic, `Some(0)` refused when iterating.
+    chunk_size: Option<usize>,
+    /// A bad option, yielded once instead of any result.
+    invalid: Option<ConfigError>,
     /// In order: the calls in flight, oldest first.
-    queue: VecDeque<Promise<T, E>>,
+    queue: VecDeque<Call<T, E>>,
     /// Out of order: the calls in flight by slot, and which slots completed.
-    slots: Vec<Option<Promise<T, E>>>,
+    slots: Vec<Option<Call<T, E>>>,
     free: Vec<usize>,
     ready: Arc<Ready>,
+    /// Calls in flight.
     in_flight: usize,
+    /// Items those calls carry.
+    items_in_flight: usize,
+    /// The completed chunk being yielded.
+    buffered: Option<Buffered<T, E>>,
     progress: Option<Progress>,
     bar: Option<ProgressBar>,
 }
@@ -122,15 +487,33 @@ where
         submissions: impl Iterator<Item = Promise<T, E>> + Send + 'a,
         window: usize,
     ) -> Self {
+        Self::from_source(Box::new(PerItem(submissions)), window)
+    }
+
+    /// A map over items sent in chunks.
+    pub(crate) fn chunked<It, R>(source: Chunked<It, R, T>, window: usize) -> Self
+    where
+        It: Iterator + Send + 'a,
+        It::Item: Send + 'static,
+        R: Fn(It::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
+    {
+        Self::from_source(Box::new(source), window)
+    }
+
+    fn from_source(source: Box<dyn Source<T, E> + 'a>, window: usize) -> Self {
         TaskMap {
-            source: Some(Box::new(submissions)),
+            source: Some(source),
             window: window.max(1),
             unordered: false,
+            chunk_size: None,
+            invalid: None,
             queue: VecDeque::new(),
             slots: Vec::new(),
             free: Vec::new(),
             ready: Arc::default(),
             in_flight: 0,
+            items_in_flight: 0,
+            buffered: None,
             progress: None,
             bar: None,
         }
@@ -150,7 +533,44 @@ where
         self
     }
 
-    /// Yields results as the calls complete instead of in input order.
+    /// How many items each call carries (the last call may carry fewer). Results keep their
+    /// order, and each item still gets its own result: a failure or a panic fails only its
+    /// item, the rest of the chunk runs on.
+    ///
+    /// Unset, [`TaskWorkerHandle::map`] and [`try_map`](TaskWorkerHandle::try_map) choose
+    /// automatically: the first call carries one item and measures what an item costs on the
+    /// worker; later calls carry as many as fit in about 100 µs (growing at most fourfold per
+    /// call, at most 8192 items, and leaving a call for every slot of the window), so items
+    /// costing 100 µs or more still go one per call. A pool with limits gets one item per
+    /// call (every call takes a unit of its limits), unless `chunk_size` says otherwise.
+    /// `chunk_size(1)` turns chunks off.
+    ///
+    /// A `#[task]` function's `map` chunks the same way, unless its calls are retried (a
+    /// `#[retry]` or the pool's `retry` option), run in child processes, or the function is
+    /// `async`: then, as with `map_async` and `map_with`, each item is its own call, and a
+    /// chunk size above 1 is an error. The window counts calls, so up to
+    /// `window × chunk_size` items are read ahead.
+    ///
+    /// A size of 0, or above 1 on a map that submits per item, is refused: the map yields one
+    /// `Err(Error::Config)` naming `chunk_size`, and runs nothing.
+    ///
+    /// ```
+    /// use concurry::Error;
+    /// let pool = concurry::TaskWorker::options().max_workers(2).init()?;
+    /// let out: Vec<u64> = pool.map(|x: u64| x + 1, 0..1_000).chunk_size(100).collect::<Result<_, _>>()?;
+    /// assert_eq!(out, (1..=1_000).collect::<Vec<_>>());
+    ///
+    /// let zero: Vec<_> = pool.map(|x: u64| x, 0..10).chunk_size(0).collect();
+    /// assert!(matches!(&zero[..], [Err(Error::Config(c))] if c.option() == "chunk_size"));
+    /// # Ok::<(), concurry::Error>(())
+    /// ```
+    pub fn chunk_size(mut self, n: usize) -> Self {
+        self.chunk_size = Some(n);
+        self
+    }
+
+    /// Yields results as the calls complete instead of in input order (the items of one
+    /// chunk come together, in their order).
     ///
     /// ```
     /// let pool = concurry::TaskWorker::options().init()?;
@@ -180,7 +600,7 @@ where
         self
     }
 
-    /// Calls submitted and not yet yielded.
+    /// Calls submitted and not yet yielded (a chunk counts once).
     ///
     /// ```
     /// let pool = concurry::TaskWorker::options().init()?;
@@ -194,8 +614,31 @@ where
         self.in_flight
     }
 
-    /// Starts the bar on first use.
-    fn start_bar(&mut self) {
+    /// Starts the bar and checks the options, on first use.
+    fn start(&mut self) {
+        if let Some(source) = &self.source {
+            let refused = match self.chunk_size {
+                Some(0) => Some(ConfigError::new(
+                    "chunk_size",
+                    "0",
+                    "a call carries at least 1 item: pass 1 or more, or leave it unset for an \
+                     automatic size",
+                )),
+                Some(n) if n > 1 && !source.chunks() => Some(ConfigError::new(
+                    "chunk_size",
+                    n.to_string(),
+                    "this map submits each item as its own call (map_async, map_with, and the \
+                     map of an async #[task] function or of one whose calls are retried or run \
+                     in child processes): use chunk_size(1)",
+                )),
+                _ => None,
+            };
+            if let Some(e) = refused {
+                self.invalid = Some(e);
+                self.source = None;
+                return;
+            }
+        }
         if self.bar.is_some() {
             return;
         }
@@ -212,18 +655,25 @@ where
         });
     }
 
-    /// Submits items until the window is full or the input is exhausted.
+    /// Submits calls until the window is full or the input is exhausted.
     fn refill(&mut self) {
-        self.start_bar();
+        if self.in_flight == 0 && self.bar.is_none() {
+            self.start();
+        }
         while self.in_flight < self.window {
             let Some(source) = self.source.as_mut() else {
                 return;
             };
-            let Some(promise) = source.next() else {
+            let n = match self.chunk_size {
+                Some(n) => n,
+                None => source.auto_chunk(self.window),
+            };
+            let Some(call) = source.submit(n) else {
                 self.source = None;
                 return;
             };
             self.in_flight += 1;
+            self.items_in_flight += call.items();
             if self.unordered {
                 let slot = match self.free.pop() {
                     Some(s) => s,
@@ -233,24 +683,62 @@ where
                     }
                 };
                 let ready = self.ready.clone();
-                promise.on_done(move |_| ready.push(slot));
-                self.slots[slot] = Some(promise);
+                call.on_done(move || ready.push(slot));
+                self.slots[slot] = Some(call);
             } else {
-                self.queue.push_back(promise);
+                self.queue.push_back(call);
             }
         }
     }
 
-    /// Takes the result of a completed unordered slot.
-    fn take_slot(&mut self, slot: usize) -> Result<T, Error<E>> {
+    /// Takes the call of a completed unordered slot.
+    fn take_slot(&mut self, slot: usize) -> Option<Call<T, E>> {
         self.free.push(slot);
+        self.slots[slot].take()
+    }
+
+    /// A call left the window: its first result (a chunk keeps the rest in `buffered`).
+    fn finish(&mut self, done: Done<T, E>) -> Result<T, Error<E>> {
         self.in_flight -= 1;
-        match self.slots[slot].take() {
-            // Completed (its callback ran), so this does not block.
-            Some(p) => p.result(),
-            None => Err(Error::WorkerLost {
-                message: "a map slot completed twice".into(),
-            }),
+        match done {
+            Done::One(r) => {
+                self.items_in_flight -= 1;
+                r
+            }
+            Done::Chunk(r, len) => {
+                self.items_in_flight -= len;
+                let mut buffered = Buffered::new(r, len);
+                // The chunk's call left the window: the next refill replaces it once the
+                // chunk is drained, so at most `window × chunk_size` items are ahead.
+                let first = buffered.pop();
+                self.buffered = Some(buffered);
+                first.unwrap_or_else(|| {
+                    Err(Error::WorkerLost {
+                        message: "an empty chunk".into(),
+                    })
+                })
+            }
+        }
+    }
+
+    /// A result already at hand: from the chunk being drained, or the refused option.
+    #[inline]
+    fn at_hand(&mut self) -> Option<Result<T, Error<E>>> {
+        if let Some(b) = &mut self.buffered {
+            match b.pop() {
+                Some(r) => return Some(r),
+                None => self.recycle(),
+            }
+        }
+        self.invalid.take().map(|e| Err(Error::Config(e)))
+    }
+
+    /// Gives the drained chunk's buffer back to the source.
+    fn recycle(&mut self) {
+        if let Some(b) = self.buffered.take()
+            && let Some(source) = &mut self.source
+        {
+            source.recycle(b.values.into());
         }
     }
 
@@ -273,29 +761,67 @@ where
     type Item = Result<T, Error<E>>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(r) = self.at_hand() {
+            return self.tick(Some(r));
+        }
         self.refill();
-        let item = if self.in_flight == 0 {
+        if let Some(r) = self.at_hand() {
+            return self.tick(Some(r));
+        }
+        let call = if self.in_flight == 0 {
             None
         } else if self.unordered {
             let slot = self.ready.pop_blocking();
-            Some(self.take_slot(slot))
+            self.take_slot(slot)
         } else {
-            self.queue.pop_front().map(|p| {
-                self.in_flight -= 1;
-                p.result()
-            })
+            self.queue.pop_front()
         };
+        let item = call.map(|c| {
+            // Completed (unordered: its callback ran), or waited for here.
+            let done = c.wait();
+            self.finish(done)
+        });
         self.tick(item)
+    }
+
+    /// Drains each completed chunk in a tight loop (`sum`, `for_each`, `fold` ...).
+    fn fold<B, G>(mut self, init: B, mut g: G) -> B
+    where
+        G: FnMut(B, Self::Item) -> B,
+    {
+        let mut acc = init;
+        loop {
+            if let Some(b) = &mut self.buffered
+                && b.clean
+            {
+                for v in b.values.drain(..) {
+                    if let Some(bar) = &self.bar {
+                        bar.inc(true);
+                    }
+                    acc = g(acc, Ok(v));
+                }
+            }
+            match self.next() {
+                Some(r) => acc = g(acc, r),
+                None => return acc,
+            }
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         let (lo, hi) = self.source.as_ref().map_or((0, Some(0)), |s| s.size_hint());
+        let held = self.items_in_flight
+            + self.buffered.as_ref().map_or(0, Buffered::remaining)
+            + usize::from(self.invalid.is_some());
         (
-            lo.saturating_add(self.in_flight),
-            hi.and_then(|h| h.checked_add(self.in_flight)),
+            lo.saturating_add(held),
+            hi.and_then(|h| h.checked_add(held)),
         )
     }
 }
+
+// Nothing of a map is pinned (its promises are handles; results are moved out whole).
+impl<T, E> Unpin for TaskMap<'_, T, E> {}
 
 impl<T, E> Stream for TaskMap<'_, T, E>
 where
@@ -310,40 +836,45 @@ where
     /// submitted.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if let Some(r) = this.at_hand() {
+            return Poll::Ready(this.tick(Some(r)));
+        }
         this.refill();
+        if let Some(r) = this.at_hand() {
+            return Poll::Ready(this.tick(Some(r)));
+        }
         if this.in_flight == 0 {
             return Poll::Ready(this.tick(None));
         }
-        let item = if this.unordered {
+        let done = if this.unordered {
             match this.ready.poll_pop(cx.waker()) {
-                Some(slot) => this.take_slot(slot),
+                Some(slot) => match this.take_slot(slot) {
+                    Some(call) => call.wait(),
+                    None => return Poll::Ready(this.tick(None)),
+                },
                 None => return Poll::Pending,
             }
         } else {
             let Some(front) = this.queue.front_mut() else {
                 return Poll::Ready(this.tick(None));
             };
-            match Pin::new(front).poll(cx) {
-                Poll::Ready(r) => {
+            match front.poll(cx) {
+                Poll::Ready(done) => {
                     this.queue.pop_front();
-                    this.in_flight -= 1;
-                    r
+                    done
                 }
                 Poll::Pending => return Poll::Pending,
             }
         };
+        let item = this.finish(done);
         Poll::Ready(this.tick(Some(item)))
     }
 }
 
 impl<T, E> Drop for TaskMap<'_, T, E> {
     fn drop(&mut self) {
-        self.queue.iter().for_each(|p| {
-            p.cancel();
-        });
-        self.slots.iter().flatten().for_each(|p| {
-            p.cancel();
-        });
+        self.queue.iter().for_each(Call::cancel);
+        self.slots.iter().flatten().for_each(Call::cancel);
         if let Some(bar) = &self.bar {
             bar.finish();
         }
@@ -354,6 +885,7 @@ impl<T, E> fmt::Debug for TaskMap<'_, T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskMap")
             .field("window", &self.window)
+            .field("chunk_size", &self.chunk_size)
             .field("unordered", &self.unordered)
             .field("in_flight", &self.in_flight)
             .field("exhausted", &self.source.is_none())

@@ -3,8 +3,9 @@
 //! - [`TaskWorker`]: a stateless worker; `TaskWorker::options()...init()` gives a
 //!   [`TaskWorkerHandle`] whose `submit(closure)` runs the closure on a worker of the pool.
 //! - [`TaskMap`]: the lazy, bounded iterator (and `Stream`) that `map` and `map_unordered`
-//!   return: at most a window of calls in flight, spread over every worker, one result per
-//!   item (a failure is that item's `Err`, never lost).
+//!   return: at most a window of calls in flight, spread over every worker, each call
+//!   carrying one item or a chunk of cheap items, one result per item (a failure is that
+//!   item's `Err`, never lost).
 //! - [`zip`]: several iterables as one iterator of tuples (shortest wins), to map a
 //!   function of several arguments.
 //! - `#[concurry::task]` on a free function builds on these: a module of the same name

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use super::map::TaskMap;
+use super::map::{Chunked, TaskMap};
 use crate::error::Error;
 use crate::future::Promise;
 use crate::options::Mode;
@@ -232,8 +232,10 @@ impl TaskWorkerHandle {
 
     /// Calls `f` on every item, spread over every worker of the pool, and yields the results
     /// in input order. Lazy and bounded: nothing runs before the first `next()`, and at most
-    /// [`window`](TaskMap::window) calls are in flight (default: twice the workers). Each
-    /// item's failure (a panic, a stopped pool) is that item's `Err`.
+    /// [`window`](TaskMap::window) calls are in flight (default: twice the workers). Cheap
+    /// items travel in chunks, many per call (automatic, or fixed with
+    /// [`chunk_size`](TaskMap::chunk_size)). Each item's failure (a panic, a stopped pool) is
+    /// that item's `Err`.
     ///
     /// To map a function of several arguments, pass [`zip`](crate::zip)`((xs, ys))` and take a
     /// tuple.
@@ -252,12 +254,7 @@ impl TaskWorkerHandle {
         T: Send + 'static,
         F: Fn(I::Item) -> T + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        let this = self.clone();
-        self.map_with(items, move |x| {
-            let f = f.clone();
-            this.submit(move || f(x))
-        })
+        self.map_chunked(items, move |x| Ok::<T, Error>(f(x)))
     }
 
     /// [`map`](Self::map), yielding results as they complete instead of in input order.
@@ -300,12 +297,28 @@ impl TaskWorkerHandle {
         E: Send + 'static,
         F: Fn(I::Item) -> Result<T, E> + Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        let this = self.clone();
-        self.map_with(items, move |x| {
-            let f = f.clone();
-            this.try_submit(move || f(x))
-        })
+        self.map_chunked(items, move |x| f(x).map_err(Error::Method))
+    }
+
+    /// A map sending `items` in chunks, each one call running `run` on its items.
+    fn map_chunked<'a, I, T, E, R>(&self, items: I, run: R) -> TaskMap<'a, T, E>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'a,
+        I::Item: Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        R: Fn(I::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
+    {
+        TaskMap::chunked(
+            Chunked::new(items.into_iter(), self.clone(), run),
+            self.default_window(),
+        )
+    }
+
+    /// Twice the workers: enough to keep every worker busy while results are consumed.
+    fn default_window(&self) -> usize {
+        2 * self.pool.stats().max_workers
     }
 
     /// [`map`](Self::map) for an async function: each item's future runs on a worker (in
@@ -385,10 +398,34 @@ impl TaskWorkerHandle {
         E: Send + 'static,
         S: FnMut(I::Item) -> Promise<T, E> + Send + 'a,
     {
-        TaskMap::new(
-            items.into_iter().map(submit),
-            2 * self.pool.stats().max_workers,
-        )
+        TaskMap::new(items.into_iter().map(submit), self.default_window())
+    }
+
+    /// A `#[task]` function's `map`: in chunks, each item running `run` inline, when its
+    /// calls run once in this process; else each item submitted by `submit` (retried per
+    /// `retry` and the pool's option, or sent to a child process).
+    #[doc(hidden)]
+    pub fn __map_task<'a, I, T, E, S, R>(
+        &self,
+        items: I,
+        retry: &crate::pool::MethodRetry<T, E>,
+        submit: S,
+        run: R,
+    ) -> TaskMap<'a, T, E>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'a,
+        I::Item: Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        S: FnMut(I::Item) -> Promise<T, E> + Send + 'a,
+        R: Fn(I::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
+    {
+        if self.process || self.pool.retry_for(retry).is_some() {
+            self.map_with(items, submit)
+        } else {
+            self.map_chunked(items, run)
+        }
     }
 
     /// The pool behind the handle (what `#[task]` expansions submit to, with retries).
