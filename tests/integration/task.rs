@@ -135,7 +135,9 @@ fn map_is_lazy_and_bounded_by_its_window() {
 fn default_window_is_twice_the_workers() {
     let p = pool(Mode::Thread, 3);
     let pulled = Arc::new(AtomicUsize::new(0));
-    let mut m = p.map(|x: u64| x, counting(1_000, &pulled));
+    // One item per call, so the count of items read ahead is the count of calls in flight
+    // (automatic chunks grow as soon as a first call has measured the items' cost).
+    let mut m = p.map(|x: u64| x, counting(1_000, &pulled)).chunk_size(1);
     m.next().unwrap().unwrap();
     assert_eq!(pulled.load(Ordering::SeqCst), 6);
 }

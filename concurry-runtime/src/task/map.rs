@@ -152,8 +152,10 @@ fn copy_failure<E>(e: &Error) -> Error<E> {
         Error::Init { message } => Error::Init {
             message: message.clone(),
         },
-        Error::Upstream { message } => Error::Upstream {
+        // The argument's own error cannot be copied; its message is.
+        Error::Upstream { message, .. } => Error::Upstream {
             message: message.clone(),
+            error: None,
         },
         Error::Limit(l) => Error::Limit(l.clone()),
         Error::Config(c) => Error::Config(c.clone()),
