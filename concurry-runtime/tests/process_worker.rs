@@ -48,6 +48,9 @@ enum Req {
     Charge(String, u64, u64),
     /// Answers with a text of this many bytes.
     Big(usize),
+    /// Works for about 1 ms, then appends one byte to the file named by the worker's
+    /// prefix (so the parent can see how many such calls the child has finished).
+    Work,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +118,16 @@ impl RemoteWorker for Probe {
                 }
             }
             Req::Big(n) => Resp::Text("x".repeat(n)),
+            Req::Work => {
+                std::thread::sleep(Duration::from_millis(1));
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&self.prefix)
+                    .unwrap();
+                std::io::Write::write_all(&mut f, b".").unwrap();
+                Resp::Unit
+            }
             Req::Release => {
                 self.held.clear();
                 Resp::Unit
@@ -227,6 +240,38 @@ fn many_calls_in_flight_resolve_in_order() {
         Resp::Count(2000 + 1000 + 1)
     );
     w.stop().unwrap();
+}
+
+/// A result leaves the child as soon as it is ready, even while the child has a long backlog
+/// of calls: it is not held until the backlog drains (or 64 KiB of replies pile up).
+#[test]
+fn results_arrive_while_the_child_still_has_a_backlog() {
+    const CALLS: usize = 2000;
+    let path = std::env::temp_dir().join(format!(
+        "concurry-backlog-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    // Small calls: the whole backlog fits in the child's read buffer.
+    let w = ProcessWorker::<Probe>::spawn((path.display().to_string(), false)).unwrap();
+    let promises: Vec<_> = (0..CALLS).map(|_| w.call(Req::Work)).collect();
+    // The tenth result (not the first: a child can go idle before the second call arrives,
+    // which flushes at once) is back in the parent: how far along is the child?
+    assert!(
+        promises[9].wait_timeout(HANG),
+        "the 10th call never finished"
+    );
+    let finished = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
+    assert!(
+        finished < CALLS / 2,
+        "the 10th result arrived only after the child finished {finished} of {CALLS} calls"
+    );
+    for p in promises {
+        assert_eq!(get(p).unwrap(), Resp::Unit);
+    }
+    w.stop().unwrap();
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]

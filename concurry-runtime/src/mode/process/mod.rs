@@ -21,6 +21,8 @@ pub(crate) mod task;
 use std::fmt;
 use std::time::Duration;
 
+use crate::sync::os::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -204,7 +206,7 @@ impl ProcessConfig {
 #[doc(hidden)]
 pub struct RemoteEntry {
     pub(crate) name: &'static str,
-    pub(crate) serve: fn(&child::Link) -> i32,
+    pub(crate) serve: fn(&Arc<child::Link>) -> i32,
 }
 
 impl RemoteEntry {
