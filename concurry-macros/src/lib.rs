@@ -94,8 +94,10 @@ mod worker;
 /// `#[worker(remote)]` also lets the type run in child processes (`Mode::Process`): each
 /// worker is a child re-executing the current binary, and each call travels as a serde
 /// message. So the constructor's arguments, every method's arguments and every return type
-/// (the whole `Result<T, E>` for a fallible method) must implement `Serialize` and
-/// `Deserialize`; a type that does not is a compile error at that argument. The type must be
+/// (the whole `Result<T, E>` for a fallible method, and a fallible constructor's `E`) must
+/// implement `Serialize` and `Deserialize`; a type that does not is a compile error at that
+/// argument. A constructor's error comes back from the child typed: `init` fails with
+/// `Error::Method(E)`, as in every mode. The type must be
 /// concrete (no generic parameters). In the other modes nothing changes. In process mode a
 /// child that dies fails its call with `Error::WorkerLost` and is replaced, and `#[retry]`
 /// does not apply.

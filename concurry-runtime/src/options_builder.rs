@@ -110,6 +110,7 @@ impl<W: Worker> Options<W> {
 impl<W> Options<W>
 where
     W: Worker + crate::RemoteWorker<Args = <W as Worker>::Args>,
+    <W as crate::RemoteWorker>::InitError: Into<<W as Worker>::InitError>,
 {
     /// As [`init_with`](Options::init_with), for a type that can also run in child processes
     /// (`#[worker(remote)]`): in `Mode::Process` each worker is a child.

@@ -487,9 +487,7 @@ fn an_answered_call_resets_the_restart_count() {
 #[test]
 fn constructor_errors_and_unregistered_types_are_reported_at_spawn() {
     match ProcessWorker::<Probe>::spawn(("p".into(), true)) {
-        Err(Error::Init { message }) => {
-            assert_eq!(message, "refusing to start with prefix \"p\"");
-        }
+        Err(Error::Method(e)) => assert_eq!(e, "refusing to start with prefix \"p\""),
         other => panic!("{other:?}"),
     }
     match ProcessWorker::<Unregistered>::spawn(()) {

@@ -154,18 +154,19 @@ fn a_remote_worker_runs_in_process_in_thread_mode() {
     calc.stop().unwrap();
 }
 
+/// A constructor's own error has one shape in every mode: `Error::Method`, typed (from a
+/// child, it crosses the channel like a method's error).
 #[test]
-fn constructor_errors_come_back_from_the_child() {
-    let failed = Calc::options()
-        .mode(Mode::Process)
-        .max_workers(1)
-        .init(Setup {
+fn constructor_errors_are_typed_method_errors_in_every_mode() {
+    for mode in [Mode::Sync, Mode::Thread, Mode::Async, Mode::Process] {
+        let failed = Calc::options().mode(mode).max_workers(1).init(Setup {
             base: 0,
             label: String::new(),
         });
-    match failed {
-        Err(Error::Init { message }) => assert_eq!(message, "no label"),
-        other => panic!("{other:?}"),
+        match failed {
+            Err(Error::Method(e)) => assert_eq!(e, "no label", "{mode}"),
+            other => panic!("{mode}: expected Method, got {:?}", other.map(|_| ())),
+        }
     }
 }
 

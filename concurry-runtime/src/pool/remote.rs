@@ -17,6 +17,7 @@ use crate::worker::Worker;
 impl<W> Pool<W>
 where
     W: Worker + RemoteWorker<Args = <W as Worker>::Args>,
+    <W as RemoteWorker>::InitError: Into<<W as Worker>::InitError>,
 {
     /// Starts a pool of a type that can also run out of process: as [`start`](Pool::start)
     /// in every mode but [`Mode::Process`], where each worker is a child process serving
@@ -25,8 +26,9 @@ where
     ///
     /// # Errors
     ///
-    /// As `start`; in process mode, [`Error::Init`] (with the constructor's error as text)
-    /// if a child could not be started, and [`Error::Config`] for `on_demand`.
+    /// As `start` (the constructor's own error is [`Error::Method`], typed, in every mode);
+    /// in process mode, [`Error::Init`] if a child could not be started, and
+    /// [`Error::Config`] for `on_demand`.
     pub fn start_remote(
         config: PoolConfig,
         args: <W as Worker>::Args,
@@ -45,7 +47,8 @@ where
             .into());
         }
         let workers = config.workers();
-        let remote = Remote::start::<W>(workers, &args, &config).map_err(Error::widen)?;
+        let remote =
+            Remote::start::<W>(workers, &args, &config).map_err(|e| e.map_method(Into::into))?;
         let name = config
             .name
             .clone()

@@ -7,8 +7,6 @@
 //! arguments. The arguments are encoded once, so a call can be retried per the pool's
 //! `retry` option whatever their types.
 
-use std::convert::Infallible;
-
 use super::task_worker::{TaskWorker, TaskWorkerHandle, TaskWorkerOptions};
 use crate::error::{ConfigError, Error};
 use crate::future::Promise;
@@ -27,9 +25,9 @@ impl RemoteWorker for TaskWorker {
     type Request = (String, Vec<u8>);
     /// The task's encoded output, or why there is none.
     type Response = Result<Vec<u8>, Fault>;
-    type InitError = Infallible;
+    type InitError = crate::wire::Never;
 
-    fn construct((): ()) -> Result<Self, Infallible> {
+    fn construct((): ()) -> Result<Self, crate::wire::Never> {
         Ok(TaskWorker)
     }
 

@@ -37,4 +37,4 @@ pub use codec::{decode, encode, encode_into};
 pub use envelope::{Envelope, Kind, MAGIC, VERSION};
 pub use error::WireError;
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, HEADER_LEN};
-pub use message::{Fault, Hello, LimitFault, LimitRequest};
+pub use message::{Fault, Hello, LimitFault, LimitRequest, Never};

@@ -28,7 +28,7 @@ impl Remote {
         n: usize,
         args: &W::Args,
         config: &PoolConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, Error<W::InitError>> {
         let mut process = ProcessConfig::default().stop_timeout(config.stop_timeout);
         if let Some(Ok(set)) = &config.limits {
             process = process.limits(set.clone());

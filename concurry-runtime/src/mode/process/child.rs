@@ -519,8 +519,15 @@ fn construct<W: RemoteWorker>(link: &Link) -> Result<W, i32> {
     };
     let built = match catch_unwind(AssertUnwindSafe(|| W::construct(args))) {
         Ok(Ok(w)) => Ok(w),
-        Ok(Err(e)) => Err(Fault::Init {
-            message: e.to_string(),
+        // The constructor's error crosses typed, as a method's error does.
+        Ok(Err(e)) => Err(match encode(&e, "constructor error") {
+            Ok(error) => Fault::Constructor {
+                message: e.to_string(),
+                error,
+            },
+            Err(why) => Fault::Init {
+                message: format!("{e} (and its error could not be sent typed: {why})"),
+            },
         }),
         Err(p) => Err(Fault::Init {
             message: format!("the constructor panicked: {}", panic_message(&*p)),

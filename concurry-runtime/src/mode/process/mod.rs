@@ -63,13 +63,13 @@ pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost};
 ///     type Args = ();
 ///     type Request = Double;
 ///     type Response = u64;
-///     type InitError = std::convert::Infallible;
+///     type InitError = concurry::wire::Never; // a constructor that cannot fail
 ///     fn construct((): ()) -> Result<Self, Self::InitError> { Ok(Doubler) }
 ///     fn dispatch(&mut self, Double(n): Double) -> u64 { 2 * n }
 /// }
 /// concurry::register_remote!(Doubler);
 ///
-/// # fn main() -> Result<(), concurry::Error> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let worker = ProcessWorker::<Doubler>::spawn(())?;
 /// assert_eq!(worker.call(Double(21)).result()?, 42);
 /// assert_ne!(worker.pid(), Some(std::process::id()));
@@ -86,9 +86,10 @@ pub trait RemoteWorker: Sized + 'static {
     type Request: Serialize + DeserializeOwned + Send + 'static;
     /// One call's outcome (a method's own error is part of it).
     type Response: Serialize + DeserializeOwned + Send + 'static;
-    /// The constructor's error; the parent sees it as text in
-    /// [`Error::Init`](crate::Error::Init).
-    type InitError: fmt::Display;
+    /// The constructor's error, a serde type: the parent gets it typed, as
+    /// [`Error::Method`](crate::Error::Method) (as in every other mode).
+    /// [`wire::Never`](crate::wire::Never) for a constructor that cannot fail.
+    type InitError: Serialize + DeserializeOwned + fmt::Display + Send + 'static;
 
     /// Builds the instance, in the child.
     ///

@@ -26,8 +26,10 @@ pub(crate) struct Spawned {
 /// Why a child could not be started.
 #[derive(Debug)]
 pub(crate) enum SpawnError {
-    /// The worker's constructor failed (or panicked): restarting will not help.
+    /// The worker's constructor panicked: restarting will not help.
     Init(String),
+    /// The worker's constructor returned its error (`error`, encoded): nor will it here.
+    Constructor { message: String, error: Vec<u8> },
     /// Anything else: the process, the socket, the handshake.
     Other(String),
     /// `stop()` was called while the child started.
@@ -178,6 +180,9 @@ fn handshake(
     match decode::<Result<(), Fault>>(&ready, "ready").map_err(fail)? {
         Ok(()) => {}
         Err(Fault::Init { message }) => return Err(SpawnError::Init(message)),
+        Err(Fault::Constructor { message, error }) => {
+            return Err(SpawnError::Constructor { message, error });
+        }
         Err(f) => return Err(SpawnError::Other(f.to_string())),
     }
     reader

@@ -263,9 +263,10 @@ impl<W: RemoteWorker> ProcessWorker<W> {
     ///
     /// # Errors
     ///
+    /// [`Error::Method`] with the constructor's own error (typed, as in every mode);
     /// [`Error::Config`] if `W` is not registered in this binary; [`Error::Init`] if the
-    /// constructor failed or the child could not be started.
-    pub fn spawn(args: W::Args) -> Result<Self, Error> {
+    /// constructor panicked or the child could not be started.
+    pub fn spawn(args: W::Args) -> Result<Self, Error<W::InitError>> {
         Self::with_config(args, ProcessConfig::default())
     }
 
@@ -288,8 +289,8 @@ impl<W: RemoteWorker> ProcessWorker<W> {
     /// # Errors
     ///
     /// As [`spawn`](ProcessWorker::spawn).
-    pub fn with_config(args: W::Args, config: ProcessConfig) -> Result<Self, Error> {
-        check_registered::<W>()?;
+    pub fn with_config(args: W::Args, config: ProcessConfig) -> Result<Self, Error<W::InitError>> {
+        check_registered::<W>().map_err(Error::widen)?;
         let args = encode(&args, "constructor arguments").map_err(|e| Error::Init {
             message: e.to_string(),
         })?;
@@ -311,6 +312,12 @@ impl<W: RemoteWorker> ProcessWorker<W> {
         let spawned = match spawn(W::NAME, &sup.args, &sup.config, &|| false) {
             Ok(s) => s,
             Err(SpawnError::Init(message)) => return Err(Error::Init { message }),
+            Err(SpawnError::Constructor { error, .. }) => {
+                return Err(match decode::<W::InitError>(&error, "constructor error") {
+                    Ok(e) => Error::Method(e),
+                    Err(e) => Error::Transport(e),
+                });
+            }
             Err(SpawnError::Other(message)) => return Err(Error::Init { message }),
             Err(SpawnError::Stopped) => return Err(Error::Stopped),
         };
@@ -747,7 +754,7 @@ impl<W: RemoteWorker> Supervisor<W> {
                     return;
                 }
                 Err(SpawnError::Stopped) => return,
-                Err(SpawnError::Init(m)) => {
+                Err(SpawnError::Init(m) | SpawnError::Constructor { message: m, .. }) => {
                     // The constructor fails every time: restarting would only spin.
                     return self.set_dead(format!("the worker could not be re-created: {m}"));
                 }

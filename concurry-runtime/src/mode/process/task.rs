@@ -125,7 +125,7 @@ impl RemoteWorker for TaskHost {
     type Request = (String, Vec<u8>);
     /// The task's encoded output, or why there is none.
     type Response = Result<Vec<u8>, Fault>;
-    type InitError = std::convert::Infallible;
+    type InitError = crate::wire::Never;
 
     fn construct((): ()) -> Result<Self, Self::InitError> {
         Ok(TaskHost)
