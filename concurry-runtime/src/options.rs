@@ -147,6 +147,8 @@ pub struct PoolConfig {
     pub(crate) limits: Option<Result<crate::limit::LimitSet, crate::limit::LimitError>>,
     /// Process mode: the hard deadline of each call (`None`: none).
     pub(crate) call_timeout: Option<Duration>,
+    /// Process mode: the largest request or reply, in bytes.
+    pub(crate) max_message_size: usize,
 }
 
 impl Default for PoolConfig {
@@ -162,8 +164,29 @@ impl Default for PoolConfig {
             limits: None,
             retry: None,
             call_timeout: None,
+            max_message_size: crate::wire::DEFAULT_MAX_FRAME,
         }
     }
+}
+
+/// The bounds of `max_message_size`: room for a small call, and what a frame's `u32` length
+/// prefix can say.
+pub(crate) const MESSAGE_SIZE_MIN: usize = 1 << 10;
+pub(crate) const MESSAGE_SIZE_MAX: usize = u32::MAX as usize;
+
+/// Checks a `max_message_size`.
+pub(crate) fn check_message_size(bytes: usize) -> Result<(), ConfigError> {
+    if (MESSAGE_SIZE_MIN..=MESSAGE_SIZE_MAX).contains(&bytes) {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        "max_message_size",
+        bytes.to_string(),
+        format!(
+            "give between {MESSAGE_SIZE_MIN} bytes and {MESSAGE_SIZE_MAX} bytes (4 GiB - 1, what \
+             a frame's length can say); the default is 16 MiB"
+        ),
+    ))
 }
 
 /// Largest pool we accept: far above any sane thread count, low enough to catch a typo.
@@ -253,6 +276,7 @@ impl PoolConfig {
                 ));
             }
         }
+        check_message_size(self.max_message_size)?;
         if let Some(Err(e)) = &self.limits {
             return Err(ConfigError::new(
                 "limits",

@@ -96,6 +96,12 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// Process mode: the largest request or reply, in bytes (default 16 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
     /// Where the workers will run.
     pub(crate) fn get_mode(&self) -> Mode {
         self.config.mode
@@ -195,6 +201,16 @@ macro_rules! __options_builder_methods {
         #[must_use]
         pub fn call_timeout(self, timeout: ::core::time::Duration) -> Self {
             Self(self.0.call_timeout(timeout))
+        }
+
+        /// Process mode: the largest message, in bytes, that crosses to or from a worker
+        /// process: a call's encoded arguments, or its encoded result. Default 16 MiB
+        /// (`concurry::wire::DEFAULT_MAX_FRAME`); at least 1 KiB, below 4 GiB. A larger call
+        /// or result fails (only that call) with `Error::Transport(WireError::TooLarge)`,
+        /// whose message names this option. Other modes send nothing, so they ignore it.
+        #[must_use]
+        pub fn max_message_size(self, bytes: usize) -> Self {
+            Self(self.0.max_message_size(bytes))
         }
 
         /// The pool's name for thread names, tracing spans and stats (default: the type's name).

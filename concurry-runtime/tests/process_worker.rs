@@ -403,7 +403,7 @@ fn garbage_on_the_channel_is_a_typed_error_and_a_respawn() {
 
     // A length prefix announcing more than a frame may hold.
     let msg = transport(get(w.call(Req::Garbage(u32::MAX.to_le_bytes().to_vec()))));
-    assert!(msg.contains("exceeds the maximum"), "{msg}");
+    assert!(msg.contains("exceeds max_message_size"), "{msg}");
 
     // A well-framed reply whose payload is not a `Resp`.
     let msg = transport(get(w.call(Req::BadReply)));
@@ -635,12 +635,60 @@ fn a_reply_above_the_frame_limit_fails_only_its_call() {
     let pid = pid_of(&w);
     let limit = concurry::wire::DEFAULT_MAX_FRAME;
     let msg = transport(get(w.call(Req::Big(limit))));
-    assert!(msg.contains("exceeds the maximum"), "{msg}");
+    assert!(msg.contains("exceeds max_message_size"), "{msg}");
     assert_eq!(pid_of(&w), pid, "the child goes on serving");
     // Requests above the limit are refused before they are sent.
     let msg = transport(get(w.call(Req::Echo("y".repeat(limit)))));
-    assert!(msg.contains("exceeds the maximum"), "{msg}");
+    assert!(msg.contains("exceeds max_message_size"), "{msg}");
     assert_eq!(pid_of(&w), pid);
+    w.stop().unwrap();
+}
+
+/// `max_message_size` bounds both ways, and a reply above it is the same typed error as a
+/// request above it (not a peer's protocol fault), naming the option.
+#[test]
+fn max_message_size_bounds_requests_and_replies_with_one_typed_error() {
+    let max = 64 << 10;
+    let w = probe_with(ProcessConfig::default().max_message_size(max));
+    let pid = pid_of(&w);
+    let too_big = [
+        get(w.call(Req::Big(100_000))),
+        get(w.call(Req::Echo("y".repeat(100_000)))),
+    ];
+    for r in too_big {
+        match r {
+            Err(Error::Transport(e @ concurry::wire::WireError::TooLarge { .. })) => {
+                let concurry::wire::WireError::TooLarge { len, max: m } = e else {
+                    unreachable!()
+                };
+                assert!(len > 100_000, "{len}");
+                assert_eq!(m, max);
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("max_message_size") && msg.contains("65536"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+    // Below the bound (but above the default frame buffer), both ways work.
+    assert_eq!(
+        get(w.call(Req::Big(60_000))).unwrap(),
+        Resp::Text("x".repeat(60_000))
+    );
+    assert_eq!(
+        get(w.call(Req::Echo("y".repeat(60_000)))).unwrap(),
+        Resp::Text(format!(">{}", "y".repeat(60_000)))
+    );
+    assert_eq!(pid_of(&w), pid, "the child goes on serving");
+    w.stop().unwrap();
+    // Raised above the default, a 20 MiB reply crosses.
+    let w = probe_with(ProcessConfig::default().max_message_size(32 << 20));
+    match get(w.call(Req::Big(20 << 20))).unwrap() {
+        Resp::Text(t) => assert_eq!(t.len(), 20 << 20),
+        other => panic!("{other:?}"),
+    }
     w.stop().unwrap();
 }
 

@@ -154,6 +154,41 @@ fn a_remote_worker_runs_in_process_in_thread_mode() {
     calc.stop().unwrap();
 }
 
+/// `max_message_size` is a pool option: a call above it fails alone with a typed error that
+/// names the option, and a value out of range is refused by `init`.
+#[test]
+fn max_message_size_is_a_pool_option() {
+    let calc = Calc::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .max_message_size(4 << 10)
+        .init(setup(1))
+        .unwrap();
+    let big = Setup {
+        base: 0,
+        label: "x".repeat(10_000),
+    };
+    match calc.describe(big).result_timeout(HANG) {
+        Err(Error::Transport(e)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("exceeds max_message_size (4096 bytes)"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 2);
+    calc.stop().unwrap();
+    match Calc::options().max_message_size(10).init(setup(1)) {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.option(), "max_message_size");
+            assert!(e.to_string().contains("10"), "{e}");
+        }
+        other => panic!("expected Config, got {:?}", other.map(|_| ())),
+    }
+}
+
 /// A constructor's own error has one shape in every mode: `Error::Method`, typed (from a
 /// child, it crosses the channel like a method's error).
 #[test]

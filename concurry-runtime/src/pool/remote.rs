@@ -112,7 +112,7 @@ where
             return None;
         }
         // (A stopped pool is seen by each attempt.)
-        let payload = match encode_request(&request) {
+        let payload = match encode_request(&request, self.inner.config.max_message_size) {
             Ok(p) => p,
             Err(e) => return Some(Promise::ready(Err(e.widen()))),
         };

@@ -54,6 +54,15 @@ pub enum Fault {
         /// The constructor's error, encoded.
         error: Vec<u8>,
     },
+    /// The reply is larger than the channel's `max_message_size`: the call fails with
+    /// [`WireError::TooLarge`](crate::wire::WireError::TooLarge), the child serves on.
+    #[error("the reply of {len} bytes exceeds max_message_size ({max} bytes)")]
+    TooLarge {
+        /// The reply's frame length.
+        len: u64,
+        /// The channel's maximum.
+        max: u64,
+    },
     /// The peer could not decode what it was sent, or refused the channel.
     #[error("protocol error: {message}")]
     Protocol {

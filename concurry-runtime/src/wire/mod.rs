@@ -36,5 +36,6 @@ mod message;
 pub use codec::{decode, encode, encode_into};
 pub use envelope::{Envelope, Kind, MAGIC, VERSION};
 pub use error::WireError;
+pub(crate) use frame::check_size;
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, HEADER_LEN};
 pub use message::{Fault, Hello, LimitFault, LimitRequest, Never};

@@ -29,7 +29,9 @@ impl Remote {
         args: &W::Args,
         config: &PoolConfig,
     ) -> Result<Self, Error<W::InitError>> {
-        let mut process = ProcessConfig::default().stop_timeout(config.stop_timeout);
+        let mut process = ProcessConfig::default()
+            .stop_timeout(config.stop_timeout)
+            .max_message_size(config.max_message_size);
         if let Some(Ok(set)) = &config.limits {
             process = process.limits(set.clone());
         }

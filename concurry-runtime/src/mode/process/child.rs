@@ -11,7 +11,7 @@ use crate::error::panic_message;
 use crate::sync::os::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, OnceLock, Ordering, lock};
 use crate::wire::{
     DEFAULT_MAX_FRAME, Envelope, Fault, FrameReader, FrameWriter, HEADER_LEN, Hello, Kind,
-    WireError, decode, encode,
+    WireError, check_size, decode, encode,
 };
 
 /// Exit codes of a child (seen by the parent when the child fails to start).
@@ -92,6 +92,8 @@ pub(crate) struct Link {
     pub(crate) replies: Mutex<HashMap<u64, Vec<u8>>>,
     /// Set once the channel ended: why.
     closed: Mutex<Option<String>>,
+    /// The largest frame either way (the pool's `max_message_size`).
+    max: usize,
 }
 
 /// The socket's write half, with the replies written but not yet sent.
@@ -125,11 +127,17 @@ enum Next {
 }
 
 impl Link {
-    pub(crate) fn new(stream: UnixStream, write_half: UnixStream) -> Self {
+    pub(crate) fn new(stream: UnixStream, write_half: UnixStream, max: usize) -> Self {
+        let mut frames = FrameWriter::new(write_half);
+        frames.set_max(max);
         Link {
-            reader: Mutex::new(FrameReader::new(BufReader::with_capacity(64 << 10, stream))),
+            max,
+            reader: Mutex::new(FrameReader::with_max(
+                BufReader::with_capacity(64 << 10, stream),
+                max,
+            )),
             writer: Mutex::new(Out {
-                frames: FrameWriter::new(write_half),
+                frames,
                 held_since: None,
                 held: 0,
                 flusher_parked: false,
@@ -372,6 +380,11 @@ fn child_main() -> i32 {
         );
         return exit::SETUP;
     };
+    // Set by the parent from the pool's `max_message_size`.
+    let max = std::env::var(env::MAX_MESSAGE)
+        .ok()
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_MAX_FRAME);
     let stream = match connect(&socket) {
         Ok(s) => s,
         Err(e) => {
@@ -383,7 +396,7 @@ fn child_main() -> i32 {
         let _ = RAW.set(raw);
     }
     let link = match stream.try_clone() {
-        Ok(w) => Arc::new(Link::new(stream, w)),
+        Ok(w) => Arc::new(Link::new(stream, w, max)),
         Err(e) => {
             eprintln!("concurry: worker child could not use its socket: {e}");
             return exit::SETUP;
@@ -458,23 +471,19 @@ pub(crate) fn serve<W: RemoteWorker>(link: &Arc<Link>) -> i32 {
                             message: e.to_string(),
                         }),
                     };
-                let failed = |e: WireError| {
-                    encode(
-                        &Err::<W::Response, _>(Fault::Protocol {
-                            message: e.to_string(),
-                        }),
-                        "reply",
-                    )
-                };
+                let failed = |f: Fault| encode(&Err::<W::Response, _>(f), "reply");
                 let payload = match encode(&reply, "reply") {
-                    Ok(p) if p.len() + HEADER_LEN > DEFAULT_MAX_FRAME => {
-                        failed(WireError::TooLarge {
+                    Ok(p) => match check_size(p.len(), link.max) {
+                        Ok(()) => Ok(p),
+                        // Only this call fails, with the error the caller's side would give.
+                        Err(_) => failed(Fault::TooLarge {
                             len: (p.len() + HEADER_LEN) as u64,
-                            max: DEFAULT_MAX_FRAME,
-                        })
-                    }
-                    Ok(p) => Ok(p),
-                    Err(e) => failed(e),
+                            max: link.max as u64,
+                        }),
+                    },
+                    Err(e) => failed(Fault::Protocol {
+                        message: e.to_string(),
+                    }),
                 };
                 // The replies of quick calls are batched (briefly) while more calls are
                 // already buffered.

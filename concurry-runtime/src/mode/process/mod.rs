@@ -121,6 +121,7 @@ pub struct ProcessConfig {
     pub(crate) stop_timeout: Duration,
     pub(crate) limits: Option<crate::limit::LimitSet>,
     pub(crate) stall_timeout: Duration,
+    pub(crate) max_message_size: usize,
 }
 
 impl Default for ProcessConfig {
@@ -133,6 +134,7 @@ impl Default for ProcessConfig {
             stop_timeout: Duration::from_secs(30),
             limits: None,
             stall_timeout: Duration::from_secs(10),
+            max_message_size: crate::wire::DEFAULT_MAX_FRAME,
         }
     }
 }
@@ -171,6 +173,30 @@ impl ProcessConfig {
     pub fn stall_timeout(mut self, d: Duration) -> Self {
         self.stall_timeout = d;
         self
+    }
+
+    /// The largest request or reply, in bytes, on the channel to the child (its frame:
+    /// payload plus a 14-byte header). Default 16 MiB
+    /// ([`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME)); clamped to 1 KiB ..= 4 GiB - 1
+    /// (a pool's `max_message_size` option reports a value outside as `Error::Config`).
+    /// A larger call or reply fails only its call, with
+    /// [`WireError::TooLarge`](crate::wire::WireError::TooLarge).
+    ///
+    /// ```
+    /// let config = concurry::ProcessConfig::default().max_message_size(64 << 20);
+    /// assert_eq!(config.get_max_message_size(), 64 << 20);
+    /// ```
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.clamp(
+            crate::options::MESSAGE_SIZE_MIN,
+            crate::options::MESSAGE_SIZE_MAX,
+        );
+        self
+    }
+
+    /// The largest request or reply, in bytes.
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
     }
 
     /// How long `stop()` lets the child finish its calls before killing it. Default 30 s.
@@ -300,4 +326,6 @@ pub(crate) mod env {
     pub(crate) const SOCKET: &str = "CONCURRY_SOCKET";
     /// The secret to prove the connection comes from the parent's own child.
     pub(crate) const TOKEN: &str = "CONCURRY_TOKEN";
+    /// The largest message on the channel, in bytes (the pool's `max_message_size`).
+    pub(crate) const MAX_MESSAGE: &str = "CONCURRY_MAX_MESSAGE";
 }

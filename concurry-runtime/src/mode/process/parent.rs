@@ -63,6 +63,7 @@ pub(crate) fn spawn(
         .env(env::WORKER, worker)
         .env(env::SOCKET, &socket)
         .env(env::TOKEN, token.to_string())
+        .env(env::MAX_MESSAGE, config.max_message_size.to_string())
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| other(&format!("could not start {}", exe.display()), &e))?;

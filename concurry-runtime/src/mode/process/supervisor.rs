@@ -16,9 +16,7 @@ use super::{ProcessConfig, RemoteWorker, entries, lookup};
 use crate::error::{ConfigError, Error};
 use crate::future::Promise;
 use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
-use crate::wire::{
-    DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, WireError, decode, encode,
-};
+use crate::wire::{Fault, FrameReader, FrameWriter, Kind, WireError, check_size, decode, encode};
 
 /// One worker instance in a child process, supervised: calls are sent over one socket (many
 /// in flight at once), a child that dies is respawned with its constructor arguments, and a
@@ -373,7 +371,7 @@ impl<W: RemoteWorker> ProcessWorker<W> {
         let reply = Reply::new(move |r| {
             completer.complete(r);
         });
-        match encode_request(&request) {
+        match encode_request(&request, self.handle.sup.config.max_message_size) {
             Ok(payload) => self.send_encoded(payload, timeout, reply),
             Err(e) => reply.complete(Err(e)),
         }
@@ -394,6 +392,11 @@ impl<W: RemoteWorker> ProcessWorker<W> {
             sup.add_timer(id, t);
         }
         sup.submit(id, payload, reply);
+    }
+
+    /// The largest request or reply on the channel, in bytes.
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.handle.sup.config.max_message_size
     }
 
     /// The child's process id, while one is serving.
@@ -437,16 +440,14 @@ impl<R> Reply<R> {
 }
 
 /// A request's bytes for the channel: [`Error::Transport`] if it does not encode or would
-/// not fit in one frame.
-pub(crate) fn encode_request<T: serde::Serialize>(request: &T) -> Result<Vec<u8>, Error> {
-    match encode(request, "request") {
-        Ok(p) if p.len() + HEADER_LEN <= DEFAULT_MAX_FRAME => Ok(p),
-        Ok(p) => Err(Error::Transport(WireError::TooLarge {
-            len: (p.len() + HEADER_LEN) as u64,
-            max: DEFAULT_MAX_FRAME,
-        })),
-        Err(e) => Err(Error::Transport(e)),
-    }
+/// not fit in one frame of at most `max` bytes.
+pub(crate) fn encode_request<T: serde::Serialize + ?Sized>(
+    request: &T,
+    max: usize,
+) -> Result<Vec<u8>, Error> {
+    let p = encode(request, "request").map_err(Error::Transport)?;
+    check_size(p.len(), max).map_err(Error::Transport)?;
+    Ok(p)
 }
 
 /// Why a reader stopped reading its child's channel.
@@ -463,6 +464,10 @@ pub(crate) fn fault_error(fault: Fault) -> Error {
     match fault {
         Fault::Panicked { message } => Error::Panicked { message },
         Fault::Protocol { message } => Error::Transport(WireError::Peer { message }),
+        Fault::TooLarge { len, max } => Error::Transport(WireError::TooLarge {
+            len,
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+        }),
         other => Error::WorkerLost {
             message: other.to_string(),
         },
@@ -505,9 +510,11 @@ impl<W: RemoteWorker> Supervisor<W> {
         let Spawned {
             child,
             pid,
-            reader,
-            writer,
+            mut reader,
+            mut writer,
         } = spawned;
+        reader.set_max(self.config.max_message_size);
+        writer.set_max(self.config.max_message_size);
         let (outbox, outgoing) = crossbeam_channel::unbounded();
         let conn = Arc::new(Conn {
             pid,

@@ -181,7 +181,7 @@ impl ProcessWorker<TaskHost> {
         }
         let request = encode(&args, "task arguments")
             .map_err(Error::Transport)
-            .and_then(|args| encode_request(&(T::NAME.to_string(), args)));
+            .and_then(|args| encode_request(&(T::NAME.to_string(), args), self.max_message_size()));
         let reply = Reply::new(move |r: Result<Result<Vec<u8>, Fault>, Error>| {
             completer.complete(r.and_then(task_output));
         });
