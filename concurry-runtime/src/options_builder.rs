@@ -194,7 +194,8 @@ macro_rules! __options_builder_methods {
             Self(self.0.limits(limits))
         }
 
-        /// Process mode: a hard deadline for each call. A call still running after it fails
+        /// Process mode: a hard deadline for each call, counted from its submission (the
+        /// encoding of its arguments included). A call not answered by then fails
         /// with `Error::Timeout`, and its worker process is killed (its other calls in flight
         /// fail with `Error::WorkerLost`) and respawned. Default: no deadline. Other modes
         /// cannot stop a running call, so `init` rejects this option there.

@@ -17,6 +17,50 @@ use serde::{Deserialize, Serialize};
 /// Generous: only catches hangs.
 const HANG: Duration = Duration::from_secs(30);
 
+/// Gates that the encoding of a [`Gated`] waits at, until the test opens them.
+static GATES: [(std::sync::Mutex<bool>, std::sync::Condvar); 2] = [
+    (std::sync::Mutex::new(false), std::sync::Condvar::new()),
+    (std::sync::Mutex::new(false), std::sync::Condvar::new()),
+];
+
+fn open_gate(gate: usize) {
+    *GATES[gate].0.lock().unwrap() = true;
+    GATES[gate].1.notify_all();
+}
+
+/// `len` bytes of arguments (over 64 KiB: too large to encode on the caller's thread) whose
+/// encoding, once it has written them all, waits until the test opens gate `gate`.
+#[derive(Debug, Clone)]
+struct Gated {
+    len: usize,
+    gate: usize,
+}
+
+impl Serialize for Gated {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.len))?;
+        for _ in 0..self.len {
+            seq.serialize_element(&0u8)?;
+        }
+        let (open, cv) = &GATES[self.gate];
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Gated {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<u8>::deserialize(d).map(|v| Gated {
+            len: v.len(),
+            gate: 0,
+        })
+    }
+}
+
 struct Probe {
     prefix: String,
     calls: u64,
@@ -48,6 +92,8 @@ enum Req {
     Charge(String, u64, u64),
     /// Answers with a text of this many bytes.
     Big(usize),
+    /// Large arguments whose encoding waits at a gate (see [`Gated`]).
+    Gated(Gated),
     /// Works for about 1 ms, then appends one byte to the file named by the worker's
     /// prefix (so the parent can see how many such calls the child has finished).
     Work,
@@ -118,6 +164,7 @@ impl RemoteWorker for Probe {
                 }
             }
             Req::Big(n) => Resp::Text("x".repeat(n)),
+            Req::Gated(g) => Resp::Count(g.len as u64),
             Req::Work => {
                 std::thread::sleep(Duration::from_millis(1));
                 let mut f = std::fs::OpenOptions::new()
@@ -641,6 +688,56 @@ fn a_reply_above_the_frame_limit_fails_only_its_call() {
     let msg = transport(get(w.call(Req::Echo("y".repeat(limit)))));
     assert!(msg.contains("exceeds max_message_size"), "{msg}");
     assert_eq!(pid_of(&w), pid);
+    w.stop().unwrap();
+}
+
+/// Submitting never waits for large arguments to encode: that happens off the caller's
+/// thread (here it waits at a gate that opens only once `call` has returned).
+#[test]
+fn large_arguments_are_encoded_off_the_callers_thread() {
+    let w = probe();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = w.clone();
+    std::thread::spawn(move || {
+        let p = caller.call(Req::Gated(Gated {
+            len: 100_000,
+            gate: 0,
+        }));
+        tx.send(p).unwrap();
+    });
+    let p = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("`call` waited for its arguments to be encoded");
+    assert!(!p.is_done());
+    open_gate(0);
+    assert_eq!(get(p).unwrap(), Resp::Count(100_000));
+    w.stop().unwrap();
+}
+
+/// `call_timeout` bounds the whole call, encoding included: arguments that never finish
+/// encoding time out at the deadline.
+#[test]
+fn a_call_timeout_counts_the_encoding_of_the_arguments() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let stuck = Req::Gated(Gated {
+        len: 100_000,
+        gate: 1,
+    });
+    // (In a thread: were the encoding on the caller's thread, `call_timeout` would hang.)
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = w.clone();
+    std::thread::spawn(move || {
+        let r = caller
+            .call_timeout(stuck, Duration::from_millis(100))
+            .result_timeout(HANG);
+        tx.send(r).unwrap();
+    });
+    let r = rx.recv_timeout(HANG).expect("the call hung in encoding");
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    // Nothing reached the child, which serves on.
+    assert_eq!(pid_of(&w), pid);
+    open_gate(1);
     w.stop().unwrap();
 }
 

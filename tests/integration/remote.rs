@@ -180,6 +180,23 @@ fn max_message_size_is_a_pool_option() {
     }
     assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 2);
     calc.stop().unwrap();
+    // Large arguments (encoded off the caller's thread) cross under a raised bound, with a
+    // `call_timeout` that counts their encoding.
+    let calc = Calc::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .max_message_size(1 << 20)
+        .call_timeout(HANG)
+        .retry(RetryConfig::new(1).retry_on_worker_lost(true))
+        .init(setup(1))
+        .unwrap();
+    let big = Setup {
+        base: 2,
+        label: "y".repeat(200_000),
+    };
+    let described = calc.describe(big).result_timeout(HANG).unwrap();
+    assert_eq!(described, format!("calc:{}+2", "y".repeat(200_000)));
+    calc.stop().unwrap();
     match Calc::options().max_message_size(10).init(setup(1)) {
         Err(Error::Config(e)) => {
             assert_eq!(e.option(), "max_message_size");

@@ -8,7 +8,7 @@ use crate::future::{Completer, Promise};
 use crate::limit::{Acquisition, WaitError};
 use crate::mode::process::RemoteWorker;
 use crate::mode::process::backend::{Remote, not_a_remote_call};
-use crate::mode::process::supervisor::{Reply, encode_request};
+use crate::mode::process::supervisor::{Reply, encode_off_thread, encode_small};
 use crate::options::{Mode, PoolConfig};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::wire::WireError;
@@ -112,16 +112,69 @@ where
             return None;
         }
         // (A stopped pool is seen by each attempt.)
-        let payload = match encode_request(&request, self.inner.config.max_message_size) {
-            Ok(p) => p,
-            Err(e) => return Some(Promise::ready(Err(e.widen()))),
-        };
-        Some(match self.retry_for(retry) {
-            None => self.remote_attempt(method, 1, payload, extract),
-            Some(config) => self.attempts(config, method, payload, move |pool, n, payload| {
-                pool.remote_attempt(method, n, payload, extract.clone())
-            }),
+        let retry = self.retry_for(retry);
+        let max = self.inner.config.max_message_size;
+        let timeout = self.inner.config.call_timeout;
+        Some(match encode_small(&request, max) {
+            Some(Ok(payload)) => self.remote_call(method, retry, payload, extract, timeout),
+            Some(Err(e)) => Promise::ready(Err(e.widen())),
+            // Large arguments are encoded off the caller's thread; `call_timeout` counts
+            // the encoding too.
+            None => {
+                let (promise, c) = Promise::pending();
+                let pool = self.downgrade();
+                encode_off_thread(request, max, timeout, move |encoded| {
+                    let (payload, left) = match encoded {
+                        Ok(encoded) => encoded,
+                        Err(e) => {
+                            c.complete(Err(e.widen()));
+                            return;
+                        }
+                    };
+                    let Some(pool) = pool.upgrade() else {
+                        c.complete(Err(Error::Stopped));
+                        return;
+                    };
+                    if c.is_cancelled() {
+                        return;
+                    }
+                    let call = pool.remote_call(method, retry, payload, extract, left);
+                    drop(pool);
+                    crate::runtime::runtime().spawn(async move {
+                        c.complete(call.await);
+                    });
+                });
+                promise
+            }
         })
+    }
+
+    /// A remote call of encoded arguments, retried per `retry`; the first attempt's hard
+    /// timeout is `first_timeout`, each later one's the pool's `call_timeout`.
+    fn remote_call<T, E, X>(
+        &self,
+        method: &'static str,
+        retry: Option<std::sync::Arc<crate::retry::RetryConfig>>,
+        payload: Vec<u8>,
+        extract: X,
+        first_timeout: Option<std::time::Duration>,
+    ) -> Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        X: Extract<W, T, E>,
+    {
+        match retry {
+            None => self.remote_attempt(method, 1, payload, extract, first_timeout),
+            Some(config) => self.attempts(config, method, payload, move |pool, n, payload| {
+                let timeout = if n == 1 {
+                    first_timeout
+                } else {
+                    pool.inner.config.call_timeout
+                };
+                pool.remote_attempt(method, n, payload, extract.clone(), timeout)
+            }),
+        }
     }
 
     /// One attempt of a remote call: limits, then the child.
@@ -131,6 +184,7 @@ where
         attempt: u32,
         payload: Vec<u8>,
         extract: X,
+        timeout: Option<std::time::Duration>,
     ) -> Promise<T, E>
     where
         T: Send + 'static,
@@ -152,7 +206,6 @@ where
         inner.shared.counters[idx].on_dispatch();
         let (promise, c) = Promise::pending();
         let worker = workers[idx].clone();
-        let timeout = inner.config.call_timeout;
         let shared = inner.shared.clone();
         // The call's span lives, in the parent, from dispatch until the answer.
         let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index = idx);

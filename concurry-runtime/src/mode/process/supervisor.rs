@@ -16,7 +16,9 @@ use super::{ProcessConfig, RemoteWorker, entries, lookup};
 use crate::error::{ConfigError, Error};
 use crate::future::Promise;
 use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
-use crate::wire::{Fault, FrameReader, FrameWriter, Kind, WireError, check_size, decode, encode};
+use crate::wire::{
+    Fault, FrameReader, FrameWriter, Kind, WireError, check_size, decode, encode, encode_capped,
+};
 
 /// One worker instance in a child process, supervised: calls are sent over one socket (many
 /// in flight at once), a child that dies is respawned with its constructor arguments, and a
@@ -344,7 +346,8 @@ impl<W: RemoteWorker> ProcessWorker<W> {
         self.submit(request, None)
     }
 
-    /// Sends one call with a hard timeout: if no response came within `timeout`, the call
+    /// Sends one call with a hard timeout: if no response came within `timeout` (counted from
+    /// now, so the encoding of large arguments counts), the call
     /// fails with [`Error::Timeout`], the child is killed (other calls in flight on it fail
     /// with [`Error::WorkerLost`]) and respawned.
     ///
@@ -371,9 +374,17 @@ impl<W: RemoteWorker> ProcessWorker<W> {
         let reply = Reply::new(move |r| {
             completer.complete(r);
         });
-        match encode_request(&request, self.handle.sup.config.max_message_size) {
-            Ok(payload) => self.send_encoded(payload, timeout, reply),
-            Err(e) => reply.complete(Err(e)),
+        let max = self.max_message_size();
+        match encode_small(&request, max) {
+            Some(Ok(payload)) => self.send_encoded(payload, timeout, reply),
+            Some(Err(e)) => reply.complete(Err(e)),
+            None => {
+                let worker = self.clone();
+                encode_off_thread(request, max, timeout, move |encoded| match encoded {
+                    Ok((payload, left)) => worker.send_encoded(payload, left, reply),
+                    Err(e) => reply.complete(Err(e)),
+                });
+            }
         }
         promise
     }
@@ -448,6 +459,66 @@ pub(crate) fn encode_request<T: serde::Serialize + ?Sized>(
     let p = encode(request, "request").map_err(Error::Transport)?;
     check_size(p.len(), max).map_err(Error::Transport)?;
     Ok(p)
+}
+
+/// Requests whose encoding is larger than this are encoded off the caller's thread.
+const INLINE_ENCODE: usize = 64 << 10;
+
+/// A request encoded on the caller's thread (cheap: at most [`INLINE_ENCODE`] bytes of
+/// work), or `None` if it is larger: then [`encode_off_thread`] does it.
+pub(crate) fn encode_small<T: serde::Serialize + ?Sized>(
+    request: &T,
+    max: usize,
+) -> Option<Result<Vec<u8>, Error>> {
+    let p = match encode_capped(request, "request", INLINE_ENCODE)? {
+        Ok(p) => p,
+        Err(e) => return Some(Err(Error::Transport(e))),
+    };
+    Some(
+        check_size(p.len(), max)
+            .map_err(Error::Transport)
+            .map(|()| p),
+    )
+}
+
+/// Encodes a large request on a blocking thread of the library's runtime, so submitting
+/// never waits for it, then hands `then` the bytes and what is left of `timeout` (or the
+/// error: [`Error::Timeout`] at the deadline if encoding alone outlasts it). `then` runs on
+/// a blocking thread, once.
+pub(crate) fn encode_off_thread<T>(
+    request: T,
+    max: usize,
+    timeout: Option<Duration>,
+    then: impl FnOnce(Result<(Vec<u8>, Option<Duration>), Error>) + Send + 'static,
+) where
+    T: serde::Serialize + Send + 'static,
+{
+    let started = Instant::now();
+    crate::runtime::runtime().spawn(async move {
+        let job = tokio::task::spawn_blocking(move || encode_request(&request, max));
+        let encoded = match timeout {
+            Some(t) => tokio::time::timeout(t, job)
+                .await
+                .unwrap_or_else(|_| Ok(Err(Error::Timeout))),
+            None => job.await,
+        };
+        let outcome = match encoded {
+            Ok(Ok(payload)) => {
+                let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+                if left == Some(Duration::ZERO) {
+                    Err(Error::Timeout)
+                } else {
+                    Ok((payload, left))
+                }
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(Error::Panicked {
+                message: format!("encoding the request failed: {e}"),
+            }),
+        };
+        // `then` may wait (for a bounded pool's room), which a runtime thread must not.
+        drop(tokio::task::spawn_blocking(move || then(outcome)));
+    });
 }
 
 /// Why a reader stopped reading its child's channel.
