@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 const HANG: Duration = Duration::from_secs(30);
 
 /// Gates that the encoding of a [`Gated`] waits at, until the test opens them.
-static GATES: [(std::sync::Mutex<bool>, std::sync::Condvar); 2] = [
+static GATES: [(std::sync::Mutex<bool>, std::sync::Condvar); 3] = [
+    (std::sync::Mutex::new(false), std::sync::Condvar::new()),
     (std::sync::Mutex::new(false), std::sync::Condvar::new()),
     (std::sync::Mutex::new(false), std::sync::Condvar::new()),
 ];
@@ -714,6 +715,28 @@ fn large_arguments_are_encoded_off_the_callers_thread() {
     w.stop().unwrap();
 }
 
+/// A call submitted after one whose large arguments are still encoding waits behind it: the
+/// child sees calls in the order they were made.
+#[test]
+fn calls_after_a_large_one_keep_their_order() {
+    let w = probe();
+    let big = w.call(Req::Gated(Gated {
+        len: 100_000,
+        gate: 2,
+    }));
+    let count = w.call(Req::Count);
+    let echo = w.call(Req::Echo("after".into()));
+    open_gate(2);
+    assert_eq!(get(big).unwrap(), Resp::Count(100_000));
+    assert_eq!(
+        get(count).unwrap(),
+        Resp::Count(2),
+        "`Count` overtook the large call"
+    );
+    assert_eq!(get(echo).unwrap(), Resp::Text(">after".into()));
+    w.stop().unwrap();
+}
+
 /// `call_timeout` bounds the whole call, encoding included: arguments that never finish
 /// encoding time out at the deadline.
 #[test]
@@ -735,9 +758,11 @@ fn a_call_timeout_counts_the_encoding_of_the_arguments() {
     });
     let r = rx.recv_timeout(HANG).expect("the call hung in encoding");
     assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    // Nothing reached the child, which serves on.
-    assert_eq!(pid_of(&w), pid);
+    // Calls after it wait for its encoding to end (to keep their order); nothing of it
+    // reached the child, which serves on.
     open_gate(1);
+    assert_eq!(pid_of(&w), pid);
+    assert_eq!(get(w.call(Req::Count)).unwrap(), Resp::Count(3));
     w.stop().unwrap();
 }
 

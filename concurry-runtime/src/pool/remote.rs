@@ -8,7 +8,7 @@ use crate::future::{Completer, Promise};
 use crate::limit::{Acquisition, WaitError};
 use crate::mode::process::RemoteWorker;
 use crate::mode::process::backend::{Remote, not_a_remote_call};
-use crate::mode::process::supervisor::{Reply, encode_off_thread, encode_small};
+use crate::mode::process::supervisor::{Reply, encode_in_lane, encode_small};
 use crate::options::{Mode, PoolConfig};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::wire::WireError;
@@ -115,22 +115,21 @@ where
         let retry = self.retry_for(retry);
         let max = self.inner.config.max_message_size;
         let timeout = self.inner.config.call_timeout;
+        let Backend::Process(remote) = &self.inner.backend else {
+            return None;
+        };
+        let lane = &remote.lane;
         Some(match encode_small(&request, max) {
-            Some(Ok(payload)) => self.remote_call(method, retry, payload, extract, timeout),
+            Some(Ok(payload)) if !lane.busy() => {
+                self.remote_call(method, retry, payload, extract, timeout)
+            }
             Some(Err(e)) => Promise::ready(Err(e.widen())),
-            // Large arguments are encoded off the caller's thread; `call_timeout` counts
-            // the encoding too.
-            None => {
+            // Large arguments are encoded off the caller's thread (`call_timeout` counts
+            // the encoding), and calls after them wait behind them, in order.
+            encoded => {
                 let (promise, c) = Promise::pending();
                 let pool = self.downgrade();
-                encode_off_thread(request, max, timeout, move |encoded| {
-                    let (payload, left) = match encoded {
-                        Ok(encoded) => encoded,
-                        Err(e) => {
-                            c.complete(Err(e.widen()));
-                            return;
-                        }
-                    };
+                let send = move |c: Completer<T, E>, payload, left| {
                     let Some(pool) = pool.upgrade() else {
                         c.complete(Err(Error::Stopped));
                         return;
@@ -143,7 +142,16 @@ where
                     crate::runtime::runtime().spawn(async move {
                         c.complete(call.await);
                     });
-                });
+                };
+                match encoded {
+                    Some(Ok(payload)) => lane.run(move || send(c, payload, timeout)),
+                    _ => {
+                        let fail: fn(Completer<T, E>, Error) = |c, e| {
+                            c.complete(Err(e.widen()));
+                        };
+                        encode_in_lane(lane, request, max, timeout, c, fail, send);
+                    }
+                }
                 promise
             }
         })

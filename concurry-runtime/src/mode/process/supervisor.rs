@@ -96,6 +96,8 @@ struct Supervisor<W: RemoteWorker> {
     timers_changed: Condvar,
     watchdog: Mutex<Option<std::thread::JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Calls that left the caller's thread (large ones, and those behind them), in order.
+    lane: Arc<Lane>,
 }
 
 enum State<W: RemoteWorker> {
@@ -308,6 +310,7 @@ impl<W: RemoteWorker> ProcessWorker<W> {
             timers_changed: Condvar::new(),
             watchdog: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            lane: Arc::default(),
         });
         let spawned = match spawn(W::NAME, &sup.args, &sup.config, &|| false) {
             Ok(s) => s,
@@ -375,15 +378,29 @@ impl<W: RemoteWorker> ProcessWorker<W> {
             completer.complete(r);
         });
         let max = self.max_message_size();
+        let lane = &self.handle.sup.lane;
         match encode_small(&request, max) {
-            Some(Ok(payload)) => self.send_encoded(payload, timeout, reply),
+            Some(Ok(payload)) if !lane.busy() => self.send_encoded(payload, timeout, reply),
+            Some(Ok(payload)) => {
+                // Behind a large call still encoding: keep the order.
+                let worker = self.clone();
+                lane.run(move || worker.send_encoded(payload, timeout, reply));
+            }
             Some(Err(e)) => reply.complete(Err(e)),
             None => {
                 let worker = self.clone();
-                encode_off_thread(request, max, timeout, move |encoded| match encoded {
-                    Ok((payload, left)) => worker.send_encoded(payload, left, reply),
-                    Err(e) => reply.complete(Err(e)),
-                });
+                let fail: fn(Reply<W::Response>, Error) = |reply, e| reply.complete(Err(e));
+                encode_in_lane(
+                    lane,
+                    request,
+                    max,
+                    timeout,
+                    reply,
+                    fail,
+                    move |reply, payload, left| {
+                        worker.send_encoded(payload, left, reply);
+                    },
+                );
             }
         }
         promise
@@ -465,7 +482,7 @@ pub(crate) fn encode_request<T: serde::Serialize + ?Sized>(
 const INLINE_ENCODE: usize = 64 << 10;
 
 /// A request encoded on the caller's thread (cheap: at most [`INLINE_ENCODE`] bytes of
-/// work), or `None` if it is larger: then [`encode_off_thread`] does it.
+/// work), or `None` if it is larger: then [`encode_in_lane`] does it.
 pub(crate) fn encode_small<T: serde::Serialize + ?Sized>(
     request: &T,
     max: usize,
@@ -481,43 +498,105 @@ pub(crate) fn encode_small<T: serde::Serialize + ?Sized>(
     )
 }
 
-/// Encodes a large request on a blocking thread of the library's runtime, so submitting
-/// never waits for it, then hands `then` the bytes and what is left of `timeout` (or the
-/// error: [`Error::Timeout`] at the deadline if encoding alone outlasts it). `then` runs on
-/// a blocking thread, once.
-pub(crate) fn encode_off_thread<T>(
+/// The calls of one worker (or pool) that leave the caller's thread, kept in submission
+/// order: while a large request is being encoded off the caller's thread, the calls
+/// submitted after it queue behind it, so a stateful worker still sees `put(big)` before
+/// the `get()` that followed it. The queue is drained on a blocking thread of the library's
+/// runtime (a job may wait, e.g. for a bounded pool's room, which a runtime thread must not).
+#[derive(Default)]
+pub(crate) struct Lane {
+    state: Mutex<LaneState>,
+}
+
+#[derive(Default)]
+struct LaneState {
+    jobs: std::collections::VecDeque<Box<dyn FnOnce() + Send>>,
+    draining: bool,
+}
+
+impl Lane {
+    /// True if jobs are queued or running: a new call must queue behind them.
+    pub(crate) fn busy(&self) -> bool {
+        lock(&self.state).draining
+    }
+
+    /// Runs `job` after every job queued before it, off the caller's thread.
+    pub(crate) fn run(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
+        let mut st = lock(&self.state);
+        st.jobs.push_back(Box::new(job));
+        if !st.draining {
+            st.draining = true;
+            drop(st);
+            let lane = self.clone();
+            drop(crate::runtime::runtime().spawn_blocking(move || lane.drain()));
+        }
+    }
+
+    fn drain(&self) {
+        loop {
+            let job = {
+                let mut st = lock(&self.state);
+                match st.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        st.draining = false;
+                        return;
+                    }
+                }
+            };
+            job();
+        }
+    }
+}
+
+/// Encodes a large request in `lane` (off the caller's thread, in submission order), then
+/// hands `then` the call's `target` (what resolves it), the bytes and what is left of
+/// `timeout`. If the deadline passes first, `fail` resolves `target` with
+/// [`Error::Timeout`] at once (the encoding's result is then dropped); any other failure
+/// goes to `fail` too. Exactly one of the two runs.
+pub(crate) fn encode_in_lane<T, R>(
+    lane: &Arc<Lane>,
     request: T,
     max: usize,
     timeout: Option<Duration>,
-    then: impl FnOnce(Result<(Vec<u8>, Option<Duration>), Error>) + Send + 'static,
+    target: R,
+    fail: fn(R, Error),
+    then: impl FnOnce(R, Vec<u8>, Option<Duration>) + Send + 'static,
 ) where
     T: serde::Serialize + Send + 'static,
+    R: Send + 'static,
 {
     let started = Instant::now();
-    crate::runtime::runtime().spawn(async move {
-        let job = tokio::task::spawn_blocking(move || encode_request(&request, max));
-        let encoded = match timeout {
-            Some(t) => tokio::time::timeout(t, job)
-                .await
-                .unwrap_or_else(|_| Ok(Err(Error::Timeout))),
-            None => job.await,
+    let slot = Arc::new(Mutex::new(Some(target)));
+    let timer = timeout.map(|t| {
+        let slot = slot.clone();
+        crate::runtime::runtime().spawn(async move {
+            tokio::time::sleep(t).await;
+            let target = lock(&slot).take();
+            if let Some(target) = target {
+                fail(target, Error::Timeout);
+            }
+        })
+    });
+    lane.run(move || {
+        let encoded = encode_request(&request, max);
+        let Some(target) = lock(&slot).take() else {
+            return; // timed out meanwhile
         };
-        let outcome = match encoded {
-            Ok(Ok(payload)) => {
+        if let Some(timer) = timer {
+            timer.abort();
+        }
+        match encoded {
+            Err(e) => fail(target, e),
+            Ok(payload) => {
                 let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
                 if left == Some(Duration::ZERO) {
-                    Err(Error::Timeout)
+                    fail(target, Error::Timeout);
                 } else {
-                    Ok((payload, left))
+                    then(target, payload, left);
                 }
             }
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(Error::Panicked {
-                message: format!("encoding the request failed: {e}"),
-            }),
-        };
-        // `then` may wait (for a bounded pool's room), which a runtime thread must not.
-        drop(tokio::task::spawn_blocking(move || then(outcome)));
+        }
     });
 }
 
