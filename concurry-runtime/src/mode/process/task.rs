@@ -109,7 +109,7 @@ macro_rules! register_remote_task {
 /// }
 /// concurry::register_remote_task!(Square);
 ///
-/// # fn main() -> Result<(), concurry::Error> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let host = ProcessWorker::<TaskHost>::spawn(())?;
 /// assert_eq!(host.run_task::<Square>((7,)).result()?, 49);
 /// host.stop()?;
