@@ -8,7 +8,7 @@ use crate::future::{Completer, Promise};
 use crate::limit::{Acquisition, WaitError};
 use crate::mode::process::RemoteWorker;
 use crate::mode::process::backend::{Remote, not_a_remote_call};
-use crate::mode::process::supervisor::{Reply, encode_in_lane, encode_small};
+use crate::mode::process::supervisor::{Reply, encode_in_lane, encode_request, encode_small};
 use crate::options::{Mode, PoolConfig};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::wire::WireError;
@@ -155,6 +155,71 @@ where
                 promise
             }
         })
+    }
+
+    /// As [`remote_method`](Pool::remote_method), for a request built around arguments
+    /// encoded on their own (a task's: `request` wraps their bytes). Large `args` are
+    /// encoded off the caller's thread too, in order with the pool's other calls, and
+    /// `call_timeout` counts their encoding.
+    pub(crate) fn remote_method_with_args<A, T, E, X>(
+        &self,
+        method: &'static str,
+        retry: &MethodRetry<T, E>,
+        args: A,
+        request: impl FnOnce(Vec<u8>) -> <W as RemoteWorker>::Request + Send + 'static,
+        extract: X,
+    ) -> Option<Promise<T, E>>
+    where
+        A: serde::Serialize + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        X: Extract<W, T, E>,
+    {
+        let Backend::Process(remote) = &self.inner.backend else {
+            return None;
+        };
+        let max = self.inner.config.max_message_size;
+        match encode_small(&args, max) {
+            Some(Ok(bytes)) => return self.remote_method(method, retry, request(bytes), extract),
+            Some(Err(e)) => return Some(Promise::ready(Err(e.widen()))),
+            None => {}
+        }
+        let (promise, c) = Promise::pending();
+        let retry = self.retry_for(retry);
+        let pool = self.downgrade();
+        let fail: fn(Completer<T, E>, Error) = |c, e| {
+            c.complete(Err(e.widen()));
+        };
+        let timeout = self.inner.config.call_timeout;
+        encode_in_lane(
+            &remote.lane,
+            args,
+            max,
+            timeout,
+            c,
+            fail,
+            move |c, bytes, left| {
+                // In the lane still: the request around the bytes is encoded here too.
+                let started = std::time::Instant::now();
+                let payload = match encode_request(&request(bytes), max) {
+                    Ok(p) => p,
+                    Err(e) => return fail(c, e),
+                };
+                let left = left.map(|t| t.saturating_sub(started.elapsed()));
+                if left == Some(std::time::Duration::ZERO) {
+                    return fail(c, Error::Timeout);
+                }
+                let Some(pool) = pool.upgrade() else {
+                    return fail(c, Error::Stopped);
+                };
+                let call = pool.remote_call(method, retry, payload, extract, left);
+                drop(pool);
+                crate::runtime::runtime().spawn(async move {
+                    c.complete(call.await);
+                });
+            },
+        );
+        Some(promise)
     }
 
     /// A remote call of encoded arguments, retried per `retry`; the first attempt's hard
