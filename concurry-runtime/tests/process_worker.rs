@@ -93,6 +93,8 @@ enum Req {
     Charge(String, u64, u64),
     /// Answers with a text of this many bytes.
     Big(usize),
+    /// Waits (at most 30 s) until a file exists at this path.
+    WaitFor(String),
     /// Large arguments whose encoding waits at a gate (see [`Gated`]).
     Gated(Gated),
     /// Works for about 1 ms, then appends one byte to the file named by the worker's
@@ -166,6 +168,13 @@ impl RemoteWorker for Probe {
             }
             Req::Big(n) => Resp::Text("x".repeat(n)),
             Req::Gated(g) => Resp::Count(g.len as u64),
+            Req::WaitFor(path) => {
+                let deadline = std::time::Instant::now() + HANG;
+                while !Path::new(&path).exists() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Resp::Unit
+            }
             Req::Work => {
                 std::thread::sleep(Duration::from_millis(1));
                 let mut f = std::fs::OpenOptions::new()
@@ -318,6 +327,27 @@ fn results_arrive_while_the_child_still_has_a_backlog() {
     for p in promises {
         assert_eq!(get(p).unwrap(), Resp::Unit);
     }
+    w.stop().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+/// The replies of quick calls may share a write, but a slow call after them does not keep
+/// them back: they arrive while it still runs.
+#[test]
+fn quick_results_are_not_held_behind_a_slow_call() {
+    let path = std::env::temp_dir().join(format!("concurry-slow-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let w = probe();
+    let quick: Vec<_> = (0..50).map(|i| w.call(Req::Add(i, 1))).collect();
+    let slow = w.call(Req::WaitFor(path.display().to_string()));
+    for (i, p) in quick.into_iter().enumerate() {
+        // Generous: only a reply held until the slow call ends (30 s) misses it.
+        let r = p.result_timeout(Duration::from_secs(10));
+        assert_eq!(r.unwrap(), Resp::Num(i as i64 + 1), "quick call {i}");
+    }
+    assert!(!slow.is_done());
+    std::fs::write(&path, b"go").unwrap();
+    assert_eq!(get(slow).unwrap(), Resp::Unit);
     w.stop().unwrap();
     let _ = std::fs::remove_file(&path);
 }
