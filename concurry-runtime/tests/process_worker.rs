@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 const HANG: Duration = Duration::from_secs(30);
 
 /// Gates that the encoding of a [`Gated`] waits at, until the test opens them.
-static GATES: [(std::sync::Mutex<bool>, std::sync::Condvar); 3] = [
+static GATES: [(std::sync::Mutex<bool>, std::sync::Condvar); 4] = [
+    (std::sync::Mutex::new(false), std::sync::Condvar::new()),
     (std::sync::Mutex::new(false), std::sync::Condvar::new()),
     (std::sync::Mutex::new(false), std::sync::Condvar::new()),
     (std::sync::Mutex::new(false), std::sync::Condvar::new()),
@@ -767,6 +768,28 @@ fn calls_after_a_large_one_keep_their_order() {
     w.stop().unwrap();
 }
 
+/// Only the thread that made a large call waits behind it: another thread's calls go on.
+#[test]
+fn a_large_call_does_not_hold_up_other_threads_calls() {
+    let w = probe();
+    let big = w.call_timeout(
+        Req::Gated(Gated {
+            len: 100_000,
+            gate: 3,
+        }),
+        HANG,
+    );
+    let other = w.clone();
+    let r = std::thread::spawn(move || get(other.call(Req::Add(2, 3))))
+        .join()
+        .unwrap();
+    assert_eq!(r.unwrap(), Resp::Num(5));
+    assert!(!big.is_done());
+    open_gate(3);
+    assert_eq!(get(big).unwrap(), Resp::Count(100_000));
+    w.stop().unwrap();
+}
+
 /// `call_timeout` bounds the whole call, encoding included: arguments that never finish
 /// encoding time out at the deadline.
 #[test]
@@ -788,8 +811,7 @@ fn a_call_timeout_counts_the_encoding_of_the_arguments() {
     });
     let r = rx.recv_timeout(HANG).expect("the call hung in encoding");
     assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
-    // Calls after it wait for its encoding to end (to keep their order); nothing of it
-    // reached the child, which serves on.
+    // Nothing of it reached the child, which serves on.
     open_gate(1);
     assert_eq!(pid_of(&w), pid);
     assert_eq!(get(w.call(Req::Count)).unwrap(), Resp::Count(3));

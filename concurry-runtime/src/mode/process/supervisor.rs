@@ -498,48 +498,56 @@ pub(crate) fn encode_small<T: serde::Serialize + ?Sized>(
     )
 }
 
-/// The calls of one worker (or pool) that leave the caller's thread, kept in submission
-/// order: while a large request is being encoded off the caller's thread, the calls
-/// submitted after it queue behind it, so a stateful worker still sees `put(big)` before
-/// the `get()` that followed it. The queue is drained on a blocking thread of the library's
-/// runtime (a job may wait, e.g. for a bounded pool's room, which a runtime thread must not).
+/// The calls of one worker (or pool) that leave the caller's thread, kept in the order each
+/// thread made them: while a thread's large request is being encoded off its thread, the
+/// calls that thread makes after it queue behind it, so a stateful worker still sees
+/// `put(big)` before the `get()` that followed it. Other threads' calls do not wait. Each
+/// thread's queue is drained on a blocking thread of the library's runtime (a job may wait,
+/// e.g. for a bounded pool's room, which a runtime thread must not).
 #[derive(Default)]
 pub(crate) struct Lane {
-    state: Mutex<LaneState>,
+    /// The threads with calls queued or running, each with the calls still to run.
+    queues: Mutex<HashMap<std::thread::ThreadId, std::collections::VecDeque<Job>>>,
 }
 
-#[derive(Default)]
-struct LaneState {
-    jobs: std::collections::VecDeque<Box<dyn FnOnce() + Send>>,
-    draining: bool,
-}
+type Job = Box<dyn FnOnce() + Send>;
 
 impl Lane {
-    /// True if jobs are queued or running: a new call must queue behind them.
+    /// True if the calling thread has calls queued or running here: its next call must
+    /// queue behind them.
     pub(crate) fn busy(&self) -> bool {
-        lock(&self.state).draining
+        let queues = lock(&self.queues);
+        !queues.is_empty() && queues.contains_key(&std::thread::current().id())
     }
 
-    /// Runs `job` after every job queued before it, off the caller's thread.
+    /// Runs `job` off the caller's thread, after every job the calling thread queued before.
     pub(crate) fn run(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
-        let mut st = lock(&self.state);
-        st.jobs.push_back(Box::new(job));
-        if !st.draining {
-            st.draining = true;
-            drop(st);
-            let lane = self.clone();
-            drop(crate::runtime::runtime().spawn_blocking(move || lane.drain()));
+        use std::collections::hash_map::Entry;
+        let thread = std::thread::current().id();
+        let mut queues = lock(&self.queues);
+        match queues.entry(thread) {
+            Entry::Occupied(mut queue) => queue.get_mut().push_back(Box::new(job)),
+            Entry::Vacant(slot) => {
+                slot.insert(std::collections::VecDeque::from([Box::new(job) as Job]));
+                drop(queues);
+                let lane = self.clone();
+                drop(crate::runtime::runtime().spawn_blocking(move || lane.drain(thread)));
+            }
         }
     }
 
-    fn drain(&self) {
+    /// Runs `thread`'s jobs in order until its queue is empty, then forgets the thread.
+    fn drain(&self, thread: std::thread::ThreadId) {
         loop {
             let job = {
-                let mut st = lock(&self.state);
-                match st.jobs.pop_front() {
+                let mut queues = lock(&self.queues);
+                let Some(queue) = queues.get_mut(&thread) else {
+                    return;
+                };
+                match queue.pop_front() {
                     Some(job) => job,
                     None => {
-                        st.draining = false;
+                        queues.remove(&thread);
                         return;
                     }
                 }
