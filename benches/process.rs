@@ -1,7 +1,9 @@
 //! Process mode against a hand-written pipe ping-pong with a child process, in one group per
 //! measure:
 //! - `round_trip`: one call sent to the child and its answer awaited (latency);
-//! - `pipelined`: 1000 calls sent, then all awaited (throughput per call).
+//! - `pipelined`: 1000 calls sent, then all awaited (throughput per call);
+//! - `reply_latency`: how long the first result of a backlog takes to come back, against
+//!   one call of the same work alone (a result must not wait for the calls behind it).
 //!
 //! The baseline child is this bench binary re-executed with `PINGPONG_CHILD=1`: it echoes
 //! 8-byte integers from stdin to stdout, with no framing, ids or serde. The process-mode
@@ -11,7 +13,7 @@
 use std::hint::black_box;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 
@@ -36,6 +38,33 @@ impl RemoteWorker for Nop {
 }
 
 concurry::register_remote!(Nop);
+
+/// Each call spins for the given number of microseconds.
+struct Busy;
+
+impl RemoteWorker for Busy {
+    const NAME: &'static str = "benches::process::Busy";
+    type Args = ();
+    type Request = u64;
+    type Response = u64;
+    type InitError = String;
+    fn construct((): ()) -> Result<Self, String> {
+        Ok(Busy)
+    }
+    fn dispatch(&mut self, micros: u64) -> u64 {
+        let end = Instant::now() + Duration::from_micros(micros);
+        while Instant::now() < end {
+            std::hint::spin_loop();
+        }
+        micros
+    }
+}
+
+concurry::register_remote!(Busy);
+
+/// Calls of `reply_latency`'s backlog, and each one's work.
+const BACKLOG: usize = 200;
+const WORK_US: u64 = 100;
 
 /// The hand-written baseline: a child echoing `u64`s over its stdin/stdout pipes.
 struct PingPong {
@@ -127,6 +156,34 @@ fn pipelined(c: &mut Criterion) {
     g.finish();
 }
 
+fn reply_latency(c: &mut Criterion) {
+    let mut g = c.benchmark_group("process/reply_latency");
+    let w = ProcessWorker::<Busy>::spawn(()).unwrap();
+    // The floor: one call of the same work, with nothing queued behind it.
+    g.bench_function("alone", |b| {
+        b.iter(|| w.call(black_box(WORK_US)).result().unwrap())
+    });
+    // The first of BACKLOG calls: only its own work should count, not the calls behind it.
+    g.bench_function("first_of_backlog", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let mut ps: Vec<_> = (0..BACKLOG).map(|_| w.call(black_box(WORK_US))).collect();
+                let rest = ps.split_off(1);
+                ps.pop().unwrap().result().unwrap();
+                total += start.elapsed();
+                for p in rest {
+                    p.result().unwrap();
+                }
+            }
+            total
+        })
+    });
+    g.finish();
+    w.stop().unwrap();
+}
+
 fn main() {
     if std::env::var_os("PINGPONG_CHILD").is_some() {
         return ping_pong_child();
@@ -137,5 +194,6 @@ fn main() {
         .configure_from_args();
     round_trip(&mut c);
     pipelined(&mut c);
+    reply_latency(&mut c);
     c.final_summary();
 }

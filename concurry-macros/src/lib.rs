@@ -101,14 +101,16 @@ mod worker;
 /// `#[worker(remote)]` also lets the type run in child processes (`Mode::Process`): each
 /// worker is a child re-executing the current binary, and each call travels as a serde
 /// message. So the constructor's arguments, every method's arguments and every return type
-/// (the whole `Result<T, E>` for a fallible method) must implement `Serialize` and
-/// `Deserialize`; a type that does not is a compile error at that argument. The type must be
-/// concrete (no generic parameters). `#[worker(remote, mode = "process")]` makes process mode
-/// the default of `options()`. In the other modes nothing changes. In process mode a
-/// child that dies fails its call with `Error::WorkerLost` and is replaced, `call_timeout`
-/// bounds each call (a child past it is killed and replaced), and calls are retried per the
-/// pool's `retry` and the method's `#[retry(..)]` as in the other modes (any call can be
-/// retried, whatever its argument types: its encoded bytes are sent again).
+/// (the whole `Result<T, E>` for a fallible method, and a fallible constructor's `E`) must
+/// implement `Serialize` and `Deserialize`; a type that does not is a compile error at that
+/// argument. A constructor's error comes back from the child typed: `init` fails with
+/// `Error::Method(E)`, as in every mode. The type must be concrete (no generic parameters).
+/// `#[worker(remote, mode = "process")]` makes process mode the default of `options()`. In
+/// the other modes nothing changes. In process mode a child that dies fails its call with
+/// `Error::WorkerLost` and is replaced, `call_timeout` bounds each call (a child past it is
+/// killed and replaced), and calls are retried per the pool's `retry` and the method's
+/// `#[retry(..)]` as in the other modes (any call can be retried, whatever its argument
+/// types: its encoded bytes are sent again).
 ///
 /// ```
 /// use concurry::Mode;

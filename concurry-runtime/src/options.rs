@@ -151,6 +151,8 @@ pub struct PoolConfig {
     /// to any of many workers, and an unset `max_workers` means the number of CPUs. A
     /// `#[worker]` type is stateful, so by default it gets one instance.
     pub(crate) stateless: bool,
+    /// Process mode: the largest request or reply, in bytes.
+    pub(crate) max_message_size: usize,
 }
 
 impl Default for PoolConfig {
@@ -167,8 +169,29 @@ impl Default for PoolConfig {
             retry: None,
             call_timeout: None,
             stateless: false,
+            max_message_size: crate::wire::DEFAULT_MAX_FRAME,
         }
     }
+}
+
+/// The bounds of `max_message_size`: room for a small call, and what a frame's `u32` length
+/// prefix can say.
+pub(crate) const MESSAGE_SIZE_MIN: usize = 1 << 10;
+pub(crate) const MESSAGE_SIZE_MAX: usize = u32::MAX as usize;
+
+/// Checks a `max_message_size`.
+pub(crate) fn check_message_size(bytes: usize) -> Result<(), ConfigError> {
+    if (MESSAGE_SIZE_MIN..=MESSAGE_SIZE_MAX).contains(&bytes) {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        "max_message_size",
+        bytes.to_string(),
+        format!(
+            "give between {MESSAGE_SIZE_MIN} bytes and {MESSAGE_SIZE_MAX} bytes (4 GiB - 1, what \
+             a frame's length can say); the default is 16 MiB"
+        ),
+    ))
 }
 
 /// Largest pool we accept: far above any sane thread count, low enough to catch a typo.
@@ -263,6 +286,7 @@ impl PoolConfig {
                 ));
             }
         }
+        check_message_size(self.max_message_size)?;
         if let Some(Err(e)) = &self.limits {
             return Err(ConfigError::new(
                 "limits",

@@ -112,6 +112,12 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// Process mode: the largest request or reply, in bytes (default 16 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
     /// Where the workers will run.
     pub(crate) fn get_mode(&self) -> Mode {
         self.config.mode
@@ -126,6 +132,7 @@ impl<W: Worker> Options<W> {
 impl<W> Options<W>
 where
     W: Worker + crate::RemoteWorker<Args = <W as Worker>::Args>,
+    <W as crate::RemoteWorker>::InitError: Into<<W as Worker>::InitError>,
 {
     /// As [`init_with`](Options::init_with), for a type that can also run in child processes
     /// (`#[worker(remote)]`): in `Mode::Process` each worker is a child.
@@ -206,13 +213,24 @@ macro_rules! __options_builder_methods {
             Self(self.0.limits(limits))
         }
 
-        /// Process mode: a hard deadline for each call. A call still running after it fails
+        /// Process mode: a hard deadline for each call, counted from its submission (the
+        /// encoding of its arguments included). A call not answered by then fails
         /// with `Error::Timeout`, and its worker process is killed (its other calls in flight
         /// fail with `Error::WorkerLost`) and respawned. Default: no deadline. Other modes
         /// cannot stop a running call, so `init` rejects this option there.
         #[must_use]
         pub fn call_timeout(self, timeout: ::core::time::Duration) -> Self {
             Self(self.0.call_timeout(timeout))
+        }
+
+        /// Process mode: the largest message, in bytes, that crosses to or from a worker
+        /// process: a call's encoded arguments, or its encoded result. Default 16 MiB
+        /// (`concurry::wire::DEFAULT_MAX_FRAME`); at least 1 KiB, below 4 GiB. A larger call
+        /// or result fails (only that call) with `Error::Transport(WireError::TooLarge)`,
+        /// whose message names this option. Other modes send nothing, so they ignore it.
+        #[must_use]
+        pub fn max_message_size(self, bytes: usize) -> Self {
+            Self(self.0.max_message_size(bytes))
         }
 
         /// The pool's name for thread names, tracing spans and stats (default: the type's name).

@@ -252,7 +252,7 @@ fn start_remote_in_other_modes_is_the_in_process_pool() {
 #[test]
 fn process_pools_report_constructor_errors_and_refuse_on_demand() {
     match start(Mode::Process, 1, u64::MAX) {
-        Err(Error::Init { message }) => assert_eq!(message, "too big"),
+        Err(Error::Method(e)) => assert_eq!(e, "too big"),
         other => panic!("{other:?}"),
     }
     let on_demand = p::Options::<Counter>::default()

@@ -17,6 +17,52 @@ use serde::{Deserialize, Serialize};
 /// Generous: only catches hangs.
 const HANG: Duration = Duration::from_secs(30);
 
+/// Gates that the encoding of a [`Gated`] waits at, until the test opens them.
+static GATES: [(std::sync::Mutex<bool>, std::sync::Condvar); 4] = [
+    (std::sync::Mutex::new(false), std::sync::Condvar::new()),
+    (std::sync::Mutex::new(false), std::sync::Condvar::new()),
+    (std::sync::Mutex::new(false), std::sync::Condvar::new()),
+    (std::sync::Mutex::new(false), std::sync::Condvar::new()),
+];
+
+fn open_gate(gate: usize) {
+    *GATES[gate].0.lock().unwrap() = true;
+    GATES[gate].1.notify_all();
+}
+
+/// `len` bytes of arguments (over 64 KiB: too large to encode on the caller's thread) whose
+/// encoding, once it has written them all, waits until the test opens gate `gate`.
+#[derive(Debug, Clone)]
+struct Gated {
+    len: usize,
+    gate: usize,
+}
+
+impl Serialize for Gated {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.len))?;
+        for _ in 0..self.len {
+            seq.serialize_element(&0u8)?;
+        }
+        let (open, cv) = &GATES[self.gate];
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Gated {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<u8>::deserialize(d).map(|v| Gated {
+            len: v.len(),
+            gate: 0,
+        })
+    }
+}
+
 struct Probe {
     prefix: String,
     calls: u64,
@@ -48,6 +94,13 @@ enum Req {
     Charge(String, u64, u64),
     /// Answers with a text of this many bytes.
     Big(usize),
+    /// Waits (at most 30 s) until a file exists at this path.
+    WaitFor(String),
+    /// Large arguments whose encoding waits at a gate (see [`Gated`]).
+    Gated(Gated),
+    /// Works for about 1 ms, then appends one byte to the file named by the worker's
+    /// prefix (so the parent can see how many such calls the child has finished).
+    Work,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +168,24 @@ impl RemoteWorker for Probe {
                 }
             }
             Req::Big(n) => Resp::Text("x".repeat(n)),
+            Req::Gated(g) => Resp::Count(g.len as u64),
+            Req::WaitFor(path) => {
+                let deadline = std::time::Instant::now() + HANG;
+                while !Path::new(&path).exists() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Resp::Unit
+            }
+            Req::Work => {
+                std::thread::sleep(Duration::from_millis(1));
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&self.prefix)
+                    .unwrap();
+                std::io::Write::write_all(&mut f, b".").unwrap();
+                Resp::Unit
+            }
             Req::Release => {
                 self.held.clear();
                 Resp::Unit
@@ -227,6 +298,59 @@ fn many_calls_in_flight_resolve_in_order() {
         Resp::Count(2000 + 1000 + 1)
     );
     w.stop().unwrap();
+}
+
+/// A result leaves the child as soon as it is ready, even while the child has a long backlog
+/// of calls: it is not held until the backlog drains (or 64 KiB of replies pile up).
+#[test]
+fn results_arrive_while_the_child_still_has_a_backlog() {
+    const CALLS: usize = 2000;
+    let path = std::env::temp_dir().join(format!(
+        "concurry-backlog-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    // Small calls: the whole backlog fits in the child's read buffer.
+    let w = ProcessWorker::<Probe>::spawn((path.display().to_string(), false)).unwrap();
+    let promises: Vec<_> = (0..CALLS).map(|_| w.call(Req::Work)).collect();
+    // The tenth result (not the first: a child can go idle before the second call arrives,
+    // which flushes at once) is back in the parent: how far along is the child?
+    assert!(
+        promises[9].wait_timeout(HANG),
+        "the 10th call never finished"
+    );
+    let finished = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
+    assert!(
+        finished < CALLS / 2,
+        "the 10th result arrived only after the child finished {finished} of {CALLS} calls"
+    );
+    for p in promises {
+        assert_eq!(get(p).unwrap(), Resp::Unit);
+    }
+    w.stop().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+/// The replies of quick calls may share a write, but a slow call after them does not keep
+/// them back: they arrive while it still runs.
+#[test]
+fn quick_results_are_not_held_behind_a_slow_call() {
+    let path = std::env::temp_dir().join(format!("concurry-slow-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let w = probe();
+    let quick: Vec<_> = (0..50).map(|i| w.call(Req::Add(i, 1))).collect();
+    let slow = w.call(Req::WaitFor(path.display().to_string()));
+    for (i, p) in quick.into_iter().enumerate() {
+        // Generous: only a reply held until the slow call ends (30 s) misses it.
+        let r = p.result_timeout(Duration::from_secs(10));
+        assert_eq!(r.unwrap(), Resp::Num(i as i64 + 1), "quick call {i}");
+    }
+    assert!(!slow.is_done());
+    std::fs::write(&path, b"go").unwrap();
+    assert_eq!(get(slow).unwrap(), Resp::Unit);
+    w.stop().unwrap();
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
@@ -358,7 +482,7 @@ fn garbage_on_the_channel_is_a_typed_error_and_a_respawn() {
 
     // A length prefix announcing more than a frame may hold.
     let msg = transport(get(w.call(Req::Garbage(u32::MAX.to_le_bytes().to_vec()))));
-    assert!(msg.contains("exceeds the maximum"), "{msg}");
+    assert!(msg.contains("exceeds max_message_size"), "{msg}");
 
     // A well-framed reply whose payload is not a `Resp`.
     let msg = transport(get(w.call(Req::BadReply)));
@@ -442,9 +566,7 @@ fn an_answered_call_resets_the_restart_count() {
 #[test]
 fn constructor_errors_and_unregistered_types_are_reported_at_spawn() {
     match ProcessWorker::<Probe>::spawn(("p".into(), true)) {
-        Err(Error::Init { message }) => {
-            assert_eq!(message, "refusing to start with prefix \"p\"");
-        }
+        Err(Error::Method(e)) => assert_eq!(e, "refusing to start with prefix \"p\""),
         other => panic!("{other:?}"),
     }
     match ProcessWorker::<Unregistered>::spawn(()) {
@@ -592,12 +714,155 @@ fn a_reply_above_the_frame_limit_fails_only_its_call() {
     let pid = pid_of(&w);
     let limit = concurry::wire::DEFAULT_MAX_FRAME;
     let msg = transport(get(w.call(Req::Big(limit))));
-    assert!(msg.contains("exceeds the maximum"), "{msg}");
+    assert!(msg.contains("exceeds max_message_size"), "{msg}");
     assert_eq!(pid_of(&w), pid, "the child goes on serving");
     // Requests above the limit are refused before they are sent.
     let msg = transport(get(w.call(Req::Echo("y".repeat(limit)))));
-    assert!(msg.contains("exceeds the maximum"), "{msg}");
+    assert!(msg.contains("exceeds max_message_size"), "{msg}");
     assert_eq!(pid_of(&w), pid);
+    w.stop().unwrap();
+}
+
+/// Submitting never waits for large arguments to encode: that happens off the caller's
+/// thread (here it waits at a gate that opens only once `call` has returned).
+#[test]
+fn large_arguments_are_encoded_off_the_callers_thread() {
+    let w = probe();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = w.clone();
+    std::thread::spawn(move || {
+        let p = caller.call(Req::Gated(Gated {
+            len: 100_000,
+            gate: 0,
+        }));
+        tx.send(p).unwrap();
+    });
+    let p = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("`call` waited for its arguments to be encoded");
+    assert!(!p.is_done());
+    open_gate(0);
+    assert_eq!(get(p).unwrap(), Resp::Count(100_000));
+    w.stop().unwrap();
+}
+
+/// A call submitted after one whose large arguments are still encoding waits behind it: the
+/// child sees calls in the order they were made.
+#[test]
+fn calls_after_a_large_one_keep_their_order() {
+    let w = probe();
+    let big = w.call(Req::Gated(Gated {
+        len: 100_000,
+        gate: 2,
+    }));
+    let count = w.call(Req::Count);
+    let echo = w.call(Req::Echo("after".into()));
+    open_gate(2);
+    assert_eq!(get(big).unwrap(), Resp::Count(100_000));
+    assert_eq!(
+        get(count).unwrap(),
+        Resp::Count(2),
+        "`Count` overtook the large call"
+    );
+    assert_eq!(get(echo).unwrap(), Resp::Text(">after".into()));
+    w.stop().unwrap();
+}
+
+/// Only the thread that made a large call waits behind it: another thread's calls go on.
+#[test]
+fn a_large_call_does_not_hold_up_other_threads_calls() {
+    let w = probe();
+    let big = w.call_timeout(
+        Req::Gated(Gated {
+            len: 100_000,
+            gate: 3,
+        }),
+        HANG,
+    );
+    let other = w.clone();
+    let r = std::thread::spawn(move || get(other.call(Req::Add(2, 3))))
+        .join()
+        .unwrap();
+    assert_eq!(r.unwrap(), Resp::Num(5));
+    assert!(!big.is_done());
+    open_gate(3);
+    assert_eq!(get(big).unwrap(), Resp::Count(100_000));
+    w.stop().unwrap();
+}
+
+/// `call_timeout` bounds the whole call, encoding included: arguments that never finish
+/// encoding time out at the deadline.
+#[test]
+fn a_call_timeout_counts_the_encoding_of_the_arguments() {
+    let w = probe();
+    let pid = pid_of(&w);
+    let stuck = Req::Gated(Gated {
+        len: 100_000,
+        gate: 1,
+    });
+    // (In a thread: were the encoding on the caller's thread, `call_timeout` would hang.)
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = w.clone();
+    std::thread::spawn(move || {
+        let r = caller
+            .call_timeout(stuck, Duration::from_millis(100))
+            .result_timeout(HANG);
+        tx.send(r).unwrap();
+    });
+    let r = rx.recv_timeout(HANG).expect("the call hung in encoding");
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    // Nothing of it reached the child, which serves on.
+    open_gate(1);
+    assert_eq!(pid_of(&w), pid);
+    assert_eq!(get(w.call(Req::Count)).unwrap(), Resp::Count(3));
+    w.stop().unwrap();
+}
+
+/// `max_message_size` bounds both ways, and a reply above it is the same typed error as a
+/// request above it (not a peer's protocol fault), naming the option.
+#[test]
+fn max_message_size_bounds_requests_and_replies_with_one_typed_error() {
+    let max = 64 << 10;
+    let w = probe_with(ProcessConfig::default().max_message_size(max));
+    let pid = pid_of(&w);
+    let too_big = [
+        get(w.call(Req::Big(100_000))),
+        get(w.call(Req::Echo("y".repeat(100_000)))),
+    ];
+    for r in too_big {
+        match r {
+            Err(Error::Transport(e @ concurry::wire::WireError::TooLarge { .. })) => {
+                let concurry::wire::WireError::TooLarge { len, max: m } = e else {
+                    unreachable!()
+                };
+                assert!(len > 100_000, "{len}");
+                assert_eq!(m, max);
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("max_message_size") && msg.contains("65536"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+    // Below the bound (but above the default frame buffer), both ways work.
+    assert_eq!(
+        get(w.call(Req::Big(60_000))).unwrap(),
+        Resp::Text("x".repeat(60_000))
+    );
+    assert_eq!(
+        get(w.call(Req::Echo("y".repeat(60_000)))).unwrap(),
+        Resp::Text(format!(">{}", "y".repeat(60_000)))
+    );
+    assert_eq!(pid_of(&w), pid, "the child goes on serving");
+    w.stop().unwrap();
+    // Raised above the default, a 20 MiB reply crosses.
+    let w = probe_with(ProcessConfig::default().max_message_size(32 << 20));
+    match get(w.call(Req::Big(20 << 20))).unwrap() {
+        Resp::Text(t) => assert_eq!(t.len(), 20 << 20),
+        other => panic!("{other:?}"),
+    }
     w.stop().unwrap();
 }
 

@@ -190,18 +190,71 @@ fn a_remote_worker_runs_in_process_in_thread_mode() {
     calc.stop().unwrap();
 }
 
+/// `max_message_size` is a pool option: a call above it fails alone with a typed error that
+/// names the option, and a value out of range is refused by `init`.
 #[test]
-fn constructor_errors_come_back_from_the_child() {
-    let failed = Calc::options()
+fn max_message_size_is_a_pool_option() {
+    let calc = Calc::options()
         .mode(Mode::Process)
         .max_workers(1)
-        .init(Setup {
+        .max_message_size(4 << 10)
+        .init(setup(1))
+        .unwrap();
+    let big = Setup {
+        base: 0,
+        label: "x".repeat(10_000),
+    };
+    match calc.describe(big).result_timeout(HANG) {
+        Err(Error::Transport(e)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("exceeds max_message_size (4096 bytes)"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 2);
+    calc.stop().unwrap();
+    // Large arguments (encoded off the caller's thread) cross under a raised bound, with a
+    // `call_timeout` that counts their encoding.
+    let calc = Calc::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .max_message_size(1 << 20)
+        .call_timeout(HANG)
+        .retry(RetryConfig::new(1).retry_on_worker_lost(true))
+        .init(setup(1))
+        .unwrap();
+    let big = Setup {
+        base: 2,
+        label: "y".repeat(200_000),
+    };
+    let described = calc.describe(big).result_timeout(HANG).unwrap();
+    assert_eq!(described, format!("calc:{}+2", "y".repeat(200_000)));
+    calc.stop().unwrap();
+    match Calc::options().max_message_size(10).init(setup(1)) {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.option(), "max_message_size");
+            assert!(e.to_string().contains("10"), "{e}");
+        }
+        other => panic!("expected Config, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// A constructor's own error has one shape in every mode: `Error::Method`, typed (from a
+/// child, it crosses the channel like a method's error).
+#[test]
+fn constructor_errors_are_typed_method_errors_in_every_mode() {
+    for mode in [Mode::Sync, Mode::Thread, Mode::Async, Mode::Process] {
+        let failed = Calc::options().mode(mode).max_workers(1).init(Setup {
             base: 0,
             label: String::new(),
         });
-    match failed {
-        Err(Error::Init { message }) => assert_eq!(message, "no label"),
-        other => panic!("{other:?}"),
+        match failed {
+            Err(Error::Method(e)) => assert_eq!(e, "no label", "{mode}"),
+            other => panic!("{mode}: expected Method, got {:?}", other.map(|_| ())),
+        }
     }
 }
 

@@ -108,6 +108,68 @@ fn reaped(pid: u32) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Opened by the test once `submit` has returned: the encoding of a [`Gated`] waits for it.
+static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+/// `.0` bytes of arguments (over 64 KiB: too large to encode on the caller's thread) whose
+/// encoding, once it has written them all, waits at [`GATE`].
+#[derive(Debug, Clone)]
+pub struct Gated(pub usize);
+
+impl Serialize for Gated {
+    fn serialize<S: concurry::__private::serde::Serializer>(
+        &self,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use concurry::__private::serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0))?;
+        for _ in 0..self.0 {
+            seq.serialize_element(&0u8)?;
+        }
+        let mut open = GATE.0.lock().unwrap();
+        while !*open {
+            open = GATE.1.wait(open).unwrap();
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Gated {
+    fn deserialize<D: concurry::__private::serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Self, D::Error> {
+        Vec::<u8>::deserialize(d).map(|v| Gated(v.len()))
+    }
+}
+
+#[concurry::task(remote)]
+pub fn gated_len(data: Gated) -> usize {
+    data.0
+}
+
+/// A task's large arguments are encoded off the caller's thread: `submit` returns while
+/// their encoding still waits at a gate.
+#[test]
+fn large_task_arguments_are_encoded_off_the_callers_thread() {
+    let pool = gated_len::options()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .init()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let submitter = pool.clone();
+    std::thread::spawn(move || tx.send(submitter.submit(Gated(100_000))).unwrap());
+    let p = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("`submit` waited for its arguments to be encoded");
+    assert!(!p.is_done());
+    *GATE.0.lock().unwrap() = true;
+    GATE.1.notify_all();
+    assert_eq!(p.result_timeout(HANG).unwrap(), 100_000);
+    pool.stop().unwrap();
+}
+
 #[test]
 fn a_remote_task_runs_in_a_child_process() {
     let pool = pid::options()

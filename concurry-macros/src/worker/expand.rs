@@ -501,14 +501,26 @@ pub(crate) fn expand(
                 },
             )
         };
-        let ctor_checks: Vec<TokenStream> = ctor_tys
+        let mut ctor_checks: Vec<TokenStream> = ctor_tys
             .iter()
             .map(|ty| {
                 let ty_span = ty.span();
                 quote_spanned! {ty_span=> #p::assert_remote_type::<#ty>(); }
             })
             .collect();
+        if fallible_ctor {
+            ctor_checks.push(quote_spanned! {init_error_span=>
+                #p::assert_remote_type::<#init_error>();
+            });
+        }
         let serde_path = format!("{}::__private::serde", krate.to_string().replace(' ', ""));
+        // The constructor's error crosses to the parent typed, so it is a serde type; one
+        // that cannot happen is `wire::Never` (std's `Infallible` is not serde).
+        let remote_init_error = if fallible_ctor {
+            quote!(<Self as #p::Worker>::InitError)
+        } else {
+            quote!(#krate::wire::Never)
+        };
         let request_variants = &request_variants;
         let items = quote! {
             #[doc(hidden)]
@@ -541,11 +553,14 @@ pub(crate) fn expand(
                 type Args = <Self as #p::Worker>::Args;
                 type Request = #request;
                 type Response = #response;
-                type InitError = <Self as #p::Worker>::InitError;
+                type InitError = #remote_init_error;
                 fn construct(
                     #args_ident: <Self as #p::Worker>::Args,
-                ) -> ::core::result::Result<Self, <Self as #p::Worker>::InitError> {
-                    <Self as #p::Worker>::construct(#args_ident)
+                ) -> ::core::result::Result<Self, #remote_init_error> {
+                    ::core::result::Result::map_err(
+                        <Self as #p::Worker>::construct(#args_ident),
+                        ::core::convert::Into::into,
+                    )
                 }
                 #[allow(unreachable_code)]
                 fn dispatch(&mut self, request: #request) -> #response {

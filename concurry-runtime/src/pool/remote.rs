@@ -9,7 +9,7 @@ use crate::limit::{Acquisition, LimitSet, WaitError};
 use crate::mode::process::RemoteWorker;
 use crate::mode::process::backend::{Remote, not_a_remote_call};
 use crate::mode::process::supervisor::ProcessWorker;
-use crate::mode::process::supervisor::{Reply, encode_request};
+use crate::mode::process::supervisor::{Reply, encode_in_lane, encode_request, encode_small};
 use crate::options::{Mode, PoolConfig};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 use crate::wire::WireError;
@@ -18,6 +18,7 @@ use crate::worker::Worker;
 impl<W> Pool<W>
 where
     W: Worker + RemoteWorker<Args = <W as Worker>::Args>,
+    <W as RemoteWorker>::InitError: Into<<W as Worker>::InitError>,
 {
     /// Starts a pool of a type that can also run out of process: as [`start`](Pool::start)
     /// in every mode but [`Mode::Process`], where each worker is a child process serving
@@ -26,8 +27,9 @@ where
     ///
     /// # Errors
     ///
-    /// As `start`; in process mode, [`Error::Init`] (with the constructor's error as text)
-    /// if a child could not be started, and [`Error::Config`] for `on_demand`.
+    /// As `start` (the constructor's own error is [`Error::Method`], typed, in every mode);
+    /// in process mode, [`Error::Init`] if a child could not be started, and
+    /// [`Error::Config`] for `on_demand`.
     pub fn start_remote(
         config: PoolConfig,
         args: <W as Worker>::Args,
@@ -46,7 +48,8 @@ where
             .into());
         }
         let workers = config.workers();
-        let remote = Remote::start::<W>(workers, &args, &config).map_err(Error::widen)?;
+        let remote =
+            Remote::start::<W>(workers, &args, &config).map_err(|e| e.map_method(Into::into))?;
         let name = config
             .name
             .clone()
@@ -104,18 +107,142 @@ where
             return None;
         }
         // (A stopped pool is seen by each attempt.)
-        let payload = match encode_request(&request) {
-            Ok(p) => p,
-            Err(e) => return Some(Promise::ready(Err(e.widen()))),
+        let retry = self.retry_for(retry);
+        let max = self.inner.config.max_message_size;
+        let timeout = self.inner.config.call_timeout;
+        let Backend::Process(remote) = &self.inner.backend else {
+            return None;
         };
-        Some(match self.retry_for(retry) {
-            None => self.remote_attempt(method, 1, Room::Wait, payload, extract),
-            Some(config) => {
-                self.attempts(config, method, payload, move |pool, n, room, payload| {
-                    pool.remote_attempt(method, n, room, payload, extract.clone())
-                })
+        let lane = &remote.lane;
+        Some(match encode_small(&request, max) {
+            Some(Ok(payload)) if !lane.busy() => {
+                self.remote_call(method, retry, payload, extract, timeout)
+            }
+            Some(Err(e)) => Promise::ready(Err(e.widen())),
+            // Large arguments are encoded off the caller's thread (`call_timeout` counts
+            // the encoding), and calls after them wait behind them, in order.
+            encoded => {
+                let (promise, c) = Promise::pending();
+                let pool = self.downgrade();
+                let send = move |c: Completer<T, E>, payload, left| {
+                    let Some(pool) = pool.upgrade() else {
+                        c.complete(Err(Error::Stopped));
+                        return;
+                    };
+                    if c.is_cancelled() {
+                        return;
+                    }
+                    let call = pool.remote_call(method, retry, payload, extract, left);
+                    drop(pool);
+                    crate::runtime::runtime().spawn(async move {
+                        c.complete(call.await);
+                    });
+                };
+                match encoded {
+                    Some(Ok(payload)) => lane.run(move || send(c, payload, timeout)),
+                    _ => {
+                        let fail: fn(Completer<T, E>, Error) = |c, e| {
+                            c.complete(Err(e.widen()));
+                        };
+                        encode_in_lane(lane, request, max, timeout, c, fail, send);
+                    }
+                }
+                promise
             }
         })
+    }
+
+    /// As [`remote_method`](Pool::remote_method), for a request built around arguments
+    /// encoded on their own (a task's: `request` wraps their bytes). Large `args` are
+    /// encoded off the caller's thread too, in order with the pool's other calls, and
+    /// `call_timeout` counts their encoding.
+    pub(crate) fn remote_method_with_args<A, T, E, X>(
+        &self,
+        method: &'static str,
+        retry: &MethodRetry<T, E>,
+        args: A,
+        request: impl FnOnce(Vec<u8>) -> <W as RemoteWorker>::Request + Send + 'static,
+        extract: X,
+    ) -> Option<Promise<T, E>>
+    where
+        A: serde::Serialize + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        X: Extract<W, T, E>,
+    {
+        let Backend::Process(remote) = &self.inner.backend else {
+            return None;
+        };
+        let max = self.inner.config.max_message_size;
+        match encode_small(&args, max) {
+            Some(Ok(bytes)) => return self.remote_method(method, retry, request(bytes), extract),
+            Some(Err(e)) => return Some(Promise::ready(Err(e.widen()))),
+            None => {}
+        }
+        let (promise, c) = Promise::pending();
+        let retry = self.retry_for(retry);
+        let pool = self.downgrade();
+        let fail: fn(Completer<T, E>, Error) = |c, e| {
+            c.complete(Err(e.widen()));
+        };
+        let timeout = self.inner.config.call_timeout;
+        encode_in_lane(
+            &remote.lane,
+            args,
+            max,
+            timeout,
+            c,
+            fail,
+            move |c, bytes, left| {
+                // In the lane still: the request around the bytes is encoded here too.
+                let started = std::time::Instant::now();
+                let payload = match encode_request(&request(bytes), max) {
+                    Ok(p) => p,
+                    Err(e) => return fail(c, e),
+                };
+                let left = left.map(|t| t.saturating_sub(started.elapsed()));
+                if left == Some(std::time::Duration::ZERO) {
+                    return fail(c, Error::Timeout);
+                }
+                let Some(pool) = pool.upgrade() else {
+                    return fail(c, Error::Stopped);
+                };
+                let call = pool.remote_call(method, retry, payload, extract, left);
+                drop(pool);
+                crate::runtime::runtime().spawn(async move {
+                    c.complete(call.await);
+                });
+            },
+        );
+        Some(promise)
+    }
+
+    /// A remote call of encoded arguments, retried per `retry`; the first attempt's hard
+    /// timeout is `first_timeout`, each later one's the pool's `call_timeout`.
+    fn remote_call<T, E, X>(
+        &self,
+        method: &'static str,
+        retry: Option<std::sync::Arc<crate::retry::RetryConfig>>,
+        payload: Vec<u8>,
+        extract: X,
+        first_timeout: Option<std::time::Duration>,
+    ) -> Promise<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        X: Extract<W, T, E>,
+    {
+        match retry {
+            None => self.remote_attempt(method, 1, Room::Wait, payload, extract, first_timeout),
+            Some(config) => self.attempts(config, method, payload, move |pool, n, room, payload| {
+                let timeout = if n == 1 {
+                    first_timeout
+                } else {
+                    pool.inner.config.call_timeout
+                };
+                pool.remote_attempt(method, n, room, payload, extract.clone(), timeout)
+            }),
+        }
     }
 
     /// One attempt of a remote call: limits, then the child.
@@ -126,6 +253,7 @@ where
         room: Room,
         payload: Vec<u8>,
         extract: X,
+        timeout: Option<std::time::Duration>,
     ) -> Promise<T, E>
     where
         T: Send + 'static,
@@ -147,7 +275,6 @@ where
         // Sends the call to child `idx`, where it is counted already.
         let send = {
             let limits = inner.limits.clone();
-            let timeout = inner.config.call_timeout;
             let shared = inner.shared.clone();
             move |worker: ProcessWorker<W>, idx: usize| {
                 remote_send(

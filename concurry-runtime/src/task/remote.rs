@@ -7,8 +7,6 @@
 //! arguments. The arguments are encoded once, so a call can be retried per the pool's
 //! `retry` option whatever their types.
 
-use std::convert::Infallible;
-
 use super::task_worker::{TaskWorker, TaskWorkerHandle, TaskWorkerOptions};
 use crate::error::{ConfigError, Error};
 use crate::future::Promise;
@@ -16,7 +14,7 @@ use crate::mode::process::task::{run_registered, task_output};
 use crate::mode::process::{RemoteTask, RemoteWorker};
 use crate::options::Mode;
 use crate::pool::MethodRetry;
-use crate::wire::{Fault, encode};
+use crate::wire::Fault;
 
 /// A task pool's child serves every registered [`RemoteTask`] by name, as
 /// [`TaskHost`](crate::TaskHost) does.
@@ -27,9 +25,9 @@ impl RemoteWorker for TaskWorker {
     type Request = (String, Vec<u8>);
     /// The task's encoded output, or why there is none.
     type Response = Result<Vec<u8>, Fault>;
-    type InitError = Infallible;
+    type InitError = crate::wire::Never;
 
-    fn construct((): ()) -> Result<Self, Infallible> {
+    fn construct((): ()) -> Result<Self, crate::wire::Never> {
         Ok(TaskWorker)
     }
 
@@ -106,10 +104,6 @@ where
     O: Send + 'static,
     E: Send + 'static,
 {
-    let args = match encode(&args, "task arguments") {
-        Ok(bytes) => bytes,
-        Err(e) => return Promise::ready(Err(Error::Transport(e))),
-    };
     let extract = move |response: Result<Vec<u8>, Fault>| {
         Some(
             task_output::<T::Output>(response)
@@ -118,7 +112,9 @@ where
         )
     };
     let pool = &handle.pool;
-    pool.remote_method(method, retry, (T::NAME.to_string(), args), extract)
+    // Large arguments are encoded off the caller's thread.
+    let request = |args: Vec<u8>| (T::NAME.to_string(), args);
+    pool.remote_method_with_args(method, retry, args, request, extract)
         .unwrap_or_else(|| {
             // Generated code checks `is_remote` first.
             Promise::ready(Err(Error::Config(ConfigError::new(

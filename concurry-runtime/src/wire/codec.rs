@@ -87,3 +87,65 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T
         }),
     }
 }
+
+/// A postcard output that refuses to grow past `cap` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Capped {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.buf.len() + data.len() > self.cap {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.buf)
+    }
+}
+
+/// As [`encode`], if the encoding takes at most `cap` bytes; `None` (after at most `cap`
+/// bytes' worth of work) if it would take more.
+pub(crate) fn encode_capped<T: Serialize + ?Sized>(
+    value: &T,
+    what: &'static str,
+    cap: usize,
+) -> Option<Result<Vec<u8>, WireError>> {
+    let out = Capped {
+        buf: Vec::new(),
+        cap,
+    };
+    match postcard::serialize_with_flavor(value, out) {
+        Ok(bytes) => Some(Ok(bytes)),
+        Err(postcard::Error::SerializeBufferFull) => None,
+        Err(e) => Some(Err(WireError::Encode {
+            what,
+            message: e.to_string(),
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_capped_gives_up_past_its_cap_only() {
+        let small = vec![7u8; 100];
+        assert_eq!(
+            encode_capped(&small, "v", 1000).unwrap().unwrap(),
+            encode(&small, "v").unwrap()
+        );
+        assert!(encode_capped(&vec![7u8; 2000], "v", 1000).is_none());
+    }
+}

@@ -7,7 +7,9 @@ pub const MAGIC: [u8; 4] = *b"CNCY";
 
 /// The version of the wire protocol this build speaks. Peers of another version are refused
 /// with [`WireError::VersionMismatch`] at the first frame.
-pub const VERSION: u8 = 1;
+///
+/// Version 2: `Fault` gained `Constructor` (a constructor's error, typed) and `TooLarge`.
+pub const VERSION: u8 = 2;
 
 /// What an envelope carries. The payload's type follows from the kind (see each variant).
 ///

@@ -25,10 +25,14 @@ pub enum WireError {
         /// How many were there.
         got: usize,
     },
-    /// A frame announced a length above the channel's maximum.
-    #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
+    /// A message (a request, a reply, a frame read) is larger than the channel's maximum,
+    /// the pool's `max_message_size`.
+    #[error(
+        "message of {len} bytes exceeds max_message_size ({max} bytes); raise it with \
+         `.max_message_size(..)` on the pool's options (or `ProcessConfig::max_message_size`)"
+    )]
     TooLarge {
-        /// The announced length.
+        /// The message's length (its frame: payload plus the envelope header).
         len: u64,
         /// The channel's maximum.
         max: usize,

@@ -11,7 +11,8 @@ use super::error::WireError;
 /// Bytes of the envelope header inside a frame: magic, version, kind, id.
 pub const HEADER_LEN: usize = 4 + 1 + 1 + 8;
 
-/// The default largest frame a reader accepts: 16 MiB.
+/// The default largest frame a reader accepts and a writer sends: 16 MiB (a pool's
+/// `max_message_size` changes it).
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
 /// Encoding and decoding of single frames held in memory.
@@ -117,6 +118,18 @@ fn check_len(len: u32, max: usize) -> Result<usize, WireError> {
     Ok(len)
 }
 
+/// [`WireError::TooLarge`] if a frame with a payload of `payload` bytes exceeds `max`.
+pub(crate) fn check_size(payload: usize, max: usize) -> Result<(), WireError> {
+    let len = HEADER_LEN.saturating_add(payload);
+    if len > max {
+        return Err(WireError::TooLarge {
+            len: len as u64,
+            max,
+        });
+    }
+    Ok(())
+}
+
 fn write_header(kind: Kind, id: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -181,6 +194,11 @@ impl<R: Read> FrameReader<R> {
             max,
             armed: false,
         }
+    }
+
+    /// Accepts frames up to `max` bytes (after the prefix) from now on.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
     }
 
     /// The underlying stream.
@@ -344,6 +362,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, WireError> {
 pub struct FrameWriter<W> {
     inner: W,
     buf: Vec<u8>,
+    max: usize,
 }
 
 impl<W: Write> FrameWriter<W> {
@@ -352,7 +371,14 @@ impl<W: Write> FrameWriter<W> {
         FrameWriter {
             inner,
             buf: Vec::with_capacity(8 << 10),
+            max: DEFAULT_MAX_FRAME,
         }
+    }
+
+    /// Refuses frames above `max` bytes (after the prefix) from now on (default
+    /// [`DEFAULT_MAX_FRAME`]); give it the peer reader's maximum.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
     }
 
     /// The underlying stream.
@@ -370,16 +396,11 @@ impl<W: Write> FrameWriter<W> {
     ///
     /// # Errors
     ///
-    /// [`WireError::TooLarge`] (nothing is queued) if the frame would exceed
-    /// [`DEFAULT_MAX_FRAME`], which readers refuse; [`WireError::Io`] if an early flush failed.
+    /// [`WireError::TooLarge`] (nothing is queued) if the frame would exceed the writer's
+    /// maximum (see [`set_max`](FrameWriter::set_max)), which the reader would refuse;
+    /// [`WireError::Io`] if an early flush failed.
     pub fn write(&mut self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
-        let len = HEADER_LEN.saturating_add(payload.len());
-        if len > DEFAULT_MAX_FRAME {
-            return Err(WireError::TooLarge {
-                len: len as u64,
-                max: DEFAULT_MAX_FRAME,
-            });
-        }
+        check_size(payload.len(), self.max)?;
         Frame::encode_parts(kind, id, payload, &mut self.buf);
         if self.buf.len() >= 64 << 10 {
             self.flush()?;

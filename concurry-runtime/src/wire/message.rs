@@ -39,11 +39,29 @@ pub enum Fault {
         /// The panic message.
         message: String,
     },
-    /// The constructor returned an error.
+    /// The constructor panicked (or its error could not be encoded).
     #[error("the worker could not be created: {message}")]
     Init {
-        /// The constructor's error, as text.
+        /// What happened, as text.
         message: String,
+    },
+    /// The constructor returned its error: `error` is its encoding (the worker type's
+    /// `InitError`), which the parent decodes into `Error::Method`.
+    #[error("the worker could not be created: {message}")]
+    Constructor {
+        /// The constructor's error, as text (for logs, and a respawn that fails).
+        message: String,
+        /// The constructor's error, encoded.
+        error: Vec<u8>,
+    },
+    /// The reply is larger than the channel's `max_message_size`: the call fails with
+    /// [`WireError::TooLarge`](crate::wire::WireError::TooLarge), the child serves on.
+    #[error("the reply of {len} bytes exceeds max_message_size ({max} bytes)")]
+    TooLarge {
+        /// The reply's frame length.
+        len: u64,
+        /// The channel's maximum.
+        max: u64,
     },
     /// The peer could not decode what it was sent, or refused the channel.
     #[error("protocol error: {message}")]
@@ -153,5 +171,50 @@ impl From<LimitFault> for crate::LimitError {
             LimitFault::NotUpdatable { key, reason } => E::NotUpdatable { key, reason },
             LimitFault::MissingAmount { keys } => E::MissingAmount { keys },
         }
+    }
+}
+
+/// The constructor error of a [`RemoteWorker`](crate::RemoteWorker) whose constructor cannot
+/// fail: a type with no value, like [`std::convert::Infallible`], that can cross the wire
+/// (std's `Infallible` is not a serde type). `#[worker(remote)]` uses it for a constructor
+/// returning `Self`; it converts into `Infallible`, the in-process worker's error.
+///
+/// ```
+/// use concurry::{ProcessWorker, RemoteWorker};
+/// use concurry::wire::Never;
+///
+/// struct Nop;
+/// impl RemoteWorker for Nop {
+///     const NAME: &'static str = "docs::Never::Nop";
+///     type Args = (); type Request = (); type Response = ();
+///     type InitError = Never;
+///     fn construct((): ()) -> Result<Self, Never> { Ok(Nop) }
+///     fn dispatch(&mut self, (): ()) {}
+/// }
+/// concurry::register_remote!(Nop);
+///
+/// let w = ProcessWorker::<Nop>::spawn(()).unwrap();
+/// w.call(()).result().unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Never {}
+
+impl std::fmt::Display for Never {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {}
+    }
+}
+
+impl std::error::Error for Never {}
+
+impl From<Never> for std::convert::Infallible {
+    fn from(never: Never) -> Self {
+        match never {}
+    }
+}
+
+impl From<std::convert::Infallible> for Never {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }

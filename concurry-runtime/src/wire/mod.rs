@@ -7,6 +7,40 @@
 //! - [`Hello`], [`Fault`], [`LimitRequest`], [`LimitFault`]: the payloads of control messages.
 //! - [`WireError`]: what was wrong with the bytes: never a panic, never a hang.
 //!
+//! # Sending bytes
+//!
+//! serde sees a plain `Vec<u8>` (or `&[u8]`) as a sequence, which the encoder writes one
+//! element at a time: fine for a few KiB, slow for megabytes (most of all in a debug build).
+//! Mark byte buffers as bytes and they are copied in one go; the
+//! [`serde_bytes`](https://docs.rs/serde_bytes) crate does it, as a field attribute or as the
+//! `ByteBuf` type (for a `#[worker(remote)]` method's argument or return type):
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Upload {
+//!     name: String,
+//!     #[serde(with = "serde_bytes")]
+//!     data: Vec<u8>,
+//! }
+//!
+//! let up = Upload { name: "a".into(), data: vec![7; 1 << 20] };
+//! let bytes = concurry::wire::encode(&up, "upload").unwrap();
+//! // The name (length, `a`), the data's length as a 3-byte varint, then the data as it is.
+//! assert_eq!(bytes.len(), 2 + 3 + (1 << 20));
+//! let back: Upload = concurry::wire::decode(&bytes, "upload").unwrap();
+//! assert_eq!(back.data, up.data);
+//!
+//! let buf = serde_bytes::ByteBuf::from(vec![1, 2, 3]);
+//! let back: serde_bytes::ByteBuf = concurry::wire::decode(&concurry::wire::encode(&buf, "b").unwrap(), "b").unwrap();
+//! assert_eq!(back.into_vec(), [1, 2, 3]);
+//! ```
+//!
+//! A call's arguments (and its result) must fit the pool's `max_message_size` (16 MiB
+//! unless raised); arguments above 64 KiB are encoded off the caller's thread, so submitting
+//! never waits for them.
+//!
 //! Each worker type that runs out of process has its own request and response enums (the
 //! `Request` and `Response` of [`RemoteWorker`](crate::RemoteWorker)); many calls are in flight
 //! on one channel at once, and each reply carries its call's id.
@@ -33,8 +67,10 @@ mod error;
 mod frame;
 mod message;
 
+pub(crate) use codec::encode_capped;
 pub use codec::{decode, encode, encode_into};
 pub use envelope::{Envelope, Kind, MAGIC, VERSION};
 pub use error::WireError;
+pub(crate) use frame::check_size;
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, HEADER_LEN};
-pub use message::{Fault, Hello, LimitFault, LimitRequest};
+pub use message::{Fault, Hello, LimitFault, LimitRequest, Never};

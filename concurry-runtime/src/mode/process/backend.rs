@@ -13,6 +13,8 @@ pub(crate) struct Remote {
     /// A `Vec<ProcessWorker<W>>`.
     workers: Box<dyn Any + Send + Sync>,
     stop: fn(&(dyn Any + Send + Sync)) -> Result<(), Error>,
+    /// The pool's calls that left the caller's thread, in submission order.
+    pub(crate) lane: crate::sync::os::Arc<super::supervisor::Lane>,
 }
 
 impl fmt::Debug for Remote {
@@ -28,8 +30,10 @@ impl Remote {
         n: usize,
         args: &W::Args,
         config: &PoolConfig,
-    ) -> Result<Self, Error> {
-        let mut process = ProcessConfig::default().stop_timeout(config.stop_timeout);
+    ) -> Result<Self, Error<W::InitError>> {
+        let mut process = ProcessConfig::default()
+            .stop_timeout(config.stop_timeout)
+            .max_message_size(config.max_message_size);
         if let Some(Ok(set)) = &config.limits {
             process = process.limits(set.clone());
         }
@@ -46,6 +50,7 @@ impl Remote {
         Ok(Remote {
             workers: Box::new(workers),
             stop: stop_all::<W>,
+            lane: crate::sync::os::Arc::default(),
         })
     }
 

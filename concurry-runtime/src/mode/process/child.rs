@@ -4,13 +4,14 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
 use super::{RemoteWorker, env, lookup};
 use crate::error::panic_message;
-use crate::sync::os::{Arc, AtomicBool, Mutex, OnceLock, Ordering, lock};
+use crate::sync::os::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, OnceLock, Ordering, lock};
 use crate::wire::{
     DEFAULT_MAX_FRAME, Envelope, Fault, FrameReader, FrameWriter, HEADER_LEN, Hello, Kind,
-    WireError, decode, encode,
+    WireError, check_size, decode, encode,
 };
 
 /// Exit codes of a child (seen by the parent when the child fails to start).
@@ -30,7 +31,18 @@ pub(crate) mod exit {
 }
 
 /// How often a child checks that its parent is alive.
-const PARENT_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+const PARENT_CHECK: Duration = Duration::from_millis(100);
+
+/// While more calls wait to be read, replies are batched into one write, but a reply is held
+/// back at most this long (a flusher thread sends it if no later reply does)...
+const HOLD: Duration = Duration::from_millis(1);
+
+/// ... and at most this many replies are held: the next one sends them all.
+const HOLD_REPLIES: usize = 64;
+
+/// Only the replies of calls quicker than this are held: for a slower call, one write per
+/// reply costs little next to the call itself.
+const HOLD_QUICKER_THAN: Duration = Duration::from_micros(50);
 
 /// Exits the child once its parent is gone, even if a method is stuck and nobody reads the
 /// channel (which would otherwise show the parent's death). Without `prctl` (unsafe), this
@@ -73,11 +85,36 @@ fn enter_child_role() {
 #[derive(Debug)]
 pub(crate) struct Link {
     reader: Mutex<FrameReader<BufReader<UnixStream>>>,
-    pub(crate) writer: Mutex<FrameWriter<UnixStream>>,
+    writer: Mutex<Out>,
+    /// Wakes the flusher thread when a reply is held back (see [`HOLD`]).
+    held_changed: Condvar,
     backlog: Mutex<VecDeque<Envelope>>,
     pub(crate) replies: Mutex<HashMap<u64, Vec<u8>>>,
     /// Set once the channel ended: why.
     closed: Mutex<Option<String>>,
+    /// The largest frame either way (the pool's `max_message_size`).
+    max: usize,
+}
+
+/// The socket's write half, with the replies written but not yet sent.
+#[derive(Debug)]
+struct Out {
+    frames: FrameWriter<UnixStream>,
+    /// When the oldest held reply was written, if one is held.
+    held_since: Option<Instant>,
+    /// How many replies are held.
+    held: usize,
+    /// The flusher thread waits without a timeout: a held reply must wake it. (While calls
+    /// keep coming, it checks every [`HOLD`] instead, so that replies need no wake-up.)
+    flusher_parked: bool,
+}
+
+impl Out {
+    fn flush(&mut self) -> Result<(), WireError> {
+        self.held_since = None;
+        self.held = 0;
+        self.frames.flush()
+    }
 }
 
 /// What the serve loop gets next.
@@ -90,10 +127,22 @@ enum Next {
 }
 
 impl Link {
-    pub(crate) fn new(stream: UnixStream, write_half: UnixStream) -> Self {
+    pub(crate) fn new(stream: UnixStream, write_half: UnixStream, max: usize) -> Self {
+        let mut frames = FrameWriter::new(write_half);
+        frames.set_max(max);
         Link {
-            reader: Mutex::new(FrameReader::new(BufReader::with_capacity(64 << 10, stream))),
-            writer: Mutex::new(FrameWriter::new(write_half)),
+            max,
+            reader: Mutex::new(FrameReader::with_max(
+                BufReader::with_capacity(64 << 10, stream),
+                max,
+            )),
+            writer: Mutex::new(Out {
+                frames,
+                held_since: None,
+                held: 0,
+                flusher_parked: false,
+            }),
+            held_changed: Condvar::new(),
             backlog: Mutex::new(VecDeque::new()),
             replies: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
@@ -109,8 +158,69 @@ impl Link {
     ) -> Result<(), WireError> {
         let payload = encode(value, what)?;
         let mut w = lock(&self.writer);
-        w.write(kind, id, &payload)?;
+        w.frames.write(kind, id, &payload)?;
         w.flush()
+    }
+
+    /// Writes a call's reply. It is sent at once when `more` is false (no other call is known
+    /// to be waiting, or the call was slow); otherwise it may wait for the replies of the next calls, to share one
+    /// write with them, but never longer than [`HOLD`] nor behind more than [`HOLD_REPLIES`].
+    fn reply(&self, id: u64, payload: &[u8], more: bool) -> Result<(), WireError> {
+        let mut w = lock(&self.writer);
+        w.frames.write(Kind::Reply, id, payload)?;
+        if !w.frames.has_pending() {
+            // The writer sent its full buffer itself.
+            w.held_since = None;
+            w.held = 0;
+            return Ok(());
+        }
+        let now = Instant::now();
+        let due = w.held_since.is_some_and(|since| now >= since + HOLD);
+        if !more || due || w.held + 1 >= HOLD_REPLIES {
+            return w.flush();
+        }
+        w.held += 1;
+        if w.held_since.is_none() {
+            w.held_since = Some(now);
+            if w.flusher_parked {
+                w.flusher_parked = false;
+                self.held_changed.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// The flusher thread: sends held replies once they have waited [`HOLD`], so a reply
+    /// never waits for a slow next call. Runs until the process exits.
+    fn flush_held(&self) {
+        let mut w = lock(&self.writer);
+        // Checks in a row that found nothing held.
+        let mut quiet = 0;
+        loop {
+            let wait = match w.held_since {
+                // After a quiet while, wait to be woken.
+                None if quiet >= 3 => {
+                    w.flusher_parked = true;
+                    None
+                }
+                None => {
+                    quiet += 1;
+                    Some(HOLD)
+                }
+                Some(since) => {
+                    quiet = 0;
+                    let now = Instant::now();
+                    let due = since + HOLD;
+                    if now >= due {
+                        // A failed write shows in the serve loop's next write too.
+                        let _ = w.flush();
+                        continue;
+                    }
+                    Some(due - now)
+                }
+            };
+            w = wait_on(&self.held_changed, w, wait);
+        }
     }
 
     /// Tells the parent why the child gives up, best effort.
@@ -194,6 +304,22 @@ impl Link {
     }
 }
 
+/// Waits on `cv` (at most `timeout`, if given), ignoring poisoning.
+fn wait_on<'a, T>(
+    cv: &Condvar,
+    g: MutexGuard<'a, T>,
+    timeout: Option<Duration>,
+) -> MutexGuard<'a, T> {
+    match timeout {
+        Some(t) => cv
+            .wait_timeout(g, t)
+            .map_or_else(|p| p.into_inner().0, |(g, _)| g),
+        None => cv
+            .wait(g)
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    }
+}
+
 /// This child's link, for limit requests made by its methods.
 static LINK: OnceLock<Arc<Link>> = OnceLock::new();
 
@@ -261,6 +387,11 @@ fn child_main() -> i32 {
         );
         return exit::SETUP;
     };
+    // Set by the parent from the pool's `max_message_size`.
+    let max = std::env::var(env::MAX_MESSAGE)
+        .ok()
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(DEFAULT_MAX_FRAME);
     let stream = match connect(&socket) {
         Ok(s) => s,
         Err(e) => {
@@ -281,7 +412,7 @@ fn child_main() -> i32 {
         let _ = RAW.set(raw);
     }
     let link = match stream.try_clone() {
-        Ok(w) => Arc::new(Link::new(stream, w)),
+        Ok(w) => Arc::new(Link::new(stream, w, max)),
         Err(e) => {
             eprintln!("concurry: worker child could not use its socket: {e}");
             return exit::SETUP;
@@ -314,12 +445,22 @@ fn child_main() -> i32 {
 
 /// Builds `W` from the `Init` message, then answers calls until `Shutdown` or the parent
 /// goes away.
-pub(crate) fn serve<W: RemoteWorker>(link: &Link) -> i32 {
+pub(crate) fn serve<W: RemoteWorker>(link: &Arc<Link>) -> i32 {
     let mut worker = match construct::<W>(link) {
         Ok(w) => w,
         Err(code) => return code,
     };
     SERVING.store(true, Ordering::Release);
+    let flusher = Arc::clone(link);
+    let started = std::thread::Builder::new()
+        .name("concurry-flush".into())
+        .spawn(move || flusher.flush_held());
+    if let Err(e) = started {
+        link.refuse(format!(
+            "the worker process could not start its flusher thread: {e}"
+        ));
+        return exit::SETUP;
+    }
     loop {
         let env = match link.next() {
             Next::Env(env) => env,
@@ -332,6 +473,7 @@ pub(crate) fn serve<W: RemoteWorker>(link: &Link) -> i32 {
         };
         match env.kind {
             Kind::Call => {
+                let started = Instant::now();
                 let reply: Result<W::Response, Fault> =
                     match decode::<W::Request>(&env.payload, "request") {
                         Ok(req) => {
@@ -345,33 +487,24 @@ pub(crate) fn serve<W: RemoteWorker>(link: &Link) -> i32 {
                             message: e.to_string(),
                         }),
                     };
-                let failed = |e: WireError| {
-                    encode(
-                        &Err::<W::Response, _>(Fault::Protocol {
-                            message: e.to_string(),
-                        }),
-                        "reply",
-                    )
-                };
+                let failed = |f: Fault| encode(&Err::<W::Response, _>(f), "reply");
                 let payload = match encode(&reply, "reply") {
-                    Ok(p) if p.len() + HEADER_LEN > DEFAULT_MAX_FRAME => {
-                        failed(WireError::TooLarge {
+                    Ok(p) => match check_size(p.len(), link.max) {
+                        Ok(()) => Ok(p),
+                        // Only this call fails, with the error the caller's side would give.
+                        Err(_) => failed(Fault::TooLarge {
                             len: (p.len() + HEADER_LEN) as u64,
-                            max: DEFAULT_MAX_FRAME,
-                        })
-                    }
-                    Ok(p) => Ok(p),
-                    Err(e) => failed(e),
+                            max: link.max as u64,
+                        }),
+                    },
+                    Err(e) => failed(Fault::Protocol {
+                        message: e.to_string(),
+                    }),
                 };
-                // Replies are batched while more calls are already buffered.
-                let idle = link.idle();
-                let mut w = lock(&link.writer);
-                let written = match payload {
-                    Ok(p) => w.write(Kind::Reply, env.id, &p),
-                    Err(e) => Err(e),
-                };
-                let flushed = if idle { w.flush() } else { Ok(()) };
-                if written.and(flushed).is_err() {
+                // The replies of quick calls are batched (briefly) while more calls are
+                // already buffered.
+                let more = started.elapsed() < HOLD_QUICKER_THAN && !link.idle();
+                if payload.and_then(|p| link.reply(env.id, &p, more)).is_err() {
                     return exit::OK;
                 }
             }
@@ -411,8 +544,15 @@ fn construct<W: RemoteWorker>(link: &Link) -> Result<W, i32> {
     };
     let built = match catch_unwind(AssertUnwindSafe(|| W::construct(args))) {
         Ok(Ok(w)) => Ok(w),
-        Ok(Err(e)) => Err(Fault::Init {
-            message: e.to_string(),
+        // The constructor's error crosses typed, as a method's error does.
+        Ok(Err(e)) => Err(match encode(&e, "constructor error") {
+            Ok(error) => Fault::Constructor {
+                message: e.to_string(),
+                error,
+            },
+            Err(why) => Fault::Init {
+                message: format!("{e} (and its error could not be sent typed: {why})"),
+            },
         }),
         Err(p) => Err(Fault::Init {
             message: format!("the constructor panicked: {}", panic_message(&*p)),

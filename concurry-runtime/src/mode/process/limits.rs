@@ -609,7 +609,7 @@ mod tests {
         let write_half = ours.try_clone().unwrap();
         RemoteLimits {
             shared: Arc::new(Shared {
-                link: Arc::new(Link::new(ours, write_half)),
+                link: Arc::new(Link::new(ours, write_half, crate::wire::DEFAULT_MAX_FRAME)),
                 desc: OnceLock::new(),
             }),
         }

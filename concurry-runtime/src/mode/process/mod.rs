@@ -48,6 +48,8 @@ pub(crate) mod task;
 use std::fmt;
 use std::time::Duration;
 
+use crate::sync::os::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -97,13 +99,13 @@ pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost};
 ///     type Args = ();
 ///     type Request = Double;
 ///     type Response = u64;
-///     type InitError = std::convert::Infallible;
+///     type InitError = concurry::wire::Never; // a constructor that cannot fail
 ///     fn construct((): ()) -> Result<Self, Self::InitError> { Ok(Doubler) }
 ///     fn dispatch(&mut self, Double(n): Double) -> u64 { 2 * n }
 /// }
 /// concurry::register_remote!(Doubler);
 ///
-/// # fn main() -> Result<(), concurry::Error> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let worker = ProcessWorker::<Doubler>::spawn(())?;
 /// assert_eq!(worker.call(Double(21)).result()?, 42);
 /// assert_ne!(worker.pid(), Some(std::process::id()));
@@ -120,9 +122,10 @@ pub trait RemoteWorker: Sized + 'static {
     type Request: Serialize + DeserializeOwned + Send + 'static;
     /// One call's outcome (a method's own error is part of it).
     type Response: Serialize + DeserializeOwned + Send + 'static;
-    /// The constructor's error; the parent sees it as text in
-    /// [`Error::Init`](crate::Error::Init).
-    type InitError: fmt::Display;
+    /// The constructor's error, a serde type: the parent gets it typed, as
+    /// [`Error::Method`](crate::Error::Method) (as in every other mode).
+    /// [`wire::Never`](crate::wire::Never) for a constructor that cannot fail.
+    type InitError: Serialize + DeserializeOwned + fmt::Display + Send + 'static;
 
     /// Builds the instance, in the child.
     ///
@@ -154,6 +157,7 @@ pub struct ProcessConfig {
     pub(crate) stop_timeout: Duration,
     pub(crate) limits: Option<crate::limit::LimitSet>,
     pub(crate) stall_timeout: Duration,
+    pub(crate) max_message_size: usize,
 }
 
 impl Default for ProcessConfig {
@@ -166,6 +170,7 @@ impl Default for ProcessConfig {
             stop_timeout: Duration::from_secs(30),
             limits: None,
             stall_timeout: Duration::from_secs(10),
+            max_message_size: crate::wire::DEFAULT_MAX_FRAME,
         }
     }
 }
@@ -206,6 +211,30 @@ impl ProcessConfig {
         self
     }
 
+    /// The largest request or reply, in bytes, on the channel to the child (its frame:
+    /// payload plus a 14-byte header). Default 16 MiB
+    /// ([`DEFAULT_MAX_FRAME`](crate::wire::DEFAULT_MAX_FRAME)); clamped to 1 KiB ..= 4 GiB - 1
+    /// (a pool's `max_message_size` option reports a value outside as `Error::Config`).
+    /// A larger call or reply fails only its call, with
+    /// [`WireError::TooLarge`](crate::wire::WireError::TooLarge).
+    ///
+    /// ```
+    /// let config = concurry::ProcessConfig::default().max_message_size(64 << 20);
+    /// assert_eq!(config.get_max_message_size(), 64 << 20);
+    /// ```
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.clamp(
+            crate::options::MESSAGE_SIZE_MIN,
+            crate::options::MESSAGE_SIZE_MAX,
+        );
+        self
+    }
+
+    /// The largest request or reply, in bytes.
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
     /// How long `stop()` lets the child finish its calls before killing it. Default 30 s.
     pub fn stop_timeout(mut self, d: Duration) -> Self {
         self.stop_timeout = d;
@@ -240,7 +269,7 @@ impl ProcessConfig {
 #[doc(hidden)]
 pub struct RemoteEntry {
     pub(crate) name: &'static str,
-    pub(crate) serve: fn(&child::Link) -> i32,
+    pub(crate) serve: fn(&Arc<child::Link>) -> i32,
 }
 
 impl RemoteEntry {
@@ -333,4 +362,6 @@ pub(crate) mod env {
     pub(crate) const SOCKET: &str = "CONCURRY_SOCKET";
     /// The secret to prove the connection comes from the parent's own child.
     pub(crate) const TOKEN: &str = "CONCURRY_TOKEN";
+    /// The largest message on the channel, in bytes (the pool's `max_message_size`).
+    pub(crate) const MAX_MESSAGE: &str = "CONCURRY_MAX_MESSAGE";
 }

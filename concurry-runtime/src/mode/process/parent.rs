@@ -32,8 +32,10 @@ pub(crate) struct Spawned {
 /// Why a child could not be started.
 #[derive(Debug)]
 pub(crate) enum SpawnError {
-    /// The worker's constructor failed (or panicked): restarting will not help.
+    /// The worker's constructor panicked: restarting will not help.
     Init(String),
+    /// The worker's constructor returned its error (`error`, encoded): nor will it here.
+    Constructor { message: String, error: Vec<u8> },
     /// Anything else: the process, the socket, the handshake.
     Other(String),
     /// `stop()` was called while the child started.
@@ -76,6 +78,7 @@ pub(crate) fn spawn(
         .env(env::WORKER, worker)
         .env(env::SOCKET, &socket)
         .env(env::TOKEN, secret.to_string())
+        .env(env::MAX_MESSAGE, config.max_message_size.to_string())
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| other(&format!("could not start {}", exe.display()), &e))?;
@@ -265,6 +268,9 @@ fn construct((mut reader, mut writer): Halves, args: &[u8]) -> Result<Halves, Sp
     match decode::<Result<(), Fault>>(&ready, "ready").map_err(fail)? {
         Ok(()) => {}
         Err(Fault::Init { message }) => return Err(SpawnError::Init(message)),
+        Err(Fault::Constructor { message, error }) => {
+            return Err(SpawnError::Constructor { message, error });
+        }
         Err(f) => return Err(SpawnError::Other(f.to_string())),
     }
     reader

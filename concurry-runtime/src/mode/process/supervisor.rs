@@ -17,7 +17,7 @@ use crate::error::{ConfigError, Error};
 use crate::future::Promise;
 use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
 use crate::wire::{
-    DEFAULT_MAX_FRAME, Fault, FrameReader, FrameWriter, HEADER_LEN, Kind, WireError, decode, encode,
+    Fault, FrameReader, FrameWriter, Kind, WireError, check_size, decode, encode, encode_capped,
 };
 
 /// One worker instance in a child process, supervised: calls are sent over one socket (many
@@ -96,6 +96,8 @@ struct Supervisor<W: RemoteWorker> {
     timers_changed: Condvar,
     watchdog: Mutex<Option<std::thread::JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Calls that left the caller's thread (large ones, and those behind them), in order.
+    lane: Arc<Lane>,
 }
 
 enum State<W: RemoteWorker> {
@@ -263,9 +265,10 @@ impl<W: RemoteWorker> ProcessWorker<W> {
     ///
     /// # Errors
     ///
+    /// [`Error::Method`] with the constructor's own error (typed, as in every mode);
     /// [`Error::Config`] if `W` is not registered in this binary; [`Error::Init`] if the
-    /// constructor failed or the child could not be started.
-    pub fn spawn(args: W::Args) -> Result<Self, Error> {
+    /// constructor panicked or the child could not be started.
+    pub fn spawn(args: W::Args) -> Result<Self, Error<W::InitError>> {
         Self::with_config(args, ProcessConfig::default())
     }
 
@@ -288,8 +291,8 @@ impl<W: RemoteWorker> ProcessWorker<W> {
     /// # Errors
     ///
     /// As [`spawn`](ProcessWorker::spawn).
-    pub fn with_config(args: W::Args, config: ProcessConfig) -> Result<Self, Error> {
-        check_registered::<W>()?;
+    pub fn with_config(args: W::Args, config: ProcessConfig) -> Result<Self, Error<W::InitError>> {
+        check_registered::<W>().map_err(Error::widen)?;
         let args = encode(&args, "constructor arguments").map_err(|e| Error::Init {
             message: e.to_string(),
         })?;
@@ -307,10 +310,17 @@ impl<W: RemoteWorker> ProcessWorker<W> {
             timers_changed: Condvar::new(),
             watchdog: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            lane: Arc::default(),
         });
         let spawned = match spawn(W::NAME, &sup.args, &sup.config, &|| false) {
             Ok(s) => s,
             Err(SpawnError::Init(message)) => return Err(Error::Init { message }),
+            Err(SpawnError::Constructor { error, .. }) => {
+                return Err(match decode::<W::InitError>(&error, "constructor error") {
+                    Ok(e) => Error::Method(e),
+                    Err(e) => Error::Transport(e),
+                });
+            }
             Err(SpawnError::Other(message)) => return Err(Error::Init { message }),
             Err(SpawnError::Stopped) => return Err(Error::Stopped),
         };
@@ -339,7 +349,8 @@ impl<W: RemoteWorker> ProcessWorker<W> {
         self.submit(request, None)
     }
 
-    /// Sends one call with a hard timeout: if no response came within `timeout`, the call
+    /// Sends one call with a hard timeout: if no response came within `timeout` (counted from
+    /// now, so the encoding of large arguments counts), the call
     /// fails with [`Error::Timeout`], the child is killed (other calls in flight on it fail
     /// with [`Error::WorkerLost`]) and respawned.
     ///
@@ -366,9 +377,31 @@ impl<W: RemoteWorker> ProcessWorker<W> {
         let reply = Reply::new(move |r| {
             completer.complete(r);
         });
-        match encode_request(&request) {
-            Ok(payload) => self.send_encoded(payload, timeout, reply),
-            Err(e) => reply.complete(Err(e)),
+        let max = self.max_message_size();
+        let lane = &self.handle.sup.lane;
+        match encode_small(&request, max) {
+            Some(Ok(payload)) if !lane.busy() => self.send_encoded(payload, timeout, reply),
+            Some(Ok(payload)) => {
+                // Behind a large call still encoding: keep the order.
+                let worker = self.clone();
+                lane.run(move || worker.send_encoded(payload, timeout, reply));
+            }
+            Some(Err(e)) => reply.complete(Err(e)),
+            None => {
+                let worker = self.clone();
+                let fail: fn(Reply<W::Response>, Error) = |reply, e| reply.complete(Err(e));
+                encode_in_lane(
+                    lane,
+                    request,
+                    max,
+                    timeout,
+                    reply,
+                    fail,
+                    move |reply, payload, left| {
+                        worker.send_encoded(payload, left, reply);
+                    },
+                );
+            }
         }
         promise
     }
@@ -387,6 +420,11 @@ impl<W: RemoteWorker> ProcessWorker<W> {
             sup.add_timer(id, t);
         }
         sup.submit(id, payload, reply);
+    }
+
+    /// The largest request or reply on the channel, in bytes.
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.handle.sup.config.max_message_size
     }
 
     /// The child's process id, while one is serving.
@@ -430,16 +468,144 @@ impl<R> Reply<R> {
 }
 
 /// A request's bytes for the channel: [`Error::Transport`] if it does not encode or would
-/// not fit in one frame.
-pub(crate) fn encode_request<T: serde::Serialize>(request: &T) -> Result<Vec<u8>, Error> {
-    match encode(request, "request") {
-        Ok(p) if p.len() + HEADER_LEN <= DEFAULT_MAX_FRAME => Ok(p),
-        Ok(p) => Err(Error::Transport(WireError::TooLarge {
-            len: (p.len() + HEADER_LEN) as u64,
-            max: DEFAULT_MAX_FRAME,
-        })),
-        Err(e) => Err(Error::Transport(e)),
+/// not fit in one frame of at most `max` bytes.
+pub(crate) fn encode_request<T: serde::Serialize + ?Sized>(
+    request: &T,
+    max: usize,
+) -> Result<Vec<u8>, Error> {
+    let p = encode(request, "request").map_err(Error::Transport)?;
+    check_size(p.len(), max).map_err(Error::Transport)?;
+    Ok(p)
+}
+
+/// Requests whose encoding is larger than this are encoded off the caller's thread.
+const INLINE_ENCODE: usize = 64 << 10;
+
+/// A request encoded on the caller's thread (cheap: at most [`INLINE_ENCODE`] bytes of
+/// work), or `None` if it is larger: then [`encode_in_lane`] does it.
+pub(crate) fn encode_small<T: serde::Serialize + ?Sized>(
+    request: &T,
+    max: usize,
+) -> Option<Result<Vec<u8>, Error>> {
+    let p = match encode_capped(request, "request", INLINE_ENCODE)? {
+        Ok(p) => p,
+        Err(e) => return Some(Err(Error::Transport(e))),
+    };
+    Some(
+        check_size(p.len(), max)
+            .map_err(Error::Transport)
+            .map(|()| p),
+    )
+}
+
+/// The calls of one worker (or pool) that leave the caller's thread, kept in the order each
+/// thread made them: while a thread's large request is being encoded off its thread, the
+/// calls that thread makes after it queue behind it, so a stateful worker still sees
+/// `put(big)` before the `get()` that followed it. Other threads' calls do not wait. Each
+/// thread's queue is drained on a blocking thread of the library's runtime (a job may wait,
+/// e.g. for a bounded pool's room, which a runtime thread must not).
+#[derive(Default)]
+pub(crate) struct Lane {
+    /// The threads with calls queued or running, each with the calls still to run.
+    queues: Mutex<HashMap<std::thread::ThreadId, std::collections::VecDeque<Job>>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+impl Lane {
+    /// True if the calling thread has calls queued or running here: its next call must
+    /// queue behind them.
+    pub(crate) fn busy(&self) -> bool {
+        let queues = lock(&self.queues);
+        !queues.is_empty() && queues.contains_key(&std::thread::current().id())
     }
+
+    /// Runs `job` off the caller's thread, after every job the calling thread queued before.
+    pub(crate) fn run(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
+        use std::collections::hash_map::Entry;
+        let thread = std::thread::current().id();
+        let mut queues = lock(&self.queues);
+        match queues.entry(thread) {
+            Entry::Occupied(mut queue) => queue.get_mut().push_back(Box::new(job)),
+            Entry::Vacant(slot) => {
+                slot.insert(std::collections::VecDeque::from([Box::new(job) as Job]));
+                drop(queues);
+                let lane = self.clone();
+                drop(crate::runtime::runtime().spawn_blocking(move || lane.drain(thread)));
+            }
+        }
+    }
+
+    /// Runs `thread`'s jobs in order until its queue is empty, then forgets the thread.
+    fn drain(&self, thread: std::thread::ThreadId) {
+        loop {
+            let job = {
+                let mut queues = lock(&self.queues);
+                let Some(queue) = queues.get_mut(&thread) else {
+                    return;
+                };
+                match queue.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        queues.remove(&thread);
+                        return;
+                    }
+                }
+            };
+            job();
+        }
+    }
+}
+
+/// Encodes a large request in `lane` (off the caller's thread, in submission order), then
+/// hands `then` the call's `target` (what resolves it), the bytes and what is left of
+/// `timeout`. If the deadline passes first, `fail` resolves `target` with
+/// [`Error::Timeout`] at once (the encoding's result is then dropped); any other failure
+/// goes to `fail` too. Exactly one of the two runs.
+pub(crate) fn encode_in_lane<T, R>(
+    lane: &Arc<Lane>,
+    request: T,
+    max: usize,
+    timeout: Option<Duration>,
+    target: R,
+    fail: fn(R, Error),
+    then: impl FnOnce(R, Vec<u8>, Option<Duration>) + Send + 'static,
+) where
+    T: serde::Serialize + Send + 'static,
+    R: Send + 'static,
+{
+    let started = Instant::now();
+    let slot = Arc::new(Mutex::new(Some(target)));
+    let timer = timeout.map(|t| {
+        let slot = slot.clone();
+        crate::runtime::runtime().spawn(async move {
+            tokio::time::sleep(t).await;
+            let target = lock(&slot).take();
+            if let Some(target) = target {
+                fail(target, Error::Timeout);
+            }
+        })
+    });
+    lane.run(move || {
+        let encoded = encode_request(&request, max);
+        let Some(target) = lock(&slot).take() else {
+            return; // timed out meanwhile
+        };
+        if let Some(timer) = timer {
+            timer.abort();
+        }
+        match encoded {
+            Err(e) => fail(target, e),
+            Ok(payload) => {
+                let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+                if left == Some(Duration::ZERO) {
+                    fail(target, Error::Timeout);
+                } else {
+                    then(target, payload, left);
+                }
+            }
+        }
+    });
 }
 
 /// Why a reader stopped reading its child's channel.
@@ -456,6 +622,10 @@ pub(crate) fn fault_error(fault: Fault) -> Error {
     match fault {
         Fault::Panicked { message } => Error::Panicked { message },
         Fault::Protocol { message } => Error::Transport(WireError::Peer { message }),
+        Fault::TooLarge { len, max } => Error::Transport(WireError::TooLarge {
+            len,
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+        }),
         other => Error::WorkerLost {
             message: other.to_string(),
         },
@@ -498,9 +668,11 @@ impl<W: RemoteWorker> Supervisor<W> {
         let Spawned {
             child,
             pid,
-            reader,
-            writer,
+            mut reader,
+            mut writer,
         } = spawned;
+        reader.set_max(self.config.max_message_size);
+        writer.set_max(self.config.max_message_size);
         let (outbox, outgoing) = crossbeam_channel::unbounded();
         let conn = Arc::new(Conn {
             pid,
@@ -747,7 +919,7 @@ impl<W: RemoteWorker> Supervisor<W> {
                     return;
                 }
                 Err(SpawnError::Stopped) => return,
-                Err(SpawnError::Init(m)) => {
+                Err(SpawnError::Init(m) | SpawnError::Constructor { message: m, .. }) => {
                     // The constructor fails every time: restarting would only spin.
                     return self.set_dead(format!("the worker could not be re-created: {m}"));
                 }

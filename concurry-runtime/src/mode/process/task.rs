@@ -109,7 +109,7 @@ macro_rules! register_remote_task {
 /// }
 /// concurry::register_remote_task!(Square);
 ///
-/// # fn main() -> Result<(), concurry::Error> {
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let host = ProcessWorker::<TaskHost>::spawn(())?;
 /// assert_eq!(host.run_task::<Square>((7,)).result()?, 49);
 /// host.stop()?;
@@ -125,7 +125,7 @@ impl RemoteWorker for TaskHost {
     type Request = (String, Vec<u8>);
     /// The task's encoded output, or why there is none.
     type Response = Result<Vec<u8>, Fault>;
-    type InitError = std::convert::Infallible;
+    type InitError = crate::wire::Never;
 
     fn construct((): ()) -> Result<Self, Self::InitError> {
         Ok(TaskHost)
@@ -181,7 +181,7 @@ impl ProcessWorker<TaskHost> {
         }
         let request = encode(&args, "task arguments")
             .map_err(Error::Transport)
-            .and_then(|args| encode_request(&(T::NAME.to_string(), args)));
+            .and_then(|args| encode_request(&(T::NAME.to_string(), args), self.max_message_size()));
         let reply = Reply::new(move |r: Result<Result<Vec<u8>, Fault>, Error>| {
             completer.complete(r.and_then(task_output));
         });
