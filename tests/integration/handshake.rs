@@ -27,7 +27,7 @@ macro_rules! doubler {
             type Args = ();
             type Request = Double;
             type Response = (u64, u32);
-            type InitError = std::convert::Infallible;
+            type InitError = concurry::wire::Never;
             fn construct((): ()) -> Result<Self, Self::InitError> {
                 Ok($ty)
             }

@@ -223,7 +223,7 @@ fn max_message_size_is_a_pool_option() {
         .max_workers(1)
         .max_message_size(1 << 20)
         .call_timeout(HANG)
-        .retry(RetryConfig::new(1).retry_on_worker_lost(true))
+        .retry(RetryConfig::attempts(2).retry_on_worker_lost(true))
         .init(setup(1))
         .unwrap();
     let big = Setup {

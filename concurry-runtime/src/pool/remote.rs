@@ -234,14 +234,16 @@ where
     {
         match retry {
             None => self.remote_attempt(method, 1, Room::Wait, payload, extract, first_timeout),
-            Some(config) => self.attempts(config, method, payload, move |pool, n, room, payload| {
-                let timeout = if n == 1 {
-                    first_timeout
-                } else {
-                    pool.inner.config.call_timeout
-                };
-                pool.remote_attempt(method, n, room, payload, extract.clone(), timeout)
-            }),
+            Some(config) => {
+                self.attempts(config, method, payload, move |pool, n, room, payload| {
+                    let timeout = if n == 1 {
+                        first_timeout
+                    } else {
+                        pool.inner.config.call_timeout
+                    };
+                    pool.remote_attempt(method, n, room, payload, extract.clone(), timeout)
+                })
+            }
         }
     }
 
