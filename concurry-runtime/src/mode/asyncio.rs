@@ -17,8 +17,10 @@ use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
 use crate::pool::{Lifecycle, Shared};
 use crate::runtime::runtime;
-use crate::sync::Arc;
-use crate::worker::{Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive};
+use crate::sync::{Arc, Ordering};
+use crate::worker::{
+    BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive,
+};
 
 /// Starts `n` worker tasks and waits until each has built its instance.
 pub(crate) fn start<W: Worker>(
@@ -69,7 +71,12 @@ pub(crate) fn start<W: Worker>(
 
 /// The worker task. Shared calls go into a set polled concurrently; an exclusive call waits
 /// for the set to drain (later messages wait behind it, preserving order).
-async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>, shared: &Shared) {
+async fn serve<W: Worker>(
+    index: usize,
+    mut w: W,
+    rx: UnboundedReceiver<Msg<W>>,
+    shared: &Arc<Shared>,
+) {
     let mut rx = Mailbox {
         rx,
         batch: Vec::new(),
@@ -95,17 +102,26 @@ async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>,
             Job::Blocking(j) => {
                 // Marked for `stop()`: a sync method cannot be aborted with the task.
                 shared.counters[index].set_blocking(true);
+                let on_pool = shared.clone();
+                // The instance and the mailbox go to the blocking pool together: the sync
+                // calls queued behind this one run there in the same job, in order, and the
+                // first message that is not a sync call comes back with them.
                 let moved = tokio::task::spawn_blocking(move || {
-                    let _entered = span.enter();
-                    j.take().run(&mut w);
-                    w
+                    let next = run_blocking(index, &mut w, &mut rx, j, span, &on_pool);
+                    (w, rx, next)
                 })
                 .await;
                 shared.counters[index].set_blocking(false);
-                shared.finished(index);
                 match moved {
-                    Ok(back) => w = back,
-                    // The job catches the method's panics, so this is a runtime shutdown: the
+                    Ok((back, back_rx, next)) => {
+                        (w, rx, held) = (back, back_rx, next);
+                        // `stop_timeout` ran out during the batch: what is queued fails
+                        // (dropped with the mailbox) instead of running.
+                        if shared.abort.load(Ordering::Acquire) {
+                            return;
+                        }
+                    }
+                    // The job catches the methods' panics, so this is a runtime shutdown: the
                     // instance is gone, and with it the worker.
                     Err(_) => return,
                 }
@@ -137,6 +153,42 @@ async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>,
     }
 }
 
+/// Runs the sync call `job`, then every sync call queued right behind it, in order, on this
+/// (blocking-pool) thread: one hand-off to the blocking pool per run of queued sync calls
+/// instead of one per call. Returns the first message that is not a sync call (`None` if the
+/// mailbox is empty, or if `stop_timeout` ran out and the rest must not run).
+fn run_blocking<W: Worker>(
+    index: usize,
+    w: &mut W,
+    rx: &mut Mailbox<W>,
+    mut job: JobRef<dyn BlockingJob<W>>,
+    mut span: Span,
+    shared: &Shared,
+) -> Option<Msg<W>> {
+    loop {
+        {
+            let _entered = span.enter();
+            // Catches the method's panic: the call fails, the batch and the worker go on.
+            job.take().run(w);
+        }
+        shared.finished(index);
+        if shared.abort.load(Ordering::Acquire) {
+            return None;
+        }
+        match rx.try_recv()? {
+            Msg::Call(Call {
+                method,
+                attempt,
+                job: Job::Blocking(next),
+            }) => {
+                job = next;
+                span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
+            }
+            other => return Some(other),
+        }
+    }
+}
+
 /// How many queued messages a worker takes from its channel at once.
 const BATCH: usize = 64;
 
@@ -160,6 +212,11 @@ impl<W> Mailbox<W> {
         }
         self.batch.reverse();
         self.batch.pop()
+    }
+
+    /// The next message if one is queued, without waiting.
+    fn try_recv(&mut self) -> Option<Msg<W>> {
+        self.batch.pop().or_else(|| self.rx.try_recv().ok())
     }
 }
 
