@@ -17,7 +17,7 @@ use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
 use crate::pool::{Lifecycle, Shared};
 use crate::runtime::runtime;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, Mutex, Ordering, lock};
 use crate::worker::{
     BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive,
 };
@@ -102,28 +102,28 @@ async fn serve<W: Worker>(
             Job::Blocking(j) => {
                 // Marked for `stop()`: a sync method cannot be aborted with the task.
                 shared.counters[index].set_blocking(true);
-                let on_pool = shared.clone();
-                // The instance and the mailbox go to the blocking pool together: the sync
-                // calls queued behind this one run there in the same job, in order, and the
-                // first message that is not a sync call comes back with them.
+                // The instance and the mailbox go to the blocking pool: the sync calls queued
+                // behind this one run there in the same job, in order, and the first message
+                // that is not a sync call comes back. The mailbox is lent through `Reclaim`,
+                // so a task aborted by `stop()` fails what is queued at once, even while a
+                // sync call still runs.
+                let lent = Reclaim(Arc::new(Mutex::new(Some(rx))));
+                let (on_pool, slot) = (shared.clone(), lent.0.clone());
                 let moved = tokio::task::spawn_blocking(move || {
-                    let next = run_blocking(index, &mut w, &mut rx, j, span, &on_pool);
-                    (w, rx, next)
+                    let next = run_blocking(index, &mut w, &slot, j, span, &on_pool);
+                    (w, next)
                 })
                 .await;
                 shared.counters[index].set_blocking(false);
-                match moved {
-                    Ok((back, back_rx, next)) => {
-                        (w, rx, held) = (back, back_rx, next);
-                        // `stop_timeout` ran out during the batch: what is queued fails
-                        // (dropped with the mailbox) instead of running.
-                        if shared.abort.load(Ordering::Acquire) {
-                            return;
-                        }
-                    }
+                let back = lock(&lent.0).take();
+                match (moved, back) {
+                    // `stop_timeout` ran out during the run: what is queued fails (dropped
+                    // with the mailbox) instead of running.
+                    (Ok(_), Some(_)) if shared.abort.load(Ordering::Acquire) => return,
+                    (Ok((back_w, next)), Some(back_rx)) => (w, rx, held) = (back_w, back_rx, next),
                     // The job catches the methods' panics, so this is a runtime shutdown: the
                     // instance is gone, and with it the worker.
-                    Err(_) => return,
+                    _ => return,
                 }
             }
             Job::Exclusive(j) => {
@@ -153,14 +153,26 @@ async fn serve<W: Worker>(
     }
 }
 
+/// A worker's mailbox while its sync calls run on the blocking pool. Dropped with the
+/// worker's task (aborted by `stop()` after `stop_timeout`), it drops the mailbox if it is
+/// still lent, failing every queued call with `Error::Stopped`.
+struct Reclaim<W>(Arc<Mutex<Option<Mailbox<W>>>>);
+
+impl<W> Drop for Reclaim<W> {
+    fn drop(&mut self) {
+        let left = lock(&self.0).take();
+        drop(left);
+    }
+}
+
 /// Runs the sync call `job`, then every sync call queued right behind it, in order, on this
 /// (blocking-pool) thread: one hand-off to the blocking pool per run of queued sync calls
 /// instead of one per call. Returns the first message that is not a sync call (`None` if the
-/// mailbox is empty, or if `stop_timeout` ran out and the rest must not run).
+/// mailbox is empty or was reclaimed, or if `stop_timeout` ran out and the rest must not run).
 fn run_blocking<W: Worker>(
     index: usize,
     w: &mut W,
-    rx: &mut Mailbox<W>,
+    rx: &Mutex<Option<Mailbox<W>>>,
     mut job: JobRef<dyn BlockingJob<W>>,
     mut span: Span,
     shared: &Shared,
@@ -168,14 +180,15 @@ fn run_blocking<W: Worker>(
     loop {
         {
             let _entered = span.enter();
-            // Catches the method's panic: the call fails, the batch and the worker go on.
+            // Catches the method's panic: the call fails, the run and the worker go on.
             job.take().run(w);
         }
         shared.finished(index);
         if shared.abort.load(Ordering::Acquire) {
             return None;
         }
-        match rx.try_recv()? {
+        let next = lock(rx).as_mut()?.try_recv()?;
+        match next {
             Msg::Call(Call {
                 method,
                 attempt,
