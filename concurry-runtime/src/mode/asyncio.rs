@@ -3,7 +3,8 @@
 //! `async fn` methods taking `&self` run concurrently on their worker; anything needing the
 //! instance exclusively (`&mut self` async methods, and sync methods, which run on tokio's
 //! blocking pool so they never stall the runtime) waits until the shared calls in flight are
-//! done, and holds back later calls until it finishes.
+//! done, and holds back later calls until it finishes. Sync calls queued right behind one
+//! another run in one job on the blocking pool, in order: one hand-off per run, not per call.
 
 use std::task::{Context, Waker};
 
