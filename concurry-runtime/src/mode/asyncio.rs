@@ -123,7 +123,12 @@ async fn serve<W: Worker>(
                     (Ok(_), Some(_)) if shared.abort.load(Ordering::Acquire) => return,
                     (Ok((back_w, next)), Some(back_rx)) => (w, rx, held) = (back_w, back_rx, next),
                     // The job catches the methods' panics, so this is a runtime shutdown: the
-                    // instance is gone, and with it the worker.
+                    // instance is gone, and with it the worker. (Cancelled before it started,
+                    // the job dropped its first call, failing it: counted as finished here.)
+                    (Err(e), _) if e.is_cancelled() => {
+                        shared.finished(index);
+                        return;
+                    }
                     _ => return,
                 }
             }
