@@ -1,5 +1,6 @@
 //! Async mode against a tokio mpsc + oneshot actor on the same kind of runtime, awaited from
-//! a tokio task: pipelined no-op calls and the round trip.
+//! a tokio task: pipelined no-op calls and the round trip, for an `async fn` method and for a
+//! plain `fn` method (which runs on tokio's blocking pool; the `concurry_sync_fn` rows).
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 use std::hint::black_box;
@@ -18,6 +19,9 @@ impl Nop {
         Nop
     }
     pub async fn nop(&self, x: u64) -> u64 {
+        x
+    }
+    pub fn nop_sync(&self, x: u64) -> u64 {
         x
     }
 }
@@ -56,6 +60,14 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    g.bench_function("concurry_sync_fn", |b| {
+        b.to_async(&rt).iter(|| async {
+            let v: Vec<_> = (0..BATCH).map(|i| pool.nop_sync(i)).collect();
+            for p in v {
+                black_box(p.await.unwrap());
+            }
+        })
+    });
     g.bench_function("tokio_actor", |b| {
         b.to_async(&rt).iter(|| async {
             let v: Vec<_> = (0..BATCH)
@@ -76,6 +88,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("concurry", |b| {
         b.to_async(&rt)
             .iter(|| async { pool.nop(black_box(1)).await.unwrap() })
+    });
+    g.bench_function("concurry_sync_fn", |b| {
+        b.to_async(&rt)
+            .iter(|| async { pool.nop_sync(black_box(1)).await.unwrap() })
     });
     g.bench_function("tokio_actor", |b| {
         b.to_async(&rt).iter(|| async {

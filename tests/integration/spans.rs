@@ -52,6 +52,29 @@ fn each_call_opens_a_span_with_worker_method_and_index() {
         p.stop().unwrap();
         assert_spans(&recorder, mode);
     }
+    // Async mode runs sync calls queued behind one another in one blocking job: still one
+    // span per call.
+    let p = Probe::options()
+        .mode(Mode::Async)
+        .max_workers(1)
+        .name("spans-run")
+        .init(Arc::default())
+        .unwrap();
+    let gate = crate::common::Gate::default();
+    let held = p.hold(gate.clone());
+    let queued: Vec<_> = (0..5).map(|_| p.next()).collect();
+    gate.open();
+    held.result().unwrap();
+    let served: Vec<u64> = queued.into_iter().map(|c| c.result().unwrap()).collect();
+    assert_eq!(served, [1, 2, 3, 4, 5]);
+    p.stop().unwrap();
+    let want = "worker=spans-run method=next attempt=1 index=0";
+    let spans = recorder.0.lock().unwrap().clone();
+    assert_eq!(
+        spans.iter().filter(|s| s.contains(want)).count(),
+        5,
+        "{spans:#?}"
+    );
     // Process mode: the span lives in the parent, from dispatch to the child's answer.
     let p = crate::every_mode::Echo::options()
         .mode(Mode::Process)

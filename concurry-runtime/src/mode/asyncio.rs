@@ -3,7 +3,8 @@
 //! `async fn` methods taking `&self` run concurrently on their worker; anything needing the
 //! instance exclusively (`&mut self` async methods, and sync methods, which run on tokio's
 //! blocking pool so they never stall the runtime) waits until the shared calls in flight are
-//! done, and holds back later calls until it finishes.
+//! done, and holds back later calls until it finishes. Sync calls queued right behind one
+//! another run in one job on the blocking pool, in order: one hand-off per run, not per call.
 
 use std::task::{Context, Waker};
 
@@ -17,8 +18,10 @@ use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
 use crate::pool::{Lifecycle, Shared};
 use crate::runtime::runtime;
-use crate::sync::Arc;
-use crate::worker::{Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive};
+use crate::sync::{Arc, Mutex, Ordering, lock};
+use crate::worker::{
+    BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive,
+};
 
 /// Starts `n` worker tasks and waits until each has built its instance.
 pub(crate) fn start<W: Worker>(
@@ -69,7 +72,12 @@ pub(crate) fn start<W: Worker>(
 
 /// The worker task. Shared calls go into a set polled concurrently; an exclusive call waits
 /// for the set to drain (later messages wait behind it, preserving order).
-async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>, shared: &Shared) {
+async fn serve<W: Worker>(
+    index: usize,
+    mut w: W,
+    rx: UnboundedReceiver<Msg<W>>,
+    shared: &Arc<Shared>,
+) {
     let mut rx = Mailbox {
         rx,
         batch: Vec::new(),
@@ -95,19 +103,33 @@ async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>,
             Job::Blocking(j) => {
                 // Marked for `stop()`: a sync method cannot be aborted with the task.
                 shared.counters[index].set_blocking(true);
+                // The instance and the mailbox go to the blocking pool: the sync calls queued
+                // behind this one run there in the same job, in order, and the first message
+                // that is not a sync call comes back. The mailbox is lent through `Reclaim`,
+                // so a task aborted by `stop()` fails what is queued at once, even while a
+                // sync call still runs.
+                let lent = Reclaim(Arc::new(Mutex::new(Some(rx))));
+                let (on_pool, slot) = (shared.clone(), lent.0.clone());
                 let moved = tokio::task::spawn_blocking(move || {
-                    let _entered = span.enter();
-                    j.take().run(&mut w);
-                    w
+                    let next = run_blocking(index, &mut w, &slot, j, span, &on_pool);
+                    (w, next)
                 })
                 .await;
                 shared.counters[index].set_blocking(false);
-                shared.finished(index);
-                match moved {
-                    Ok(back) => w = back,
-                    // The job catches the method's panics, so this is a runtime shutdown: the
-                    // instance is gone, and with it the worker.
-                    Err(_) => return,
+                let back = lock(&lent.0).take();
+                match (moved, back) {
+                    // `stop_timeout` ran out during the run: what is queued fails (dropped
+                    // with the mailbox) instead of running.
+                    (Ok(_), Some(_)) if shared.abort.load(Ordering::Acquire) => return,
+                    (Ok((back_w, next)), Some(back_rx)) => (w, rx, held) = (back_w, back_rx, next),
+                    // The job catches the methods' panics, so this is a runtime shutdown: the
+                    // instance is gone, and with it the worker. (Cancelled before it started,
+                    // the job dropped its first call, failing it: counted as finished here.)
+                    (Err(e), _) if e.is_cancelled() => {
+                        shared.finished(index);
+                        return;
+                    }
+                    _ => return,
                 }
             }
             Job::Exclusive(j) => {
@@ -137,6 +159,55 @@ async fn serve<W: Worker>(index: usize, mut w: W, rx: UnboundedReceiver<Msg<W>>,
     }
 }
 
+/// A worker's mailbox while its sync calls run on the blocking pool. Dropped with the
+/// worker's task (aborted by `stop()` after `stop_timeout`), it drops the mailbox if it is
+/// still lent, failing every queued call with `Error::Stopped`.
+struct Reclaim<W>(Arc<Mutex<Option<Mailbox<W>>>>);
+
+impl<W> Drop for Reclaim<W> {
+    fn drop(&mut self) {
+        let left = lock(&self.0).take();
+        drop(left);
+    }
+}
+
+/// Runs the sync call `job`, then every sync call queued right behind it, in order, on this
+/// (blocking-pool) thread: one hand-off to the blocking pool per run of queued sync calls
+/// instead of one per call. Returns the first message that is not a sync call (`None` if the
+/// mailbox is empty or was reclaimed, or if `stop_timeout` ran out and the rest must not run).
+fn run_blocking<W: Worker>(
+    index: usize,
+    w: &mut W,
+    rx: &Mutex<Option<Mailbox<W>>>,
+    mut job: JobRef<dyn BlockingJob<W>>,
+    mut span: Span,
+    shared: &Shared,
+) -> Option<Msg<W>> {
+    loop {
+        {
+            let _entered = span.enter();
+            // Catches the method's panic: the call fails, the run and the worker go on.
+            job.take().run(w);
+        }
+        shared.finished(index);
+        if shared.abort.load(Ordering::Acquire) {
+            return None;
+        }
+        let next = lock(rx).as_mut()?.try_recv()?;
+        match next {
+            Msg::Call(Call {
+                method,
+                attempt,
+                job: Job::Blocking(next),
+            }) => {
+                job = next;
+                span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
+            }
+            other => return Some(other),
+        }
+    }
+}
+
 /// How many queued messages a worker takes from its channel at once.
 const BATCH: usize = 64;
 
@@ -160,6 +231,11 @@ impl<W> Mailbox<W> {
         }
         self.batch.reverse();
         self.batch.pop()
+    }
+
+    /// The next message if one is queued, without waiting.
+    fn try_recv(&mut self) -> Option<Msg<W>> {
+        self.batch.pop().or_else(|| self.rx.try_recv().ok())
     }
 }
 
