@@ -1,4 +1,8 @@
-//! Async mode: one tokio task per worker on the library's runtime.
+//! Async mode: one tokio task per worker, on the runtime the `runtime` option names, else the
+//! multi-thread runtime `init` runs inside (so a caller there reaches its workers without a
+//! cross-runtime wake-up), else the library's own. Sync methods run on that runtime's blocking
+//! pool. A runtime that shuts down under the pool drops its worker tasks: the calls they held,
+//! queued or running, fail with `Error::Stopped`, as do later calls (their mailboxes are gone).
 //!
 //! `async fn` methods taking `&self` run concurrently on their worker; anything needing the
 //! instance exclusively (`&mut self` async methods, and sync methods, which run on tokio's
@@ -17,7 +21,6 @@ use tracing::instrument::{Instrument, Instrumented};
 use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
 use crate::pool::{Lifecycle, Shared};
-use crate::runtime::runtime;
 use crate::sync::{Arc, Mutex, Ordering, lock};
 use crate::worker::{
     BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive,
@@ -26,6 +29,7 @@ use crate::worker::{
 /// Starts `n` worker tasks and waits until each has built its instance.
 pub(crate) fn start<W: Worker>(
     n: usize,
+    runtime: &tokio::runtime::Handle,
     args: W::Args,
     shared: &Arc<Shared>,
     exits: Sender<usize>,
@@ -40,7 +44,7 @@ pub(crate) fn start<W: Worker>(
             index,
             exits: exits.clone(),
         };
-        let task = runtime().spawn(async move {
+        let task = runtime.spawn(async move {
             let _exit = guard;
             // The constructor is sync user code: keep it off the async worker threads.
             let built = tokio::task::spawn_blocking(move || construct::<W>(args)).await;
@@ -60,7 +64,9 @@ pub(crate) fn start<W: Worker>(
         mailboxes.push(tx);
     }
     drop(ready_tx);
-    let failure = super::await_ready(&ready_rx, n, "task");
+    // On a worker thread of the runtime the tasks were spawned on, this thread's other tasks
+    // (the new worker tasks among them) go to another thread while it waits.
+    let failure = crate::runtime::blocking(|| super::await_ready(&ready_rx, n, "task"));
     match failure {
         None => Ok(mailboxes),
         Some(f) => {
