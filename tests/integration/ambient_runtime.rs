@@ -233,3 +233,42 @@ fn a_runtime_shutting_down_under_a_pool_fails_its_calls_and_stop_returns() {
         pool.stop().unwrap();
     });
 }
+
+#[test]
+fn a_runtime_shutting_down_drops_a_task_holding_the_last_handle_without_waiting() {
+    within(
+        "a runtime dropping the last handle as it shuts down",
+        || {
+            let rt = multi(1);
+            // Holders spawned before and after the pool's worker task, so the runtime drops one
+            // holding the last handle while the worker task is still alive, whatever its order.
+            let (early_tx, early_rx) = tokio::sync::oneshot::channel::<WhereHandle>();
+            rt.spawn(async move {
+                let _last = early_rx.await;
+                std::future::pending::<()>().await
+            });
+            let pool = rt.block_on(async {
+                Where::options()
+                    .mode(Mode::Async)
+                    // Far above the guard: a drop that waited for the workers would be caught.
+                    .stop_timeout(Duration::from_secs(300))
+                    .init()
+                    .unwrap()
+            });
+            let running = pool.hang();
+            assert_eq!(pool.blocking().echo(1).unwrap(), 1);
+            let late = pool.clone();
+            rt.spawn(async move {
+                let _last = late;
+                std::future::pending::<()>().await
+            });
+            early_tx
+                .send(pool)
+                .unwrap_or_else(|_| panic!("the early holder is gone"));
+            // Shutting down drops the holders (and with the last, the pool) and the worker task,
+            // on the runtime's own thread.
+            drop(rt);
+            assert!(running.result().unwrap_err().is_stopped());
+        },
+    );
+}
