@@ -273,9 +273,12 @@ macro_rules! __options_builder_methods {
         /// multi-thread one (a task, `block_on`, or `Runtime::enter`), so a caller there
         /// reaches its workers without crossing runtimes; else the library's own runtime.
         /// The handle must be of a multi-thread runtime, and the pool a fixed async one:
-        /// otherwise `init` fails with `Error::Config`. If the runtime shuts down under the
-        /// pool, its workers end with it: every queued or running call fails with
-        /// `Error::Stopped`, as do later calls, and `stop()` returns at once.
+        /// otherwise `init` fails with `Error::Config`. Dropping the last handle on a thread
+        /// of that runtime stops the pool without waiting there: the workers finish what is
+        /// queued on their own. If the runtime shuts down under the pool, its workers end
+        /// with it: every queued call and every running `async fn` call fails with
+        /// `Error::Stopped`, as do later calls, and `stop()` returns at once (a sync method
+        /// already running finishes: tokio's shutdown waits for its blocking pool).
         /// (Example: the crate docs, *Async mode on your runtime*.)
         #[must_use]
         pub fn runtime(self, handle: $crate::__private::tokio::runtime::Handle) -> Self {

@@ -1,8 +1,12 @@
 //! Async mode: one tokio task per worker, on the runtime the `runtime` option names, else the
 //! multi-thread runtime `init` runs inside (so a caller there reaches its workers without a
 //! cross-runtime wake-up), else the library's own. Sync methods run on that runtime's blocking
-//! pool. A runtime that shuts down under the pool drops its worker tasks: the calls they held,
-//! queued or running, fail with `Error::Stopped`, as do later calls (their mailboxes are gone).
+//! pool. `init` and `stop()` wait for the worker tasks through `runtime::blocking`, so a
+//! caller on a worker thread of that runtime hands its other tasks over first; the last handle
+//! dropped on a thread of that runtime does not wait at all (`PoolInner`'s `Drop`), since the
+//! runtime may be shutting down and about to drop the worker tasks on this very thread. A
+//! runtime that shuts down under the pool drops its worker tasks: the calls they held, queued
+//! or running, fail with `Error::Stopped`, as do later calls (their mailboxes are gone).
 //!
 //! `async fn` methods taking `&self` run concurrently on their worker; anything needing the
 //! instance exclusively (`&mut self` async methods, and sync methods, which run on tokio's
