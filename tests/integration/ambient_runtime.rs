@@ -272,3 +272,23 @@ fn a_runtime_shutting_down_drops_a_task_holding_the_last_handle_without_waiting(
         },
     );
 }
+
+#[test]
+fn init_on_a_runtime_already_shut_down_fails_with_a_message() {
+    within("init on a dead runtime", || {
+        let rt = multi(1);
+        let handle = rt.handle().clone();
+        drop(rt);
+        let err = Where::options()
+            .mode(Mode::Async)
+            .runtime(handle)
+            .init()
+            .unwrap_err();
+        assert!(matches!(err, concurry::Error::Init { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("runtime it was spawned on is shut down"),
+            "{err}"
+        );
+    });
+}

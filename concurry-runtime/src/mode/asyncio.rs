@@ -73,6 +73,16 @@ pub(crate) fn start<W: Worker>(
     let failure = crate::runtime::blocking(|| super::await_ready(&ready_rx, n, "task"));
     match failure {
         None => Ok(mailboxes),
+        // A task ends before it reports only when its runtime drops it: it is shutting down.
+        Some(InitFailure::Other(m)) if m.ends_with("ended during start-up") => {
+            lifecycle.tasks.drain(..).for_each(|t| t.abort());
+            Err(Error::Init {
+                message: format!(
+                    "{m}: the tokio runtime it was spawned on is shut down; give \
+                     `options().runtime(..)` a running one, or build the pool outside it"
+                ),
+            })
+        }
         Some(f) => {
             lifecycle.tasks.drain(..).for_each(|t| t.abort());
             Err(f.into_error())
