@@ -102,19 +102,24 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    g.bench_function("concurry_sync_fn", |b| {
-        b.iter_custom(|iters| {
-            let pool = pool.clone();
-            on_task(&rt, iters, move || {
-                let v: Vec<_> = (0..BATCH).map(|i| pool.nop_sync(i)).collect();
-                async move {
-                    for p in v {
-                        black_box(p.await.unwrap());
+    for (name, pool) in [
+        ("concurry_sync_fn", &pool),
+        ("concurry_ambient_sync_fn", &ambient),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let pool = pool.clone();
+                on_task(&rt, iters, move || {
+                    let v: Vec<_> = (0..BATCH).map(|i| pool.nop_sync(i)).collect();
+                    async move {
+                        for p in v {
+                            black_box(p.await.unwrap());
+                        }
                     }
-                }
+                })
             })
-        })
-    });
+        });
+    }
     g.bench_function("tokio_actor", |b| {
         b.iter_custom(|iters| {
             let actor = actor.clone();
@@ -150,17 +155,22 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    g.bench_function("concurry_sync_fn", |b| {
-        b.iter_custom(|iters| {
-            let pool = pool.clone();
-            on_task(&rt, iters, move || {
-                let p = pool.nop_sync(black_box(1));
-                async move {
-                    black_box(p.await.unwrap());
-                }
+    for (name, pool) in [
+        ("concurry_sync_fn", &pool),
+        ("concurry_ambient_sync_fn", &ambient),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let pool = pool.clone();
+                on_task(&rt, iters, move || {
+                    let p = pool.nop_sync(black_box(1));
+                    async move {
+                        black_box(p.await.unwrap());
+                    }
+                })
             })
-        })
-    });
+        });
+    }
     g.bench_function("tokio_actor", |b| {
         b.iter_custom(|iters| {
             let actor = actor.clone();
