@@ -1,9 +1,16 @@
-//! Async mode against a tokio mpsc + oneshot actor on the same kind of runtime, awaited from
-//! a tokio task: pipelined no-op calls and the round trip, for an `async fn` method and for a
-//! plain `fn` method (which runs on tokio's blocking pool; the `concurry_sync_fn` rows).
+//! Async mode against a tokio mpsc + oneshot actor on the same runtime as the caller, awaited
+//! from a tokio task: pipelined no-op calls and the round trip, for an `async fn` method and
+//! for a plain `fn` method (which runs on tokio's blocking pool; the `concurry_sync_fn` rows).
+//! The `concurry` rows use a pool built outside any runtime, so its workers run on the
+//! library's own runtime (a cross-runtime wake-up per call); the `concurry_ambient` rows use a
+//! pool built inside the caller's runtime, whose workers are tasks of that runtime, like the
+//! tokio actor's. Every caller is a task spawned on that runtime (not `block_on`'s thread),
+//! as in an application whose code runs in tasks.
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
+use std::future::Future;
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -38,70 +45,147 @@ fn tokio_actor(rt: &tokio::runtime::Runtime) -> tokio::sync::mpsc::UnboundedSend
     tx
 }
 
+/// Times `iters` runs of `one` in a task spawned on `rt`: the caller is a task of the runtime.
+fn on_task<F, Fut>(rt: &tokio::runtime::Runtime, iters: u64, one: F) -> Duration
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            for _ in 0..iters {
+                one().await;
+            }
+            start.elapsed()
+        })
+        .await
+        .unwrap()
+    })
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    // Built outside any runtime: the workers run on the library's runtime.
     let pool = Nop::options()
         .mode(Mode::Async)
         .max_workers(1)
         .init()
         .unwrap();
+    // Built inside the caller's runtime: the workers adopt it.
+    let ambient = rt.block_on(async {
+        Nop::options()
+            .mode(Mode::Async)
+            .max_workers(1)
+            .init()
+            .unwrap()
+    });
     let actor = tokio_actor(&rt);
 
     let mut g = c.benchmark_group("async_mode/pipelined");
     g.throughput(Throughput::Elements(BATCH));
-    g.bench_function("concurry", |b| {
-        b.to_async(&rt).iter(|| async {
-            let v: Vec<_> = (0..BATCH).map(|i| pool.nop(i)).collect();
-            for p in v {
-                black_box(p.await.unwrap());
-            }
-        })
-    });
-    g.bench_function("concurry_sync_fn", |b| {
-        b.to_async(&rt).iter(|| async {
-            let v: Vec<_> = (0..BATCH).map(|i| pool.nop_sync(i)).collect();
-            for p in v {
-                black_box(p.await.unwrap());
-            }
-        })
-    });
-    g.bench_function("tokio_actor", |b| {
-        b.to_async(&rt).iter(|| async {
-            let v: Vec<_> = (0..BATCH)
-                .map(|i| {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    actor.send((i, tx)).unwrap();
-                    rx
+    for (name, pool) in [("concurry", &pool), ("concurry_ambient", &ambient)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let pool = pool.clone();
+                on_task(&rt, iters, move || {
+                    let v: Vec<_> = (0..BATCH).map(|i| pool.nop(i)).collect();
+                    async move {
+                        for p in v {
+                            black_box(p.await.unwrap());
+                        }
+                    }
                 })
-                .collect();
-            for r in v {
-                black_box(r.await.unwrap());
-            }
+            })
+        });
+    }
+    for (name, pool) in [
+        ("concurry_sync_fn", &pool),
+        ("concurry_ambient_sync_fn", &ambient),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let pool = pool.clone();
+                on_task(&rt, iters, move || {
+                    let v: Vec<_> = (0..BATCH).map(|i| pool.nop_sync(i)).collect();
+                    async move {
+                        for p in v {
+                            black_box(p.await.unwrap());
+                        }
+                    }
+                })
+            })
+        });
+    }
+    g.bench_function("tokio_actor", |b| {
+        b.iter_custom(|iters| {
+            let actor = actor.clone();
+            on_task(&rt, iters, move || {
+                let v: Vec<_> = (0..BATCH)
+                    .map(|i| {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        actor.send((i, tx)).unwrap();
+                        rx
+                    })
+                    .collect();
+                async move {
+                    for r in v {
+                        black_box(r.await.unwrap());
+                    }
+                }
+            })
         })
     });
     g.finish();
 
     let mut g = c.benchmark_group("async_mode/round_trip");
-    g.bench_function("concurry", |b| {
-        b.to_async(&rt)
-            .iter(|| async { pool.nop(black_box(1)).await.unwrap() })
-    });
-    g.bench_function("concurry_sync_fn", |b| {
-        b.to_async(&rt)
-            .iter(|| async { pool.nop_sync(black_box(1)).await.unwrap() })
-    });
+    for (name, pool) in [("concurry", &pool), ("concurry_ambient", &ambient)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let pool = pool.clone();
+                on_task(&rt, iters, move || {
+                    let p = pool.nop(black_box(1));
+                    async move {
+                        black_box(p.await.unwrap());
+                    }
+                })
+            })
+        });
+    }
+    for (name, pool) in [
+        ("concurry_sync_fn", &pool),
+        ("concurry_ambient_sync_fn", &ambient),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let pool = pool.clone();
+                on_task(&rt, iters, move || {
+                    let p = pool.nop_sync(black_box(1));
+                    async move {
+                        black_box(p.await.unwrap());
+                    }
+                })
+            })
+        });
+    }
     g.bench_function("tokio_actor", |b| {
-        b.to_async(&rt).iter(|| async {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            actor.send((1, tx)).unwrap();
-            rx.await.unwrap()
+        b.iter_custom(|iters| {
+            let actor = actor.clone();
+            on_task(&rt, iters, move || {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                actor.send((1, tx)).unwrap();
+                async move {
+                    black_box(rx.await.unwrap());
+                }
+            })
         })
     });
     g.finish();
     pool.stop().unwrap();
+    ambient.stop().unwrap();
 }
 
 criterion_group!(benches, bench);

@@ -69,6 +69,48 @@
 //! # }
 //! ```
 //!
+//! ## Async mode on your runtime
+//!
+//! In [`Mode::Async`] each worker is a tokio task. `init` inside a multi-thread tokio runtime
+//! (a task, `block_on`, `#[tokio::main]`) puts the workers on *that* runtime, so a call from
+//! your tasks is a wake-up on the same scheduler, not a hop to another runtime;
+//! `options().runtime(handle)` names a runtime explicitly. Outside any runtime, or inside a
+//! current-thread one (whose one thread a blocking caller would stall), the workers run on a
+//! runtime the library manages. `stop()`, `blocking()` and dropping the last handle work from
+//! anywhere; if the runtime shuts down under the pool, its calls fail with [`Error::Stopped`].
+//!
+//! ```
+//! use concurry::prelude::*;
+//!
+//! pub struct Counter;
+//!
+//! #[concurry::worker]
+//! impl Counter {
+//!     pub fn new() -> Self {
+//!         Counter
+//!     }
+//!     pub async fn runtime(&self) -> tokio::runtime::Id {
+//!         tokio::runtime::Handle::current().id()
+//!     }
+//! }
+//!
+//! let rt = tokio::runtime::Runtime::new().unwrap();
+//! rt.block_on(async {
+//!     // Built inside the runtime: its workers are tasks of this runtime.
+//!     let pool = Counter::options().mode(Mode::Async).init().unwrap();
+//!     assert_eq!(pool.runtime().await.unwrap(), tokio::runtime::Handle::current().id());
+//!     pool.stop().unwrap();
+//! });
+//!
+//! // Built anywhere, on a runtime named explicitly.
+//! let pool = Counter::options()
+//!     .mode(Mode::Async)
+//!     .runtime(rt.handle().clone())
+//!     .init()
+//!     .unwrap();
+//! assert_eq!(pool.blocking().runtime().unwrap(), rt.handle().id());
+//! ```
+//!
 //! ## Where to go next
 //!
 //! - [`worker`]: the macro, what it generates, and the rules it checks at compile time.

@@ -26,6 +26,8 @@ pub use linkme;
 /// Process mode: serde, for `#[serde(crate = "::concurry::__private::serde")]` on the
 /// request and response enums `#[worker(remote)]` generates.
 pub use serde;
+/// Async mode: the `runtime(handle)` option names tokio's `Handle` through this.
+pub use tokio;
 
 /// Process mode: generated code calls this once per argument and return type of a
 /// `#[worker(remote)]` method (and per constructor argument), spanned at that type, so a

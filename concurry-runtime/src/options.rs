@@ -153,6 +153,9 @@ pub struct PoolConfig {
     pub(crate) stateless: bool,
     /// Process mode: the largest request or reply, in bytes.
     pub(crate) max_message_size: usize,
+    /// Async mode: the tokio runtime the workers run on (`None`: the runtime `init` runs
+    /// inside, if it is a multi-thread one, else the library's own).
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for PoolConfig {
@@ -170,6 +173,7 @@ impl Default for PoolConfig {
             call_timeout: None,
             stateless: false,
             max_message_size: crate::wire::DEFAULT_MAX_FRAME,
+            runtime: None,
         }
     }
 }
@@ -178,6 +182,45 @@ impl Default for PoolConfig {
 /// prefix can say.
 pub(crate) const MESSAGE_SIZE_MIN: usize = 1 << 10;
 pub(crate) const MESSAGE_SIZE_MAX: usize = u32::MAX as usize;
+
+/// Checks a `runtime` handle: async-mode fixed pools only, and a multi-thread runtime (a
+/// current-thread runtime runs its tasks only while its one thread polls it, so a caller
+/// blocking that thread in `init`, `stop()` or `blocking()` would wait forever).
+pub(crate) fn check_runtime(
+    mode: Mode,
+    on_demand: bool,
+    handle: &tokio::runtime::Handle,
+) -> Result<(), ConfigError> {
+    if mode != Mode::Async {
+        return Err(ConfigError::new(
+            "runtime",
+            format!("{:?}", handle.id()),
+            format!(
+                "a runtime hosts async-mode workers, and this pool is `Mode::{mode:?}`: use \
+                 `Mode::Async`, or leave the option unset"
+            ),
+        ));
+    }
+    if on_demand {
+        return Err(ConfigError::new(
+            "runtime",
+            format!("{:?}", handle.id()),
+            "on-demand async workers run on the library's blocking pool: drop `on_demand(true)` \
+             to run fixed workers on this runtime, or leave the option unset",
+        ));
+    }
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(ConfigError::new(
+            "runtime",
+            format!("{:?} ({:?})", handle.id(), handle.runtime_flavor()),
+            "give a handle of a multi-thread runtime (`tokio::runtime::Builder::new_multi_thread`, \
+             or `#[tokio::main]` without `flavor = \"current_thread\"`): a current-thread \
+             runtime stalls whenever its one thread waits in `init`, `stop()` or `blocking()`; \
+             or leave the option unset to use the library's own runtime",
+        ));
+    }
+    Ok(())
+}
 
 /// Checks a `max_message_size`.
 pub(crate) fn check_message_size(bytes: usize) -> Result<(), ConfigError> {
@@ -287,6 +330,9 @@ impl PoolConfig {
             }
         }
         check_message_size(self.max_message_size)?;
+        if let Some(handle) = &self.runtime {
+            check_runtime(self.mode, self.on_demand, handle)?;
+        }
         if let Some(Err(e)) = &self.limits {
             return Err(ConfigError::new(
                 "limits",

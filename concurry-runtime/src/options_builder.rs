@@ -118,6 +118,41 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// Async mode: the tokio runtime the workers run on (their sync methods run on its
+    /// blocking pool). Default: the runtime `init` runs inside, if it is a multi-thread one,
+    /// else the library's own. The handle must be of a multi-thread runtime and the pool a
+    /// fixed async one, or `init` fails with [`Error::Config`]; a runtime that shuts down
+    /// under the pool fails its calls with [`Error::Stopped`].
+    ///
+    /// ```
+    /// use concurry::prelude::*;
+    ///
+    /// struct Echo;
+    ///
+    /// #[concurry::worker]
+    /// impl Echo {
+    ///     pub fn new() -> Self {
+    ///         Echo
+    ///     }
+    ///     pub async fn runtime_id(&self) -> String {
+    ///         tokio::runtime::Handle::current().id().to_string()
+    ///     }
+    /// }
+    ///
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let pool = Echo::options()
+    ///     .mode(Mode::Async)
+    ///     .runtime(rt.handle().clone())
+    ///     .init()
+    ///     .unwrap();
+    /// assert_eq!(pool.runtime_id().result().unwrap(), rt.handle().id().to_string());
+    /// pool.stop().unwrap();
+    /// ```
+    pub fn runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.config.runtime = Some(handle);
+        self
+    }
+
     /// Where the workers will run.
     pub(crate) fn get_mode(&self) -> Mode {
         self.config.mode
@@ -231,6 +266,23 @@ macro_rules! __options_builder_methods {
         #[must_use]
         pub fn max_message_size(self, bytes: usize) -> Self {
             Self(self.0.max_message_size(bytes))
+        }
+
+        /// Async mode: the tokio runtime whose tasks the workers are (their sync methods run
+        /// on its blocking pool). Default: the runtime `init` runs inside, if it is a
+        /// multi-thread one (a task, `block_on`, or `Runtime::enter`), so a caller there
+        /// reaches its workers without crossing runtimes; else the library's own runtime.
+        /// The handle must be of a multi-thread runtime, and the pool a fixed async one:
+        /// otherwise `init` fails with `Error::Config`. Dropping the last handle on a thread
+        /// of that runtime stops the pool without waiting there: the workers finish what is
+        /// queued on their own. If the runtime shuts down under the pool, its workers end
+        /// with it: every queued call and every running `async fn` call fails with
+        /// `Error::Stopped`, as do later calls, and `stop()` returns at once (a sync method
+        /// already running finishes: tokio's shutdown waits for its blocking pool).
+        /// (Example: the crate docs, *Async mode on your runtime*.)
+        #[must_use]
+        pub fn runtime(self, handle: $crate::__private::tokio::runtime::Handle) -> Self {
+            Self(self.0.runtime(handle))
         }
 
         /// The pool's name for thread names, tracing spans and stats (default: the type's name).

@@ -21,6 +21,21 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// The runtime async-mode workers of a new pool run on: `explicit` (the `runtime` option,
+/// already checked to be a multi-thread one), else the runtime this thread is inside if it is
+/// a multi-thread one, else the library's own. A current-thread runtime is never adopted: its
+/// one thread is the caller's, and a caller blocking in `stop()` or `blocking()` would stall
+/// the workers it waits for.
+pub(crate) fn pick(explicit: Option<&tokio::runtime::Handle>) -> tokio::runtime::Handle {
+    if let Some(h) = explicit {
+        return h.clone();
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => h,
+        _ => runtime().handle().clone(),
+    }
+}
+
 /// True on a thread inside a tokio runtime (a runtime's worker or blocking thread, or one that
 /// entered a runtime's context): code there must not block waiting for other async work.
 pub(crate) fn in_async_context() -> bool {

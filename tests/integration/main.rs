@@ -1,6 +1,7 @@
 //! Behaviour tests of pools through the public facade, one binary (fast to link on 2 cores).
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
+mod ambient_runtime;
 mod async_sync;
 mod balancing;
 mod blocking;

@@ -1,4 +1,12 @@
-//! Async mode: one tokio task per worker on the library's runtime.
+//! Async mode: one tokio task per worker, on the runtime the `runtime` option names, else the
+//! multi-thread runtime `init` runs inside (so a caller there reaches its workers without a
+//! cross-runtime wake-up), else the library's own. Sync methods run on that runtime's blocking
+//! pool. `init` and `stop()` wait for the worker tasks through `runtime::blocking`, so a
+//! caller on a worker thread of that runtime hands its other tasks over first; the last handle
+//! dropped on a thread of that runtime does not wait at all (`PoolInner`'s `Drop`), since the
+//! runtime may be shutting down and about to drop the worker tasks on this very thread. A
+//! runtime that shuts down under the pool drops its worker tasks: the calls they held, queued
+//! or running, fail with `Error::Stopped`, as do later calls (their mailboxes are gone).
 //!
 //! `async fn` methods taking `&self` run concurrently on their worker; anything needing the
 //! instance exclusively (`&mut self` async methods, and sync methods, which run on tokio's
@@ -17,7 +25,6 @@ use tracing::instrument::{Instrument, Instrumented};
 use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
 use crate::pool::{Lifecycle, Shared};
-use crate::runtime::runtime;
 use crate::sync::{Arc, Mutex, Ordering, lock};
 use crate::worker::{
     BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive,
@@ -26,6 +33,7 @@ use crate::worker::{
 /// Starts `n` worker tasks and waits until each has built its instance.
 pub(crate) fn start<W: Worker>(
     n: usize,
+    runtime: &tokio::runtime::Handle,
     args: W::Args,
     shared: &Arc<Shared>,
     exits: Sender<usize>,
@@ -40,7 +48,7 @@ pub(crate) fn start<W: Worker>(
             index,
             exits: exits.clone(),
         };
-        let task = runtime().spawn(async move {
+        let task = runtime.spawn(async move {
             let _exit = guard;
             // The constructor is sync user code: keep it off the async worker threads.
             let built = tokio::task::spawn_blocking(move || construct::<W>(args)).await;
@@ -60,9 +68,21 @@ pub(crate) fn start<W: Worker>(
         mailboxes.push(tx);
     }
     drop(ready_tx);
-    let failure = super::await_ready(&ready_rx, n, "task");
+    // On a worker thread of the runtime the tasks were spawned on, this thread's other tasks
+    // (the new worker tasks among them) go to another thread while it waits.
+    let failure = crate::runtime::blocking(|| super::await_ready(&ready_rx, n, "task"));
     match failure {
         None => Ok(mailboxes),
+        // A task ends before it reports only when its runtime drops it: it is shutting down.
+        Some(InitFailure::Other(m)) if m.ends_with("ended during start-up") => {
+            lifecycle.tasks.drain(..).for_each(|t| t.abort());
+            Err(Error::Init {
+                message: format!(
+                    "{m}: the tokio runtime it was spawned on is shut down; give \
+                     `options().runtime(..)` a running one, or build the pool outside it"
+                ),
+            })
+        }
         Some(f) => {
             lifecycle.tasks.drain(..).for_each(|t| t.abort());
             Err(f.into_error())

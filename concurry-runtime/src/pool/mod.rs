@@ -218,6 +218,8 @@ struct PoolInner<W: Worker> {
     balancer: Balancer,
     shared: Arc<Shared>,
     backend: Backend<W>,
+    /// Async mode: the runtime whose tasks the workers are.
+    runtime: Option<tokio::runtime::Id>,
     stopped: AtomicBool,
     lifecycle: Mutex<Option<Lifecycle<W>>>,
 }
@@ -245,6 +247,8 @@ impl<W: Worker> Pool<W> {
         let fixed = if config.on_demand { 0 } else { workers };
         let shared = Arc::new(Shared::new(name, fixed, config.max_queued_tasks.is_some()));
         let (exit_tx, exits) = crossbeam_channel::unbounded();
+        let runtime = (config.mode == Mode::Async && !config.on_demand)
+            .then(|| crate::runtime::pick(config.runtime.as_ref()));
         let mut lifecycle = Lifecycle {
             exits,
             threads: Vec::new(),
@@ -272,6 +276,9 @@ impl<W: Worker> Pool<W> {
                 )?),
                 Mode::Async => Backend::Async(asyncio::start(
                     workers,
+                    runtime
+                        .as_ref()
+                        .unwrap_or_else(|| crate::runtime::runtime().handle()),
                     args,
                     &shared,
                     exit_tx,
@@ -290,6 +297,7 @@ impl<W: Worker> Pool<W> {
                 config,
                 shared,
                 backend,
+                runtime: runtime.map(|h| h.id()),
                 stopped: AtomicBool::new(false),
                 lifecycle: Mutex::new(Some(lifecycle)),
             }),
@@ -505,6 +513,20 @@ fn fail_msg<W>(msg: Msg<W>, error: Error) {
 }
 
 impl<W: Worker> PoolInner<W> {
+    /// Async mode: as [`stop`](PoolInner::stop) without waiting for the workers: they run
+    /// what is queued and end on their own (or with their runtime).
+    fn stop_without_waiting(&self) {
+        let mut guard = lock(&self.lifecycle);
+        self.stopped.store(true, Ordering::Release);
+        self.shared.stopped.fire();
+        self.shared.wake_all_waiters();
+        if guard.take().is_some()
+            && let Backend::Async(mailboxes) = &self.backend
+        {
+            mailboxes.iter().for_each(|m| drop(m.send(Msg::Stop)));
+        }
+    }
+
     fn stop(&self) -> Result<(), Error> {
         // `stop_timeout` counts from the call, not from when the workers were told.
         let deadline = Instant::now().checked_add(self.config.stop_timeout);
@@ -548,17 +570,27 @@ impl<W: Worker> PoolInner<W> {
             }
         };
         let own = CURRENT_POOL.with(|c| c.get()) == Arc::as_ptr(&self.shared) as usize;
-        let mut exited = 0;
-        while exited < expected && !own {
-            let next = match deadline {
-                Some(d) => lifecycle.exits.recv_deadline(d).ok(),
-                None => lifecycle.exits.recv().ok(),
-            };
-            match next {
-                Some(_) => exited += 1,
-                None => break,
+        // Async workers may be tasks of the runtime this thread works for (the caller's own):
+        // its other tasks go to another thread while this one waits for them.
+        let wait = || {
+            let mut exited = 0;
+            while exited < expected && !own {
+                let next = match deadline {
+                    Some(d) => lifecycle.exits.recv_deadline(d).ok(),
+                    None => lifecycle.exits.recv().ok(),
+                };
+                match next {
+                    Some(_) => exited += 1,
+                    None => break,
+                }
             }
-        }
+            exited
+        };
+        let exited = if expected == 0 || own {
+            0
+        } else {
+            crate::runtime::blocking(wait)
+        };
         let timed_out = exited < expected && !own;
         // Calls queued or running on the fixed workers when the time ran out.
         let (mut unfinished, mut in_blocking) = (0, 0);
@@ -656,6 +688,15 @@ fn drain<W: Worker>(name: &str, drains: Vec<crossbeam_channel::Receiver<Msg<W>>>
 
 impl<W: Worker> Drop for PoolInner<W> {
     fn drop(&mut self) {
+        // Dropped on a thread of the runtime the workers are tasks of (by one of its tasks,
+        // or while it shuts down and drops its tasks, the workers among them, perhaps later
+        // on this very thread): the workers are told to stop, finish what is queued and end
+        // on their own; waiting for them here could hold up the thread they need.
+        if let Some(id) = self.runtime
+            && tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == id)
+        {
+            return self.stop_without_waiting();
+        }
         let _ = self.stop();
     }
 }

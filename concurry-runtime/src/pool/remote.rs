@@ -71,6 +71,7 @@ where
                 config,
                 shared,
                 backend: Backend::Process(remote),
+                runtime: None,
                 stopped: AtomicBool::new(false),
                 lifecycle: Mutex::new(Some(Lifecycle {
                     exits,

@@ -1,0 +1,294 @@
+//! Async mode on the caller's tokio runtime: workers adopt the multi-thread runtime `init` runs
+//! inside, `options().runtime(handle)` picks one, the library's runtime is the fallback, and
+//! stop, drop, `blocking()` and a runtime shutting down under the pool never hang.
+
+use std::time::Duration;
+
+use concurry::prelude::*;
+use tokio::runtime::{Builder, Handle, Runtime};
+
+const HANG: Duration = Duration::from_secs(30);
+
+/// Runs `f` on its own thread and fails the test if it does not return within [`HANG`].
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(HANG)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {HANG:?}"))
+}
+
+/// A multi-thread runtime with `threads` worker threads.
+fn multi(threads: usize) -> Runtime {
+    Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub struct Where;
+
+#[concurry::worker]
+impl Where {
+    pub fn new() -> Self {
+        Where
+    }
+
+    /// The id of the runtime this `async fn` runs on.
+    pub async fn runtime_id(&self) -> String {
+        Handle::current().id().to_string()
+    }
+
+    /// The id of the runtime whose blocking pool this sync method runs on.
+    pub fn sync_runtime_id(&self) -> String {
+        Handle::try_current()
+            .map(|h| h.id().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The name of the thread this `async fn` runs on.
+    pub async fn thread_name(&self) -> String {
+        std::thread::current().name().unwrap_or("").to_string()
+    }
+
+    pub async fn echo(&self, x: u64) -> u64 {
+        tokio::task::yield_now().await;
+        x
+    }
+
+    /// Never finishes.
+    pub async fn hang(&self) -> u64 {
+        std::future::pending().await
+    }
+
+    /// Never finishes, and holds back every later call (exclusive).
+    pub async fn hang_mut(&mut self) -> u64 {
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn init_inside_a_multi_thread_runtime_runs_the_workers_there() {
+    within("a pool on the ambient runtime", || {
+        let rt = multi(2);
+        let (caller, on_worker, sync_on_worker) = rt.block_on(async {
+            let pool = Where::options().mode(Mode::Async).init().unwrap();
+            let ids = (
+                Handle::current().id().to_string(),
+                pool.runtime_id().await.unwrap(),
+                pool.sync_runtime_id().await.unwrap(),
+            );
+            pool.stop().unwrap();
+            ids
+        });
+        assert_eq!(on_worker, caller);
+        assert_eq!(sync_on_worker, caller);
+    });
+}
+
+#[test]
+fn init_stop_and_drop_from_a_task_on_a_one_thread_runtime_do_not_deadlock() {
+    within("init, stop and drop inside a task", || {
+        // One worker thread: the caller's task and the pool's worker tasks share it, so any
+        // wait that kept the thread would hang.
+        let rt = multi(1);
+        let outcome = rt.block_on(async {
+            tokio::spawn(async {
+                let pool = Where::options().mode(Mode::Async).init().unwrap();
+                assert_eq!(
+                    pool.runtime_id().await.unwrap(),
+                    Handle::current().id().to_string()
+                );
+                // `stop()` drains what is queued first, while this task waits in it.
+                let queued: Vec<_> = (0..100).map(|i| pool.echo(i)).collect();
+                pool.stop().unwrap();
+                for (i, p) in queued.into_iter().enumerate() {
+                    assert_eq!(p.await.unwrap(), i as u64);
+                }
+
+                // Dropping the last handle in the task: the queued calls still run.
+                let pool = Where::options().mode(Mode::Async).init().unwrap();
+                let queued: Vec<_> = (0..100).map(|i| pool.echo(i)).collect();
+                drop(pool);
+                let mut sum = 0;
+                for p in queued {
+                    sum += p.await.unwrap();
+                }
+                sum
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(outcome, (0..100).sum::<u64>());
+    });
+}
+
+#[test]
+fn an_explicit_handle_picks_the_runtime_and_blocking_works_from_a_plain_thread() {
+    within("a pool on an explicit runtime", || {
+        let rt = multi(2);
+        let pool = Where::options()
+            .mode(Mode::Async)
+            .runtime(rt.handle().clone())
+            .init()
+            .unwrap();
+        let id = rt.handle().id().to_string();
+        assert_eq!(pool.blocking().runtime_id().unwrap(), id);
+        assert_eq!(pool.blocking().sync_runtime_id().unwrap(), id);
+        assert_eq!(pool.echo(7).result().unwrap(), 7);
+        // The explicit handle wins over the runtime `init` runs inside.
+        let other = multi(1);
+        let pool2 = other.block_on(async {
+            Where::options()
+                .mode(Mode::Async)
+                .runtime(rt.handle().clone())
+                .init()
+                .unwrap()
+        });
+        assert_eq!(pool2.blocking().runtime_id().unwrap(), id);
+        pool2.stop().unwrap();
+        pool.stop().unwrap();
+    });
+}
+
+#[test]
+fn outside_any_runtime_or_inside_a_current_thread_one_the_library_runtime_is_used() {
+    within("pools on the library runtime", || {
+        let pool = Where::options().mode(Mode::Async).init().unwrap();
+        assert_eq!(pool.blocking().thread_name().unwrap(), "concurry-async");
+        pool.stop().unwrap();
+
+        // A current-thread runtime is not adopted: its one thread is the caller's.
+        let rt = Builder::new_current_thread().enable_all().build().unwrap();
+        let (caller, on_worker) = rt.block_on(async {
+            let pool = Where::options().mode(Mode::Async).init().unwrap();
+            let ids = (
+                Handle::current().id().to_string(),
+                pool.runtime_id().await.unwrap(),
+            );
+            pool.stop().unwrap();
+            ids
+        });
+        assert_ne!(on_worker, caller);
+    });
+}
+
+#[test]
+fn a_current_thread_handle_or_a_non_async_pool_is_a_config_error() {
+    let rt = Builder::new_current_thread().enable_all().build().unwrap();
+    let err = Where::options()
+        .mode(Mode::Async)
+        .runtime(rt.handle().clone())
+        .init()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, concurry::Error::Config(_)), "{err:?}");
+    assert!(
+        msg.contains("runtime") && msg.contains("new_multi_thread"),
+        "{msg}"
+    );
+
+    let multi = multi(1);
+    let err = Where::options()
+        .mode(Mode::Thread)
+        .runtime(multi.handle().clone())
+        .init()
+        .unwrap_err();
+    assert!(err.to_string().contains("Mode::Async"), "{err}");
+    let err = Where::options()
+        .mode(Mode::Async)
+        .on_demand(true)
+        .runtime(multi.handle().clone())
+        .init()
+        .unwrap_err();
+    assert!(err.to_string().contains("on_demand"), "{err}");
+}
+
+#[test]
+fn a_runtime_shutting_down_under_a_pool_fails_its_calls_and_stop_returns() {
+    within("a runtime shut down under a pool", || {
+        let rt = multi(2);
+        let pool = Where::options()
+            .mode(Mode::Async)
+            .runtime(rt.handle().clone())
+            .init()
+            .unwrap();
+        // `hang` is in flight once a call sent after it came back; the exclusive `hang_mut`
+        // then waits for it, and the calls behind stay queued.
+        let running = pool.hang();
+        assert_eq!(pool.blocking().echo(0).unwrap(), 0);
+        let blocker = pool.hang_mut();
+        let queued: Vec<_> = (0..10).map(|i| pool.echo(i)).collect();
+        drop(rt);
+        assert!(running.result().unwrap_err().is_stopped());
+        assert!(blocker.result().unwrap_err().is_stopped());
+        for p in queued {
+            assert!(p.result().unwrap_err().is_stopped());
+        }
+        // Later calls fail at once; stop() returns.
+        assert!(pool.echo(1).result().unwrap_err().is_stopped());
+        assert!(pool.blocking().runtime_id().unwrap_err().is_stopped());
+        pool.stop().unwrap();
+    });
+}
+
+#[test]
+fn a_runtime_shutting_down_drops_a_task_holding_the_last_handle_without_waiting() {
+    within(
+        "a runtime dropping the last handle as it shuts down",
+        || {
+            let rt = multi(1);
+            // Holders spawned before and after the pool's worker task, so the runtime drops one
+            // holding the last handle while the worker task is still alive, whatever its order.
+            let (early_tx, early_rx) = tokio::sync::oneshot::channel::<WhereHandle>();
+            rt.spawn(async move {
+                let _last = early_rx.await;
+                std::future::pending::<()>().await
+            });
+            let pool = rt.block_on(async {
+                Where::options()
+                    .mode(Mode::Async)
+                    // Far above the guard: a drop that waited for the workers would be caught.
+                    .stop_timeout(Duration::from_secs(300))
+                    .init()
+                    .unwrap()
+            });
+            let running = pool.hang();
+            assert_eq!(pool.blocking().echo(1).unwrap(), 1);
+            let late = pool.clone();
+            rt.spawn(async move {
+                let _last = late;
+                std::future::pending::<()>().await
+            });
+            early_tx
+                .send(pool)
+                .unwrap_or_else(|_| panic!("the early holder is gone"));
+            // Shutting down drops the holders (and with the last, the pool) and the worker task,
+            // on the runtime's own thread.
+            drop(rt);
+            assert!(running.result().unwrap_err().is_stopped());
+        },
+    );
+}
+
+#[test]
+fn init_on_a_runtime_already_shut_down_fails_with_a_message() {
+    within("init on a dead runtime", || {
+        let rt = multi(1);
+        let handle = rt.handle().clone();
+        drop(rt);
+        let err = Where::options()
+            .mode(Mode::Async)
+            .runtime(handle)
+            .init()
+            .unwrap_err();
+        assert!(matches!(err, concurry::Error::Init { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("runtime it was spawned on is shut down"),
+            "{err}"
+        );
+    });
+}
