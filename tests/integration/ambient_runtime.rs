@@ -7,17 +7,7 @@ use std::time::Duration;
 use concurry::prelude::*;
 use tokio::runtime::{Builder, Handle, Runtime};
 
-const HANG: Duration = Duration::from_secs(30);
-
-/// Runs `f` on its own thread and fails the test if it does not return within [`HANG`].
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(HANG)
-        .unwrap_or_else(|_| panic!("{what} did not finish within {HANG:?}"))
-}
+use crate::common::within;
 
 /// A multi-thread runtime with `threads` worker threads.
 fn multi(threads: usize) -> Runtime {

@@ -11,19 +11,9 @@ use concurry::prelude::*;
 
 use crate::common::quiet_planned_panics;
 
+use crate::common::{HANG, within};
+
 /// Bounds every wait, so a regression fails instead of hanging the suite.
-const HANG: Duration = Duration::from_secs(30);
-
-/// Runs `f` on its own thread and fails the test if it does not return within [`HANG`].
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(HANG)
-        .unwrap_or_else(|_| panic!("{what}: still not done after {HANG:?}"))
-}
-
 /// A latch the test opens by hand; a call waiting on it gives up only after a minute, well
 /// past [`HANG`], so a test cannot pass by waiting the latch out.
 #[derive(Clone, Default)]

@@ -3,23 +3,11 @@
 //! pool's promise used to hang every time. It works now, on any multi-thread runtime, and on
 //! a current-thread one for pool calls.
 
-use std::time::Duration;
-
 use concurry::prelude::*;
 
+use crate::common::{HANG, within};
+
 /// Bounds every wait, so a regression fails instead of hanging the suite.
-const HANG: Duration = Duration::from_secs(30);
-
-/// Runs `f` on its own thread and fails the test if it does not return within [`HANG`].
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(HANG)
-        .unwrap_or_else(|_| panic!("{what}: still not done after {HANG:?}"))
-}
-
 pub struct Inner;
 
 #[concurry::worker]

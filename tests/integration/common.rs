@@ -6,6 +6,20 @@ use std::time::Duration;
 
 use concurry::prelude::*;
 
+/// How long a test waits for something that must not hang before it fails.
+pub const HANG: Duration = Duration::from_secs(30);
+
+/// Runs `f` on its own thread and fails the test if it does not return within [`HANG`]:
+/// a regression that hangs fails the suite instead of wedging it.
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(HANG)
+        .unwrap_or_else(|_| panic!("{what}: still not done after {HANG:?}"))
+}
+
 /// Every mode the in-process pools support.
 pub const MODES: [Mode; 3] = [Mode::Sync, Mode::Thread, Mode::Async];
 
