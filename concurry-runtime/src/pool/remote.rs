@@ -2,7 +2,7 @@
 //! the entry points process mode gives generated code.
 
 use super::retry::MethodRetry;
-use super::{Admit, Backend, Balancer, Lifecycle, Pool, PoolInner, Room, Shared, later};
+use super::{Admit, Backend, Balancer, Lifecycle, Pool, PoolInner, Room, Shared, WeakPool, later};
 use crate::error::{ConfigError, Error};
 use crate::future::{Completer, Promise};
 use crate::limit::{Acquisition, LimitSet, WaitError};
@@ -126,18 +126,7 @@ where
                 let (promise, c) = Promise::pending();
                 let pool = self.downgrade();
                 let send = move |c: Completer<T, E>, payload, left| {
-                    let Some(pool) = pool.upgrade() else {
-                        c.complete(Err(Error::Stopped));
-                        return;
-                    };
-                    if c.is_cancelled() {
-                        return;
-                    }
-                    let call = pool.remote_call(method, retry, payload, extract, left);
-                    drop(pool);
-                    crate::runtime::runtime().spawn(async move {
-                        c.complete(call.await);
-                    });
+                    Self::send_from_lane(&pool, c, method, retry, payload, extract, left);
                 };
                 match encoded {
                     Some(Ok(payload)) => lane.run(move || send(c, payload, timeout)),
@@ -205,17 +194,40 @@ where
                 if left == Some(std::time::Duration::ZERO) {
                     return fail(c, Error::Timeout);
                 }
-                let Some(pool) = pool.upgrade() else {
-                    return fail(c, Error::Stopped);
-                };
-                let call = pool.remote_call(method, retry, payload, extract, left);
-                drop(pool);
-                crate::runtime::runtime().spawn(async move {
-                    c.complete(call.await);
-                });
+                Self::send_from_lane(&pool, c, method, retry, payload, extract, left);
             },
         );
         Some(promise)
+    }
+
+    /// Sends a call whose request was encoded on the encoding lane, from the lane: its
+    /// answer completes `c`. A pool dropped meanwhile fails it with `Stopped`; a promise
+    /// cancelled meanwhile sends nothing.
+    fn send_from_lane<T, E, X>(
+        pool: &WeakPool<W>,
+        c: Completer<T, E>,
+        method: &'static str,
+        retry: Option<std::sync::Arc<crate::retry::RetryConfig>>,
+        payload: Vec<u8>,
+        extract: X,
+        left: Option<std::time::Duration>,
+    ) where
+        T: Send + 'static,
+        E: Send + 'static,
+        X: Extract<W, T, E>,
+    {
+        let Some(pool) = pool.upgrade() else {
+            c.complete(Err(Error::Stopped));
+            return;
+        };
+        if c.is_cancelled() {
+            return;
+        }
+        let call = pool.remote_call(method, retry, payload, extract, left);
+        drop(pool);
+        crate::runtime::runtime().spawn(async move {
+            c.complete(call.await);
+        });
     }
 
     /// A remote call of encoded arguments, retried per `retry`; the first attempt's hard
