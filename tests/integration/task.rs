@@ -197,25 +197,36 @@ fn each_item_keeps_its_typed_error() {
     }
 }
 
-#[test]
-fn stopping_mid_map_fails_the_remaining_items() {
+/// Reads `yielded` results of a map over `0..items` (window 2, `chunk` items per call),
+/// stops the pool, and checks every other item still yields: at most `max_ok` (those in
+/// the window's calls and the chunk being read) drained, everything after failed with
+/// `Stopped`.
+fn stop_mid_map(items: u64, chunk: usize, yielded: u64, max_ok: usize) {
     for mode in MODES {
         let p = pool(mode, 2);
-        let mut m = p.map(|x: u64| x, 0..20).window(2).chunk_size(1);
-        for i in 0..5 {
+        let mut m = p.map(|x: u64| x, 0..items).window(2).chunk_size(chunk);
+        for i in 0..yielded {
             assert_eq!(m.next().unwrap().unwrap(), i);
         }
         p.stop().unwrap();
         let rest: Vec<_> = m.collect();
-        assert_eq!(rest.len(), 15, "{mode}: every item yields");
-        // Calls already in the window drained; everything after failed with `Stopped`.
+        assert_eq!(
+            rest.len() as u64,
+            items - yielded,
+            "{mode}: every item yields"
+        );
         let ok = rest.iter().take_while(|r| r.is_ok()).count();
-        assert!(ok <= 2, "{mode}");
+        assert!(ok <= max_ok, "{mode}: {ok}");
         assert!(
             rest[ok..].iter().all(|r| matches!(r, Err(Error::Stopped))),
             "{mode}"
         );
     }
+}
+
+#[test]
+fn stopping_mid_map_fails_the_remaining_items() {
+    stop_mid_map(20, 1, 5, 2);
 }
 
 #[test]
@@ -473,22 +484,7 @@ fn automatic_chunks_batch_cheap_items_and_stay_bounded() {
 
 #[test]
 fn stopping_mid_chunked_map_fails_the_remaining_items() {
-    for mode in MODES {
-        let p = pool(mode, 2);
-        let mut m = p.map(|x: u64| x, 0..100).window(2).chunk_size(4);
-        for i in 0..6 {
-            assert_eq!(m.next().unwrap().unwrap(), i);
-        }
-        p.stop().unwrap();
-        let rest: Vec<_> = m.collect();
-        assert_eq!(rest.len(), 94, "{mode}: every item yields");
-        let ok = rest.iter().take_while(|r| r.is_ok()).count();
-        assert!(ok <= 2 + 2 * 4, "{mode}: {ok}");
-        assert!(
-            rest[ok..].iter().all(|r| matches!(r, Err(Error::Stopped))),
-            "{mode}"
-        );
-    }
+    stop_mid_map(100, 4, 6, 2 + 2 * 4);
 }
 
 #[test]
