@@ -112,7 +112,25 @@ impl<W: Worker> Options<W> {
         self
     }
 
-    /// Process mode: the largest request or reply, in bytes (default 16 MiB).
+    /// Process mode: the largest request or reply, in bytes (default 16 MiB, at least
+    /// 1 KiB, below 4 GiB); a value outside is an [`Error::Config`] from `init`.
+    ///
+    /// ```
+    /// use concurry::Error;
+    ///
+    /// struct Echo;
+    ///
+    /// #[concurry::worker]
+    /// impl Echo {
+    ///     pub fn new() -> Self {
+    ///         Echo
+    ///     }
+    /// }
+    ///
+    /// let e = Echo::options().max_message_size(10).init().unwrap_err();
+    /// assert!(matches!(&e, Error::Config(_)), "{e}");
+    /// assert!(e.to_string().contains("max_message_size"), "{e}");
+    /// ```
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.config.max_message_size = bytes;
         self

@@ -215,6 +215,12 @@ impl RetryConfig {
     }
 
     /// The most attempts a call gets, the first call included.
+    ///
+    /// ```
+    /// let config = concurry::RetryConfig::attempts(3);
+    /// assert_eq!(config.max_attempts(), 3); // the first call and two retries
+    /// assert_eq!(config.num_retries(), 2);
+    /// ```
     pub fn max_attempts(&self) -> u32 {
         self.attempts.max(1)
     }
