@@ -3,9 +3,9 @@
 use std::fmt;
 
 use super::error::LimitError;
+use super::hosted::HostedAcquisition;
 use super::rate::CALL_COUNT;
 use super::set::SetInner;
-use crate::mode::process::limits::RemoteAcquisition;
 use crate::sync::Arc;
 
 /// What an acquisition holds: the set's automatic units (no allocation), or a list.
@@ -73,9 +73,9 @@ enum Held {
         /// caps its debt): what `charged` tells.
         over: Vec<(u8, u64)>,
     },
-    /// Granted by the parent to this worker child: a lease the parent keeps until this
-    /// drops (which tells it to give the units back).
-    Remote(RemoteAcquisition),
+    /// Granted by the host to this served worker (a worker child): a lease the host keeps
+    /// until this drops (which tells it to give the units back).
+    Hosted(HostedAcquisition),
 }
 
 impl fmt::Debug for Acquisition {
@@ -92,7 +92,7 @@ impl fmt::Debug for Acquisition {
                     m.entry(&set.key(i), &reported(over, i, n));
                 }
             }
-            Held::Remote(r) => {
+            Held::Hosted(r) => {
                 m.entries(r.charged_all());
             }
         }
@@ -115,10 +115,10 @@ impl Acquisition {
         Acquisition { held }
     }
 
-    /// Units the parent granted to this worker child.
-    pub(crate) fn remote(acquisition: RemoteAcquisition) -> Self {
+    /// Units the host granted to this served worker.
+    pub(crate) fn hosted(acquisition: HostedAcquisition) -> Self {
         Acquisition {
-            held: Held::Remote(acquisition),
+            held: Held::Hosted(acquisition),
         }
     }
 
@@ -143,7 +143,7 @@ impl Acquisition {
                 let &(_, n) = items.iter().find(|(i, _)| *i == idx)?;
                 Some(reported(over, idx, n))
             }
-            Held::Remote(r) => r.charged(key),
+            Held::Hosted(r) => r.charged(key),
         }
     }
 
@@ -182,7 +182,7 @@ impl Acquisition {
     /// ```
     pub fn update(&mut self, usage: &[(&str, u64)]) -> Result<(), LimitError> {
         let (set, at, items, over) = match &mut self.held {
-            Held::Remote(r) => return r.update(usage),
+            Held::Hosted(r) => return r.update(usage),
             Held::CallOnly => {
                 return match usage.first() {
                     None => Ok(()),

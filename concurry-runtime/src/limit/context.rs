@@ -5,16 +5,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::hosted::HostedLimits;
 use super::set::LimitSet;
 
 /// What the method running on this thread sees.
 enum Current {
-    /// No worker method: the empty set, or a worker child's hosted set.
+    /// No worker method: the empty set.
     Outside,
     /// A method of a pool with limits: its set.
     Set(LimitSet),
     /// A method of a pool built without limits (no set to clone per call).
     NoLimits,
+    /// A method of a served worker (in a worker child): its pool's set, hosted by the
+    /// pool's owner.
+    Hosted(HostedLimits),
 }
 
 thread_local! {
@@ -74,14 +78,19 @@ thread_local! {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn limits() -> LimitSet {
-    let current = CURRENT.with(|c| match &*c.borrow() {
-        Current::Set(set) => Some(set.clone()),
-        Current::NoLimits => Some(NONE.with(LimitSet::clone)),
-        Current::Outside => None,
+    let hosted = CURRENT.with(|c| match &*c.borrow() {
+        Current::Set(set) => Err(set.clone()),
+        Current::NoLimits => Err(NONE.with(LimitSet::clone)),
+        Current::Outside => Err(EMPTY.with(LimitSet::clone)),
+        Current::Hosted(h) => Ok(h.clone()),
     });
-    current
-        .or_else(LimitSet::remote)
-        .unwrap_or_else(|| EMPTY.with(LimitSet::clone))
+    match hosted {
+        Err(set) => set,
+        // A pool without limits: a local set that refuses every key (it answers as the
+        // host would, without asking it each time).
+        Ok(h) if h.meta().empty => NONE.with(LimitSet::clone),
+        Ok(h) => LimitSet::hosted_by(h),
+    }
 }
 
 /// Restores the previous current set when dropped (also on unwind).
@@ -116,6 +125,14 @@ pub(crate) fn with_limits<R>(set: &LimitSet, f: impl FnOnce() -> R) -> R {
 #[inline]
 pub(crate) fn without_limits<R>(f: impl FnOnce() -> R) -> R {
     let _restore = replace(Current::NoLimits);
+    f()
+}
+
+/// Runs `f` (a call of a served worker) with `hosted`, its pool's set as the host serves
+/// it, as the current limit set: each served worker passes its own, so one process may
+/// serve the workers of many pools.
+pub(crate) fn with_hosted<R>(hosted: &HostedLimits, f: impl FnOnce() -> R) -> R {
+    let _restore = replace(Current::Hosted(hosted.clone()));
     f()
 }
 

@@ -11,8 +11,12 @@
 /// let e = set.try_acquire(&[("tokens", 5000)]).unwrap_err();
 /// assert!(matches!(e, LimitError::ExceedsCapacity { requested: 5000, capacity: 1000, .. }));
 /// assert!(e.to_string().contains("`tokens`"));
+///
+/// // It crosses a wire as it is (a served worker's `limits()` gets its host's errors typed).
+/// let bytes = concurry::wire::encode(&e, "limit error").unwrap();
+/// assert_eq!(concurry::wire::decode::<LimitError>(&bytes, "limit error").unwrap(), e);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum LimitError {
     /// The request names a key the set has no limit for.

@@ -55,6 +55,7 @@ mod acquisition;
 mod call;
 pub(crate) mod context;
 mod error;
+pub(crate) mod hosted;
 mod pool;
 mod rate;
 mod resource;

@@ -44,7 +44,9 @@ pub(crate) const CALL_COUNT: &str = "call_count";
 /// assert_eq!("gcra".parse::<RateAlgorithm>().unwrap(), RateAlgorithm::Gcra);
 /// assert_eq!("token-bucket".parse::<RateAlgorithm>().unwrap(), RateAlgorithm::TokenBucket);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum RateAlgorithm {
     /// Continuous refill at `capacity / window`, bursts up to `capacity`.

@@ -15,17 +15,17 @@ use std::time::Duration;
 
 use super::acquisition::{Acquisition, Items};
 use super::error::LimitError;
+use super::hosted::HostedLimits;
 use super::rate::{RateAlgorithm, RateLimit, RateState};
 use super::resource::ResourceLimit;
 use crate::clock::{Clock, SystemClock, nanos};
-use crate::mode::process::limits::RemoteLimits;
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, lock};
 
 /// The most limits one set holds (a request's keys are a 64-bit mask).
 const MAX_LIMITS: usize = 64;
 
 /// How often a waiter re-checks whether its call was cancelled or its pool stopped.
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// One limit of a [`LimitSet`]: a rate limit (including call limits) or a resource limit.
 ///
@@ -73,7 +73,7 @@ impl From<ResourceLimit> for Limit {
 }
 
 /// What kind of limit a [`LimitStats`] row describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum LimitKind {
     /// A rate limit requested explicitly by key.
@@ -94,7 +94,7 @@ pub enum LimitKind {
 /// let stats = &set.stats()[0];
 /// assert_eq!((stats.key.as_str(), stats.capacity, stats.used, stats.available), ("db", 3, 1, 2));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct LimitStats {
     /// The limit's key.
@@ -328,13 +328,45 @@ pub struct LimitSet {
     in_call: bool,
 }
 
+/// Where the limits are. Every operation picks one of the two in one place: the metadata
+/// in [`meta`](LimitSet::meta), the clock in [`clock`](LimitSet::clock), blocking
+/// acquisitions in [`acquire_blocking`](LimitSet::acquire_blocking), async ones in
+/// [`acquire_waiting`](LimitSet::acquire_waiting), plus `stats`, `same_as`, `wake_all`
+/// and `Debug`.
 #[derive(Clone)]
 enum Backing {
     /// The limits themselves, in this process.
     Local(Arc<SetInner>),
-    /// In a worker child: the pool's set, hosted by the parent and asked over the child's
-    /// channel (see [`limits()`](crate::limits)).
-    Remote(RemoteLimits),
+    /// In a served worker (a worker child): the pool's set, hosted by the pool's owner and
+    /// asked over the worker's link (see [`limits()`](crate::limits)).
+    Hosted(HostedLimits),
+}
+
+/// What a set is, as [`LimitSet::meta`] reads it from either backing.
+pub(crate) struct Meta<'a> {
+    pub(crate) name: Option<&'a str>,
+    pub(crate) keys: &'a [String],
+    pub(crate) empty: bool,
+    /// Each call takes units of the set (it has call or resource limits).
+    pub(crate) call_units: bool,
+}
+
+/// What an acquisition asks for.
+#[derive(Clone, Copy)]
+pub(crate) enum Want<'a> {
+    /// These keys and amounts (plus the call units outside a call).
+    Keys(&'a [(&'a str, u64)]),
+    /// The pool's per-call units: one of each call and resource limit.
+    Call,
+}
+
+/// How long a blocking acquisition waits.
+#[derive(Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all: [`LimitError::WouldBlock`] if the units are not free now.
+    Now,
+    /// Up to the timeout of the set's clock (`None`: as long as it takes).
+    For(Option<Duration>),
 }
 
 pub(crate) struct SetInner {
@@ -393,8 +425,8 @@ impl fmt::Debug for LimitSet {
         let mut d = f.debug_struct("LimitSet");
         match &self.backing {
             Backing::Local(inner) => d.field("name", &inner.name).field("keys", &inner.keys),
-            // Without asking the parent: formatting never blocks.
-            Backing::Remote(_) => d.field("hosted_by", &"the pool's owner process"),
+            // Without asking the host: formatting never blocks.
+            Backing::Hosted(_) => d.field("hosted_by", &"the pool's owner process"),
         };
         d.field("in_call", &self.in_call).finish()
     }
@@ -465,27 +497,29 @@ impl LimitSet {
 
     /// The set's name, if it was given one.
     pub fn name(&self) -> Option<&str> {
-        match &self.backing {
-            Backing::Local(inner) => inner.name.as_deref(),
-            Backing::Remote(r) => r.name(),
-        }
+        self.meta().name
     }
 
     /// The keys of the set's limits, in the order they were given.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        match &self.backing {
-            Backing::Local(inner) => &inner.keys[..],
-            Backing::Remote(r) => r.keys(),
-        }
-        .iter()
-        .map(String::as_str)
+        self.meta().keys.iter().map(String::as_str)
     }
 
     /// True if the set has no limits.
     pub fn is_empty(&self) -> bool {
+        self.meta().empty
+    }
+
+    /// What the set is (a hosted set asks its host once).
+    fn meta(&self) -> Meta<'_> {
         match &self.backing {
-            Backing::Local(inner) => inner.keys.is_empty(),
-            Backing::Remote(r) => r.is_empty(),
+            Backing::Local(inner) => Meta {
+                name: inner.name.as_deref(),
+                keys: &inner.keys,
+                empty: inner.keys.is_empty(),
+                call_units: !inner.auto.is_empty(),
+            },
+            Backing::Hosted(h) => h.meta(),
         }
     }
 
@@ -493,27 +527,15 @@ impl LimitSet {
     pub fn same_as(&self, other: &LimitSet) -> bool {
         match (&self.backing, &other.backing) {
             (Backing::Local(a), Backing::Local(b)) => Arc::ptr_eq(a, b),
-            (Backing::Remote(a), Backing::Remote(b)) => a.same_as(b),
+            (Backing::Hosted(a), Backing::Hosted(b)) => a.same_as(b),
             _ => false,
         }
     }
 
-    /// In a worker child, the pool's set, hosted by the parent: `None` outside a worker
-    /// child; if the pool has no limits, a local set that refuses every key (it answers
-    /// the same as the parent would, without asking it each time).
-    pub(crate) fn remote() -> Option<LimitSet> {
-        let r = RemoteLimits::current()?;
-        if r.is_empty() {
-            static NONE: OnceLock<LimitSet> = OnceLock::new();
-            return Some(NONE.get_or_init(LimitSet::pool_without_limits).clone());
-        }
-        Some(LimitSet::hosted_by(r))
-    }
-
-    /// The set `remote` reaches, as a running call sees it.
-    pub(crate) fn hosted_by(remote: RemoteLimits) -> LimitSet {
+    /// The set `hosted` reaches, as a running call sees it.
+    pub(crate) fn hosted_by(hosted: HostedLimits) -> LimitSet {
         LimitSet {
-            backing: Backing::Remote(remote),
+            backing: Backing::Hosted(hosted),
             in_call: true,
         }
     }
@@ -579,12 +601,6 @@ impl LimitSet {
         request: &[(&str, u64)],
         timeout: Option<Duration>,
     ) -> Result<Acquisition, LimitError> {
-        if let Backing::Remote(r) = &self.backing {
-            return r
-                .acquire(request, timeout)
-                .map(Acquisition::remote)
-                .map_err(timed_out);
-        }
         match self.acquire_cancellable(request, timeout, &|| false) {
             Ok(acq) => Ok(acq),
             Err(WaitError::Limit(e)) => Err(e),
@@ -595,25 +611,14 @@ impl LimitSet {
     /// As [`acquire_timeout`](LimitSet::acquire_timeout) (no timeout for `None`), also
     /// giving up with [`WaitError::Cancelled`] once `cancel` is true: whoever makes it true
     /// then calls [`wake_all`](LimitSet::wake_all). The wait keeps its place in the queue
-    /// throughout (the parent's wait for a child's request uses it).
+    /// throughout (the host's wait for a served worker's request uses it).
     pub(crate) fn acquire_cancellable(
         &self,
         request: &[(&str, u64)],
         timeout: Option<Duration>,
         cancel: &dyn Fn() -> bool,
     ) -> Result<Acquisition, WaitError> {
-        let inner = match &self.backing {
-            Backing::Local(inner) => inner,
-            Backing::Remote(_) => {
-                return self
-                    .acquire_inner(request, timeout)
-                    .map_err(WaitError::Limit);
-            }
-        };
-        let items = self.resolve(inner, request).map_err(WaitError::Limit)?;
-        let deadline = inner.deadline(timeout);
-        let at = inner.wait_blocking(items.slice(inner), deadline, cancel)?;
-        Ok(Acquisition::new(inner, at, items))
+        some(self.acquire_blocking(Want::Keys(request), Wait::For(timeout), cancel))
     }
 
     /// Takes the keys if they all fit now; never waits.
@@ -635,26 +640,51 @@ impl LimitSet {
     /// ```
     #[inline]
     pub fn try_acquire(&self, request: &[(&str, u64)]) -> Result<Acquisition, LimitError> {
+        match some(self.acquire_blocking(Want::Keys(request), Wait::Now, &|| false)) {
+            Ok(acq) => Ok(acq),
+            Err(WaitError::Limit(e)) => Err(e),
+            Err(WaitError::Cancelled) => unreachable!("never cancelled"),
+        }
+    }
+
+    /// Every blocking acquisition: `want` within `wait`, giving up once `cancel` is true.
+    /// `Ok(None)` only for [`Want::Call`] on a set without call or resource limits.
+    #[inline]
+    fn acquire_blocking(
+        &self,
+        want: Want<'_>,
+        wait: Wait,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<Option<Acquisition>, WaitError> {
         let inner = match &self.backing {
             Backing::Local(inner) => inner,
-            Backing::Remote(r) => {
-                return r
-                    .acquire(request, Some(Duration::ZERO))
-                    .map(Acquisition::remote);
-            }
+            Backing::Hosted(h) => return h.acquire(want, wait, cancel),
         };
-        let items = self.resolve(inner, request)?;
-        let now = nanos(&*inner.clock);
-        let mut st = lock(&inner.state);
-        let (slice, mask) = items.slice(inner);
-        match admit(&mut st, slice, mask, None, now) {
-            Ok(()) => {
-                drop(st);
-                Ok(Acquisition::new(inner, now, items))
+        let items = match want {
+            Want::Keys(request) => self.resolve(inner, request).map_err(WaitError::Limit)?,
+            Want::Call if inner.auto.is_empty() => return Ok(None),
+            Want::Call => Items::Auto,
+        };
+        match wait {
+            Wait::Now => {
+                let now = nanos(&*inner.clock);
+                let mut st = lock(&inner.state);
+                let (slice, mask) = items.slice(inner);
+                match admit(&mut st, slice, mask, None, now) {
+                    Ok(()) => {
+                        drop(st);
+                        Ok(Some(Acquisition::new(inner, now, items)))
+                    }
+                    Err(_) => Err(WaitError::Limit(LimitError::WouldBlock {
+                        keys: inner.describe(slice),
+                    })),
+                }
             }
-            Err(_) => Err(LimitError::WouldBlock {
-                keys: inner.describe(slice),
-            }),
+            Wait::For(timeout) => {
+                let deadline = inner.deadline(timeout);
+                let at = inner.wait_blocking(items.slice(inner), deadline, cancel)?;
+                Ok(Some(Acquisition::new(inner, at, items)))
+            }
         }
     }
 
@@ -708,34 +738,44 @@ impl LimitSet {
         request: &[(&str, u64)],
         timeout: Option<Duration>,
     ) -> Result<Acquisition, LimitError> {
+        match some(
+            self.acquire_waiting(Want::Keys(request), timeout, || false)
+                .await,
+        ) {
+            Ok(acq) => Ok(acq),
+            Err(WaitError::Limit(e)) => Err(e),
+            Err(WaitError::Cancelled) => unreachable!("never cancelled"),
+        }
+    }
+
+    /// Every async acquisition: `want` within `timeout` of the set's clock, giving up once
+    /// `cancel` is true. `Ok(None)` only for [`Want::Call`] on a set without call or
+    /// resource limits.
+    async fn acquire_waiting(
+        &self,
+        want: Want<'_>,
+        timeout: Option<Duration>,
+        cancel: impl Fn() -> bool + Unpin,
+    ) -> Result<Option<Acquisition>, WaitError> {
         let inner = match &self.backing {
             Backing::Local(inner) => inner,
-            Backing::Remote(r) => {
-                let owned = request.iter().map(|&(k, n)| (k.to_string(), n)).collect();
-                return r
-                    .acquire_async(owned, timeout)
-                    .await
-                    .map(Acquisition::remote)
-                    .map_err(timed_out);
-            }
+            Backing::Hosted(h) => return h.acquire_async(want, timeout, cancel).await,
         };
-        let items = self.resolve(inner, request)?;
-        let deadline = inner.deadline(timeout);
-        let at = match (Waiting {
+        let items = match want {
+            Want::Keys(request) => self.resolve(inner, request).map_err(WaitError::Limit)?,
+            Want::Call if inner.auto.is_empty() => return Ok(None),
+            Want::Call => Items::Auto,
+        };
+        let at = Waiting {
             inner,
             items: items.slice(inner),
-            deadline,
-            cancel: || false,
+            deadline: inner.deadline(timeout),
+            cancel,
             ticket: None,
             sleep: None,
-        })
-        .await
-        {
-            Ok(at) => at,
-            Err(WaitError::Limit(e)) => return Err(e),
-            Err(WaitError::Cancelled) => unreachable!("never cancelled"),
-        };
-        Ok(Acquisition::new(inner, at, items))
+        }
+        .await?;
+        Ok(Some(Acquisition::new(inner, at, items)))
     }
 
     /// A snapshot of every limit: capacity, used, available, waiters.
@@ -750,7 +790,7 @@ impl LimitSet {
     pub fn stats(&self) -> Vec<LimitStats> {
         let inner = match &self.backing {
             Backing::Local(inner) => inner,
-            Backing::Remote(r) => return r.stats(),
+            Backing::Hosted(h) => return h.stats(),
         };
         let now = nanos(&*inner.clock);
         let mut st = lock(&inner.state);
@@ -778,69 +818,46 @@ impl LimitSet {
 
     /// Wakes every waiter so it re-checks its cancel predicate (a pool stopping).
     pub(crate) fn wake_all(&self) {
-        // A remote set's waits re-check their cancel predicate every `POLL` on their own.
+        // A hosted set's waits re-check their cancel predicate every `POLL` on their own.
         if let Backing::Local(inner) = &self.backing {
             let mut st = lock(&inner.state);
             notify(inner, &mut st);
         }
     }
 
-    /// The clock's time in nanoseconds (a remote set's: the system clock's).
-    pub(crate) fn now(&self) -> u64 {
+    /// The set's clock (a hosted set's: the system clock; waits there are the host's, this
+    /// one only paces pollers such as [`LimitPool`](crate::LimitPool)).
+    fn clock(&self) -> &dyn Clock {
         match &self.backing {
-            Backing::Local(inner) => inner.now(),
-            Backing::Remote(_) => nanos(system_clock()),
+            Backing::Local(inner) => &*inner.clock,
+            Backing::Hosted(_) => system_clock(),
         }
+    }
+
+    /// The clock's time in nanoseconds.
+    pub(crate) fn now(&self) -> u64 {
+        nanos(self.clock())
     }
 
     /// How long to really block for `d` of the set's clock.
     pub(crate) fn real_wait(&self, d: Duration) -> Duration {
-        match &self.backing {
-            Backing::Local(inner) => inner.real_wait(d),
-            Backing::Remote(_) => system_clock().real_wait(d),
-        }
+        self.clock().real_wait(d)
     }
 
-    /// True if each call takes units of this set (it has call or resource limits).
+    /// True if each call takes units of this set (it has call or resource limits; for a
+    /// hosted set whose host is gone, true: `acquire_call` then says so).
     pub(crate) fn has_call_units(&self) -> bool {
-        match &self.backing {
-            Backing::Local(inner) => !inner.auto.is_empty(),
-            // If the parent is gone, `acquire_call` says so.
-            Backing::Remote(r) => r.auto_request().map_or(true, |a| !a.is_empty()),
-        }
+        self.meta().call_units
     }
 
     /// The pool's per-call acquisition (call and resource limits), blocking. `None` if the
     /// set has neither.
+    #[inline]
     pub(crate) fn acquire_call(
         &self,
         cancel: &dyn Fn() -> bool,
     ) -> Result<Option<Acquisition>, WaitError> {
-        let inner = match &self.backing {
-            Backing::Local(inner) => inner,
-            Backing::Remote(r) => {
-                let request = r.auto_request().map_err(WaitError::Limit)?;
-                if request.is_empty() {
-                    return Ok(None);
-                }
-                let request: Vec<(&str, u64)> =
-                    request.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-                // In slices, so a cancel is seen within `POLL`.
-                loop {
-                    if cancel() {
-                        return Err(WaitError::Cancelled);
-                    }
-                    if let Some(a) = r.acquire_slice(&request, POLL).map_err(WaitError::Limit)? {
-                        return Ok(Some(Acquisition::remote(a)));
-                    }
-                }
-            }
-        };
-        if inner.auto.is_empty() {
-            return Ok(None);
-        }
-        let at = inner.wait_blocking((&inner.auto, inner.auto_mask), None, cancel)?;
-        Ok(Some(Acquisition::new(inner, at, Items::Auto)))
+        self.acquire_blocking(Want::Call, Wait::For(None), cancel)
     }
 
     /// The pool's per-call acquisition, without blocking the thread.
@@ -848,37 +865,7 @@ impl LimitSet {
         &self,
         cancel: impl Fn() -> bool + Unpin,
     ) -> Result<Option<Acquisition>, WaitError> {
-        let inner = match &self.backing {
-            Backing::Local(inner) => inner,
-            Backing::Remote(r) => {
-                let request = r.auto_request().map_err(WaitError::Limit)?;
-                if request.is_empty() {
-                    return Ok(None);
-                }
-                loop {
-                    if cancel() {
-                        return Err(WaitError::Cancelled);
-                    }
-                    let slice = r.acquire_slice_async(request.clone(), POLL).await;
-                    if let Some(a) = slice.map_err(WaitError::Limit)? {
-                        return Ok(Some(Acquisition::remote(a)));
-                    }
-                }
-            }
-        };
-        if inner.auto.is_empty() {
-            return Ok(None);
-        }
-        let at = Waiting {
-            inner,
-            items: (&inner.auto, inner.auto_mask),
-            deadline: None,
-            cancel,
-            ticket: None,
-            sleep: None,
-        }
-        .await?;
-        Ok(Some(Acquisition::new(inner, at, Items::Auto)))
+        self.acquire_waiting(Want::Call, None, cancel).await
     }
 
     /// Turns a request into limit indices: unknown keys and impossible amounts are refused;
@@ -1009,16 +996,18 @@ impl SetInner {
     }
 }
 
-/// A remote set's acquire with a timeout: a zero timeout is answered like `try_acquire`
-/// (with [`LimitError::WouldBlock`]); report it as the timeout it was.
-fn timed_out(e: LimitError) -> LimitError {
-    match e {
-        LimitError::WouldBlock { keys } => LimitError::Timeout { keys },
-        e => e,
+/// A `Want::Keys` acquisition's result: always an acquisition (only `Want::Call` may find
+/// nothing to take).
+#[inline]
+fn some(r: Result<Option<Acquisition>, WaitError>) -> Result<Acquisition, WaitError> {
+    match r {
+        Ok(Some(acq)) => Ok(acq),
+        Ok(None) => unreachable!("a request for keys always gives an acquisition"),
+        Err(e) => Err(e),
     }
 }
 
-/// The clock of remote sets: waits there are the parent's; this one only paces pollers
+/// The clock of hosted sets: waits there are the host's; this one only paces pollers
 /// such as [`LimitPool`](crate::LimitPool).
 fn system_clock() -> &'static SystemClock {
     static CLOCK: OnceLock<SystemClock> = OnceLock::new();
@@ -1048,10 +1037,6 @@ impl SetInner {
 
     pub(crate) fn now(&self) -> u64 {
         nanos(&*self.clock)
-    }
-
-    pub(crate) fn real_wait(&self, d: Duration) -> Duration {
-        self.clock.real_wait(d)
     }
 
     fn describe(&self, items: &[(u8, u64)]) -> String {

@@ -37,15 +37,15 @@ pub enum Kind {
     /// Either way: the peer refuses the channel; payload a [`Fault`](super::Fault). The
     /// sender closes the channel after it.
     Fault = 7,
-    /// Worker → pool owner: acquire limits of the pool's set, a
-    /// [`LimitRequest`](super::LimitRequest); the id names the lease.
+    /// Worker → pool owner: acquire limits of the pool's set (the keys and amounts, and a
+    /// timeout); the id names the lease.
     LimitAcquire = 8,
     /// Worker → pool owner: correct a lease's charges, `Vec<(String, u64)>`.
     LimitUpdate = 9,
     /// Worker → pool owner: give a lease back. Empty payload, no reply.
     LimitRelease = 10,
-    /// Pool owner → worker: the outcome of `LimitAcquire` or `LimitUpdate`,
-    /// `Result<(), LimitFault>`, with the lease's id; or the answer to `LimitStats`.
+    /// Pool owner → worker: the outcome of `LimitAcquire` or `LimitUpdate` (a
+    /// `Result<(), LimitError>`), with the lease's id; or the answer to `LimitStats`.
     LimitReply = 11,
     /// Worker → pool owner: a snapshot of the pool's limits (their name, keys and stats, as
     /// `concurry::limits()` shows them in a child). Empty payload; the answer is a

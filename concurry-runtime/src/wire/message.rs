@@ -1,5 +1,5 @@
-//! The payloads of control envelopes ([`Hello`], [`Fault`], [`LimitRequest`],
-//! [`LimitFault`]), shared by every transport.
+//! The payloads of control envelopes ([`Hello`], [`Fault`]), shared by every transport.
+//! (Limit messages are the limit layer's own serde types.)
 
 use serde::{Deserialize, Serialize};
 
@@ -69,109 +69,6 @@ pub enum Fault {
         /// What was wrong.
         message: String,
     },
-}
-
-/// A worker's request for units of its pool's limits, hosted by the pool's owner.
-///
-/// ```
-/// use concurry::wire::LimitRequest;
-/// let r = LimitRequest { amounts: vec![("tokens".into(), 300)], timeout_ms: Some(1000) };
-/// let back: LimitRequest = concurry::wire::decode(&concurry::wire::encode(&r, "limits").unwrap(), "limits").unwrap();
-/// assert_eq!(back, r);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LimitRequest {
-    /// Keys and amounts, as given to `LimitSet::acquire`.
-    pub amounts: Vec<(String, u64)>,
-    /// Give up after this many milliseconds (`None`: wait as long as it takes).
-    pub timeout_ms: Option<u64>,
-}
-
-/// Why a limit request failed, on the wire: each variant carries the fields of the
-/// [`LimitError`](crate::LimitError) variant of the same name.
-///
-/// ```
-/// use concurry::LimitError;
-/// use concurry::wire::LimitFault;
-/// let e = LimitError::WouldBlock { keys: "tokens".into() };
-/// assert_eq!(LimitError::from(LimitFault::from(e.clone())), e);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-#[allow(missing_docs)]
-pub enum LimitFault {
-    UnknownKey {
-        key: String,
-        known: String,
-    },
-    ExceedsCapacity {
-        key: String,
-        requested: u64,
-        capacity: u64,
-    },
-    Timeout {
-        keys: String,
-    },
-    WouldBlock {
-        keys: String,
-    },
-    Invalid {
-        key: String,
-        reason: String,
-    },
-    NotUpdatable {
-        key: String,
-        reason: String,
-    },
-    MissingAmount {
-        keys: Vec<String>,
-    },
-}
-
-impl From<crate::LimitError> for LimitFault {
-    fn from(e: crate::LimitError) -> Self {
-        use crate::LimitError as E;
-        match e {
-            E::UnknownKey { key, known } => LimitFault::UnknownKey { key, known },
-            E::ExceedsCapacity {
-                key,
-                requested,
-                capacity,
-            } => LimitFault::ExceedsCapacity {
-                key,
-                requested,
-                capacity,
-            },
-            E::Timeout { keys } => LimitFault::Timeout { keys },
-            E::WouldBlock { keys } => LimitFault::WouldBlock { keys },
-            E::Invalid { key, reason } => LimitFault::Invalid { key, reason },
-            E::NotUpdatable { key, reason } => LimitFault::NotUpdatable { key, reason },
-            E::MissingAmount { keys } => LimitFault::MissingAmount { keys },
-        }
-    }
-}
-
-impl From<LimitFault> for crate::LimitError {
-    fn from(f: LimitFault) -> Self {
-        use crate::LimitError as E;
-        match f {
-            LimitFault::UnknownKey { key, known } => E::UnknownKey { key, known },
-            LimitFault::ExceedsCapacity {
-                key,
-                requested,
-                capacity,
-            } => E::ExceedsCapacity {
-                key,
-                requested,
-                capacity,
-            },
-            LimitFault::Timeout { keys } => E::Timeout { keys },
-            LimitFault::WouldBlock { keys } => E::WouldBlock { keys },
-            LimitFault::Invalid { key, reason } => E::Invalid { key, reason },
-            LimitFault::NotUpdatable { key, reason } => E::NotUpdatable { key, reason },
-            LimitFault::MissingAmount { keys } => E::MissingAmount { keys },
-        }
-    }
 }
 
 /// The constructor error of a [`RemoteWorker`](crate::RemoteWorker) whose constructor cannot

@@ -4,7 +4,8 @@
 //! - [`Frame`], [`FrameReader`], [`FrameWriter`]: length-prefixed frames carrying envelopes
 //!   (magic `CNCY`, a protocol [`VERSION`], a maximum frame size) over any byte stream.
 //! - [`encode`], [`decode`]: payloads are serde types in postcard's compact format.
-//! - [`Hello`], [`Fault`], [`LimitRequest`], [`LimitFault`]: the payloads of control messages.
+//! - [`Hello`], [`Fault`]: the payloads of control messages (limit messages are serde types
+//!   of the limit layer).
 //! - [`WireError`]: what was wrong with the bytes: never a panic, never a hang.
 //!
 //! # Sending bytes
@@ -73,4 +74,4 @@ pub use envelope::{Envelope, Kind, MAGIC, VERSION};
 pub use error::WireError;
 pub(crate) use frame::check_size;
 pub use frame::{DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, HEADER_LEN};
-pub use message::{Fault, Hello, LimitFault, LimitRequest, Never};
+pub use message::{Fault, Hello, Never};

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::{RemoteWorker, env, lookup};
 use crate::error::panic_message;
-use crate::sync::os::{Arc, AtomicBool, Condvar, Mutex, MutexGuard, OnceLock, Ordering, lock};
+use crate::limit::context::with_hosted;
+use crate::limit::hosted::HostedLimits;
+use crate::sync::os::{Arc, Condvar, Mutex, MutexGuard, OnceLock, lock};
 use crate::wire::{
     DEFAULT_MAX_FRAME, Envelope, Fault, FrameReader, FrameWriter, HEADER_LEN, Hello, Kind,
     WireError, check_size, decode, encode,
@@ -320,23 +322,6 @@ fn wait_on<'a, T>(
     }
 }
 
-/// This child's link, for limit requests made by its methods.
-static LINK: OnceLock<Arc<Link>> = OnceLock::new();
-
-/// Set once the worker is built and the parent told: from then on the parent answers limit
-/// requests (during the handshake it expects `Ready` and nothing else).
-static SERVING: AtomicBool = AtomicBool::new(false);
-
-/// The link of this process, if it is a worker child serving calls (so not yet while its
-/// constructor runs: there, as in thread mode, a worker sees no pool limits).
-pub(crate) fn link() -> Option<&'static Arc<Link>> {
-    if SERVING.load(Ordering::Acquire) {
-        LINK.get()
-    } else {
-        None
-    }
-}
-
 /// Connects to the parent's socket named `name` (see `parent::listen`).
 #[cfg(target_os = "linux")]
 fn connect(name: &str) -> std::io::Result<UnixStream> {
@@ -418,7 +403,6 @@ fn child_main() -> i32 {
             return exit::SETUP;
         }
     };
-    let _ = LINK.set(link.clone());
     exit_with_parent();
     let hello = Hello {
         worker: worker.clone(),
@@ -450,7 +434,10 @@ pub(crate) fn serve<W: RemoteWorker>(link: &Arc<Link>) -> i32 {
         Ok(w) => w,
         Err(code) => return code,
     };
-    SERVING.store(true, Ordering::Release);
+    // The pool's limits as this worker's calls reach them, over its link (not while the
+    // constructor runs: there, as in thread mode, a worker sees no pool limits; and only
+    // once the parent has `Ready`, before which it answers nothing else).
+    let limits = HostedLimits::new(link.clone());
     let flusher = Arc::clone(link);
     let started = std::thread::Builder::new()
         .name("concurry-flush".into())
@@ -476,13 +463,12 @@ pub(crate) fn serve<W: RemoteWorker>(link: &Arc<Link>) -> i32 {
                 let started = Instant::now();
                 let reply: Result<W::Response, Fault> =
                     match decode::<W::Request>(&env.payload, "request") {
-                        Ok(req) => {
-                            catch_unwind(AssertUnwindSafe(|| worker.dispatch(req))).map_err(|p| {
-                                Fault::Panicked {
-                                    message: panic_message(&*p),
-                                }
-                            })
-                        }
+                        Ok(req) => catch_unwind(AssertUnwindSafe(|| {
+                            with_hosted(&limits, || worker.dispatch(req))
+                        }))
+                        .map_err(|p| Fault::Panicked {
+                            message: panic_message(&*p),
+                        }),
                         Err(e) => Err(Fault::Protocol {
                             message: e.to_string(),
                         }),
