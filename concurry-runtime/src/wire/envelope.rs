@@ -44,8 +44,9 @@ pub enum Kind {
     LimitUpdate = 9,
     /// Worker → pool owner: give a lease back. Empty payload, no reply.
     LimitRelease = 10,
-    /// Pool owner → worker: the outcome of `LimitAcquire` or `LimitUpdate` (a
-    /// `Result<(), LimitError>`), with the lease's id; or the answer to `LimitStats`.
+    /// Pool owner → worker: the answer to `LimitAcquire`, `LimitUpdate` or `LimitStats`,
+    /// with its id; the payload is the limit layer's reply (an outcome carrying a typed
+    /// `LimitError`, or the set's stats).
     LimitReply = 11,
     /// Worker → pool owner: a snapshot of the pool's limits (their name, keys and stats, as
     /// `concurry::limits()` shows them in a child). Empty payload; the answer is a
