@@ -28,7 +28,11 @@ fn no_file_under_limit_names_mode() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/limit");
     let mut files = Vec::new();
     rust_files(&root, &mut files);
-    assert!(files.len() > 5, "found only {files:?} under {}", root.display());
+    assert!(
+        files.len() > 5,
+        "found only {files:?} under {}",
+        root.display()
+    );
     let mut bad = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
