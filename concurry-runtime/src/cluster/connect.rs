@@ -162,6 +162,7 @@ impl ClusterOptions {
             )
         })?;
         let timeout = self.connect_timeout;
+        let tls = self.require_tls || self.url.starts_with("tls://");
         let opts = self.nats_options();
         let subjects = Subjects::new(&self.namespace);
         let subjects2 = subjects.clone();
@@ -194,7 +195,7 @@ impl ClusterOptions {
                 )
                 .into());
             }
-            Ok(Err(e)) => return Err(connect_error(&shown, &e, timeout).into()),
+            Ok(Err(e)) => return Err(connect_error(&shown, &e, timeout, tls).into()),
             Err(_) => {
                 return Err(ConfigError::new(
                     "cluster",
@@ -299,7 +300,12 @@ fn redact(url: &str) -> String {
 }
 
 /// Turns a failed connect into the `Config` error a user can act on.
-fn connect_error(shown: &str, e: &async_nats::ConnectError, timeout: Duration) -> ConfigError {
+fn connect_error(
+    shown: &str,
+    e: &async_nats::ConnectError,
+    timeout: Duration,
+    tls: bool,
+) -> ConfigError {
     use async_nats::ConnectErrorKind as K;
     let source = std::error::Error::source(e).map_or_else(String::new, |s| format!(": {s}"));
     let fix = match e.kind() {
@@ -312,10 +318,8 @@ fn connect_error(shown: &str, e: &async_nats::ConnectError, timeout: Duration) -
              firewall, or raise ClusterOptions::connect_timeout"
         ),
         K::Dns => format!("could not resolve the server's host ({e}{source}); fix the address"),
-        K::Tls => format!(
-            "TLS failed ({e}{source}); check that the server has TLS on and the certificates \
-             given (ClusterOptions::root_certificates, client_certificate)"
-        ),
+        K::Tls => tls_fix(e, &source),
+        K::Io if tls => tls_fix(e, &source),
         K::ServerParse => {
             format!("not a NATS server address ({e}{source}); write it as nats://host:4222")
         }
@@ -325,6 +329,13 @@ fn connect_error(shown: &str, e: &async_nats::ConnectError, timeout: Duration) -
         ),
     };
     ConfigError::new("cluster", shown.to_string(), fix)
+}
+
+fn tls_fix(e: &async_nats::ConnectError, source: &str) -> String {
+    format!(
+        "TLS failed ({e}{source}); check that the server has TLS on and the certificates given \
+         (ClusterOptions::root_certificates, client_certificate)"
+    )
 }
 
 /// The state the background tasks of a [`Cluster`] share with it.

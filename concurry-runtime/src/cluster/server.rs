@@ -45,6 +45,8 @@ pub struct LocalServerBuilder {
     token: Option<String>,
     user: Option<(String, String)>,
     nkey: Option<String>,
+    tls: Option<(PathBuf, PathBuf)>,
+    verify_clients: Option<PathBuf>,
     jetstream: bool,
 }
 
@@ -64,6 +66,21 @@ impl LocalServerBuilder {
     /// Clients must sign in with the nkey whose public key (`U...`) this is.
     pub fn nkey(mut self, public_key: impl Into<String>) -> Self {
         self.nkey = Some(public_key.into());
+        self
+    }
+
+    /// Serves TLS only, with this certificate and key (PEM files); clients connect to
+    /// `tls://127.0.0.1:<port>` ([`LocalServer::tls_url`]) and trust the certificate's
+    /// authority ([`ClusterOptions::root_certificates`](super::ClusterOptions::root_certificates)).
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// With [`tls`](LocalServerBuilder::tls): clients must present a certificate signed by
+    /// the authority in this PEM file (mutual TLS).
+    pub fn verify_clients(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.verify_clients = Some(ca.into());
         self
     }
 
@@ -154,6 +171,11 @@ impl LocalServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Its address for TLS clients, `tls://127.0.0.1:<port>`.
+    pub fn tls_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.port)
+    }
+
     /// Its port.
     pub fn port(&self) -> u16 {
         self.port
@@ -213,6 +235,16 @@ impl LocalServer {
         }
         if let Some((u, p)) = &self.config.user {
             cmd.arg("--user").arg(u).arg("--pass").arg(p);
+        }
+        if let Some((cert, key)) = &self.config.tls {
+            cmd.arg("--tls")
+                .arg("--tlscert")
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
+            if let Some(ca) = &self.config.verify_clients {
+                cmd.arg("--tlsverify").arg("--tlscacert").arg(ca);
+            }
         }
         if let Some(key) = &self.config.nkey {
             let conf = self.dir.join("nkey.conf");
@@ -295,7 +327,8 @@ fn read_port(dir: &Path) -> Option<u16> {
         .flatten()
         .find(|e| e.file_name().to_string_lossy().ends_with(".ports"))?;
     let text = std::fs::read_to_string(entry.path()).ok()?;
-    let start = text.find("nats://")? + "nats://".len();
+    // The first listen URL (`nats://` or, with TLS, `tls://`).
+    let start = text.find("://")? + "://".len();
     let rest = &text[start..];
     let end = rest.find('"')?;
     let port = rest[..end].rsplit(':').next()?;

@@ -160,3 +160,65 @@ fn client_and_node_reconnect_after_a_server_restart() {
     assert!(cluster.is_connected());
     drop(node);
 }
+
+/// The test certificates in `tls/` (a CA, a server certificate for 127.0.0.1 and a client
+/// certificate, valid until 2126; made with openssl for these tests only).
+fn tls(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cluster/tls")
+        .join(file)
+}
+
+#[test]
+fn tls_with_the_right_authority_connects_and_without_it_is_a_typed_error() {
+    let Some(s) = LocalServer::builder()
+        .tls(tls("server.pem"), tls("server-key.pem"))
+        .for_tests()
+    else {
+        return;
+    };
+    let c = connect(
+        Cluster::builder(s.tls_url())
+            .require_tls(true)
+            .root_certificates(tls("ca.pem")),
+    )
+    .expect("TLS with the test CA");
+    assert!(c.is_connected());
+    // The server's certificate is not trusted without its authority.
+    let e = connect(Cluster::builder(s.tls_url()).require_tls(true)).unwrap_err();
+    let Error::Config(cfg) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(cfg.value(), s.tls_url());
+    assert!(e.to_string().contains("TLS failed"), "{e}");
+}
+
+#[test]
+fn mutual_tls_needs_the_client_certificate() {
+    let Some(s) = LocalServer::builder()
+        .tls(tls("server.pem"), tls("server-key.pem"))
+        .verify_clients(tls("ca.pem"))
+        .for_tests()
+    else {
+        return;
+    };
+    let base = || {
+        Cluster::builder(s.tls_url())
+            .require_tls(true)
+            .root_certificates(tls("ca.pem"))
+            .connect_timeout(Duration::from_secs(3))
+    };
+    connect(base().client_certificate(tls("client.pem"), tls("client-key.pem")))
+        .expect("mutual TLS");
+    let e = connect(base()).unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+}
+
+#[test]
+fn requiring_tls_of_a_plain_server_is_a_typed_error() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let e = connect(Cluster::builder(s.url()).require_tls(true)).unwrap_err();
+    assert!(e.to_string().contains("TLS"), "{e}");
+}
