@@ -542,9 +542,12 @@ impl Cluster {
         let deadline = std::time::Instant::now() + timeout;
         let shared = &self.inner.shared;
         crate::runtime::blocking(|| {
-            let mut members = lock(&shared.members);
             loop {
-                let live = members.live(shared.now());
+                let (live, seen) = {
+                    let members = lock(&shared.members);
+                    (members.live(shared.now()), members.generation())
+                };
+                // `done` is the caller's code: it runs without the table's lock.
                 if done(&live) {
                     return Ok(live);
                 }
@@ -552,12 +555,17 @@ impl Cluster {
                 if left.is_zero() {
                     return Err(Error::Timeout);
                 }
-                // Woken by every change; a sweep tick bounds the wait for a lapse nobody saw.
-                members = shared
-                    .changed
-                    .wait_timeout(members, left.min(SWEEP))
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .0;
+                let members = lock(&shared.members);
+                if members.generation() == seen {
+                    // Woken by every change; a sweep tick bounds the wait for a lapse (which
+                    // makes a node leave the live set without any message).
+                    drop(
+                        shared
+                            .changed
+                            .wait_timeout(members, left.min(SWEEP))
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    );
+                }
             }
         })
     }

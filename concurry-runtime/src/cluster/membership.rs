@@ -225,11 +225,15 @@ pub(crate) struct Members {
     nodes: HashMap<String, Entry>,
     departed: VecDeque<String>,
     subscribers: Vec<crossbeam_channel::Sender<ClusterEvent>>,
+    /// Counts every message observed and every sweep that lost a node, so a waiter that let
+    /// go of the lock can tell whether anything changed meanwhile.
+    generation: u64,
 }
 
 impl Members {
     /// Records a message heard at `now`; returns the event it makes, if any.
     pub(crate) fn observe(&mut self, msg: NodeMsg, now: Duration) -> Option<ClusterEvent> {
+        self.generation += 1;
         let event = match msg {
             NodeMsg::Beat(beat) => {
                 if self.departed.contains(&beat.id) {
@@ -278,6 +282,9 @@ impl Members {
             .filter(|(_, e)| now.saturating_sub(e.seen) > e.grace())
             .map(|(id, _)| id.clone())
             .collect();
+        if !lost.is_empty() {
+            self.generation += 1;
+        }
         let mut events = Vec::with_capacity(lost.len());
         for id in lost {
             if let Some(e) = self.nodes.remove(&id) {
@@ -307,6 +314,11 @@ impl Members {
             .collect();
         v.sort_by(|a, b| (a.name(), a.id()).cmp(&(b.name(), b.id())));
         v
+    }
+
+    /// Changes with every message observed and every node lost.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub(crate) fn subscribe(&mut self) -> ClusterEvents {

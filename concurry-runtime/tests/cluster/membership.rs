@@ -214,3 +214,18 @@ fn an_in_process_node_drains_and_garbage_on_the_subjects_is_ignored() {
         matches!(events.recv_timeout(HANG), Some(ClusterEvent::Left(v)) if v.name() == "inproc")
     );
 }
+
+#[test]
+fn waits_time_out_typed_and_events_end_with_the_cluster() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = cluster(&s.url());
+    let events = c.events();
+    let e = c.wait_for_nodes(1, Duration::from_millis(200)).unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    drop(c);
+    // The events end (the channel closes) instead of blocking forever.
+    let ended = within("events end", move || events.recv_timeout(HANG));
+    assert!(ended.is_none());
+}
