@@ -27,15 +27,50 @@ fn each_server_gets_its_own_port_and_is_gone_after_drop() {
 }
 
 #[test]
-fn restart_keeps_the_port() {
+fn restart_keeps_the_port_and_the_jetstream_store() {
     let Some(mut s) = LocalServer::for_tests() else {
         return;
     };
     let port = s.port();
     let first = s.pid();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stored = |url: String| {
+        rt.block_on(async move {
+            let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+            let mut stream = js
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: "KEEP".into(),
+                    subjects: vec!["keep".into()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            stream.info().await.unwrap().state.messages
+        })
+    };
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(s.url()).await.unwrap());
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "KEEP".into(),
+            subjects: vec!["keep".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        js.publish("keep", "kept".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
     s.restart().expect("restarts");
     assert_eq!(s.port(), port);
     assert_ne!(s.pid(), first);
+    assert_eq!(
+        stored(s.url()),
+        1,
+        "the stream and its message survived the restart"
+    );
     let url = s.url();
     within("connect", move || Cluster::connect(url)).expect("connects after restart");
 }
