@@ -36,11 +36,23 @@ impl Embedder {
     }
 }
 
-fn node(url: &str, name: &str, capacity: u32) -> Child {
-    Command::new(std::env::current_exe().expect("this binary"))
-        .args(["node", url, name, &capacity.to_string()])
-        .spawn()
-        .expect("start a node process")
+/// A node process, killed and reaped when dropped (on any early return).
+struct NodeProc(Child);
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node(url: &str, name: &str, capacity: u32) -> NodeProc {
+    NodeProc(
+        Command::new(std::env::current_exe().expect("this binary"))
+            .args(["node", url, name, &capacity.to_string()])
+            .spawn()
+            .expect("start a node process"),
+    )
 }
 
 fn main() -> Result<(), concurry::Error> {
@@ -83,9 +95,9 @@ fn main() -> Result<(), concurry::Error> {
         println!("event: {} {}", kind(&ev), ev.node().name());
     }
 
-    big.kill().expect("SIGKILL");
+    big.0.kill().expect("SIGKILL");
     let killed = Instant::now();
-    let _ = big.wait();
+    let _ = big.0.wait();
     println!("SIGKILLed `big`...");
     loop {
         match events.recv_timeout(Duration::from_secs(20)) {
@@ -108,12 +120,12 @@ fn main() -> Result<(), concurry::Error> {
 
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(small.id().to_string())
+        .arg(small.0.id().to_string())
         .status();
     if let Some(ev) = events.recv_timeout(Duration::from_secs(20)) {
         println!("SIGTERMed `small`: {} {}", kind(&ev), ev.node().name());
     }
-    let _ = small.wait();
+    let _ = small.0.wait();
     Ok(())
 }
 
