@@ -205,8 +205,13 @@ struct Entry {
 }
 
 impl Entry {
+    /// 2.5 of the node's intervals, the interval taken within what `Node::heartbeat`
+    /// accepts (a message claiming 0 or weeks cannot make a node lost at once or never).
     fn grace(&self) -> Duration {
-        Duration::from_millis(u64::from(self.beat.interval_ms)).mul_f64(MISSED_BEATS)
+        let (lo, hi) = super::node::HEARTBEAT_RANGE;
+        Duration::from_millis(u64::from(self.beat.interval_ms))
+            .clamp(lo, hi)
+            .mul_f64(MISSED_BEATS)
     }
 
     fn view(&self, now: Duration) -> NodeView {
@@ -412,6 +417,23 @@ mod tests {
         // A late heartbeat does not resurrect it.
         assert!(m.observe(beat("a", 1), Duration::ZERO).is_none());
         assert!(m.live(Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn an_absurd_interval_is_taken_within_the_accepted_range() {
+        let mut m = Members::default();
+        for (id, ms) in [("zero", 0), ("weeks", u32::MAX)] {
+            let NodeMsg::Beat(mut b) = beat(id, 0) else {
+                unreachable!()
+            };
+            b.interval_ms = ms;
+            m.observe(NodeMsg::Beat(b), Duration::ZERO);
+        }
+        // 0 counts as 10 ms: alive through 25 ms.
+        assert!(m.sweep(Duration::from_millis(25)).is_empty());
+        // Weeks count as 60 s: lost after 150 s.
+        let lost = m.sweep(Duration::from_secs(151));
+        assert_eq!(lost.len(), 2);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::error::{ConfigError, Error};
 use crate::sync::os::{Arc, Mutex, lock};
 
 /// The shortest and longest heartbeat intervals [`Node::heartbeat`] accepts.
-const HEARTBEAT_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(60));
+pub(crate) const HEARTBEAT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(60));
 
 /// How long a starting node waits for another node of its name to answer.
 const NAME_CHECK: Duration = Duration::from_secs(1);
