@@ -168,13 +168,21 @@ impl Node {
     /// Registers and starts heartbeating in the background; the node serves until
     /// [`RunningNode::drain`] or until the handle is dropped (which drains too).
     ///
-    /// ```no_run
-    /// use concurry::cluster::Node;
+    /// ```
+    /// use std::time::Duration;
+    /// use concurry::cluster::{Cluster, ClusterEvent, LocalServer, Node};
     ///
     /// # fn main() -> Result<(), concurry::Error> {
-    /// let node = Node::connect("nats://127.0.0.1:4222")?.name("local").capacity(2).start()?;
-    /// // ... serve until done ...
+    /// # let Some(server) = LocalServer::for_tests() else { return Ok(()) };
+    /// # let url = server.url();
+    /// let cluster = Cluster::connect(url.clone())?;
+    /// let events = cluster.events();
+    /// let node = Node::connect(url)?.name("local").capacity(2).start()?;
+    /// let seen = cluster.wait_for_nodes(1, Duration::from_secs(10))?;
+    /// assert_eq!((seen[0].name(), seen[0].capacity()), ("local", 2));
     /// node.drain()?;
+    /// assert!(matches!(events.recv_timeout(Duration::from_secs(10)), Some(ClusterEvent::Joined(_))));
+    /// assert!(matches!(events.recv_timeout(Duration::from_secs(10)), Some(ClusterEvent::Left(_))));
     /// # Ok(()) }
     /// ```
     ///

@@ -23,13 +23,15 @@ const DEBIAN_BINARY: &str = "/usr/sbin/nats-server";
 /// The binary is `$NATS_SERVER` if set, else `nats-server` on `PATH`, else
 /// `/usr/sbin/nats-server` (Debian's `apt-get install -y nats-server`).
 ///
-/// ```no_run
+/// ```
 /// use concurry::cluster::{Cluster, LocalServer};
 ///
 /// # fn main() -> Result<(), concurry::Error> {
-/// let server = LocalServer::builder().token("s3cret").start()?;
+/// // `None` (and one line saying how to install it) when no nats-server is installed.
+/// let Some(server) = LocalServer::builder().token("s3cret").for_tests() else { return Ok(()) };
 /// let cluster = Cluster::builder(server.url()).token("s3cret").connect()?;
 /// assert!(cluster.is_connected());
+/// assert!(Cluster::connect(server.url()).is_err()); // no token: refused
 /// # Ok(()) }
 /// ```
 pub struct LocalServer {

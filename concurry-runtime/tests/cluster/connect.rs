@@ -222,3 +222,28 @@ fn requiring_tls_of_a_plain_server_is_a_typed_error() {
     let e = connect(Cluster::builder(s.url()).require_tls(true)).unwrap_err();
     assert!(e.to_string().contains("TLS"), "{e}");
 }
+
+#[test]
+fn connecting_from_inside_a_current_thread_runtime_does_not_deadlock() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = s.url();
+    let nodes = within("connect inside a runtime", move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The sync API called from async code: its work runs on the library's runtime, not
+        // on this runtime's only thread (which it blocks).
+        rt.block_on(async move {
+            let node = Node::connect(url.clone())?.name("inner").start()?;
+            let c = Cluster::connect(url)?;
+            let nodes = c.wait_for_nodes(1, crate::support::HANG)?;
+            node.drain()?;
+            Ok::<_, Error>(nodes)
+        })
+    })
+    .unwrap();
+    assert_eq!(nodes[0].name(), "inner");
+}
