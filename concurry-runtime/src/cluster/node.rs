@@ -73,6 +73,10 @@ impl Node {
 
     /// Its name: 1 to 64 ASCII letters, digits, `-` or `_`, unique in the namespace. Default:
     /// the host name and process id (`host-1234`).
+    ///
+    /// Checked at start: while a live node answers to the name, a second is refused with
+    /// [`Error::Config`]. (Two nodes starting within the same round trip to the server can
+    /// both pass the check.)
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self

@@ -42,7 +42,7 @@ pub struct LocalServer {
 }
 
 /// How to start a [`LocalServer`]: its auth. [`LocalServer::builder`] makes one.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LocalServerBuilder {
     token: Option<String>,
     user: Option<(String, String)>,
@@ -50,6 +50,20 @@ pub struct LocalServerBuilder {
     tls: Option<(PathBuf, PathBuf)>,
     verify_clients: Option<PathBuf>,
     jetstream: bool,
+}
+
+impl fmt::Debug for LocalServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Secrets stay out of logs.
+        f.debug_struct("LocalServerBuilder")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("nkey", &self.nkey)
+            .field("tls", &self.tls)
+            .field("verify_clients", &self.verify_clients)
+            .field("jetstream", &self.jetstream)
+            .finish()
+    }
 }
 
 impl LocalServerBuilder {
