@@ -126,6 +126,8 @@
 //!   [`progress`](Gather::progress) bar ([`ProgressBar`], [`Progress`]).
 //! - [`Mode`] and [`LoadBalancing`]: where workers run and how calls are spread.
 //! - [`Error`]: every way a call can end without a value.
+//! - `cluster` (feature `cluster`): nodes on other machines meeting through a NATS server;
+//!   membership by heartbeat and placement by free capacity.
 #![forbid(unsafe_code)]
 
 pub use concurry_macros::{task, worker};

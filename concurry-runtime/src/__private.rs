@@ -22,6 +22,9 @@ pub fn process_on_listen(worker: &'static str, hook: impl Fn(&str) + Send + Sync
 }
 /// Process mode's registry of remote worker types (`register_remote!` adds to it).
 pub use crate::mode::process::{REMOTE_TASKS, REMOTE_WORKERS, RemoteEntry, TaskEntry};
+/// The cluster bench's raw baseline talks to NATS directly.
+#[cfg(feature = "cluster")]
+pub use async_nats;
 pub use linkme;
 /// Process mode: serde, for `#[serde(crate = "::concurry::__private::serde")]` on the
 /// request and response enums `#[worker(remote)]` generates.

@@ -10,6 +10,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod clock;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod error;
 mod future;
 mod limit;

@@ -52,7 +52,10 @@ fn gather_keeps_input_order_whatever_the_completion_order() {
 
 #[test]
 fn gather_of_nothing_is_empty() {
-    assert_eq!(gather(Vec::<Promise<u8>>::new()).wait().unwrap(), vec![]);
+    assert_eq!(
+        gather(Vec::<Promise<u8>>::new()).wait().unwrap(),
+        Vec::<u8>::new()
+    );
     assert!(
         gather(Vec::<Promise<u8>>::new())
             .settled()

@@ -1,0 +1,149 @@
+//! Nodes as child processes of this test binary, and a deadline guard.
+//!
+//! A child is this binary re-executed with `CONCURRY_TEST_NODE=<url>` in its environment: the
+//! constructor function below (run before libtest's `main`, as process mode's child hook
+//! is) sees it, serves a `Node` until SIGTERM, and exits; so `main` never runs in a child.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use concurry::cluster::{Cluster, Node};
+
+/// Generous: only catches hangs.
+pub(crate) const HANG: Duration = Duration::from_secs(30);
+
+/// A remote worker type, so nodes of this binary have something to host.
+pub(crate) struct Echo;
+
+#[concurry::worker(remote)]
+impl Echo {
+    pub(crate) fn new() -> Self {
+        Echo
+    }
+
+    pub(crate) fn echo(&self, x: u64) -> u64 {
+        x
+    }
+}
+
+/// `Echo`'s registered name (`RemoteWorker::NAME`).
+pub(crate) fn echo_type() -> String {
+    <Echo as concurry::RemoteWorker>::NAME.to_string()
+}
+
+const URL: &str = "CONCURRY_TEST_NODE";
+const NAME: &str = "CONCURRY_TEST_NODE_NAME";
+const CAPACITY: &str = "CONCURRY_TEST_NODE_CAPACITY";
+const HEARTBEAT_MS: &str = "CONCURRY_TEST_NODE_HEARTBEAT_MS";
+const NAMESPACE: &str = "CONCURRY_TEST_NODE_NAMESPACE";
+
+#[ctor::ctor]
+fn enter_node_role() {
+    let Ok(url) = std::env::var(URL) else { return };
+    let var = |k: &str| std::env::var(k).ok();
+    let mut cluster = Cluster::builder(url);
+    if let Some(ns) = var(NAMESPACE) {
+        cluster = cluster.namespace(ns);
+    }
+    let run = || -> Result<(), concurry::Error> {
+        let mut node = Node::new(cluster.connect()?);
+        if let Some(n) = var(NAME) {
+            node = node.name(n);
+        }
+        if let Some(c) = var(CAPACITY) {
+            node = node.capacity(c.parse().expect("capacity"));
+        }
+        if let Some(ms) = var(HEARTBEAT_MS) {
+            node = node.heartbeat(Duration::from_millis(ms.parse().expect("heartbeat")));
+        }
+        node.serve()
+    };
+    std::process::exit(match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("test node: {e}");
+            3
+        }
+    });
+}
+
+/// A node child process; killed (SIGKILL) if still running when dropped.
+pub(crate) struct NodeProc {
+    pub(crate) child: Child,
+    pub(crate) name: String,
+}
+
+impl NodeProc {
+    /// Starts a node named `name` with `capacity` slots on the server at `url`.
+    pub(crate) fn start(url: &str, name: &str, capacity: u32) -> NodeProc {
+        Self::start_with(url, name, capacity, None, None)
+    }
+
+    pub(crate) fn start_with(
+        url: &str,
+        name: &str,
+        capacity: u32,
+        heartbeat: Option<Duration>,
+        namespace: Option<&str>,
+    ) -> NodeProc {
+        let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+        cmd.env(URL, url)
+            .env(NAME, name)
+            .env(CAPACITY, capacity.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if let Some(h) = heartbeat {
+            cmd.env(HEARTBEAT_MS, h.as_millis().to_string());
+        }
+        if let Some(ns) = namespace {
+            cmd.env(NAMESPACE, ns);
+        }
+        NodeProc {
+            child: cmd.spawn().expect("spawn a node child"),
+            name: name.to_string(),
+        }
+    }
+
+    /// SIGTERM: the node drains and exits by itself.
+    pub(crate) fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the child to exit, at most [`HANG`]; its exit code.
+    pub(crate) fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + HANG;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {} still running after {HANG:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `f` on its own thread and fails the test if it does not return within [`HANG`].
+pub(crate) fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(HANG)
+        .unwrap_or_else(|_| panic!("{what}: still not done after {HANG:?}"))
+}
