@@ -29,7 +29,7 @@ enum Who {
     Task(tokio::task::Id),
     Thread(std::thread::ThreadId),
     Id(u64),
-    Name(Arc<str>),
+    Name(Box<str>),
 }
 
 impl Borrower {

@@ -533,3 +533,32 @@ fn buffer_prefetches_ahead_of_the_consumer() {
         assert_eq!(rest, (1..100).collect::<Vec<_>>());
     });
 }
+
+// ---- Send + Sync ----
+
+fn is_send<T: Send>(_: &T) {}
+fn is_sync<T: Sync>(_: &T) {}
+
+#[test]
+fn handles_and_futures_are_send_and_sync() {
+    let l = CapacityLimiter::new(1).unwrap();
+    let latch = Latch::new(1);
+    let q = Queue::<String>::unbounded();
+    let lq = LifoQueue::<String>::unbounded();
+    let pq = PriorityQueue::<String>::unbounded();
+    is_sync(&l);
+    is_sync(&latch);
+    is_sync(&q);
+    is_sync(&lq);
+    is_sync(&pq);
+    is_send(&l.acquire());
+    is_send(&l.try_acquire().unwrap());
+    is_send(&latch.wait());
+    is_send(&latch.wait_timeout(Duration::from_secs(1)));
+    is_send(&q.put(String::new()));
+    is_send(&q.get());
+    is_send(&q.join());
+    is_send(&pq.put(String::new(), 1));
+    is_send(&map_async(|x: u8| async move { x }, [1u8], 1));
+    is_send(&to_thread(|| 1));
+}

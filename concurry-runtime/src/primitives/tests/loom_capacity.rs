@@ -36,7 +36,7 @@ fn loom_capacity_one_token_two_borrowers() {
                 let l = l.clone();
                 thread::spawn(move || {
                     let p = l.acquire_blocking_on_behalf_of(who).unwrap();
-                    assert_eq!(l.borrowers(), vec![who.into()]);
+                    assert_eq!(l.borrowers(), vec![crate::primitives::Borrower::from(who)]);
                     drop(p);
                 })
             })
