@@ -5,6 +5,7 @@ use std::future::Future;
 
 use crate::error::{Error, panic_message};
 use crate::runtime::{block_on, runtime};
+use crate::sync::os;
 
 /// Runs `fut` to completion from sync code and returns its output; safe anywhere:
 ///
@@ -14,15 +15,16 @@ use crate::runtime::{block_on, runtime};
 ///   runtime first hands this thread's other tasks to another thread
 ///   ([`block_in_place`](tokio::task::block_in_place)), so the rest of the program goes on;
 /// - inside a current-thread runtime (whose one thread is the one waiting here, so nothing it
-///   drives can progress meanwhile): polled on this thread with concurry's runtime as the
-///   current one, so the timers and I/O the future creates are driven by concurry's runtime
-///   threads instead of the stalled one.
+///   drives can progress meanwhile): polled on a helper thread, outside that runtime, so the
+///   timers and I/O the future creates are driven by concurry's runtime instead, and a
+///   `run_sync` or blocking wait nested inside it is safe too.
 ///
-/// Never panics (unless `fut` does), where tokio's `Runtime::block_on` panics inside a
-/// runtime. What cannot work in the current-thread case, and would wait forever, is a future
-/// that needs that very runtime: one made *before* the call that already holds its timer (a
-/// `tokio::time::sleep` created outside the `async` block), or one waiting for a task spawned
-/// on it. Create resources inside the future, as below, or call from a multi-thread runtime.
+/// Never panics (unless `fut` does: its panic comes back here), where tokio's
+/// `Runtime::block_on` panics inside a runtime. What cannot work in the current-thread case,
+/// and would wait forever, is a future that needs that very runtime: one made *before* the
+/// call that already holds its timer (a `tokio::time::sleep` created outside the `async`
+/// block), or one waiting for a task spawned on it. Create resources inside the future, as
+/// below, or call from a multi-thread runtime.
 ///
 /// ```
 /// use std::time::Duration;
@@ -39,21 +41,46 @@ use crate::runtime::{block_on, runtime};
 /// rt.block_on(async {
 ///     let v = concurry::run_sync(async {
 ///         tokio::time::sleep(Duration::from_millis(1)).await;
-///         8
+///         concurry::run_sync(async { 8 }) // nested
 ///     });
 ///     assert_eq!(v, 8);
 /// });
 /// ```
-pub fn run_sync<F: Future>(fut: F) -> F::Output {
+pub fn run_sync<F>(fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Err(_) => block_on(fut),
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(|| block_on(fut))
         }
+        // A current-thread runtime: this thread may be inside its `block_on`, where tokio
+        // forbids `block_in_place` (so a nested `run_sync` or blocking wait would panic) and
+        // where nothing it drives can run. A helper thread is outside it.
         Ok(_) => {
-            let _ctx = runtime().enter();
-            block_on(fut)
+            let cell = os::Mutex::new(Some(fut));
+            let helper_ran = os::thread::scope(|s| {
+                os::thread::Builder::new()
+                    .name("concurry-run-sync".into())
+                    .spawn_scoped(s, || {
+                        let fut = os::lock(&cell).take();
+                        fut.map(block_on)
+                    })
+                    .ok()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            });
+            match helper_ran.flatten() {
+                Some(v) => v,
+                // No thread could be had: wait here, with the timers on concurry's runtime.
+                None => {
+                    let fut = os::lock(&cell).take().expect("the helper never started");
+                    let _ctx = runtime().enter();
+                    block_on(fut)
+                }
+            }
         }
     }
 }

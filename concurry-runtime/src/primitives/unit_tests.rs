@@ -458,6 +458,17 @@ fn run_sync_works_on_every_kind_of_thread() {
         assert_eq!(ct.block_on(async move { run_sync(job()) }), 5);
         let v = ct.block_on(async move { tokio::spawn(async move { run_sync(job()) }).await });
         assert_eq!(v.unwrap(), 5);
+        // Nested inside a current-thread runtime, with a blocking wait inside (tokio forbids
+        // `block_in_place` there: this must not panic).
+        let v = ct.block_on(async move {
+            run_sync(async move {
+                let latch = Latch::new(1);
+                latch.count_down();
+                latch.wait_blocking();
+                run_sync(job()) + 1
+            })
+        });
+        assert_eq!(v, 6);
         // Nested.
         assert_eq!(run_sync(async move { run_sync(job()) + 1 }), 6);
     });
