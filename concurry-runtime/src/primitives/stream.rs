@@ -12,7 +12,7 @@ use crate::error::ConfigError;
 use crate::runtime::runtime;
 
 /// Merges streams into one that yields each item as soon as any stream has one, and ends when
-/// all have ended (futures' [`select_all`](futures_util::stream::select_all)).
+/// all have ended (futures' [`select_all`](futures_util::stream::select_all())).
 ///
 /// ```
 /// # #[tokio::main] async fn main() {
