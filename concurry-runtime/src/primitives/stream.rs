@@ -4,6 +4,8 @@
 //! tokio channel). They check their arguments (a [`ConfigError`] instead of tokio-stream's
 //! panic on a zero size) and name the seeds' functions.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -33,7 +35,8 @@ where
 
 /// At most `per_second` items a second: each item waits until `1 / per_second` after the one
 /// before (tokio-stream's [`throttle`](tokio_stream::StreamExt::throttle); tokio's clock, so
-/// paused time in tests moves it). Made outside any runtime, its timer is concurry's runtime's.
+/// paused time in tests moves it). Made or polled outside any runtime, its timer is
+/// concurry's runtime's.
 ///
 /// # Errors
 /// [`ConfigError`] if `per_second` is not a finite number above 0.
@@ -64,13 +67,15 @@ pub fn throttle_stream<S: Stream>(
         Ok(_) => None,
         Err(_) => Some(runtime().enter()),
     };
-    Ok(tokio_stream::StreamExt::throttle(stream, gap))
+    Ok(InRuntime(Box::pin(tokio_stream::StreamExt::throttle(
+        stream, gap,
+    ))))
 }
 
 /// Groups items into batches of `size`, or fewer once `timeout` passed since a batch's first
 /// item, or at the end of the stream; never an empty batch (tokio-stream's
-/// [`chunks_timeout`](tokio_stream::StreamExt::chunks_timeout)). Poll it inside a tokio
-/// runtime: its timer is tokio's.
+/// [`chunks_timeout`](tokio_stream::StreamExt::chunks_timeout)). Its timer is tokio's (paused
+/// time in tests moves it); polled outside any runtime, it uses concurry's.
 ///
 /// # Errors
 /// [`ConfigError`] if `size` is 0.
@@ -91,7 +96,7 @@ pub fn batch_stream<S: Stream>(
     stream: S,
     size: usize,
     timeout: Duration,
-) -> Result<tokio_stream::adapters::ChunksTimeout<S>, ConfigError> {
+) -> Result<impl Stream<Item = Vec<S::Item>>, ConfigError> {
     if size == 0 {
         return Err(ConfigError::new(
             "size",
@@ -147,4 +152,24 @@ where
         Err(_) => drop(runtime().spawn(pump)),
     }
     Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Polls a timed stream inside concurry's runtime when the caller is in none, so tokio's
+/// timers it creates while polled (a batch's deadline) do not panic under another executor.
+struct InRuntime<S>(Pin<Box<S>>);
+
+impl<S: Stream> Stream for InRuntime<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let _ctx = match tokio::runtime::Handle::try_current() {
+            Ok(_) => None,
+            Err(_) => Some(runtime().enter()),
+        };
+        self.0.as_mut().poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
 }

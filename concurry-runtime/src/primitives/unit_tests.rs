@@ -526,6 +526,30 @@ fn batch_cuts_on_time_too() {
 }
 
 #[test]
+fn timed_streams_polled_outside_any_runtime_do_not_panic() {
+    use futures_util::{Stream, StreamExt};
+    let batches = within(|| {
+        // Polled by hand, from a thread in no runtime (as another executor would).
+        let slow = futures_util::stream::iter(0..3).then(|i| async move { i });
+        let s = batch_stream(slow, 2, Duration::from_millis(1)).unwrap();
+        let t = throttle_stream(s, 1000.0).unwrap();
+        let mut t = pin!(t);
+        let mut out = Vec::new();
+        loop {
+            match t
+                .as_mut()
+                .poll_next(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(Some(b)) => out.push(b),
+                Poll::Ready(None) => break out,
+                Poll::Pending => std::thread::yield_now(),
+            }
+        }
+    });
+    assert_eq!(batches, vec![vec![0, 1], vec![2]]);
+}
+
+#[test]
 fn buffer_prefetches_ahead_of_the_consumer() {
     use futures_util::StreamExt;
     rt().block_on(async {
