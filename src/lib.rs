@@ -125,6 +125,9 @@
 //! - [`gather`], [`wait`], [`as_completed`]: waiting on many, with an optional
 //!   [`progress`](Gather::progress) bar ([`ProgressBar`], [`Progress`]).
 //! - [`Mode`] and [`LoadBalancing`]: where workers run and how calls are spread.
+//! - [`primitives`]: [`CapacityLimiter`], [`Latch`], bounded [`Queue`] / [`PriorityQueue`] /
+//!   [`LifoQueue`], [`map_async`], [`run_sync`] / [`to_thread`], stream helpers, and where
+//!   every other name from the toolcase and mtaio seeds lives in tokio or std.
 //! - [`Error`]: every way a call can end without a value.
 //! - `cluster` (feature `cluster`): nodes on other machines meeting through a NATS server;
 //!   membership by heartbeat and placement by free capacity.

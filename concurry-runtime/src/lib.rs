@@ -19,6 +19,7 @@ mod mode;
 mod options;
 mod options_builder;
 mod pool;
+pub mod primitives;
 mod progress;
 mod rand;
 mod retry;
@@ -45,6 +46,11 @@ pub use limit::{
 pub use mode::process::{ProcessConfig, ProcessWorker, RemoteTask, RemoteWorker, TaskHost};
 pub use options::{LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};
+pub use primitives::{
+    Borrower, CapacityError, CapacityLimiter, CapacityPermit, Closed, Latch, LifoQueue,
+    PriorityQueue, Queue, TaskDoneError, TryGetError, TryPutError, batch_stream, buffer_stream,
+    gather_limited, map_async, merge_streams, run_sync, throttle_stream, to_thread,
+};
 pub use progress::{LogEvery, Progress, ProgressBar, ProgressIter};
 pub use retry::{Failure, RetryAlgorithm, RetryConfig};
 pub use task::{

@@ -61,6 +61,8 @@ pub(crate) fn sleep(d: std::time::Duration) {
 pub(crate) mod os {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+    /// Threads loom cannot model either (`run_sync`'s helper: a scoped OS thread).
+    pub(crate) use std::thread;
 
     /// Locks a mutex, ignoring poisoning (as [`lock`](super::lock)).
     pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
