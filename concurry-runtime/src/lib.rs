@@ -19,6 +19,7 @@ mod options_builder;
 mod pool;
 mod progress;
 mod rand;
+mod remote;
 mod retry;
 mod runtime;
 mod signal;

@@ -6,11 +6,9 @@ use super::{Admit, Backend, Balancer, Lifecycle, Pool, PoolInner, Room, Shared, 
 use crate::error::{ConfigError, Error};
 use crate::future::{Completer, Promise};
 use crate::limit::{Acquisition, LimitSet, WaitError};
-use crate::mode::process::RemoteWorker;
 use crate::mode::process::backend::{Remote, not_a_remote_call};
-use crate::mode::process::supervisor::ProcessWorker;
-use crate::mode::process::supervisor::{Reply, encode_in_lane, encode_request, encode_small};
 use crate::options::{Mode, PoolConfig};
+use crate::remote::{Handle, RemoteWorker, Reply, encode_in_lane, encode_request, encode_small};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 use crate::wire::WireError;
 use crate::worker::Worker;
@@ -291,7 +289,7 @@ where
         let send = {
             let limits = inner.limits.clone();
             let shared = inner.shared.clone();
-            move |worker: ProcessWorker<W>, idx: usize| {
+            move |worker: Handle<W>, idx: usize| {
                 remote_send(
                     RemoteCall {
                         worker,
@@ -328,7 +326,7 @@ where
 
 /// What sending one attempt of a remote call needs, once it has its child.
 struct RemoteCall<W: RemoteWorker> {
-    worker: ProcessWorker<W>,
+    worker: Handle<W>,
     limits: Option<LimitSet>,
     timeout: Option<std::time::Duration>,
     shared: Arc<Shared>,

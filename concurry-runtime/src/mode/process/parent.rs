@@ -30,17 +30,7 @@ pub(crate) struct Spawned {
 }
 
 /// Why a child could not be started.
-#[derive(Debug)]
-pub(crate) enum SpawnError {
-    /// The worker's constructor panicked: restarting will not help.
-    Init(String),
-    /// The worker's constructor returned its error (`error`, encoded): nor will it here.
-    Constructor { message: String, error: Vec<u8> },
-    /// Anything else: the process, the socket, the handshake.
-    Other(String),
-    /// `stop()` was called while the child started.
-    Stopped,
-}
+pub(crate) use crate::remote::PlaceError as SpawnError;
 
 /// How many connections to a worker socket may be refused before the start gives up: enough
 /// for a stray client or two, few enough that a flood of them cannot keep the parent busy.

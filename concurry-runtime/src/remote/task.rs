@@ -7,10 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::supervisor::{Reply, encode_request, fault_error};
-use super::{ProcessWorker, RemoteWorker};
+use super::handle::fault_error;
+use super::registry::RemoteWorker;
 use crate::error::{Error, panic_message};
-use crate::future::Promise;
 use crate::wire::{Fault, decode, encode};
 
 /// A free function that can run in a child process: the serde-capable counterpart of a
@@ -157,38 +156,5 @@ pub(crate) fn task_output<O: DeserializeOwned>(
     match response {
         Ok(bytes) => decode::<O>(&bytes, "task output").map_err(Error::Transport),
         Err(fault) => Err(fault_error(fault)),
-    }
-}
-
-impl ProcessWorker<TaskHost> {
-    /// Runs task `T` with `args` in the child.
-    ///
-    /// The promise fails with [`Error::Panicked`] if the task panicked, and with
-    /// [`Error::Config`] at once if `T` is not registered.
-    pub fn run_task<T: RemoteTask>(&self, args: T::Args) -> Promise<T::Output> {
-        let (promise, completer) = Promise::pending();
-        if !REMOTE_TASKS.iter().any(|t| t.name == T::NAME) {
-            completer.complete(Err(Error::Config(crate::error::ConfigError::new(
-                "mode",
-                "process",
-                format!(
-                    "task `{}` is not registered for process mode; mark it `#[task(remote)]` \
-                     (or add `concurry::register_remote_task!(..)`)",
-                    T::NAME
-                ),
-            ))));
-            return promise;
-        }
-        let request = encode(&args, "task arguments")
-            .map_err(Error::Transport)
-            .and_then(|args| encode_request(&(T::NAME.to_string(), args), self.max_message_size()));
-        let reply = Reply::new(move |r: Result<Result<Vec<u8>, Fault>, Error>| {
-            completer.complete(r.and_then(task_output));
-        });
-        match request {
-            Ok(payload) => self.send_encoded(payload, None, reply),
-            Err(e) => reply.complete(Err(e)),
-        }
-        promise
     }
 }
