@@ -46,7 +46,11 @@ fn the_scanner_sees_a_path_into_mode_and_skips_comments() {
 fn remote_names_nothing_in_mode() {
     let dir = src().join("remote");
     let files = sources(&dir);
-    assert!(files.len() >= 5, "expected the remote layer in {}", dir.display());
+    assert!(
+        files.len() >= 5,
+        "expected the remote layer in {}",
+        dir.display()
+    );
     let mut bad = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
@@ -66,7 +70,10 @@ fn remote_names_nothing_in_mode() {
 fn the_pool_does_not_reach_into_a_supervisor() {
     let file = src().join("pool").join("remote.rs");
     let text = std::fs::read_to_string(&file).unwrap();
-    let bad = offending(&text, &["supervisor::", "process::child", "process::parent"]);
+    let bad = offending(
+        &text,
+        &["supervisor::", "process::child", "process::parent"],
+    );
     assert!(
         bad.is_empty(),
         "{} goes around `remote/`:\n{}",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::encode::{Lane, encode_in_lane, encode_small};
-use super::registry::{RemoteWorker, check_registered};
+use super::registry::RemoteWorker;
 use super::supervisor::{Completion, Supervision, Supervisor};
 use super::transport::{PlaceError, Transport};
 use crate::error::Error;
@@ -51,15 +51,14 @@ impl<W: RemoteWorker> Handle<W> {
     ///
     /// # Errors
     ///
-    /// [`Error::Method`] with the constructor's own error (typed); [`Error::Config`] if `W`
-    /// is not registered; [`Error::Init`] if the constructor panicked or the worker could
-    /// not be placed.
+    /// [`Error::Method`] with the constructor's own error (typed); [`Error::Init`] if the
+    /// constructor panicked or the worker could not be placed (the transport does not know
+    /// `W`, among others).
     pub(crate) fn start(
         transport: Arc<dyn Transport>,
         args: &W::Args,
         config: Supervision,
     ) -> Result<Self, Error<W::InitError>> {
-        check_registered::<W>().map_err(Error::widen)?;
         let args = encode(args, "constructor arguments").map_err(|e| Error::Init {
             message: e.to_string(),
         })?;

@@ -13,12 +13,15 @@
 //! - [`serve`]: the serving side's loop (decode, dispatch, encode), shared by a child process
 //!   and any other host of workers.
 //! - [`encode`]: encoding requests, large ones off the caller's thread.
+//! - `loopback` (tests): a transport of threads in this process, proving the interface.
 //!
 //! Nothing here names a transport: `mode/process/` implements [`Transport`] for child
 //! processes (an import check test keeps it so).
 
 pub(crate) mod encode;
 pub(crate) mod handle;
+#[cfg(test)]
+pub(crate) mod loopback;
 pub(crate) mod registry;
 pub(crate) mod serve;
 pub(crate) mod supervisor;

@@ -8,6 +8,7 @@ use super::ProcessConfig;
 use super::transport::Processes;
 use crate::error::Error;
 use crate::future::Promise;
+use crate::remote::registry::check_registered;
 use crate::remote::task::{REMOTE_TASKS, task_output};
 use crate::remote::{Handle, RemoteTask, RemoteWorker, Reply, TaskHost, encode_request};
 use crate::sync::os::Arc;
@@ -89,6 +90,8 @@ impl<W: RemoteWorker> ProcessWorker<W> {
         args: &W::Args,
         config: ProcessConfig,
     ) -> Result<Handle<W>, Error<W::InitError>> {
+        // The child looks `W` up in this binary's registry: check it is there, once.
+        check_registered::<W>().map_err(Error::widen)?;
         let supervision = config.supervision();
         Handle::start(Arc::new(Processes { config }), args, supervision)
     }
