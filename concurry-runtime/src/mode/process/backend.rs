@@ -32,9 +32,12 @@ impl Remote {
         args: &W::Args,
         config: &PoolConfig,
     ) -> Result<Self, Error<W::InitError>> {
+        let (min, max) = config.restart_backoff;
         let mut process = ProcessConfig::default()
             .stop_timeout(config.stop_timeout)
-            .max_message_size(config.max_message_size);
+            .max_message_size(config.max_message_size)
+            .max_restarts(config.max_restarts)
+            .backoff(min, max);
         if let Some(Ok(set)) = &config.limits {
             process = process.limits(set.clone());
         }
