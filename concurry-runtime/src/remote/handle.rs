@@ -62,16 +62,19 @@ impl<W: RemoteWorker> Handle<W> {
         let args = encode(args, "constructor arguments").map_err(|e| Error::Init {
             message: e.to_string(),
         })?;
-        let sup = Supervisor::start(W::NAME, transport, args, config).map_err(|e| match e {
-            PlaceError::Init(message) | PlaceError::Other(message) => Error::Init { message },
-            PlaceError::Constructor { error, .. } => {
-                match decode::<W::InitError>(&error, "constructor error") {
-                    Ok(e) => Error::Method(e),
-                    Err(e) => Error::Transport(e),
+        let sup = Supervisor::start((W::NAME, W::schema()), transport, args, config).map_err(
+            |e| match e {
+                PlaceError::Init(message) | PlaceError::Other(message) => Error::Init { message },
+                PlaceError::Constructor { error, .. } => {
+                    match decode::<W::InitError>(&error, "constructor error") {
+                        Ok(e) => Error::Method(e),
+                        Err(e) => Error::Transport(e),
+                    }
                 }
-            }
-            PlaceError::Stopped => Error::Stopped,
-        })?;
+                PlaceError::Schema(e) => Error::Transport(e),
+                PlaceError::Stopped => Error::Stopped,
+            },
+        )?;
         Ok(Handle {
             owner: Arc::new(Owner {
                 sup,

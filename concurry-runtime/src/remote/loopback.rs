@@ -46,6 +46,15 @@ impl Loopback {
         self
     }
 
+    /// Serves `W` under the name `as_name`: a build where another type had that name.
+    pub(crate) fn with_as<W: RemoteWorker>(mut self, as_name: &'static str) -> Self {
+        self.entries.push(RemoteEntry {
+            name: as_name,
+            ..RemoteEntry::of::<W>()
+        });
+        self
+    }
+
     /// Kills peer `id` as a crash would: its stream ends now.
     pub(crate) fn kill(&self, id: u32) {
         let peer = lock(&self.peers).get(&id).cloned();
@@ -66,6 +75,7 @@ impl Transport for Loopback {
     fn place(
         &self,
         worker: &'static str,
+        schema: u64,
         args: &[u8],
         stopped: &dyn Fn() -> bool,
     ) -> Result<Placed, PlaceError> {
@@ -74,8 +84,18 @@ impl Transport for Loopback {
                 "`{worker}` is not served by this loopback transport"
             ))
         })?;
-        let (construct, name) = (entry.construct, entry.name);
         let id = u32::try_from(self.next.fetch_add(1, Ordering::Relaxed)).unwrap_or(u32::MAX);
+        // The hello: the serving side's fingerprint of the type against ours.
+        let theirs = (entry.schema)();
+        if theirs != schema {
+            return Err(PlaceError::Schema(WireError::SchemaMismatch {
+                worker: worker.to_string(),
+                local: schema,
+                peer: theirs,
+                peer_id: id,
+            }));
+        }
+        let (construct, name, schema) = (entry.construct, entry.name, entry.schema);
         let (to_tx, to_rx) = crossbeam_channel::unbounded();
         let (from_tx, from_rx) = crossbeam_channel::unbounded();
         let (kill_tx, kill_rx) = crossbeam_channel::bounded(1);
@@ -84,7 +104,11 @@ impl Transport for Loopback {
         std::thread::Builder::new()
             .name(format!("concurry-loopback-{id}"))
             .spawn(move || {
-                let entry = RemoteEntry { name, construct };
+                let entry = RemoteEntry {
+                    name,
+                    schema,
+                    construct,
+                };
                 let ch = Served {
                     rx: to_rx,
                     tx: from_tx,
@@ -313,6 +337,7 @@ mod tests {
 
     impl RemoteWorker for Echo {
         const NAME: &'static str = "concurry::loopback::tests::Echo";
+        const SCHEMA: u64 = 0xaaaa;
         type Args = u64;
         type Request = Req;
         type Response = Resp;
@@ -598,5 +623,43 @@ mod tests {
             other => panic!("expected WorkerLost, got {other:?}"),
         }
         p.stop().unwrap();
+    }
+
+    /// Another build's `Echo`: same name, another definition.
+    struct EchoV2;
+
+    impl RemoteWorker for EchoV2 {
+        const NAME: &'static str = "concurry::loopback::tests::EchoV2";
+        const SCHEMA: u64 = 0xbbbb;
+        type Args = u64;
+        type Request = Req;
+        type Response = Resp;
+        type InitError = String;
+
+        fn construct(_: u64) -> Result<Self, String> {
+            Ok(EchoV2)
+        }
+
+        fn dispatch(&mut self, _: Req) -> Resp {
+            Resp::Count(0)
+        }
+    }
+
+    #[test]
+    fn a_worker_built_from_another_definition_is_refused_at_hello_naming_both_sides() {
+        let transport = Arc::new(Loopback::new().with_as::<EchoV2>(Echo::NAME));
+        let started = Handle::<Echo>::start(transport, &0, supervision(HANG, 10));
+        match started.map(drop) {
+            Err(Error::Transport(e @ WireError::SchemaMismatch { .. })) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains(&format!("{:#018x}", Echo::SCHEMA))
+                        && message.contains("0x000000000000bbbb")
+                        && message.contains(Echo::NAME),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a schema mismatch, got {other:?}"),
+        }
     }
 }

@@ -74,6 +74,11 @@ pub trait RemoteWorker: Sized + 'static {
     /// The name the child looks the type up by. Stable across builds of the same source
     /// (`#[worker(remote)]` uses `module_path!()::Type`) and unique in the binary.
     const NAME: &'static str;
+    /// The type's schema fingerprint: `#[worker(remote)]` hashes the type's name and its
+    /// methods' signatures. Both sides exchange it at hello; a worker built from another
+    /// definition is refused with [`WireError::SchemaMismatch`](crate::wire::WireError).
+    /// Default 0 (a hand-written impl: bump it when the protocol changes).
+    const SCHEMA: u64 = 0;
     /// The constructor's arguments, sent to the child at each (re)start.
     type Args: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
     /// One call: which method, with its arguments.
@@ -95,6 +100,13 @@ pub trait RemoteWorker: Sized + 'static {
     /// Runs one call, in the child. A panic here fails only this call
     /// ([`Error::Panicked`](crate::Error::Panicked)); the child goes on serving.
     fn dispatch(&mut self, request: Self::Request) -> Self::Response;
+
+    /// The fingerprint exchanged at hello: [`SCHEMA`](RemoteWorker::SCHEMA), unless the
+    /// type serves what it finds at run time (the task hosts fold in every task's).
+    #[doc(hidden)]
+    fn schema() -> u64 {
+        Self::SCHEMA
+    }
 }
 
 /// One entry of the registry of remote worker types. Built by
@@ -102,6 +114,8 @@ pub trait RemoteWorker: Sized + 'static {
 #[doc(hidden)]
 pub struct RemoteEntry {
     pub(crate) name: &'static str,
+    /// The type's schema fingerprint, as this build has it.
+    pub(crate) schema: fn() -> u64,
     /// Builds an instance from its encoded constructor arguments, ready to serve calls.
     pub(crate) construct: Construct,
 }
@@ -111,6 +125,7 @@ impl RemoteEntry {
     pub const fn of<W: RemoteWorker>() -> Self {
         RemoteEntry {
             name: W::NAME,
+            schema: W::schema,
             construct: construct::<W>,
         }
     }

@@ -58,8 +58,9 @@ thread_local! {
 }
 
 pub(crate) struct Supervisor {
-    /// The registered name of the worker type.
+    /// The registered name of the worker type, and its schema fingerprint.
     name: &'static str,
+    schema: u64,
     transport: Arc<dyn Transport>,
     /// The constructor's arguments, encoded once.
     args: Vec<u8>,
@@ -154,13 +155,14 @@ enum Ended {
 impl Supervisor {
     /// Places the first peer and starts the watchdog.
     pub(crate) fn start(
-        name: &'static str,
+        (name, schema): (&'static str, u64),
         transport: Arc<dyn Transport>,
         args: Vec<u8>,
         config: Supervision,
     ) -> Result<Arc<Self>, PlaceError> {
         let sup = Arc::new(Supervisor {
             name,
+            schema,
             transport,
             args,
             config,
@@ -176,7 +178,7 @@ impl Supervisor {
             watchdog: Mutex::new(None),
             stopped: AtomicBool::new(false),
         });
-        let placed = sup.transport.place(name, &sup.args, &|| false)?;
+        let placed = sup.transport.place(name, schema, &sup.args, &|| false)?;
         let conn = sup.connect(placed);
         *lock(&sup.state) = State::Up(conn);
         let watched = sup.clone();
@@ -425,7 +427,7 @@ impl Supervisor {
             }
             match self
                 .transport
-                .place(self.name, &self.args, &|| self.is_stopped())
+                .place(self.name, self.schema, &self.args, &|| self.is_stopped())
             {
                 Ok(placed) => {
                     self.restarts.fetch_add(1, Ordering::Relaxed);
@@ -455,6 +457,9 @@ impl Supervisor {
                 Err(PlaceError::Init(m) | PlaceError::Constructor { message: m, .. }) => {
                     // The constructor fails every time: restarting would only spin.
                     return self.set_dead(format!("the worker could not be re-created: {m}"));
+                }
+                Err(PlaceError::Schema(e)) => {
+                    return self.set_dead(format!("the worker could not be re-created: {e}"));
                 }
                 Err(PlaceError::Other(m)) => last = m,
             }

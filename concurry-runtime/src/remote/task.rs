@@ -17,6 +17,10 @@ use crate::wire::{Fault, decode, encode};
 pub trait RemoteTask: 'static {
     /// The name the child looks the task up by (unique in the binary).
     const NAME: &'static str;
+    /// The function's schema fingerprint: `#[task(remote)]` hashes its name and signature.
+    /// A task host's fingerprint folds in every registered task's, so a child built from
+    /// other definitions is refused at hello. Default 0.
+    const SCHEMA: u64 = 0;
     /// The function's arguments, as a tuple.
     type Args: Serialize + DeserializeOwned + Send + 'static;
     /// What the function returns.
@@ -31,6 +35,7 @@ pub trait RemoteTask: 'static {
 #[doc(hidden)]
 pub struct TaskEntry {
     pub(crate) name: &'static str,
+    pub(crate) schema: u64,
     pub(crate) run: fn(&[u8]) -> Result<Vec<u8>, Fault>,
 }
 
@@ -39,6 +44,7 @@ impl TaskEntry {
     pub const fn of<T: RemoteTask>() -> Self {
         TaskEntry {
             name: T::NAME,
+            schema: T::SCHEMA,
             run: run_encoded::<T>,
         }
     }
@@ -133,6 +139,30 @@ impl RemoteWorker for TaskHost {
     fn dispatch(&mut self, (name, args): (String, Vec<u8>)) -> Result<Vec<u8>, Fault> {
         run_registered(&name, &args)
     }
+
+    fn schema() -> u64 {
+        tasks_schema(Self::NAME)
+    }
+}
+
+/// The fingerprint of a host of every registered task: its own name and each task's name
+/// and fingerprint, in name order (the linker's order may differ between builds).
+pub(crate) fn tasks_schema(host: &str) -> u64 {
+    let mut tasks: Vec<(&str, u64)> = REMOTE_TASKS.iter().map(|t| (t.name, t.schema)).collect();
+    tasks.sort_unstable();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(host.as_bytes());
+    for (name, schema) in tasks {
+        eat(name.as_bytes());
+        eat(&schema.to_le_bytes());
+    }
+    hash
 }
 
 /// Runs the registered task `name` on its encoded arguments (the child side of a task call).

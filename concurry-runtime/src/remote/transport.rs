@@ -10,12 +10,14 @@ use crate::wire::{Envelope, Kind, WireError};
 
 /// Where workers are placed: a child process, a thread (loopback), later a cluster node.
 pub(crate) trait Transport: Send + Sync + 'static {
-    /// Starts a worker of the registered type `worker`, built from `args` (its constructor's
-    /// arguments, encoded), and waits until it is built. `stopped` is polled while waiting,
-    /// so a stop interrupts a slow start.
+    /// Starts a worker of the registered type `worker` (of schema fingerprint `schema`:
+    /// a worker built with another is refused, [`PlaceError::Schema`]), built from `args`
+    /// (its constructor's arguments, encoded), and waits until it is built. `stopped` is
+    /// polled while waiting, so a stop interrupts a slow start.
     fn place(
         &self,
         worker: &'static str,
+        schema: u64,
         args: &[u8],
         stopped: &dyn Fn() -> bool,
     ) -> Result<Placed, PlaceError>;
@@ -74,6 +76,9 @@ pub(crate) enum PlaceError {
     Init(String),
     /// The worker's constructor returned its error (`error`, encoded): nor will it here.
     Constructor { message: String, error: Vec<u8> },
+    /// The worker was built from another definition of the type
+    /// ([`WireError::SchemaMismatch`]): nor will a restart help.
+    Schema(WireError),
     /// Anything else: the process, the socket, the handshake.
     Other(String),
     /// A stop came while the worker started.

@@ -34,6 +34,10 @@ impl RemoteWorker for TaskWorker {
     fn dispatch(&mut self, (name, args): (String, Vec<u8>)) -> Result<Vec<u8>, Fault> {
         run_registered(&name, &args)
     }
+
+    fn schema() -> u64 {
+        crate::remote::task::tasks_schema(<Self as RemoteWorker>::NAME)
+    }
 }
 
 /// The `init` error of a closure pool in process mode.

@@ -9,7 +9,9 @@ pub const MAGIC: [u8; 4] = *b"CNCY";
 /// with [`WireError::VersionMismatch`] at the first frame.
 ///
 /// Version 2: `Fault` gained `Constructor` (a constructor's error, typed) and `TooLarge`.
-pub const VERSION: u8 = 2;
+/// Version 3: `Hello` carries the worker type's schema fingerprint; a `Call`'s payload
+/// starts with its [`CallHeader`](super::CallHeader).
+pub const VERSION: u8 = 3;
 
 /// What an envelope carries. The payload's type follows from the kind (see each variant).
 ///

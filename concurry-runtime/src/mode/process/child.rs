@@ -410,6 +410,8 @@ fn child_main() -> i32 {
         worker: worker.clone(),
         pid: std::process::id(),
         token,
+        // 0 for a type this binary does not have: the parent hears why next.
+        schema: lookup(&worker).map_or(0, |e| (e.schema)()),
     };
     if link.send(Kind::Hello, 0, &hello, "hello").is_err() {
         return exit::SETUP;

@@ -24,6 +24,7 @@ impl Transport for Processes {
     fn place(
         &self,
         worker: &'static str,
+        schema: u64,
         args: &[u8],
         stopped: &dyn Fn() -> bool,
     ) -> Result<Placed, PlaceError> {
@@ -32,7 +33,7 @@ impl Transport for Processes {
             pid,
             mut reader,
             mut writer,
-        } = spawn(worker, args, &self.config, stopped)?;
+        } = spawn(worker, schema, args, &self.config, stopped)?;
         reader.set_max(self.config.max_message_size);
         writer.set_max(self.config.max_message_size);
         let (outbox, outgoing) = crossbeam_channel::unbounded();
