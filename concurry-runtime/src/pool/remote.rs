@@ -244,15 +244,21 @@ where
         X: Extract<W, T, E>,
     {
         match retry {
-            None => self.remote_attempt(method, 1, Room::Wait, payload, extract, first_timeout),
+            // One trace id per call, the same for each of its attempts.
+            None => {
+                let call = (1, crate::rand::id());
+                self.remote_attempt(method, call, Room::Wait, payload, extract, first_timeout)
+            }
             Some(config) => {
+                let trace = crate::rand::id();
                 self.attempts(config, method, payload, move |pool, n, room, payload| {
                     let timeout = if n == 1 {
                         first_timeout
                     } else {
                         pool.inner.config.call_timeout
                     };
-                    pool.remote_attempt(method, n, room, payload, extract.clone(), timeout)
+                    let call = (n, trace);
+                    pool.remote_attempt(method, call, room, payload, extract.clone(), timeout)
                 })
             }
         }
@@ -262,7 +268,7 @@ where
     fn remote_attempt<T, E, X>(
         &self,
         method: &'static str,
-        attempt: u32,
+        (attempt, trace): (u32, u64),
         room: Room,
         payload: Vec<u8>,
         extract: X,
@@ -299,6 +305,7 @@ where
                         idx,
                         method,
                         attempt,
+                        trace,
                     },
                     payload,
                     extract,
@@ -334,6 +341,8 @@ struct RemoteCall<W: RemoteWorker> {
     idx: usize,
     method: &'static str,
     attempt: u32,
+    /// The call's trace id, the same for all its attempts.
+    trace: u64,
 }
 
 /// Sends one attempt to its child: first its limits (waited for on the runtime, never on the
@@ -353,10 +362,18 @@ where
         idx,
         method,
         attempt,
+        trace,
     } = call;
     // The call's span lives, in the parent, from dispatch until the answer.
-    let span =
-        tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index = idx);
+    // (The trace id last: the fields before it read as in every other mode.)
+    let span = tracing::debug_span!(
+        "concurry.call",
+        worker = %shared.name,
+        method,
+        attempt,
+        index = idx,
+        trace,
+    );
     let abort = shared.clone();
     // Runs once with the child's answer: gives the limits back and counts the call as
     // finished before anyone waiting on the promise sees it.
@@ -382,7 +399,7 @@ where
         })
     };
     match limits.filter(|set| set.has_call_units()) {
-        None => worker.send_encoded(payload, timeout, answer(None, c)),
+        None => worker.send_encoded(payload, (attempt, trace), timeout, answer(None, c)),
         Some(set) => {
             // Waiting for units must not block the caller: it happens on the runtime.
             crate::runtime::runtime().spawn(async move {
@@ -391,7 +408,9 @@ where
                     .await;
                 let reply = |held| answer(held, c);
                 match acquired {
-                    Ok(held) => worker.send_encoded(payload, timeout, reply(held)),
+                    Ok(held) => {
+                        worker.send_encoded(payload, (attempt, trace), timeout, reply(held))
+                    }
                     Err(WaitError::Limit(e)) => reply(None).complete(Err(Error::Limit(e))),
                     // Cancelled (the promise is resolved already) or the pool stopped.
                     Err(WaitError::Cancelled) => reply(None).complete(Err(Error::Stopped)),

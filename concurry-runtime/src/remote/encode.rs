@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::sync::os::{Arc, Mutex, lock};
-use crate::wire::{check_size, encode, encode_capped};
+use crate::wire::{CALL_HEADER_MAX, check_size, encode, encode_capped};
 
 /// A request's bytes for the channel: [`Error::Transport`] if it does not encode or would
 /// not fit in one frame of at most `max` bytes.
@@ -15,7 +15,7 @@ pub(crate) fn encode_request<T: serde::Serialize + ?Sized>(
     max: usize,
 ) -> Result<Vec<u8>, Error> {
     let p = encode(request, "request").map_err(Error::Transport)?;
-    check_size(p.len(), max).map_err(Error::Transport)?;
+    check_size(p.len() + CALL_HEADER_MAX, max).map_err(Error::Transport)?;
     Ok(p)
 }
 
@@ -33,7 +33,7 @@ pub(crate) fn encode_small<T: serde::Serialize + ?Sized>(
         Err(e) => return Some(Err(Error::Transport(e))),
     };
     Some(
-        check_size(p.len(), max)
+        check_size(p.len() + CALL_HEADER_MAX, max)
             .map_err(Error::Transport)
             .map(|()| p),
     )

@@ -97,12 +97,13 @@ impl<W: RemoteWorker> Handle<W> {
         });
         let max = self.max_message_size();
         let lane = &self.owner.lane;
+        let call = (1, crate::rand::id());
         match encode_small(&request, max) {
-            Some(Ok(payload)) if !lane.busy() => self.send_encoded(payload, timeout, reply),
+            Some(Ok(payload)) if !lane.busy() => self.send_encoded(payload, call, timeout, reply),
             Some(Ok(payload)) => {
                 // Behind a large call still encoding: keep the order.
                 let worker = self.clone();
-                lane.run(move || worker.send_encoded(payload, timeout, reply));
+                lane.run(move || worker.send_encoded(payload, call, timeout, reply));
             }
             Some(Err(e)) => reply.complete(Err(e)),
             None => {
@@ -116,7 +117,7 @@ impl<W: RemoteWorker> Handle<W> {
                     reply,
                     fail,
                     move |reply, payload, left| {
-                        worker.send_encoded(payload, left, reply);
+                        worker.send_encoded(payload, call, left, reply);
                     },
                 );
             }
@@ -125,15 +126,16 @@ impl<W: RemoteWorker> Handle<W> {
     }
 
     /// Sends a request already encoded with [`encode_request`](super::encode_request) (a
-    /// retried call sends the same bytes again); `reply` runs once with the outcome, on
-    /// whichever thread has it.
+    /// retried call sends the same bytes again) as `call`, its attempt and trace id;
+    /// `reply` runs once with the outcome, on whichever thread has it.
     pub(crate) fn send_encoded(
         &self,
         payload: Vec<u8>,
+        call: (u32, u64),
         timeout: Option<Duration>,
         reply: Reply<W::Response>,
     ) {
-        self.owner.sup.send(payload, timeout, Box::new(reply));
+        self.owner.sup.send(payload, call, timeout, Box::new(reply));
     }
 
     /// The largest request or reply on the channel, in bytes.

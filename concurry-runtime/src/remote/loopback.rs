@@ -15,7 +15,7 @@ use super::registry::{RemoteEntry, RemoteWorker, lookup};
 use super::serve::{Channel, Next, Outcome, serve};
 use super::transport::{Ending, Inbound, Peer, PlaceError, Placed, Transport};
 use crate::sync::os::{Arc, AtomicU64, Mutex, Ordering, lock};
-use crate::wire::{DEFAULT_MAX_FRAME, Envelope, Fault, Kind, WireError, decode};
+use crate::wire::{CallHeader, DEFAULT_MAX_FRAME, Envelope, Fault, Kind, WireError, decode};
 
 /// Workers on threads of this process.
 pub(crate) struct Loopback {
@@ -239,6 +239,12 @@ impl Peer for Thread {
             // A thread that ended is seen by the inbound stream.
             let _ = to.send(Envelope::new(kind, id, payload));
         }
+    }
+
+    fn call(&self, id: u64, head: CallHeader, request: Vec<u8>, idle: bool) {
+        let mut payload = head.encode();
+        payload.extend_from_slice(&request);
+        self.send(Kind::Call, id, payload, idle);
     }
 
     fn shutdown(&self) {
@@ -661,5 +667,117 @@ mod tests {
             }
             other => panic!("expected a schema mismatch, got {other:?}"),
         }
+    }
+
+    /// The loopback transport, with every call's header recorded on its way out.
+    struct Recording {
+        inner: Loopback,
+        heads: Arc<Mutex<Vec<CallHeader>>>,
+    }
+
+    struct RecordingPeer {
+        inner: Arc<dyn Peer>,
+        heads: Arc<Mutex<Vec<CallHeader>>>,
+    }
+
+    impl Transport for Recording {
+        fn place(
+            &self,
+            worker: &'static str,
+            schema: u64,
+            args: &[u8],
+            stopped: &dyn Fn() -> bool,
+        ) -> Result<Placed, PlaceError> {
+            let Placed { peer, inbound } = self.inner.place(worker, schema, args, stopped)?;
+            Ok(Placed {
+                peer: Arc::new(RecordingPeer {
+                    inner: peer,
+                    heads: self.heads.clone(),
+                }),
+                inbound,
+            })
+        }
+    }
+
+    impl Peer for RecordingPeer {
+        fn id(&self) -> u32 {
+            self.inner.id()
+        }
+        fn send(&self, kind: Kind, id: u64, payload: Vec<u8>, idle: bool) {
+            self.inner.send(kind, id, payload, idle);
+        }
+        fn call(&self, id: u64, head: CallHeader, request: Vec<u8>, idle: bool) {
+            lock(&self.heads).push(head);
+            self.inner.call(id, head, request, idle);
+        }
+        fn shutdown(&self) {
+            self.inner.shutdown();
+        }
+        fn kill(&self, why: String) {
+            self.inner.kill(why);
+        }
+        fn end(&self, stopping: bool, grace: Duration) -> Ending {
+            self.inner.end(stopping, grace)
+        }
+    }
+
+    #[test]
+    fn each_call_carries_its_deadline_attempt_and_trace_id() {
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let transport = Arc::new(Recording {
+            inner: Loopback::new().with::<Echo>(),
+            heads: heads.clone(),
+        });
+        let p = Handle::<Echo>::start(transport, &0, supervision(HANG, 10)).unwrap();
+        let timeout = Duration::from_secs(20);
+        assert_eq!(
+            count(p.submit(Req::Next, Some(timeout)).result_timeout(HANG)),
+            1
+        );
+        assert_eq!(count(p.submit(Req::Next, None).result_timeout(HANG)), 2);
+        p.stop().unwrap();
+        let heads = lock(&heads).clone();
+        assert_eq!(heads.len(), 2, "{heads:?}");
+        // The budget is what was left when the call was sent: at most its timeout.
+        let budget = heads[0].budget_us.expect("a deadline");
+        assert!(budget <= 20_000_000 && budget > 0, "{budget}");
+        assert_eq!(heads[1].budget_us, None);
+        assert!(heads.iter().all(|h| h.attempt == 1), "{heads:?}");
+        assert_ne!(heads[0].trace, heads[1].trace, "one trace id per call");
+    }
+
+    /// A call whose header is garbage fails alone; the worker serves on.
+    #[test]
+    fn a_call_without_a_readable_header_fails_alone() {
+        let transport = Loopback::new().with::<Echo>();
+        let placed = transport.place(
+            Echo::NAME,
+            Echo::SCHEMA,
+            &crate::wire::encode(&0u64, "args").unwrap(),
+            &|| false,
+        );
+        let Ok(Placed { peer, mut inbound }) = placed else {
+            panic!("not placed");
+        };
+        // A header announcing an attempt as a varint that never ends.
+        peer.send(Kind::Call, 1, vec![0xff; 40], false);
+        let mut good = CallHeader::default().encode();
+        good.extend_from_slice(&crate::wire::encode(&Req::Next, "request").unwrap());
+        peer.send(Kind::Call, 2, good, false);
+        let first = inbound.next().unwrap().unwrap();
+        match decode::<Result<Resp, Fault>>(&first.payload, "reply").unwrap() {
+            Err(Fault::Protocol { message }) => {
+                assert!(message.contains("call header"), "{message}")
+            }
+            other => panic!("expected a protocol fault, got {other:?}"),
+        }
+        let second = inbound.next().unwrap().unwrap();
+        assert_eq!(
+            decode::<Result<Resp, Fault>>(&second.payload, "reply").unwrap(),
+            Ok(Resp::Count(1))
+        );
+        peer.shutdown();
+        assert!(inbound.next().unwrap().is_none());
+        drop(peer.end(true, HANG));
     }
 }

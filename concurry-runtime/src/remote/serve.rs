@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::registry::{RemoteEntry, RemoteWorker};
 use crate::error::panic_message;
-use crate::wire::{Envelope, Fault, HEADER_LEN, Kind, WireError, check_size, decode, encode};
+use crate::wire::{
+    CallHeader, Envelope, Fault, HEADER_LEN, Kind, WireError, check_size, decode, encode,
+};
 
 /// Only the replies of calls quicker than this may be held back to share a write (see
 /// [`Channel::reply`]): for a slower call, one write per reply costs little next to the call.
@@ -174,7 +176,25 @@ pub(crate) fn serve(entry: &RemoteEntry, ch: &dyn Channel) -> Outcome {
         match env.kind {
             Kind::Call => {
                 let started = Instant::now();
-                let payload = worker.call(&env.payload, max);
+                let payload = match CallHeader::split(&env.payload) {
+                    Ok((head, request)) => {
+                        let _span = tracing::trace_span!(
+                            "concurry.serve",
+                            attempt = head.attempt,
+                            trace = head.trace,
+                            budget_us = head.budget_us,
+                        )
+                        .entered();
+                        worker.call(request, max)
+                    }
+                    // Only this call fails, as for a request that does not decode.
+                    Err(e) => encode(
+                        &Err::<(), _>(Fault::Protocol {
+                            message: e.to_string(),
+                        }),
+                        "reply",
+                    ),
+                };
                 // The replies of quick calls are batched (briefly) while more calls are
                 // already buffered.
                 let more = started.elapsed() < HOLD_QUICKER_THAN && ch.more_waiting();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::transport::{Hosts, Inbound, LimitHost, Peer, PlaceError, Placed, Transport};
 use crate::error::Error;
 use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
-use crate::wire::{Fault, Kind, WireError, decode};
+use crate::wire::{CallHeader, Fault, Kind, WireError, decode};
 
 /// How a supervisor keeps its worker: restarts, backoff, stop, sizes, limits.
 #[derive(Clone)]
@@ -94,6 +94,7 @@ enum State {
 
 struct Queued {
     id: u64,
+    head: CallHeader,
     payload: Vec<u8>,
     completer: Reply,
 }
@@ -122,7 +123,13 @@ struct Calls {
 
 impl Conn {
     /// Registers the call and sends it; gives it back if the connection is closed.
-    fn send(&self, id: u64, payload: Vec<u8>, completer: Reply) -> Result<(), (Vec<u8>, Reply)> {
+    fn send(
+        &self,
+        id: u64,
+        head: CallHeader,
+        payload: Vec<u8>,
+        completer: Reply,
+    ) -> Result<(), (Vec<u8>, Reply)> {
         let idle = {
             let mut calls = lock(&self.calls);
             if !calls.open {
@@ -132,7 +139,7 @@ impl Conn {
             calls.map.insert(id, completer);
             idle
         };
-        self.peer.send(Kind::Call, id, payload, idle);
+        self.peer.call(id, head, payload, idle);
         Ok(())
     }
 
@@ -197,13 +204,26 @@ impl Supervisor {
         Ok(sup)
     }
 
-    /// Sends one encoded call; `reply` gets its outcome, on whichever thread has it.
-    pub(crate) fn send(&self, payload: Vec<u8>, timeout: Option<Duration>, reply: Reply) {
+    /// Sends one encoded call, attempt `attempt` of the call traced as `trace`; `reply`
+    /// gets its outcome, on whichever thread has it. The timeout is the call's budget: the
+    /// watchdog enforces it here, and its header tells the far side.
+    pub(crate) fn send(
+        &self,
+        payload: Vec<u8>,
+        (attempt, trace): (u32, u64),
+        timeout: Option<Duration>,
+        reply: Reply,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Some(t) = timeout {
             self.add_timer(id, t);
         }
-        self.submit(id, payload, reply);
+        let head = CallHeader {
+            budget_us: timeout.map(|t| u64::try_from(t.as_micros()).unwrap_or(u64::MAX)),
+            attempt,
+            trace,
+        };
+        self.submit(id, head, payload, reply);
     }
 
     /// The serving peer's id, while one is serving.
@@ -269,14 +289,14 @@ impl Supervisor {
         self.readers_done.notify_all();
     }
 
-    fn submit(&self, id: u64, mut payload: Vec<u8>, mut completer: Reply) {
+    fn submit(&self, id: u64, head: CallHeader, mut payload: Vec<u8>, mut completer: Reply) {
         loop {
             let mut st = lock(&self.state);
             match &mut *st {
                 State::Up(conn) => {
                     let conn = conn.clone();
                     drop(st);
-                    match conn.send(id, payload, completer) {
+                    match conn.send(id, head, payload, completer) {
                         Ok(()) => return,
                         // The connection closed under us; the state has moved on already.
                         Err(back) => (payload, completer) = back,
@@ -285,6 +305,7 @@ impl Supervisor {
                 State::Respawning(queue) => {
                     queue.push(Queued {
                         id,
+                        head,
                         payload,
                         completer,
                     });
@@ -437,7 +458,8 @@ impl Supervisor {
                         State::Respawning(queue) => {
                             drop(st);
                             for q in queue {
-                                if let Err((_, c)) = conn.send(q.id, q.payload, q.completer) {
+                                if let Err((_, c)) = conn.send(q.id, q.head, q.payload, q.completer)
+                                {
                                     c.fail(Error::WorkerLost {
                                         message: "the respawned worker process died at once".into(),
                                     });

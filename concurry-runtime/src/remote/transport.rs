@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::sync::os::Arc;
-use crate::wire::{Envelope, Kind, WireError};
+use crate::wire::{CallHeader, Envelope, Kind, WireError};
 
 /// Where workers are placed: a child process, a thread (loopback), later a cluster node.
 pub(crate) trait Transport: Send + Sync + 'static {
@@ -38,6 +38,9 @@ pub(crate) trait Peer: Send + Sync + 'static {
     /// flight on it (the peer is waiting to read), so the bytes may be written at once. A
     /// send that fails kills the peer: its inbound stream then ends.
     fn send(&self, kind: Kind, id: u64, payload: Vec<u8>, idle: bool);
+
+    /// Sends one call: its header, then its request. As [`send`](Peer::send) otherwise.
+    fn call(&self, id: u64, head: CallHeader, request: Vec<u8>, idle: bool);
 
     /// Asks the worker to finish the calls it has and end (its inbound stream ends then).
     fn shutdown(&self);

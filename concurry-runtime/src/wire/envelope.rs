@@ -30,7 +30,8 @@ pub enum Kind {
     Init = 2,
     /// Child → parent: the constructor ran; payload `Result<(), Fault>`.
     Ready = 3,
-    /// Parent → child: one call (the worker type's `Request`); the id correlates the reply.
+    /// Parent → child: one call, its [`CallHeader`](super::CallHeader) then its request (the
+    /// worker type's `Request`); the id correlates the reply.
     Call = 4,
     /// Child → parent: a call's outcome, `Result<Response, Fault>`, with the call's id.
     Reply = 5,

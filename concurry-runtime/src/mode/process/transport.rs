@@ -13,7 +13,7 @@ use super::parent::{Spawned, abandon, reap, spawn};
 use crate::limit::LimitSet;
 use crate::remote::{Ending, Hosts, Inbound, LimitHost, Peer, PlaceError, Placed, Transport};
 use crate::sync::os::{Arc, Mutex, lock};
-use crate::wire::{Envelope, FrameReader, FrameWriter, Kind, WireError};
+use crate::wire::{CallHeader, Envelope, FrameReader, FrameWriter, Kind, WireError};
 
 /// Child processes of the current executable.
 pub(crate) struct Processes {
@@ -73,6 +73,7 @@ impl Transport for Processes {
 /// A frame for the child, queued for the connection's writer thread.
 enum Outgoing {
     Frame(Kind, u64, Vec<u8>),
+    Call(u64, CallHeader, Vec<u8>),
     /// Flush and end the writer thread.
     Close,
 }
@@ -103,6 +104,7 @@ impl Connected {
             while let Some(frame) = next.take() {
                 let written = match frame {
                     Outgoing::Frame(kind, id, payload) => writer.write(kind, id, &payload),
+                    Outgoing::Call(id, head, request) => writer.write_call(id, &head, &request),
                     Outgoing::Close => {
                         let _ = writer.flush();
                         return;
@@ -127,24 +129,28 @@ impl Peer for Connected {
         self.pid
     }
 
+    fn send(&self, kind: Kind, id: u64, payload: Vec<u8>, _idle: bool) {
+        // If the writer thread is gone, the connection is ending: its reader fails what
+        // was in flight.
+        let _ = self.outbox.send(Outgoing::Frame(kind, id, payload));
+    }
+
     /// A call to an idle child (no call in flight: it is waiting to read) is written at
     /// once, saving the writer thread's wake-up on a round trip. Any other goes through the
     /// writer thread, since a busy child reads nothing and the write could block.
-    fn send(&self, kind: Kind, id: u64, payload: Vec<u8>, idle: bool) {
+    fn call(&self, id: u64, head: CallHeader, request: Vec<u8>, idle: bool) {
         if idle
             && self.outbox.is_empty()
             && let Ok(mut io) = self.io.try_lock()
         {
-            if let Err(e) = io.write(kind, id, &payload).and_then(|()| io.flush()) {
+            if let Err(e) = io.write_call(id, &head, &request).and_then(|()| io.flush()) {
                 drop(io);
                 // The reader sees the channel close and fails this call with the others.
                 self.kill(format!("writing to the worker process failed: {e}"));
             }
             return;
         }
-        // If the writer thread is gone, the connection is ending: its reader fails what
-        // was in flight.
-        let _ = self.outbox.send(Outgoing::Frame(kind, id, payload));
+        let _ = self.outbox.send(Outgoing::Call(id, head, request));
     }
 
     fn shutdown(&self) {

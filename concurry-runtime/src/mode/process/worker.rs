@@ -175,7 +175,9 @@ impl ProcessWorker<TaskHost> {
             completer.complete(r.and_then(task_output));
         });
         match request {
-            Ok(payload) => self.0.send_encoded(payload, None, reply),
+            Ok(payload) => self
+                .0
+                .send_encoded(payload, (1, crate::rand::id()), None, reply),
             Err(e) => reply.complete(Err(e)),
         }
         promise
