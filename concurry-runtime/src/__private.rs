@@ -21,7 +21,7 @@ pub fn process_on_listen(worker: &'static str, hook: impl Fn(&str) + Send + Sync
     crate::mode::process::parent::hooks::add(worker, crate::sync::os::Arc::new(hook));
 }
 /// Process mode's registry of remote worker types (`register_remote!` adds to it).
-pub use crate::mode::process::{REMOTE_TASKS, REMOTE_WORKERS, RemoteEntry, TaskEntry};
+pub use crate::remote::{REMOTE_TASKS, REMOTE_WORKERS, RemoteEntry, TaskEntry};
 /// The cluster bench's raw baseline talks to NATS directly.
 #[cfg(feature = "cluster")]
 pub use async_nats;

@@ -22,6 +22,7 @@ mod pool;
 pub mod primitives;
 mod progress;
 mod rand;
+mod remote;
 mod retry;
 mod runtime;
 mod signal;

@@ -153,6 +153,10 @@ pub struct PoolConfig {
     pub(crate) stateless: bool,
     /// Process mode: the largest request or reply, in bytes.
     pub(crate) max_message_size: usize,
+    /// Process mode: how many times in a row a worker process may die and be respawned.
+    pub(crate) max_restarts: u32,
+    /// Process mode: the wait before the first respawn in a row, and its cap (doubling).
+    pub(crate) restart_backoff: (Duration, Duration),
     /// Async mode: the tokio runtime the workers run on (`None`: the runtime `init` runs
     /// inside, if it is a multi-thread one, else the library's own).
     pub(crate) runtime: Option<tokio::runtime::Handle>,
@@ -173,6 +177,8 @@ impl Default for PoolConfig {
             call_timeout: None,
             stateless: false,
             max_message_size: crate::wire::DEFAULT_MAX_FRAME,
+            max_restarts: 10,
+            restart_backoff: (Duration::from_millis(10), Duration::from_secs(2)),
             runtime: None,
         }
     }
@@ -330,6 +336,14 @@ impl PoolConfig {
             }
         }
         check_message_size(self.max_message_size)?;
+        let (min, max) = self.restart_backoff;
+        if min > max {
+            return Err(ConfigError::new(
+                "restart_backoff",
+                format!("{min:?}..{max:?}"),
+                "the first wait must not exceed the cap; e.g. `.restart_backoff(Duration::from_millis(10), Duration::from_secs(2))`",
+            ));
+        }
         if let Some(handle) = &self.runtime {
             check_runtime(self.mode, self.on_demand, handle)?;
         }

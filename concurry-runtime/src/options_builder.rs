@@ -136,6 +136,21 @@ impl<W: Worker> Options<W> {
         self
     }
 
+    /// Process mode: how many times in a row a worker process may die and be respawned
+    /// (a call it answers resets the count); past it, its calls fail with
+    /// [`Error::WorkerLost`](crate::Error::WorkerLost). Default 10.
+    pub fn max_restarts(mut self, n: u32) -> Self {
+        self.config.max_restarts = n;
+        self
+    }
+
+    /// Process mode: the wait before the `n`-th respawn in a row, `min · 2^(n-1)` capped at
+    /// `max` (defaults 10 ms and 2 s); `min` above `max` is an [`Error::Config`] from `init`.
+    pub fn restart_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.config.restart_backoff = (min, max);
+        self
+    }
+
     /// Async mode: the tokio runtime the workers run on (their sync methods run on its
     /// blocking pool). Default: the runtime `init` runs inside, if it is a multi-thread one,
     /// else the library's own. The handle must be of a multi-thread runtime and the pool a
@@ -284,6 +299,27 @@ macro_rules! __options_builder_methods {
         #[must_use]
         pub fn max_message_size(self, bytes: usize) -> Self {
             Self(self.0.max_message_size(bytes))
+        }
+
+        /// Process mode: how many times in a row a worker process may die (a crash, a
+        /// kill, a `call_timeout`) and be respawned; a call it answers resets the count.
+        /// Past it, the worker's calls fail with `Error::WorkerLost` and no process is
+        /// started again. Default 10. Other modes respawn nothing, so they ignore it.
+        #[must_use]
+        pub fn max_restarts(self, n: u32) -> Self {
+            Self(self.0.max_restarts(n))
+        }
+
+        /// Process mode: the wait before the `n`-th respawn in a row: `min · 2^(n-1)`, at
+        /// most `max` (defaults 10 ms and 2 s). `min` above `max` is an `Error::Config`
+        /// from `init`. Other modes ignore it.
+        #[must_use]
+        pub fn restart_backoff(
+            self,
+            min: ::core::time::Duration,
+            max: ::core::time::Duration,
+        ) -> Self {
+            Self(self.0.restart_backoff(min, max))
         }
 
         /// Async mode: the tokio runtime whose tasks the workers are (their sync methods run

@@ -31,3 +31,8 @@ pub(crate) fn below(n: usize) -> usize {
 pub(crate) fn unit() -> f64 {
     (next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
+
+/// A random 64-bit id (a call's trace id).
+pub(crate) fn id() -> u64 {
+    next_u64()
+}

@@ -264,3 +264,44 @@ fn process_pools_report_constructor_errors_and_refuse_on_demand() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `ProcessConfig`'s restart limit and backoff are pool options: with `max_restarts(0)` a
+/// child killed by its call's timeout is not respawned, and the pool says why.
+#[test]
+fn max_restarts_is_a_pool_option() {
+    let pool = p::Options::<Counter>::default()
+        .mode(Mode::Process)
+        .max_workers(1)
+        .call_timeout(Duration::from_millis(200))
+        .max_restarts(0)
+        .restart_backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .init_remote_with((10,))
+        .unwrap();
+    let stuck = call(&pool, CounterReq::Spin).unwrap();
+    assert!(matches!(stuck.result_timeout(HANG), Err(Error::Timeout)));
+    match call(&pool, CounterReq::Pid).unwrap().result_timeout(HANG) {
+        Err(Error::WorkerLost { message }) => {
+            assert!(
+                message.contains("gave up after 0 consecutive restarts"),
+                "{message}"
+            );
+        }
+        other => panic!("expected WorkerLost, got {other:?}"),
+    }
+    pool.stop().unwrap();
+}
+
+#[test]
+fn a_restart_backoff_whose_first_wait_exceeds_its_cap_is_a_config_error() {
+    let started = p::Options::<Counter>::default()
+        .mode(Mode::Process)
+        .restart_backoff(Duration::from_secs(3), Duration::from_secs(1))
+        .init_remote_with((10,));
+    match started {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.option(), "restart_backoff");
+            assert!(e.to_string().contains("3s..1s"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -483,6 +483,11 @@ fn remote_items(
     } else {
         call
     };
+    let schema = crate::worker::expand::schema_fingerprint(&[
+        ident.to_string(),
+        args_ty.to_string(),
+        quote!(#output).to_string(),
+    ]);
     quote! {
         /// The function as a task a child process runs by name (`#[task(remote)]`).
         #[doc(hidden)]
@@ -494,6 +499,7 @@ fn remote_items(
             // Inside this module, `module_path!()` is the function's path: unique in the
             // binary and the same in the parent and its children.
             const NAME: &'static str = ::core::module_path!();
+            const SCHEMA: u64 = #schema;
             type Args = #args_ty;
             type Output = #output;
             fn run((#(#names,)*): Self::Args) -> Self::Output {

@@ -522,6 +522,13 @@ pub(crate) fn expand(
             quote!(#krate::wire::Never)
         };
         let request_variants = &request_variants;
+        // What both sides of a channel must agree on: the type's name and its methods'
+        // signatures, as the request and response enums spell them.
+        let schema = schema_fingerprint(&[
+            name_str.to_string(),
+            quote!(#(#request_variants,)*).to_string(),
+            quote!(#(#response_variants,)*).to_string(),
+        ]);
         let items = quote! {
             #[doc(hidden)]
             #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -550,6 +557,7 @@ pub(crate) fn expand(
             #[automatically_derived]
             impl #krate::RemoteWorker for #self_ty {
                 const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
+                const SCHEMA: u64 = #schema;
                 type Args = <Self as #p::Worker>::Args;
                 type Request = #request;
                 type Response = #response;
@@ -758,5 +766,37 @@ pub(crate) fn method_retry(
     };
     quote! {
         #p::MethodRetry::<#t, #e> { never: #never, attempts: #attempts, on: #on, until: #until }
+    }
+}
+
+/// A remote type's schema fingerprint: FNV-1a (64 bits) of `parts`' token text, as a
+/// suffixed literal. Two builds from the same source agree; a changed signature does not.
+pub(crate) fn schema_fingerprint(parts: &[String]) -> proc_macro2::Literal {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    proc_macro2::Literal::u64_suffixed(hash)
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::schema_fingerprint;
+
+    #[test]
+    fn the_fingerprint_follows_the_signatures_and_only_them() {
+        let of = |parts: &[&str]| {
+            schema_fingerprint(&parts.iter().map(|p| p.to_string()).collect::<Vec<_>>()).to_string()
+        };
+        let v1 = of(&["Echo", "Next(u64)", "Next(u64)"]);
+        assert_eq!(v1, of(&["Echo", "Next(u64)", "Next(u64)"]));
+        assert_ne!(v1, of(&["Echo", "Next(u32)", "Next(u64)"]));
+        assert_ne!(v1, of(&["Echo2", "Next(u64)", "Next(u64)"]));
+        // Parts are delimited: moving text from one part to the next changes the hash.
+        assert_ne!(of(&["ab", "c"]), of(&["a", "bc"]));
+        assert!(v1.ends_with("u64"), "{v1}");
     }
 }

@@ -80,7 +80,7 @@ pub const SWEEP: Duration = Duration::from_millis(100);
 /// The names of the remote worker types this binary can host: every `#[worker(remote)]` type
 /// (and `register_remote!`), from process mode's link-time registry.
 pub(crate) fn registered_types() -> Vec<String> {
-    let mut names: Vec<String> = crate::mode::process::REMOTE_WORKERS
+    let mut names: Vec<String> = crate::remote::REMOTE_WORKERS
         .iter()
         .map(|e| e.name.to_string())
         .collect();

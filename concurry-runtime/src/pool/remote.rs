@@ -6,11 +6,9 @@ use super::{Admit, Backend, Balancer, Lifecycle, Pool, PoolInner, Room, Shared, 
 use crate::error::{ConfigError, Error};
 use crate::future::{Completer, Promise};
 use crate::limit::{Acquisition, LimitSet, WaitError};
-use crate::mode::process::RemoteWorker;
 use crate::mode::process::backend::{Remote, not_a_remote_call};
-use crate::mode::process::supervisor::ProcessWorker;
-use crate::mode::process::supervisor::{Reply, encode_in_lane, encode_request, encode_small};
 use crate::options::{Mode, PoolConfig};
+use crate::remote::{Handle, RemoteWorker, Reply, encode_in_lane, encode_request, encode_small};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 use crate::wire::WireError;
 use crate::worker::Worker;
@@ -246,15 +244,21 @@ where
         X: Extract<W, T, E>,
     {
         match retry {
-            None => self.remote_attempt(method, 1, Room::Wait, payload, extract, first_timeout),
+            // One trace id per call, the same for each of its attempts.
+            None => {
+                let call = (1, crate::rand::id());
+                self.remote_attempt(method, call, Room::Wait, payload, extract, first_timeout)
+            }
             Some(config) => {
+                let trace = crate::rand::id();
                 self.attempts(config, method, payload, move |pool, n, room, payload| {
                     let timeout = if n == 1 {
                         first_timeout
                     } else {
                         pool.inner.config.call_timeout
                     };
-                    pool.remote_attempt(method, n, room, payload, extract.clone(), timeout)
+                    let call = (n, trace);
+                    pool.remote_attempt(method, call, room, payload, extract.clone(), timeout)
                 })
             }
         }
@@ -264,7 +268,7 @@ where
     fn remote_attempt<T, E, X>(
         &self,
         method: &'static str,
-        attempt: u32,
+        (attempt, trace): (u32, u64),
         room: Room,
         payload: Vec<u8>,
         extract: X,
@@ -291,7 +295,7 @@ where
         let send = {
             let limits = inner.limits.clone();
             let shared = inner.shared.clone();
-            move |worker: ProcessWorker<W>, idx: usize| {
+            move |worker: Handle<W>, idx: usize| {
                 remote_send(
                     RemoteCall {
                         worker,
@@ -301,6 +305,7 @@ where
                         idx,
                         method,
                         attempt,
+                        trace,
                     },
                     payload,
                     extract,
@@ -328,7 +333,7 @@ where
 
 /// What sending one attempt of a remote call needs, once it has its child.
 struct RemoteCall<W: RemoteWorker> {
-    worker: ProcessWorker<W>,
+    worker: Handle<W>,
     limits: Option<LimitSet>,
     timeout: Option<std::time::Duration>,
     shared: Arc<Shared>,
@@ -336,6 +341,8 @@ struct RemoteCall<W: RemoteWorker> {
     idx: usize,
     method: &'static str,
     attempt: u32,
+    /// The call's trace id, the same for all its attempts.
+    trace: u64,
 }
 
 /// Sends one attempt to its child: first its limits (waited for on the runtime, never on the
@@ -355,10 +362,18 @@ where
         idx,
         method,
         attempt,
+        trace,
     } = call;
     // The call's span lives, in the parent, from dispatch until the answer.
-    let span =
-        tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index = idx);
+    // (The trace id last: the fields before it read as in every other mode.)
+    let span = tracing::debug_span!(
+        "concurry.call",
+        worker = %shared.name,
+        method,
+        attempt,
+        index = idx,
+        trace,
+    );
     let abort = shared.clone();
     // Runs once with the child's answer: gives the limits back and counts the call as
     // finished before anyone waiting on the promise sees it.
@@ -384,7 +399,7 @@ where
         })
     };
     match limits.filter(|set| set.has_call_units()) {
-        None => worker.send_encoded(payload, timeout, answer(None, c)),
+        None => worker.send_encoded(payload, (attempt, trace), timeout, answer(None, c)),
         Some(set) => {
             // Waiting for units must not block the caller: it happens on the runtime.
             crate::runtime::runtime().spawn(async move {
@@ -393,7 +408,9 @@ where
                     .await;
                 let reply = |held| answer(held, c);
                 match acquired {
-                    Ok(held) => worker.send_encoded(payload, timeout, reply(held)),
+                    Ok(held) => {
+                        worker.send_encoded(payload, (attempt, trace), timeout, reply(held))
+                    }
                     Err(WaitError::Limit(e)) => reply(None).complete(Err(Error::Limit(e))),
                     // Cancelled (the promise is resolved already) or the pool stopped.
                     Err(WaitError::Cancelled) => reply(None).complete(Err(Error::Stopped)),

@@ -10,10 +10,10 @@
 use super::task_worker::{TaskWorker, TaskWorkerHandle, TaskWorkerOptions};
 use crate::error::{ConfigError, Error};
 use crate::future::Promise;
-use crate::mode::process::task::{run_registered, task_output};
-use crate::mode::process::{RemoteTask, RemoteWorker};
 use crate::options::Mode;
 use crate::pool::MethodRetry;
+use crate::remote::task::{run_registered, task_output};
+use crate::remote::{RemoteTask, RemoteWorker};
 use crate::wire::Fault;
 
 /// A task pool's child serves every registered [`RemoteTask`] by name, as
@@ -33,6 +33,10 @@ impl RemoteWorker for TaskWorker {
 
     fn dispatch(&mut self, (name, args): (String, Vec<u8>)) -> Result<Vec<u8>, Fault> {
         run_registered(&name, &args)
+    }
+
+    fn schema() -> u64 {
+        crate::remote::task::tasks_schema(<Self as RemoteWorker>::NAME)
     }
 }
 

@@ -9,7 +9,9 @@ pub const MAGIC: [u8; 4] = *b"CNCY";
 /// with [`WireError::VersionMismatch`] at the first frame.
 ///
 /// Version 2: `Fault` gained `Constructor` (a constructor's error, typed) and `TooLarge`.
-pub const VERSION: u8 = 2;
+/// Version 3: `Hello` carries the worker type's schema fingerprint; a `Call`'s payload
+/// starts with its [`CallHeader`](super::CallHeader).
+pub const VERSION: u8 = 3;
 
 /// What an envelope carries. The payload's type follows from the kind (see each variant).
 ///
@@ -28,7 +30,8 @@ pub enum Kind {
     Init = 2,
     /// Child → parent: the constructor ran; payload `Result<(), Fault>`.
     Ready = 3,
-    /// Parent → child: one call (the worker type's `Request`); the id correlates the reply.
+    /// Parent → child: one call, its [`CallHeader`](super::CallHeader) then its request (the
+    /// worker type's `Request`); the id correlates the reply.
     Call = 4,
     /// Child → parent: a call's outcome, `Result<Response, Fault>`, with the call's id.
     Reply = 5,

@@ -66,6 +66,23 @@ pub enum WireError {
         /// This build's version.
         expected: u8,
     },
+    /// The two sides of a channel were built from different definitions of a remote type
+    /// (its schema fingerprint, from `#[worker(remote)]` / `#[task(remote)]`, differs): found
+    /// at hello, before any call.
+    #[error(
+        "schema mismatch for `{worker}`: this side has fingerprint {local:#018x}, the worker \
+         {peer_id} has {peer:#018x}; both sides must be built from the same source"
+    )]
+    SchemaMismatch {
+        /// The remote type's registered name.
+        worker: String,
+        /// This side's fingerprint.
+        local: u64,
+        /// The far side's fingerprint.
+        peer: u64,
+        /// The far side (a process id, for process mode).
+        peer_id: u32,
+    },
     /// The envelope's kind byte is not one this version knows.
     #[error("unknown envelope kind {found}")]
     UnknownKind {
@@ -132,6 +149,17 @@ impl WireError {
             WireError::VersionMismatch { found, expected } => WireError::VersionMismatch {
                 found: *found,
                 expected: *expected,
+            },
+            WireError::SchemaMismatch {
+                worker,
+                local,
+                peer,
+                peer_id,
+            } => WireError::SchemaMismatch {
+                worker: worker.clone(),
+                local: *local,
+                peer: *peer,
+                peer_id: *peer_id,
             },
             WireError::UnknownKind { found } => WireError::UnknownKind { found: *found },
             WireError::Payload { what, message } => WireError::Payload {

@@ -5,6 +5,7 @@
 
 use std::io::{self, Read, Write};
 
+use super::call::{CALL_HEADER_MAX, CallHeader};
 use super::envelope::{Envelope, Kind, MAGIC, VERSION};
 use super::error::WireError;
 
@@ -402,6 +403,36 @@ impl<W: Write> FrameWriter<W> {
     pub fn write(&mut self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
         check_size(payload.len(), self.max)?;
         Frame::encode_parts(kind, id, payload, &mut self.buf);
+        if self.buf.len() >= 64 << 10 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Queues one `Call` frame: its `head`, then the request's bytes (see [`CallHeader`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](FrameWriter::write).
+    pub fn write_call(
+        &mut self,
+        id: u64,
+        head: &CallHeader,
+        request: &[u8],
+    ) -> Result<(), WireError> {
+        let mut scratch = [0u8; CALL_HEADER_MAX];
+        let head = postcard::to_slice(head, &mut scratch).map_err(|e| WireError::Encode {
+            what: "call header",
+            message: e.to_string(),
+        })?;
+        check_size(head.len() + request.len(), self.max)?;
+        let len = u32::try_from(HEADER_LEN + head.len() + request.len())
+            .expect("a frame's payload must be smaller than 4 GiB");
+        self.buf.reserve(4 + len as usize);
+        self.buf.extend_from_slice(&len.to_le_bytes());
+        write_header(Kind::Call, id, &mut self.buf);
+        self.buf.extend_from_slice(head);
+        self.buf.extend_from_slice(request);
         if self.buf.len() >= 64 << 10 {
             self.flush()?;
         }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```
 /// use concurry::wire::Hello;
-/// let h = Hello { worker: "Echo".into(), pid: 42, token: 7 };
+/// let h = Hello { worker: "Echo".into(), pid: 42, token: 7, schema: 0x5eed };
 /// let back: Hello = concurry::wire::decode(&concurry::wire::encode(&h, "hello").unwrap(), "hello").unwrap();
 /// assert_eq!(back, h);
 /// ```
@@ -20,6 +20,9 @@ pub struct Hello {
     pub pid: u32,
     /// The secret the parent gave the child, proving the connection comes from it.
     pub token: u64,
+    /// The worker type's schema fingerprint in the child's build (`RemoteWorker::SCHEMA`):
+    /// the parent refuses a child whose fingerprint differs from its own.
+    pub schema: u64,
 }
 
 /// Why the far side could not produce a value: carried by `Ready`, `Reply` and `Fault`

@@ -4,6 +4,7 @@
 //! - [`Frame`], [`FrameReader`], [`FrameWriter`]: length-prefixed frames carrying envelopes
 //!   (magic `CNCY`, a protocol [`VERSION`], a maximum frame size) over any byte stream.
 //! - [`encode`], [`decode`]: payloads are serde types in postcard's compact format.
+//! - [`CallHeader`]: a call's deadline, attempt and trace id, ahead of its request.
 //! - [`Hello`], [`Fault`]: the payloads of control messages (limit messages are serde types
 //!   of the limit layer).
 //! - [`WireError`]: what was wrong with the bytes: never a panic, never a hang.
@@ -62,12 +63,14 @@
 //! }
 //! ```
 
+mod call;
 mod codec;
 mod envelope;
 mod error;
 mod frame;
 mod message;
 
+pub use call::{CALL_HEADER_MAX, CallHeader};
 pub(crate) use codec::encode_capped;
 pub use codec::{decode, encode, encode_into};
 pub use envelope::{Envelope, Kind, MAGIC, VERSION};

@@ -7,14 +7,15 @@ use std::fmt;
 use super::{ProcessConfig, ProcessWorker, RemoteWorker};
 use crate::error::Error;
 use crate::options::PoolConfig;
+use crate::remote::{Handle, Lane};
 
 /// The children of a pool in process mode.
 pub(crate) struct Remote {
-    /// A `Vec<ProcessWorker<W>>`.
+    /// A `Vec<Handle<W>>`.
     workers: Box<dyn Any + Send + Sync>,
     stop: fn(&(dyn Any + Send + Sync)) -> Result<(), Error>,
     /// The pool's calls that left the caller's thread, in submission order.
-    pub(crate) lane: crate::sync::os::Arc<super::supervisor::Lane>,
+    pub(crate) lane: crate::sync::os::Arc<Lane>,
 }
 
 impl fmt::Debug for Remote {
@@ -31,15 +32,18 @@ impl Remote {
         args: &W::Args,
         config: &PoolConfig,
     ) -> Result<Self, Error<W::InitError>> {
+        let (min, max) = config.restart_backoff;
         let mut process = ProcessConfig::default()
             .stop_timeout(config.stop_timeout)
-            .max_message_size(config.max_message_size);
+            .max_message_size(config.max_message_size)
+            .max_restarts(config.max_restarts)
+            .backoff(min, max);
         if let Some(Ok(set)) = &config.limits {
             process = process.limits(set.clone());
         }
-        let mut workers: Vec<ProcessWorker<W>> = Vec::with_capacity(n);
+        let mut workers: Vec<Handle<W>> = Vec::with_capacity(n);
         for _ in 0..n {
-            match ProcessWorker::with_config(args.clone(), process.clone()) {
+            match ProcessWorker::<W>::start(args, process.clone()) {
                 Ok(w) => workers.push(w),
                 Err(e) => {
                     workers.iter().for_each(|w| drop(w.stop()));
@@ -55,9 +59,9 @@ impl Remote {
     }
 
     /// The children, if they serve `W`.
-    pub(crate) fn workers<W: RemoteWorker>(&self) -> Option<&[ProcessWorker<W>]> {
+    pub(crate) fn workers<W: RemoteWorker>(&self) -> Option<&[Handle<W>]> {
         self.workers
-            .downcast_ref::<Vec<ProcessWorker<W>>>()
+            .downcast_ref::<Vec<Handle<W>>>()
             .map(Vec::as_slice)
     }
 
@@ -68,7 +72,7 @@ impl Remote {
 }
 
 fn stop_all<W: RemoteWorker>(workers: &(dyn Any + Send + Sync)) -> Result<(), Error> {
-    let Some(workers) = workers.downcast_ref::<Vec<ProcessWorker<W>>>() else {
+    let Some(workers) = workers.downcast_ref::<Vec<Handle<W>>>() else {
         return Ok(());
     };
     // The children finish their calls in parallel.

@@ -3,17 +3,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use super::{RemoteWorker, env, lookup};
-use crate::error::panic_message;
-use crate::limit::context::with_hosted;
+use super::env;
 use crate::limit::hosted::HostedLimits;
+use crate::remote::lookup;
+use crate::remote::serve::{Channel, Next, Outcome, serve};
 use crate::sync::os::{Arc, Condvar, Mutex, MutexGuard, OnceLock, lock};
 use crate::wire::{
-    DEFAULT_MAX_FRAME, Envelope, Fault, FrameReader, FrameWriter, HEADER_LEN, Hello, Kind,
-    WireError, check_size, decode, encode,
+    DEFAULT_MAX_FRAME, Envelope, FrameReader, FrameWriter, Hello, Kind, WireError, encode,
 };
 
 /// Exit codes of a child (seen by the parent when the child fails to start).
@@ -41,10 +39,6 @@ const HOLD: Duration = Duration::from_millis(1);
 
 /// ... and at most this many replies are held: the next one sends them all.
 const HOLD_REPLIES: usize = 64;
-
-/// Only the replies of calls quicker than this are held: for a slower call, one write per
-/// reply costs little next to the call itself.
-const HOLD_QUICKER_THAN: Duration = Duration::from_micros(50);
 
 /// Exits the child once its parent is gone, even if a method is stuck and nobody reads the
 /// channel (which would otherwise show the parent's death). Without `prctl` (unsafe), this
@@ -117,15 +111,6 @@ impl Out {
         self.held = 0;
         self.frames.flush()
     }
-}
-
-/// What the serve loop gets next.
-enum Next {
-    Env(Envelope),
-    /// The parent closed the channel.
-    Closed,
-    /// The channel is unusable: tell the parent why and exit.
-    Broken(String),
 }
 
 impl Link {
@@ -223,11 +208,6 @@ impl Link {
             };
             w = wait_on(&self.held_changed, w, wait);
         }
-    }
-
-    /// Tells the parent why the child gives up, best effort.
-    fn refuse(&self, message: String) {
-        let _ = self.send(Kind::Fault, 0, &Fault::Protocol { message }, "fault");
     }
 
     /// The next call or control message for the serve loop.
@@ -408,12 +388,19 @@ fn child_main() -> i32 {
         worker: worker.clone(),
         pid: std::process::id(),
         token,
+        // 0 for a type this binary does not have: the parent hears why next.
+        schema: lookup(&worker).map_or(0, |e| (e.schema)()),
     };
-    if link.send(Kind::Hello, 0, &hello, "hello").is_err() {
+    if Link::send(&link, Kind::Hello, 0, &hello, "hello").is_err() {
         return exit::SETUP;
     }
     match lookup(&worker) {
-        Some(entry) => (entry.serve)(&link),
+        Some(entry) => match serve(entry, &link) {
+            Outcome::Done => exit::OK,
+            Outcome::Protocol => exit::PROTOCOL,
+            Outcome::Init => exit::INIT,
+            Outcome::Setup => exit::SETUP,
+        },
         None => {
             link.refuse(format!(
                 "worker type `{worker}` is not registered in this binary ({}); \
@@ -427,128 +414,47 @@ fn child_main() -> i32 {
     }
 }
 
-/// Builds `W` from the `Init` message, then answers calls until `Shutdown` or the parent
-/// goes away.
-pub(crate) fn serve<W: RemoteWorker>(link: &Arc<Link>) -> i32 {
-    let mut worker = match construct::<W>(link) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
-    // The pool's limits as this worker's calls reach them, over its link (not while the
-    // constructor runs: there, as in thread mode, a worker sees no pool limits; and only
-    // once the parent has `Ready`, before which it answers nothing else).
-    let limits = HostedLimits::new(link.clone());
-    let flusher = Arc::clone(link);
-    let started = std::thread::Builder::new()
-        .name("concurry-flush".into())
-        .spawn(move || flusher.flush_held());
-    if let Err(e) = started {
-        link.refuse(format!(
-            "the worker process could not start its flusher thread: {e}"
-        ));
-        return exit::SETUP;
+/// The serve loop's side of the link.
+impl Channel for Arc<Link> {
+    fn next(&self) -> Next {
+        Link::next(self)
     }
-    loop {
-        let env = match link.next() {
-            Next::Env(env) => env,
-            // The parent closed the channel (or died): nothing left to serve.
-            Next::Closed => return exit::OK,
-            Next::Broken(why) => {
-                link.refuse(why);
-                return exit::PROTOCOL;
-            }
-        };
-        match env.kind {
-            Kind::Call => {
-                let started = Instant::now();
-                let reply: Result<W::Response, Fault> =
-                    match decode::<W::Request>(&env.payload, "request") {
-                        Ok(req) => catch_unwind(AssertUnwindSafe(|| {
-                            with_hosted(&limits, || worker.dispatch(req))
-                        }))
-                        .map_err(|p| Fault::Panicked {
-                            message: panic_message(&*p),
-                        }),
-                        Err(e) => Err(Fault::Protocol {
-                            message: e.to_string(),
-                        }),
-                    };
-                let failed = |f: Fault| encode(&Err::<W::Response, _>(f), "reply");
-                let payload = match encode(&reply, "reply") {
-                    Ok(p) => match check_size(p.len(), link.max) {
-                        Ok(()) => Ok(p),
-                        // Only this call fails, with the error the caller's side would give.
-                        Err(_) => failed(Fault::TooLarge {
-                            len: (p.len() + HEADER_LEN) as u64,
-                            max: link.max as u64,
-                        }),
-                    },
-                    Err(e) => failed(Fault::Protocol {
-                        message: e.to_string(),
-                    }),
-                };
-                // The replies of quick calls are batched (briefly) while more calls are
-                // already buffered.
-                let more = started.elapsed() < HOLD_QUICKER_THAN && !link.idle();
-                if payload.and_then(|p| link.reply(env.id, &p, more)).is_err() {
-                    return exit::OK;
-                }
-            }
-            Kind::Shutdown => {
-                let _ = lock(&link.writer).flush();
-                return exit::OK;
-            }
-            other => {
-                link.refuse(format!(
-                    "unexpected `{other:?}` message while serving calls"
-                ));
-                return exit::PROTOCOL;
-            }
-        }
-    }
-}
 
-fn construct<W: RemoteWorker>(link: &Link) -> Result<W, i32> {
-    let env = match link.next() {
-        Next::Env(env) if env.kind == Kind::Init => env,
-        Next::Closed => return Err(exit::OK),
-        Next::Env(env) => {
-            link.refuse(format!("expected `Init`, got `{:?}`", env.kind));
-            return Err(exit::PROTOCOL);
-        }
-        Next::Broken(why) => {
-            link.refuse(why);
-            return Err(exit::PROTOCOL);
-        }
-    };
-    let args = match decode::<W::Args>(&env.payload, "constructor arguments") {
-        Ok(a) => a,
-        Err(e) => {
-            link.refuse(e.to_string());
-            return Err(exit::PROTOCOL);
-        }
-    };
-    let built = match catch_unwind(AssertUnwindSafe(|| W::construct(args))) {
-        Ok(Ok(w)) => Ok(w),
-        // The constructor's error crosses typed, as a method's error does.
-        Ok(Err(e)) => Err(match encode(&e, "constructor error") {
-            Ok(error) => Fault::Constructor {
-                message: e.to_string(),
-                error,
-            },
-            Err(why) => Fault::Init {
-                message: format!("{e} (and its error could not be sent typed: {why})"),
-            },
-        }),
-        Err(p) => Err(Fault::Init {
-            message: format!("the constructor panicked: {}", panic_message(&*p)),
-        }),
-    };
-    let ready: Result<(), Fault> = built.as_ref().map(|_| ()).map_err(Clone::clone);
-    let sent = link.send(Kind::Ready, 0, &ready, "ready");
-    match (built, sent) {
-        (Ok(w), Ok(())) => Ok(w),
-        (Ok(_), Err(_)) => Err(exit::OK),
-        (Err(_), _) => Err(exit::INIT),
+    fn send(&self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
+        let mut w = lock(&self.writer);
+        w.frames.write(kind, id, payload)?;
+        w.flush()
+    }
+
+    fn reply(&self, id: u64, payload: &[u8], more: bool) -> Result<(), WireError> {
+        Link::reply(self, id, payload, more)
+    }
+
+    fn more_waiting(&self) -> bool {
+        !self.idle()
+    }
+
+    /// Calls follow: a flusher thread sends held replies.
+    fn serving(&self) -> Result<(), String> {
+        let flusher = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("concurry-flush".into())
+            .spawn(move || flusher.flush_held())
+            .map(drop)
+            .map_err(|e| format!("the worker process could not start its flusher thread: {e}"))
+    }
+
+    /// The pool's limits, hosted by the parent over this link (asked for only once `Ready`
+    /// is sent: during the handshake the parent expects nothing else).
+    fn limits(&self) -> Option<HostedLimits> {
+        Some(HostedLimits::new(Arc::clone(self) as _))
+    }
+
+    fn flush(&self) {
+        let _ = lock(&self.writer).flush();
+    }
+
+    fn max(&self) -> usize {
+        self.max
     }
 }

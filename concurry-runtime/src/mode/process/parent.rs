@@ -30,17 +30,7 @@ pub(crate) struct Spawned {
 }
 
 /// Why a child could not be started.
-#[derive(Debug)]
-pub(crate) enum SpawnError {
-    /// The worker's constructor panicked: restarting will not help.
-    Init(String),
-    /// The worker's constructor returned its error (`error`, encoded): nor will it here.
-    Constructor { message: String, error: Vec<u8> },
-    /// Anything else: the process, the socket, the handshake.
-    Other(String),
-    /// `stop()` was called while the child started.
-    Stopped,
-}
+pub(crate) use crate::remote::PlaceError as SpawnError;
 
 /// How many connections to a worker socket may be refused before the start gives up: enough
 /// for a stray client or two, few enough that a flood of them cannot keep the parent busy.
@@ -50,6 +40,7 @@ pub(crate) const MAX_REFUSED: usize = 8;
 /// `stopped` is polled while waiting, so `stop()` interrupts a slow start.
 pub(crate) fn spawn(
     worker: &'static str,
+    schema: u64,
     args: &[u8],
     config: &ProcessConfig,
     stopped: &dyn Fn() -> bool,
@@ -88,6 +79,7 @@ pub(crate) fn spawn(
         worker,
         pid,
         secret,
+        schema,
     };
     let mut poll = || {
         if let Ok(Some(status)) = child.try_wait() {
@@ -129,6 +121,8 @@ struct Gate<'a> {
     worker: &'a str,
     pid: u32,
     secret: u64,
+    /// The worker type's schema fingerprint in this build.
+    schema: u64,
 }
 
 /// Accepts connections on `listener` until one passes `gate`; refuses (and logs) the others,
@@ -144,7 +138,17 @@ fn admit(
     loop {
         match listener.accept() {
             Ok((stream, _)) => match gate.greet(stream, deadline) {
-                Ok(halves) => return Ok(halves),
+                // Our own child, built from another definition of the type: refusing it
+                // again would not help.
+                Ok((_, schema)) if schema != gate.schema => {
+                    return Err(SpawnError::Schema(WireError::SchemaMismatch {
+                        worker: gate.worker.to_string(),
+                        local: gate.schema,
+                        peer: schema,
+                        peer_id: gate.pid,
+                    }));
+                }
+                Ok((halves, _)) => return Ok(halves),
                 Err(r) => {
                     refused += 1;
                     let (peer_pid, peer_uid) = r.who();
@@ -227,7 +231,8 @@ type Halves = (FrameReader<BufReader<UnixStream>>, FrameWriter<UnixStream>);
 
 impl Gate<'_> {
     /// Checks who connected (before reading a byte), then their `Hello`.
-    fn greet(&self, stream: UnixStream, deadline: Instant) -> Result<Halves, Refusal> {
+    /// Returns the connection and the schema fingerprint the child's `Hello` carries.
+    fn greet(&self, stream: UnixStream, deadline: Instant) -> Result<(Halves, u64), Refusal> {
         let peer = peer::verify(&stream, self.pid, "worker process")?;
         let refuse = |why: String| Refusal { peer, why };
         let io = |e: std::io::Error| refuse(format!("its socket failed: {e}"));
@@ -253,7 +258,7 @@ impl Gate<'_> {
                 hello.pid, hello.worker, self.pid, self.worker
             )));
         }
-        Ok((reader, writer))
+        Ok(((reader, writer), hello.schema))
     }
 }
 
@@ -440,12 +445,18 @@ mod tests {
 
     /// Connects to `name` from this process and says hello as a child would.
     fn say_hello(name: &str, worker: &str, token: u64) -> UnixStream {
+        say_hello_as(name, worker, token, 0)
+    }
+
+    /// As [`say_hello`], from a build whose fingerprint of the type is `schema`.
+    fn say_hello_as(name: &str, worker: &str, token: u64, schema: u64) -> UnixStream {
         let stream = super::super::child::connect_for_tests(name).unwrap();
         stream.set_read_timeout(Some(HANG)).unwrap();
         let hello = Hello {
             worker: worker.into(),
             pid: std::process::id(),
             token,
+            schema,
         };
         let mut w = FrameWriter::new(stream.try_clone().unwrap());
         w.write(Kind::Hello, 0, &encode(&hello, "hello").unwrap())
@@ -484,6 +495,7 @@ mod tests {
             worker: "w",
             pid: std::process::id(),
             secret: 7,
+            schema: 0,
         };
         let wrong = say_hello(&name, "w", 8);
         let right = say_hello(&name, "w", 7);
@@ -525,6 +537,7 @@ mod tests {
             worker: "w",
             pid: std::process::id() + 1,
             secret: 7,
+            schema: 0,
         };
         let foreign: Vec<UnixStream> = (0..=MAX_REFUSED)
             .map(|_| say_hello(&name, "w", 7))
@@ -559,6 +572,7 @@ mod tests {
             worker: "w",
             pid: std::process::id() + 1,
             secret: 7,
+            schema: 0,
         };
         let _foreign = say_hello(&name, "w", 7);
         let mut polls = 0;
@@ -575,6 +589,36 @@ mod tests {
         assert!(
             message.starts_with("worker process 1 ended before connecting; 1 connection(s)")
                 && message.contains("not from worker process"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_child_built_from_another_definition_is_a_schema_mismatch_naming_both_sides() {
+        let (listener, name) = bind();
+        let gate = Gate {
+            worker: "w",
+            pid: std::process::id(),
+            secret: 7,
+            schema: 0xaaaa,
+        };
+        let _child = say_hello_as(&name, "w", 7, 0xbbbb);
+        let err = admit(&listener, &gate, Instant::now() + HANG, &mut bounded());
+        let Err(SpawnError::Schema(e)) = err else {
+            panic!("expected a schema mismatch, got {err:?}");
+        };
+        let message = e.to_string();
+        assert!(
+            matches!(
+                e,
+                WireError::SchemaMismatch {
+                    local: 0xaaaa,
+                    peer: 0xbbbb,
+                    ..
+                }
+            ) && message.contains("0x000000000000aaaa")
+                && message.contains("0x000000000000bbbb")
+                && message.contains("`w`"),
             "{message}"
         );
     }

@@ -7,10 +7,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::supervisor::{Reply, encode_request, fault_error};
-use super::{ProcessWorker, RemoteWorker};
+use super::handle::fault_error;
+use super::registry::RemoteWorker;
 use crate::error::{Error, panic_message};
-use crate::future::Promise;
 use crate::wire::{Fault, decode, encode};
 
 /// A free function that can run in a child process: the serde-capable counterpart of a
@@ -18,6 +17,10 @@ use crate::wire::{Fault, decode, encode};
 pub trait RemoteTask: 'static {
     /// The name the child looks the task up by (unique in the binary).
     const NAME: &'static str;
+    /// The function's schema fingerprint: `#[task(remote)]` hashes its name and signature.
+    /// A task host's fingerprint folds in every registered task's, so a child built from
+    /// other definitions is refused at hello. Default 0.
+    const SCHEMA: u64 = 0;
     /// The function's arguments, as a tuple.
     type Args: Serialize + DeserializeOwned + Send + 'static;
     /// What the function returns.
@@ -32,6 +35,7 @@ pub trait RemoteTask: 'static {
 #[doc(hidden)]
 pub struct TaskEntry {
     pub(crate) name: &'static str,
+    pub(crate) schema: u64,
     pub(crate) run: fn(&[u8]) -> Result<Vec<u8>, Fault>,
 }
 
@@ -40,6 +44,7 @@ impl TaskEntry {
     pub const fn of<T: RemoteTask>() -> Self {
         TaskEntry {
             name: T::NAME,
+            schema: T::SCHEMA,
             run: run_encoded::<T>,
         }
     }
@@ -134,6 +139,30 @@ impl RemoteWorker for TaskHost {
     fn dispatch(&mut self, (name, args): (String, Vec<u8>)) -> Result<Vec<u8>, Fault> {
         run_registered(&name, &args)
     }
+
+    fn schema() -> u64 {
+        tasks_schema(Self::NAME)
+    }
+}
+
+/// The fingerprint of a host of every registered task: its own name and each task's name
+/// and fingerprint, in name order (the linker's order may differ between builds).
+pub(crate) fn tasks_schema(host: &str) -> u64 {
+    let mut tasks: Vec<(&str, u64)> = REMOTE_TASKS.iter().map(|t| (t.name, t.schema)).collect();
+    tasks.sort_unstable();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(host.as_bytes());
+    for (name, schema) in tasks {
+        eat(name.as_bytes());
+        eat(&schema.to_le_bytes());
+    }
+    hash
 }
 
 /// Runs the registered task `name` on its encoded arguments (the child side of a task call).
@@ -157,38 +186,5 @@ pub(crate) fn task_output<O: DeserializeOwned>(
     match response {
         Ok(bytes) => decode::<O>(&bytes, "task output").map_err(Error::Transport),
         Err(fault) => Err(fault_error(fault)),
-    }
-}
-
-impl ProcessWorker<TaskHost> {
-    /// Runs task `T` with `args` in the child.
-    ///
-    /// The promise fails with [`Error::Panicked`] if the task panicked, and with
-    /// [`Error::Config`] at once if `T` is not registered.
-    pub fn run_task<T: RemoteTask>(&self, args: T::Args) -> Promise<T::Output> {
-        let (promise, completer) = Promise::pending();
-        if !REMOTE_TASKS.iter().any(|t| t.name == T::NAME) {
-            completer.complete(Err(Error::Config(crate::error::ConfigError::new(
-                "mode",
-                "process",
-                format!(
-                    "task `{}` is not registered for process mode; mark it `#[task(remote)]` \
-                     (or add `concurry::register_remote_task!(..)`)",
-                    T::NAME
-                ),
-            ))));
-            return promise;
-        }
-        let request = encode(&args, "task arguments")
-            .map_err(Error::Transport)
-            .and_then(|args| encode_request(&(T::NAME.to_string(), args), self.max_message_size()));
-        let reply = Reply::new(move |r: Result<Result<Vec<u8>, Fault>, Error>| {
-            completer.complete(r.and_then(task_output));
-        });
-        match request {
-            Ok(payload) => self.send_encoded(payload, None, reply),
-            Err(e) => reply.complete(Err(e)),
-        }
-        promise
     }
 }
