@@ -35,6 +35,13 @@ pub use tokio;
 #[inline]
 pub fn assert_remote_type<T: serde::Serialize + serde::de::DeserializeOwned>() {}
 
+/// Whether calls of `pool` must go as requests (its workers are out of this process): the
+/// backend decides, so generated code never names a mode.
+#[inline]
+pub fn pool_is_remote<W: Worker>(pool: &Pool<W>) -> bool {
+    pool.is_remote()
+}
+
 /// Process mode: runs an `async fn` method to completion inside a child's `dispatch`.
 #[inline]
 pub fn block_on<F: core::future::Future>(fut: F) -> F::Output {

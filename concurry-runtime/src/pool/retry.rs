@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::balance::Balancer;
 use super::stats::Counters;
 use super::submit::MethodFuture;
-use super::{Admit, Backend, Pool, Room, Shared};
+use super::{Admit, Pool, Room, Shared};
 use crate::error::Error;
 use crate::future::Promise;
 use crate::retry::RetryConfig;
@@ -280,11 +280,7 @@ impl<W: Worker> Pool<W> {
     /// A place for a retried call, in a pool whose queue is bounded.
     fn place_for_retries(&self) -> Option<Arc<Place>> {
         let inner = &*self.inner;
-        let queued = matches!(
-            inner.backend,
-            Backend::Thread(_) | Backend::Async(_) | Backend::Process(_)
-        );
-        (queued && inner.config.max_queued_tasks.is_some())
+        (inner.backend.queues() && inner.config.max_queued_tasks.is_some())
             .then(|| Arc::new(Place::new(inner.shared.clone())))
     }
 
