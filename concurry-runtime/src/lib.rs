@@ -12,6 +12,7 @@
 mod clock;
 mod error;
 mod future;
+mod job;
 mod limit;
 mod mode;
 mod options;

@@ -23,11 +23,10 @@ use tracing::instrument::{Instrument, Instrumented};
 
 use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
+use crate::job::{BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, run_exclusive};
 use crate::pool::backend::{Backend, Gate, Room, Shared, Stopping};
 use crate::sync::{Arc, Mutex, Ordering, lock};
-use crate::worker::{
-    BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive,
-};
+use crate::worker::Worker;
 
 /// A pool's worker tasks.
 pub(crate) struct Tasks<W> {

@@ -10,10 +10,11 @@ pub(crate) mod thread;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{Error, panic_message};
+use crate::job::{Call, Msg};
 use crate::options::{Mode, PoolConfig};
 use crate::pool::backend::{Admit, Backend, Gate, Room, Shared};
 use crate::sync::Arc;
-use crate::worker::{Call, Msg, Worker};
+use crate::worker::Worker;
 
 /// Starts the backend `config` asks for, its workers built from `args` (process mode has its
 /// own start, for `#[worker(remote)]` types: `process::pool_backend`).

@@ -5,12 +5,13 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::construct;
 use crate::error::Error;
+use crate::job::Call;
 use crate::options::Mode;
 use crate::pool::backend::{
     Backend, Gate, Room, Shared, Stopping, WorkerStats, mark_worker_thread,
 };
 use crate::sync::{Arc, Mutex, Ordering, lock};
-use crate::worker::{Call, Worker};
+use crate::worker::Worker;
 
 pub(crate) struct OnDemand<W: Worker> {
     mode: Mode,

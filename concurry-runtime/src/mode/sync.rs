@@ -3,10 +3,11 @@
 
 use super::construct;
 use crate::error::Error;
+use crate::job::{Call, Job, run_exclusive, run_shared};
 use crate::pool::backend::{Backend, Gate, Room, Shared, Stopping};
 use crate::runtime::block_on;
 use crate::sync::{Mutex, lock};
-use crate::worker::{Call, Job, Worker, run_exclusive, run_shared};
+use crate::worker::Worker;
 
 /// The one in-line worker of a sync-mode pool.
 pub(crate) struct Inline<W> {

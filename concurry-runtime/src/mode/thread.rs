@@ -6,9 +6,10 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::{ExitGuard, InitFailure, construct, fail_msg};
 use crate::error::Error;
+use crate::job::{Call, Job, Msg, run_exclusive, run_shared};
 use crate::pool::backend::{Backend, Gate, Room, Shared, Stopping, mark_worker_thread};
 use crate::sync::{Arc, Mutex, lock};
-use crate::worker::{Call, Job, Msg, Worker, run_exclusive, run_shared};
+use crate::worker::Worker;
 
 /// A pool's worker threads.
 pub(crate) struct Threads<W> {

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use super::balance::Balancer;
 use crate::error::Error;
+use crate::job::Call;
 use crate::limit::LimitSet;
 use crate::sync::{Arc, MutexGuard, Ordering};
-use crate::worker::Call;
 
 pub(crate) use super::stats::WorkerStats;
 pub(crate) use super::{Admit, Room, Shared, mark_worker_thread};

@@ -11,20 +11,21 @@ mod submit;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub use crate::job::cell::MethodFuture;
 pub use remote::Extract;
 pub use retry::{MethodRetry, Validate};
 pub use stats::{PoolStats, WorkerStats};
-pub use submit::MethodFuture;
 
 use backend::{Backend, Gate, Stopping};
 use balance::Balancer;
 use stats::Counters;
 
 use crate::error::Error;
+use crate::job::Call;
 use crate::limit::LimitSet;
 use crate::options::PoolConfig;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, lock};
-use crate::worker::{Call, Worker};
+use crate::worker::Worker;
 
 /// A running pool of `W` workers. The handle `#[worker]` generates wraps one of these.
 ///
@@ -61,8 +62,9 @@ impl<W: Worker> fmt::Debug for Pool<W> {
 pub(crate) struct Shared {
     pub(crate) name: String,
     pub(crate) counters: Box<[Counters]>,
-    /// Set when `stop_timeout` ran out: workers drop what is queued instead of running it.
-    pub(crate) abort: AtomicBool,
+    /// Set when `stop_timeout` ran out: workers drop what is queued instead of running it
+    /// (and calls waiting for their limits give up).
+    pub(crate) abort: Arc<AtomicBool>,
     /// Back-pressure: submitters wait here for a worker's in-flight count to drop.
     bounded: bool,
     space: Mutex<()>,
@@ -81,7 +83,7 @@ impl Shared {
         Shared {
             name,
             counters: (0..workers.max(1)).map(|_| Counters::default()).collect(),
-            abort: AtomicBool::new(false),
+            abort: Arc::new(AtomicBool::new(false)),
             bounded,
             space: Mutex::new(()),
             space_freed: Condvar::new(),

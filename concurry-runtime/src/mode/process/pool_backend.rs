@@ -5,10 +5,11 @@
 use super::RemoteWorker;
 use super::backend::{Remote, not_a_remote_call};
 use crate::error::{ConfigError, Error};
+use crate::job::Call;
 use crate::options::PoolConfig;
 use crate::pool::backend::{Backend, Gate, Room, Stopping};
 use crate::sync::Ordering;
-use crate::worker::{Call, Worker};
+use crate::worker::Worker;
 
 /// Starts the children of a pool of `W` in process mode.
 pub(crate) fn start<W: RemoteWorker>(
