@@ -17,6 +17,9 @@ mod source;
 mod task;
 mod worker;
 
+#[cfg(test)]
+mod layering_tests;
+
 /// Turns the inherent `impl` block of a type into a pool of workers.
 ///
 /// The block stays ordinary Rust (`Echo::new(..)` and `echo.ping(..)` still work directly);

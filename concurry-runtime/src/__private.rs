@@ -38,6 +38,13 @@ pub use tokio;
 #[inline]
 pub fn assert_remote_type<T: serde::Serialize + serde::de::DeserializeOwned>() {}
 
+/// Whether calls of `pool` must go as requests (its workers are out of this process): the
+/// backend decides, so generated code never names a mode.
+#[inline]
+pub fn pool_is_remote<W: Worker>(pool: &Pool<W>) -> bool {
+    pool.is_remote()
+}
+
 /// Process mode: runs an `async fn` method to completion inside a child's `dispatch`.
 #[inline]
 pub fn block_on<F: core::future::Future>(fut: F) -> F::Output {
@@ -140,28 +147,46 @@ impl<A> Args<A> {
     }
 }
 
+pub use crate::job::kind::{
+    Blocking, Bound, Exclusive, Limits, Method, Shared, blocking, exclusive, shared,
+};
+
 macro_rules! submit_traits {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        pub trait $name<W: Worker, A> {
+        pub trait $name<W: Worker, A: Send + 'static> {
+            /// Submits a call of `m` (of any kind) with the arguments.
+            fn submit_method<M: Method<W, A>>(&self, pool: &Pool<W>, method: &'static str, retry: &MethodRetry<M::Output, M::Error>, m: M) -> crate::Promise<M::Output, M::Error>;
             /// A sync method.
+            #[inline]
             fn submit_blocking<T, E, F>(&self, pool: &Pool<W>, method: &'static str, retry: &MethodRetry<T, E>, f: F) -> crate::Promise<T, E>
             where
                 T: Send + 'static,
                 E: Send + 'static,
-                F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static;
+                F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
+            {
+                self.submit_method(pool, method, retry, blocking(f))
+            }
             /// An `async fn` taking `&mut self`.
+            #[inline]
             fn submit_exclusive<T, E, F>(&self, pool: &Pool<W>, method: &'static str, retry: &MethodRetry<T, E>, f: F) -> crate::Promise<T, E>
             where
                 T: Send + 'static,
                 E: Send + 'static,
-                F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static;
+                F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
+            {
+                self.submit_method(pool, method, retry, exclusive(f))
+            }
             /// An `async fn` taking `&self`.
+            #[inline]
             fn submit_shared<T, E, F>(&self, pool: &Pool<W>, method: &'static str, retry: &MethodRetry<T, E>, f: F) -> crate::Promise<T, E>
             where
                 T: Send + 'static,
                 E: Send + 'static,
-                F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static;
+                F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
+            {
+                self.submit_method(pool, method, retry, shared(f))
+            }
         }
     };
 }
@@ -177,104 +202,27 @@ submit_traits! {
 }
 
 impl<W: Worker, A: Clone + Send + 'static> SubmitRetrying<W, A> for Args<A> {
-    fn submit_blocking<T, E, F>(
+    #[inline]
+    fn submit_method<M: Method<W, A>>(
         &self,
         pool: &Pool<W>,
         method: &'static str,
-        retry: &MethodRetry<T, E>,
-        f: F,
-    ) -> crate::Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
-    {
-        pool.submit_blocking_retrying(method, retry, self.take(), f)
-    }
-
-    fn submit_exclusive<T, E, F>(
-        &self,
-        pool: &Pool<W>,
-        method: &'static str,
-        retry: &MethodRetry<T, E>,
-        f: F,
-    ) -> crate::Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
-    {
-        pool.submit_exclusive_retrying(method, retry, self.take(), f)
-    }
-
-    fn submit_shared<T, E, F>(
-        &self,
-        pool: &Pool<W>,
-        method: &'static str,
-        retry: &MethodRetry<T, E>,
-        f: F,
-    ) -> crate::Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
-    {
-        pool.submit_shared_retrying(method, retry, self.take(), f)
+        retry: &MethodRetry<M::Output, M::Error>,
+        m: M,
+    ) -> crate::Promise<M::Output, M::Error> {
+        pool.submit_call(method, retry, self.take(), m)
     }
 }
 
 impl<W: Worker, A: Send + 'static> SubmitOnce<W, A> for &Args<A> {
-    fn submit_blocking<T, E, F>(
+    #[inline]
+    fn submit_method<M: Method<W, A>>(
         &self,
         pool: &Pool<W>,
         method: &'static str,
-        retry: &MethodRetry<T, E>,
-        f: F,
-    ) -> crate::Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
-    {
-        let args = self.take();
-        pool.submit_once(method, retry, move |pool, room| {
-            pool.blocking_attempt(method, 1, room, move |w| f(w, args))
-        })
-    }
-
-    fn submit_exclusive<T, E, F>(
-        &self,
-        pool: &Pool<W>,
-        method: &'static str,
-        retry: &MethodRetry<T, E>,
-        f: F,
-    ) -> crate::Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
-    {
-        let args = self.take();
-        pool.submit_once(method, retry, move |pool, room| {
-            pool.exclusive_attempt(method, 1, room, move |w| f(w, args))
-        })
-    }
-
-    fn submit_shared<T, E, F>(
-        &self,
-        pool: &Pool<W>,
-        method: &'static str,
-        retry: &MethodRetry<T, E>,
-        f: F,
-    ) -> crate::Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
-    {
-        let args = self.take();
-        pool.submit_once(method, retry, move |pool, room| {
-            pool.shared_attempt(method, 1, room, move |w| f(w, args))
-        })
+        retry: &MethodRetry<M::Output, M::Error>,
+        m: M,
+    ) -> crate::Promise<M::Output, M::Error> {
+        pool.submit_call_once(method, retry, self.take(), m)
     }
 }

@@ -14,6 +14,7 @@ mod clock;
 pub mod cluster;
 mod error;
 mod future;
+mod job;
 mod limit;
 mod mode;
 mod options;

@@ -496,7 +496,7 @@ pub(crate) fn expand(
             ::core::result::Result::map(
                 self.0.init_remote_with((#(#ctor_names,)*)),
                 |#pool| {
-                    let process = #pool.stats().mode == #krate::Mode::Process;
+                    let process = #p::pool_is_remote(&#pool);
                     #handle { pool: #pool, process }
                 },
             )

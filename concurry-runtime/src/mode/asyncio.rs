@@ -16,7 +16,6 @@
 
 use std::task::{Context, Waker};
 
-use crossbeam_channel::Sender;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tracing::Span;
@@ -24,29 +23,39 @@ use tracing::instrument::{Instrument, Instrumented};
 
 use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
-use crate::pool::{Lifecycle, Shared};
+use crate::job::{BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, run_exclusive};
+use crate::pool::backend::{Backend, Gate, Room, Shared, Stopping};
 use crate::sync::{Arc, Mutex, Ordering, lock};
-use crate::worker::{
-    BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, Worker, run_exclusive,
-};
+use crate::worker::Worker;
 
-/// Starts `n` worker tasks and waits until each has built its instance.
+/// A pool's worker tasks.
+pub(crate) struct Tasks<W> {
+    mailboxes: Vec<UnboundedSender<Msg<W>>>,
+    /// Each task sends its index here when it ends (even by panic or abort).
+    exits: crossbeam_channel::Receiver<usize>,
+    /// Aborted when `stop_timeout` runs out.
+    tasks: Vec<tokio::task::AbortHandle>,
+    /// The runtime the tasks are on.
+    runtime: tokio::runtime::Id,
+}
+
+/// Starts `n` worker tasks on `runtime` and waits until each has built its instance.
 pub(crate) fn start<W: Worker>(
     n: usize,
-    runtime: &tokio::runtime::Handle,
+    runtime: tokio::runtime::Handle,
     args: W::Args,
     shared: &Arc<Shared>,
-    exits: Sender<usize>,
-    lifecycle: &mut Lifecycle<W>,
-) -> Result<Vec<UnboundedSender<Msg<W>>>, Error<W::InitError>> {
+) -> Result<Tasks<W>, Error<W::InitError>> {
+    let (exits_tx, exits) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<super::Ready<W::InitError>>();
     let mut mailboxes = Vec::with_capacity(n);
+    let mut tasks = Vec::with_capacity(n);
     for index in 0..n {
         let (tx, rx) = unbounded_channel();
         let (args, shared, ready) = (args.clone(), shared.clone(), ready_tx.clone());
         let guard = ExitGuard {
             index,
-            exits: exits.clone(),
+            exits: exits_tx.clone(),
         };
         let task = runtime.spawn(async move {
             let _exit = guard;
@@ -64,7 +73,7 @@ pub(crate) fn start<W: Worker>(
                 ))))),
             }
         });
-        lifecycle.tasks.push(task.abort_handle());
+        tasks.push(task.abort_handle());
         mailboxes.push(tx);
     }
     drop(ready_tx);
@@ -72,10 +81,15 @@ pub(crate) fn start<W: Worker>(
     // (the new worker tasks among them) go to another thread while it waits.
     let failure = crate::runtime::blocking(|| super::await_ready(&ready_rx, n, "task"));
     match failure {
-        None => Ok(mailboxes),
+        None => Ok(Tasks {
+            mailboxes,
+            exits,
+            tasks,
+            runtime: runtime.id(),
+        }),
         // A task ends before it reports only when its runtime drops it: it is shutting down.
         Some(InitFailure::Other(m)) if m.ends_with("ended during start-up") => {
-            lifecycle.tasks.drain(..).for_each(|t| t.abort());
+            tasks.iter().for_each(tokio::task::AbortHandle::abort);
             Err(Error::Init {
                 message: format!(
                     "{m}: the tokio runtime it was spawned on is shut down; give \
@@ -84,9 +98,53 @@ pub(crate) fn start<W: Worker>(
             })
         }
         Some(f) => {
-            lifecycle.tasks.drain(..).for_each(|t| t.abort());
+            tasks.iter().for_each(tokio::task::AbortHandle::abort);
             Err(f.into_error())
         }
+    }
+}
+
+impl<W: Worker> Backend<W> for Tasks<W> {
+    fn dispatch(&self, gate: &Gate<'_>, call: Call<W>, room: Room) {
+        super::route(gate, room, call, &self.mailboxes);
+    }
+
+    fn stop(&self, stop: Stopping<'_>) -> Result<(), Error> {
+        self.signal_stop();
+        if !stop.await_exits(&self.exits, self.mailboxes.len()) {
+            return Ok(());
+        }
+        stop.abort();
+        let unfinished = stop.unfinished();
+        let in_blocking = stop
+            .shared
+            .counters
+            .iter()
+            .filter(|c| c.is_blocking())
+            .count() as u64;
+        stop.wake_limits();
+        self.tasks.iter().for_each(tokio::task::AbortHandle::abort);
+        // Aborting a worker's task ends the calls it had (its queue is dropped on the
+        // runtime), but not a sync method running on the blocking pool.
+        Err(Error::StopTimeout {
+            failed: unfinished.saturating_sub(in_blocking),
+            running: in_blocking,
+        })
+    }
+
+    /// Not on a thread of the runtime the workers are tasks of (dropped by one of its tasks,
+    /// or while it shuts down and drops its tasks, the workers among them, perhaps later on
+    /// this very thread): waiting there could hold up the thread they need.
+    fn may_wait_here(&self) -> bool {
+        !tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == self.runtime)
+    }
+
+    fn signal_stop(&self) {
+        self.mailboxes.iter().for_each(|m| drop(m.send(Msg::Stop)));
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -1,4 +1,5 @@
-//! Where workers run: one module per [`Mode`](crate::Mode), plus on-demand workers.
+//! Where workers run: one module per [`Mode`](crate::Mode), plus on-demand workers. Each is
+//! a [`Backend`] of the pool; this file picks one per the options ([`start`]).
 
 pub(crate) mod asyncio;
 pub(crate) mod on_demand;
@@ -9,7 +10,98 @@ pub(crate) mod thread;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{Error, panic_message};
+use crate::job::{Call, Msg};
+use crate::options::{Mode, PoolConfig};
+use crate::pool::backend::{Admit, Backend, Gate, Room, Shared};
+use crate::sync::Arc;
 use crate::worker::Worker;
+
+/// Starts the backend `config` asks for, its workers built from `args` (process mode has its
+/// own start, for `#[worker(remote)]` types: `process::pool_backend`).
+pub(crate) fn start<W: Worker>(
+    config: &PoolConfig,
+    args: W::Args,
+    shared: &Arc<Shared>,
+) -> Result<Box<dyn Backend<W>>, Error<W::InitError>> {
+    let workers = config.workers();
+    if config.mode == Mode::Process {
+        return Err(process::not_remote(W::NAME).into());
+    }
+    if config.on_demand {
+        return Ok(Box::new(on_demand::OnDemand::new(
+            config.mode,
+            workers,
+            args,
+            shared.clone(),
+        )));
+    }
+    Ok(match config.mode {
+        Mode::Sync => Box::new(sync::Inline::new(args)?),
+        Mode::Thread => Box::new(thread::start(workers, args, shared)?),
+        Mode::Async => Box::new(asyncio::start(
+            workers,
+            crate::runtime::pick(config.runtime.as_ref()),
+            args,
+            shared,
+        )?),
+        Mode::Process => unreachable!("refused above"),
+    })
+}
+
+/// A worker's mailbox, in thread or async mode.
+pub(crate) trait Mailbox<W>: Clone + Send + 'static {
+    /// Sends `msg`; gives it back if the worker is gone.
+    fn send_msg(&self, msg: Msg<W>) -> Result<(), Msg<W>>;
+
+    /// Sends `call` (already counted on worker `idx`); fails it if the worker is gone.
+    fn deliver(&self, shared: &Shared, idx: usize, call: Call<W>) {
+        if let Err(msg) = self.send_msg(Msg::Call(call)) {
+            shared.finished(idx);
+            fail_msg(msg, Error::Stopped);
+        }
+    }
+}
+
+impl<W: 'static> Mailbox<W> for crossbeam_channel::Sender<Msg<W>> {
+    #[inline]
+    fn send_msg(&self, msg: Msg<W>) -> Result<(), Msg<W>> {
+        self.send(msg).map_err(|e| e.0)
+    }
+}
+
+impl<W: 'static> Mailbox<W> for tokio::sync::mpsc::UnboundedSender<Msg<W>> {
+    #[inline]
+    fn send_msg(&self, msg: Msg<W>) -> Result<(), Msg<W>> {
+        self.send(msg).map_err(|e| e.0)
+    }
+}
+
+/// Sends `call` to the mailbox of the worker `gate` admits it to.
+pub(crate) fn route<W: 'static, M: Mailbox<W>>(
+    gate: &Gate<'_>,
+    room: Room,
+    call: Call<W>,
+    mailboxes: &[M],
+) {
+    match gate.admit(room) {
+        Admit::Now(idx) => mailboxes[idx].deliver(gate.shared, idx, call),
+        Admit::Stopped => call.fail(Error::Stopped),
+        Admit::Later(idx, limit) => {
+            let tx = mailboxes[idx].clone();
+            gate.later(idx, limit, move |shared, placed| match placed {
+                true => tx.deliver(shared, idx, call),
+                false => call.fail(Error::Stopped),
+            });
+        }
+    }
+}
+
+/// Fails `msg` with `error` if it is a call.
+pub(crate) fn fail_msg<W>(msg: Msg<W>, error: Error) {
+    if let Msg::Call(call) = msg {
+        call.fail(error);
+    }
+}
 
 /// Why a worker has no instance.
 pub(crate) enum InitFailure<E> {

@@ -5,10 +5,13 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::construct;
 use crate::error::Error;
+use crate::job::Call;
 use crate::options::Mode;
-use crate::pool::{Shared, mark_worker_thread};
+use crate::pool::backend::{
+    Backend, Gate, Room, Shared, Stopping, WorkerStats, mark_worker_thread,
+};
 use crate::sync::{Arc, Mutex, Ordering, lock};
-use crate::worker::{Call, Worker};
+use crate::worker::Worker;
 
 pub(crate) struct OnDemand<W: Worker> {
     mode: Mode,
@@ -22,18 +25,14 @@ pub(crate) struct OnDemand<W: Worker> {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Mirrors `shared.on_demand_alive` for `stop()`: each retiring worker sends one unit.
     exits: Sender<usize>,
+    exited: Receiver<usize>,
     spawned: crate::sync::AtomicUsize,
 }
 
 impl<W: Worker> OnDemand<W> {
-    pub(crate) fn new(
-        mode: Mode,
-        max: usize,
-        args: W::Args,
-        shared: Arc<Shared>,
-        exits: Sender<usize>,
-    ) -> Self {
+    pub(crate) fn new(mode: Mode, max: usize, args: W::Args, shared: Arc<Shared>) -> Self {
         let (queue_tx, queue_rx) = crossbeam_channel::unbounded();
+        let (exits, exited) = crossbeam_channel::unbounded();
         OnDemand {
             mode,
             max,
@@ -43,11 +42,12 @@ impl<W: Worker> OnDemand<W> {
             queue_rx,
             threads: Mutex::new(Vec::new()),
             exits,
+            exited,
             spawned: crate::sync::AtomicUsize::new(0),
         }
     }
 
-    pub(crate) fn submit(&self, call: Call<W>) {
+    fn submit(&self, call: Call<W>) {
         self.shared.counters[0].on_dispatch();
         if self.mode == Mode::Sync {
             // In-line: build, run, retire, all on the caller's thread.
@@ -112,14 +112,8 @@ impl<W: Worker> OnDemand<W> {
         }
     }
 
-    /// Number of exit notices `stop()` must wait for.
-    pub(crate) fn stop(&self) -> usize {
-        // Every worker ever spawned sends exactly one exit notice.
-        self.spawned.load(Ordering::SeqCst)
-    }
-
     /// Fails every call still queued (after `stop_timeout`); returns how many.
-    pub(crate) fn fail_queued(&self) -> u64 {
+    fn fail_queued(&self) -> u64 {
         let mut failed = 0;
         for call in self.queue_rx.try_iter() {
             self.shared.finished(0);
@@ -129,13 +123,50 @@ impl<W: Worker> OnDemand<W> {
         failed
     }
 
-    pub(crate) fn join(&self, timed_out: bool) {
+    fn join(&self, timed_out: bool) {
         let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
             if !timed_out || t.is_finished() {
                 let _ = t.join();
             }
         }
+    }
+}
+
+impl<W: Worker> Backend<W> for OnDemand<W> {
+    fn dispatch(&self, _: &Gate<'_>, call: Call<W>, _: Room) {
+        self.submit(call);
+    }
+
+    fn stop(&self, stop: Stopping<'_>) -> Result<(), Error> {
+        // Every worker ever spawned sends exactly one exit notice.
+        let expected = self.spawned.load(Ordering::SeqCst);
+        let timed_out = stop.await_exits(&self.exited, expected);
+        let (mut failed, mut running) = (0, 0);
+        if timed_out {
+            stop.abort();
+            stop.wake_limits();
+            failed = self.fail_queued();
+            running = self.shared.on_demand_alive.load(Ordering::Acquire) as u64;
+        }
+        self.join(timed_out);
+        match timed_out {
+            false => Ok(()),
+            true => Err(Error::StopTimeout { failed, running }),
+        }
+    }
+
+    fn queues(&self) -> bool {
+        false
+    }
+
+    /// Workers are built per call: no fixed workers to report.
+    fn workers(&self, shared: &Shared, _: bool) -> (usize, Vec<WorkerStats>) {
+        (shared.on_demand_alive.load(Ordering::Relaxed), Vec::new())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

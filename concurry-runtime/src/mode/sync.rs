@@ -3,10 +3,11 @@
 
 use super::construct;
 use crate::error::Error;
-use crate::pool::Shared;
+use crate::job::{Call, Job, run_exclusive, run_shared};
+use crate::pool::backend::{Backend, Gate, Room, Shared, Stopping};
 use crate::runtime::block_on;
 use crate::sync::{Mutex, lock};
-use crate::worker::{Call, Job, Worker, run_exclusive, run_shared};
+use crate::worker::Worker;
 
 /// The one in-line worker of a sync-mode pool.
 pub(crate) struct Inline<W> {
@@ -22,7 +23,7 @@ impl<W: Worker> Inline<W> {
     }
 
     /// Runs `call` now, on this thread.
-    pub(crate) fn run(&self, call: Call<W>, shared: &Shared) {
+    fn run(&self, call: Call<W>, shared: &Shared) {
         shared.counters[0].on_dispatch();
         let mut guard = lock(&self.instance);
         match guard.as_mut() {
@@ -32,9 +33,24 @@ impl<W: Worker> Inline<W> {
         drop(guard);
         shared.finished(0);
     }
+}
 
-    pub(crate) fn stop(&self) {
+impl<W: Worker> Backend<W> for Inline<W> {
+    fn dispatch(&self, gate: &Gate<'_>, call: Call<W>, _: Room) {
+        self.run(call, gate.shared);
+    }
+
+    fn stop(&self, _: Stopping<'_>) -> Result<(), Error> {
         drop(lock(&self.instance).take());
+        Ok(())
+    }
+
+    fn queues(&self) -> bool {
+        false
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

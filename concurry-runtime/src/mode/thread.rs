@@ -1,30 +1,44 @@
 //! Thread mode: one OS thread per worker, owning its instance, fed by a crossbeam mailbox.
 
+use std::thread::JoinHandle;
+
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{ExitGuard, InitFailure, construct};
+use super::{ExitGuard, InitFailure, construct, fail_msg};
 use crate::error::Error;
-use crate::pool::{Lifecycle, Shared, mark_worker_thread};
-use crate::sync::Arc;
-use crate::worker::{Job, Msg, Worker, run_exclusive, run_shared};
+use crate::job::{Call, Job, Msg, run_exclusive, run_shared};
+use crate::pool::backend::{Backend, Gate, Room, Shared, Stopping, mark_worker_thread};
+use crate::sync::{Arc, Mutex, lock};
+use crate::worker::Worker;
+
+/// A pool's worker threads.
+pub(crate) struct Threads<W> {
+    mailboxes: Vec<Sender<Msg<W>>>,
+    /// Each thread sends its index here when it ends (even by panic).
+    exits: Receiver<usize>,
+    /// Joined by `stop()`.
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// A receiver per mailbox, to fail what is queued when `stop_timeout` runs out.
+    drains: Mutex<Vec<Receiver<Msg<W>>>>,
+}
 
 /// Starts `n` worker threads and waits until each has built its instance.
 pub(crate) fn start<W: Worker>(
     n: usize,
     args: W::Args,
     shared: &Arc<Shared>,
-    exits: Sender<usize>,
-    lifecycle: &mut Lifecycle<W>,
-) -> Result<Vec<Sender<Msg<W>>>, Error<W::InitError>> {
+) -> Result<Threads<W>, Error<W::InitError>> {
+    let (exits_tx, exits) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<super::Ready<W::InitError>>();
     let mut mailboxes = Vec::with_capacity(n);
+    let (mut threads, mut drains) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut failure = None;
     for index in 0..n {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (args, shared, ready) = (args.clone(), shared.clone(), ready_tx.clone());
         let guard = ExitGuard {
             index,
-            exits: exits.clone(),
+            exits: exits_tx.clone(),
         };
         let worker_rx = rx.clone();
         let spawned = std::thread::Builder::new()
@@ -43,8 +57,8 @@ pub(crate) fn start<W: Worker>(
             });
         match spawned {
             Ok(handle) => {
-                lifecycle.threads.push(handle);
-                lifecycle.drains.push(rx);
+                threads.push(handle);
+                drains.push(rx);
                 mailboxes.push(tx);
             }
             Err(e) => {
@@ -60,16 +74,93 @@ pub(crate) fn start<W: Worker>(
         failure.get_or_insert(f);
     }
     match failure {
-        None => Ok(mailboxes),
+        None => Ok(Threads {
+            mailboxes,
+            exits,
+            threads: Mutex::new(threads),
+            drains: Mutex::new(drains),
+        }),
         Some(f) => {
             // Stop the workers that did start, and wait for them.
             mailboxes.iter().for_each(|m| drop(m.send(Msg::Stop)));
             drop(mailboxes);
-            for t in lifecycle.threads.drain(..) {
+            for t in threads {
                 let _ = t.join();
             }
             Err(f.into_error())
         }
+    }
+}
+
+impl<W: Worker> Backend<W> for Threads<W> {
+    fn dispatch(&self, gate: &Gate<'_>, call: Call<W>, room: Room) {
+        super::route(gate, room, call, &self.mailboxes);
+    }
+
+    fn stop(&self, stop: Stopping<'_>) -> Result<(), Error> {
+        self.mailboxes.iter().for_each(|m| drop(m.send(Msg::Stop)));
+        let timed_out = stop.await_exits(&self.exits, self.mailboxes.len());
+        // Calls queued or running when the time ran out.
+        let mut unfinished = 0;
+        if timed_out {
+            stop.abort();
+            unfinished = stop.unfinished();
+            stop.wake_limits();
+        }
+        // Whatever is still queued (queued after the stop, or left by an abort) fails now;
+        // a long queue left by the timeout is failed on a thread of its own, so `stop`
+        // returns on time.
+        let drains = std::mem::take(&mut *lock(&self.drains));
+        drain(&stop.shared.name, drains, timed_out && unfinished > 0);
+        let me = std::thread::current().id();
+        let mut left = 0;
+        for t in std::mem::take(&mut *lock(&self.threads)) {
+            if t.thread().id() != me && (!timed_out || t.is_finished()) {
+                let _ = t.join();
+            } else {
+                left += 1;
+            }
+        }
+        if !timed_out {
+            return Ok(());
+        }
+        // A thread not finished is still in its call.
+        Err(Error::StopTimeout {
+            failed: unfinished.saturating_sub(left),
+            running: left,
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Fails every call still in `drains` with [`Error::Stopped`]; on a thread of its own if
+/// `elsewhere` (and a thread can be had), so a long queue does not hold up `stop()`.
+fn drain<W: Worker>(name: &str, drains: Vec<Receiver<Msg<W>>>, elsewhere: bool) {
+    let elsewhere = elsewhere && !drains.is_empty();
+    let fail_all = move || {
+        for rx in &drains {
+            rx.try_iter().for_each(|m| fail_msg(m, Error::Stopped));
+        }
+    };
+    if !elsewhere {
+        return fail_all();
+    }
+    let fail_all = std::sync::Arc::new(Mutex::new(Some(fail_all)));
+    let mine = fail_all.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("{name}-drain"))
+        .spawn(move || {
+            if let Some(f) = lock(&mine).take() {
+                f();
+            }
+        });
+    if spawned.is_err()
+        && let Some(f) = lock(&fail_all).take()
+    {
+        f();
     }
 }
 

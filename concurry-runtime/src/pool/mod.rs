@@ -1,6 +1,7 @@
 //! A pool: `max_workers` workers behind one cloneable handle, a load balancer, back-pressure,
 //! and an explicit lifecycle (`stop()` drains or fails every queued call).
 
+pub(crate) mod backend;
 mod balance;
 mod remote;
 mod retry;
@@ -10,20 +11,21 @@ mod submit;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub use crate::job::cell::MethodFuture;
 pub use remote::Extract;
 pub use retry::{MethodRetry, Validate};
 pub use stats::{PoolStats, WorkerStats};
-pub use submit::MethodFuture;
 
+use backend::{Backend, Gate, Stopping};
 use balance::Balancer;
 use stats::Counters;
 
 use crate::error::Error;
+use crate::job::Call;
 use crate::limit::LimitSet;
-use crate::mode::{asyncio, on_demand::OnDemand, sync::Inline, thread};
-use crate::options::{Mode, PoolConfig};
+use crate::options::PoolConfig;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering, lock};
-use crate::worker::{Call, Msg, Worker};
+use crate::worker::Worker;
 
 /// A running pool of `W` workers. The handle `#[worker]` generates wraps one of these.
 ///
@@ -60,8 +62,9 @@ impl<W: Worker> fmt::Debug for Pool<W> {
 pub(crate) struct Shared {
     pub(crate) name: String,
     pub(crate) counters: Box<[Counters]>,
-    /// Set when `stop_timeout` ran out: workers drop what is queued instead of running it.
-    pub(crate) abort: AtomicBool,
+    /// Set when `stop_timeout` ran out: workers drop what is queued instead of running it
+    /// (and calls waiting for their limits give up).
+    pub(crate) abort: Arc<AtomicBool>,
     /// Back-pressure: submitters wait here for a worker's in-flight count to drop.
     bounded: bool,
     space: Mutex<()>,
@@ -80,7 +83,7 @@ impl Shared {
         Shared {
             name,
             counters: (0..workers.max(1)).map(|_| Counters::default()).collect(),
-            abort: AtomicBool::new(false),
+            abort: Arc::new(AtomicBool::new(false)),
             bounded,
             space: Mutex::new(()),
             space_freed: Condvar::new(),
@@ -178,8 +181,8 @@ pub(crate) enum Room {
     Retry(std::sync::Arc<retry::Place>),
 }
 
-/// Where [`Pool::admit`] put a call.
-enum Admit {
+/// Where [`Gate::admit`](backend::Gate::admit) put a call.
+pub(crate) enum Admit {
     /// Worker `idx`, counted there: send it now.
     Now(usize),
     /// Worker `idx` is full and the caller is async code: wait for a place (of `limit`)
@@ -189,39 +192,17 @@ enum Admit {
     Stopped,
 }
 
-/// How calls reach the workers, per mode.
-enum Backend<W: Worker> {
-    Inline(Inline<W>),
-    Thread(Vec<crossbeam_channel::Sender<Msg<W>>>),
-    Async(Vec<tokio::sync::mpsc::UnboundedSender<Msg<W>>>),
-    OnDemand(OnDemand<W>),
-    /// Process mode: children of a `#[worker(remote)]` type (see `pool/remote.rs`).
-    Process(crate::mode::process::backend::Remote),
-}
-
-/// What `stop()` needs to end the workers: taken (under the lock) by the first `stop()`.
-pub(crate) struct Lifecycle<W> {
-    /// Each worker sends its index here when it ends (even by panic).
-    pub(crate) exits: crossbeam_channel::Receiver<usize>,
-    /// Thread mode: the threads, joined by `stop()`.
-    pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
-    /// Thread mode: a receiver per mailbox, to fail what is queued when `stop_timeout` runs out.
-    pub(crate) drains: Vec<crossbeam_channel::Receiver<Msg<W>>>,
-    /// Async mode: the worker tasks, aborted when `stop_timeout` runs out.
-    pub(crate) tasks: Vec<tokio::task::AbortHandle>,
-}
-
 struct PoolInner<W: Worker> {
     config: PoolConfig,
     /// The pool's limits, if it has any (shared by every worker).
     limits: Option<LimitSet>,
     balancer: Balancer,
     shared: Arc<Shared>,
-    backend: Backend<W>,
-    /// Async mode: the runtime whose tasks the workers are.
-    runtime: Option<tokio::runtime::Id>,
+    /// The mode: how calls reach the workers and how the workers end.
+    backend: Box<dyn Backend<W>>,
     stopped: AtomicBool,
-    lifecycle: Mutex<Option<Lifecycle<W>>>,
+    /// True until the first `stop()` takes it (held while that one stops the backend).
+    running: Mutex<bool>,
 }
 
 thread_local! {
@@ -238,54 +219,25 @@ impl<W: Worker> Pool<W> {
     /// Starts a pool: validates `config`, starts every worker and waits until each has built
     /// its instance (the constructor's error, if any, is returned).
     pub fn start(config: PoolConfig, args: W::Args) -> Result<Self, Error<W::InitError>> {
+        Self::launch(config, |config, shared| {
+            crate::mode::start::<W>(config, args, shared)
+        })
+    }
+
+    /// Starts a pool on the backend `backend` builds (after `config` is validated).
+    pub(crate) fn launch<IE>(
+        config: PoolConfig,
+        backend: impl FnOnce(&PoolConfig, &Arc<Shared>) -> Result<Box<dyn Backend<W>>, Error<IE>>,
+    ) -> Result<Self, Error<IE>> {
         config.validate()?;
-        if config.mode == Mode::Process {
-            return Err(crate::mode::process::not_remote(W::NAME).into());
-        }
-        let workers = config.workers();
         let name = config.name.clone().unwrap_or_else(|| W::NAME.to_string());
-        let fixed = if config.on_demand { 0 } else { workers };
-        let shared = Arc::new(Shared::new(name, fixed, config.max_queued_tasks.is_some()));
-        let (exit_tx, exits) = crossbeam_channel::unbounded();
-        let runtime = (config.mode == Mode::Async && !config.on_demand)
-            .then(|| crate::runtime::pick(config.runtime.as_ref()));
-        let mut lifecycle = Lifecycle {
-            exits,
-            threads: Vec::new(),
-            drains: Vec::new(),
-            tasks: Vec::new(),
-        };
-        let backend = if config.on_demand {
-            Backend::OnDemand(OnDemand::new(
-                config.mode,
-                workers,
-                args,
-                shared.clone(),
-                exit_tx,
-            ))
+        let fixed = if config.on_demand {
+            0
         } else {
-            match config.mode {
-                Mode::Sync => Backend::Inline(Inline::new(args)?),
-                Mode::Process => unreachable!("refused above"),
-                Mode::Thread => Backend::Thread(thread::start(
-                    workers,
-                    args,
-                    &shared,
-                    exit_tx,
-                    &mut lifecycle,
-                )?),
-                Mode::Async => Backend::Async(asyncio::start(
-                    workers,
-                    runtime
-                        .as_ref()
-                        .unwrap_or_else(|| crate::runtime::runtime().handle()),
-                    args,
-                    &shared,
-                    exit_tx,
-                    &mut lifecycle,
-                )?),
-            }
+            config.workers()
         };
+        let shared = Arc::new(Shared::new(name, fixed, config.max_queued_tasks.is_some()));
+        let backend = backend(&config, &shared)?;
         let limits = match &config.limits {
             Some(Ok(set)) if !set.is_empty() => Some(set.clone()),
             _ => None,
@@ -297,9 +249,8 @@ impl<W: Worker> Pool<W> {
                 config,
                 shared,
                 backend,
-                runtime: runtime.map(|h| h.id()),
                 stopped: AtomicBool::new(false),
-                lifecycle: Mutex::new(Some(lifecycle)),
+                running: Mutex::new(true),
             }),
         })
     }
@@ -315,67 +266,34 @@ impl<W: Worker> Pool<W> {
         if inner.stopped.load(Ordering::Acquire) {
             return call.fail(Error::Stopped);
         }
-        match &inner.backend {
-            Backend::Inline(inline) => inline.run(call, &inner.shared),
-            Backend::OnDemand(od) => od.submit(call),
-            Backend::Process(_) => {
-                let method = call.method;
-                call.fail(crate::mode::process::backend::not_a_remote_call(
-                    W::NAME,
-                    method,
-                ));
-            }
-            Backend::Thread(mailboxes) => self.route(room, call, mailboxes),
-            Backend::Async(mailboxes) => self.route(room, call, mailboxes),
-        }
+        inner.backend.dispatch(&self.gate(), call, room);
     }
 
-    /// Sends `call` to the mailbox of the worker [`admit`](Pool::admit) chose.
-    fn route<M: Mailbox<W>>(&self, room: Room, call: Call<W>, mailboxes: &[M]) {
-        let shared = &self.inner.shared;
-        match self.admit(room) {
-            Admit::Now(idx) => mailboxes[idx].deliver(shared, idx, call),
-            Admit::Stopped => call.fail(Error::Stopped),
-            Admit::Later(idx, limit) => {
-                let tx = mailboxes[idx].clone();
-                later(shared, idx, limit, move |shared, placed| match placed {
-                    true => tx.deliver(shared, idx, call),
-                    false => call.fail(Error::Stopped),
-                });
-            }
+    /// Admission: the balancer and `max_queued_tasks`.
+    fn gate(&self) -> Gate<'_> {
+        let inner = &*self.inner;
+        Gate {
+            shared: &inner.shared,
+            balancer: &inner.balancer,
+            limit: inner.config.max_queued_tasks.map(|n| n as u64),
         }
     }
 
     /// Picks the worker for a call and counts the call there, waiting for a place per
     /// `max_queued_tasks` (see [`dispatch`](Pool::dispatch)).
     fn admit(&self, room: Room) -> Admit {
-        let inner = &*self.inner;
-        let counters = &inner.shared.counters;
-        let limit = inner.config.max_queued_tasks.map(|n| n as u64);
-        if let Room::Retry(place) = &room
-            && let Some(limit) = limit
-            && let Some(idx) = place.next_attempt(&inner.balancer, counters, limit)
-        {
-            return Admit::Now(idx);
-        }
-        let idx = inner.balancer.pick(counters);
-        let Some(limit) = limit else {
-            counters[idx].on_dispatch();
-            return Admit::Now(idx);
-        };
-        if let Room::Retry(place) = &room {
-            // The first attempt of a retried call: the place it takes is its own.
-            place.home(idx, false);
-        }
-        if counters[idx].try_dispatch(limit) {
-            Admit::Now(idx)
-        } else if crate::runtime::in_async_context() {
-            Admit::Later(idx, limit)
-        } else if inner.shared.wait_for_room(idx, limit) {
-            Admit::Now(idx)
-        } else {
-            Admit::Stopped
-        }
+        self.gate().admit(room)
+    }
+
+    /// The backend, if it is a `B` (a mode's own entry points, as process mode's).
+    pub(crate) fn backend_as<B: 'static>(&self) -> Option<&B> {
+        self.inner.backend.as_any().downcast_ref::<B>()
+    }
+
+    /// Whether the workers are out of this process, so calls must be requests (see
+    /// `__private::pool_is_remote`).
+    pub(crate) fn is_remote(&self) -> bool {
+        self.inner.backend.is_remote()
     }
 
     /// A reference that does not keep the pool alive (for retry loops).
@@ -403,34 +321,15 @@ impl<W: Worker> Pool<W> {
     /// A snapshot of the pool's workers and counters.
     pub fn stats(&self) -> PoolStats {
         let inner = &*self.inner;
-        let on_demand_alive = inner.shared.on_demand_alive.load(Ordering::Relaxed);
-        let per_worker = if inner.config.on_demand {
-            Vec::new()
-        } else {
-            inner
-                .shared
-                .counters
-                .iter()
-                .enumerate()
-                .map(|(index, c)| WorkerStats {
-                    index,
-                    in_flight: c.in_flight(),
-                    dispatched: c.dispatched(),
-                })
-                .collect()
-        };
         let stopped = inner.stopped.load(Ordering::Acquire);
+        let (workers, per_worker) = inner.backend.workers(&inner.shared, stopped);
         PoolStats {
             name: inner.shared.name.clone(),
             mode: inner.config.mode,
-            workers: match (inner.config.on_demand, stopped) {
-                (true, _) => on_demand_alive,
-                (false, true) => 0,
-                (false, false) => per_worker.len(),
-            },
+            workers,
             max_workers: inner.config.workers(),
             on_demand: inner.config.on_demand,
-            on_demand_alive,
+            on_demand_alive: inner.shared.on_demand_alive.load(Ordering::Relaxed),
             load_balancing: inner.balancer.algorithm(),
             stopped,
             per_worker,
@@ -467,30 +366,6 @@ impl<W: Worker> WeakPool<W> {
     }
 }
 
-/// A worker's mailbox, in thread or async mode.
-trait Mailbox<W>: Clone + Send + 'static {
-    /// Sends `call` (already counted on worker `idx`); fails it if the worker is gone.
-    fn deliver(&self, shared: &Shared, idx: usize, call: Call<W>);
-}
-
-impl<W: Worker> Mailbox<W> for crossbeam_channel::Sender<Msg<W>> {
-    fn deliver(&self, shared: &Shared, idx: usize, call: Call<W>) {
-        if let Err(crossbeam_channel::SendError(msg)) = self.send(Msg::Call(call)) {
-            shared.finished(idx);
-            fail_msg(msg, Error::Stopped);
-        }
-    }
-}
-
-impl<W: Worker> Mailbox<W> for tokio::sync::mpsc::UnboundedSender<Msg<W>> {
-    fn deliver(&self, shared: &Shared, idx: usize, call: Call<W>) {
-        if let Err(tokio::sync::mpsc::error::SendError(msg)) = self.send(Msg::Call(call)) {
-            shared.finished(idx);
-            fail_msg(msg, Error::Stopped);
-        }
-    }
-}
-
 /// Waits, in a task on the library runtime, for a place (of `limit`) on worker `idx`, then
 /// runs `then` with whether it got one (false: the pool stopped first).
 pub(crate) fn later(
@@ -506,183 +381,39 @@ pub(crate) fn later(
     });
 }
 
-fn fail_msg<W>(msg: Msg<W>, error: Error) {
-    if let Msg::Call(call) = msg {
-        call.fail(error);
-    }
-}
-
 impl<W: Worker> PoolInner<W> {
-    /// Async mode: as [`stop`](PoolInner::stop) without waiting for the workers: they run
-    /// what is queued and end on their own (or with their runtime).
-    fn stop_without_waiting(&self) {
-        let mut guard = lock(&self.lifecycle);
+    /// Marks the pool stopped and wakes every submitter waiting for a place; the guard that
+    /// says whether this is the first stop (`true` in it, taken by the caller).
+    fn mark_stopped(&self) -> crate::sync::MutexGuard<'_, bool> {
+        let guard = lock(&self.running);
         self.stopped.store(true, Ordering::Release);
         self.shared.stopped.fire();
         self.shared.wake_all_waiters();
-        if guard.take().is_some()
-            && let Backend::Async(mailboxes) = &self.backend
-        {
-            mailboxes.iter().for_each(|m| drop(m.send(Msg::Stop)));
+        guard
+    }
+
+    /// As [`stop`](PoolInner::stop) without waiting for the workers: they run what is
+    /// queued and end on their own (or with their runtime).
+    fn stop_without_waiting(&self) {
+        let mut guard = self.mark_stopped();
+        if std::mem::take(&mut *guard) {
+            self.backend.signal_stop();
         }
     }
 
     fn stop(&self) -> Result<(), Error> {
         // `stop_timeout` counts from the call, not from when the workers were told.
         let deadline = Instant::now().checked_add(self.config.stop_timeout);
-        let mut guard = lock(&self.lifecycle);
-        self.stopped.store(true, Ordering::Release);
-        self.shared.stopped.fire();
-        self.shared.wake_all_waiters();
-        let Some(lifecycle) = guard.take() else {
-            return Ok(());
-        };
-        let expected = match &self.backend {
-            Backend::Inline(inline) => {
-                inline.stop();
-                0
-            }
-            Backend::Thread(mailboxes) => {
-                mailboxes.iter().for_each(|m| drop(m.send(Msg::Stop)));
-                mailboxes.len()
-            }
-            Backend::Async(mailboxes) => {
-                mailboxes.iter().for_each(|m| drop(m.send(Msg::Stop)));
-                mailboxes.len()
-            }
-            Backend::OnDemand(od) => od.stop(),
-            Backend::Process(remote) => {
-                drop(guard);
-                // Calls still waiting here for their limits are not in a child yet: they
-                // fail with `Error::Stopped`; the children finish the calls they have.
-                self.shared.abort.store(true, Ordering::Release);
-                if let Some(limits) = &self.limits {
-                    limits.wake_all();
-                }
-                return remote.stop().map_err(|e| match e {
-                    // A child had to be killed: every call it had failed.
-                    Error::Timeout => Error::StopTimeout {
-                        failed: self.shared.failed_by_stop.load(Ordering::Acquire),
-                        running: 0,
-                    },
-                    other => other,
-                });
-            }
-        };
-        let own = CURRENT_POOL.with(|c| c.get()) == Arc::as_ptr(&self.shared) as usize;
-        // Async workers may be tasks of the runtime this thread works for (the caller's own):
-        // its other tasks go to another thread while this one waits for them.
-        let wait = || {
-            let mut exited = 0;
-            while exited < expected && !own {
-                let next = match deadline {
-                    Some(d) => lifecycle.exits.recv_deadline(d).ok(),
-                    None => lifecycle.exits.recv().ok(),
-                };
-                match next {
-                    Some(_) => exited += 1,
-                    None => break,
-                }
-            }
-            exited
-        };
-        let exited = if expected == 0 || own {
-            0
-        } else {
-            crate::runtime::blocking(wait)
-        };
-        let timed_out = exited < expected && !own;
-        // Calls queued or running on the fixed workers when the time ran out.
-        let (mut unfinished, mut in_blocking) = (0, 0);
-        if timed_out {
-            self.shared.abort.store(true, Ordering::Release);
-            unfinished = self.shared.counters.iter().map(Counters::in_flight).sum();
-            in_blocking = self
-                .shared
-                .counters
-                .iter()
-                .filter(|c| c.is_blocking())
-                .count() as u64;
-            // Calls still waiting for their limits give up now, with `Error::Stopped`.
-            if let Some(limits) = &self.limits {
-                limits.wake_all();
-            }
-            lifecycle
-                .tasks
-                .iter()
-                .for_each(tokio::task::AbortHandle::abort);
-        }
-        // Whatever is still queued (queued after the stop, or left by an abort) fails now;
-        // a long queue left by the timeout is failed on a thread of its own, so `stop`
-        // returns on time.
-        drain(
-            &self.shared.name,
-            lifecycle.drains,
-            timed_out && unfinished > 0,
-        );
-        let (mut failed, mut running) = (0, 0);
-        if let Backend::OnDemand(od) = &self.backend
-            && timed_out
-        {
-            failed = od.fail_queued();
-            running = self.shared.on_demand_alive.load(Ordering::Acquire) as u64;
-        }
-        let me = std::thread::current().id();
-        let threads = lifecycle.threads.len() as u64;
-        let mut left = 0;
-        for t in lifecycle.threads {
-            if t.thread().id() != me && (!timed_out || t.is_finished()) {
-                let _ = t.join();
-            } else {
-                left += 1;
-            }
-        }
-        if let Backend::OnDemand(od) = &self.backend {
-            od.join(timed_out);
-        }
-        if !timed_out {
+        let mut guard = self.mark_stopped();
+        if !std::mem::take(&mut *guard) {
             return Ok(());
         }
-        if threads > 0 {
-            // Thread mode: a thread not finished is still in its call.
-            running = left;
-            failed = unfinished.saturating_sub(left);
-        } else if !matches!(self.backend, Backend::OnDemand(_)) {
-            // Async mode: aborting a worker's task ends the calls it had, but not a sync
-            // method running on the blocking pool.
-            running = in_blocking;
-            failed = unfinished.saturating_sub(in_blocking);
-        }
-        Err(Error::StopTimeout { failed, running })
-    }
-}
-
-/// Fails every call still in `drains` with [`Error::Stopped`]; on a thread of its own if
-/// `elsewhere` (and a thread can be had), so a long queue does not hold up `stop()`.
-fn drain<W: Worker>(name: &str, drains: Vec<crossbeam_channel::Receiver<Msg<W>>>, elsewhere: bool) {
-    // Async mode has none: aborting a worker's task drops its queue on the runtime.
-    let elsewhere = elsewhere && !drains.is_empty();
-    let fail_all = move || {
-        for rx in &drains {
-            rx.try_iter().for_each(|m| fail_msg(m, Error::Stopped));
-        }
-    };
-    if !elsewhere {
-        return fail_all();
-    }
-    let fail_all = std::sync::Arc::new(Mutex::new(Some(fail_all)));
-    let mine = fail_all.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("{name}-drain"))
-        .spawn(move || {
-            if let Some(f) = lock(&mine).take() {
-                f();
-            }
-        });
-    if spawned.is_err()
-        && let Some(f) = lock(&fail_all).take()
-    {
-        f();
+        self.backend.stop(Stopping {
+            shared: &self.shared,
+            deadline,
+            limits: self.limits.as_ref(),
+            guard: Some(guard),
+        })
     }
 }
 
@@ -692,9 +423,7 @@ impl<W: Worker> Drop for PoolInner<W> {
         // or while it shuts down and drops its tasks, the workers among them, perhaps later
         // on this very thread): the workers are told to stop, finish what is queued and end
         // on their own; waiting for them here could hold up the thread they need.
-        if let Some(id) = self.runtime
-            && tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == id)
-        {
+        if !self.backend.may_wait_here() {
             return self.stop_without_waiting();
         }
         let _ = self.stop();

@@ -2,14 +2,14 @@
 //! the entry points process mode gives generated code.
 
 use super::retry::MethodRetry;
-use super::{Admit, Backend, Balancer, Lifecycle, Pool, PoolInner, Room, Shared, WeakPool, later};
-use crate::error::{ConfigError, Error};
+use super::{Admit, Pool, Room, Shared, WeakPool, later};
+use crate::error::Error;
 use crate::future::{Completer, Promise};
 use crate::limit::{Acquisition, LimitSet, WaitError};
 use crate::mode::process::backend::{Remote, not_a_remote_call};
 use crate::options::{Mode, PoolConfig};
 use crate::remote::{Handle, RemoteWorker, Reply, encode_in_lane, encode_request, encode_small};
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
+use crate::sync::{Arc, Ordering};
 use crate::wire::WireError;
 use crate::worker::Worker;
 
@@ -35,49 +35,10 @@ where
         if config.mode != Mode::Process {
             return Self::start(config, args);
         }
-        config.validate()?;
-        if config.on_demand {
-            return Err(ConfigError::new(
-                "on_demand",
-                "true",
-                "process mode keeps a fixed set of child processes; drop `on_demand`, or use \
-                 `Mode::Thread` for on-demand workers",
-            )
-            .into());
-        }
-        let workers = config.workers();
-        let remote =
-            Remote::start::<W>(workers, &args, &config).map_err(|e| e.map_method(Into::into))?;
-        let name = config
-            .name
-            .clone()
-            .unwrap_or_else(|| <W as Worker>::NAME.to_string());
-        let shared = Arc::new(Shared::new(
-            name,
-            workers,
-            config.max_queued_tasks.is_some(),
-        ));
-        let (_, exits) = crossbeam_channel::unbounded();
-        let limits = match &config.limits {
-            Some(Ok(set)) if !set.is_empty() => Some(set.clone()),
-            _ => None,
-        };
-        Ok(Pool {
-            inner: std::sync::Arc::new(PoolInner {
-                limits,
-                balancer: Balancer::new(config.load_balancing),
-                config,
-                shared,
-                backend: Backend::Process(remote),
-                runtime: None,
-                stopped: AtomicBool::new(false),
-                lifecycle: Mutex::new(Some(Lifecycle {
-                    exits,
-                    threads: Vec::new(),
-                    drains: Vec::new(),
-                    tasks: Vec::new(),
-                })),
-            }),
+        Self::launch(config, |config, _| {
+            let remote = crate::mode::process::pool_backend::start::<W>(config, &args)
+                .map_err(|e| e.map_method(Into::into))?;
+            Ok(Box::new(remote))
         })
     }
 
@@ -102,16 +63,11 @@ where
         E: Send + 'static,
         X: Extract<W, T, E>,
     {
-        if !matches!(self.inner.backend, Backend::Process(_)) {
-            return None;
-        }
+        let remote = self.backend_as::<Remote>()?;
         // (A stopped pool is seen by each attempt.)
         let retry = self.retry_for(retry);
         let max = self.inner.config.max_message_size;
         let timeout = self.inner.config.call_timeout;
-        let Backend::Process(remote) = &self.inner.backend else {
-            return None;
-        };
         let lane = &remote.lane;
         Some(match encode_small(&request, max) {
             Some(Ok(payload)) if !lane.busy() => {
@@ -158,9 +114,7 @@ where
         E: Send + 'static,
         X: Extract<W, T, E>,
     {
-        let Backend::Process(remote) = &self.inner.backend else {
-            return None;
-        };
+        let remote = self.backend_as::<Remote>()?;
         let max = self.inner.config.max_message_size;
         match encode_small(&args, max) {
             Some(Ok(bytes)) => return self.remote_method(method, retry, request(bytes), extract),
@@ -280,10 +234,7 @@ where
         X: Extract<W, T, E>,
     {
         let inner = &*self.inner;
-        let workers = match &inner.backend {
-            Backend::Process(remote) => remote.workers::<W>(),
-            _ => None,
-        };
+        let workers = self.backend_as::<Remote>().and_then(Remote::workers::<W>);
         let Some(workers) = workers else {
             return Promise::ready(Err(not_a_remote_call(&inner.shared.name, method).widen()));
         };

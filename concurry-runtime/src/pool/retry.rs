@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use super::balance::Balancer;
 use super::stats::Counters;
-use super::submit::MethodFuture;
-use super::{Admit, Backend, Pool, Room, Shared};
+use super::{Admit, Pool, Room, Shared};
 use crate::error::Error;
 use crate::future::Promise;
 use crate::retry::RetryConfig;
@@ -200,7 +199,7 @@ impl<W: Worker> Pool<W> {
 
     /// Submits a call whose arguments cannot be sent again: it runs once, through the retry
     /// loop (for its one attempt) only when a validator checks its output.
-    pub(crate) fn submit_once<T, E>(
+    pub(crate) fn run_once<T, E>(
         &self,
         method: &'static str,
         retry: &MethodRetry<T, E>,
@@ -280,86 +279,7 @@ impl<W: Worker> Pool<W> {
     /// A place for a retried call, in a pool whose queue is bounded.
     fn place_for_retries(&self) -> Option<Arc<Place>> {
         let inner = &*self.inner;
-        let queued = matches!(
-            inner.backend,
-            Backend::Thread(_) | Backend::Async(_) | Backend::Process(_)
-        );
-        (queued && inner.config.max_queued_tasks.is_some())
+        (inner.backend.queues() && inner.config.max_queued_tasks.is_some())
             .then(|| Arc::new(Place::new(inner.shared.clone())))
-    }
-
-    /// Submits a sync method whose arguments can be sent again: retried per the pool's
-    /// config and the method's `#[retry(..)]`.
-    pub fn submit_blocking_retrying<A, T, E, F>(
-        &self,
-        method: &'static str,
-        retry: &MethodRetry<T, E>,
-        args: A,
-        f: F,
-    ) -> Promise<T, E>
-    where
-        A: Clone + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-        F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
-    {
-        let Some(config) = self.retry_for(retry) else {
-            return self.submit_blocking(method, move |w| f(w, args));
-        };
-        let f = Arc::new(f);
-        self.attempts(config, method, args, move |pool, n, room, args| {
-            let f = f.clone();
-            pool.blocking_attempt(method, n, room, move |w| f(w, args))
-        })
-    }
-
-    /// Submits an `async fn` method taking `&mut self`, retried as
-    /// [`submit_blocking_retrying`](Pool::submit_blocking_retrying) is.
-    pub fn submit_exclusive_retrying<A, T, E, F>(
-        &self,
-        method: &'static str,
-        retry: &MethodRetry<T, E>,
-        args: A,
-        f: F,
-    ) -> Promise<T, E>
-    where
-        A: Clone + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-        F: for<'a> Fn(&'a mut W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
-    {
-        let Some(config) = self.retry_for(retry) else {
-            return self.submit_exclusive(method, move |w| f(w, args));
-        };
-        let f = Arc::new(f);
-        self.attempts(config, method, args, move |pool, n, room, args| {
-            let f = f.clone();
-            pool.exclusive_attempt(method, n, room, move |w| f(w, args))
-        })
-    }
-
-    /// Submits an `async fn` method taking `&self`, retried as
-    /// [`submit_blocking_retrying`](Pool::submit_blocking_retrying) is.
-    pub fn submit_shared_retrying<A, T, E, F>(
-        &self,
-        method: &'static str,
-        retry: &MethodRetry<T, E>,
-        args: A,
-        f: F,
-    ) -> Promise<T, E>
-    where
-        A: Clone + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-        F: for<'a> Fn(&'a W, A) -> MethodFuture<'a, T, E> + Send + Sync + 'static,
-    {
-        let Some(config) = self.retry_for(retry) else {
-            return self.submit_shared(method, move |w| f(w, args));
-        };
-        let f = Arc::new(f);
-        self.attempts(config, method, args, move |pool, n, room, args| {
-            let f = f.clone();
-            pool.shared_attempt(method, n, room, move |w| f(w, args))
-        })
     }
 }

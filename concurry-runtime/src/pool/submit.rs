@@ -1,404 +1,122 @@
-//! Turning a method call into a [`Call`]: one cell holding the promise's slot and the job
-//! that runs the method, catches its panic, and resolves the promise whatever happens.
+//! The one submission path: a call of any kind ([`Method`]) becomes one cell (promise slot
+//! + job, see `job/cell.rs`) per attempt, sent to a worker by [`Pool::dispatch`].
 
-use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::borrow::Borrow;
 
-use futures_util::FutureExt;
-
-use super::{Pool, Room, Shared};
-use crate::error::{Error, panic_message};
-use crate::future::slot::Slot;
-use crate::future::{Completer, Promise, PromiseCell};
-use crate::limit::context::{WithLimits, with_limits, without_limits};
-use crate::limit::{Acquisition, LimitSet, WaitError};
-use crate::sync::{Arc, DynArc, Mutex, Ordering, lock};
-use crate::worker::{
-    BlockingJob, Call, ExclusiveJob, FailJob, Job, JobFuture, JobRef, SharedJob, Worker,
-};
-
-/// The future an `async fn` method call becomes, borrowing the instance for `'a`.
-pub type MethodFuture<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send + 'a>>;
-
-fn panicked<T, E>(payload: Box<dyn std::any::Any + Send>) -> Result<T, Error<E>> {
-    Err(Error::Panicked {
-        message: panic_message(&*payload),
-    })
-}
-
-/// The limits a call takes on its worker just before its method runs: one unit of each call
-/// and resource limit of the pool's set, held until the method returns.
-struct CallLimits {
-    /// The pool's set, as the running call sees it (its automatic units already held).
-    set: LimitSet,
-    shared: Arc<Shared>,
-}
-
-/// What ends a call's wait for its limits early.
-enum NotAcquired<E> {
-    /// The call was cancelled: its promise is resolved already.
-    Cancelled,
-    /// Resolve the promise with this.
-    Fail(Error<E>),
-}
-
-impl CallLimits {
-    fn stopping(&self) -> bool {
-        self.shared.abort.load(Ordering::Acquire)
-    }
-
-    fn outcome<E>(
-        &self,
-        r: Result<Option<Acquisition>, WaitError>,
-        cancelled: bool,
-    ) -> Result<Option<Acquisition>, NotAcquired<E>> {
-        match r {
-            Ok(held) => Ok(held),
-            Err(WaitError::Cancelled) if cancelled => Err(NotAcquired::Cancelled),
-            Err(WaitError::Cancelled) => Err(NotAcquired::Fail(Error::Stopped)),
-            Err(WaitError::Limit(e)) => Err(NotAcquired::Fail(Error::Limit(e))),
-        }
-    }
-
-    /// Waits (blocking this thread) for the call's units; gives up if the call is cancelled
-    /// or the pool aborts its queue.
-    fn acquire<T, E>(&self, c: &Completer<T, E>) -> Result<Option<Acquisition>, NotAcquired<E>> {
-        let r = self
-            .set
-            .acquire_call(&|| c.is_cancelled() || self.stopping());
-        self.outcome(r, c.is_cancelled())
-    }
-
-    /// As `acquire`, without blocking the thread.
-    async fn acquire_async<T, E>(
-        &self,
-        c: &Completer<T, E>,
-    ) -> Result<Option<Acquisition>, NotAcquired<E>> {
-        let r = self
-            .set
-            .acquire_call_async(|| c.is_cancelled() || self.stopping())
-            .await;
-        self.outcome(r, c.is_cancelled())
-    }
-}
-
-/// The worker's half of a call's [`PromiseCell`]: the method and the limits it takes, until
-/// a worker takes them to run (or the call fails without running).
-///
-/// The limits are boxed: most pools have none, and the cell stays smaller without them.
-struct CallJob<F> {
-    run: Mutex<Option<(F, Option<Box<CallLimits>>)>>,
-}
-
-/// A call: its result slot and its job, in one allocation.
-type CallCell<T, E, F> = PromiseCell<Result<T, Error<E>>, CallJob<F>>;
-
-impl<T, E, F> CallCell<T, E, F> {
-    fn take_job(&self) -> Option<(F, Option<Box<CallLimits>>)> {
-        lock(&self.tail.run).take()
-    }
-}
-
-impl<T: Send, E: Send, F: Send> FailJob for CallCell<T, E, F> {
-    fn fail(&self, error: Error) {
-        self.slot.complete(Err(error.widen()));
-        drop(self.take_job());
-    }
-}
-
-impl<W, T, E, F> BlockingJob<W> for CallCell<T, E, F>
-where
-    T: Send + 'static,
-    E: Send + 'static,
-    F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
-{
-    fn run(self: DynArc<Self>, w: &mut W) {
-        let job = self.take_job();
-        let c = Completer::from_cell(self);
-        let Some((f, limits)) = job else { return };
-        if c.is_cancelled() {
-            return;
-        }
-        let out = match limits {
-            None => {
-                catch_unwind(AssertUnwindSafe(|| without_limits(|| f(w)))).unwrap_or_else(panicked)
-            }
-            Some(limits) => {
-                let held = match limits.acquire(&c) {
-                    Ok(held) => held,
-                    Err(NotAcquired::Cancelled) => return,
-                    Err(NotAcquired::Fail(e)) => {
-                        c.complete(Err(e));
-                        return;
-                    }
-                };
-                let out = catch_unwind(AssertUnwindSafe(|| with_limits(&limits.set, || f(w))))
-                    .unwrap_or_else(panicked);
-                drop(held);
-                out
-            }
-        };
-        c.complete(out);
-    }
-}
-
-impl<W, T, E, F> ExclusiveJob<W> for CallCell<T, E, F>
-where
-    T: Send + 'static,
-    E: Send + 'static,
-    F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
-{
-    fn start<'a>(self: DynArc<Self>, w: &'a mut W, cx: &mut Context<'_>) -> Option<JobFuture<'a>> {
-        start_async(self, cx, |f| f(w))
-    }
-}
-
-impl<W, T, E, F> SharedJob<W> for CallCell<T, E, F>
-where
-    T: Send + 'static,
-    E: Send + 'static,
-    F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
-{
-    fn start<'a>(self: DynArc<Self>, w: &'a W, cx: &mut Context<'_>) -> Option<JobFuture<'a>> {
-        start_async(self, cx, |f| f(w))
-    }
-}
-
-/// Starts an `async fn` call (exclusive or shared): takes its job out of the cell, skips it
-/// if cancelled, and makes the method's future with `call` for its first poll.
-fn start_async<'a, T, E, F>(
-    cell: DynArc<CallCell<T, E, F>>,
-    cx: &mut Context<'_>,
-    call: impl FnOnce(F) -> MethodFuture<'a, T, E>,
-) -> Option<JobFuture<'a>>
-where
-    T: Send + 'static,
-    E: Send + 'static,
-    F: Send + 'static,
-{
-    let job = cell.take_job();
-    let c = Completer::from_cell(cell);
-    let (f, limits) = job?;
-    if c.is_cancelled() {
-        return None;
-    }
-    first_poll(c, limits, call(f), cx)
-}
-
-/// Polls a method's future once, right where the worker took the call: most finish at once,
-/// and only those still pending become a boxed [`JobFuture`].
-fn first_poll<'a, T, E>(
-    c: Completer<T, E>,
-    limits: Option<Box<CallLimits>>,
-    fut: MethodFuture<'a, T, E>,
-    cx: &mut Context<'_>,
-) -> Option<JobFuture<'a>>
-where
-    T: Send + 'a,
-    E: Send + 'a,
-{
-    match limits {
-        None => {
-            let mut run = Unlimited { fut, c: Some(c) };
-            match Pin::new(&mut run).poll(cx) {
-                Poll::Ready(()) => None,
-                Poll::Pending => Some(Box::pin(run)),
-            }
-        }
-        Some(limits) => {
-            let mut run: JobFuture<'a> = Box::pin(run_limited(c, *limits, fut));
-            match run.as_mut().poll(cx) {
-                Poll::Ready(()) => None,
-                Poll::Pending => Some(run),
-            }
-        }
-    }
-}
-
-/// A method's future that resolves its promise when it finishes (or panics).
-struct Unlimited<'a, T, E> {
-    fut: MethodFuture<'a, T, E>,
-    /// Taken when the promise is resolved.
-    c: Option<Completer<T, E>>,
-}
-
-impl<T, E> Future for Unlimited<'_, T, E> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        let poll = || without_limits(|| this.fut.as_mut().poll(cx));
-        let out = match catch_unwind(AssertUnwindSafe(poll)) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(out)) => out,
-            Err(payload) => panicked(payload),
-        };
-        if let Some(c) = this.c.take() {
-            c.complete(out);
-        }
-        Poll::Ready(())
-    }
-}
-
-/// A method's future that first takes its call limits and holds them until it finishes.
-async fn run_limited<T, E>(c: Completer<T, E>, limits: CallLimits, fut: MethodFuture<'_, T, E>) {
-    let held = match limits.acquire_async(&c).await {
-        Ok(held) => held,
-        Err(NotAcquired::Cancelled) => return,
-        Err(NotAcquired::Fail(e)) => {
-            c.complete(Err(e));
-            return;
-        }
-    };
-    let fut = WithLimits {
-        set: limits.set.clone(),
-        fut,
-    };
-    let out = AssertUnwindSafe(fut)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(panicked);
-    drop(held);
-    c.complete(out);
-}
+use super::retry::MethodRetry;
+use super::{Pool, Room};
+use crate::error::Error;
+use crate::future::Promise;
+use crate::job::Call;
+use crate::job::cell::{CallLimits, MethodFuture};
+use crate::job::kind::{self, Limits, Method};
+use crate::worker::Worker;
 
 impl<W: Worker> Pool<W> {
-    fn call_limits(&self) -> Option<Box<CallLimits>> {
+    /// One attempt of a call: `method` with `args`, sent where `room` says.
+    pub(crate) fn attempt<A, M, P>(
+        &self,
+        name: &'static str,
+        attempt: u32,
+        room: Room,
+        method: P,
+        args: A,
+    ) -> Promise<M::Output, M::Error>
+    where
+        M: Method<W, A>,
+        P: Borrow<M> + Send + 'static,
+    {
         let inner = &*self.inner;
-        inner.limits.as_ref().map(|set| {
-            Box::new(CallLimits {
-                set: set.for_call(),
-                shared: inner.shared.clone(),
-            })
+        let limits = Limits(
+            inner
+                .limits
+                .as_ref()
+                .map(|set| CallLimits::new(set, &inner.shared.abort)),
+        );
+        let bound = M::call(method, args, limits);
+        let job = bound.job;
+        self.dispatch(
+            Call {
+                method: name,
+                attempt,
+                job,
+            },
+            room,
+        );
+        bound.promise
+    }
+
+    /// Submits a call of `method` with arguments that can be sent again: retried per the
+    /// pool's config and the method's `#[retry(..)]`, each attempt a fresh call.
+    pub fn submit_call<A, M>(
+        &self,
+        name: &'static str,
+        retry: &MethodRetry<M::Output, M::Error>,
+        args: A,
+        method: M,
+    ) -> Promise<M::Output, M::Error>
+    where
+        A: Clone + Send + 'static,
+        M: Method<W, A>,
+    {
+        let Some(config) = self.retry_for(retry) else {
+            return self.attempt::<A, M, M>(name, 1, Room::Wait, method, args);
+        };
+        let method = std::sync::Arc::new(method);
+        self.attempts(config, name, args, move |pool, n, room, args| {
+            pool.attempt::<A, M, _>(name, n, room, method.clone(), args)
         })
     }
 
-    /// A call's cell holding `f`.
-    fn call_cell<T, E, F>(&self, f: F) -> DynArc<CallCell<T, E, F>>
+    /// Submits a call of `method` with arguments that cannot be sent again: it runs once
+    /// (its output still checked by the validators that apply).
+    pub fn submit_call_once<A, M>(
+        &self,
+        name: &'static str,
+        retry: &MethodRetry<M::Output, M::Error>,
+        args: A,
+        method: M,
+    ) -> Promise<M::Output, M::Error>
     where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: Send + 'static,
+        A: Send + 'static,
+        M: Method<W, A>,
     {
-        DynArc::new(PromiseCell {
-            slot: Slot::new(),
-            tail: CallJob {
-                run: Mutex::new(Some((f, self.call_limits()))),
-            },
+        self.run_once(name, retry, move |pool, room| {
+            pool.attempt::<A, M, M>(name, 1, room, method, args)
         })
     }
 
     /// Submits a sync method: `f` runs on a worker with `&mut W`.
-    pub fn submit_blocking<T, E, F>(&self, method: &'static str, f: F) -> Promise<T, E>
+    pub fn submit_blocking<T, E, F>(&self, name: &'static str, f: F) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
         F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
     {
-        self.blocking_attempt(method, 1, Room::Wait, f)
-    }
-
-    pub(crate) fn blocking_attempt<T, E, F>(
-        &self,
-        method: &'static str,
-        attempt: u32,
-        room: Room,
-        f: F,
-    ) -> Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
-    {
-        let cell = self.call_cell(f);
-        let promise = Promise::from_cell(cell.clone());
-        let job: DynArc<dyn BlockingJob<W>> = cell;
-        let job = Job::Blocking(JobRef::new(job));
-        self.dispatch(
-            Call {
-                method,
-                attempt,
-                job,
-            },
-            room,
-        );
-        promise
+        let method = kind::blocking(|w: &mut W, f: F| f(w));
+        self.attempt(name, 1, Room::Wait, method, f)
     }
 
     /// Submits an `async fn` method taking `&mut self`: it runs exclusively on its worker.
-    pub fn submit_exclusive<T, E, F>(&self, method: &'static str, f: F) -> Promise<T, E>
+    pub fn submit_exclusive<T, E, F>(&self, name: &'static str, f: F) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
         F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
-        self.exclusive_attempt(method, 1, Room::Wait, f)
-    }
-
-    pub(crate) fn exclusive_attempt<T, E, F>(
-        &self,
-        method: &'static str,
-        attempt: u32,
-        room: Room,
-        f: F,
-    ) -> Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
-    {
-        let cell = self.call_cell(f);
-        let promise = Promise::from_cell(cell.clone());
-        let job: DynArc<dyn ExclusiveJob<W>> = cell;
-        let job = Job::Exclusive(JobRef::new(job));
-        self.dispatch(
-            Call {
-                method,
-                attempt,
-                job,
-            },
-            room,
-        );
-        promise
+        let method = kind::exclusive(|w: &mut W, f: F| f(w));
+        self.attempt(name, 1, Room::Wait, method, f)
     }
 
     /// Submits an `async fn` method taking `&self`: in async mode it may run concurrently with
     /// the worker's other `&self` async calls.
-    pub fn submit_shared<T, E, F>(&self, method: &'static str, f: F) -> Promise<T, E>
+    pub fn submit_shared<T, E, F>(&self, name: &'static str, f: F) -> Promise<T, E>
     where
         T: Send + 'static,
         E: Send + 'static,
         F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
-        self.shared_attempt(method, 1, Room::Wait, f)
-    }
-
-    pub(crate) fn shared_attempt<T, E, F>(
-        &self,
-        method: &'static str,
-        attempt: u32,
-        room: Room,
-        f: F,
-    ) -> Promise<T, E>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-        F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
-    {
-        let cell = self.call_cell(f);
-        let promise = Promise::from_cell(cell.clone());
-        let job: DynArc<dyn SharedJob<W>> = cell;
-        let job = Job::Shared(JobRef::new(job));
-        self.dispatch(
-            Call {
-                method,
-                attempt,
-                job,
-            },
-            room,
-        );
-        promise
+        let method = kind::shared(|w: &W, f: F| f(w));
+        self.attempt(name, 1, Room::Wait, method, f)
     }
 }

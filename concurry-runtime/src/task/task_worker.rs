@@ -140,7 +140,7 @@ impl fmt::Debug for TaskWorkerHandle {
 
 impl TaskWorkerHandle {
     pub(super) fn new(pool: Pool<TaskWorker>) -> Self {
-        let process = pool.stats().mode == Mode::Process;
+        let process = pool.is_remote();
         TaskWorkerHandle { pool, process }
     }
 

@@ -42,6 +42,7 @@ pub(crate) mod child;
 pub(crate) mod limits;
 pub(crate) mod parent;
 pub(crate) mod peer;
+pub(crate) mod pool_backend;
 pub(crate) mod transport;
 pub(crate) mod worker;
 
