@@ -61,21 +61,13 @@ impl<T, E> Call<T, E> {
         }
     }
 
-    /// Runs this chunk on the caller's thread unless its worker has taken it (or it is done);
-    /// true if it ran here.
-    fn run_here(&mut self) -> bool {
-        let Call::Chunk(p, len, work) = self else {
-            return false;
-        };
-        if p.is_done() {
-            return false;
-        }
-        match work.run_here() {
-            Some(out) => {
-                *self = Call::RanHere(out, *len);
-                true
-            }
-            None => false,
+    /// Runs this chunk on the caller's thread unless its worker has taken it (or it is done).
+    fn run_here(&mut self) {
+        if let Call::Chunk(p, len, work) = self
+            && !p.is_done()
+            && let Some(out) = work.run_here()
+        {
+            *self = Call::RanHere(out, *len);
         }
     }
 }
