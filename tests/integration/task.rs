@@ -802,3 +802,57 @@ fn retry_attribute_on_a_task() {
     assert!(matches!(pool.submit(1).result(), Err(Error::Method(_))));
     assert_eq!(NEVER_CALLS.load(Ordering::SeqCst), 1);
 }
+
+/// The caller of an ordered map runs the chunk it waits for when no worker has taken it yet
+/// (caller participation): a map over a pool whose only worker is busy still completes.
+#[test]
+fn an_ordered_map_runs_the_chunk_it_waits_for_on_the_caller() {
+    for mode in [Mode::Thread, Mode::Async] {
+        let p = pool(mode, 1);
+        // The only worker waits until the map below is done: every chunk stays queued.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = p.submit(move || held.recv().is_ok());
+        let q = p.clone();
+        let (out, threads) = crate::common::within("a map behind a busy worker", move || {
+            let me = std::thread::current().id();
+            let out: Vec<_> = q
+                .map(|x: u64| (x * 2, std::thread::current().id()), 0..20)
+                .chunk_size(5)
+                .window(2)
+                .map(Result::unwrap)
+                .collect();
+            let here = out.iter().all(|(_, t)| *t == me);
+            (out.into_iter().map(|(v, _)| v).collect::<Vec<_>>(), here)
+        });
+        assert_eq!(out, (0..20).map(|x| x * 2).collect::<Vec<_>>(), "{mode}");
+        assert!(threads, "{mode}: every chunk ran on the waiting caller");
+        release.send(()).unwrap();
+        assert!(busy.result().unwrap(), "{mode}");
+        p.stop().unwrap();
+    }
+}
+
+/// Items of a pool with limits run on its workers only (each call takes a unit of them
+/// there), and an unordered map never runs items on its caller (it waits for whichever
+/// call completes first, which an item run in place could hold up).
+#[test]
+fn limited_and_unordered_maps_run_items_on_workers_only() {
+    let limited = TaskWorker::options()
+        .max_workers(2)
+        .limits([concurry::CallLimit::per_minute(1_000_000)])
+        .init()
+        .unwrap();
+    let plain = pool(Mode::Thread, 2);
+    for (p, chunk, unordered) in [(&limited, 4, false), (&plain, 4, true), (&plain, 0, true)] {
+        let me = std::thread::current().id();
+        let m = p.map(move |x: u64| (x, std::thread::current().id()), 0..2_000);
+        let m = if chunk > 0 { m.chunk_size(chunk) } else { m };
+        let m = if unordered { m.unordered() } else { m };
+        let out: Vec<_> = m.map(Result::unwrap).collect();
+        assert_eq!(out.len(), 2_000);
+        assert!(
+            out.iter().all(|(_, t)| *t != me),
+            "chunk {chunk}, unordered {unordered}"
+        );
+    }
+}

@@ -215,17 +215,11 @@ impl<V: Stash> Slot<V> {
 
     /// Blocks the current thread until the value is there or `deadline` passes.
     pub(crate) fn wait(&self, deadline: Option<std::time::Instant>) -> bool {
-        // Short spin first: a worker on another core usually answers within microseconds,
-        // and parking costs a system call on both sides.
+        // A short spin first: a worker on another core usually answers within microseconds,
+        // and parking costs a system call on both sides; how long is adaptive (see `spin`).
         #[cfg(not(concurry_loom))]
-        {
-            let backoff = crossbeam_utils::Backoff::new();
-            while !backoff.is_completed() {
-                if self.is_ready() {
-                    return true;
-                }
-                backoff.snooze();
-            }
+        if spin::until(|| self.is_ready()) {
+            return true;
         }
         loop {
             {
@@ -256,6 +250,96 @@ impl<V: Stash> Slot<V> {
                 #[cfg(concurry_loom)]
                 Some(_) => thread::park(),
             }
+        }
+    }
+}
+
+/// Spinning before parking, adaptive per thread: spinning pays only while the answer comes
+/// within the spin, and costs the waiting thread's CPU (and, on a loaded machine, the CPU
+/// the answering thread needs) when it does not.
+#[cfg(not(concurry_loom))]
+mod spin {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    /// The longest spin: a worker that is awake answers well within it; one that parked
+    /// takes longer to wake than parking here costs.
+    const MAX: Duration = Duration::from_micros(4);
+    /// Below this a spin is not worth starting: spinning turns off.
+    const MIN: Duration = Duration::from_nanos(250);
+    /// With spinning off, every this-many-th wait spins again (at `MIN`), to notice when
+    /// answers come fast again.
+    const PROBE_EVERY: u32 = 32;
+
+    thread_local! {
+        /// How long this thread's next spin may last (zero: off).
+        static BUDGET: Cell<Duration> = const { Cell::new(MAX) };
+        /// Waits without a spin since spinning turned off.
+        static SKIPPED: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Spins until `ready` or this thread's budget runs out; true if `ready`. A spin that
+    /// caught the answer doubles the budget (up to `MAX`), one that did not halves it (below
+    /// `MIN`: off, with a probe every `PROBE_EVERY` waits).
+    pub(super) fn until(ready: impl Fn() -> bool) -> bool {
+        let mut budget = BUDGET.get();
+        if budget.is_zero() {
+            let skipped = SKIPPED.get() + 1;
+            if skipped < PROBE_EVERY {
+                SKIPPED.set(skipped);
+                return false;
+            }
+            SKIPPED.set(0);
+            budget = MIN;
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..32 {
+                if ready() {
+                    BUDGET.set((budget * 2).min(MAX));
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= budget {
+                break;
+            }
+        }
+        let half = budget / 2;
+        BUDGET.set(if half < MIN { Duration::ZERO } else { half });
+        false
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn long_waits_turn_spinning_off_and_a_fast_answer_turns_it_back_on() {
+            std::thread::spawn(|| {
+                assert_eq!(BUDGET.get(), MAX, "a new thread spins");
+                // Answers that never come within the spin: the budget halves each time,
+                // then spinning is off.
+                let mut spins = 0;
+                while !BUDGET.get().is_zero() {
+                    assert!(!until(|| false));
+                    spins += 1;
+                    assert!(spins < 10, "still spinning after {spins} missed answers");
+                }
+                // Off: the next waits return at once without calling `ready` ...
+                for _ in 1..PROBE_EVERY {
+                    assert!(!until(|| panic!("spun while spinning is off")));
+                }
+                // ... until a probe, which catches a fast answer and turns spinning back on.
+                assert!(until(|| true));
+                assert_eq!(BUDGET.get(), MIN * 2);
+                while BUDGET.get() < MAX {
+                    assert!(until(|| true));
+                }
+                assert_eq!(BUDGET.get(), MAX, "capped");
+            })
+            .join()
+            .unwrap();
         }
     }
 }

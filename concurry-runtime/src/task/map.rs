@@ -16,8 +16,8 @@ use super::task_worker::TaskWorkerHandle;
 use crate::error::{ConfigError, Error, panic_message};
 use crate::future::Promise;
 use crate::progress::{Progress, ProgressBar};
-use crate::sync::os::AtomicU64;
-use crate::sync::{Arc, Condvar, Mutex, Ordering, lock};
+use crate::sync::os::{self, AtomicU64};
+use crate::sync::{Arc, Condvar, DynArc, Mutex, Ordering, lock};
 
 /// What an automatic chunk aims to cost on its worker: far above a call's overhead (a few
 /// microseconds), short enough to keep the window's read-ahead and the tail small.
@@ -35,21 +35,39 @@ const GROWTH: usize = 4;
 /// One call in flight: one item, or a chunk of `len` items.
 enum Call<T, E> {
     One(Promise<T, E>),
-    Chunk(Promise<ChunkOut<T, E>>, usize),
+    /// The promise resolves to `None` if the map's caller ran the chunk itself.
+    Chunk(
+        Promise<Option<ChunkOut<T, E>>>,
+        usize,
+        DynArc<dyn RunHere<T, E>>,
+    ),
+    /// A chunk the map's caller ran itself while waiting, its results at hand.
+    RanHere(ChunkOut<T, E>, usize),
 }
 
 impl<T, E> Call<T, E> {
     fn items(&self) -> usize {
         match self {
             Call::One(_) => 1,
-            Call::Chunk(_, len) => *len,
+            Call::Chunk(_, len, _) | Call::RanHere(_, len) => *len,
         }
     }
 
     fn cancel(&self) {
         match self {
             Call::One(p) => drop(p.cancel()),
-            Call::Chunk(p, _) => drop(p.cancel()),
+            Call::Chunk(p, _, _) => drop(p.cancel()),
+            Call::RanHere(..) => {}
+        }
+    }
+
+    /// Runs this chunk on the caller's thread unless its worker has taken it (or it is done).
+    fn run_here(&mut self) {
+        if let Call::Chunk(p, len, work) = self
+            && !p.is_done()
+            && let Some(out) = work.run_here()
+        {
+            *self = Call::RanHere(out, *len);
         }
     }
 }
@@ -57,7 +75,7 @@ impl<T, E> Call<T, E> {
 /// A completed call, as the map yields it.
 enum Done<T, E> {
     One(Result<T, Error<E>>),
-    Chunk(Result<ChunkOut<T, E>, Error>, usize),
+    Chunk(Result<Option<ChunkOut<T, E>>, Error>, usize),
 }
 
 impl<T, E> Call<T, E>
@@ -68,21 +86,28 @@ where
     fn on_done(&self, f: impl FnOnce() + Send + 'static) {
         match self {
             Call::One(p) => p.on_done(move |_| f()),
-            Call::Chunk(p, _) => p.on_done(move |_| f()),
+            Call::Chunk(p, _, _) => p.on_done(move |_| f()),
+            Call::RanHere(..) => f(),
         }
     }
 
     fn wait(self) -> Done<T, E> {
         match self {
             Call::One(p) => Done::One(p.result()),
-            Call::Chunk(p, len) => Done::Chunk(p.result(), len),
+            Call::Chunk(p, len, _) => Done::Chunk(p.result(), len),
+            Call::RanHere(out, len) => Done::Chunk(Ok(Some(out)), len),
         }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Done<T, E>> {
         match self {
             Call::One(p) => Pin::new(p).poll(cx).map(Done::One),
-            Call::Chunk(p, len) => Pin::new(p).poll(cx).map(|r| Done::Chunk(r, *len)),
+            Call::Chunk(p, len, _) => Pin::new(p).poll(cx).map(|r| Done::Chunk(r, *len)),
+            Call::RanHere(out, len) => {
+                // Leaves an empty husk, popped by the caller with the result.
+                let out = std::mem::replace(out, ChunkOut::empty());
+                Poll::Ready(Done::Chunk(Ok(Some(out)), *len))
+            }
         }
     }
 }
@@ -90,22 +115,30 @@ where
 /// What a chunk call returns: the values of the items that succeeded, in input order, and
 /// each failure with its item's position in the chunk.
 struct ChunkOut<T, E> {
-    values: VecDeque<T>,
+    values: Vec<T>,
     failures: VecDeque<(usize, Error<E>)>,
 }
 
-/// Runs `run` on every item of a chunk on the worker: a failure or a panic is that item's
-/// `Err`, and the chunk goes on. Records the cost per item in `per_item_ns`.
+impl<T, E> ChunkOut<T, E> {
+    fn empty() -> Self {
+        ChunkOut {
+            values: Vec::new(),
+            failures: VecDeque::new(),
+        }
+    }
+}
+
+/// Runs `run` on every item of a chunk (on a worker, or on the map's caller): a failure or a
+/// panic is that item's `Err`, and the chunk goes on. Records the cost per item in
+/// `per_item_ns`.
 fn run_chunk<X, T, E>(
     run: &impl Fn(X) -> Result<T, Error<E>>,
     items: &mut Vec<X>,
-    mut values: Vec<T>,
     per_item_ns: &AtomicU64,
 ) -> ChunkOut<T, E> {
     let start = Instant::now();
     let len = items.len();
-    values.clear();
-    values.reserve(len);
+    let mut values = Vec::with_capacity(len);
     let mut failures = VecDeque::new();
     // Drained in place, so the emptied buffer can carry the next chunk.
     let mut items = items.drain(..);
@@ -113,10 +146,19 @@ fn run_chunk<X, T, E>(
     // next item. Each item before the one running left one value or one failure, so the
     // count of both is the running item's position.
     while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-        for x in &mut items {
-            match run(x) {
-                Ok(v) => values.push(v),
-                Err(e) => failures.push_back((values.len() + failures.len(), e)),
+        loop {
+            // Values in one `extend` while items succeed (a tight loop), a failure apart.
+            let mut failed = None;
+            values.extend(items.by_ref().map_while(|x| match run(x) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }));
+            match failed {
+                Some(e) => failures.push_back((values.len() + failures.len(), e)),
+                None => break,
             }
         }
     })) {
@@ -130,10 +172,7 @@ fn run_chunk<X, T, E>(
     drop(items);
     let ns = u64::try_from(start.elapsed().as_nanos() / len.max(1) as u128).unwrap_or(u64::MAX);
     per_item_ns.store(ns.max(1), Ordering::Relaxed);
-    ChunkOut {
-        values: values.into(),
-        failures,
-    }
+    ChunkOut { values, failures }
 }
 
 /// A copy of a chunk call's failure for each of its items. Chunk calls run no user code
@@ -167,7 +206,7 @@ fn copy_failure<E>(e: &Error) -> Error<E> {
 
 /// The results of a completed chunk, yielded one by one.
 struct Buffered<T, E> {
-    values: VecDeque<T>,
+    values: std::vec::IntoIter<T>,
     failures: VecDeque<(usize, Error<E>)>,
     next: usize,
     len: usize,
@@ -178,14 +217,21 @@ struct Buffered<T, E> {
 }
 
 impl<T, E> Buffered<T, E> {
-    fn new(result: Result<ChunkOut<T, E>, Error>, len: usize) -> Self {
+    fn new(result: Result<Option<ChunkOut<T, E>>, Error>, len: usize) -> Self {
         let (values, failures, failed) = match result {
-            Ok(out) => (out.values, out.failures, None),
-            Err(e) => (VecDeque::new(), VecDeque::new(), Some(e)),
+            Ok(Some(out)) => (out.values, out.failures, None),
+            Ok(None) => (
+                Vec::new(),
+                VecDeque::new(),
+                Some(Error::WorkerLost {
+                    message: "a chunk's items were taken by no one".into(),
+                }),
+            ),
+            Err(e) => (Vec::new(), VecDeque::new(), Some(e)),
         };
         let clean = failed.is_none() && failures.is_empty() && values.len() == len;
         Buffered {
-            values,
+            values: values.into_iter(),
             failures,
             next: 0,
             len,
@@ -205,7 +251,7 @@ impl<T, E> Buffered<T, E> {
     #[inline]
     fn pop(&mut self) -> Option<Result<T, Error<E>>> {
         if self.clean {
-            return self.values.pop_front().map(Ok);
+            return self.values.next().map(Ok);
         }
         if self.next == self.len {
             return None;
@@ -218,7 +264,7 @@ impl<T, E> Buffered<T, E> {
         if self.failures.front().is_some_and(|(k, _)| *k == i) {
             return self.failures.pop_front().map(|(_, e)| Err(e));
         }
-        Some(self.values.pop_front().map_or_else(
+        Some(self.values.next().map_or_else(
             || {
                 Err(Error::WorkerLost {
                     message: "a chunk returned fewer results than items".into(),
@@ -240,11 +286,9 @@ trait Source<T, E>: Send {
     fn chunks(&self) -> bool;
     /// The size of the next automatic chunk, with `window` calls in flight at most.
     fn auto_chunk(&mut self, window: usize) -> usize;
-    /// Takes back the buffer of a drained chunk, to carry the results of a later one.
-    fn recycle(&mut self, _: Vec<T>) {}
 }
 
-/// Buffers kept for reuse, per kind: a window's worth is plenty.
+/// Input buffers kept for reuse: a window's worth is plenty.
 const SPARE_BUFFERS: usize = 16;
 
 /// Submissions made one per item, by an iterator of promises.
@@ -272,17 +316,10 @@ where
 }
 
 /// Items sent to the pool in chunks, each chunk one call running `run` on its items.
-pub(crate) struct Chunked<It: Iterator, R, T> {
+pub(crate) struct Chunked<It: Iterator, R> {
     items: It,
     pool: TaskWorkerHandle,
-    run: std::sync::Arc<R>,
-    /// The cost per item the last chunk measured on its worker (0: none ran yet).
-    per_item_ns: std::sync::Arc<AtomicU64>,
-    /// Emptied input buffers, given back by the workers (reused, so that a long map does
-    /// not allocate and fault in fresh pages for every chunk).
-    spare_items: std::sync::Arc<crate::sync::os::Mutex<Vec<Vec<It::Item>>>>,
-    /// Emptied result buffers, given back by the map.
-    spare_values: Vec<Vec<T>>,
+    shared: std::sync::Arc<ChunkShared<It::Item, R>>,
     /// The size of the last automatic chunk (chunks grow at most [`GROWTH`]-fold per call).
     last: usize,
     /// Whether automatic chunks may carry several items: not in a pool with limits, whose
@@ -290,24 +327,82 @@ pub(crate) struct Chunked<It: Iterator, R, T> {
     auto: bool,
 }
 
-impl<It: Iterator, R, T> Chunked<It, R, T> {
+/// What every chunk of a map shares.
+struct ChunkShared<X, R> {
+    run: R,
+    /// The cost per item the last chunk measured (0: none ran yet).
+    per_item_ns: AtomicU64,
+    /// Emptied input buffers, given back by whoever ran a chunk (reused, so that a long map
+    /// does not allocate and fault in fresh pages for every chunk).
+    spare_items: os::Mutex<Vec<Vec<X>>>,
+    /// Whether the map's caller may run a chunk itself: not in a pool with limits, whose
+    /// calls must each take a unit of them on a worker.
+    caller_may_run: bool,
+}
+
+/// One chunk's items, taken by whoever runs them first: the worker its call went to, or the
+/// map's caller while it waits for results (so a caller is not idle while chunks are queued,
+/// as in rayon, where the thread waiting for a join runs work too).
+struct ChunkWork<X, R> {
+    items: os::Mutex<Option<Vec<X>>>,
+    shared: std::sync::Arc<ChunkShared<X, R>>,
+}
+
+/// A chunk the map's caller may run in place of its worker.
+trait RunHere<T, E>: Send + Sync {
+    /// Runs the chunk on this thread, unless someone took its items first.
+    fn run_here(&self) -> Option<ChunkOut<T, E>>;
+}
+
+impl<X, R> ChunkWork<X, R> {
+    /// Runs the chunk unless someone took its items first.
+    fn run<T, E>(&self) -> Option<ChunkOut<T, E>>
+    where
+        R: Fn(X) -> Result<T, Error<E>>,
+    {
+        let mut items = os::lock(&self.items).take()?;
+        let out = run_chunk(&self.shared.run, &mut items, &self.shared.per_item_ns);
+        let mut spare = os::lock(&self.shared.spare_items);
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(items);
+        }
+        Some(out)
+    }
+}
+
+impl<X, R, T, E> RunHere<T, E> for ChunkWork<X, R>
+where
+    X: Send,
+    R: Fn(X) -> Result<T, Error<E>> + Send + Sync,
+{
+    fn run_here(&self) -> Option<ChunkOut<T, E>> {
+        if !self.shared.caller_may_run {
+            return None;
+        }
+        self.run()
+    }
+}
+
+impl<It: Iterator, R> Chunked<It, R> {
     /// `run` is what each item of a chunk runs.
     pub(crate) fn new(items: It, pool: TaskWorkerHandle, run: R) -> Self {
-        let auto = !pool.pool.has_limits();
+        let limited = pool.pool.has_limits();
         Chunked {
             items,
             pool,
-            run: std::sync::Arc::new(run),
-            per_item_ns: std::sync::Arc::new(AtomicU64::new(0)),
-            spare_items: std::sync::Arc::default(),
-            spare_values: Vec::new(),
+            shared: std::sync::Arc::new(ChunkShared {
+                run,
+                per_item_ns: AtomicU64::new(0),
+                spare_items: os::Mutex::default(),
+                caller_may_run: !limited,
+            }),
             last: 0,
-            auto,
+            auto: !limited,
         }
     }
 }
 
-impl<It, R, T, E> Source<T, E> for Chunked<It, R, T>
+impl<It, R, T, E> Source<T, E> for Chunked<It, R>
 where
     It: Iterator + Send,
     It::Item: Send + 'static,
@@ -316,33 +411,19 @@ where
     E: Send + 'static,
 {
     fn submit(&mut self, n: usize) -> Option<Call<T, E>> {
-        let mut chunk = crate::sync::os::lock(&self.spare_items)
-            .pop()
-            .unwrap_or_default();
+        let mut chunk = os::lock(&self.shared.spare_items).pop().unwrap_or_default();
         chunk.extend(self.items.by_ref().take(n));
         if chunk.is_empty() {
             return None;
         }
         let len = chunk.len();
-        let values = self.spare_values.pop().unwrap_or_default();
-        let run = self.run.clone();
-        let per_item_ns = self.per_item_ns.clone();
-        let spare_items = self.spare_items.clone();
-        let promise = self.pool.submit(move || {
-            let out = run_chunk(&*run, &mut chunk, values, &per_item_ns);
-            let mut spare = crate::sync::os::lock(&spare_items);
-            if spare.len() < SPARE_BUFFERS {
-                spare.push(chunk);
-            }
-            out
+        let work = DynArc::new(ChunkWork {
+            items: os::Mutex::new(Some(chunk)),
+            shared: self.shared.clone(),
         });
-        Some(Call::Chunk(promise, len))
-    }
-
-    fn recycle(&mut self, values: Vec<T>) {
-        if self.spare_values.len() < SPARE_BUFFERS {
-            self.spare_values.push(values);
-        }
+        let on_worker = work.clone();
+        let promise = self.pool.submit(move || on_worker.run());
+        Some(Call::Chunk(promise, len, work))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -354,7 +435,7 @@ where
     }
 
     fn auto_chunk(&mut self, window: usize) -> usize {
-        let ns = self.per_item_ns.load(Ordering::Relaxed);
+        let ns = self.shared.per_item_ns.load(Ordering::Relaxed);
         if !self.auto || ns == 0 {
             return 1;
         }
@@ -382,7 +463,10 @@ where
 /// A call carries one item, or with [`TaskWorkerHandle::map`] and
 /// [`try_map`](TaskWorkerHandle::try_map) a chunk of items (see
 /// [`chunk_size`](TaskMap::chunk_size)): cheap items are batched automatically, so the cost
-/// of a call is shared by many.
+/// of a call is shared by many. Iterating an ordered chunked map, the waiting thread runs
+/// the chunk it waits for itself when no worker has started it yet (as rayon's waiting
+/// threads do), instead of idling; not in a pool with limits (whose calls each take a unit
+/// of them on a worker), not in an unordered map, and not on a tokio runtime's thread.
 ///
 /// Every item yields exactly one result: a failure (the function's own error, a panic, the
 /// pool stopped mid-map) is that item's `Err`. Dropping the map cancels the calls it still
@@ -493,7 +577,7 @@ where
     }
 
     /// A map over items sent in chunks.
-    pub(crate) fn chunked<It, R>(source: Chunked<It, R, T>, window: usize) -> Self
+    pub(crate) fn chunked<It, R>(source: Chunked<It, R>, window: usize) -> Self
     where
         It: Iterator + Send + 'a,
         It::Item: Send + 'static,
@@ -729,18 +813,25 @@ where
         if let Some(b) = &mut self.buffered {
             match b.pop() {
                 Some(r) => return Some(r),
-                None => self.recycle(),
+                None => self.buffered = None,
             }
         }
         self.invalid.take().map(|e| Err(Error::Config(e)))
     }
 
-    /// Gives the drained chunk's buffer back to the source.
-    fn recycle(&mut self) {
-        if let Some(b) = self.buffered.take()
-            && let Some(source) = &mut self.source
-        {
-            source.recycle(b.values.into());
+    /// Before blocking for the next result in order: if its chunk still waits in a worker's
+    /// queue, runs it on this thread instead of idling until a worker gets to it.
+    ///
+    /// Only the chunk waited for: this thread would block on it anyway, so running it here
+    /// cannot hold up a result that a later chunk's items wait for (a later chunk run here
+    /// could, as could any chunk of an unordered map, which waits for whichever is first).
+    /// Not inside a tokio runtime, whose threads must not run user code this long.
+    fn run_next_here(&mut self) {
+        if self.unordered || crate::runtime::in_async_context() {
+            return;
+        }
+        if let Some(front) = self.queue.front_mut() {
+            front.run_here();
         }
     }
 
@@ -770,6 +861,9 @@ where
         if let Some(r) = self.at_hand() {
             return self.tick(Some(r));
         }
+        if self.in_flight > 0 {
+            self.run_next_here();
+        }
         let call = if self.in_flight == 0 {
             None
         } else if self.unordered {
@@ -796,7 +890,7 @@ where
             if let Some(b) = &mut self.buffered
                 && b.clean
             {
-                for v in b.values.drain(..) {
+                for v in b.values.by_ref() {
                     if let Some(bar) = &self.bar {
                         bar.inc(true);
                     }
