@@ -35,6 +35,8 @@ pub struct Promise<T, E = Infallible> {
 /// costs one allocation, made and usually freed by the caller's thread).
 pub(crate) struct PromiseCell<V: Stash, J: ?Sized = dyn Tail> {
     pub(crate) slot: Slot<V>,
+    /// The scope (or call) the call was submitted in: its cancel reaches the method.
+    pub(crate) cancel: Option<crate::cancel::Parent>,
     pub(crate) tail: J,
 }
 
@@ -48,6 +50,7 @@ impl<V: Stash> PromiseCell<V, ()> {
     fn bare() -> DynArc<PromiseCell<V>> {
         DynArc::new(PromiseCell {
             slot: Slot::new(),
+            cancel: None,
             tail: (),
         })
     }
@@ -71,6 +74,26 @@ impl<T, E> Promise<T, E> {
 
     fn slot(&self) -> &Slot<Result<T, Error<E>>> {
         &self.cell.slot
+    }
+
+    /// Cancels the promise (as [`cancel`](Promise::cancel)) when called, without keeping it
+    /// alive.
+    pub(crate) fn weak_canceller(&self) -> impl Fn() + Send + Sync + 'static
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let weak = DynArc::downgrade(&self.cell);
+        move || {
+            if let Some(cell) = weak.upgrade() {
+                cell.slot.complete(Err(Error::Cancelled));
+            }
+        }
+    }
+
+    /// The scope (or call) this promise's call was submitted in.
+    pub(crate) fn cancel_parent(&self) -> Option<&crate::cancel::Parent> {
+        self.cell.cancel.as_ref()
     }
 }
 
@@ -245,17 +268,33 @@ impl<T, E> Completer<T, E> {
     }
 
     /// Resolves the promise; returns false if it was already resolved (e.g. cancelled).
-    pub fn complete(mut self, result: Result<T, Error<E>>) -> bool {
+    pub fn complete(self, result: Result<T, Error<E>>) -> bool {
+        self.try_complete(result).is_ok()
+    }
+
+    /// Resolves the promise, or gives `result` back if it was already resolved.
+    pub(crate) fn try_complete(
+        mut self,
+        result: Result<T, Error<E>>,
+    ) -> Result<(), Result<T, Error<E>>> {
         match self.cell.take() {
-            Some(cell) => cell.slot.complete(result),
-            None => false,
+            Some(cell) => cell.slot.try_complete(result),
+            None => Err(result),
         }
     }
 
-    /// True if the promise was cancelled (or resolved some other way) before the call ran;
-    /// the runner then skips the call.
+    /// True if the promise was cancelled (or resolved some other way) before the call ran,
+    /// or the scope it was submitted in is cancelled; the runner then skips the call.
     pub fn is_cancelled(&self) -> bool {
-        self.cell.as_ref().is_none_or(|c| c.slot.is_claimed())
+        self.cell.as_ref().is_none_or(|c| c.slot.is_claimed()) || self.cancel_requested()
+    }
+
+    /// True if the scope the call was submitted in is cancelled.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cell
+            .as_ref()
+            .and_then(|c| c.cancel.as_ref())
+            .is_some_and(crate::cancel::Parent::is_cancelled)
     }
 }
 
@@ -270,8 +309,14 @@ impl<T, E> Completer<T, E> {
 
 impl<T, E> Drop for Completer<T, E> {
     fn drop(&mut self) {
+        // A call skipped because its scope was cancelled ends as cancelled.
+        let error = if self.cancel_requested() {
+            Error::Cancelled
+        } else {
+            Error::Stopped
+        };
         if let Some(cell) = self.cell.take() {
-            cell.slot.complete(Err(Error::Stopped));
+            cell.slot.complete(Err(error));
         }
     }
 }

@@ -104,9 +104,14 @@ impl<V: Stash> Slot<V> {
 
     /// Stores `value` unless the slot was already claimed; returns whether it was stored.
     pub(crate) fn complete(&self, value: V) -> bool {
+        self.try_complete(value).is_ok()
+    }
+
+    /// Stores `value` unless the slot was already claimed, else gives it back.
+    pub(crate) fn try_complete(&self, value: V) -> Result<(), V> {
         let mut st = lock(&self.state);
         if st.claimed {
-            return false;
+            return Err(value);
         }
         st.claimed = true;
         self.claimed.store(true, Ordering::Release);
@@ -118,7 +123,7 @@ impl<V: Stash> Slot<V> {
                 self.run_then_store(callbacks, value);
             }
         }
-        true
+        Ok(())
     }
 
     /// Runs the callbacks outside the lock (they may take long or touch other promises),

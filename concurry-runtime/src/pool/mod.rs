@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) failed_by_stop: AtomicU64,
     /// Fired by `stop()`: retry loops waiting out a backoff give up at once.
     pub(crate) stopped: std::sync::Arc<crate::signal::Signal>,
+    /// Cancelled when `stop_timeout` runs out: running methods see it at their checkpoints.
+    pub(crate) cancel: crate::cancel::Token,
 }
 
 impl Shared {
@@ -88,6 +90,7 @@ impl Shared {
             on_demand_alive: AtomicUsize::new(0),
             failed_by_stop: AtomicU64::new(0),
             stopped: std::sync::Arc::default(),
+            cancel: crate::cancel::Token::root(),
         }
     }
 
@@ -232,6 +235,7 @@ thread_local! {
 
 pub(crate) fn mark_worker_thread(shared: &Arc<Shared>) {
     CURRENT_POOL.with(|c| c.set(Arc::as_ptr(shared) as usize));
+    crate::cancel::context::set_worker_token(shared.cancel.clone());
 }
 
 impl<W: Worker> Pool<W> {
@@ -596,6 +600,8 @@ impl<W: Worker> PoolInner<W> {
         let (mut unfinished, mut in_blocking) = (0, 0);
         if timed_out {
             self.shared.abort.store(true, Ordering::Release);
+            // Methods still running see it at their next checkpoint.
+            self.shared.cancel.cancel();
             unfinished = self.shared.counters.iter().map(Counters::in_flight).sum();
             in_blocking = self
                 .shared
