@@ -17,6 +17,14 @@ mod group;
 mod scope;
 mod token;
 
+#[cfg(test)]
+mod tests {
+    #[cfg(concurry_loom)]
+    mod loom_token;
+    #[cfg(not(concurry_loom))]
+    mod token;
+}
+
 pub use context::{
     Cancelled, CancelledFuture, Shield, cancelled, check_cancelled, is_cancelled, shield,
     shield_async,

@@ -187,6 +187,12 @@ impl Token {
         }
     }
 
+    /// Waiters registered (live or not yet pruned).
+    #[cfg(test)]
+    pub(crate) fn waiter_count(&self) -> usize {
+        lock(&self.0.waiters).len()
+    }
+
     /// Shields running below this token.
     pub(crate) fn shields(&self) -> usize {
         self.0.shields.load(Ordering::Acquire)
