@@ -161,6 +161,9 @@ pub fn is_cancelled() -> bool {
 ///         loop {
 ///             concurry::check_cancelled()?;
 ///             n += 1;
+///             if n == u64::MAX {
+///                 return Ok(n);
+///             }
 ///             std::thread::yield_now();
 ///         }
 ///     }
