@@ -126,6 +126,9 @@
 //!   [`progress`](Gather::progress) bar ([`ProgressBar`], [`Progress`]).
 //! - [`Mode`] and [`LoadBalancing`]: where workers run and how calls are spread.
 //! - [`Error`]: every way a call can end without a value.
+//! - [`scope`], [`TaskGroup`], [`CancelScope`], [`move_on_after`], [`shield`],
+//!   [`check_cancelled`]: structured concurrency, and cancellation that reaches running
+//!   methods; [`seed_names`] maps the seeds' names (toolcase, mtaio) to these.
 #![forbid(unsafe_code)]
 
 pub use concurry_macros::{task, worker};
@@ -136,6 +139,11 @@ pub use concurry_runtime::*;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The seeds' names (toolcase's and mtaio's `TaskGroup`, `CancelScope`, `shield`,
+/// `checkpoint`, ...) mapped to concurry's or tokio's, each with a runnable example.
+#[doc = include_str!("../docs/seed-names.md")]
+pub mod seed_names {}
 
 /// The names most programs need: `use concurry::prelude::*;`.
 pub mod prelude {
