@@ -12,7 +12,7 @@ use concurry::prelude::*;
 use concurry::{CancelScope, ChildState, TaskGroup};
 
 /// A (simulated) crawler: `fetch` takes a while, checking for cancellation as it goes.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Crawler;
 
 #[concurry::worker]

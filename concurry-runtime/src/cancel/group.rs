@@ -456,17 +456,18 @@ impl Scope {
             };
             state.store(s, Ordering::Release);
             let mut st = lock(&inner.state);
-            if let Err(e) = r {
-                if s == FAILED && st.first_failure.is_none() {
-                    st.first_failure = Some(Error::ChildFailed {
-                        child: index,
-                        message: e.to_string(),
-                    });
-                    if inner.policy == Policy::FailFast {
-                        drop(st);
-                        inner.token.cancel();
-                        st = lock(&inner.state);
-                    }
+            if let Err(e) = r
+                && s == FAILED
+                && st.first_failure.is_none()
+            {
+                st.first_failure = Some(Error::ChildFailed {
+                    child: index,
+                    message: e.to_string(),
+                });
+                if inner.policy == Policy::FailFast {
+                    drop(st);
+                    inner.token.cancel();
+                    st = lock(&inner.state);
                 }
             }
             st.finished += 1;

@@ -17,14 +17,6 @@ mod group;
 mod scope;
 mod token;
 
-#[cfg(test)]
-mod tests {
-    #[cfg(concurry_loom)]
-    mod loom_token;
-    #[cfg(not(concurry_loom))]
-    mod token;
-}
-
 pub use context::{
     Cancelled, CancelledFuture, Shield, cancelled, check_cancelled, is_cancelled, shield,
     shield_async,
@@ -35,3 +27,11 @@ pub use scope::{
     timeout, timeout_async,
 };
 pub(crate) use token::{Parent, Token};
+
+#[cfg(test)]
+mod tests {
+    #[cfg(concurry_loom)]
+    mod loom_token;
+    #[cfg(not(concurry_loom))]
+    mod token;
+}

@@ -247,11 +247,11 @@ impl<F: Future> Future for RunAsync<F> {
                 this.sleep = Some(Box::pin(new_sleep(d)));
             }
         }
-        if let Some(s) = &mut this.sleep {
-            if s.as_mut().poll(cx).is_ready() {
-                this.sleep = None;
-                this.token.cancel();
-            }
+        if let Some(s) = &mut this.sleep
+            && s.as_mut().poll(cx).is_ready()
+        {
+            this.sleep = None;
+            this.token.cancel();
         }
         let Some(body) = &mut this.body else {
             panic!("a concurry CancelScope future was polled after it finished");
