@@ -110,6 +110,20 @@ pub(crate) fn set_worker_token(token: Token) {
     WORKER.with(|w| *w.borrow_mut() = Some(token));
 }
 
+/// Runs `f` (a worker's calls on a thread it borrows, such as tokio's blocking pool) with
+/// `token` as the worker token, restoring the thread's own afterwards.
+pub(crate) fn with_worker_token<R>(token: &Token, f: impl FnOnce() -> R) -> R {
+    struct Back(Option<Token>);
+    impl Drop for Back {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            WORKER.with(|w| *w.borrow_mut() = prev);
+        }
+    }
+    let _back = Back(WORKER.with(|w| w.borrow_mut().replace(token.clone())));
+    f()
+}
+
 fn worker_cancelled() -> bool {
     WORKER.with(|w| w.borrow().as_ref().is_some_and(Token::is_cancelled))
 }

@@ -588,9 +588,11 @@ impl<T, E> ChildHandle<T, E> {
         }
     }
 
-    /// True once the child has finished.
+    /// True once the child has finished (always, once its group has returned).
     pub fn is_done(&self) -> bool {
-        self.promise.is_done()
+        // The state is set before the group counts the child as finished, so this holds
+        // as soon as the group returns (the promise's value lands a moment later).
+        self.state() != ChildState::Running
     }
 
     /// Cancels this child only. A future is dropped at its next `.await` and a closure sees

@@ -221,8 +221,12 @@ impl<T, E> Promise<T, E> {
 
     /// Resolves the promise with [`Error::Cancelled`] unless it already has a result.
     ///
-    /// A call that has not started yet is then skipped by its worker; one that is running
-    /// finishes, and its result is discarded. Returns whether this cancelled the promise.
+    /// The promise resolves at once. A call that has not started yet is then skipped by its
+    /// worker; one that is running sees the cancel at its next checkpoint
+    /// ([`check_cancelled`](crate::check_cancelled), [`cancelled`](crate::cancelled)), and
+    /// what it returns is reported through `tracing` (target `concurry::cancel`) and dropped.
+    /// (Process mode: the child is not told yet; the call runs on, bounded by
+    /// `call_timeout`.) Returns whether this cancelled the promise.
     ///
     /// ```
     /// let (p, c) = concurry::Promise::<u8>::pending();
