@@ -447,3 +447,16 @@ mod paused {
         assert_eq!(t0.elapsed(), Duration::from_secs(10));
     }
 }
+
+#[test]
+fn cancel_types_are_send_sync_unpin() {
+    fn send_sync_unpin<T: Send + Sync + Unpin>() {}
+    send_sync_unpin::<concurry::CancelledFuture>();
+    send_sync_unpin::<concurry::Cancelled>();
+    send_sync_unpin::<CancelScope>();
+    send_sync_unpin::<concurry::Scope>();
+    send_sync_unpin::<concurry::ChildHandle<u8, String>>();
+    send_sync_unpin::<concurry::Shield<std::future::Ready<u8>>>();
+    send_sync_unpin::<concurry::RunAsync<std::future::Ready<u8>>>();
+    send_sync_unpin::<TaskGroup>();
+}
