@@ -59,9 +59,10 @@ pub enum Error<E = Infallible> {
         /// Calls still running when `stop()` returned.
         running: u64,
     },
-    /// The call was cancelled: with [`Promise::cancel`](crate::Promise::cancel), or through
-    /// the scope it was submitted in ([`CancelScope`](crate::CancelScope), a
-    /// [`TaskGroup`](crate::TaskGroup)'s fail-fast, `stop()` past its `stop_timeout`).
+    /// The call was cancelled: with [`Promise::cancel`](crate::Promise::cancel), or it
+    /// failed (or was skipped) after a cancel of the scope it was submitted in
+    /// ([`CancelScope`](crate::CancelScope), a [`TaskGroup`](crate::TaskGroup)'s
+    /// fail-fast) or of `stop()` past its `stop_timeout`.
     #[error("the call was cancelled")]
     Cancelled,
     /// A child of a [`TaskGroup`](crate::TaskGroup) failed, so the group cancelled the

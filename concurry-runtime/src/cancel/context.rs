@@ -19,8 +19,9 @@ use crate::sync::{DynArc, WakerArc};
 /// It converts into [`concurry::Error`](crate::Error) (as [`Error::Cancelled`]), so
 /// `check_cancelled()?` works in a method returning `Result<T, concurry::Error>` or
 /// `Result<T, Cancelled>`; for your own error type add `impl From<Cancelled> for MyError`.
-/// Whatever the method then returns, the promise of a call cancelled through its scope
-/// resolves with [`Error::Cancelled`].
+/// A call that returns an error after its cancel (from a checkpoint or not) resolves with
+/// [`Error::Cancelled`], whatever its error type; a value it returns anyway stands (Trio's
+/// rule: work that completed is not thrown away).
 ///
 /// ```
 /// #[derive(Debug)]
@@ -467,15 +468,26 @@ impl<F> fmt::Debug for Shield<F> {
     }
 }
 
-/// Resolves a call's promise with what its method returned, unless the call was cancelled
-/// meanwhile: then the promise resolves with [`Error::Cancelled`] (or already has, by
-/// `Promise::cancel`), and the output is reported, never dropped silently.
+/// Resolves a call's promise with what its method returned. A call cancelled meanwhile (by
+/// its scope, or `stop()` past its `stop_timeout`) that returned an error resolves with
+/// [`Error::Cancelled`]; a value it returned anyway stands. Whatever is not handed out (the
+/// error replaced, or any output of a promise `Promise::cancel` already resolved) is
+/// reported, never dropped silently.
 pub(crate) fn finish<T, E>(c: Completer<T, E>, out: Result<T, Error<E>>) {
-    if c.cancel_requested() || worker_cancelled() {
+    let out = cancelled_or(c.cancel_requested() || worker_cancelled(), out);
+    if let Err(out) = c.try_complete(out) {
         report::<T, E>(&out);
-        c.complete(Err(Error::Cancelled));
-    } else if let Err(out) = c.try_complete(out) {
-        report::<T, E>(&out);
+    }
+}
+
+/// `out`, with an error replaced by [`Error::Cancelled`] (and reported) if `cancelled`.
+pub(crate) fn cancelled_or<T, E>(cancelled: bool, out: Result<T, Error<E>>) -> Result<T, Error<E>> {
+    match out {
+        Err(e) if cancelled && !matches!(e, Error::Cancelled) => {
+            report::<T, E>(&Err(e));
+            Err(Error::Cancelled)
+        }
+        other => other,
     }
 }
 

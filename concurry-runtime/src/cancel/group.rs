@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::FutureExt;
 
-use super::context::{current_parent, in_token, report};
+use super::context::{cancelled_or, current_parent, in_token};
 use super::scope::CancelScope;
 use super::token::{Parent, Token, WakeCell};
 use crate::error::{Error, panic_message};
@@ -281,8 +281,8 @@ impl Scope {
     /// Adds a pool call (or any promise) to the group.
     ///
     /// A call submitted inside the group (in its body or a child) inherits its cancel: the
-    /// method sees it, and the promise resolves with [`Error::Cancelled`] once the method
-    /// returns. A promise made outside is cancelled with [`Promise::cancel`] instead, which
+    /// method sees it, and if it then returns an error the promise resolves with
+    /// [`Error::Cancelled`] (a value it returns anyway stands). A promise made outside is cancelled with [`Promise::cancel`] instead, which
     /// resolves it at once. [`ChildHandle::cancel`] always uses `Promise::cancel`.
     ///
     /// ```
@@ -393,9 +393,9 @@ impl Scope {
     }
 
     /// Like [`spawn_blocking`](Scope::spawn_blocking) for a closure returning `Result<T, E>`:
-    /// an `Err` is the child's failure. A closure that stops at a cancelled checkpoint
-    /// (`check_cancelled()?`) resolves its handle with [`Error::Cancelled`], whatever error it
-    /// returned.
+    /// an `Err` is the child's failure. A closure that returns an error after its cancel
+    /// (such as `check_cancelled()?`'s) resolves its handle with [`Error::Cancelled`], which
+    /// is not a failure.
     ///
     /// ```
     /// let r = concurry::scope(|s| { s.spawn_try_blocking(|| Err::<(), _>("no")); });
@@ -645,16 +645,5 @@ impl<T, E> fmt::Debug for ChildHandle<T, E> {
         f.debug_struct("ChildHandle")
             .field("state", &self.state())
             .finish()
-    }
-}
-
-/// A child that ended after its cancel resolves with [`Error::Cancelled`]; what it returned
-/// is reported.
-fn cancelled_or<T, E>(cancelled: bool, out: Result<T, Error<E>>) -> Result<T, Error<E>> {
-    if cancelled && !matches!(out, Err(Error::Cancelled)) {
-        report(&out);
-        Err(Error::Cancelled)
-    } else {
-        out
     }
 }

@@ -305,8 +305,8 @@ impl<F> fmt::Debug for RunAsync<F> {
 /// if the timeout passed (or [`CancelScope::cancel`] was called) before the body ended
 /// (whose output is then dropped; [`CancelScope::run`] keeps it).
 ///
-/// The body runs to its end; calls it submits see the cancel, and their promises resolve
-/// with [`Error::Cancelled`](crate::Error::Cancelled).
+/// The body runs to its end; calls it submits see the cancel, and those that then fail
+/// resolve with [`Error::Cancelled`](crate::Error::Cancelled).
 ///
 /// ```
 /// use std::time::Duration;
