@@ -188,7 +188,7 @@ impl Token {
     }
 
     /// Waiters registered (live or not yet pruned).
-    #[cfg(test)]
+    #[cfg(all(test, not(concurry_loom)))]
     pub(crate) fn waiter_count(&self) -> usize {
         lock(&self.0.waiters).len()
     }
