@@ -54,6 +54,12 @@ impl Spinner {
         out
     }
 
+    /// Waits a little, then tells whether it sees a cancel.
+    pub fn late_check(&self) -> bool {
+        std::thread::sleep(Duration::from_millis(20));
+        concurry::is_cancelled()
+    }
+
     /// Returns at once, with a value.
     pub fn quick(&self, x: u64) -> u64 {
         x
@@ -471,4 +477,55 @@ fn cancel_types_are_send_sync_unpin() {
     send_sync_unpin::<concurry::Shield<std::future::Ready<u8>>>();
     send_sync_unpin::<concurry::RunAsync<std::future::Ready<u8>>>();
     send_sync_unpin::<TaskGroup>();
+}
+
+/// Calls on another pool from inside a method.
+pub struct Relay {
+    inner: SpinnerHandle,
+}
+
+#[concurry::worker]
+impl Relay {
+    pub fn new(inner: SpinnerHandle) -> Self {
+        Relay { inner }
+    }
+
+    /// Submits a call and returns without waiting for it.
+    pub fn fire(&self) -> Vec<Promise<bool>> {
+        vec![self.inner.late_check()]
+    }
+
+    /// Submits a call and waits for it.
+    pub fn cascade(&self) -> Result<u64, String> {
+        self.inner.spin().result().map_err(|e| e.to_string())
+    }
+}
+
+/// A call a method submits and leaves running is not cancelled by the method's return; one
+/// it waits for is cancelled with it.
+#[test]
+fn calls_from_a_method_follow_its_cancel_not_its_return() {
+    within("nested calls", || {
+        let (inner, started, exits) = spinner(Mode::Thread, 2);
+        let relay = Relay::options()
+            .mode(Mode::Thread)
+            .init(inner.clone())
+            .unwrap();
+        // The caller keeps the promise of the call that returned (its cell stays alive).
+        let mut outer = relay.fire();
+        assert!(outer.wait_timeout(HANG));
+        let fired = outer.try_result().unwrap().unwrap();
+        for p in fired {
+            assert!(!p.result().unwrap(), "the sub-call saw no cancel");
+        }
+        drop(outer);
+        let p = relay.cascade();
+        wait_started(&started, 1);
+        p.cancel();
+        exits
+            .recv_timeout(HANG)
+            .expect("the nested call saw its caller's cancel");
+        relay.stop().unwrap();
+        inner.stop().unwrap();
+    });
 }

@@ -71,9 +71,9 @@ where
     J: Tail + ?Sized,
 {
     fn is_cancelled(&self) -> bool {
-        // Claimed while the method runs means `Promise::cancel`; after it returned, the call
-        // is over, which whatever still watches it may take as a cancel too.
-        self.slot.is_claimed() || self.cancel.as_ref().is_some_and(Parent::is_cancelled)
+        // `Promise::cancel`, not the call's own result: calls a method submits and leaves
+        // running are not cancelled by its return.
+        self.slot.is_cancelled() || self.cancel.as_ref().is_some_and(Parent::is_cancelled)
     }
 
     fn register(&self, cell: &WakerArc<WakeCell>) {
@@ -134,7 +134,7 @@ pub(crate) fn current_parent() -> Option<Parent> {
     CURRENT.with(|c| match &*c.borrow() {
         Current::Outside | Current::Shielded => None,
         Current::Token(t) => Some(Parent::Token(t.clone())),
-        Current::Call(v) => Some(Parent::Call(v.clone())),
+        Current::Call(v) => Some(Parent::Call(DynArc::downgrade(v))),
     })
 }
 
@@ -231,7 +231,7 @@ pub fn cancelled() -> CancelledFuture {
         Current::Outside | Current::Shielded => (None, None),
         Current::Token(t) => (Some(Parent::Token(t.clone())), None),
         Current::Call(v) => (
-            Some(Parent::Call(v.clone())),
+            Some(Parent::Call(DynArc::downgrade(v))),
             WORKER.with(|w| w.borrow().clone()),
         ),
     });

@@ -11,15 +11,16 @@ use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, WakerArc, WakerWeak 
 pub(crate) enum Parent {
     /// A scope (or group, or a group's child).
     Token(Token),
-    /// The pool call whose method opened the scope: the call's own cancel reaches it.
-    Call(crate::sync::DynArc<dyn super::context::CallView>),
+    /// The pool call whose method opened the scope (or submitted the call): the call's own
+    /// cancel reaches it. Weak: a call's value may hold the promise of one it submitted.
+    Call(crate::sync::DynWeak<dyn super::context::CallView>),
 }
 
 impl Parent {
     pub(crate) fn is_cancelled(&self) -> bool {
         match self {
             Parent::Token(t) => t.is_cancelled(),
-            Parent::Call(c) => c.is_cancelled(),
+            Parent::Call(c) => c.upgrade().is_some_and(|c| c.is_cancelled()),
         }
     }
 
@@ -27,7 +28,11 @@ impl Parent {
     pub(crate) fn register(&self, cell: &WakerArc<WakeCell>) {
         match self {
             Parent::Token(t) => t.register(cell),
-            Parent::Call(c) => c.register(cell),
+            Parent::Call(c) => {
+                if let Some(c) = c.upgrade() {
+                    c.register(cell);
+                }
+            }
         }
     }
 }

@@ -86,7 +86,7 @@ impl<T, E> Promise<T, E> {
         let weak = DynArc::downgrade(&self.cell);
         move || {
             if let Some(cell) = weak.upgrade() {
-                cell.slot.complete(Err(Error::Cancelled));
+                cell.slot.cancel(Err(Error::Cancelled));
             }
         }
     }
@@ -235,7 +235,7 @@ impl<T, E> Promise<T, E> {
     /// assert!(matches!(p.result(), Err(concurry::Error::Cancelled)));
     /// ```
     pub fn cancel(&self) -> bool {
-        self.slot().complete(Err(Error::Cancelled))
+        self.slot().cancel(Err(Error::Cancelled))
     }
 
     /// Runs `callback` with the result once it is available (at once if it already is), on the
