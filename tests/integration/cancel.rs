@@ -364,6 +364,21 @@ fn shielded_calls_are_not_cancelled() {
     pool.stop().unwrap();
 }
 
+/// A blocking group inside a current-thread runtime does not starve its future children.
+#[test]
+fn a_blocking_group_on_a_current_thread_runtime_runs_its_futures() {
+    within("blocking group in current-thread runtime", || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let h = concurry::scope(|s| s.spawn_future(async { 9 })).unwrap();
+            assert_eq!(h.await.unwrap(), 9);
+        });
+    });
+}
+
 mod paused {
     use super::*;
 

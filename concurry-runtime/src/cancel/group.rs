@@ -90,7 +90,7 @@ impl TaskGroup {
     /// assert!(matches!(r, Err(Error::ChildFailed { child: 0, .. })));
     /// ```
     pub fn run<R>(self, body: impl FnOnce(&Scope) -> R) -> Result<R, Error> {
-        let scope = Scope::open(self.policy);
+        let scope = Scope::open(self.policy, true);
         let guard = CloseOnUnwind(&scope);
         let out = in_token(&scope.inner.token, || body(&scope));
         std::mem::forget(guard);
@@ -125,7 +125,7 @@ impl TaskGroup {
     where
         Fut: Future<Output = R>,
     {
-        let scope = Scope::open(self.policy);
+        let scope = Scope::open(self.policy, false);
         let cs = CancelScope::from_token(scope.inner.token.clone());
         let out = cs.run_async(body(scope.clone())).await;
         scope.close_async().await;
@@ -220,6 +220,8 @@ pub struct Scope {
 struct Inner {
     token: Token,
     policy: Policy,
+    /// Waited for by blocking the thread (`run`), not by `.await` (`run_async`).
+    blocking: bool,
     state: Mutex<State>,
     /// Signalled when the last child finishes.
     done: Condvar,
@@ -237,11 +239,12 @@ struct State {
 }
 
 impl Scope {
-    fn open(policy: Policy) -> Scope {
+    fn open(policy: Policy, blocking: bool) -> Scope {
         Scope {
             inner: WakerArc::new(Inner {
                 token: Token::with_parent(current_parent()),
                 policy,
+                blocking,
                 state: Mutex::new(State {
                     spawned: 0,
                     finished: 0,
@@ -318,7 +321,9 @@ impl Scope {
         ChildHandle::new(promise, state, None)
     }
 
-    /// Spawns `future` as a child (on the tokio runtime running here, else the library's),
+    /// Spawns `future` as a child (on the tokio runtime running here, else the library's;
+    /// a blocking group on a current-thread runtime uses the library's, since it blocks
+    /// that runtime's only thread while it waits),
     /// inside the group: a cancel drops it at its next `.await` (unless it is in
     /// [`shield_async`](crate::shield_async)) and its handle gives [`Error::Cancelled`].
     ///
@@ -369,9 +374,16 @@ impl Scope {
             };
             completer.complete(cancelled_or(cs.is_cancelled(), out));
         };
+        // A blocking group waiting on a current-thread runtime's only thread would starve a
+        // child spawned there: it goes to the library runtime instead.
         match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn(run)),
-            Err(_) => drop(crate::runtime::runtime().spawn(run)),
+            Ok(h)
+                if !self.inner.blocking
+                    || h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread =>
+            {
+                drop(h.spawn(run))
+            }
+            _ => drop(crate::runtime::runtime().spawn(run)),
         }
         ChildHandle::new(promise, state, Some(token))
     }
