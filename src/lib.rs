@@ -129,6 +129,9 @@
 //!   [`LifoQueue`], [`map_async`], [`run_sync`] / [`to_thread`], stream helpers, and where
 //!   every other name from the toolcase and mtaio seeds lives in tokio or std.
 //! - [`Error`]: every way a call can end without a value.
+//! - [`scope`], [`TaskGroup`], [`CancelScope`], [`move_on_after`], [`shield`],
+//!   [`check_cancelled`]: structured concurrency, and cancellation that reaches running
+//!   methods; [`seed_names`] maps the seeds' names (toolcase, mtaio) to these.
 //! - `cluster` (feature `cluster`): nodes on other machines meeting through a NATS server;
 //!   membership by heartbeat and placement by free capacity.
 #![forbid(unsafe_code)]
@@ -141,6 +144,11 @@ pub use concurry_runtime::*;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The seeds' names (toolcase's and mtaio's `TaskGroup`, `CancelScope`, `shield`,
+/// `checkpoint`, ...) mapped to concurry's or tokio's, each with a runnable example.
+#[doc = include_str!("../docs/seed-names.md")]
+pub mod seed_names {}
 
 /// The names most programs need: `use concurry::prelude::*;`.
 pub mod prelude {

@@ -59,9 +59,27 @@ pub enum Error<E = Infallible> {
         /// Calls still running when `stop()` returned.
         running: u64,
     },
-    /// The call was cancelled with [`Promise::cancel`](crate::Promise::cancel).
+    /// The call was cancelled: with [`Promise::cancel`](crate::Promise::cancel), or it
+    /// failed (or was skipped) after a cancel of the scope it was submitted in
+    /// ([`CancelScope`](crate::CancelScope), a [`TaskGroup`](crate::TaskGroup)'s
+    /// fail-fast) or of `stop()` past its `stop_timeout`.
     #[error("the call was cancelled")]
     Cancelled,
+    /// A child of a [`TaskGroup`](crate::TaskGroup) failed, so the group cancelled the
+    /// others: the first failure, by the index of the child in spawn order. The child's own
+    /// error, still typed, is in its [`ChildHandle`](crate::ChildHandle).
+    ///
+    /// ```
+    /// let e: concurry::Error = concurry::Error::ChildFailed { child: 2, message: "boom".into() };
+    /// assert_eq!(e.to_string(), "child 2 of the task group failed: boom");
+    /// ```
+    #[error("child {child} of the task group failed: {message}")]
+    ChildFailed {
+        /// The child's index, in spawn order from 0.
+        child: usize,
+        /// The child's error.
+        message: String,
+    },
     /// The worker that held the call is gone (its thread or task ended while the call was pending).
     #[error("the worker running the call was lost: {message}")]
     WorkerLost {
@@ -213,6 +231,7 @@ impl<E> Error<E> {
             Error::Timeout => Error::Timeout,
             Error::StopTimeout { failed, running } => Error::StopTimeout { failed, running },
             Error::Cancelled => Error::Cancelled,
+            Error::ChildFailed { child, message } => Error::ChildFailed { child, message },
             Error::WorkerLost { message } => Error::WorkerLost { message },
             Error::Init { message } => Error::Init { message },
             Error::Upstream { message, error } => Error::Upstream { message, error },

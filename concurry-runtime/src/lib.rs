@@ -9,6 +9,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod cancel;
 mod clock;
 #[cfg(feature = "cluster")]
 pub mod cluster;
@@ -32,6 +33,12 @@ mod task;
 pub mod wire;
 mod worker;
 
+pub use cancel::{
+    CancelScope, Cancelled, CancelledFuture, ChildHandle, ChildState, RunAsync, Scope, Shield,
+    TaskGroup, cancelled, check_cancelled, fail_after, fail_after_async, is_cancelled,
+    move_on_after, move_on_after_async, scope, scope_async, shield, shield_async, timeout,
+    timeout_async,
+};
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{ConfigError, Error, ValidationOutputs};
 pub use future::{Arg, PendingArg};

@@ -13,6 +13,10 @@ pub(crate) use std::thread;
 /// std's `Arc`, even under loom: [`std::task::Waker::from`] takes only this one (wakers that
 /// report which promise of a set became ready, in `future::combinators`).
 pub(crate) use std::sync::Arc as WakerArc;
+/// The weak side of [`WakerArc`].
+pub(crate) use std::sync::Weak as WakerWeak;
+/// The weak side of [`DynArc`].
+pub(crate) use std::sync::Weak as DynWeak;
 
 /// std's `Arc`, even under loom, for a promise's cell: one allocation seen through two trait
 /// objects (the promise's view and the worker's), made by unsized coercion, which loom's `Arc`

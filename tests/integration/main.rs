@@ -6,6 +6,7 @@ mod async_sync;
 mod balancing;
 mod blocking;
 mod callbacks;
+mod cancel;
 mod common;
 mod docs;
 mod every_mode;

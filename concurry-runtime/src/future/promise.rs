@@ -35,6 +35,8 @@ pub struct Promise<T, E = Infallible> {
 /// costs one allocation, made and usually freed by the caller's thread).
 pub(crate) struct PromiseCell<V: Stash, J: ?Sized = dyn Tail> {
     pub(crate) slot: Slot<V>,
+    /// The scope (or call) the call was submitted in: its cancel reaches the method.
+    pub(crate) cancel: Option<crate::cancel::Parent>,
     pub(crate) tail: J,
 }
 
@@ -48,6 +50,7 @@ impl<V: Stash> PromiseCell<V, ()> {
     fn bare() -> DynArc<PromiseCell<V>> {
         DynArc::new(PromiseCell {
             slot: Slot::new(),
+            cancel: None,
             tail: (),
         })
     }
@@ -71,6 +74,26 @@ impl<T, E> Promise<T, E> {
 
     fn slot(&self) -> &Slot<Result<T, Error<E>>> {
         &self.cell.slot
+    }
+
+    /// Cancels the promise (as [`cancel`](Promise::cancel)) when called, without keeping it
+    /// alive.
+    pub(crate) fn weak_canceller(&self) -> impl Fn() + Send + Sync + 'static
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let weak = DynArc::downgrade(&self.cell);
+        move || {
+            if let Some(cell) = weak.upgrade() {
+                cell.slot.cancel(Err(Error::Cancelled));
+            }
+        }
+    }
+
+    /// The scope (or call) this promise's call was submitted in.
+    pub(crate) fn cancel_parent(&self) -> Option<&crate::cancel::Parent> {
+        self.cell.cancel.as_ref()
     }
 }
 
@@ -198,8 +221,12 @@ impl<T, E> Promise<T, E> {
 
     /// Resolves the promise with [`Error::Cancelled`] unless it already has a result.
     ///
-    /// A call that has not started yet is then skipped by its worker; one that is running
-    /// finishes, and its result is discarded. Returns whether this cancelled the promise.
+    /// The promise resolves at once. A call that has not started yet is then skipped by its
+    /// worker; one that is running sees the cancel at its next checkpoint
+    /// ([`check_cancelled`](crate::check_cancelled), [`cancelled`](crate::cancelled)), and
+    /// what it returns is reported through `tracing` (target `concurry::cancel`) and dropped.
+    /// (Process mode: the child is not told yet; the call runs on, bounded by
+    /// `call_timeout`.) Returns whether this cancelled the promise.
     ///
     /// ```
     /// let (p, c) = concurry::Promise::<u8>::pending();
@@ -208,7 +235,7 @@ impl<T, E> Promise<T, E> {
     /// assert!(matches!(p.result(), Err(concurry::Error::Cancelled)));
     /// ```
     pub fn cancel(&self) -> bool {
-        self.slot().complete(Err(Error::Cancelled))
+        self.slot().cancel(Err(Error::Cancelled))
     }
 
     /// Runs `callback` with the result once it is available (at once if it already is), on the
@@ -245,17 +272,33 @@ impl<T, E> Completer<T, E> {
     }
 
     /// Resolves the promise; returns false if it was already resolved (e.g. cancelled).
-    pub fn complete(mut self, result: Result<T, Error<E>>) -> bool {
+    pub fn complete(self, result: Result<T, Error<E>>) -> bool {
+        self.try_complete(result).is_ok()
+    }
+
+    /// Resolves the promise, or gives `result` back if it was already resolved.
+    pub(crate) fn try_complete(
+        mut self,
+        result: Result<T, Error<E>>,
+    ) -> Result<(), Result<T, Error<E>>> {
         match self.cell.take() {
-            Some(cell) => cell.slot.complete(result),
-            None => false,
+            Some(cell) => cell.slot.try_complete(result),
+            None => Err(result),
         }
     }
 
-    /// True if the promise was cancelled (or resolved some other way) before the call ran;
-    /// the runner then skips the call.
+    /// True if the promise was cancelled (or resolved some other way) before the call ran,
+    /// or the scope it was submitted in is cancelled; the runner then skips the call.
     pub fn is_cancelled(&self) -> bool {
-        self.cell.as_ref().is_none_or(|c| c.slot.is_claimed())
+        self.cell.as_ref().is_none_or(|c| c.slot.is_claimed()) || self.cancel_requested()
+    }
+
+    /// True if the scope the call was submitted in is cancelled.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cell
+            .as_ref()
+            .and_then(|c| c.cancel.as_ref())
+            .is_some_and(crate::cancel::Parent::is_cancelled)
     }
 }
 
@@ -270,8 +313,14 @@ impl<T, E> Completer<T, E> {
 
 impl<T, E> Drop for Completer<T, E> {
     fn drop(&mut self) {
+        // A call skipped because its scope was cancelled ends as cancelled.
+        let error = if self.cancel_requested() {
+            Error::Cancelled
+        } else {
+            Error::Stopped
+        };
         if let Some(cell) = self.cell.take() {
-            cell.slot.complete(Err(Error::Stopped));
+            cell.slot.complete(Err(error));
         }
     }
 }

@@ -37,6 +37,9 @@ pub(crate) struct Slot<V: Stash> {
     ready: AtomicBool,
     /// Mirrors `State::claimed` for lock-free checks (a runner skipping a cancelled call).
     claimed: AtomicBool,
+    /// Claimed by a cancel (not a result): what a running method's checkpoint reads. Set
+    /// before the callbacks run, so a waiter they wake sees it.
+    cancelled: AtomicBool,
     state: Mutex<State<V>>,
 }
 
@@ -84,6 +87,7 @@ impl<V: Stash> Slot<V> {
         Slot {
             ready: AtomicBool::new(false),
             claimed: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
             state: Mutex::new(State {
                 claimed: false,
                 value: Value::Empty,
@@ -104,11 +108,33 @@ impl<V: Stash> Slot<V> {
 
     /// Stores `value` unless the slot was already claimed; returns whether it was stored.
     pub(crate) fn complete(&self, value: V) -> bool {
+        self.try_complete(value).is_ok()
+    }
+
+    /// True if the slot was claimed by [`cancel`](Slot::cancel).
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// As [`complete`](Slot::complete), marking the slot cancelled.
+    pub(crate) fn cancel(&self, value: V) -> bool {
+        self.claim(value, true).is_ok()
+    }
+
+    /// Stores `value` unless the slot was already claimed, else gives it back.
+    pub(crate) fn try_complete(&self, value: V) -> Result<(), V> {
+        self.claim(value, false)
+    }
+
+    fn claim(&self, value: V, cancel: bool) -> Result<(), V> {
         let mut st = lock(&self.state);
         if st.claimed {
-            return false;
+            return Err(value);
         }
         st.claimed = true;
+        if cancel {
+            self.cancelled.store(true, Ordering::Release);
+        }
         self.claimed.store(true, Ordering::Release);
         match st.take_callbacks() {
             // The common case: one critical section claims and stores.
@@ -118,7 +144,7 @@ impl<V: Stash> Slot<V> {
                 self.run_then_store(callbacks, value);
             }
         }
-        true
+        Ok(())
     }
 
     /// Runs the callbacks outside the lock (they may take long or touch other promises),

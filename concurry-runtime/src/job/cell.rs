@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt;
 
 use super::{BlockingJob, ExclusiveJob, FailJob, JobFuture, SharedJob};
+use crate::cancel::context::{CallView, InCall, finish, in_call};
 use crate::error::{Error, panic_message};
 use crate::future::slot::Slot;
 use crate::future::{Completer, PromiseCell};
@@ -110,6 +111,7 @@ where
 {
     DynArc::new(PromiseCell {
         slot: Slot::new(),
+        cancel: crate::cancel::context::current_parent(),
         tail: CallJob {
             run: Mutex::new(Some((f, limits))),
         },
@@ -137,15 +139,17 @@ where
 {
     fn run(self: DynArc<Self>, w: &mut W) {
         let job = self.take_job();
+        let view: DynArc<dyn CallView> = self.clone();
         let c = Completer::from_cell(self);
         let Some((f, limits)) = job else { return };
         if c.is_cancelled() {
             return;
         }
         let out = match limits {
-            None => {
-                catch_unwind(AssertUnwindSafe(|| without_limits(|| f(w)))).unwrap_or_else(panicked)
-            }
+            None => catch_unwind(AssertUnwindSafe(|| {
+                in_call(view, || without_limits(|| f(w)))
+            }))
+            .unwrap_or_else(panicked),
             Some(limits) => {
                 let held = match limits.acquire(&c) {
                     Ok(held) => held,
@@ -155,13 +159,15 @@ where
                         return;
                     }
                 };
-                let out = catch_unwind(AssertUnwindSafe(|| with_limits(&limits.set, || f(w))))
-                    .unwrap_or_else(panicked);
+                let out = catch_unwind(AssertUnwindSafe(|| {
+                    in_call(view, || with_limits(&limits.set, || f(w)))
+                }))
+                .unwrap_or_else(panicked);
                 drop(held);
                 out
             }
         };
-        c.complete(out);
+        finish(c, out);
     }
 }
 
@@ -200,18 +206,20 @@ where
     F: Send + 'static,
 {
     let job = cell.take_job();
+    let view: DynArc<dyn CallView> = cell.clone();
     let c = Completer::from_cell(cell);
     let (f, limits) = job?;
     if c.is_cancelled() {
         return None;
     }
-    first_poll(c, limits, call(f), cx)
+    first_poll(c, view, limits, call(f), cx)
 }
 
 /// Polls a method's future once, right where the worker took the call: most finish at once,
 /// and only those still pending become a boxed [`JobFuture`].
 fn first_poll<'a, T, E>(
     c: Completer<T, E>,
+    view: DynArc<dyn CallView>,
     limits: Option<Box<CallLimits>>,
     fut: MethodFuture<'a, T, E>,
     cx: &mut Context<'_>,
@@ -222,14 +230,18 @@ where
 {
     match limits {
         None => {
-            let mut run = Unlimited { fut, c: Some(c) };
+            let mut run = Unlimited {
+                fut,
+                view,
+                c: Some(c),
+            };
             match Pin::new(&mut run).poll(cx) {
                 Poll::Ready(()) => None,
                 Poll::Pending => Some(Box::pin(run)),
             }
         }
         Some(limits) => {
-            let mut run: JobFuture<'a> = Box::pin(run_limited(c, *limits, fut));
+            let mut run: JobFuture<'a> = Box::pin(run_limited(c, view, *limits, fut));
             match run.as_mut().poll(cx) {
                 Poll::Ready(()) => None,
                 Poll::Pending => Some(run),
@@ -241,6 +253,8 @@ where
 /// A method's future that resolves its promise when it finishes (or panics).
 struct Unlimited<'a, T, E> {
     fut: MethodFuture<'a, T, E>,
+    /// The call as its method sees it ([`crate::check_cancelled`]).
+    view: DynArc<dyn CallView>,
     /// Taken when the promise is resolved.
     c: Option<Completer<T, E>>,
 }
@@ -250,21 +264,30 @@ impl<T, E> Future for Unlimited<'_, T, E> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let poll = || without_limits(|| this.fut.as_mut().poll(cx));
+        let poll = || {
+            in_call(this.view.clone(), || {
+                without_limits(|| this.fut.as_mut().poll(cx))
+            })
+        };
         let out = match catch_unwind(AssertUnwindSafe(poll)) {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(out)) => out,
             Err(payload) => panicked(payload),
         };
         if let Some(c) = this.c.take() {
-            c.complete(out);
+            finish(c, out);
         }
         Poll::Ready(())
     }
 }
 
 /// A method's future that first takes its call limits and holds them until it finishes.
-async fn run_limited<T, E>(c: Completer<T, E>, limits: CallLimits, fut: MethodFuture<'_, T, E>) {
+async fn run_limited<T, E>(
+    c: Completer<T, E>,
+    view: DynArc<dyn CallView>,
+    limits: CallLimits,
+    fut: MethodFuture<'_, T, E>,
+) {
     let held = match limits.acquire_async(&c).await {
         Ok(held) => held,
         Err(NotAcquired::Cancelled) => return,
@@ -275,12 +298,12 @@ async fn run_limited<T, E>(c: Completer<T, E>, limits: CallLimits, fut: MethodFu
     };
     let fut = WithLimits {
         set: limits.set.clone(),
-        fut,
+        fut: InCall { view, fut },
     };
     let out = AssertUnwindSafe(fut)
         .catch_unwind()
         .await
         .unwrap_or_else(panicked);
     drop(held);
-    c.complete(out);
+    finish(c, out);
 }

@@ -189,7 +189,9 @@ async fn serve<W: Worker>(
                 let lent = Reclaim(Arc::new(Mutex::new(Some(rx))));
                 let (on_pool, slot) = (shared.clone(), lent.0.clone());
                 let moved = tokio::task::spawn_blocking(move || {
-                    let next = run_blocking(index, &mut w, &slot, j, span, &on_pool);
+                    let next = crate::cancel::context::with_worker_token(&on_pool.cancel, || {
+                        run_blocking(index, &mut w, &slot, j, span, &on_pool)
+                    });
                     (w, next)
                 })
                 .await;

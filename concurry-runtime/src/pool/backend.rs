@@ -144,6 +144,8 @@ impl Stopping<'_> {
     /// The time is up: workers drop what is queued instead of running it.
     pub(crate) fn abort(&self) {
         self.shared.abort.store(true, Ordering::Release);
+        // Methods still running see it at their next checkpoint.
+        self.shared.cancel.cancel();
     }
 
     /// Calls still waiting for their limits give up now, with [`Error::Stopped`].

@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub(crate) failed_by_stop: AtomicU64,
     /// Fired by `stop()`: retry loops waiting out a backoff give up at once.
     pub(crate) stopped: std::sync::Arc<crate::signal::Signal>,
+    /// Cancelled when `stop_timeout` runs out: running methods see it at their checkpoints.
+    pub(crate) cancel: crate::cancel::Token,
 }
 
 impl Shared {
@@ -91,6 +93,7 @@ impl Shared {
             on_demand_alive: AtomicUsize::new(0),
             failed_by_stop: AtomicU64::new(0),
             stopped: std::sync::Arc::default(),
+            cancel: crate::cancel::Token::root(),
         }
     }
 
@@ -213,6 +216,7 @@ thread_local! {
 
 pub(crate) fn mark_worker_thread(shared: &Arc<Shared>) {
     CURRENT_POOL.with(|c| c.set(Arc::as_ptr(shared) as usize));
+    crate::cancel::context::set_worker_token(shared.cancel.clone());
 }
 
 impl<W: Worker> Pool<W> {
