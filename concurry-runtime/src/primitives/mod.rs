@@ -14,6 +14,9 @@
 //!
 //! # The seeds' names
 //!
+//! The names for task groups, cancel scopes, `shield` and `checkpoint` are mapped on the
+//! facade's `concurry::seed_names` page; the rest are here.
+//!
 //! | seed name | in Rust | whose |
 //! |---|---|---|
 //! | `Lock` | [`tokio::sync::Mutex`] (async; `tokio::time::timeout` for a timed acquire), `std::sync::Mutex` or `parking_lot::Mutex` (blocking) | tokio / std |
