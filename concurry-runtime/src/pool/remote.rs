@@ -42,6 +42,23 @@ where
         })
     }
 
+    /// As [`start_remote`](Pool::start_remote) in [`Mode::Process`], with the workers
+    /// placed on `transport` instead of in child processes (the loopback transport's pool
+    /// tests, `remote/loopback_pool.rs`).
+    #[cfg(test)]
+    pub(crate) fn start_on(
+        transport: crate::sync::os::Arc<dyn crate::remote::Transport>,
+        config: PoolConfig,
+        args: <W as Worker>::Args,
+    ) -> Result<Self, Error<<W as Worker>::InitError>> {
+        Self::launch(config, |config, _| {
+            let remote =
+                crate::mode::process::pool_backend::start_on::<W>(&transport, config, &args)
+                    .map_err(|e| e.map_method(Into::into))?;
+            Ok(Box::new(remote))
+        })
+    }
+
     /// In [`Mode::Process`]: one call of `method`, sent as `request` to the child the load
     /// balancer picks, and `extract`ed from the child's response. `None` in any other mode:
     /// the caller then takes the in-process path.

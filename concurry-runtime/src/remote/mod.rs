@@ -13,7 +13,8 @@
 //! - [`serve`]: the serving side's loop (decode, dispatch, encode), shared by a child process
 //!   and any other host of workers.
 //! - [`encode`]: encoding requests, large ones off the caller's thread.
-//! - `loopback` (tests): a transport of threads in this process, proving the interface.
+//! - `loopback` (tests): a transport of threads in this process, proving the interface;
+//!   `loopback_pool` (tests): a whole pool on it.
 //!
 //! Nothing here names a transport: `mode/process/` implements [`Transport`] for child
 //! processes (an import check test keeps it so).
@@ -22,6 +23,8 @@ pub(crate) mod encode;
 pub(crate) mod handle;
 #[cfg(test)]
 pub(crate) mod loopback;
+#[cfg(test)]
+mod loopback_pool;
 pub(crate) mod registry;
 pub(crate) mod serve;
 pub(crate) mod supervisor;

@@ -32,18 +32,34 @@ impl Remote {
         args: &W::Args,
         config: &PoolConfig,
     ) -> Result<Self, Error<W::InitError>> {
-        let (min, max) = config.restart_backoff;
-        let mut process = ProcessConfig::default()
-            .stop_timeout(config.stop_timeout)
-            .max_message_size(config.max_message_size)
-            .max_restarts(config.max_restarts)
-            .backoff(min, max);
-        if let Some(Ok(set)) = &config.limits {
-            process = process.limits(set.clone());
-        }
+        let process = process_config(config);
+        Self::start_with(n, || ProcessWorker::<W>::start(args, process.clone()))
+    }
+
+    /// As [`start`](Remote::start), with the `n` instances placed on `transport` instead of
+    /// in child processes (the loopback transport's pool tests).
+    #[cfg(test)]
+    pub(crate) fn start_on<W: RemoteWorker>(
+        transport: &crate::sync::os::Arc<dyn crate::remote::Transport>,
+        n: usize,
+        args: &W::Args,
+        config: &PoolConfig,
+    ) -> Result<Self, Error<W::InitError>> {
+        let supervision = process_config(config).supervision();
+        Self::start_with(n, || {
+            Handle::<W>::start(transport.clone(), args, supervision.clone())
+        })
+    }
+
+    /// `n` instances, each made by `start`; fails (stopping those already started) if any
+    /// cannot start.
+    fn start_with<W: RemoteWorker>(
+        n: usize,
+        start: impl Fn() -> Result<Handle<W>, Error<W::InitError>>,
+    ) -> Result<Self, Error<W::InitError>> {
         let mut workers: Vec<Handle<W>> = Vec::with_capacity(n);
         for _ in 0..n {
-            match ProcessWorker::<W>::start(args, process.clone()) {
+            match start() {
                 Ok(w) => workers.push(w),
                 Err(e) => {
                     workers.iter().for_each(|w| drop(w.stop()));
@@ -69,6 +85,21 @@ impl Remote {
     pub(crate) fn stop(&self) -> Result<(), Error> {
         (self.stop)(&*self.workers)
     }
+}
+
+/// How each instance of a pool is supervised: the pool's restart limit, backoff,
+/// `stop_timeout`, message size and limits.
+fn process_config(config: &PoolConfig) -> ProcessConfig {
+    let (min, max) = config.restart_backoff;
+    let mut process = ProcessConfig::default()
+        .stop_timeout(config.stop_timeout)
+        .max_message_size(config.max_message_size)
+        .max_restarts(config.max_restarts)
+        .backoff(min, max);
+    if let Some(Ok(set)) = &config.limits {
+        process = process.limits(set.clone());
+    }
+    process
 }
 
 fn stop_all<W: RemoteWorker>(workers: &(dyn Any + Send + Sync)) -> Result<(), Error> {

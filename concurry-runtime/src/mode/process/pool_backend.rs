@@ -16,16 +16,33 @@ pub(crate) fn start<W: RemoteWorker>(
     config: &PoolConfig,
     args: &W::Args,
 ) -> Result<Remote, Error<W::InitError>> {
+    fixed(config)?;
+    Remote::start::<W>(config.workers(), args, config)
+}
+
+/// As [`start`], with the workers placed on `transport` (the loopback transport's pool
+/// tests).
+#[cfg(test)]
+pub(crate) fn start_on<W: RemoteWorker>(
+    transport: &crate::sync::os::Arc<dyn crate::remote::Transport>,
+    config: &PoolConfig,
+    args: &W::Args,
+) -> Result<Remote, Error<W::InitError>> {
+    fixed(config)?;
+    Remote::start_on::<W>(transport, config.workers(), args, config)
+}
+
+/// Refuses `on_demand`: the workers are a fixed set.
+fn fixed(config: &PoolConfig) -> Result<(), ConfigError> {
     if config.on_demand {
         return Err(ConfigError::new(
             "on_demand",
             "true",
             "process mode keeps a fixed set of child processes; drop `on_demand`, or use \
              `Mode::Thread` for on-demand workers",
-        )
-        .into());
+        ));
     }
-    Remote::start::<W>(config.workers(), args, config)
+    Ok(())
 }
 
 impl<W: Worker> Backend<W> for Remote {
