@@ -14,7 +14,7 @@ use super::context::{cancelled_or, current_parent, in_token};
 use super::scope::CancelScope;
 use super::token::{Parent, Token, WakeCell};
 use crate::error::{Error, panic_message};
-use crate::future::Promise;
+use crate::future::{Completer, Promise};
 use crate::sync::{AtomicU64, Condvar, Mutex, Ordering, WakerArc, lock};
 
 /// How a [`TaskGroup`] reacts to a child's failure.
@@ -353,39 +353,31 @@ impl Scope {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let (promise, completer) = Promise::pending();
-        let state = WakerArc::new(AtomicU64::new(RUNNING));
-        let token = self.inner.token.child();
-        let Some(index) = self.enter() else {
-            token.cancel();
-            let _ = completer.complete(Err(Error::Cancelled));
-            return ChildHandle::new(promise, state, Some(token));
-        };
-        self.watch(&promise, index, &state);
-        let cs = CancelScope::from_token(token.clone());
-        let run = async move {
-            let out = AssertUnwindSafe(cs.run_async(future)).catch_unwind().await;
-            let out = match out {
-                Ok(Some(r)) => r.map_err(Error::Method),
-                Ok(None) => Err(Error::Cancelled),
-                Err(payload) => Err(Error::Panicked {
-                    message: panic_message(&*payload),
-                }),
+        self.start_child(|completer, token| {
+            let cs = CancelScope::from_token(token);
+            let run = async move {
+                let out = AssertUnwindSafe(cs.run_async(future)).catch_unwind().await;
+                let out = match out {
+                    Ok(Some(r)) => r.map_err(Error::Method),
+                    Ok(None) => Err(Error::Cancelled),
+                    Err(payload) => Err(Error::Panicked {
+                        message: panic_message(&*payload),
+                    }),
+                };
+                completer.complete(cancelled_or(cs.is_cancelled(), out));
             };
-            completer.complete(cancelled_or(cs.is_cancelled(), out));
-        };
-        // A blocking group waiting on a current-thread runtime's only thread would starve a
-        // child spawned there: it goes to the library runtime instead.
-        match tokio::runtime::Handle::try_current() {
-            Ok(h)
-                if !self.inner.blocking
-                    || h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread =>
-            {
-                drop(h.spawn(run))
+            // A blocking group waiting on a current-thread runtime's only thread would starve a
+            // child spawned there: it goes to the library runtime instead.
+            match tokio::runtime::Handle::try_current() {
+                Ok(h)
+                    if !self.inner.blocking
+                        || h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread =>
+                {
+                    drop(h.spawn(run))
+                }
+                _ => drop(crate::runtime::runtime().spawn(run)),
             }
-            _ => drop(crate::runtime::runtime().spawn(run)),
-        }
-        ChildHandle::new(promise, state, Some(token))
+        })
     }
 
     /// Runs the blocking closure `f` as a child on a thread of the library runtime's blocking
@@ -419,6 +411,27 @@ impl Scope {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
+        self.start_child(|completer, tok| {
+            drop(crate::runtime::runtime().spawn_blocking(move || {
+                let out = match catch_unwind(AssertUnwindSafe(|| in_token(&tok, f))) {
+                    Ok(r) => r.map_err(Error::Method),
+                    Err(payload) => Err(Error::Panicked {
+                        message: panic_message(&*payload),
+                    }),
+                };
+                completer.complete(cancelled_or(tok.is_cancelled(), out));
+            }));
+        })
+    }
+
+    /// Adds a child to the group: `start` gets its completer and its token (a child of the
+    /// group's) and starts it. Once the group has ended, the child is cancelled at once and
+    /// `start` is not called.
+    fn start_child<T, E>(&self, start: impl FnOnce(Completer<T, E>, Token)) -> ChildHandle<T, E>
+    where
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
         let (promise, completer) = Promise::pending();
         let state = WakerArc::new(AtomicU64::new(RUNNING));
         let token = self.inner.token.child();
@@ -428,16 +441,7 @@ impl Scope {
             return ChildHandle::new(promise, state, Some(token));
         };
         self.watch(&promise, index, &state);
-        let tok = token.clone();
-        drop(crate::runtime::runtime().spawn_blocking(move || {
-            let out = match catch_unwind(AssertUnwindSafe(|| in_token(&tok, f))) {
-                Ok(r) => r.map_err(Error::Method),
-                Err(payload) => Err(Error::Panicked {
-                    message: panic_message(&*payload),
-                }),
-            };
-            completer.complete(cancelled_or(tok.is_cancelled(), out));
-        }));
+        start(completer, token.clone());
         ChildHandle::new(promise, state, Some(token))
     }
 
