@@ -431,6 +431,16 @@ mod tests {
         }
     }
 
+    /// The gate of a pretend child `w` of pid `pid` with secret 7 and schema `schema`.
+    fn gate_for(pid: u32, schema: u64) -> Gate<'static> {
+        Gate {
+            worker: "w",
+            pid,
+            secret: 7,
+            schema,
+        }
+    }
+
     /// A worker socket on a fresh name, as `spawn` opens it.
     fn bind() -> (UnixListener, String) {
         let name = format!(
@@ -491,12 +501,7 @@ mod tests {
     fn a_wrong_secret_from_the_right_process_and_user_is_refused_and_logged() {
         let (listener, name) = bind();
         // This process plays the child: the credentials check passes, only the secret differs.
-        let gate = Gate {
-            worker: "w",
-            pid: std::process::id(),
-            secret: 7,
-            schema: 0,
-        };
+        let gate = gate_for(std::process::id(), 0);
         let wrong = say_hello(&name, "w", 8);
         let right = say_hello(&name, "w", 7);
         let logs = Logs::default();
@@ -533,12 +538,7 @@ mod tests {
     fn another_process_is_refused_before_it_is_read_and_the_refusals_are_bounded() {
         let (listener, name) = bind();
         // Our connections come from this process, not from the (pretend) child.
-        let gate = Gate {
-            worker: "w",
-            pid: std::process::id() + 1,
-            secret: 7,
-            schema: 0,
-        };
+        let gate = gate_for(std::process::id() + 1, 0);
         let foreign: Vec<UnixStream> = (0..=MAX_REFUSED)
             .map(|_| say_hello(&name, "w", 7))
             .collect();
@@ -568,12 +568,7 @@ mod tests {
     #[test]
     fn a_start_that_fails_later_says_what_was_refused_meanwhile() {
         let (listener, name) = bind();
-        let gate = Gate {
-            worker: "w",
-            pid: std::process::id() + 1,
-            secret: 7,
-            schema: 0,
-        };
+        let gate = gate_for(std::process::id() + 1, 0);
         let _foreign = say_hello(&name, "w", 7);
         let mut polls = 0;
         let err = admit(&listener, &gate, Instant::now() + HANG, &mut || {
@@ -596,12 +591,7 @@ mod tests {
     #[test]
     fn a_child_built_from_another_definition_is_a_schema_mismatch_naming_both_sides() {
         let (listener, name) = bind();
-        let gate = Gate {
-            worker: "w",
-            pid: std::process::id(),
-            secret: 7,
-            schema: 0xaaaa,
-        };
+        let gate = gate_for(std::process::id(), 0xaaaa);
         let _child = say_hello_as(&name, "w", 7, 0xbbbb);
         let err = admit(&listener, &gate, Instant::now() + HANG, &mut bounded());
         let Err(SpawnError::Schema(e)) = err else {
