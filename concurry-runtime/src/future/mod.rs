@@ -22,6 +22,6 @@ pub use combinators::{
     AsCompleted, AsCompletedStream, DoneAndPending, FirstSuccess, Gather, Race, ReturnWhen,
     Settled, WaitFuture, as_completed, first_success, gather, race, wait, wait_async, wait_with,
 };
+pub(crate) use promise::{CancelWatch, PromiseCell, Tail};
 pub use promise::{Completer, Promise};
-pub(crate) use promise::{PromiseCell, Tail};
 pub use wrap::{IntoPromise, wrap, wrap_future, wrap_try_future};

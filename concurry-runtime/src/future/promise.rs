@@ -302,6 +302,47 @@ impl<T, E> Completer<T, E> {
     }
 }
 
+/// What runs a callback once a promise is cancelled, without keeping the promise alive:
+/// [`Completer::cancel_watch`].
+pub(crate) struct CancelWatch(Box<dyn FnOnce(Box<dyn FnOnce() + Send>) + Send>);
+
+impl CancelWatch {
+    /// Runs `f` once the promise is cancelled ([`Promise::cancel`]; at once if it already
+    /// is); never if it resolves otherwise or is gone.
+    pub(crate) fn then(self, f: impl FnOnce() + Send + 'static) {
+        (self.0)(Box::new(f));
+    }
+}
+
+impl<T: Send + 'static, E: Send + 'static> Completer<T, E> {
+    /// A watch on this promise's cancel, to hand on with the call (a remote call sends its
+    /// cancel to the worker running it).
+    pub(crate) fn cancel_watch(&self) -> Option<CancelWatch> {
+        let weak = DynArc::downgrade(self.cell.as_ref()?);
+        Some(CancelWatch(Box::new(move |f| {
+            let Some(cell) = weak.upgrade() else { return };
+            // Shared with the callback: if the value was taken already (cancelled, then
+            // waited for), the callback is dropped unrun and `f` runs here.
+            let f = std::sync::Arc::new(crate::sync::os::Mutex::new(Some(f)));
+            let run = |f: &crate::sync::os::Mutex<Option<Box<dyn FnOnce() + Send>>>| {
+                let f = crate::sync::os::lock(f).take();
+                if let Some(f) = f {
+                    f();
+                }
+            };
+            let (on, mine) = (weak.clone(), f.clone());
+            let registered = cell.slot.on_done(Box::new(move |_| {
+                if on.upgrade().is_some_and(|c| c.slot.is_cancelled()) {
+                    run(&mine);
+                }
+            }));
+            if !registered && cell.slot.is_cancelled() {
+                run(&f);
+            }
+        })))
+    }
+}
+
 impl<T, E> Completer<T, E> {
     /// Runs `f` once the promise is resolved, by this completer or by a cancel.
     pub(crate) fn on_resolved(&self, f: impl FnOnce() + Send + 'static) {

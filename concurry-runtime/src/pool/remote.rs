@@ -345,7 +345,9 @@ where
     let abort = shared.clone();
     // Runs once with the child's answer: gives the limits back and counts the call as
     // finished before anyone waiting on the promise sees it.
+    // A cancel of the promise is sent on to the child running the call (`Kind::Cancel`).
     let answer = move |held: Option<Acquisition>, c: Completer<T, E>| {
+        let watch = c.cancel_watch();
         Reply::new(move |r: Result<<W as RemoteWorker>::Response, Error>| {
             drop(span);
             drop(held);
@@ -353,7 +355,7 @@ where
             if matches!(r, Err(Error::Stopped)) {
                 shared.failed_by_stop.fetch_add(1, Ordering::AcqRel);
             }
-            c.complete(match r {
+            let out = match r {
                 Ok(response) => extract(response).unwrap_or_else(|| {
                     Err(Error::Transport(WireError::Payload {
                         what: "reply",
@@ -363,8 +365,16 @@ where
                     }))
                 }),
                 Err(e) => Err(e.widen()),
-            });
+            };
+            // Cancelled meanwhile: what the method returned anyway is reported, not lost
+            // silently (as in every other mode).
+            if let Err(out) = c.try_complete(out)
+                && matches!(out, Ok(_) | Err(Error::Method(_)))
+            {
+                crate::cancel::context::report::<T, E>(&out);
+            }
         })
+        .watching(watch)
     };
     match limits.filter(|set| set.has_call_units()) {
         None => worker.send_encoded(payload, (attempt, trace), timeout, answer(None, c)),

@@ -12,7 +12,7 @@ use super::registry::RemoteWorker;
 use super::supervisor::{Completion, Supervision, Supervisor};
 use super::transport::{PlaceError, Transport};
 use crate::error::Error;
-use crate::future::Promise;
+use crate::future::{CancelWatch, Promise};
 use crate::sync::os::Arc;
 use crate::wire::{Fault, WireError, decode, encode};
 
@@ -92,9 +92,11 @@ impl<W: RemoteWorker> Handle<W> {
         timeout: Option<Duration>,
     ) -> Promise<W::Response> {
         let (promise, completer) = Promise::pending();
+        let watch = completer.cancel_watch();
         let reply = Reply::new(move |r| {
             completer.complete(r);
-        });
+        })
+        .watching(watch);
         let max = self.max_message_size();
         let lane = &self.owner.lane;
         let call = (1, crate::rand::id());
@@ -160,16 +162,29 @@ impl<W: RemoteWorker> Handle<W> {
 }
 
 /// What a call's outcome is handed to: the promise's completer, or a caller's own mapping
-/// of the response (a pool's typed method promise).
-pub(crate) struct Reply<R>(Box<dyn FnOnce(Result<R, Error>) + Send>);
+/// of the response (a pool's typed method promise); and the watch on that promise's cancel,
+/// which sends the cancel on to the worker running the call.
+pub(crate) struct Reply<R> {
+    done: Box<dyn FnOnce(Result<R, Error>) + Send>,
+    watch: Option<CancelWatch>,
+}
 
 impl<R> Reply<R> {
     pub(crate) fn new(f: impl FnOnce(Result<R, Error>) + Send + 'static) -> Self {
-        Reply(Box::new(f))
+        Reply {
+            done: Box::new(f),
+            watch: None,
+        }
+    }
+
+    /// The call is cancelled when `watch`'s promise is: the worker is told.
+    pub(crate) fn watching(mut self, watch: Option<CancelWatch>) -> Self {
+        self.watch = watch;
+        self
     }
 
     pub(crate) fn complete(self, outcome: Result<R, Error>) {
-        (self.0)(outcome);
+        (self.done)(outcome);
     }
 }
 
@@ -196,6 +211,10 @@ impl<R: DeserializeOwned + Send + 'static> Completion for Reply<R> {
     fn fail(self: Box<Self>, error: Error) {
         self.complete(Err(error));
     }
+
+    fn cancel_watch(&mut self) -> Option<CancelWatch> {
+        self.watch.take()
+    }
 }
 
 /// What the worker's fault means for the call.
@@ -203,6 +222,7 @@ pub(crate) fn fault_error(fault: Fault) -> Error {
     match fault {
         Fault::Panicked { message } => Error::Panicked { message },
         Fault::Protocol { message } => Error::Transport(WireError::Peer { message }),
+        Fault::Cancelled => Error::Cancelled,
         Fault::TooLarge { len, max } => Error::Transport(WireError::TooLarge {
             len,
             max: usize::try_from(max).unwrap_or(usize::MAX),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::registry::{RemoteEntry, RemoteWorker, lookup};
-use super::serve::{Channel, Next, Outcome, serve};
+use super::serve::{Cancels, Channel, Feed, Next, Outcome, serve};
 use super::transport::{Ending, Inbound, Peer, PlaceError, Placed, Transport};
 use crate::sync::os::{Arc, AtomicU64, Mutex, Ordering, lock};
 use crate::wire::{CallHeader, DEFAULT_MAX_FRAME, Envelope, Fault, Kind, WireError, decode};
@@ -109,8 +109,18 @@ impl Transport for Loopback {
                     schema,
                     construct,
                 };
+                // Read on a thread of its own, so a `Cancel` reaches the call running.
+                let rx = match Feed::start(format!("concurry-loopback-{id}-r"), move || {
+                    to_rx.recv().map_or(Next::Closed, Next::Env)
+                }) {
+                    Ok(feed) => feed,
+                    Err(_) => {
+                        let _ = done_tx.send(Outcome::Setup);
+                        return;
+                    }
+                };
                 let ch = Served {
-                    rx: to_rx,
+                    rx,
                     tx: from_tx,
                     max,
                 };
@@ -184,7 +194,7 @@ impl Transport for Loopback {
 
 /// The serving thread's side.
 struct Served {
-    rx: Receiver<Envelope>,
+    rx: Feed,
     tx: Sender<Envelope>,
     max: usize,
 }
@@ -195,7 +205,7 @@ fn gone() -> WireError {
 
 impl Channel for Served {
     fn next(&self) -> Next {
-        self.rx.recv().map_or(Next::Closed, Next::Env)
+        self.rx.next()
     }
 
     fn send(&self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
@@ -209,11 +219,15 @@ impl Channel for Served {
     }
 
     fn more_waiting(&self) -> bool {
-        !self.rx.is_empty()
+        self.rx.more_waiting()
     }
 
     fn max(&self) -> usize {
         self.max
+    }
+
+    fn cancels(&self) -> Option<Arc<Cancels>> {
+        Some(self.rx.cancels())
     }
 }
 
@@ -319,6 +333,24 @@ mod tests {
         lock(&OPEN).get_or_insert_with(HashSet::new).insert(gate);
     }
 
+    /// `Spin` calls that started, and those that saw their cancel (by tag).
+    static SPINNING: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+    static SAW_CANCEL: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+
+    fn has(set: &Mutex<Option<HashSet<u64>>>, tag: u64) -> bool {
+        lock(set).as_ref().is_some_and(|s| s.contains(&tag))
+    }
+
+    /// Waits (at most [`HANG`]) until `tag` is in `set`; how long it took.
+    fn wait_for(set: &Mutex<Option<HashSet<u64>>>, tag: u64) -> Duration {
+        let t = Instant::now();
+        while !has(set, tag) {
+            assert!(t.elapsed() < HANG, "tag {tag} never showed");
+            crate::sync::os::sleep(Duration::from_micros(100));
+        }
+        t.elapsed()
+    }
+
     struct Echo {
         served: u64,
     }
@@ -331,6 +363,8 @@ mod tests {
         Check(bool),
         Twice(u64),
         Hold(u64),
+        /// Spins on `check_cancelled()` (at most [`HANG`]).
+        Spin(u64),
     }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -339,6 +373,8 @@ mod tests {
         Place(u32, String),
         Checked(Result<u8, String>),
         Held(bool),
+        /// Whether the spin saw its cancel.
+        Spun(bool),
     }
 
     impl RemoteWorker for Echo {
@@ -386,6 +422,20 @@ mod tests {
                         crate::sync::os::sleep(Duration::from_millis(1));
                     }
                     Resp::Held(true)
+                }
+                Req::Spin(tag) => {
+                    lock(&SPINNING).get_or_insert_with(HashSet::new).insert(tag);
+                    let deadline = Instant::now() + HANG;
+                    while crate::check_cancelled().is_ok() {
+                        if Instant::now() > deadline {
+                            return Resp::Spun(false);
+                        }
+                        std::thread::yield_now();
+                    }
+                    lock(&SAW_CANCEL)
+                        .get_or_insert_with(HashSet::new)
+                        .insert(tag);
+                    Resp::Spun(true)
                 }
             }
         }
@@ -776,6 +826,85 @@ mod tests {
             decode::<Result<Resp, Fault>>(&second.payload, "reply").unwrap(),
             Ok(Resp::Count(1))
         );
+        peer.shutdown();
+        assert!(inbound.next().unwrap().is_none());
+        drop(peer.end(true, HANG));
+    }
+
+    /// `Promise::cancel` on a running call reaches the method through `Kind::Cancel` (the
+    /// serve loop's feed files it while the call runs); the promise resolves with
+    /// `Cancelled` at once, and the worker serves the next call.
+    #[test]
+    fn cancel_reaches_a_running_call() {
+        let (_t, p) = echo();
+        let tag = gate();
+        let call = p.submit(Req::Spin(tag), None);
+        wait_for(&SPINNING, tag);
+        let at = Instant::now();
+        assert!(call.cancel());
+        assert!(matches!(call.result(), Err(Error::Cancelled)));
+        wait_for(&SAW_CANCEL, tag);
+        eprintln!(
+            "loopback: the method saw its cancel {:?} after cancel()",
+            at.elapsed()
+        );
+        assert_eq!(count(p.submit(Req::Next, None).result_timeout(HANG)), 1);
+        p.stop().unwrap();
+    }
+
+    /// A call past its hard timeout fails with `Timeout`; its peer is told to cancel it
+    /// before it is killed, so even a peer that cannot be killed (a thread) stops the call.
+    #[test]
+    fn a_timed_out_call_is_cancelled_too() {
+        let (_t, p) = echo();
+        let tag = gate();
+        let call = p.submit(Req::Spin(tag), Some(Duration::from_millis(20)));
+        assert!(matches!(call.result_timeout(HANG), Err(Error::Timeout)));
+        wait_for(&SAW_CANCEL, tag);
+        assert_eq!(count(p.submit(Req::Next, None).result_timeout(HANG)), 1);
+        p.stop().unwrap();
+    }
+
+    /// The serve loop on raw envelopes: a `Cancel` for the running call stops it (its reply
+    /// follows as usual); one for a finished or unknown call is ignored; one ahead of its
+    /// call makes the call answer `Fault::Cancelled` without running.
+    #[test]
+    fn the_serve_loop_handles_cancel() {
+        let transport = Loopback::new().with::<Echo>();
+        let placed = transport.place(
+            Echo::NAME,
+            Echo::SCHEMA,
+            &crate::wire::encode(&0u64, "args").unwrap(),
+            &|| false,
+        );
+        let Ok(Placed { peer, mut inbound }) = placed else {
+            panic!("not placed");
+        };
+        let call = |id: u64, req: &Req| {
+            let request = crate::wire::encode(req, "request").unwrap();
+            peer.call(id, CallHeader::default(), request, false);
+        };
+        let mut reply = |id: u64| {
+            let env = inbound.next().unwrap().unwrap();
+            assert_eq!((env.kind, env.id), (Kind::Reply, id));
+            decode::<Result<Resp, Fault>>(&env.payload, "reply").unwrap()
+        };
+        let tag = gate();
+        call(1, &Req::Spin(tag));
+        wait_for(&SPINNING, tag);
+        peer.send(Kind::Cancel, 1, Vec::new(), false);
+        assert_eq!(reply(1), Ok(Resp::Spun(true)));
+        // Finished, and never sent: ignored.
+        peer.send(Kind::Cancel, 1, Vec::new(), false);
+        peer.send(Kind::Cancel, 0, Vec::new(), false);
+        call(2, &Req::Next);
+        assert_eq!(reply(2), Ok(Resp::Count(1)));
+        // Ahead of its call: the call does not run.
+        peer.send(Kind::Cancel, 3, Vec::new(), false);
+        call(3, &Req::Next);
+        assert_eq!(reply(3), Err(Fault::Cancelled));
+        call(4, &Req::Next);
+        assert_eq!(reply(4), Ok(Resp::Count(2)));
         peer.shutdown();
         assert!(inbound.next().unwrap().is_none());
         drop(peer.end(true, HANG));

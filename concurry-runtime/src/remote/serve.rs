@@ -2,14 +2,37 @@
 //! a loopback thread, later a cluster node). It builds the instance from `Init`, answers
 //! `Ready`, then decodes each call, dispatches it and encodes its reply, until `Shutdown`
 //! or the channel ends.
+//!
+//! # Cancellation
+//!
+//! Each call runs inside a cancel context of its own (a [`Token`] filed in [`Cancels`] under
+//! the call's id), so `concurry::check_cancelled()` / `cancelled()` in the method see a
+//! `Kind::Cancel` with that id as soon as the channel has read it. The loop itself is busy
+//! while a call runs, so a channel must read on meanwhile and file each `Cancel` it reads
+//! with [`Cancels::cancel`] at once (from any thread). A channel has two ways to do it:
+//!
+//! - read on a thread of its own and feed the loop: [`Feed`] does exactly that (the
+//!   loopback transport uses it; so can a cluster node's subscription);
+//! - read in the loop's thread while idle and only let a watcher read during a call that
+//!   runs long: [`Cancels::wait_long_call`] says when (the child process does this, so a
+//!   call costs no thread hop).
+//!
+//! Either way it hands the table to the loop through [`Channel::cancels`]. A channel that
+//! does neither still works: the `Cancel` messages its `next` returns are filed by the loop,
+//! reaching only calls not started yet. A `Cancel` ahead of its call makes the call answer
+//! [`Fault::Cancelled`] without running; one for a finished or unknown call is ignored.
 
+use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use super::registry::{RemoteEntry, RemoteWorker};
+use crate::cancel::Token;
+use crate::cancel::context::in_token;
 use crate::error::panic_message;
 use crate::limit::context::with_hosted;
 use crate::limit::hosted::HostedLimits;
+use crate::sync::os::{Arc, Condvar, Mutex, lock};
 use crate::wire::{
     CallHeader, Envelope, Fault, HEADER_LEN, Kind, WireError, check_size, decode, encode,
 };
@@ -139,6 +162,15 @@ pub(crate) trait Channel {
     /// The largest frame the channel carries.
     fn max(&self) -> usize;
 
+    /// The table this channel files each `Kind::Cancel` in as soon as it reads one, while a
+    /// call runs too (see the module docs: [`Feed`], or a watcher on
+    /// [`Cancels::wait_long_call`]). Asked once, before the first call. `None` (the
+    /// default): the loop files the `Cancel` messages `next` returns, which then reach only
+    /// calls not started yet.
+    fn cancels(&self) -> Option<Arc<Cancels>> {
+        None
+    }
+
     /// Tells the other side why we give up, best effort.
     fn refuse(&self, message: String) {
         if let Ok(p) = encode(&Fault::Protocol { message }, "fault") {
@@ -173,6 +205,7 @@ pub(crate) fn serve(entry: &RemoteEntry, ch: &dyn Channel) -> Outcome {
     }
     let max = ch.max();
     let limits = ch.limits();
+    let cancels = ch.cancels().unwrap_or_default();
     loop {
         let env = match ch.next() {
             Next::Env(env) => env,
@@ -195,9 +228,19 @@ pub(crate) fn serve(entry: &RemoteEntry, ch: &dyn Channel) -> Outcome {
                             budget_us = head.budget_us,
                         )
                         .entered();
-                        match &limits {
-                            Some(hosted) => with_hosted(hosted, || worker.call(request, max)),
-                            None => worker.call(request, max),
+                        match cancels.start(env.id) {
+                            // A `Cancel` came ahead of the call: it does not run.
+                            None => encode(&Err::<(), _>(Fault::Cancelled), "reply"),
+                            Some(token) => {
+                                let out = in_token(&token, || match &limits {
+                                    Some(hosted) => {
+                                        with_hosted(hosted, || worker.call(request, max))
+                                    }
+                                    None => worker.call(request, max),
+                                });
+                                cancels.end(env.id);
+                                out
+                            }
                         }
                     }
                     // Only this call fails, as for a request that does not decode.
@@ -219,6 +262,9 @@ pub(crate) fn serve(entry: &RemoteEntry, ch: &dyn Channel) -> Outcome {
                 ch.flush();
                 return Outcome::Done;
             }
+            // Read by the loop (the channel did not file it): the call has not started yet,
+            // or has finished.
+            Kind::Cancel => cancels.cancel(env.id),
             other => {
                 ch.refuse(format!(
                     "unexpected `{other:?}` message while serving calls"
@@ -256,5 +302,201 @@ fn build(entry: &RemoteEntry, ch: &dyn Channel) -> Result<Box<dyn Served>, Outco
         (Ok(w), Ok(())) => Ok(w),
         (Ok(_), Err(_)) => Err(Outcome::Done),
         (Err(_), _) => Err(Outcome::Init),
+    }
+}
+
+/// How many cancels ahead of their calls are kept at most (the oldest go first): a `Cancel`
+/// for an id never sent would otherwise be kept for ever.
+const EARLY_MAX: usize = 1024;
+
+/// The calls of one serving loop as `Kind::Cancel` messages reach them, by call id: the one
+/// running now (its cancel flag), and cancels that came ahead of their call. Shared by the
+/// loop and whoever reads the channel; see the module docs.
+#[derive(Default)]
+pub(crate) struct Cancels {
+    state: Mutex<CancelState>,
+    /// Wakes a watcher parked in [`Cancels::wait_long_call`] when a call starts.
+    started: Condvar,
+}
+
+#[derive(Default)]
+struct CancelState {
+    /// The call running now, and its flag.
+    running: Option<(u64, Token)>,
+    /// The highest call id started so far: a `Cancel` above it is ahead of its call.
+    highest: u64,
+    /// Calls started so far: names a run of a call for watchers.
+    count: u64,
+    /// Cancels that came before their call started.
+    early: BTreeSet<u64>,
+    /// A watcher waits for the next call to start (it must be woken).
+    parked: bool,
+}
+
+impl std::fmt::Debug for Cancels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = lock(&self.state);
+        f.debug_struct("Cancels")
+            .field("running", &st.running.as_ref().map(|(id, _)| *id))
+            .field("early", &st.early.len())
+            .finish()
+    }
+}
+
+impl Cancels {
+    /// Call `id` was cancelled: a running call sees it at its next checkpoint; a call not
+    /// started yet will not run; a finished or unknown one is ignored. Any thread.
+    pub(crate) fn cancel(&self, id: u64) {
+        let mut st = lock(&self.state);
+        match &st.running {
+            Some((running, token)) if *running == id => {
+                let token = token.clone();
+                drop(st);
+                token.cancel();
+            }
+            _ if id > st.highest => {
+                if st.early.len() >= EARLY_MAX {
+                    st.early.pop_first();
+                }
+                st.early.insert(id);
+            }
+            // Finished, or never sent: nothing to cancel.
+            _ => {}
+        }
+    }
+
+    /// Call `id` starts: its flag, or `None` if its cancel came first.
+    pub(crate) fn start(&self, id: u64) -> Option<Token> {
+        let mut st = lock(&self.state);
+        st.highest = st.highest.max(id);
+        if st.early.remove(&id) {
+            return None;
+        }
+        let token = Token::root();
+        st.running = Some((id, token.clone()));
+        st.count += 1;
+        if st.parked {
+            st.parked = false;
+            self.started.notify_one();
+        }
+        Some(token)
+    }
+
+    /// Call `id` returned: a `Cancel` for it from now on is ignored.
+    pub(crate) fn end(&self, id: u64) {
+        let mut st = lock(&self.state);
+        if st.running.as_ref().is_some_and(|(r, _)| *r == id) {
+            st.running = None;
+        }
+    }
+
+    /// True while the run `call` (as [`wait_long_call`](Cancels::wait_long_call) named it)
+    /// goes on.
+    pub(crate) fn is_running(&self, call: u64) -> bool {
+        let st = lock(&self.state);
+        st.running.is_some() && st.count == call
+    }
+
+    /// For a channel that reads only while a call runs long: blocks until a call has run
+    /// for at least `tick` (between one and two), and names that run (see
+    /// [`is_running`](Cancels::is_running)). Checks every `tick` while calls come; once none
+    /// ran for a few ticks, it parks until the next one starts (which costs the loop one
+    /// wake-up then, and nothing per call otherwise).
+    pub(crate) fn wait_long_call(&self, tick: Duration) -> u64 {
+        let mut st = lock(&self.state);
+        let mut seen: Option<u64> = None;
+        let mut quiet = 0;
+        loop {
+            let wait = match &st.running {
+                Some(_) if seen == Some(st.count) => return st.count,
+                Some(_) => {
+                    seen = Some(st.count);
+                    quiet = 0;
+                    Some(tick)
+                }
+                None if quiet >= 3 => {
+                    st.parked = true;
+                    seen = None;
+                    None
+                }
+                None => {
+                    quiet += 1;
+                    seen = None;
+                    Some(tick)
+                }
+            };
+            st = match wait {
+                Some(t) => match self.started.wait_timeout(st, t) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                },
+                None => match self.started.wait(st) {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                },
+            };
+        }
+    }
+}
+
+/// A channel's reading side on a thread of its own, feeding the serve loop: what the
+/// thread reads comes out of [`next`](Feed::next), but each `Kind::Cancel` is filed in the
+/// table at once instead (so it reaches the call running meanwhile). For a channel whose
+/// reads may block (the loopback's, a cluster node's subscription).
+// (Used by the loopback transport, in tests; a cluster node's channel is next.)
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct Feed {
+    rx: crossbeam_channel::Receiver<Next>,
+    cancels: Arc<Cancels>,
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+impl Feed {
+    /// Starts the thread, named `name`: it calls `read` until it returns something other
+    /// than an envelope, or the feed is dropped.
+    ///
+    /// # Errors
+    ///
+    /// The thread could not be started.
+    pub(crate) fn start(
+        name: String,
+        mut read: impl FnMut() -> Next + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let cancels = Arc::new(Cancels::default());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let table = cancels.clone();
+        std::thread::Builder::new().name(name).spawn(move || {
+            loop {
+                let next = read();
+                let more = matches!(next, Next::Env(_));
+                match next {
+                    Next::Env(env) if env.kind == Kind::Cancel => table.cancel(env.id),
+                    next => {
+                        if tx.send(next).is_err() {
+                            return;
+                        }
+                    }
+                }
+                if !more {
+                    return;
+                }
+            }
+        })?;
+        Ok(Feed { rx, cancels })
+    }
+
+    /// What the thread read next (`Closed` once it ended).
+    pub(crate) fn next(&self) -> Next {
+        self.rx.recv().unwrap_or(Next::Closed)
+    }
+
+    /// True if something read is waiting.
+    pub(crate) fn more_waiting(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    /// The table the thread files cancels in, for [`Channel::cancels`].
+    pub(crate) fn cancels(&self) -> Arc<Cancels> {
+        self.cancels.clone()
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::transport::{Hosts, Inbound, LimitHost, Peer, PlaceError, Placed, Transport};
 use crate::error::Error;
+use crate::future::CancelWatch;
 use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
 use crate::wire::{CallHeader, Fault, Kind, WireError, decode};
 
@@ -47,6 +48,11 @@ pub(crate) trait Completion: Send + 'static {
 
     /// The call failed before any reply.
     fn fail(self: Box<Self>, error: Error);
+
+    /// The watch on the call's promise, taken once: its cancel is sent to the worker.
+    fn cancel_watch(&mut self) -> Option<CancelWatch> {
+        None
+    }
 }
 
 /// A call's completion, boxed.
@@ -207,12 +213,16 @@ impl Supervisor {
     /// Sends one encoded call, attempt `attempt` of the call traced as `trace`; `reply`
     /// gets its outcome, on whichever thread has it. The timeout is the call's budget: the
     /// watchdog enforces it here, and its header tells the far side.
+    ///
+    /// A cancel of the call's promise (see [`Completion::cancel_watch`]) is sent on to the
+    /// worker as `Kind::Cancel` while the call is in flight; a call still queued for a
+    /// respawn is dropped instead.
     pub(crate) fn send(
-        &self,
+        self: &Arc<Self>,
         payload: Vec<u8>,
         (attempt, trace): (u32, u64),
         timeout: Option<Duration>,
-        reply: Reply,
+        mut reply: Reply,
     ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Some(t) = timeout {
@@ -223,7 +233,42 @@ impl Supervisor {
             attempt,
             trace,
         };
+        let watch = reply.cancel_watch();
         self.submit(id, head, payload, reply);
+        // Watched once the call is in the table (or queue): a cancel before this runs the
+        // callback at once, so none is missed.
+        if let Some(watch) = watch {
+            let sup = Arc::downgrade(self);
+            watch.then(move || {
+                if let Some(sup) = sup.upgrade() {
+                    sup.cancel(id);
+                }
+            });
+        }
+    }
+
+    /// The call `id` was cancelled: a peer running it is told (`Kind::Cancel`); a call
+    /// queued for a respawn is failed with [`Error::Cancelled`] and never sent. A call that
+    /// finished (or failed) already is not in flight: nothing is sent.
+    fn cancel(&self, id: u64) {
+        let mut st = lock(&self.state);
+        match &mut *st {
+            State::Up(conn) => {
+                let conn = conn.clone();
+                drop(st);
+                if lock(&conn.calls).map.contains_key(&id) {
+                    conn.peer.send(Kind::Cancel, id, Vec::new(), false);
+                }
+            }
+            State::Respawning(queue) => {
+                if let Some(i) = queue.iter().position(|q| q.id == id) {
+                    let q = queue.remove(i);
+                    drop(st);
+                    q.completer.fail(Error::Cancelled);
+                }
+            }
+            State::Dead(_) | State::Stopped => {}
+        }
     }
 
     /// The serving peer's id, while one is serving.
@@ -576,6 +621,9 @@ impl Supervisor {
                     // Calls after this one's failure go to the next peer.
                     self.detach(&conn);
                     c.fail(Error::Timeout);
+                    // The kill ends a child process at once; a peer that cannot be killed
+                    // (a loopback thread, abandoned) stops the call at its next checkpoint.
+                    conn.peer.send(Kind::Cancel, id, Vec::new(), false);
                     conn.peer.kill(format!(
                         "killed because call {id} outlived its {timeout:?} timeout"
                     ));

@@ -11,7 +11,9 @@ pub const MAGIC: [u8; 4] = *b"CNCY";
 /// Version 2: `Fault` gained `Constructor` (a constructor's error, typed) and `TooLarge`.
 /// Version 3: `Hello` carries the worker type's schema fingerprint; a `Call`'s payload
 /// starts with its [`CallHeader`](super::CallHeader).
-pub const VERSION: u8 = 3;
+/// Version 4: `Cancel` (a call's cancel reaches the worker running it) and
+/// `Fault::Cancelled` (a call cancelled before it started).
+pub const VERSION: u8 = 4;
 
 /// What an envelope carries. The payload's type follows from the kind (see each variant).
 ///
@@ -55,11 +57,17 @@ pub enum Kind {
     /// `concurry::limits()` shows them in a child). Empty payload; the answer is a
     /// `LimitReply` with the same id.
     LimitStats = 12,
+    /// Parent → worker: the call with this id was cancelled (its promise, or its deadline).
+    /// Empty payload, no reply of its own: a running call sees it at its next checkpoint
+    /// (`check_cancelled`, `cancelled`) and its reply follows as usual; a call not started
+    /// yet is answered `Fault::Cancelled` without running; a finished or unknown id is
+    /// ignored.
+    Cancel = 13,
 }
 
 impl Kind {
     /// Every kind, in byte order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Hello,
         Kind::Init,
         Kind::Ready,
@@ -72,6 +80,7 @@ impl Kind {
         Kind::LimitRelease,
         Kind::LimitReply,
         Kind::LimitStats,
+        Kind::Cancel,
     ];
 
     /// The kind encoded by `byte`.

@@ -72,6 +72,9 @@ pub enum Fault {
         /// What was wrong.
         message: String,
     },
+    /// The call was cancelled (a `Cancel` came) before it started: it did not run.
+    #[error("the call was cancelled before it started")]
+    Cancelled,
 }
 
 /// The constructor error of a [`RemoteWorker`](crate::RemoteWorker) whose constructor cannot

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::env;
 use crate::limit::hosted::HostedLimits;
 use crate::remote::lookup;
-use crate::remote::serve::{Channel, Next, Outcome, serve};
+use crate::remote::serve::{Cancels, Channel, Next, Outcome, serve};
 use crate::sync::os::{Arc, Condvar, Mutex, MutexGuard, OnceLock, lock};
 use crate::wire::{
     DEFAULT_MAX_FRAME, Envelope, FrameReader, FrameWriter, Hello, Kind, WireError, encode,
@@ -39,6 +39,10 @@ const HOLD: Duration = Duration::from_millis(1);
 
 /// ... and at most this many replies are held: the next one sends them all.
 const HOLD_REPLIES: usize = 64;
+
+/// A call that has run this long (to twice this) gets the channel read while it runs, so
+/// its `Cancel` reaches it; a quicker call is read around by the serve loop itself.
+const WATCH_TICK: Duration = Duration::from_millis(2);
 
 /// Exits the child once its parent is gone, even if a method is stuck and nobody reads the
 /// channel (which would otherwise show the parent's death). Without `prctl` (unsafe), this
@@ -74,22 +78,44 @@ fn enter_child_role() {
 /// The child's connection to its parent, shared by the serve loop and by limit requests
 /// made from inside a method.
 ///
-/// Whoever needs the next frame locks `reader` and routes what it reads: calls go to
-/// `backlog` for the serve loop, limit replies to `replies` for the thread that waits for
-/// them. So the serve loop reads the socket itself (no thread hop on the call path), and a
-/// method blocked on a limit reads on while it waits.
+/// Whoever needs the next frame reads it, unless another thread is reading (then it waits
+/// for that one to file its frame), and files what it reads: calls go to `backlog` for the
+/// serve loop, limit replies to `replies` for the thread that waits for them, a `Cancel` to
+/// the cancel table at once. So the serve loop reads the socket itself (no thread hop on the
+/// call path), a method blocked on a limit reads on while it waits, and a watcher thread
+/// reads while a call runs long (its cancel then reaches it; see [`Cancels`]).
 #[derive(Debug)]
 pub(crate) struct Link {
     reader: Mutex<FrameReader<BufReader<UnixStream>>>,
+    /// Whether a thread is reading a frame now, and how many wait for it to file one.
+    reading: Mutex<Reading>,
+    /// Notified when the reading thread filed its frame and stopped reading.
+    filed: Condvar,
+    /// The calls served here, as `Cancel` messages reach them.
+    cancels: Arc<Cancels>,
     writer: Mutex<Out>,
     /// Wakes the flusher thread when a reply is held back (see [`HOLD`]).
     held_changed: Condvar,
     backlog: Mutex<VecDeque<Envelope>>,
     pub(crate) replies: Mutex<HashMap<u64, Vec<u8>>>,
-    /// Set once the channel ended: why.
-    closed: Mutex<Option<String>>,
+    /// Set once the channel ended: how.
+    closed: Mutex<Option<Ended>>,
     /// The largest frame either way (the pool's `max_message_size`).
     max: usize,
+}
+
+#[derive(Debug, Default)]
+struct Reading {
+    busy: bool,
+    waiting: usize,
+}
+
+/// How the channel ended.
+#[derive(Debug, Clone)]
+struct Ended {
+    /// The parent closed it (or went away), rather than sending garbage.
+    clean: bool,
+    why: String,
 }
 
 /// The socket's write half, with the replies written but not yet sent.
@@ -130,6 +156,9 @@ impl Link {
                 flusher_parked: false,
             }),
             held_changed: Condvar::new(),
+            reading: Mutex::new(Reading::default()),
+            filed: Condvar::new(),
+            cancels: Arc::default(),
             backlog: Mutex::new(VecDeque::new()),
             replies: Mutex::new(HashMap::new()),
             closed: Mutex::new(None),
@@ -212,67 +241,95 @@ impl Link {
 
     /// The next call or control message for the serve loop.
     fn next(&self) -> Next {
-        loop {
+        self.read_until(|| {
             if let Some(env) = lock(&self.backlog).pop_front() {
-                return Next::Env(env);
+                return Some(Next::Env(env));
             }
-            let mut reader = lock(&self.reader);
-            // Another thread may have read our message while we waited for the reader.
-            if let Some(env) = lock(&self.backlog).pop_front() {
-                return Next::Env(env);
-            }
-            if let Some(why) = lock(&self.closed).clone() {
-                return Next::Broken(why);
-            }
-            match self.read_one(&mut reader) {
-                Ok(Some(env)) => return Next::Env(env),
-                Ok(None) => {}
-                Err(Next::Closed) => return Next::Closed,
-                Err(other) => return other,
-            }
-        }
+            lock(&self.closed).as_ref().map(|e| {
+                if e.clean {
+                    Next::Closed
+                } else {
+                    Next::Broken(e.why.clone())
+                }
+            })
+        })
     }
 
     /// Waits for the reply to limit request `id` (reading the channel meanwhile if no other
     /// thread does); `None` if the channel ended first.
     pub(crate) fn wait_reply(&self, id: u64) -> Option<Vec<u8>> {
+        self.read_until(|| match lock(&self.replies).remove(&id) {
+            Some(r) => Some(Some(r)),
+            None => lock(&self.closed).is_some().then_some(None),
+        })
+    }
+
+    /// The watcher thread: while a call runs long, reads the channel (filing each frame as
+    /// any reader does), so a `Cancel` for the call is filed while it runs. Ends with the
+    /// channel.
+    fn watch(&self) {
         loop {
-            if let Some(r) = lock(&self.replies).remove(&id) {
-                return Some(r);
-            }
-            let mut reader = lock(&self.reader);
-            if let Some(r) = lock(&self.replies).remove(&id) {
-                return Some(r);
-            }
-            if lock(&self.closed).is_some() {
-                return None;
-            }
-            match self.read_one(&mut reader) {
-                Ok(Some(env)) => lock(&self.backlog).push_back(env),
-                Ok(None) => {}
-                Err(_) => return None,
+            let call = self.cancels.wait_long_call(WATCH_TICK);
+            let closed = self.read_until(|| {
+                let closed = lock(&self.closed).is_some();
+                (closed || !self.cancels.is_running(call)).then_some(closed)
+            });
+            if closed {
+                return;
             }
         }
     }
 
-    /// Reads one frame: a limit reply is filed (`Ok(None)`), anything else returned.
-    fn read_one(
-        &self,
-        reader: &mut FrameReader<BufReader<UnixStream>>,
-    ) -> Result<Option<Envelope>, Next> {
-        let end = |n: Next, why: String| {
-            lock(&self.closed).get_or_insert(why);
-            Err(n)
+    /// Waits until `found` finds something: reads one frame at a time meanwhile if no other
+    /// thread is reading, else waits for the one that is to file its frame.
+    fn read_until<T>(&self, found: impl Fn() -> Option<T>) -> T {
+        loop {
+            if let Some(t) = found() {
+                return t;
+            }
+            {
+                let mut r = lock(&self.reading);
+                if r.busy {
+                    r.waiting += 1;
+                    let mut r = wait_on(&self.filed, r, None);
+                    r.waiting -= 1;
+                    continue;
+                }
+                r.busy = true;
+            }
+            // Filed by the thread that read before us, between our look and now?
+            let got = found();
+            if got.is_none() {
+                let mut reader = lock(&self.reader);
+                self.read_one(&mut reader);
+            }
+            let mut r = lock(&self.reading);
+            r.busy = false;
+            if r.waiting > 0 {
+                self.filed.notify_all();
+            }
+            drop(r);
+            if let Some(t) = got {
+                return t;
+            }
+        }
+    }
+
+    /// Reads one frame and files it: a limit reply for its waiter, a `Cancel` in the cancel
+    /// table, anything else in the backlog; the channel's end in `closed`.
+    fn read_one(&self, reader: &mut FrameReader<BufReader<UnixStream>>) {
+        let end = |clean: bool, why: String| {
+            lock(&self.closed).get_or_insert(Ended { clean, why });
         };
         match reader.read() {
             Ok(Some(env)) if env.kind == Kind::LimitReply => {
                 lock(&self.replies).insert(env.id, env.payload);
-                Ok(None)
             }
-            Ok(Some(env)) => Ok(Some(env)),
-            Ok(None) => end(Next::Closed, "the parent closed the channel".into()),
-            Err(e) if e.is_disconnect() => end(Next::Closed, e.to_string()),
-            Err(e) => end(Next::Broken(e.to_string()), e.to_string()),
+            Ok(Some(env)) if env.kind == Kind::Cancel => self.cancels.cancel(env.id),
+            Ok(Some(env)) => lock(&self.backlog).push_back(env),
+            Ok(None) => end(true, "the parent closed the channel".into()),
+            Err(e) if e.is_disconnect() => end(true, e.to_string()),
+            Err(e) => end(false, e.to_string()),
         }
     }
 
@@ -434,14 +491,25 @@ impl Channel for Arc<Link> {
         !self.idle()
     }
 
-    /// Calls follow: a flusher thread sends held replies.
+    /// Calls follow: a flusher thread sends held replies, a watcher thread reads while a
+    /// call runs long (so its `Cancel` reaches it).
     fn serving(&self) -> Result<(), String> {
         let flusher = Arc::clone(self);
         std::thread::Builder::new()
             .name("concurry-flush".into())
             .spawn(move || flusher.flush_held())
             .map(drop)
-            .map_err(|e| format!("the worker process could not start its flusher thread: {e}"))
+            .map_err(|e| format!("the worker process could not start its flusher thread: {e}"))?;
+        let watcher = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("concurry-watch".into())
+            .spawn(move || watcher.watch())
+            .map(drop)
+            .map_err(|e| format!("the worker process could not start its watcher thread: {e}"))
+    }
+
+    fn cancels(&self) -> Option<Arc<Cancels>> {
+        Some(self.cancels.clone())
     }
 
     /// The pool's limits, hosted by the parent over this link (asked for only once `Ready`
