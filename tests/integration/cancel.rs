@@ -544,3 +544,173 @@ fn calls_from_a_method_follow_its_cancel_not_its_return() {
         inner.stop().unwrap();
     });
 }
+
+/// Loops on `check_cancelled()` in a child process (`Mode::Process`): the cancel has to
+/// cross the socket. It leaves a file when it starts, and remembers how it ended.
+pub struct ChildSpinner {
+    last: String,
+}
+
+#[concurry::worker(remote)]
+impl ChildSpinner {
+    pub fn new() -> Self {
+        ChildSpinner {
+            last: "nothing ran".into(),
+        }
+    }
+
+    /// Creates `started`, then spins until cancelled (or 10 s, never in these tests).
+    pub fn spin(&mut self, started: String) -> Result<u64, String> {
+        std::fs::write(&started, b"").unwrap();
+        let t = Instant::now();
+        let mut laps = 0u64;
+        loop {
+            if concurry::check_cancelled().is_err() {
+                self.last = format!("cancelled at {}", unix_micros());
+                return Err("cancelled".into());
+            }
+            laps += 1;
+            if t.elapsed() > Duration::from_secs(10) {
+                self.last = "ran 10 s: never cancelled".into();
+                return Ok(laps);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Creates `started`, then waits on `cancelled()` (an async method).
+    pub async fn wait_cancel(&mut self, started: String) -> String {
+        std::fs::write(&started, b"").unwrap();
+        self.last = tokio::select! {
+            _ = concurry::cancelled() => format!("cancelled at {}", unix_micros()),
+            _ = tokio::time::sleep(Duration::from_secs(10)) => "slept 10 s".into(),
+        };
+        self.last.clone()
+    }
+
+    /// How the last spin ended.
+    pub fn last(&self) -> String {
+        self.last.clone()
+    }
+
+    pub fn quick(&self, x: u64) -> u64 {
+        x
+    }
+}
+
+/// The wall clock in µs since the epoch: comparable between the parent and its child.
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
+}
+
+/// A fresh path for a call's `started` file.
+fn marker(what: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let path =
+        std::env::temp_dir().join(format!("concurry-cancel-{}-{what}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path.to_string_lossy().into_owned()
+}
+
+fn wait_for_file(path: &str) {
+    let t = Instant::now();
+    while !std::path::Path::new(path).exists() {
+        assert!(t.elapsed() < HANG, "the call never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// How long after `at` (µs since the epoch) the child says it saw the cancel.
+fn seen_after(last: &str, at: u128) -> Duration {
+    let when: u128 = last
+        .strip_prefix("cancelled at ")
+        .unwrap_or_else(|| panic!("the method did not see its cancel: {last}"))
+        .parse()
+        .unwrap();
+    Duration::from_micros(u64::try_from(when.saturating_sub(at)).unwrap())
+}
+
+/// In a child process too: `Promise::cancel` on a running call resolves the promise with
+/// `Cancelled` at once, the method sees the cancel at its next checkpoint (sync and async
+/// methods), and the worker serves the next calls.
+#[test]
+fn a_running_method_in_a_child_process_stops_soon_after_cancel() {
+    within("cancel a method in a child", || {
+        let pool = ChildSpinner::options()
+            .mode(Mode::Process)
+            .max_workers(1)
+            .init()
+            .unwrap();
+        let started = marker("spin");
+        let p = pool.spin(started.clone());
+        wait_for_file(&started);
+        let (at, wall) = (Instant::now(), unix_micros());
+        assert!(p.cancel());
+        assert!(matches!(p.result(), Err(Error::Cancelled)));
+        // Served once the spin returned.
+        let last = pool.last().result_timeout(HANG).unwrap();
+        let served = at.elapsed();
+        let seen = seen_after(&last, wall);
+        eprintln!(
+            "process: sync method saw its cancel {seen:?} after cancel(); the next call was \
+             answered after {served:?}"
+        );
+        assert!(served < Duration::from_secs(5), "{served:?}: {last}");
+
+        let started = marker("wait");
+        let p = pool.wait_cancel(started.clone());
+        wait_for_file(&started);
+        let (at, wall) = (Instant::now(), unix_micros());
+        assert!(p.cancel());
+        assert!(matches!(p.result(), Err(Error::Cancelled)));
+        let last = pool.last().result_timeout(HANG).unwrap();
+        let served = at.elapsed();
+        let seen = seen_after(&last, wall);
+        eprintln!(
+            "process: async method saw its cancel {seen:?} after cancel(); the next call was \
+             answered after {served:?}"
+        );
+        assert!(served < Duration::from_secs(5), "{served:?}: {last}");
+
+        // A cancel of a call that finished is harmless: its value stands.
+        let done = pool.quick(7);
+        assert!(done.wait_timeout(HANG));
+        assert!(!done.cancel());
+        assert_eq!(done.result().unwrap(), 7);
+        assert_eq!(pool.quick(8).result_timeout(HANG).unwrap(), 8);
+        pool.stop().unwrap();
+    });
+}
+
+/// A call cancelled while it waits in the child behind a running one never runs; the
+/// running one still sees its own cancel.
+#[test]
+fn a_call_cancelled_before_it_starts_in_the_child_never_runs() {
+    within("cancel a queued call in a child", || {
+        let pool = ChildSpinner::options()
+            .mode(Mode::Process)
+            .max_workers(1)
+            .init()
+            .unwrap();
+        let (first, second) = (marker("first"), marker("second"));
+        let running = pool.spin(first.clone());
+        wait_for_file(&first);
+        let queued = pool.spin(second.clone());
+        assert!(queued.cancel());
+        assert!(running.cancel());
+        let last = pool.last().result_timeout(HANG).unwrap();
+        assert!(last.starts_with("cancelled at "), "{last}");
+        assert!(
+            !std::path::Path::new(&second).exists(),
+            "the call cancelled before it started ran"
+        );
+        assert!(matches!(queued.result(), Err(Error::Cancelled)));
+        assert_eq!(pool.quick(1).result_timeout(HANG).unwrap(), 1);
+        pool.stop().unwrap();
+        let _ = std::fs::remove_file(first);
+    });
+}

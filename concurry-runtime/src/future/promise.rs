@@ -225,8 +225,9 @@ impl<T, E> Promise<T, E> {
     /// worker; one that is running sees the cancel at its next checkpoint
     /// ([`check_cancelled`](crate::check_cancelled), [`cancelled`](crate::cancelled)), and
     /// what it returns is reported through `tracing` (target `concurry::cancel`) and dropped.
-    /// (Process mode: the child is not told yet; the call runs on, bounded by
-    /// `call_timeout`.) Returns whether this cancelled the promise.
+    /// In process mode the child is told: its method sees the cancel at its next checkpoint
+    /// too, and a call still waiting in the child does not run (a method that never checks
+    /// runs on, bounded by `call_timeout`). Returns whether this cancelled the promise.
     ///
     /// ```
     /// let (p, c) = concurry::Promise::<u8>::pending();
@@ -304,7 +305,10 @@ impl<T, E> Completer<T, E> {
 
 /// What runs a callback once a promise is cancelled, without keeping the promise alive:
 /// [`Completer::cancel_watch`].
-pub(crate) struct CancelWatch(Box<dyn FnOnce(Box<dyn FnOnce() + Send>) + Send>);
+pub(crate) struct CancelWatch(Box<dyn FnOnce(OnCancel) + Send>);
+
+/// What a [`CancelWatch`] runs.
+type OnCancel = Box<dyn FnOnce() + Send>;
 
 impl CancelWatch {
     /// Runs `f` once the promise is cancelled ([`Promise::cancel`]; at once if it already
@@ -324,7 +328,7 @@ impl<T: Send + 'static, E: Send + 'static> Completer<T, E> {
             // Shared with the callback: if the value was taken already (cancelled, then
             // waited for), the callback is dropped unrun and `f` runs here.
             let f = std::sync::Arc::new(crate::sync::os::Mutex::new(Some(f)));
-            let run = |f: &crate::sync::os::Mutex<Option<Box<dyn FnOnce() + Send>>>| {
+            let run = |f: &crate::sync::os::Mutex<Option<OnCancel>>| {
                 let f = crate::sync::os::lock(f).take();
                 if let Some(f) = f {
                     f();
