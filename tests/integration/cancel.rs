@@ -714,3 +714,69 @@ fn a_call_cancelled_before_it_starts_in_the_child_never_runs() {
         let _ = std::fs::remove_file(first);
     });
 }
+
+/// Calls submitted in a scope on a process-mode pool inherit it, as in process: its
+/// deadline reaches the method in the child, an error it returns then is `Cancelled`, and a
+/// call submitted in a scope cancelled already never runs.
+#[test]
+fn calls_in_a_scope_see_its_deadline_in_a_child_process() {
+    within("scope deadline reaches a child", || {
+        let pool = ChildSpinner::options()
+            .mode(Mode::Process)
+            .max_workers(1)
+            .init()
+            .unwrap();
+        let at = Instant::now();
+        let started = marker("deadline");
+        let out =
+            concurry::move_on_after(Duration::from_millis(30), |_| pool.spin(started).result());
+        assert!(out.is_none(), "the scope's deadline passed");
+        let last = pool.last().result_timeout(HANG).unwrap();
+        assert!(last.starts_with("cancelled at "), "{last}");
+        eprintln!(
+            "process: a call in a scope with a 30ms deadline returned {:?} after the scope opened",
+            at.elapsed()
+        );
+        assert!(at.elapsed() < Duration::from_secs(5));
+
+        let cs = CancelScope::with_timeout(Duration::from_millis(10));
+        let r = cs.run(|_| pool.spin(marker("awaited")).result());
+        assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+        assert!(cs.cancel_called());
+
+        let cs = CancelScope::new();
+        cs.cancel();
+        let skipped = marker("skipped");
+        let r = cs.run(|_| pool.spin(skipped.clone()).result());
+        assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+        assert!(!std::path::Path::new(&skipped).exists());
+        // Outside the scope, calls are not cancelled.
+        assert_eq!(pool.quick(4).result_timeout(HANG).unwrap(), 4);
+        pool.stop().unwrap();
+    });
+}
+
+/// Fail-fast reaches a sibling running in a child process.
+#[test]
+fn fail_fast_cancels_a_sibling_in_a_child_process() {
+    within("fail-fast reaches a child", || {
+        let pool = ChildSpinner::options()
+            .mode(Mode::Process)
+            .max_workers(1)
+            .init()
+            .unwrap();
+        let started = marker("sibling");
+        let seen = started.clone();
+        let r = concurry::scope(|s| {
+            s.spawn(pool.spin(started));
+            s.spawn_try_blocking(move || -> Result<(), String> {
+                wait_for_file(&seen);
+                Err("boom".into())
+            });
+        });
+        assert!(matches!(r, Err(Error::ChildFailed { .. })), "{r:?}");
+        let last = pool.last().result_timeout(HANG).unwrap();
+        assert!(last.starts_with("cancelled at "), "{last}");
+        pool.stop().unwrap();
+    });
+}

@@ -10,18 +10,17 @@
 //!
 //! What is cancelled: a pool call's method sees its own [`Promise::cancel`](crate::Promise::cancel),
 //! `stop()` past its `stop_timeout`, and the cancel of the scope the call was submitted in
-//! (calls inherit the scope running where they are submitted, in Sync, Thread and Async
-//! modes).
+//! (calls inherit the scope running where they are submitted, in every mode).
 //!
-//! In process mode the cancel crosses to the child: a cancelled promise (by
-//! [`Promise::cancel`](crate::Promise::cancel), or a [`TaskGroup`]'s fail-fast, which cancels
-//! its children's promises) sends the call's cancel over the socket, and the method in the
-//! child sees it at its next checkpoint ([`check_cancelled`], [`cancelled`]), within a few
-//! milliseconds (a call is read around only once it has run for about 2 ms); a call still
-//! waiting in the child is not run. A call past its `call_timeout` fails with
-//! [`Error::Timeout`](crate::Error::Timeout) and its child is killed (and replaced), as
-//! before; `stop()` past its `stop_timeout` kills the children too. Not yet: a scope's own
-//! cancel (its deadline) does not reach calls submitted in it on a process-mode pool.
+//! In process mode the cancel crosses to the child: a cancelled promise, or the cancel of
+//! the scope (or group) the call was submitted in, sends the call's cancel over the socket,
+//! and the method in the child sees it at its next checkpoint ([`check_cancelled`],
+//! [`cancelled`]) within a few milliseconds (the child reads around a call once it has run
+//! for about 2 ms); a call still waiting in the child does not run. As in process, an error
+//! the call returns after its scope's cancel resolves it with
+//! [`Error::Cancelled`](crate::Error::Cancelled) and a value stands. A call past its
+//! `call_timeout` fails with [`Error::Timeout`](crate::Error::Timeout) and its child is
+//! killed (and replaced); `stop()` past its `stop_timeout` kills the children too.
 
 pub(crate) mod context;
 mod group;
@@ -37,7 +36,7 @@ pub use scope::{
     CancelScope, RunAsync, fail_after, fail_after_async, move_on_after, move_on_after_async,
     timeout, timeout_async,
 };
-pub(crate) use token::{Parent, Token};
+pub(crate) use token::{Parent, Token, WakeCell};
 
 #[cfg(test)]
 mod tests {

@@ -48,9 +48,14 @@ impl<J: Send + Sync + ?Sized> Tail for J {}
 impl<V: Stash> PromiseCell<V, ()> {
     /// A cell with nothing beside its slot.
     fn bare() -> DynArc<PromiseCell<V>> {
+        Self::in_scope(None)
+    }
+
+    /// A cell with nothing beside its slot, for a call submitted in `cancel`.
+    fn in_scope(cancel: Option<crate::cancel::Parent>) -> DynArc<PromiseCell<V>> {
         DynArc::new(PromiseCell {
             slot: Slot::new(),
-            cancel: None,
+            cancel,
             tail: (),
         })
     }
@@ -108,6 +113,14 @@ impl<T, E> Promise<T, E> {
     /// ```
     pub fn pending() -> (Self, Completer<T, E>) {
         let cell = PromiseCell::bare();
+        (Promise { cell: cell.clone() }, Completer::from_cell(cell))
+    }
+
+    /// As [`pending`](Promise::pending), for a call submitted in the scope (or call)
+    /// `cancel`: its cancel is the call's too ([`Completer::cancel_requested`],
+    /// [`Completer::cancel_watch`]).
+    pub(crate) fn pending_in(cancel: Option<crate::cancel::Parent>) -> (Self, Completer<T, E>) {
+        let cell = PromiseCell::in_scope(cancel);
         (Promise { cell: cell.clone() }, Completer::from_cell(cell))
     }
 
@@ -319,31 +332,63 @@ impl CancelWatch {
 }
 
 impl<T: Send + 'static, E: Send + 'static> Completer<T, E> {
-    /// A watch on this promise's cancel, to hand on with the call (a remote call sends its
-    /// cancel to the worker running it).
+    /// A watch on this promise's cancel (and on the scope it was submitted in, if any), to
+    /// hand on with the call (a remote call sends its cancel to the worker running it).
     pub(crate) fn cancel_watch(&self) -> Option<CancelWatch> {
         let weak = DynArc::downgrade(self.cell.as_ref()?);
         Some(CancelWatch(Box::new(move |f| {
             let Some(cell) = weak.upgrade() else { return };
-            // Shared with the callback: if the value was taken already (cancelled, then
-            // waited for), the callback is dropped unrun and `f` runs here.
+            // Shared by the ways it may run: the slot's callback, the scope's waker, and
+            // here (the value was taken already: cancelled, then waited for).
             let f = std::sync::Arc::new(crate::sync::os::Mutex::new(Some(f)));
-            let run = |f: &crate::sync::os::Mutex<Option<OnCancel>>| {
-                let f = crate::sync::os::lock(f).take();
-                if let Some(f) = f {
-                    f();
-                }
-            };
+            // The scope's cancel wakes `scope`, which the slot's callback keeps alive until
+            // the call is resolved.
+            let scope = cell.cancel.as_ref().map(|parent| {
+                let scope = crate::cancel::WakeCell::new();
+                let wake = RunOnWake(parent.clone(), f.clone());
+                scope.set(&std::task::Waker::from(std::sync::Arc::new(wake)));
+                parent.register(&scope);
+                scope
+            });
             let (on, mine) = (weak.clone(), f.clone());
             let registered = cell.slot.on_done(Box::new(move |_| {
+                drop(scope);
                 if on.upgrade().is_some_and(|c| c.slot.is_cancelled()) {
-                    run(&mine);
+                    run_once(&mine);
                 }
             }));
             if !registered && cell.slot.is_cancelled() {
-                run(&f);
+                run_once(&f);
             }
         })))
+    }
+}
+
+/// Runs what a [`CancelWatch`] was given, the first time only.
+fn run_once(f: &crate::sync::os::Mutex<Option<OnCancel>>) {
+    let f = crate::sync::os::lock(f).take();
+    if let Some(f) = f {
+        f();
+    }
+}
+
+/// A waker that runs a [`CancelWatch`]'s callback if its scope is cancelled. (A call's
+/// method as the scope wakes it at its return too: calls it leaves running are not
+/// cancelled by that.)
+struct RunOnWake(
+    crate::cancel::Parent,
+    std::sync::Arc<crate::sync::os::Mutex<Option<OnCancel>>>,
+);
+
+impl std::task::Wake for RunOnWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        if self.0.is_cancelled() {
+            run_once(&self.1);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::retry::MethodRetry;
 use super::{Admit, Pool, Room, Shared, WeakPool, later};
+use crate::cancel::Parent;
 use crate::error::Error;
 use crate::future::{Completer, Promise};
 use crate::limit::{Acquisition, LimitSet, WaitError};
@@ -81,6 +82,8 @@ where
         X: Extract<W, T, E>,
     {
         let remote = self.backend_as::<Remote>()?;
+        // The scope the call is submitted in: its cancel reaches the child, as in-process.
+        let scope = crate::cancel::context::current_parent();
         // (A stopped pool is seen by each attempt.)
         let retry = self.retry_for(retry);
         let max = self.inner.config.max_message_size;
@@ -88,16 +91,17 @@ where
         let lane = &remote.lane;
         Some(match encode_small(&request, max) {
             Some(Ok(payload)) if !lane.busy() => {
-                self.remote_call(method, retry, payload, extract, timeout)
+                self.remote_call(method, retry, payload, extract, timeout, scope)
             }
             Some(Err(e)) => Promise::ready(Err(e.widen())),
             // Large arguments are encoded off the caller's thread (`call_timeout` counts
             // the encoding), and calls after them wait behind them, in order.
             encoded => {
-                let (promise, c) = Promise::pending();
+                let (promise, c) = Promise::pending_in(scope.clone());
                 let pool = self.downgrade();
                 let send = move |c: Completer<T, E>, payload, left| {
-                    Self::send_from_lane(&pool, c, method, retry, payload, extract, left);
+                    let call = (method, retry, scope);
+                    Self::send_from_lane(&pool, c, call, payload, extract, left);
                 };
                 match encoded {
                     Some(Ok(payload)) => lane.run(move || send(c, payload, timeout)),
@@ -138,7 +142,8 @@ where
             Some(Err(e)) => return Some(Promise::ready(Err(e.widen()))),
             None => {}
         }
-        let (promise, c) = Promise::pending();
+        let scope = crate::cancel::context::current_parent();
+        let (promise, c) = Promise::pending_in(scope.clone());
         let retry = self.retry_for(retry);
         let pool = self.downgrade();
         let fail: fn(Completer<T, E>, Error) = |c, e| {
@@ -163,7 +168,7 @@ where
                 if left == Some(std::time::Duration::ZERO) {
                     return fail(c, Error::Timeout);
                 }
-                Self::send_from_lane(&pool, c, method, retry, payload, extract, left);
+                Self::send_from_lane(&pool, c, (method, retry, scope), payload, extract, left);
             },
         );
         Some(promise)
@@ -171,12 +176,11 @@ where
 
     /// Sends a call whose request was encoded on the encoding lane, from the lane: its
     /// answer completes `c`. A pool dropped meanwhile fails it with `Stopped`; a promise
-    /// cancelled meanwhile sends nothing.
+    /// cancelled meanwhile sends nothing, and one cancelled later cancels the call.
     fn send_from_lane<T, E, X>(
         pool: &WeakPool<W>,
         c: Completer<T, E>,
-        method: &'static str,
-        retry: Option<std::sync::Arc<crate::retry::RetryConfig>>,
+        (method, retry, scope): LaneCall,
         payload: Vec<u8>,
         extract: X,
         left: Option<std::time::Duration>,
@@ -192,8 +196,9 @@ where
         if c.is_cancelled() {
             return;
         }
-        let call = pool.remote_call(method, retry, payload, extract, left);
+        let call = pool.remote_call(method, retry, payload, extract, left, scope);
         drop(pool);
+        c.on_resolved(call.weak_canceller());
         crate::runtime::runtime().spawn(async move {
             c.complete(call.await);
         });
@@ -208,6 +213,7 @@ where
         payload: Vec<u8>,
         extract: X,
         first_timeout: Option<std::time::Duration>,
+        scope: Option<Parent>,
     ) -> Promise<T, E>
     where
         T: Send + 'static,
@@ -218,7 +224,8 @@ where
             // One trace id per call, the same for each of its attempts.
             None => {
                 let call = (1, crate::rand::id());
-                self.remote_attempt(method, call, Room::Wait, payload, extract, first_timeout)
+                let to = (first_timeout, scope);
+                self.remote_attempt(method, call, Room::Wait, payload, extract, to)
             }
             Some(config) => {
                 let trace = crate::rand::id();
@@ -229,13 +236,16 @@ where
                         pool.inner.config.call_timeout
                     };
                     let call = (n, trace);
-                    pool.remote_attempt(method, call, room, payload, extract.clone(), timeout)
+                    let to = (timeout, scope.clone());
+                    pool.remote_attempt(method, call, room, payload, extract.clone(), to)
                 })
             }
         }
     }
 
-    /// One attempt of a remote call: limits, then the child.
+    /// One attempt of a remote call: limits, then the child. It has `timeout`, and is
+    /// cancelled with `scope` (the scope it was submitted in): one cancelled already is not
+    /// sent.
     fn remote_attempt<T, E, X>(
         &self,
         method: &'static str,
@@ -243,7 +253,7 @@ where
         room: Room,
         payload: Vec<u8>,
         extract: X,
-        timeout: Option<std::time::Duration>,
+        (timeout, scope): (Option<std::time::Duration>, Option<Parent>),
     ) -> Promise<T, E>
     where
         T: Send + 'static,
@@ -258,7 +268,12 @@ where
         if self.is_stopped() {
             return Promise::ready(Err(Error::Stopped));
         }
-        let (promise, c) = Promise::pending();
+        let (promise, c) = Promise::pending_in(scope);
+        if c.is_cancelled() {
+            // Dropped, the completer resolves the promise with `Cancelled`.
+            drop(c);
+            return promise;
+        }
         // Sends the call to child `idx`, where it is counted already.
         let send = {
             let limits = inner.limits.clone();
@@ -298,6 +313,13 @@ where
         promise
     }
 }
+
+/// A call sent from the encoding lane: its method, retries and scope.
+type LaneCall = (
+    &'static str,
+    Option<std::sync::Arc<crate::retry::RetryConfig>>,
+    Option<Parent>,
+);
 
 /// What sending one attempt of a remote call needs, once it has its child.
 struct RemoteCall<W: RemoteWorker> {
@@ -366,6 +388,8 @@ where
                 }),
                 Err(e) => Err(e.widen()),
             };
+            // As in process: an error after the scope's cancel is `Cancelled`.
+            let out = crate::cancel::context::cancelled_or(c.cancel_requested(), out);
             // Cancelled meanwhile: what the method returned anyway is reported, not lost
             // silently (as in every other mode).
             if let Err(out) = c.try_complete(out)
