@@ -661,6 +661,20 @@ fn a_running_method_in_a_child_process_stops_soon_after_cancel() {
         );
         assert!(served < Duration::from_secs(5), "{served:?}: {last}");
 
+        // A call that has run for a while: the child reads around it already. (The sleep
+        // only lets it run past the child's ~2 ms threshold; nothing is timed against it.)
+        let started = marker("long");
+        let p = pool.spin(started.clone());
+        wait_for_file(&started);
+        std::thread::sleep(Duration::from_millis(20));
+        let wall = unix_micros();
+        assert!(p.cancel());
+        let last = pool.last().result_timeout(HANG).unwrap();
+        eprintln!(
+            "process: a sync method running for 20 ms saw its cancel {:?} after cancel()",
+            seen_after(&last, wall)
+        );
+
         let started = marker("wait");
         let p = pool.wait_cancel(started.clone());
         wait_for_file(&started);

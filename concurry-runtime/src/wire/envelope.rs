@@ -57,7 +57,8 @@ pub enum Kind {
     /// `concurry::limits()` shows them in a child). Empty payload; the answer is a
     /// `LimitReply` with the same id.
     LimitStats = 12,
-    /// Parent → worker: the call with this id was cancelled (its promise, or its deadline).
+    /// Parent → worker: the call with this id was cancelled (its promise, the scope it was
+    /// submitted in, or its deadline).
     /// Empty payload, no reply of its own: a running call sees it at its next checkpoint
     /// (`check_cancelled`, `cancelled`) and its reply follows as usual; a call not started
     /// yet is answered `Fault::Cancelled` without running; a finished or unknown id is
