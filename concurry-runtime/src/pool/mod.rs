@@ -77,12 +77,15 @@ pub(crate) struct Shared {
     pub(crate) stopped: std::sync::Arc<crate::signal::Signal>,
     /// Cancelled when `stop_timeout` runs out: running methods see it at their checkpoints.
     pub(crate) cancel: crate::cancel::Token,
+    /// What it reports through the `metrics` facade (nothing without the feature).
+    pub(crate) metrics: crate::report::PoolMetrics,
 }
 
 impl Shared {
     /// The shared state of a pool of `workers` fixed workers named `name`.
     pub(crate) fn new(name: String, workers: usize, bounded: bool) -> Self {
         Shared {
+            metrics: crate::report::PoolMetrics::new(&name),
             name,
             counters: (0..workers.max(1)).map(|_| Counters::default()).collect(),
             abort: Arc::new(AtomicBool::new(false)),
