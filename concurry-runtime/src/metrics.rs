@@ -12,16 +12,27 @@
 //! | `concurry_limit_wait_seconds` | histogram | `pool` | how long each attempt of a pool with limits waited for its units (0 when they were free) |
 //!
 //! `pool` is the pool's name (the `name` option, else the worker type's name, as in
-//! [`PoolStats::name`](crate::PoolStats)); `method` is the method's name (`#[task]`
-//! functions report as method `call`). `outcome` is one of [`OUTCOMES`]: `ok`, `error`
-//! (the method returned its own error), `panicked`, `cancelled`, `timeout`, `stopped`,
-//! `worker_lost`, `limit` (a limit could not be acquired), `rejected` (a `retry_until`
-//! validator rejected every output), `upstream` (a promise given as an argument failed),
-//! `transport` (process mode: the call could not cross to the child), `other`. A call that
-//! ran out of retries counts under the outcome of its last attempt.
+//! [`PoolStats::name`](crate::PoolStats)); `method` is the method's name (`#[task]` functions and
+//! closures report as method `task`). `outcome` is one of [`OUTCOMES`]: `ok`, `error` (the method
+//! returned its own error), `panicked`, `cancelled`, `timeout`, `stopped`, `worker_lost`, `limit`
+//! (a limit could not be acquired), `rejected` (a `retry_until` validator rejected every output),
+//! `upstream` (a promise given as an argument failed), `transport` (process mode: the call could
+//! not cross to the child), `other`. A call that ran out of retries counts under the outcome of its
+//! last attempt.
 //!
 //! The handles are registered when a pool starts (and at a method's first call), with the
 //! recorder in force then: install the recorder before starting the pools it should see.
+//!
+//! Nodes (feature `prometheus`, `Node::metrics_listen`) serve all of the above for their
+//! process as Prometheus text at `/metrics`, with their own gauges (label `node`, the node's
+//! name):
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `concurry_node_capacity` | gauge | instances it hosts at most |
+//! | `concurry_node_free` | gauge | instances it would take now |
+//! | `concurry_node_instances` | gauge | instances it hosts now (capacity less free) |
+//! | `concurry_node_draining` | gauge | 1 once it drains, else 0 |
 //!
 //! ```
 //! use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -77,3 +88,15 @@ pub const OUTCOMES: [&str; 12] = [
     "transport",
     "other",
 ];
+
+/// Gauge `concurry_node_capacity{node}`: instances a node hosts at most (feature `prometheus`).
+pub const NODE_CAPACITY: &str = "concurry_node_capacity";
+
+/// Gauge `concurry_node_free{node}`: instances a node would take now.
+pub const NODE_FREE: &str = "concurry_node_free";
+
+/// Gauge `concurry_node_instances{node}`: instances a node hosts now.
+pub const NODE_INSTANCES: &str = "concurry_node_instances";
+
+/// Gauge `concurry_node_draining{node}`: 1 once a node drains, else 0.
+pub const NODE_DRAINING: &str = "concurry_node_draining";

@@ -45,6 +45,11 @@ impl Calc {
         }
     }
 
+    /// Fails every attempt.
+    pub(crate) fn never_ok(&self) -> Result<u32, String> {
+        Err("never".to_string())
+    }
+
     #[retry(never)]
     pub(crate) fn boom(&self) -> u32 {
         panic!("planned panic")
@@ -149,6 +154,10 @@ fn calls_are_counted_by_pool_method_and_outcome(mode: Mode) {
         assert!(matches!(calc.fail().result(), Err(Error::Method(e)) if e == "no"));
         assert_eq!(calc.flaky(Arc::default()).result().unwrap(), 2);
         assert!(matches!(calc.boom().result(), Err(Error::Panicked { .. })));
+        assert!(matches!(
+            calc.never_ok().result(),
+            Err(Error::RetriesExhausted { attempts: 3, .. })
+        ));
         calc.stop().unwrap();
         assert!(matches!(calc.add(1, 1).result(), Err(Error::Stopped)));
     });
@@ -166,6 +175,9 @@ fn calls_are_counted_by_pool_method_and_outcome(mode: Mode) {
     assert_eq!(seen.calls(&pool, "flaky", "error"), 0);
     assert_eq!(seen.retries(&pool, "flaky"), 1);
     assert_eq!(seen.retries(&pool, "add"), 0);
+    // A call that ran out of retries counts under its last attempt's outcome.
+    assert_eq!(seen.calls(&pool, "never_ok", "error"), 1);
+    assert_eq!(seen.retries(&pool, "never_ok"), 2);
     // Every outcome is registered (a zero series) once a method is called.
     for outcome in OUTCOMES {
         let id = format!("{CALLS}{{method=add,outcome={outcome},pool={pool}}}");
@@ -180,8 +192,8 @@ fn calls_are_counted_by_pool_method_and_outcome(mode: Mode) {
     );
     assert_eq!(seen.durations(&pool, "flaky").len(), 1);
     // One wait for the pool's limits per attempt that reached a worker: 2 adds, 1 async
-    // add, fail, flaky twice, boom.
-    assert_eq!(seen.limit_waits(&pool), 7);
+    // add, fail, flaky twice, boom, never_ok three times.
+    assert_eq!(seen.limit_waits(&pool), 10);
 }
 
 #[test]
