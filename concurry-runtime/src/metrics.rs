@@ -23,6 +23,11 @@
 //! The handles are registered when a pool starts (and at a method's first call), with the
 //! recorder in force then: install the recorder before starting the pools it should see.
 //!
+//! Cost: with the feature, each call takes a clock read and a callback on its promise when
+//! submitted (whether a recorder is installed or not), which shows on a no-op method's
+//! pipelined rate (about half on our 2-core machines) but not in its round trip (~5 µs).
+//! Without the feature nothing is compiled in.
+//!
 //! Nodes (feature `prometheus`, `Node::metrics_listen`) serve all of the above for their
 //! process as Prometheus text at `/metrics`, with their own gauges (label `node`, the node's
 //! name):

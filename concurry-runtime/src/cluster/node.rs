@@ -213,9 +213,10 @@ impl Node {
             let cluster = cluster.clone();
             let state = state.clone();
             run(async move { register(cluster, state, interval).await })
-        }?;
+        };
         #[cfg(feature = "prometheus")]
-        let tasks = tasks.into_iter().chain(exporter).collect();
+        let tasks = super::prometheus::chain(tasks, exporter);
+        let tasks = tasks?;
         Ok(RunningNode {
             cluster,
             state,

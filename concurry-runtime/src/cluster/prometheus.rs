@@ -83,6 +83,20 @@ pub(super) fn start(
     })
 }
 
+/// The node's tasks with the exporter's; if the node could not register, the exporter stops.
+pub(super) fn chain(
+    tasks: Result<Vec<tokio::task::AbortHandle>, Error>,
+    exporter: Vec<tokio::task::AbortHandle>,
+) -> Result<Vec<tokio::task::AbortHandle>, Error> {
+    match tasks {
+        Ok(tasks) => Ok(tasks.into_iter().chain(exporter).collect()),
+        Err(e) => {
+            exporter.iter().for_each(tokio::task::AbortHandle::abort);
+            Err(e)
+        }
+    }
+}
+
 /// Sets the node's gauges from its advertised state, every `every`.
 async fn keep_gauges(state: Arc<Mutex<Beat>>, every: Duration) {
     let node = lock(&state).name.clone();

@@ -61,6 +61,8 @@ impl<W: Worker> fmt::Debug for Pool<W> {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) name: String,
+    /// What it reports through the `metrics` facade (nothing without the feature).
+    pub(crate) metrics: crate::report::PoolMetrics,
     pub(crate) counters: Box<[Counters]>,
     /// Set when `stop_timeout` ran out: workers drop what is queued instead of running it
     /// (and calls waiting for their limits give up).
@@ -77,8 +79,6 @@ pub(crate) struct Shared {
     pub(crate) stopped: std::sync::Arc<crate::signal::Signal>,
     /// Cancelled when `stop_timeout` runs out: running methods see it at their checkpoints.
     pub(crate) cancel: crate::cancel::Token,
-    /// What it reports through the `metrics` facade (nothing without the feature).
-    pub(crate) metrics: crate::report::PoolMetrics,
 }
 
 impl Shared {
