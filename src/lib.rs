@@ -134,6 +134,10 @@
 //!   methods; [`seed_names`] maps the seeds' names (toolcase, mtaio) to these.
 //! - `cluster` (feature `cluster`): nodes on other machines meeting through a NATS server;
 //!   membership by heartbeat and placement by free capacity.
+//! - `metrics` (feature `metrics`): every pool reports its calls, latencies, retries and
+//!   limit waits through the `metrics` facade; with feature `prometheus` a node serves them
+//!   as Prometheus text at `/metrics`. The `concurry` command line (crate `concurry-cli`)
+//!   lists a cluster's nodes.
 #![forbid(unsafe_code)]
 
 pub use concurry_macros::{task, worker};

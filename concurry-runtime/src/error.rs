@@ -321,6 +321,16 @@ impl ConfigError {
     pub fn value(&self) -> &str {
         &self.value
     }
+
+    /// What to do about it (the message without the option and value).
+    ///
+    /// ```
+    /// let e = concurry::ConfigError::new("max_workers", "0", "use at least 1 worker");
+    /// assert_eq!(e.fix(), "use at least 1 worker");
+    /// ```
+    pub fn fix(&self) -> &str {
+        &self.fix
+    }
 }
 
 impl fmt::Display for ConfigError {

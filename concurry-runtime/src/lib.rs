@@ -17,6 +17,8 @@ mod error;
 mod future;
 mod job;
 mod limit;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod mode;
 mod options;
 mod options_builder;
@@ -25,6 +27,7 @@ pub mod primitives;
 mod progress;
 mod rand;
 mod remote;
+mod report;
 mod retry;
 mod runtime;
 mod signal;

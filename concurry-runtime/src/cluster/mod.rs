@@ -56,6 +56,8 @@ mod connect;
 mod membership;
 mod node;
 mod placement;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod protocol;
 mod server;
 

@@ -46,6 +46,9 @@ pub struct Node {
     capacity: Option<u32>,
     types: Option<Vec<String>>,
     heartbeat: Duration,
+    /// `metrics_listen` (feature `prometheus`, `prometheus.rs`).
+    #[cfg(feature = "prometheus")]
+    pub(super) metrics: Option<std::net::SocketAddr>,
 }
 
 impl Node {
@@ -68,6 +71,8 @@ impl Node {
             capacity: None,
             types: None,
             heartbeat: DEFAULT_HEARTBEAT,
+            #[cfg(feature = "prometheus")]
+            metrics: None,
         }
     }
 
@@ -199,11 +204,19 @@ impl Node {
         let cluster = self.cluster;
         let state = Arc::new(Mutex::new(beat));
         let interval = self.heartbeat;
+        #[cfg(feature = "prometheus")]
+        let exporter = match self.metrics {
+            Some(addr) => super::prometheus::start(addr, state.clone(), interval)?,
+            None => Vec::new(),
+        };
         let tasks = {
             let cluster = cluster.clone();
             let state = state.clone();
             run(async move { register(cluster, state, interval).await })
-        }?;
+        };
+        #[cfg(feature = "prometheus")]
+        let tasks = super::prometheus::chain(tasks, exporter);
+        let tasks = tasks?;
         Ok(RunningNode {
             cluster,
             state,

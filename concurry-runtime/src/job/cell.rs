@@ -15,6 +15,7 @@ use crate::future::slot::Slot;
 use crate::future::{Completer, PromiseCell};
 use crate::limit::context::{WithLimits, with_limits, without_limits};
 use crate::limit::{Acquisition, LimitSet, WaitError};
+use crate::report::LimitWait;
 use crate::sync::{Arc, AtomicBool, DynArc, Mutex, Ordering, lock};
 
 /// The future an `async fn` method call becomes, borrowing the instance for `'a`.
@@ -33,6 +34,8 @@ pub(crate) struct CallLimits {
     set: LimitSet,
     /// Set when the pool's `stop_timeout` ran out: a call waiting for its units gives up.
     abort: Arc<AtomicBool>,
+    /// Reports how long the call waited (feature `metrics`; nothing without it).
+    wait: LimitWait,
 }
 
 /// What ends a call's wait for its limits early.
@@ -45,10 +48,11 @@ enum NotAcquired<E> {
 
 impl CallLimits {
     /// The units of `set` for one call, waited for unless `abort` is set.
-    pub(crate) fn new(set: &LimitSet, abort: &Arc<AtomicBool>) -> Box<Self> {
+    pub(crate) fn new(set: &LimitSet, abort: &Arc<AtomicBool>, wait: LimitWait) -> Box<Self> {
         Box::new(CallLimits {
             set: set.for_call(),
             abort: abort.clone(),
+            wait,
         })
     }
 
@@ -72,9 +76,11 @@ impl CallLimits {
     /// Waits (blocking this thread) for the call's units; gives up if the call is cancelled
     /// or the pool aborts its queue.
     fn acquire<T, E>(&self, c: &Completer<T, E>) -> Result<Option<Acquisition>, NotAcquired<E>> {
+        let started = self.wait.start();
         let r = self
             .set
             .acquire_call(&|| c.is_cancelled() || self.stopping());
+        self.wait.done(started);
         self.outcome(r, c.is_cancelled())
     }
 
@@ -83,10 +89,12 @@ impl CallLimits {
         &self,
         c: &Completer<T, E>,
     ) -> Result<Option<Acquisition>, NotAcquired<E>> {
+        let started = self.wait.start();
         let r = self
             .set
             .acquire_call_async(|| c.is_cancelled() || self.stopping())
             .await;
+        self.wait.done(started);
         self.outcome(r, c.is_cancelled())
     }
 }

@@ -61,6 +61,8 @@ impl<W: Worker> fmt::Debug for Pool<W> {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) name: String,
+    /// What it reports through the `metrics` facade (nothing without the feature).
+    pub(crate) metrics: crate::report::PoolMetrics,
     pub(crate) counters: Box<[Counters]>,
     /// Set when `stop_timeout` ran out: workers drop what is queued instead of running it
     /// (and calls waiting for their limits give up).
@@ -83,6 +85,7 @@ impl Shared {
     /// The shared state of a pool of `workers` fixed workers named `name`.
     pub(crate) fn new(name: String, workers: usize, bounded: bool) -> Self {
         Shared {
+            metrics: crate::report::PoolMetrics::new(&name),
             name,
             counters: (0..workers.max(1)).map(|_| Counters::default()).collect(),
             abort: Arc::new(AtomicBool::new(false)),

@@ -220,7 +220,8 @@ where
         E: Send + 'static,
         X: Extract<W, T, E>,
     {
-        match retry {
+        let timer = self.inner.shared.metrics.start(method);
+        let promise = match retry {
             // One trace id per call, the same for each of its attempts.
             None => {
                 let call = (1, crate::rand::id());
@@ -240,7 +241,9 @@ where
                     pool.remote_attempt(method, call, room, payload, extract.clone(), to)
                 })
             }
-        }
+        };
+        timer.watch(&promise);
+        promise
     }
 
     /// One attempt of a remote call: limits, then the child. It has `timeout`, and is

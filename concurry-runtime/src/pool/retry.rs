@@ -262,6 +262,9 @@ impl<W: Worker> Pool<W> {
         let pool = self.downgrade();
         run(ctx, move |n| match pool.upgrade() {
             Some(pool) => {
+                if n > 1 {
+                    pool.inner.shared.metrics.retry(method);
+                }
                 let room = place
                     .as_ref()
                     .map_or(Room::Wait, |p| Room::Retry(p.clone()));

@@ -27,12 +27,9 @@ impl<W: Worker> Pool<W> {
         P: Borrow<M> + Send + 'static,
     {
         let inner = &*self.inner;
-        let limits = Limits(
-            inner
-                .limits
-                .as_ref()
-                .map(|set| CallLimits::new(set, &inner.shared.abort)),
-        );
+        let limits = Limits(inner.limits.as_ref().map(|set| {
+            CallLimits::new(set, &inner.shared.abort, inner.shared.metrics.limit_wait())
+        }));
         let bound = M::call(method, args, limits);
         let job = bound.job;
         self.dispatch(
@@ -59,13 +56,18 @@ impl<W: Worker> Pool<W> {
         A: Clone + Send + 'static,
         M: Method<W, A>,
     {
-        let Some(config) = self.retry_for(retry) else {
-            return self.attempt::<A, M, M>(name, 1, Room::Wait, method, args);
+        let timer = self.inner.shared.metrics.start(name);
+        let promise = match self.retry_for(retry) {
+            None => self.attempt::<A, M, M>(name, 1, Room::Wait, method, args),
+            Some(config) => {
+                let method = std::sync::Arc::new(method);
+                self.attempts(config, name, args, move |pool, n, room, args| {
+                    pool.attempt::<A, M, _>(name, n, room, method.clone(), args)
+                })
+            }
         };
-        let method = std::sync::Arc::new(method);
-        self.attempts(config, name, args, move |pool, n, room, args| {
-            pool.attempt::<A, M, _>(name, n, room, method.clone(), args)
-        })
+        timer.watch(&promise);
+        promise
     }
 
     /// Submits a call of `method` with arguments that cannot be sent again: it runs once
@@ -81,9 +83,12 @@ impl<W: Worker> Pool<W> {
         A: Send + 'static,
         M: Method<W, A>,
     {
-        self.run_once(name, retry, move |pool, room| {
+        let timer = self.inner.shared.metrics.start(name);
+        let promise = self.run_once(name, retry, move |pool, room| {
             pool.attempt::<A, M, M>(name, 1, room, method, args)
-        })
+        });
+        timer.watch(&promise);
+        promise
     }
 
     /// Submits a sync method: `f` runs on a worker with `&mut W`.
@@ -93,8 +98,11 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
     {
+        let timer = self.inner.shared.metrics.start(name);
         let method = kind::blocking(|w: &mut W, f: F| f(w));
-        self.attempt(name, 1, Room::Wait, method, f)
+        let promise = self.attempt(name, 1, Room::Wait, method, f);
+        timer.watch(&promise);
+        promise
     }
 
     /// Submits an `async fn` method taking `&mut self`: it runs exclusively on its worker.
@@ -104,8 +112,11 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: for<'a> FnOnce(&'a mut W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
+        let timer = self.inner.shared.metrics.start(name);
         let method = kind::exclusive(|w: &mut W, f: F| f(w));
-        self.attempt(name, 1, Room::Wait, method, f)
+        let promise = self.attempt(name, 1, Room::Wait, method, f);
+        timer.watch(&promise);
+        promise
     }
 
     /// Submits an `async fn` method taking `&self`: in async mode it may run concurrently with
@@ -116,7 +127,10 @@ impl<W: Worker> Pool<W> {
         E: Send + 'static,
         F: for<'a> FnOnce(&'a W) -> MethodFuture<'a, T, E> + Send + 'static,
     {
+        let timer = self.inner.shared.metrics.start(name);
         let method = kind::shared(|w: &W, f: F| f(w));
-        self.attempt(name, 1, Room::Wait, method, f)
+        let promise = self.attempt(name, 1, Room::Wait, method, f);
+        timer.watch(&promise);
+        promise
     }
 }

@@ -10,4 +10,6 @@ mod connect;
 mod harness;
 mod membership;
 mod placement;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod support;
