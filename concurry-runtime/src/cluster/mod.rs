@@ -53,11 +53,14 @@
 //! ```
 
 mod connect;
+mod host;
+mod hosting;
 mod membership;
 mod node;
 mod placement;
 mod protocol;
 mod server;
+pub(crate) mod transport;
 
 use std::time::Duration;
 

@@ -26,6 +26,46 @@ impl Echo {
     }
 }
 
+/// A stateful worker for the pool tests: a counter, a slow call, a call holding a limit.
+pub(crate) struct Tally {
+    n: u64,
+}
+
+#[concurry::worker(remote)]
+impl Tally {
+    pub(crate) fn new(start: u64) -> Self {
+        Tally { n: start }
+    }
+
+    /// Adds `by`; the new total.
+    pub(crate) fn add(&mut self, by: u64) -> u64 {
+        self.n += by;
+        self.n
+    }
+
+    /// The process this instance runs in.
+    pub(crate) fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Sleeps `ms` milliseconds, then answers `x`.
+    pub(crate) fn slow(&self, x: u64, ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        x
+    }
+
+    /// Takes one `tokens` unit of the pool's limits if there is one now (the pool's owner
+    /// hosts them): whether it got it.
+    pub(crate) fn take(&self) -> bool {
+        concurry::limits().try_acquire(&[("tokens", 1)]).is_ok()
+    }
+
+    /// Echoes a byte buffer's length.
+    pub(crate) fn len(&self, bytes: Vec<u8>) -> usize {
+        bytes.len()
+    }
+}
+
 /// `Echo`'s registered name (`RemoteWorker::NAME`).
 pub(crate) fn echo_type() -> String {
     <Echo as concurry::RemoteWorker>::NAME.to_string()
@@ -102,6 +142,12 @@ impl NodeProc {
             child: cmd.spawn().expect("spawn a node child"),
             name: name.to_string(),
         }
+    }
+
+    /// SIGKILL, and waits for it to be gone.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM: the node drains and exits by itself.
