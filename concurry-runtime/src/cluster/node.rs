@@ -185,6 +185,7 @@ impl Node {
     /// let node = Node::connect(url)?.name("local").capacity(2).start()?;
     /// let seen = cluster.wait_for_nodes(1, Duration::from_secs(10))?;
     /// assert_eq!((seen[0].name(), seen[0].capacity()), ("local", 2));
+    /// assert_eq!(node.instances(), 0); // `Mode::Cluster` pools place instances here
     /// node.drain()?;
     /// assert!(matches!(events.recv_timeout(Duration::from_secs(10)), Some(ClusterEvent::Joined(_))));
     /// assert!(matches!(events.recv_timeout(Duration::from_secs(10)), Some(ClusterEvent::Left(_))));

@@ -7,7 +7,7 @@ use std::time::Duration;
 use concurry::cluster::{Cluster, LocalServer, Node};
 use concurry::{Error, FakeClock, LimitSet, Mode, RateLimit, RetryConfig};
 
-use crate::support::{HANG, NodeProc, Tally, TallyHandle, echo_type, within};
+use crate::support::{HANG, NodeProc, Tally, TallyHandle, echo_type, start_owner, within};
 
 fn cluster(url: &str) -> Cluster {
     let url = url.to_string();
@@ -363,4 +363,79 @@ fn a_message_over_the_servers_max_payload_fails_typed() {
         1000,
         "the pool serves on"
     );
+}
+
+#[test]
+fn a_node_ends_the_instances_of_an_owner_that_vanished() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = cluster(&s.url());
+    let _n = NodeProc::start(&s.url(), "o1", 2);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let mut owner = start_owner(&s.url());
+    c.wait_until(HANG, |nodes| nodes.iter().any(|n| n.free() == 1))
+        .expect("the owner's instance is hosted");
+    // SIGKILL: the owner cannot stop its pool; the node sees it gone and frees the slot
+    // (documented: about 1 s once the server has closed the owner's connection).
+    owner.kill();
+    c.wait_until(HANG, |nodes| nodes.iter().any(|n| n.free() == 2))
+        .expect("the orphaned instance ended");
+}
+
+#[test]
+fn a_node_refuses_garbage_typed_and_serves_on() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = cluster(&s.url());
+    let node = Node::new(c.clone()).name("g1").capacity(2).start().unwrap();
+    c.wait_for_nodes(1, HANG).unwrap();
+    let p = pool(&c, 1);
+    assert_eq!(get(p.add(1)).unwrap(), 11);
+    // Raw bytes on the node's control subject and on its instances' subjects.
+    let client = async_nats::ConnectOptions::new();
+    let url = s.url();
+    let id = node.id();
+    let answers = within("garbage", move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let client = client.connect(url).await.unwrap();
+            let mut answers = Vec::new();
+            for bytes in [&b""[..], b"hello", b"CCH\x09xx", b"CCH\x01\xff\xff\xff"] {
+                let r = client
+                    .request(format!("cc.default.node.{id}.ctl"), bytes.to_vec().into())
+                    .await
+                    .unwrap();
+                answers.push(r.payload.to_vec());
+            }
+            for n in 0..4u64 {
+                client
+                    .publish(
+                        format!("cc.default.inst.{id}.{n}"),
+                        b"garbage".to_vec().into(),
+                    )
+                    .await
+                    .unwrap();
+            }
+            client.flush().await.unwrap();
+            answers
+        })
+    });
+    // Each is a typed refusal (a control reply the node could encode), never silence.
+    assert_eq!(answers.len(), 4);
+    assert!(answers.iter().all(|a| a.starts_with(b"CCH")), "{answers:?}");
+    // The instance that got garbage gave up typed; the pool re-placed it and serves on.
+    let deadline = std::time::Instant::now() + HANG;
+    loop {
+        match get(p.add(1)) {
+            Ok(_) => break,
+            Err(Error::WorkerLost { .. } | Error::Transport(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline);
+    }
+    assert!(node.instances() >= 1);
+    drop(p);
+    node.drain().unwrap();
 }

@@ -77,6 +77,61 @@ const CAPACITY: &str = "CONCURRY_TEST_NODE_CAPACITY";
 const HEARTBEAT_MS: &str = "CONCURRY_TEST_NODE_HEARTBEAT_MS";
 const NAMESPACE: &str = "CONCURRY_TEST_NODE_NAMESPACE";
 
+/// Set in a child that owns a pool: the server's URL.
+const OWNER: &str = "CONCURRY_TEST_OWNER";
+
+/// A pool owner in a child process: places one `Tally` on the cluster, says so on stdout,
+/// and waits to be killed.
+#[ctor::ctor]
+fn enter_owner_role() {
+    let Ok(url) = std::env::var(OWNER) else {
+        return;
+    };
+    let run = || -> Result<(), concurry::Error> {
+        let cluster = Cluster::connect(url)?;
+        cluster.wait_for_nodes(1, HANG)?;
+        let pool = Tally::options()
+            .mode(concurry::Mode::Cluster)
+            .cluster(cluster)
+            .init(0)?;
+        pool.add(1).result_timeout(HANG)?;
+        println!("placed");
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    };
+    if let Err(e) = run() {
+        eprintln!("test owner: {e}");
+    }
+    std::process::exit(3);
+}
+
+/// Starts a pool owner child on the server at `url`; returns once its instance is placed.
+pub(crate) fn start_owner(url: &str) -> NodeProc {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().expect("current exe"))
+        .env(OWNER, url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn an owner child");
+    let out = child.stdout.take().expect("piped");
+    let line = within("the owner's pool", move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        line
+    });
+    assert_eq!(
+        line.trim(),
+        "placed",
+        "the owner child could not place its pool"
+    );
+    NodeProc {
+        child,
+        name: "owner".into(),
+    }
+}
+
 #[ctor::ctor]
 fn enter_node_role() {
     let Ok(url) = std::env::var(URL) else { return };
