@@ -22,6 +22,7 @@ use concurry::__private::async_nats;
 use concurry::cluster::{Cluster, LocalServer, Node, RunningNode};
 use concurry::{Mode, Promise};
 
+#[derive(Default)]
 pub struct Bounce;
 
 #[concurry::worker(remote)]
