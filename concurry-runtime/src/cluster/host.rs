@@ -75,6 +75,7 @@ struct Hosted {
     replies: Mutex<HashMap<u64, Vec<u8>>>,
     replied: Condvar,
     closed: AtomicBool,
+    client: async_nats::Client,
     out: tokio::sync::mpsc::UnboundedSender<Out>,
 }
 
@@ -83,9 +84,10 @@ impl Hosted {
         if self.closed.load(Ordering::Acquire) && kind != Kind::Reply {
             return Err(WireError::Io(std::io::ErrorKind::BrokenPipe.into()));
         }
-        self.out
-            .send((self.inbox.clone(), frame(kind, id, payload)))
-            .map_err(|_| WireError::Io(std::io::ErrorKind::BrokenPipe.into()))
+        // From the serve loop's thread: the client only queues it for its connection.
+        let bytes = frame(kind, id, payload);
+        crate::runtime::block_on(self.client.publish(self.inbox.clone(), bytes.into()))
+            .map_err(|e| WireError::Io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)))
     }
 
     fn close(&self) {
@@ -353,6 +355,7 @@ impl Host {
             replies: Mutex::new(HashMap::new()),
             replied: Condvar::new(),
             closed: AtomicBool::new(false),
+            client: self.client.clone(),
             out: self.out.clone(),
         });
         // The serve loop builds the instance from `Init` and answers `Ready` to the owner.

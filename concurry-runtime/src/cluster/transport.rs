@@ -177,6 +177,7 @@ impl Nodes {
             node_id: node.id().to_string(),
             subject,
             control: self.cluster.subjects().control(node.id()),
+            client: client.clone(),
             out: self.out.clone(),
             killed: killed.clone(),
         });
@@ -189,6 +190,7 @@ impl Nodes {
             killed,
             max: self.max,
             draining: self.draining.clone(),
+            tick: None,
         };
         // The serve loop's answer to `Init`.
         let deadline = Instant::now() + START_TIMEOUT;
@@ -315,6 +317,9 @@ struct NodePeer {
     node_id: String,
     subject: String,
     control: String,
+    /// Calls are published from the caller's thread: the client only queues them for its
+    /// connection (it waits only while that queue is full).
+    client: async_nats::Client,
     out: tokio::sync::mpsc::UnboundedSender<Out>,
     killed: Arc<Kill>,
 }
@@ -338,12 +343,11 @@ impl Peer for NodePeer {
     }
 
     fn send(&self, kind: Kind, id: u64, payload: Vec<u8>, _idle: bool) {
-        if self
-            .out
-            .send((self.subject.clone(), frame(kind, id, &payload)))
-            .is_err()
-        {
-            self.kill("the transport is gone".into());
+        let bytes = frame(kind, id, &payload);
+        let sent =
+            crate::runtime::block_on(self.client.publish(self.subject.clone(), bytes.into()));
+        if let Err(e) = sent {
+            self.kill(format!("publishing to node `{}` failed: {e}", self.node));
         }
     }
 
@@ -395,6 +399,9 @@ struct Inbox {
     killed: Arc<Kill>,
     max: usize,
     draining: Arc<Mutex<HashSet<String>>>,
+    /// Every [`SWEEP`]: look at the node and the connection (made on first use, in the
+    /// runtime's context).
+    tick: Option<tokio::time::Interval>,
 }
 
 fn gone(why: String) -> WireError {
@@ -417,10 +424,15 @@ impl Inbox {
             killed,
             max,
             draining,
+            tick,
         } = self;
         crate::runtime::block_on(async {
-            let mut tick = tokio::time::interval(SWEEP);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let tick = tick.get_or_insert_with(|| {
+                let start = tokio::time::Instant::now() + SWEEP;
+                let mut t = tokio::time::interval_at(start, SWEEP);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             loop {
                 if killed.done.load(Ordering::Acquire) {
                     let why = lock(&killed.why).clone().unwrap_or_default();
