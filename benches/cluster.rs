@@ -1,10 +1,13 @@
-//! Raw NATS request/reply against the server this bench starts itself (a `LocalServer`): the
-//! baselines the cluster-mode rows will sit next to, in one group per measure:
+//! `Mode::Cluster` calls next to raw NATS request/reply, against the server this bench starts
+//! itself (a `LocalServer`), in one group per measure:
 //! - `round_trip`: one request sent and its reply awaited (latency);
 //! - `pipelined_64`: 1024 requests with 64 in flight at any time (throughput per request).
 //!
-//! The responder is a second connection in this process that echoes each payload (8 bytes)
-//! to its reply subject: the cost is the client library plus two hops through the server.
+//! The raw responder is a second connection in this process that echoes each payload (8
+//! bytes) to its reply subject: the cost is the client library plus two hops through the
+//! server. The `mode_cluster` rows call a `#[worker(remote)]` instance placed on a node (a
+//! `RunningNode` of this process, on its own connection): the same two hops, plus the wire
+//! envelope, the supervisor's call table and the node's serve loop.
 //! Without a `nats-server` installed the bench prints how to install one and does nothing.
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
@@ -16,7 +19,45 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use concurry::__private::async_nats;
-use concurry::cluster::LocalServer;
+use concurry::cluster::{Cluster, LocalServer, Node, RunningNode};
+use concurry::{Mode, Promise};
+
+#[derive(Default)]
+pub struct Bounce;
+
+#[concurry::worker(remote)]
+impl Bounce {
+    pub fn new() -> Self {
+        Bounce
+    }
+
+    pub fn echo(&self, x: u64) -> u64 {
+        x
+    }
+}
+
+/// A pool of one `Bounce` on a node of this process.
+struct OnNode {
+    pool: BounceHandle,
+    _node: RunningNode,
+}
+
+fn on_node(url: &str) -> OnNode {
+    let node = Node::connect(url)
+        .unwrap()
+        .name("bench")
+        .capacity(1)
+        .start()
+        .unwrap();
+    let cluster = Cluster::connect(url).unwrap();
+    cluster.wait_for_nodes(1, Duration::from_secs(10)).unwrap();
+    let pool = Bounce::options()
+        .mode(Mode::Cluster)
+        .cluster(cluster)
+        .init()
+        .unwrap();
+    OnNode { pool, _node: node }
+}
 
 const SUBJECT: &str = "bench.echo";
 const BATCH: u64 = 1024;
@@ -55,8 +96,11 @@ fn raw(url: &str) -> Raw {
     }
 }
 
-fn round_trip(c: &mut Criterion, raw: &Raw) {
+fn round_trip(c: &mut Criterion, raw: &Raw, node: &OnNode) {
     let mut g = c.benchmark_group("cluster/round_trip");
+    g.bench_function("mode_cluster", |b| {
+        b.iter(|| node.pool.echo(black_box(7)).result().unwrap())
+    });
     g.bench_function("raw_async_nats", |b| {
         b.to_async(&raw.rt).iter(|| async {
             let payload = black_box(7u64).to_le_bytes().to_vec();
@@ -66,9 +110,24 @@ fn round_trip(c: &mut Criterion, raw: &Raw) {
     g.finish();
 }
 
-fn pipelined(c: &mut Criterion, raw: &Raw) {
+fn pipelined(c: &mut Criterion, raw: &Raw, node: &OnNode) {
     let mut g = c.benchmark_group("cluster/pipelined_64");
     g.throughput(Throughput::Elements(BATCH));
+    g.bench_function("mode_cluster", |b| {
+        b.iter(|| {
+            let mut in_flight: std::collections::VecDeque<Promise<u64>> =
+                std::collections::VecDeque::with_capacity(IN_FLIGHT);
+            for i in 0..BATCH {
+                if in_flight.len() == IN_FLIGHT {
+                    black_box(in_flight.pop_front().unwrap().result().unwrap());
+                }
+                in_flight.push_back(node.pool.echo(i));
+            }
+            for p in in_flight {
+                black_box(p.result().unwrap());
+            }
+        })
+    });
     g.bench_function("raw_async_nats", |b| {
         b.to_async(&raw.rt).iter(|| async {
             let mut sent = 0u64;
@@ -100,11 +159,12 @@ fn main() {
         }
     };
     let raw = raw(&server.url());
+    let node = on_node(&server.url());
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .configure_from_args();
-    round_trip(&mut c, &raw);
-    pipelined(&mut c, &raw);
+    round_trip(&mut c, &raw, &node);
+    pipelined(&mut c, &raw, &node);
     c.final_summary();
 }

@@ -1,9 +1,8 @@
-//! Cluster membership and placement on one machine: a local nats-server, two node processes
-//! of this same binary, the live view, a plan for 6 instances, then one node SIGKILLed (lost
-//! by heartbeat within 2.6 s) and the other drained with SIGTERM (leaves at once).
-//!
-//! Workers do not run on nodes yet (`Mode::Cluster` builds on this); the nodes advertise the
-//! `#[worker(remote)]` types of the binary, here `Embedder`.
+//! A cluster on one machine: a local nats-server, two node processes of this same binary, the
+//! live view, a `Mode::Cluster` pool of 4 `Embedder`s spread over them, a batch of calls
+//! during which one node is SIGKILLed (lost by heartbeat within 2.6 s: its calls are re-sent,
+//! its instances re-placed on the other node, nothing is lost), then the other node drained
+//! with SIGTERM (it leaves at once).
 //!
 //! ```text
 //! cargo run --features cluster --example cluster
@@ -16,6 +15,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use concurry::cluster::{Cluster, ClusterEvent, LocalServer, Node};
+use concurry::{Mode, RetryConfig};
 
 /// A worker type the nodes can host.
 #[derive(Debug)]
@@ -30,8 +30,9 @@ impl Embedder {
         Embedder { dims }
     }
 
-    /// A (fake) embedding of `text`.
+    /// A (fake) embedding of `text`, taking 10 ms.
     pub fn embed(&self, text: String) -> Vec<f32> {
+        std::thread::sleep(Duration::from_millis(10));
         vec![text.len() as f32; self.dims]
     }
 }
@@ -76,7 +77,7 @@ fn main() -> Result<(), concurry::Error> {
     let cluster = Cluster::connect(url.clone())?;
     let events = cluster.events();
     let mut big = node(&url, "big", 4);
-    let mut small = node(&url, "small", 2);
+    let mut small = node(&url, "small", 4);
     for n in cluster.wait_for_nodes(2, Duration::from_secs(20))? {
         println!(
             "node {:<6} hosts {:?}, {} of {} free",
@@ -87,36 +88,62 @@ fn main() -> Result<(), concurry::Error> {
         );
     }
     let embedder = <Embedder as concurry::RemoteWorker>::NAME;
-    let plan = cluster.plan(embedder, 6)?;
-    println!("6 x {embedder}: {}", join(&plan));
-
-    // Events so far: both nodes joined.
+    println!(
+        "a plan for 6 x {embedder}: {}",
+        join(&cluster.plan(embedder, 6)?)
+    );
     while let Some(ev) = events.try_recv() {
         println!("event: {} {}", kind(&ev), ev.node().name());
     }
 
-    big.0.kill().expect("SIGKILL");
-    let killed = Instant::now();
-    let _ = big.0.wait();
-    println!("SIGKILLed `big`...");
+    // 4 instances over the two nodes; a call lost with its node is re-sent.
+    let pool = Embedder::options()
+        .mode(Mode::Cluster)
+        .cluster(cluster.clone())
+        .max_workers(4)
+        .retry(RetryConfig::attempts(3).retry_on_worker_lost(true))
+        .init(8)?;
+    println!("pool placed on: {:?}", nodes_of(&pool));
+
+    let started = Instant::now();
+    let batch: Vec<_> = (0..400)
+        .map(|i| pool.embed(format!("document {i}")))
+        .collect();
+    let mut ok = 0;
+    let mut failed = 0;
+    for (i, p) in batch.into_iter().enumerate() {
+        if i == 100 {
+            big.0.kill().expect("SIGKILL");
+            let _ = big.0.wait();
+            println!("SIGKILLed `big` after {:?}, mid-batch", started.elapsed());
+        }
+        match p.result() {
+            Ok(v) => {
+                assert_eq!(v.len(), 8);
+                ok += 1;
+            }
+            Err(e) => {
+                println!("call {i} failed: {e}");
+                failed += 1;
+            }
+        }
+    }
+    println!(
+        "batch of 400: {ok} ok, {failed} failed, in {:?}; the pool is now on: {:?}",
+        started.elapsed(),
+        nodes_of(&pool)
+    );
     loop {
         match events.recv_timeout(Duration::from_secs(20)) {
             Some(ClusterEvent::Lost(n)) => {
-                println!(
-                    "lost {} after {:?} (bound 2.6 s)",
-                    n.name(),
-                    killed.elapsed()
-                );
+                println!("event: lost {}", n.name());
                 break;
             }
             Some(ev) => println!("event: {} {}", kind(&ev), ev.node().name()),
             None => panic!("`big` was never reported lost"),
         }
     }
-    match cluster.plan(embedder, 6) {
-        Ok(p) => println!("6 x {embedder} now: {}", join(&p)),
-        Err(e) => println!("6 x {embedder} now: {e}"),
-    }
+    pool.stop()?;
 
     let _ = Command::new("kill")
         .arg("-TERM")
@@ -127,6 +154,15 @@ fn main() -> Result<(), concurry::Error> {
     }
     let _ = small.0.wait();
     Ok(())
+}
+
+/// The node of each worker of the pool.
+fn nodes_of(pool: &EmbedderHandle) -> Vec<String> {
+    pool.stats()
+        .per_worker
+        .into_iter()
+        .map(|w| w.node.unwrap_or_else(|| "(being placed)".into()))
+        .collect()
 }
 
 fn kind(ev: &ClusterEvent) -> &'static str {

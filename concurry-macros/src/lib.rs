@@ -28,7 +28,7 @@ mod layering_tests;
 /// - `impl concurry::__private::Worker for Echo`, which runs `Echo::new(..)` in every worker;
 /// - `Echo::options() -> EchoOptions`, a builder (`mode`, `max_workers`, `load_balancing`,
 ///   `on_demand`, `max_queued_tasks`, `stop_timeout`, `retry`, `limits`, `call_timeout`,
-///   `max_message_size`, `max_restarts`, `restart_backoff`, `runtime`, `name`) finished by `init(..)`, which takes the constructor's arguments and returns an
+///   `max_message_size`, `max_restarts`, `restart_backoff`, `runtime`, `cluster`, `name`) finished by `init(..)`, which takes the constructor's arguments and returns an
 ///   `EchoHandle`;
 /// - `EchoHandle` (`Clone + Send + Sync`): one method per `pub` method taking `&self` or
 ///   `&mut self`, with the same name and arguments, returning a `Promise<T>` (a method
@@ -399,7 +399,8 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// holds no state, so `max_workers` defaults to the number of CPUs (a `#[worker]` type's to
 /// 1). The other options of the runtime are set on `fetch::options()`: `on_demand`,
 /// `max_queued_tasks`, `stop_timeout`, `retry`, `limits`, (async mode) `runtime` and
-/// (process mode) `call_timeout`, `max_message_size`, `max_restarts` and `restart_backoff`.
+/// (process mode) `call_timeout`, `max_message_size`, `max_restarts` and `restart_backoff`,
+/// and `cluster` (`Mode::Cluster`, feature `cluster`).
 /// Limits apply to every call, and with `.retry(RetryConfig)` each call is retried when its
 /// arguments are `Clone` (a call whose arguments cannot be cloned runs once, as with
 /// `#[worker]`; in process mode every call can be retried).

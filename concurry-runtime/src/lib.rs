@@ -56,7 +56,7 @@ pub use limit::{
     RateLimit, ResourceLimit, limits,
 };
 pub use mode::process::{ProcessConfig, ProcessWorker, RemoteTask, RemoteWorker, TaskHost};
-pub use options::{LoadBalancing, Mode};
+pub use options::{IntoCluster, LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};
 pub use primitives::{
     Borrower, CapacityError, CapacityLimiter, CapacityPermit, Closed, Latch, LifoQueue,

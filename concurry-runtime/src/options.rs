@@ -36,16 +36,23 @@ pub enum Mode {
     /// function with `#[task(remote)]`; `init` of any other worker, task or closure pool in
     /// this mode is a [`ConfigError`].
     Process,
+    /// Each worker is an instance on a node of a cluster (feature `cluster`): processes of
+    /// your own binary, on any machine, meeting through a NATS server
+    /// ([`crate::cluster`] when the feature is on). Needs a `#[worker(remote)]` type and the
+    /// pool option `.cluster(Cluster::connect(url)?)`; instances are placed by free capacity
+    /// and re-placed from their constructor arguments when a node is lost or drains.
+    Cluster,
 }
 
 impl Mode {
-    /// The canonical name (`"sync"`, `"thread"`, `"async"`, `"process"`).
+    /// The canonical name (`"sync"`, `"thread"`, `"async"`, `"process"`, `"cluster"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Sync => "sync",
             Mode::Thread => "thread",
             Mode::Async => "async",
             Mode::Process => "process",
+            Mode::Cluster => "cluster",
         }
     }
 }
@@ -65,10 +72,11 @@ impl FromStr for Mode {
             "thread" | "threads" | "threading" => Ok(Mode::Thread),
             "async" | "asyncio" | "tokio" => Ok(Mode::Async),
             "process" | "processes" | "multiprocessing" => Ok(Mode::Process),
+            "cluster" | "nats" => Ok(Mode::Cluster),
             _ => Err(ConfigError::new(
                 "mode",
                 format!("{s:?}"),
-                "expected one of \"sync\", \"thread\", \"async\" (or \"asyncio\"), \"process\"",
+                "expected one of \"sync\", \"thread\", \"async\" (or \"asyncio\"), \"process\", \"cluster\"",
             )),
         }
     }
@@ -160,6 +168,25 @@ pub struct PoolConfig {
     /// Async mode: the tokio runtime the workers run on (`None`: the runtime `init` runs
     /// inside, if it is a multi-thread one, else the library's own).
     pub(crate) runtime: Option<tokio::runtime::Handle>,
+    /// Cluster mode: the cluster whose nodes host the workers.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<crate::cluster::Cluster>,
+}
+
+/// What the `cluster` pool option takes: a [`Cluster`](crate::cluster::Cluster) connection
+/// (feature `cluster`; without it nothing implements this, and `Mode::Cluster` is refused at
+/// `init`).
+pub trait IntoCluster {
+    /// Puts the cluster into the pool's options.
+    #[doc(hidden)]
+    fn set_on(self, config: &mut PoolConfig);
+}
+
+#[cfg(feature = "cluster")]
+impl IntoCluster for crate::cluster::Cluster {
+    fn set_on(self, config: &mut PoolConfig) {
+        config.cluster = Some(self);
+    }
 }
 
 impl Default for PoolConfig {
@@ -180,6 +207,8 @@ impl Default for PoolConfig {
             max_restarts: 10,
             restart_backoff: (Duration::from_millis(10), Duration::from_secs(2)),
             runtime: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }
@@ -315,13 +344,13 @@ impl PoolConfig {
             retry.validate()?;
         }
         if let Some(t) = self.call_timeout {
-            if self.mode != Mode::Process {
+            if !matches!(self.mode, Mode::Process | Mode::Cluster) {
                 return Err(ConfigError::new(
                     "call_timeout",
                     format!("{t:?}"),
                     format!(
                         "a hard call timeout kills the worker process running the call, so it \
-                         needs `Mode::Process` (this pool is `Mode::{:?}`); to stop waiting \
+                         needs `Mode::Process` or `Mode::Cluster` (this pool is `Mode::{:?}`); to stop waiting \
                          without stopping the call, use `result_timeout` on its promise",
                         self.mode
                     ),

@@ -191,6 +191,12 @@ impl<W: Worker> Options<W> {
         self.config.mode
     }
 
+    /// Cluster mode: the cluster whose nodes host the workers.
+    pub fn cluster(mut self, cluster: impl crate::options::IntoCluster) -> Self {
+        cluster.set_on(&mut self.config);
+        self
+    }
+
     /// Validates the options and starts the pool with the constructor's arguments as a tuple.
     pub fn init_with(self, args: W::Args) -> Result<Pool<W>, Error<W::InitError>> {
         Pool::start(self.config, args)
@@ -218,8 +224,9 @@ where
 #[macro_export]
 macro_rules! __options_builder_methods {
     () => {
-        /// Where the workers run: `Mode::Sync`, `Mode::Thread` (default), `Mode::Async`, or
-        /// `Mode::Process` (child processes; the type needs `#[worker(remote)]`).
+        /// Where the workers run: `Mode::Sync`, `Mode::Thread` (default), `Mode::Async`,
+        /// `Mode::Process` (child processes; the type needs `#[worker(remote)]`), or
+        /// `Mode::Cluster` (nodes over NATS, feature `cluster`; also `#[worker(remote)]`).
         #[must_use]
         pub fn mode(self, mode: $crate::Mode) -> Self {
             Self(self.0.mode(mode))
@@ -337,6 +344,14 @@ macro_rules! __options_builder_methods {
         #[must_use]
         pub fn runtime(self, handle: $crate::__private::tokio::runtime::Handle) -> Self {
             Self(self.0.runtime(handle))
+        }
+
+        /// `Mode::Cluster` (feature `cluster`): the cluster whose nodes host the workers,
+        /// `.cluster(concurry::cluster::Cluster::connect("nats://host:4222")?)`. Required in
+        /// that mode (`init` without it is `Error::Config`), ignored in the others.
+        #[must_use]
+        pub fn cluster(self, cluster: impl $crate::IntoCluster) -> Self {
+            Self(self.0.cluster(cluster))
         }
 
         /// The pool's name for thread names, tracing spans and stats (default: the type's name).

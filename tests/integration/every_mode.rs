@@ -1,5 +1,6 @@
 //! The foundation's behaviour in every mode, process mode included: one `#[worker(remote)]`
-//! type, the same tests over `Sync`, `Thread`, `Async` and `Process`.
+//! type, the same tests over `Sync`, `Thread`, `Async` and `Process` (and `Cluster`, on two
+//! in-process nodes, with the `cluster` feature).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,8 +11,99 @@ use concurry::prelude::*;
 
 use crate::common::quiet_planned_panics;
 
-/// Every mode, the child-process one included.
-const ALL_MODES: [Mode; 4] = [Mode::Sync, Mode::Thread, Mode::Async, Mode::Process];
+/// Every mode, the child-process one included; with the `cluster` feature, cluster mode too
+/// (on two in-process nodes of a nats-server of its own, started per test by [`env`]; skipped
+/// with one line when none is installed, except under `CI=true`).
+fn all_modes() -> Vec<Mode> {
+    let mut modes = vec![Mode::Sync, Mode::Thread, Mode::Async, Mode::Process];
+    if cfg!(feature = "cluster") {
+        modes.push(Mode::Cluster);
+    }
+    modes
+}
+
+#[cfg(feature = "cluster")]
+mod cluster_env {
+    use std::cell::RefCell;
+
+    use concurry::cluster::{Cluster, LocalServer, Node, RunningNode};
+
+    /// A server and two nodes, alive while a test uses `Mode::Cluster`.
+    pub(super) struct Env {
+        _nodes: Vec<RunningNode>,
+        _server: LocalServer,
+    }
+
+    thread_local! {
+        static CLUSTER: RefCell<Option<Cluster>> = const { RefCell::new(None) };
+    }
+
+    impl Drop for Env {
+        fn drop(&mut self) {
+            CLUSTER.with(|c| c.borrow_mut().take());
+        }
+    }
+
+    /// For `Mode::Cluster`: a server and two nodes (capacity 8 each); `options` then gives
+    /// pools this thread makes their cluster.
+    pub(super) fn start() -> Option<Env> {
+        let server = LocalServer::for_tests()?;
+        let cluster = Cluster::connect(server.url()).expect("connects");
+        let nodes: Vec<RunningNode> = ["n1", "n2"]
+            .iter()
+            .map(|n| {
+                Node::new(cluster.clone())
+                    .name(*n)
+                    .capacity(8)
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        cluster
+            .wait_for_nodes(2, super::HANG)
+            .expect("the nodes show up");
+        CLUSTER.with(|c| *c.borrow_mut() = Some(cluster));
+        Some(Env {
+            _nodes: nodes,
+            _server: server,
+        })
+    }
+
+    pub(super) fn cluster() -> Option<Cluster> {
+        CLUSTER.with(|c| c.borrow().clone())
+    }
+}
+
+/// What a test keeps alive while it uses `mode` (cluster mode: a server and two nodes).
+#[cfg(feature = "cluster")]
+fn env(mode: Mode) -> Option<cluster_env::Env> {
+    if mode == Mode::Cluster {
+        cluster_env::start()
+    } else {
+        None
+    }
+}
+
+#[cfg(not(feature = "cluster"))]
+fn env(_: Mode) -> Option<()> {
+    None
+}
+
+/// The options of a pool of `Echo` in `mode` (in cluster mode, on this test's cluster).
+fn options(mode: Mode) -> EchoOptions {
+    let o = Echo::options().mode(mode);
+    #[cfg(feature = "cluster")]
+    if let Some(c) = cluster_env::cluster() {
+        return o.cluster(c);
+    }
+    o
+}
+
+/// True for `Mode::Cluster` without its server (no nats-server installed, or no `cluster`
+/// feature): the test skips that mode.
+fn skipped<T>(mode: Mode, env: &Option<T>) -> bool {
+    mode == Mode::Cluster && env.is_none()
+}
 
 /// Bounds every wait, so a broken test fails instead of hanging.
 const HANG: Duration = Duration::from_secs(60);
@@ -108,8 +200,7 @@ impl Echo {
 
 fn echo(mode: Mode, workers: usize) -> EchoHandle {
     let workers = if mode == Mode::Sync { 1 } else { workers };
-    Echo::options()
-        .mode(mode)
+    options(mode)
         .max_workers(workers)
         .init(0)
         .expect("valid options")
@@ -117,7 +208,11 @@ fn echo(mode: Mode, workers: usize) -> EchoHandle {
 
 #[test]
 fn every_kind_of_method_in_every_mode() {
-    for mode in ALL_MODES {
+    for mode in all_modes() {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
         let p = echo(mode, 1);
         assert_eq!(p.next().result_timeout(HANG).unwrap(), 1, "{mode}");
         assert_eq!(p.twice(21).result_timeout(HANG).unwrap(), 42, "{mode}");
@@ -129,6 +224,7 @@ fn every_kind_of_method_in_every_mode() {
         }
         assert_eq!(p.blocking().next().unwrap(), 12, "{mode}");
         let (pid, _) = p.place().result_timeout(HANG).unwrap();
+        // (Cluster mode's two nodes run in this process here.)
         assert_eq!(pid == std::process::id(), mode != Mode::Process, "{mode}");
         assert_eq!(p.stats().mode, mode);
         p.stop().unwrap();
@@ -139,8 +235,12 @@ fn every_kind_of_method_in_every_mode() {
 /// change it and calls that read it meet the same state (issue 10, item 8).
 #[test]
 fn a_stateful_worker_has_one_instance_by_default() {
-    for mode in ALL_MODES {
-        let p = Echo::options().mode(mode).init(0).unwrap();
+    for mode in all_modes() {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
+        let p = options(mode).init(0).unwrap();
         let served: Vec<_> = (0..8).map(|_| p.next()).collect();
         let served: Vec<u64> = served
             .into_iter()
@@ -155,7 +255,11 @@ fn a_stateful_worker_has_one_instance_by_default() {
 
 #[test]
 fn calls_to_one_worker_run_in_submission_order() {
-    for mode in ALL_MODES {
+    for mode in all_modes() {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
         let p = echo(mode, 1);
         let futures: Vec<_> = (0..1000).map(|_| p.next()).collect();
         let got: Vec<u64> = futures
@@ -170,7 +274,11 @@ fn calls_to_one_worker_run_in_submission_order() {
 #[test]
 fn ten_thousand_calls_with_ten_percent_panics_lose_nothing() {
     quiet_planned_panics();
-    for mode in ALL_MODES {
+    for mode in all_modes() {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
         let p = echo(mode, 4);
         let futures: Vec<_> = (0..10_000).map(|i| p.maybe_panic(i)).collect();
         let (mut ok, mut panicked) = (0, 0);
@@ -195,9 +303,12 @@ fn ten_thousand_calls_with_ten_percent_panics_lose_nothing() {
 
 #[test]
 fn round_robin_spreads_calls_evenly_over_workers() {
-    for mode in [Mode::Thread, Mode::Async, Mode::Process] {
-        let p = Echo::options()
-            .mode(mode)
+    for mode in [Mode::Thread, Mode::Async, Mode::Process, Mode::Cluster] {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
+        let p = options(mode)
             .max_workers(3)
             .load_balancing(LoadBalancing::RoundRobin)
             .init(0)
@@ -232,7 +343,11 @@ fn round_robin_spreads_calls_evenly_over_workers() {
 
 #[test]
 fn stop_drains_ten_thousand_queued_calls() {
-    for mode in ALL_MODES {
+    for mode in all_modes() {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
         let p = echo(mode, 2);
         let futures: Vec<_> = (0..10_000).map(|_| p.next()).collect();
         p.stop().unwrap();
@@ -245,8 +360,7 @@ fn stop_drains_ten_thousand_queued_calls() {
 #[test]
 fn stop_fails_what_outlives_stop_timeout_and_leaves_no_process() {
     for mode in [Mode::Thread, Mode::Process] {
-        let p = Echo::options()
-            .mode(mode)
+        let p = options(mode)
             .max_workers(1)
             .stop_timeout(Duration::from_millis(50))
             .init(0)
@@ -287,7 +401,11 @@ fn stop_fails_what_outlives_stop_timeout_and_leaves_no_process() {
 
 #[test]
 fn calls_after_stop_fail_at_once() {
-    for mode in ALL_MODES {
+    for mode in all_modes() {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
         let p = echo(mode, 2);
         p.stop().unwrap();
         assert!(p.is_stopped());
@@ -306,7 +424,11 @@ fn calls_after_stop_fail_at_once() {
 
 #[test]
 fn dropping_the_last_handle_stops_the_pool_and_resolves_everything() {
-    for mode in ALL_MODES {
+    for mode in all_modes() {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
         let p = echo(mode, 2);
         let clone = p.clone();
         let futures: Vec<_> = (0..1000).map(|_| clone.next()).collect();
@@ -320,9 +442,12 @@ fn dropping_the_last_handle_stops_the_pool_and_resolves_everything() {
 
 #[test]
 fn submitting_beyond_max_queued_tasks_waits() {
-    for mode in [Mode::Thread, Mode::Process] {
-        let p = Echo::options()
-            .mode(mode)
+    for mode in [Mode::Thread, Mode::Process, Mode::Cluster] {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
+        let p = options(mode)
             .max_workers(1)
             .max_queued_tasks(2)
             .init(0)
@@ -356,7 +481,11 @@ fn submitting_beyond_max_queued_tasks_waits() {
 
 #[test]
 fn promises_as_arguments_chain_across_modes() {
-    for mode in ALL_MODES {
+    for mode in all_modes() {
+        let env = env(mode);
+        if skipped(mode, &env) {
+            continue;
+        }
         let p = echo(mode, 2);
         let chained = p.twice(p.twice(p.add(5)));
         assert_eq!(chained.result_timeout(HANG).unwrap(), 20, "{mode}");

@@ -13,7 +13,7 @@ use super::protocol::{Subjects, decode};
 use super::{SWEEP, check_token, run};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Error};
-use crate::sync::os::{Arc, Condvar, Mutex, lock};
+use crate::sync::os::{Arc, AtomicU64, Condvar, Mutex, Ordering, lock};
 
 /// The longest wait between two reconnect attempts after the server went away (async-nats
 /// doubles its delay from 0 up to this).
@@ -163,7 +163,8 @@ impl ClusterOptions {
         })?;
         let timeout = self.connect_timeout;
         let tls = self.require_tls || self.url.starts_with("tls://");
-        let opts = self.nats_options();
+        let disconnects = Arc::new(AtomicU64::new(0));
+        let opts = self.nats_options(disconnects.clone());
         let subjects = Subjects::new(&self.namespace);
         let subjects2 = subjects.clone();
         let attempt = run(async move {
@@ -214,10 +215,11 @@ impl ClusterOptions {
             shown,
             self.namespace,
             subjects,
+            disconnects,
         ))
     }
 
-    fn nats_options(&self) -> async_nats::ConnectOptions {
+    fn nats_options(&self, disconnects: Arc<AtomicU64>) -> async_nats::ConnectOptions {
         let mut o = async_nats::ConnectOptions::new()
             .connection_timeout(self.connect_timeout)
             .reconnect_delay_callback(|attempts| {
@@ -228,15 +230,21 @@ impl ClusterOptions {
                     Duration::from_millis(2u64.saturating_pow(exp)).min(MAX_RECONNECT_DELAY)
                 }
             })
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("concurry cluster: connected"),
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!(
-                            "concurry cluster: disconnected from the NATS server; reconnecting"
-                        )
+            .event_callback(move |event| {
+                let disconnects = disconnects.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("concurry cluster: connected")
+                        }
+                        async_nats::Event::Disconnected => {
+                            disconnects.fetch_add(1, Ordering::AcqRel);
+                            tracing::warn!(
+                                "concurry cluster: disconnected from the NATS server; reconnecting"
+                            )
+                        }
+                        other => tracing::warn!("concurry cluster: {other}"),
                     }
-                    other => tracing::warn!("concurry cluster: {other}"),
                 }
             });
         o = match &self.auth {
@@ -426,6 +434,8 @@ struct Inner {
     namespace: String,
     subjects: Subjects,
     shared: Arc<Shared>,
+    /// How many times the connection to the server dropped.
+    disconnects: Arc<AtomicU64>,
     tasks: Vec<tokio::task::AbortHandle>,
 }
 
@@ -486,6 +496,7 @@ impl Cluster {
         url: String,
         namespace: String,
         subjects: Subjects,
+        disconnects: Arc<AtomicU64>,
     ) -> Cluster {
         let shared = Arc::new(Shared {
             members: Mutex::new(Members::default()),
@@ -501,6 +512,7 @@ impl Cluster {
                 namespace,
                 subjects,
                 shared,
+                disconnects,
                 tasks: vec![listen.abort_handle(), sweep.abort_handle()],
             }),
         }
@@ -613,6 +625,11 @@ impl Cluster {
 
     pub(crate) fn subjects(&self) -> &Subjects {
         &self.inner.subjects
+    }
+
+    /// How many times the connection to the server dropped so far.
+    pub(crate) fn disconnects(&self) -> u64 {
+        self.inner.disconnects.load(Ordering::Acquire)
     }
 }
 

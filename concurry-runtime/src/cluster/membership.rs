@@ -124,6 +124,11 @@ impl NodeView {
         self.age
     }
 
+    /// The sequence number of its last heartbeat.
+    pub(crate) fn seq(&self) -> u64 {
+        self.beat.seq
+    }
+
     /// The host name and process id it runs as.
     pub fn process(&self) -> (&str, u32) {
         (&self.beat.host, self.beat.pid)

@@ -13,8 +13,36 @@
 //! - [`LocalServer`]: a `nats-server` child process on a free loopback port, for tests,
 //!   examples and local development.
 //!
-//! Calls do not flow through a cluster yet: `Mode::Cluster` (workers placed on nodes and
-//! called over NATS) builds on this.
+//! - `Mode::Cluster` pools (the pool option `.cluster(cluster)`): each `#[worker(remote)]`
+//!   instance is placed on a live node that can host its type, by free capacity, and called
+//!   over NATS through the remote layer's supervisor (as a child process is in process mode).
+//!
+//! # Cluster mode
+//!
+//! - **Placement**: `init` waits (at most 2 s) until the live nodes can host all
+//!   `max_workers` instances, else it is an [`Error::Config`](crate::Error::Config) naming the
+//!   type and the nodes seen; each instance goes to the least loaded node that takes it
+//!   (counting this pool's own spawns before the heartbeats do), and a node that refuses
+//!   (full, draining, another schema fingerprint of the type) is skipped with a typed reason.
+//! - **Calls**: one NATS message each way per call (the wire frame: envelope, call header,
+//!   request); many in flight per instance; a call whose deadline passed while it waited on
+//!   the node does not run. A message above the server's `max_payload` fails its call with
+//!   `WireError::TooLarge` (the pool's `max_message_size` is capped to it).
+//! - **Node loss**: a node lost by heartbeat (within 2.6 s, see *Liveness*) or whose
+//!   connection to the pool's owner dropped fails the calls in flight there with
+//!   `Error::WorkerLost` (re-sent with `retry_on_worker_lost`), and its instances are
+//!   re-placed from their constructor arguments, under the pool's `max_restarts` and
+//!   `restart_backoff`.
+//! - **Drain** (SIGTERM, [`RunningNode::drain`]): the node takes no new instances and tells
+//!   each owner its instance is moving; the owner stops sending there, lets the calls in
+//!   flight finish, and places it elsewhere; queued calls wait for the new instance. Nothing
+//!   fails.
+//! - **Limits**: the pool's limits are hosted by its owner; a method's `limits()` on a node
+//!   asks the owner, so they are global across nodes.
+//! - **Orphans**: a node checks every second that each owner of its instances answers on
+//!   `owner.<id>`; the server says "no responders" at once once the owner's connection is
+//!   closed, so orphaned instances end within about a second; an owner that stops answering
+//!   (a vanished machine the server has not noticed) is given up after 3 unanswered checks.
 //!
 //! # Liveness
 //!
@@ -32,9 +60,12 @@
 //! Everything lives under `cc.<namespace>.` (namespace `default` unless
 //! [`ClusterOptions::namespace`] says otherwise), on core NATS (no JetStream needed):
 //! `node.hb` (heartbeats and goodbyes), `node.ping` (a new client asks every node to
-//! announce itself), `node.name.<name>` (a starting node checks its name is free).
-//! Messages are postcard, behind a 4-byte header (`CCN` and a version); anything else on these
-//! subjects is ignored with a `tracing` warning, never a panic.
+//! announce itself), `node.name.<name>` (a starting node checks its name is free),
+//! `node.<node-id>.ctl` (spawn and stop instances, request/reply), `inst.<node-id>.<n>` (the
+//! calls of instance `n`), `owner.<id>` (a pool owner answers while alive); replies go to
+//! `_INBOX.>` subjects. Membership and control messages are postcard, behind a 4-byte header
+//! (`CCN` or `CCH` and a version); calls are wire frames (`CNCY` and the wire version).
+//! Anything else is ignored with a `tracing` warning or refused typed, never a panic.
 //!
 //! ```no_run
 //! use concurry::cluster::{Cluster, Node};
@@ -53,6 +84,8 @@
 //! ```
 
 mod connect;
+mod host;
+mod hosting;
 mod membership;
 mod node;
 mod placement;
@@ -60,6 +93,7 @@ mod placement;
 mod prometheus;
 mod protocol;
 mod server;
+pub(crate) mod transport;
 
 use std::time::Duration;
 

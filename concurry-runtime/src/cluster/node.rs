@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::connect::Cluster;
+use super::host::{DRAIN_TIMEOUT, Host};
 use super::protocol::{Beat, NodeMsg, encode};
 use super::{DEFAULT_HEARTBEAT, check_token, registered_types, run};
 use crate::error::{ConfigError, Error};
@@ -189,6 +190,7 @@ impl Node {
     /// let node = Node::connect(url)?.name("local").capacity(2).start()?;
     /// let seen = cluster.wait_for_nodes(1, Duration::from_secs(10))?;
     /// assert_eq!((seen[0].name(), seen[0].capacity()), ("local", 2));
+    /// assert_eq!(node.instances(), 0); // `Mode::Cluster` pools place instances here
     /// node.drain()?;
     /// assert!(matches!(events.recv_timeout(Duration::from_secs(10)), Some(ClusterEvent::Joined(_))));
     /// assert!(matches!(events.recv_timeout(Duration::from_secs(10)), Some(ClusterEvent::Left(_))));
@@ -204,6 +206,7 @@ impl Node {
         let cluster = self.cluster;
         let state = Arc::new(Mutex::new(beat));
         let interval = self.heartbeat;
+        let host = Host::new(&cluster, state.clone());
         #[cfg(feature = "prometheus")]
         let exporter = match self.metrics {
             Some(addr) => super::prometheus::start(addr, state.clone(), interval)?,
@@ -212,7 +215,29 @@ impl Node {
         let tasks = {
             let cluster = cluster.clone();
             let state = state.clone();
-            run(async move { register(cluster, state, interval).await })
+            let host = host.clone();
+            run(async move {
+                // Hosting first: a client may place an instance as soon as it sees a beat.
+                let mut tasks = host.listen().await.map_err(|e| {
+                    Error::from(ConfigError::new(
+                        "cluster",
+                        cluster.url().to_string(),
+                        format!(
+                            "could not subscribe to the node's control subjects ({e}); check \
+                             the user's permissions on `cc.{}.>`",
+                            cluster.namespace()
+                        ),
+                    ))
+                })?;
+                match register(cluster, state, interval).await {
+                    Ok(more) => tasks.extend(more),
+                    Err(e) => {
+                        tasks.iter().for_each(tokio::task::AbortHandle::abort);
+                        return Err(e);
+                    }
+                }
+                Ok(tasks)
+            })
         };
         #[cfg(feature = "prometheus")]
         let tasks = super::prometheus::chain(tasks, exporter);
@@ -220,6 +245,7 @@ impl Node {
         Ok(RunningNode {
             cluster,
             state,
+            host,
             tasks,
             drained: false,
         })
@@ -411,6 +437,7 @@ async fn register(
 pub struct RunningNode {
     cluster: Cluster,
     state: Arc<Mutex<Beat>>,
+    host: Arc<Host>,
     tasks: Vec<tokio::task::AbortHandle>,
     drained: bool,
 }
@@ -431,14 +458,21 @@ impl RunningNode {
         &self.cluster
     }
 
-    /// Stops taking work, stops heartbeating and says goodbye: clients see it
-    /// [`Left`](super::ClusterEvent::Left) at once.
+    /// How many worker instances it hosts now (`Mode::Cluster` pools place them).
+    pub fn instances(&self) -> usize {
+        self.host.hosted()
+    }
+
+    /// Stops taking work (its heartbeats say it is draining), has the owners of its
+    /// instances move them to other nodes (each owner stops sending here, lets the calls in
+    /// flight finish, then places the instance elsewhere: no call fails), waits for that
+    /// (at most 30 s; instances still here then are ended), stops heartbeating and says
+    /// goodbye: clients see it [`Left`](super::ClusterEvent::Left) at once.
     ///
     /// # Errors
     ///
-    /// None today (it hosts no instances yet, so there is nothing to finish). When the
-    /// goodbye cannot reach the server within 2 s it is logged, and clients see the node
-    /// lost when its heartbeats lapse instead.
+    /// None: when the goodbye cannot reach the server within 2 s it is logged, and clients
+    /// see the node lost when its heartbeats lapse instead.
     pub fn drain(mut self) -> Result<(), Error> {
         self.stop();
         Ok(())
@@ -447,6 +481,13 @@ impl RunningNode {
     fn stop(&mut self) {
         if std::mem::replace(&mut self.drained, true) {
             return;
+        }
+        let left = self.host.drain(DRAIN_TIMEOUT);
+        if left > 0 {
+            tracing::warn!(
+                node = %self.name(),
+                "concurry node: {left} instances were not moved within {DRAIN_TIMEOUT:?}; ended"
+            );
         }
         for t in &self.tasks {
             t.abort();

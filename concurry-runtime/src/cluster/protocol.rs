@@ -91,6 +91,26 @@ impl Subjects {
     pub(crate) fn name(&self, name: &str) -> String {
         format!("{}.node.name.{name}", self.prefix)
     }
+
+    /// A node's control subject (request/reply): spawn and stop instances (`hosting.rs`).
+    pub(crate) fn control(&self, node_id: &str) -> String {
+        format!("{}.node.{node_id}.ctl", self.prefix)
+    }
+
+    /// The calls of instance `n` on the node `node_id`.
+    pub(crate) fn instance(&self, node_id: &str, n: u64) -> String {
+        format!("{}.inst.{node_id}.{n}", self.prefix)
+    }
+
+    /// Every instance subject of the node `node_id` (what the node subscribes to).
+    pub(crate) fn instances(&self, node_id: &str) -> String {
+        format!("{}.inst.{node_id}.*", self.prefix)
+    }
+
+    /// Answered by a pool owner while it is alive (nodes ask, to end orphaned instances).
+    pub(crate) fn owner(&self, owner: &str) -> String {
+        format!("{}.owner.{owner}", self.prefix)
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,19 @@ pub(crate) fn start<W: Worker>(
     if config.mode == Mode::Process {
         return Err(process::not_remote(W::NAME).into());
     }
+    if config.mode == Mode::Cluster {
+        return Err(crate::error::ConfigError::new(
+            "mode",
+            "cluster",
+            format!(
+                "`{}` cannot run on a cluster node; mark its impl `#[worker(remote)]` (its \
+                 constructor arguments, method arguments and returns must then be serde types), \
+                 or use `Mode::Thread`",
+                W::NAME
+            ),
+        )
+        .into());
+    }
     if config.on_demand {
         return Ok(Box::new(on_demand::OnDemand::new(
             config.mode,
@@ -44,7 +57,7 @@ pub(crate) fn start<W: Worker>(
             args,
             shared,
         )?),
-        Mode::Process => unreachable!("refused above"),
+        Mode::Process | Mode::Cluster => unreachable!("refused above"),
     })
 }
 

@@ -38,18 +38,7 @@ pub(crate) trait Backend<W>: Send + Sync + 'static {
     /// How many workers are alive, and each fixed worker's counters (none for workers built
     /// per call).
     fn workers(&self, shared: &Shared, stopped: bool) -> (usize, Vec<WorkerStats>) {
-        let per_worker: Vec<WorkerStats> = shared
-            .counters
-            .iter()
-            .enumerate()
-            .map(|(index, c)| WorkerStats {
-                index,
-                in_flight: c.in_flight(),
-                dispatched: c.dispatched(),
-            })
-            .collect();
-        let alive = if stopped { 0 } else { per_worker.len() };
-        (alive, per_worker)
+        count_workers(shared, stopped)
     }
 
     /// Whether the workers are out of this process: calls must then be requests a worker
@@ -195,4 +184,21 @@ impl Stopping<'_> {
     pub(crate) fn unfinished(&self) -> u64 {
         self.shared.counters.iter().map(|c| c.in_flight()).sum()
     }
+}
+
+/// [`Backend::workers`] as most backends count them: one entry per fixed worker's counters.
+pub(crate) fn count_workers(shared: &Shared, stopped: bool) -> (usize, Vec<WorkerStats>) {
+    let per_worker: Vec<WorkerStats> = shared
+        .counters
+        .iter()
+        .enumerate()
+        .map(|(index, c)| WorkerStats {
+            index,
+            in_flight: c.in_flight(),
+            dispatched: c.dispatched(),
+            node: None,
+        })
+        .collect();
+    let alive = if stopped { 0 } else { per_worker.len() };
+    (alive, per_worker)
 }

@@ -33,6 +33,9 @@ where
         config: PoolConfig,
         args: <W as Worker>::Args,
     ) -> Result<Self, Error<<W as Worker>::InitError>> {
+        if config.mode == Mode::Cluster {
+            return Self::start_cluster(config, args);
+        }
         if config.mode != Mode::Process {
             return Self::start(config, args);
         }
@@ -41,6 +44,38 @@ where
                 .map_err(|e| e.map_method(Into::into))?;
             Ok(Box::new(remote))
         })
+    }
+
+    /// [`Mode::Cluster`]: the workers are instances on the cluster's nodes, each supervised
+    /// as a process-mode child is (the same `Remote` backend, on the cluster's transport).
+    #[cfg(feature = "cluster")]
+    fn start_cluster(
+        mut config: PoolConfig,
+        args: <W as Worker>::Args,
+    ) -> Result<Self, Error<<W as Worker>::InitError>> {
+        config.validate()?;
+        let transport =
+            crate::cluster::transport::for_pool(&mut config, <W as RemoteWorker>::NAME)?;
+        Self::launch(config, |config, _| {
+            let remote =
+                crate::mode::process::pool_backend::start_on::<W>(&transport, config, &args)
+                    .map_err(|e| e.map_method(Into::into))?;
+            Ok(Box::new(remote))
+        })
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    fn start_cluster(
+        _: PoolConfig,
+        _: <W as Worker>::Args,
+    ) -> Result<Self, Error<<W as Worker>::InitError>> {
+        Err(crate::error::ConfigError::new(
+            "mode",
+            "cluster",
+            "cluster mode needs the `cluster` feature of concurry \
+             (`concurry = { version = \"..\", features = [\"cluster\"] }`)",
+        )
+        .into())
     }
 
     /// As [`start_remote`](Pool::start_remote) in [`Mode::Process`], with the workers

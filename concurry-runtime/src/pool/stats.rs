@@ -119,7 +119,7 @@ pub struct PoolStats {
 }
 
 /// Counters of one worker in [`PoolStats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
     /// The worker's index in the pool.
@@ -130,4 +130,7 @@ pub struct WorkerStats {
     pub in_flight: u64,
     /// Calls given to this worker since the pool started.
     pub dispatched: u64,
+    /// `Mode::Cluster`: the name of the node hosting this worker's instance now (`None`
+    /// while it is being placed again, and in the other modes).
+    pub node: Option<String>,
 }

@@ -150,6 +150,11 @@ impl<W: RemoteWorker> Handle<W> {
         self.owner.sup.peer_id()
     }
 
+    /// Where the serving peer runs (a cluster node's name), while one is serving.
+    pub(crate) fn location(&self) -> Option<String> {
+        self.owner.sup.peer_location()
+    }
+
     /// How many times the peer was replaced.
     pub(crate) fn restarts(&self) -> u64 {
         self.owner.sup.restarts()
@@ -223,6 +228,7 @@ pub(crate) fn fault_error(fault: Fault) -> Error {
         Fault::Panicked { message } => Error::Panicked { message },
         Fault::Protocol { message } => Error::Transport(WireError::Peer { message }),
         Fault::Cancelled => Error::Cancelled,
+        Fault::Expired { .. } => Error::Timeout,
         Fault::TooLarge { len, max } => Error::Transport(WireError::TooLarge {
             len,
             max: usize::try_from(max).unwrap_or(usize::MAX),

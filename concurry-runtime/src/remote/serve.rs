@@ -156,6 +156,12 @@ pub(crate) trait Channel {
         None
     }
 
+    /// When the envelope [`next`](Channel::next) returned last reached this side, if the
+    /// channel knows (a call's budget counts from then; else from when `next` returned it).
+    fn arrived(&self) -> Option<Instant> {
+        None
+    }
+
     /// Sends whatever replies are held back.
     fn flush(&self) {}
 
@@ -219,7 +225,18 @@ pub(crate) fn serve(entry: &RemoteEntry, ch: &dyn Channel) -> Outcome {
         match env.kind {
             Kind::Call => {
                 let started = Instant::now();
+                let arrived = ch.arrived().unwrap_or(started);
                 let payload = match CallHeader::split(&env.payload) {
+                    // Its deadline passed while it waited its turn: it does not run.
+                    Ok((head, _)) if expired(&head, arrived, started).is_some() => {
+                        let late = expired(&head, arrived, started).unwrap_or_default();
+                        encode(
+                            &Err::<(), _>(Fault::Expired {
+                                late_us: u64::try_from(late.as_micros()).unwrap_or(u64::MAX),
+                            }),
+                            "reply",
+                        )
+                    }
                     Ok((head, request)) => {
                         let _span = tracing::trace_span!(
                             "concurry.serve",
@@ -273,6 +290,13 @@ pub(crate) fn serve(entry: &RemoteEntry, ch: &dyn Channel) -> Outcome {
             }
         }
     }
+}
+
+/// How long past its deadline a call that arrived at `arrived` is at `now`, if it is.
+fn expired(head: &CallHeader, arrived: Instant, now: Instant) -> Option<Duration> {
+    let budget = Duration::from_micros(head.budget_us?);
+    let waited = now.saturating_duration_since(arrived);
+    waited.checked_sub(budget).filter(|late| !late.is_zero())
 }
 
 fn build(entry: &RemoteEntry, ch: &dyn Channel) -> Result<Box<dyn Served>, Outcome> {
@@ -443,7 +467,7 @@ impl Cancels {
 /// thread reads comes out of [`next`](Feed::next), but each `Kind::Cancel` is filed in the
 /// table at once instead (so it reaches the call running meanwhile). For a channel whose
 /// reads may block (the loopback's, a cluster node's subscription).
-// (Used by the loopback transport, in tests; a cluster node's channel is next.)
+// (Used by the loopback transport, in tests; a cluster node's router files the cancels itself: cluster/host.rs.)
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct Feed {
     rx: crossbeam_channel::Receiver<Next>,
@@ -498,5 +522,131 @@ impl Feed {
     /// The table the thread files cancels in, for [`Channel::cancels`].
     pub(crate) fn cancels(&self) -> Arc<Cancels> {
         self.cancels.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::remote::registry::RemoteEntry;
+    use crate::wire::Never;
+
+    /// Counts its calls, so a test sees whether a call ran.
+    struct Counter(u32);
+
+    impl RemoteWorker for Counter {
+        const NAME: &'static str = "concurry::remote::serve::tests::Counter";
+        type Args = ();
+        type Request = ();
+        type Response = u32;
+        type InitError = Never;
+
+        fn construct((): ()) -> Result<Self, Never> {
+            Ok(Counter(0))
+        }
+
+        fn dispatch(&mut self, (): ()) -> u32 {
+            self.0 += 1;
+            self.0
+        }
+    }
+
+    /// Hands out scripted envelopes, each arrived at a given instant; keeps the replies.
+    struct Script {
+        queue: RefCell<VecDeque<(Envelope, Instant)>>,
+        arrived: Cell<Option<Instant>>,
+        replies: RefCell<Vec<(u64, Vec<u8>)>>,
+    }
+
+    impl Channel for Script {
+        fn next(&self) -> Next {
+            match self.queue.borrow_mut().pop_front() {
+                Some((env, at)) => {
+                    self.arrived.set(Some(at));
+                    Next::Env(env)
+                }
+                None => Next::Closed,
+            }
+        }
+
+        fn send(&self, _: Kind, _: u64, _: &[u8]) -> Result<(), WireError> {
+            Ok(())
+        }
+
+        fn reply(&self, id: u64, payload: &[u8], _: bool) -> Result<(), WireError> {
+            self.replies.borrow_mut().push((id, payload.to_vec()));
+            Ok(())
+        }
+
+        fn more_waiting(&self) -> bool {
+            !self.queue.borrow().is_empty()
+        }
+
+        fn arrived(&self) -> Option<Instant> {
+            self.arrived.get()
+        }
+
+        fn max(&self) -> usize {
+            crate::wire::DEFAULT_MAX_FRAME
+        }
+    }
+
+    fn call(budget: Option<Duration>) -> Vec<u8> {
+        let head = CallHeader {
+            budget_us: budget.map(|b| b.as_micros() as u64),
+            attempt: 1,
+            trace: 7,
+        };
+        let mut payload = head.encode();
+        payload.extend_from_slice(&encode(&(), "request").unwrap());
+        payload
+    }
+
+    #[test]
+    fn a_call_whose_deadline_passed_while_it_waited_fails_typed_without_running() {
+        let now = Instant::now();
+        let long_ago = now.checked_sub(Duration::from_secs(5)).unwrap_or(now);
+        let ch = Script {
+            queue: RefCell::new(VecDeque::from([
+                (
+                    Envelope::new(Kind::Init, 0, encode(&(), "args").unwrap()),
+                    now,
+                ),
+                // Waited 5 s for a budget of 10 ms: expired.
+                (
+                    Envelope::new(Kind::Call, 1, call(Some(Duration::from_millis(10)))),
+                    long_ago,
+                ),
+                // Same wait, no deadline: runs.
+                (Envelope::new(Kind::Call, 2, call(None)), long_ago),
+                // A budget of an hour: runs.
+                (
+                    Envelope::new(Kind::Call, 3, call(Some(Duration::from_secs(3600)))),
+                    long_ago,
+                ),
+            ])),
+            arrived: Cell::new(None),
+            replies: RefCell::new(Vec::new()),
+        };
+        assert_eq!(serve(&RemoteEntry::of::<Counter>(), &ch), Outcome::Done);
+        let replies = ch.replies.into_inner();
+        let got: Vec<(u64, Result<u32, Fault>)> = replies
+            .iter()
+            .map(|(id, p)| (*id, decode(p, "reply").unwrap()))
+            .collect();
+        assert!(
+            matches!(got[0], (1, Err(Fault::Expired { late_us })) if late_us >= 4_000_000),
+            "{got:?}"
+        );
+        // The expired call did not run: the next one is the instance's first.
+        assert_eq!(got[1], (2, Ok(1)));
+        assert_eq!(got[2], (3, Ok(2)));
+        assert!(matches!(
+            crate::remote::handle::fault_error(Fault::Expired { late_us: 1 }),
+            crate::Error::Timeout
+        ));
     }
 }

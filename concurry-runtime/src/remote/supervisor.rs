@@ -279,6 +279,14 @@ impl Supervisor {
         }
     }
 
+    /// Where the serving peer runs ([`Peer::location`]), while one is serving.
+    pub(crate) fn peer_location(&self) -> Option<String> {
+        match &*lock(&self.state) {
+            State::Up(conn) => conn.peer.location(),
+            _ => None,
+        }
+    }
+
     /// How many times the peer was replaced.
     pub(crate) fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
@@ -410,6 +418,13 @@ impl Supervisor {
                     if let Err(e) = handled {
                         break Ended::Garbled(e);
                     }
+                }
+                Kind::Shutdown => {
+                    // The peer is moving (its host drains): calls from now on queue for the
+                    // next peer; the ones in flight finish here, then it is asked to end,
+                    // and its end (with nothing in flight) places it anew.
+                    self.detach(conn);
+                    conn.peer.shutdown();
                 }
                 Kind::Fault => {
                     break match decode::<Fault>(&env.payload, "fault") {

@@ -34,6 +34,12 @@ pub(crate) trait Peer: Send + Sync + 'static {
     /// What names the peer in messages (a process id, a thread number).
     fn id(&self) -> u32;
 
+    /// Where the peer runs, when that is worth saying (a cluster node's name); `None` for
+    /// a peer on this machine.
+    fn location(&self) -> Option<String> {
+        None
+    }
+
     /// Sends one envelope; never blocks on a busy peer. `idle` says that no call is in
     /// flight on it (the peer is waiting to read), so the bytes may be written at once. A
     /// send that fails kills the peer: its inbound stream then ends.

@@ -75,6 +75,13 @@ pub enum Fault {
     /// The call was cancelled (a `Cancel` came) before it started: it did not run.
     #[error("the call was cancelled before it started")]
     Cancelled,
+    /// The call's deadline (its header's budget) had passed when its turn came: it did not
+    /// run. The caller sees [`Error::Timeout`](crate::Error::Timeout).
+    #[error("the call's deadline passed {late_us} us before it could run; it did not run")]
+    Expired {
+        /// How late it was, in microseconds.
+        late_us: u64,
+    },
 }
 
 /// The constructor error of a [`RemoteWorker`](crate::RemoteWorker) whose constructor cannot

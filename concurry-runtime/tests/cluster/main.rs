@@ -1,7 +1,8 @@
 //! Cluster groundwork against a real `nats-server` (feature `cluster`): the local-server
 //! harness, connecting (auth, bad addresses, reconnects), membership (nodes as child
 //! processes of this binary: advertisement, SIGKILL detected by heartbeat, SIGTERM drain),
-//! and placement (unit cases and properties).
+//! placement (unit cases and properties), and `Mode::Cluster` pools (calls, spread, node
+//! loss, drain, limits across nodes, server restart).
 //!
 //! Without a server installed every server test prints "skipped: install nats-server: ..."
 //! and passes, except under `CI=true`, where it fails.
@@ -10,6 +11,7 @@ mod connect;
 mod harness;
 mod membership;
 mod placement;
+mod pools;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod support;

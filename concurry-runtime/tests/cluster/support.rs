@@ -26,6 +26,46 @@ impl Echo {
     }
 }
 
+/// A stateful worker for the pool tests: a counter, a slow call, a call holding a limit.
+pub(crate) struct Tally {
+    n: u64,
+}
+
+#[concurry::worker(remote)]
+impl Tally {
+    pub(crate) fn new(start: u64) -> Self {
+        Tally { n: start }
+    }
+
+    /// Adds `by`; the new total.
+    pub(crate) fn add(&mut self, by: u64) -> u64 {
+        self.n += by;
+        self.n
+    }
+
+    /// The process this instance runs in.
+    pub(crate) fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Sleeps `ms` milliseconds, then answers `x`.
+    pub(crate) fn slow(&self, x: u64, ms: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(ms));
+        x
+    }
+
+    /// Takes one `tokens` unit of the pool's limits if there is one now (the pool's owner
+    /// hosts them): whether it got it.
+    pub(crate) fn take(&self) -> bool {
+        concurry::limits().try_acquire(&[("tokens", 1)]).is_ok()
+    }
+
+    /// Echoes a byte buffer's length.
+    pub(crate) fn len(&self, bytes: Vec<u8>) -> usize {
+        bytes.len()
+    }
+}
+
 /// `Echo`'s registered name (`RemoteWorker::NAME`).
 pub(crate) fn echo_type() -> String {
     <Echo as concurry::RemoteWorker>::NAME.to_string()
@@ -36,6 +76,61 @@ const NAME: &str = "CONCURRY_TEST_NODE_NAME";
 const CAPACITY: &str = "CONCURRY_TEST_NODE_CAPACITY";
 const HEARTBEAT_MS: &str = "CONCURRY_TEST_NODE_HEARTBEAT_MS";
 const NAMESPACE: &str = "CONCURRY_TEST_NODE_NAMESPACE";
+
+/// Set in a child that owns a pool: the server's URL.
+const OWNER: &str = "CONCURRY_TEST_OWNER";
+
+/// A pool owner in a child process: places one `Tally` on the cluster, says so on stdout,
+/// and waits to be killed.
+#[ctor::ctor]
+fn enter_owner_role() {
+    let Ok(url) = std::env::var(OWNER) else {
+        return;
+    };
+    let run = || -> Result<(), concurry::Error> {
+        let cluster = Cluster::connect(url)?;
+        cluster.wait_for_nodes(1, HANG)?;
+        let pool = Tally::options()
+            .mode(concurry::Mode::Cluster)
+            .cluster(cluster)
+            .init(0)?;
+        pool.add(1).result_timeout(HANG)?;
+        println!("placed");
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    };
+    if let Err(e) = run() {
+        eprintln!("test owner: {e}");
+    }
+    std::process::exit(3);
+}
+
+/// Starts a pool owner child on the server at `url`; returns once its instance is placed.
+pub(crate) fn start_owner(url: &str) -> NodeProc {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().expect("current exe"))
+        .env(OWNER, url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn an owner child");
+    let out = child.stdout.take().expect("piped");
+    let line = within("the owner's pool", move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        line
+    });
+    assert_eq!(
+        line.trim(),
+        "placed",
+        "the owner child could not place its pool"
+    );
+    NodeProc {
+        child,
+        name: "owner".into(),
+    }
+}
 
 #[ctor::ctor]
 fn enter_node_role() {
@@ -102,6 +197,12 @@ impl NodeProc {
             child: cmd.spawn().expect("spawn a node child"),
             name: name.to_string(),
         }
+    }
+
+    /// SIGKILL, and waits for it to be gone.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM: the node drains and exits by itself.

@@ -14,6 +14,8 @@ pub(crate) struct Remote {
     /// A `Vec<Handle<W>>`.
     workers: Box<dyn Any + Send + Sync>,
     stop: fn(&(dyn Any + Send + Sync)) -> Result<(), Error>,
+    /// Where each worker runs now ([`Handle::location`]: a cluster node's name).
+    locations: fn(&(dyn Any + Send + Sync)) -> Vec<Option<String>>,
     /// The pool's calls that left the caller's thread, in submission order.
     pub(crate) lane: crate::sync::os::Arc<Lane>,
 }
@@ -37,8 +39,8 @@ impl Remote {
     }
 
     /// As [`start`](Remote::start), with the `n` instances placed on `transport` instead of
-    /// in child processes (the loopback transport's pool tests).
-    #[cfg(test)]
+    /// in child processes (cluster mode; the loopback transport's pool tests).
+    #[cfg(any(test, feature = "cluster"))]
     pub(crate) fn start_on<W: RemoteWorker>(
         transport: &crate::sync::os::Arc<dyn crate::remote::Transport>,
         n: usize,
@@ -70,6 +72,10 @@ impl Remote {
         Ok(Remote {
             workers: Box::new(workers),
             stop: stop_all::<W>,
+            locations: |w| {
+                w.downcast_ref::<Vec<Handle<W>>>()
+                    .map_or_else(Vec::new, |w| w.iter().map(Handle::location).collect())
+            },
             lane: crate::sync::os::Arc::default(),
         })
     }
@@ -79,6 +85,11 @@ impl Remote {
         self.workers
             .downcast_ref::<Vec<Handle<W>>>()
             .map(Vec::as_slice)
+    }
+
+    /// Where each worker runs now (a cluster node's name; `None` for a child process).
+    pub(crate) fn locations(&self) -> Vec<Option<String>> {
+        (self.locations)(&*self.workers)
     }
 
     /// Stops every child; [`Error::Timeout`] if one had to be killed.

@@ -7,7 +7,7 @@ use super::backend::{Remote, not_a_remote_call};
 use crate::error::{ConfigError, Error};
 use crate::job::Call;
 use crate::options::PoolConfig;
-use crate::pool::backend::{Backend, Gate, Room, Stopping};
+use crate::pool::backend::{Backend, Gate, Room, Shared, Stopping, WorkerStats};
 use crate::sync::Ordering;
 use crate::worker::Worker;
 
@@ -20,9 +20,9 @@ pub(crate) fn start<W: RemoteWorker>(
     Remote::start::<W>(config.workers(), args, config)
 }
 
-/// As [`start`], with the workers placed on `transport` (the loopback transport's pool
-/// tests).
-#[cfg(test)]
+/// As [`start`], with the workers placed on `transport` (cluster mode; the loopback
+/// transport's pool tests).
+#[cfg(any(test, feature = "cluster"))]
 pub(crate) fn start_on<W: RemoteWorker>(
     transport: &crate::sync::os::Arc<dyn crate::remote::Transport>,
     config: &PoolConfig,
@@ -70,6 +70,15 @@ impl<W: Worker> Backend<W> for Remote {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    /// As every backend's, with the node each worker runs on (cluster mode).
+    fn workers(&self, shared: &Shared, stopped: bool) -> (usize, Vec<WorkerStats>) {
+        let (alive, mut per_worker) = crate::pool::backend::count_workers(shared, stopped);
+        for (w, node) in per_worker.iter_mut().zip(self.locations()) {
+            w.node = node;
+        }
+        (alive, per_worker)
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -1,0 +1,509 @@
+//! The node's side of `Mode::Cluster`: [`Host`] answers spawn and stop requests on the
+//! node's control subject and runs each instance under the shared serve loop
+//! (`remote::serve`) on a thread of its own, over a NATS-backed [`Channel`].
+//!
+//! - Calls arrive on `inst.<node-id>.<n>` (one subscription for all of the node's
+//!   instances, routed by `n`); replies, `Ready`, faults and limit requests go to the owner's
+//!   inbox; an empty message there says the instance ended.
+//! - The instance's `limits()` are the pool's, hosted by the owner: limit requests travel as
+//!   envelopes to its inbox and its supervisor's `LimitHost` answers, so a pool's limits are
+//!   global across nodes.
+//! - Owner liveness: every [`OWNER_CHECK`] the node asks each owner's `owner.<id>` subject.
+//!   The server answers "no responders" at once once the owner's connection is gone, so an
+//!   orphaned instance ends within about [`OWNER_CHECK`] plus a round trip; an owner that
+//!   stops answering (a vanished machine the server has not noticed yet) is given up after
+//!   [`OWNER_MISSES`] unanswered checks (about 6 s).
+//! - Drain: the node says "moving" (a `Shutdown` envelope) to each owner, whose supervisor
+//!   stops sending there, lets the calls in flight finish, asks the instance to end and
+//!   places it elsewhere; the node waits (at most [`DRAIN_TIMEOUT`]) for every instance to end.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+
+use super::hosting::{Ctl, CtlReply, Refusal, Spawn, decode_ctl, encode_reply, frame, unframe};
+use super::protocol::{Beat, NodeMsg, Subjects, encode};
+use crate::limit::hosted::{Closed, HostedLimits, LimitLink, LimitMsg, LimitReply};
+use crate::remote::lookup;
+use crate::remote::serve::{Cancels, Channel, Next, serve};
+use crate::sync::os::{Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering, lock};
+use crate::wire::{Envelope, Kind, WireError, decode, encode as encode_payload};
+
+/// How often a node checks that the owners of its instances are alive.
+pub(crate) const OWNER_CHECK: Duration = Duration::from_secs(1);
+/// Unanswered owner checks in a row after which an owner counts as gone.
+pub(crate) const OWNER_MISSES: u32 = 3;
+/// How long a drain waits for the owners to move their instances.
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the routing task hands an instance's serve loop.
+enum In {
+    /// An envelope, and when it arrived.
+    Env(Envelope, Instant),
+    /// The owner is gone or asked for the end: stop serving.
+    Closed,
+    Broken(String),
+}
+
+/// A message for the node's publisher task.
+type Out = (String, Vec<u8>);
+
+/// The instances a node hosts.
+pub(crate) struct Host {
+    client: async_nats::Client,
+    subjects: Subjects,
+    id: String,
+    name: String,
+    state: Arc<Mutex<Beat>>,
+    instances: Mutex<HashMap<u64, Arc<Hosted>>>,
+    /// Notified whenever an instance ends.
+    ended: Condvar,
+    next: AtomicU64,
+    out: tokio::sync::mpsc::UnboundedSender<Out>,
+    outgoing: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Out>>>,
+}
+
+/// One hosted instance.
+struct Hosted {
+    n: u64,
+    owner: String,
+    inbox: String,
+    max: usize,
+    tx: crossbeam_channel::Sender<In>,
+    /// Its calls as `Kind::Cancel` reaches them: the router files each cancel here at once,
+    /// so it reaches the call running meanwhile.
+    cancels: Arc<Cancels>,
+    /// Limit replies, by request id, for the method threads waiting for them.
+    replies: Mutex<HashMap<u64, Vec<u8>>>,
+    replied: Condvar,
+    closed: AtomicBool,
+    client: async_nats::Client,
+    out: tokio::sync::mpsc::UnboundedSender<Out>,
+}
+
+impl Hosted {
+    fn publish(&self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
+        if self.closed.load(Ordering::Acquire) && kind != Kind::Reply {
+            return Err(WireError::Io(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        // From the serve loop's thread: the client only queues it for its connection.
+        let bytes = frame(kind, id, payload);
+        crate::runtime::block_on(self.client.publish(self.inbox.clone(), bytes.into()))
+            .map_err(|e| WireError::Io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)))
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _ = self.tx.send(In::Closed);
+        let _g = lock(&self.replies);
+        self.replied.notify_all();
+    }
+}
+
+/// The limit requests of one instance's calls, to its owner.
+impl LimitLink for Hosted {
+    fn send(&self, msg: LimitMsg) -> Result<(), Closed> {
+        send_limit(self, &msg).map_err(|_| Closed)
+    }
+
+    fn ask(&self, msg: LimitMsg) -> Option<LimitReply> {
+        send_limit(self, &msg).ok()?;
+        let id = msg.id();
+        let mut replies = lock(&self.replies);
+        loop {
+            if let Some(bytes) = replies.remove(&id) {
+                return decode(&bytes, "limit reply").ok();
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            replies = self
+                .replied
+                .wait(replies)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+fn send_limit(h: &Hosted, msg: &LimitMsg) -> Result<(), WireError> {
+    let (kind, id, payload) = match msg {
+        LimitMsg::Acquire { lease, request } => (
+            Kind::LimitAcquire,
+            *lease,
+            encode_payload(request, "limit request")?,
+        ),
+        LimitMsg::Update { lease, usage } => (
+            Kind::LimitUpdate,
+            *lease,
+            encode_payload(usage, "limit update")?,
+        ),
+        LimitMsg::Release { lease } => (Kind::LimitRelease, *lease, encode_payload(&(), "")?),
+        LimitMsg::Stats { id } => (Kind::LimitStats, *id, encode_payload(&(), "")?),
+    };
+    h.publish(kind, id, &payload)
+}
+
+/// The serve loop's channel: envelopes routed here, answers published to the owner.
+struct Chan {
+    hosted: Arc<Hosted>,
+    rx: crossbeam_channel::Receiver<In>,
+    /// When the envelope `next` returned last arrived.
+    arrived: std::cell::Cell<Option<Instant>>,
+}
+
+impl Channel for Chan {
+    fn next(&self) -> Next {
+        match self.rx.recv() {
+            Ok(In::Env(env, at)) => {
+                self.arrived.set(Some(at));
+                Next::Env(env)
+            }
+            Ok(In::Closed) | Err(_) => Next::Closed,
+            Ok(In::Broken(why)) => Next::Broken(why),
+        }
+    }
+
+    fn send(&self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
+        self.hosted.publish(kind, id, payload)
+    }
+
+    fn reply(&self, id: u64, payload: &[u8], _more: bool) -> Result<(), WireError> {
+        self.hosted.publish(Kind::Reply, id, payload)
+    }
+
+    fn more_waiting(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
+    fn limits(&self) -> Option<HostedLimits> {
+        Some(HostedLimits::new(self.hosted.clone() as Arc<dyn LimitLink>))
+    }
+
+    fn arrived(&self) -> Option<Instant> {
+        self.arrived.get()
+    }
+
+    fn cancels(&self) -> Option<Arc<Cancels>> {
+        Some(self.hosted.cancels.clone())
+    }
+
+    fn max(&self) -> usize {
+        self.hosted.max
+    }
+}
+
+impl Host {
+    pub(crate) fn new(cluster: &super::Cluster, state: Arc<Mutex<Beat>>) -> Arc<Host> {
+        let (id, name) = {
+            let b = lock(&state);
+            (b.id.clone(), b.name.clone())
+        };
+        let (out, outgoing) = tokio::sync::mpsc::unbounded_channel();
+        Arc::new(Host {
+            client: cluster.client().clone(),
+            subjects: cluster.subjects().clone(),
+            id,
+            name,
+            state,
+            instances: Mutex::new(HashMap::new()),
+            ended: Condvar::new(),
+            next: AtomicU64::new(1),
+            out,
+            outgoing: Mutex::new(Some(outgoing)),
+        })
+    }
+
+    /// Subscribes to the control and instance subjects and starts the tasks that serve them
+    /// (on the library runtime); their abort handles.
+    pub(crate) async fn listen(
+        self: Arc<Self>,
+    ) -> Result<Vec<tokio::task::AbortHandle>, async_nats::SubscribeError> {
+        let rt = crate::runtime::runtime();
+        let mut ctl = self
+            .client
+            .subscribe(self.subjects.control(&self.id))
+            .await?;
+        let mut calls = self
+            .client
+            .subscribe(self.subjects.instances(&self.id))
+            .await?;
+        let _ = self.client.flush().await;
+        let mut tasks = Vec::new();
+        let host = self.clone();
+        tasks.push(
+            rt.spawn(async move {
+                while let Some(msg) = ctl.next().await {
+                    let reply = host.on_control(&msg.payload);
+                    if let (Some(to), Some(r)) = (msg.reply, reply) {
+                        let _ = host.client.publish(to, encode_reply(&r).into()).await;
+                    }
+                }
+            })
+            .abort_handle(),
+        );
+        let host = self.clone();
+        tasks.push(
+            rt.spawn(async move {
+                while let Some(msg) = calls.next().await {
+                    host.route(&msg.subject, &msg.payload);
+                }
+            })
+            .abort_handle(),
+        );
+        if let Some(mut rx) = lock(&self.outgoing).take() {
+            let client = self.client.clone();
+            tasks.push(
+                rt.spawn(async move {
+                    while let Some((subject, bytes)) = rx.recv().await {
+                        if let Err(e) = client.publish(subject, bytes.into()).await {
+                            tracing::warn!("concurry node: a message was not sent: {e}");
+                        }
+                    }
+                })
+                .abort_handle(),
+            );
+        }
+        let host = self.clone();
+        tasks.push(rt.spawn(host.watch_owners()).abort_handle());
+        Ok(tasks)
+    }
+
+    /// Hands a call (or a limit reply) to its instance.
+    fn route(&self, subject: &str, payload: &[u8]) {
+        let Some(n) = subject
+            .rsplit('.')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let Some(h) = lock(&self.instances).get(&n).cloned() else {
+            // Ended already: the owner hears of it from the end message.
+            return;
+        };
+        match unframe(payload, h.max) {
+            Ok(env) if env.kind == Kind::LimitReply => {
+                lock(&h.replies).insert(env.id, env.payload);
+                h.replied.notify_all();
+            }
+            Ok(env) if env.kind == Kind::Cancel => h.cancels.cancel(env.id),
+            Ok(env) => {
+                let _ = h.tx.send(In::Env(env, Instant::now()));
+            }
+            Err(e) => {
+                let _ = h.tx.send(In::Broken(format!("node `{}`: {e}", self.name)));
+            }
+        }
+    }
+
+    fn on_control(self: &Arc<Self>, bytes: &[u8]) -> Option<CtlReply> {
+        match decode_ctl(bytes) {
+            Ok(Ctl::Spawn(spawn, args)) => Some(self.spawn(spawn, args)),
+            Ok(Ctl::Stop { instance }) => {
+                if let Some(h) = lock(&self.instances).get(&instance) {
+                    h.close();
+                }
+                Some(CtlReply::Stopped)
+            }
+            Err(message) => {
+                tracing::warn!(node = %self.name, "concurry node: refused a control message: {message}");
+                Some(CtlReply::Refused(Refusal::Malformed {
+                    node: self.name.clone(),
+                    message,
+                }))
+            }
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, spawn: Spawn, args: Vec<u8>) -> CtlReply {
+        let node = self.name.clone();
+        let refused = |r| CtlReply::Refused(r);
+        let mut beat = lock(&self.state);
+        if beat.draining {
+            return refused(Refusal::Draining { node });
+        }
+        let entry = match lookup(&spawn.worker) {
+            Some(e) if beat.types.contains(&spawn.worker) => e,
+            _ => {
+                return refused(Refusal::UnknownType {
+                    node,
+                    worker: spawn.worker,
+                    hosts: beat.types.join(", "),
+                });
+            }
+        };
+        let theirs = (entry.schema)();
+        if theirs != spawn.schema {
+            return refused(Refusal::Schema {
+                node,
+                worker: spawn.worker,
+                ours: spawn.schema,
+                theirs,
+            });
+        }
+        if beat.free == 0 {
+            return refused(Refusal::Full {
+                node,
+                capacity: beat.capacity,
+            });
+        }
+        beat.free -= 1;
+        let free = beat.free;
+        let seq = beat.seq;
+        drop(beat);
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let hosted = Arc::new(Hosted {
+            n,
+            owner: spawn.owner,
+            inbox: spawn.inbox,
+            max: usize::try_from(spawn.max).unwrap_or(usize::MAX),
+            tx,
+            cancels: Arc::new(Cancels::default()),
+            replies: Mutex::new(HashMap::new()),
+            replied: Condvar::new(),
+            closed: AtomicBool::new(false),
+            client: self.client.clone(),
+            out: self.out.clone(),
+        });
+        // The serve loop builds the instance from `Init` and answers `Ready` to the owner.
+        let _ = hosted
+            .tx
+            .send(In::Env(Envelope::new(Kind::Init, 0, args), Instant::now()));
+        lock(&self.instances).insert(n, hosted.clone());
+        let host = self.clone();
+        let chan = Chan {
+            hosted: hosted.clone(),
+            rx,
+            arrived: std::cell::Cell::new(None),
+        };
+        let started = std::thread::Builder::new()
+            .name(format!("concurry-node-{n}"))
+            .spawn(move || {
+                let outcome = serve(entry, &chan);
+                tracing::debug!(instance = n, ?outcome, "concurry node: instance ended");
+                host.end(&chan.hosted);
+            });
+        if let Err(e) = started {
+            let why = format!("node `{}` could not start a thread: {e}", self.name);
+            if let Ok(p) = encode_payload(&crate::wire::Fault::Protocol { message: why }, "fault") {
+                let _ = hosted.publish(Kind::Fault, 0, &p);
+            }
+            self.end(&hosted);
+        }
+        CtlReply::Accepted {
+            instance: n,
+            free,
+            seq,
+        }
+    }
+
+    /// An instance ended: its slot is free again and its owner hears of it.
+    fn end(&self, h: &Hosted) {
+        h.closed.store(true, Ordering::Release);
+        {
+            let _g = lock(&h.replies);
+            h.replied.notify_all();
+        }
+        let _ = h.out.send((h.inbox.clone(), Vec::new()));
+        let removed = lock(&self.instances).remove(&h.n).is_some();
+        if removed {
+            let mut beat = lock(&self.state);
+            beat.free = (beat.free + 1).min(beat.capacity);
+        }
+        self.ended.notify_all();
+    }
+
+    /// Every [`OWNER_CHECK`]: ends the instances whose owner is gone.
+    async fn watch_owners(self: Arc<Self>) {
+        let mut misses: HashMap<String, u32> = HashMap::new();
+        let mut tick = tokio::time::interval(OWNER_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.client.connection_state() != async_nats::connection::State::Connected {
+                continue;
+            }
+            let owners: HashSet<String> = lock(&self.instances)
+                .values()
+                .map(|h| h.owner.clone())
+                .collect();
+            misses.retain(|o, _| owners.contains(o));
+            for owner in owners {
+                let asked = tokio::time::timeout(
+                    OWNER_CHECK,
+                    self.client
+                        .request(self.subjects.owner(&owner), Vec::new().into()),
+                )
+                .await;
+                let gone = match asked {
+                    Ok(Ok(_)) => {
+                        misses.remove(&owner);
+                        false
+                    }
+                    Ok(Err(e))
+                        if e.kind() == async_nats::client::RequestErrorKind::NoResponders =>
+                    {
+                        true
+                    }
+                    _ => {
+                        let m = misses.entry(owner.clone()).or_default();
+                        *m += 1;
+                        *m >= OWNER_MISSES
+                    }
+                };
+                if gone {
+                    tracing::info!(node = %self.name, owner = %owner, "concurry node: the owner is gone; ending its instances");
+                    let orphans: Vec<Arc<Hosted>> = lock(&self.instances)
+                        .values()
+                        .filter(|h| h.owner == owner)
+                        .cloned()
+                        .collect();
+                    orphans.iter().for_each(|h| h.close());
+                }
+            }
+        }
+    }
+
+    /// How many instances are hosted now.
+    pub(crate) fn hosted(&self) -> usize {
+        lock(&self.instances).len()
+    }
+
+    /// Drains: the node is marked draining (and says so in a heartbeat at once), each owner
+    /// is told its instance is moving, and this waits (at most `timeout`) until the owners
+    /// moved them all; whatever is left is ended then. Returns how many were left.
+    pub(crate) fn drain(&self, timeout: Duration) -> usize {
+        let beat = {
+            let mut b = lock(&self.state);
+            b.draining = true;
+            encode(&NodeMsg::Beat(b.clone()))
+        };
+        let _ = self.out.send((self.subjects.heartbeat(), beat));
+        let all: Vec<Arc<Hosted>> = lock(&self.instances).values().cloned().collect();
+        for h in &all {
+            // "Moving": the owner stops sending here, waits for its calls, then ends us.
+            let _ = h.out.send((h.inbox.clone(), frame(Kind::Shutdown, 0, &[])));
+        }
+        let deadline = Instant::now() + timeout;
+        let left: Vec<Arc<Hosted>> = crate::runtime::blocking(|| {
+            let mut instances = lock(&self.instances);
+            while !instances.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                instances = self
+                    .ended
+                    .wait_timeout(instances, left)
+                    .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+            }
+            instances.values().cloned().collect()
+        });
+        for h in &left {
+            h.close();
+        }
+        left.len()
+    }
+}
