@@ -439,3 +439,40 @@ fn a_node_refuses_garbage_typed_and_serves_on() {
     drop(p);
     node.drain().unwrap();
 }
+
+#[test]
+fn a_cancel_reaches_a_method_running_on_a_node() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = cluster(&s.url());
+    let _a = NodeProc::start(&s.url(), "a", 1);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let p = pool(&c, 1);
+    let started = std::env::temp_dir().join(format!(
+        "concurry-cluster-spin-{}-{}",
+        std::process::id(),
+        concurry::cluster::Cluster::namespace(&c)
+    ));
+    let _ = std::fs::remove_file(&started);
+    let call = p.spin(started.to_string_lossy().into_owned());
+    let deadline = std::time::Instant::now() + HANG;
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spin never started"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let at = std::time::Instant::now();
+    assert!(call.cancel());
+    assert!(matches!(call.result(), Err(Error::Cancelled)));
+    // The one instance answers the next call only once the spin returned (it would spin for
+    // 120 s, past HANG, had the cancel not reached it on the node).
+    assert_eq!(get(p.add(0)).unwrap(), 10);
+    eprintln!(
+        "cluster: the next call was answered {:?} after cancel()",
+        at.elapsed()
+    );
+    let _ = std::fs::remove_file(&started);
+}

@@ -64,6 +64,20 @@ impl Tally {
     pub(crate) fn len(&self, bytes: Vec<u8>) -> usize {
         bytes.len()
     }
+
+    /// Creates the file `started`, then loops on `check_cancelled()` for at most 120 s:
+    /// whether it saw its cancel.
+    pub(crate) fn spin(&self, started: String) -> bool {
+        let _ = std::fs::write(&started, b"started");
+        let until = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < until {
+            if concurry::check_cancelled().is_err() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        false
+    }
 }
 
 /// `Echo`'s registered name (`RemoteWorker::NAME`).
