@@ -312,8 +312,14 @@ fn sync_self_calls_keep_their_order_and_wait_for_mut_self_calls() {
         let push = p.push(7);
         let after = [p.len_async(), p.len()];
         assert_eq!(early.result_timeout(SOON).unwrap(), 0);
-        assert!(!second.is_done(), "it runs after `hold`, whose latch is shut");
-        assert!(!push.is_done(), "it waits for the sync `&self` calls before it");
+        assert!(
+            !second.is_done(),
+            "it runs after `hold`, whose latch is shut"
+        );
+        assert!(
+            !push.is_done(),
+            "it waits for the sync `&self` calls before it"
+        );
         assert!(after.iter().all(|c| !c.is_done()), "they wait for `push`");
         latch.open();
         assert_eq!(held.result().unwrap(), 0);

@@ -248,7 +248,9 @@ pub(crate) fn expand(
     // An `async fn` taking `&self` (always compiled in) makes the worker `Sync` (checked
     // below): then its sync methods taking `&self` need not hold those calls up in async mode.
     let shares = w.methods.iter().zip(method_ok).any(|(m, ok)| {
-        *ok && m.is_async && m.receiver_kind == ReceiverKind::Shared && carried_attrs(m).1.is_empty()
+        *ok && m.is_async
+            && m.receiver_kind == ReceiverKind::Shared
+            && carried_attrs(m).1.is_empty()
     });
     for ((m, ok), retry) in w.methods.iter().zip(method_ok).zip(retry) {
         if !ok {

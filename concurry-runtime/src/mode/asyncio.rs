@@ -8,11 +8,15 @@
 //! runtime that shuts down under the pool drops its worker tasks: the calls they held, queued
 //! or running, fail with `Error::Stopped`, as do later calls (their mailboxes are gone).
 //!
-//! `async fn` methods taking `&self` run concurrently on their worker; anything needing the
-//! instance exclusively (`&mut self` async methods, and sync methods, which run on tokio's
-//! blocking pool so they never stall the runtime) waits until the shared calls in flight are
-//! done, and holds back later calls until it finishes. Sync calls queued right behind one
-//! another run in one job on the blocking pool, in order: one hand-off per run, not per call.
+//! `async fn` methods taking `&self` run concurrently on their worker. Sync methods run on
+//! tokio's blocking pool, so they never stall the runtime. A sync method taking `&self` of a
+//! worker that has `async fn` methods taking `&self` (so it is `Sync`) is a shared call too:
+//! such calls run one at a time, in order, on the worker's lane (a blocking job) while the
+//! worker goes on serving its `&self` async calls. Anything needing the instance exclusively
+//! (methods taking `&mut self`, and the other sync methods) waits until the shared calls in
+//! flight, the lane's included, are done, and holds back later calls until it finishes. Sync
+//! calls queued right behind one another run in one blocking job, in order (exclusive ones
+//! on the worker's instance, shared ones on its lane): one hand-off per run, not per call.
 
 use std::task::{Context, Waker};
 
@@ -49,6 +53,8 @@ pub(crate) fn start<W: Worker>(
     args: W::Args,
     shared: &Arc<Shared>,
 ) -> Result<Tasks<W>, Error<W::InitError>> {
+    // Helper tasks of calls from outside a multi-thread runtime go here too.
+    drop(shared.home.set(runtime.clone()));
     let (exits_tx, exits) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<super::Ready<W::InitError>>();
     let mut mailboxes = Vec::with_capacity(n);
@@ -154,12 +160,7 @@ impl<W: Worker> Backend<W> for Tasks<W> {
 /// The worker task. Shared calls go into a set polled concurrently, and sync calls taking
 /// `&self` (of a `Sync` worker) into its [`Lane`]; an exclusive call waits for both to drain
 /// (later messages wait behind it, preserving order).
-async fn serve<W: Worker>(
-    index: usize,
-    w: W,
-    rx: UnboundedReceiver<Msg<W>>,
-    shared: &Arc<Shared>,
-) {
+async fn serve<W: Worker>(index: usize, w: W, rx: UnboundedReceiver<Msg<W>>, shared: &Arc<Shared>) {
     let mut rx = Mailbox {
         rx,
         batch: Vec::new(),
@@ -196,9 +197,11 @@ async fn serve<W: Worker>(
                 let (on_pool, slot) = (shared.clone(), lent.0.clone());
                 let moved = tokio::task::spawn_blocking(move || {
                     let next = match inst.get_mut() {
-                        Some(w) => crate::cancel::context::with_worker_token(&on_pool.cancel, || {
-                            run_blocking(index, w, &slot, j, span, &on_pool)
-                        }),
+                        Some(w) => {
+                            crate::cancel::context::with_worker_token(&on_pool.cancel, || {
+                                run_blocking(index, w, &slot, j, span, &on_pool)
+                            })
+                        }
                         None => {
                             j.fail(still_lent());
                             on_pool.finished(index);
