@@ -265,10 +265,6 @@ async fn serve<W: Worker>(index: usize, w: W, rx: UnboundedReceiver<Msg<W>>, sha
                             None => held = Some(Msg::Stop),
                         },
                     }
-                    if held.is_some() {
-                        // Nothing more goes to the lane: it ends once its queue is empty.
-                        lane.release();
-                    }
                 }
             }
         }
@@ -355,42 +351,20 @@ async fn next_done<F: std::future::Future<Output = ()>>(
 /// A queued sync call taking `&self`, with its span.
 type LaneJob<W> = (JobRef<dyn SharedBlockingJob<W>>, Span);
 
-/// How long a lane's blocking job waits for another call once its queue is empty, so calls
-/// pipelined a little apart share one job (one hand-off to the blocking pool, not one each).
-const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
-
 /// A worker's sync calls taking `&self`: they run in order on the blocking pool while the
 /// worker's task goes on serving its `async fn` calls taking `&self`. One blocking job runs
-/// what is queued and ends when the queue stays empty for [`LINGER`], or at once when the
-/// task holds back an exclusive call (it [`release`](Lane::release)s the queue); the task
-/// starts another job for later calls.
+/// what is queued and ends when the queue is empty; the task starts another for later calls.
 struct Lane<W> {
     tx: crossbeam_channel::Sender<LaneJob<W>>,
     rx: crossbeam_channel::Receiver<LaneJob<W>>,
     /// The blocking job running the queue, if one is.
     run: Option<tokio::task::JoinHandle<()>>,
-    /// The running job's queue was let go: it ends as soon as it is empty.
-    released: bool,
 }
 
 impl<W: Worker> Lane<W> {
     fn new() -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        Lane {
-            tx,
-            rx,
-            run: None,
-            released: false,
-        }
-    }
-
-    /// Lets the running job's queue go (the job drains what is in it, then ends without
-    /// lingering); later calls get a fresh queue.
-    fn release(&mut self) {
-        if self.run.is_some() && !self.released {
-            (self.tx, self.rx) = crossbeam_channel::unbounded();
-            self.released = true;
-        }
+        Lane { tx, rx, run: None }
     }
 
     fn busy(&self) -> bool {
@@ -416,12 +390,10 @@ impl<W: Worker> Lane<W> {
     fn start(&mut self, w: &dyn Shareable<W>, shared: &Arc<Shared>, index: usize) {
         // Marked for `stop()`: a sync method cannot be aborted with the task.
         shared.counters[index].set_blocking(true);
-        self.released = false;
         let (w, rx, shared) = (w.lend(), self.rx.clone(), shared.clone());
         self.run = Some(tokio::task::spawn_blocking(move || {
             crate::cancel::context::with_worker_token(&shared.cancel, || {
-                // Ends on a queue empty for `LINGER`, or empty and let go by the task.
-                while let Ok((job, span)) = rx.try_recv().or_else(|_| rx.recv_timeout(LINGER)) {
+                while let Ok((job, span)) = rx.try_recv() {
                     // `stop_timeout` ran out: what is queued fails (dropped) instead.
                     if shared.abort.load(Ordering::Acquire) {
                         return;
