@@ -1,6 +1,8 @@
 //! Async mode against a tokio mpsc + oneshot actor on the same runtime as the caller, awaited
 //! from a tokio task: pipelined no-op calls and the round trip, for an `async fn` method and
-//! for a plain `fn` method (which runs on tokio's blocking pool; the `concurry_sync_fn` rows).
+//! for a plain `fn` method (which runs on tokio's blocking pool; the `concurry_sync_fn` rows:
+//! taking `&self` it runs on the worker's lane beside its `async fn` calls, taking
+//! `&mut self`, the `_mut` rows, exclusively, as every sync method did before).
 //! The `concurry` rows use a pool built outside any runtime, so its workers run on the
 //! library's own runtime (a cross-runtime wake-up per call); the `concurry_ambient` rows use a
 //! pool built inside the caller's runtime, whose workers are tasks of that runtime, like the
@@ -29,6 +31,9 @@ impl Nop {
         x
     }
     pub fn nop_sync(&self, x: u64) -> u64 {
+        x
+    }
+    pub fn nop_sync_mut(&mut self, x: u64) -> u64 {
         x
     }
 }
@@ -103,6 +108,24 @@ fn bench(c: &mut Criterion) {
         });
     }
     for (name, pool) in [
+        ("concurry_sync_fn_mut", &pool),
+        ("concurry_ambient_sync_fn_mut", &ambient),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let pool = pool.clone();
+                on_task(&rt, iters, move || {
+                    let v: Vec<_> = (0..BATCH).map(|i| pool.nop_sync_mut(i)).collect();
+                    async move {
+                        for p in v {
+                            black_box(p.await.unwrap());
+                        }
+                    }
+                })
+            })
+        });
+    }
+    for (name, pool) in [
         ("concurry_sync_fn", &pool),
         ("concurry_ambient_sync_fn", &ambient),
     ] {
@@ -148,6 +171,22 @@ fn bench(c: &mut Criterion) {
                 let pool = pool.clone();
                 on_task(&rt, iters, move || {
                     let p = pool.nop(black_box(1));
+                    async move {
+                        black_box(p.await.unwrap());
+                    }
+                })
+            })
+        });
+    }
+    for (name, pool) in [
+        ("concurry_sync_fn_mut", &pool),
+        ("concurry_ambient_sync_fn_mut", &ambient),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let pool = pool.clone();
+                on_task(&rt, iters, move || {
+                    let p = pool.nop_sync_mut(black_box(1));
                     async move {
                         black_box(p.await.unwrap());
                     }

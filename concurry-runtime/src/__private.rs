@@ -148,7 +148,8 @@ impl<A> Args<A> {
 }
 
 pub use crate::job::kind::{
-    Blocking, Bound, Exclusive, Limits, Method, Shared, blocking, exclusive, shared,
+    Blocking, Bound, Exclusive, Limits, Method, Shared, SharedBlocking, blocking, exclusive,
+    shared, shared_blocking,
 };
 
 macro_rules! submit_traits {
@@ -166,6 +167,18 @@ macro_rules! submit_traits {
                 F: Fn(&mut W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
             {
                 self.submit_method(pool, method, retry, blocking(f))
+            }
+            /// A sync method taking `&self`, of a worker that is `Sync` (generated for such a
+            /// method when the worker has `async fn` methods taking `&self`, which need it).
+            #[inline]
+            fn submit_shared_blocking<T, E, F>(&self, pool: &Pool<W>, method: &'static str, retry: &MethodRetry<T, E>, f: F) -> crate::Promise<T, E>
+            where
+                W: Sync,
+                T: Send + 'static,
+                E: Send + 'static,
+                F: Fn(&W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
+            {
+                self.submit_method(pool, method, retry, shared_blocking(f))
             }
             /// An `async fn` taking `&mut self`.
             #[inline]

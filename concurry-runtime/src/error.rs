@@ -44,12 +44,16 @@ pub enum Error<E = Infallible> {
     /// assert_eq!(
     ///     e.to_string(),
     ///     "stop_timeout ran out before the pool drained: 3 calls failed with Error::Stopped, \
-    ///      1 still running (left to finish on its own)"
+    ///      1 still running (left to finish on its own); to let queued calls finish, raise \
+    ///      `options().stop_timeout(..)` or await their promises before `stop()`; to end \
+    ///      running methods sooner, check `concurry::check_cancelled()` in them"
     /// );
     /// ```
     #[error(
         "stop_timeout ran out before the pool drained: {failed} calls failed with Error::Stopped, \
-         {running} still running (left to finish on {})",
+         {running} still running (left to finish on {}); to let queued calls finish, raise \
+         `options().stop_timeout(..)` or await their promises before `stop()`; to end running \
+         methods sooner, check `concurry::check_cancelled()` in them",
         if *running == 1 { "its own" } else { "their own" }
     )]
     StopTimeout {

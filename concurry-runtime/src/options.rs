@@ -165,8 +165,9 @@ pub struct PoolConfig {
     pub(crate) max_restarts: u32,
     /// Process mode: the wait before the first respawn in a row, and its cap (doubling).
     pub(crate) restart_backoff: (Duration, Duration),
-    /// Async mode: the tokio runtime the workers run on (`None`: the runtime `init` runs
-    /// inside, if it is a multi-thread one, else the library's own).
+    /// Async mode: the tokio runtime the workers run on (on-demand ones on its blocking pool;
+    /// `None`: the runtime `init` runs inside, if it is a multi-thread one, else the
+    /// library's own).
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     /// Cluster mode: the cluster whose nodes host the workers.
     #[cfg(feature = "cluster")]
@@ -218,12 +219,11 @@ impl Default for PoolConfig {
 pub(crate) const MESSAGE_SIZE_MIN: usize = 1 << 10;
 pub(crate) const MESSAGE_SIZE_MAX: usize = u32::MAX as usize;
 
-/// Checks a `runtime` handle: async-mode fixed pools only, and a multi-thread runtime (a
+/// Checks a `runtime` handle: async-mode pools only, and a multi-thread runtime (a
 /// current-thread runtime runs its tasks only while its one thread polls it, so a caller
 /// blocking that thread in `init`, `stop()` or `blocking()` would wait forever).
 pub(crate) fn check_runtime(
     mode: Mode,
-    on_demand: bool,
     handle: &tokio::runtime::Handle,
 ) -> Result<(), ConfigError> {
     if mode != Mode::Async {
@@ -234,14 +234,6 @@ pub(crate) fn check_runtime(
                 "a runtime hosts async-mode workers, and this pool is `Mode::{mode:?}`: use \
                  `Mode::Async`, or leave the option unset"
             ),
-        ));
-    }
-    if on_demand {
-        return Err(ConfigError::new(
-            "runtime",
-            format!("{:?}", handle.id()),
-            "on-demand async workers run on the library's blocking pool: drop `on_demand(true)` \
-             to run fixed workers on this runtime, or leave the option unset",
         ));
     }
     if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
@@ -374,7 +366,7 @@ impl PoolConfig {
             ));
         }
         if let Some(handle) = &self.runtime {
-            check_runtime(self.mode, self.on_demand, handle)?;
+            check_runtime(self.mode, handle)?;
         }
         if let Some(Err(e)) = &self.limits {
             return Err(ConfigError::new(

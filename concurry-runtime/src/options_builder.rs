@@ -152,10 +152,12 @@ impl<W: Worker> Options<W> {
     }
 
     /// Async mode: the tokio runtime the workers run on (their sync methods run on its
-    /// blocking pool). Default: the runtime `init` runs inside, if it is a multi-thread one,
-    /// else the library's own. The handle must be of a multi-thread runtime and the pool a
-    /// fixed async one, or `init` fails with [`Error::Config`]; a runtime that shuts down
-    /// under the pool fails its calls with [`Error::Stopped`].
+    /// blocking pool, as do on-demand workers). Default: the runtime `init` runs inside, if
+    /// it is a multi-thread one, else the library's own. The handle must be of a
+    /// multi-thread runtime and the pool an async one, or `init` fails with
+    /// [`Error::Config`]; a runtime that shuts down under the pool fails its calls with
+    /// [`Error::Stopped`]. Retry loops and waits for room (`max_queued_tasks`) of calls made
+    /// outside any multi-thread runtime run here too (made inside one, they run there).
     ///
     /// ```
     /// use concurry::prelude::*;
@@ -333,8 +335,9 @@ macro_rules! __options_builder_methods {
         /// on its blocking pool). Default: the runtime `init` runs inside, if it is a
         /// multi-thread one (a task, `block_on`, or `Runtime::enter`), so a caller there
         /// reaches its workers without crossing runtimes; else the library's own runtime.
-        /// The handle must be of a multi-thread runtime, and the pool a fixed async one:
-        /// otherwise `init` fails with `Error::Config`. Dropping the last handle on a thread
+        /// The handle must be of a multi-thread runtime, and the pool an async one (fixed or
+        /// on demand; on-demand workers run on its blocking pool): otherwise `init` fails
+        /// with `Error::Config`. Dropping the last handle on a thread
         /// of that runtime stops the pool without waiting there: the workers finish what is
         /// queued on their own. If the runtime shuts down under the pool, its workers end
         /// with it: every queued call and every running `async fn` call fails with

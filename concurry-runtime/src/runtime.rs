@@ -36,6 +36,20 @@ pub(crate) fn pick(explicit: Option<&tokio::runtime::Handle>) -> tokio::runtime:
     }
 }
 
+/// The runtime a call's helper task goes on (its wait for a place under `max_queued_tasks`,
+/// its retry loop): the multi-thread runtime this thread is inside, so the caller's task is
+/// woken without crossing runtimes and no runtime of the library's is started for it; else
+/// `home`, the runtime the pool's workers run on (async mode); else the library's own.
+///
+/// A current-thread runtime is never picked: a caller blocking in `result()` there would stall
+/// the task its call waits for.
+pub(crate) fn for_helpers(home: Option<&tokio::runtime::Handle>) -> tokio::runtime::Handle {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => h,
+        _ => home.cloned().unwrap_or_else(|| runtime().handle().clone()),
+    }
+}
+
 /// True on a thread inside a tokio runtime (a runtime's worker or blocking thread, or one that
 /// entered a runtime's context): code there must not block waiting for other async work.
 pub(crate) fn in_async_context() -> bool {
@@ -93,5 +107,35 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
             return v;
         }
         std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn multi() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn helper_tasks_go_to_the_callers_multi_thread_runtime_else_home_else_the_librarys() {
+        let (caller, home) = (multi(), multi());
+        let inside = caller.block_on(async { for_helpers(Some(home.handle())).id() });
+        assert_eq!(inside, caller.handle().id());
+        // A current-thread runtime is never picked: its one thread may be the one waiting.
+        let one = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let on_one = one.block_on(async { for_helpers(Some(home.handle())).id() });
+        assert_eq!(on_one, home.handle().id());
+        let on_one = one.block_on(async { for_helpers(None).id() });
+        assert_eq!(on_one, runtime().handle().id());
+        assert_eq!(for_helpers(Some(home.handle())).id(), home.handle().id());
+        assert_eq!(for_helpers(None).id(), runtime().handle().id());
     }
 }

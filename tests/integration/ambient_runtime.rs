@@ -1,9 +1,12 @@
 //! Async mode on the caller's tokio runtime: workers adopt the multi-thread runtime `init` runs
 //! inside, `options().runtime(handle)` picks one, the library's runtime is the fallback, and
-//! stop, drop, `blocking()` and a runtime shutting down under the pool never hang.
+//! stop, drop, `blocking()` and a runtime shutting down under the pool never hang. On-demand
+//! async workers and the helper tasks of calls (retry loops) follow the same choice.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use concurry::RetryConfig;
 use concurry::prelude::*;
 use tokio::runtime::{Builder, Handle, Runtime};
 
@@ -187,13 +190,6 @@ fn a_current_thread_handle_or_a_non_async_pool_is_a_config_error() {
         .init()
         .unwrap_err();
     assert!(err.to_string().contains("Mode::Async"), "{err}");
-    let err = Where::options()
-        .mode(Mode::Async)
-        .on_demand(true)
-        .runtime(multi.handle().clone())
-        .init()
-        .unwrap_err();
-    assert!(err.to_string().contains("on_demand"), "{err}");
 }
 
 #[test]
@@ -280,5 +276,130 @@ fn init_on_a_runtime_already_shut_down_fails_with_a_message() {
                 .contains("runtime it was spawned on is shut down"),
             "{err}"
         );
+    });
+}
+
+#[test]
+fn on_demand_async_workers_run_on_the_callers_runtime_or_the_given_one() {
+    within("on-demand async workers on the caller's runtime", || {
+        let rt = multi(2);
+        let (caller, sync_on_worker, on_worker) = rt.block_on(async {
+            let pool = Where::options()
+                .mode(Mode::Async)
+                .on_demand(true)
+                .max_workers(2)
+                .init()
+                .unwrap();
+            let ids = (
+                Handle::current().id().to_string(),
+                pool.sync_runtime_id().await.unwrap(),
+                pool.runtime_id().await.unwrap(),
+            );
+            pool.stop().unwrap();
+            ids
+        });
+        assert_eq!(sync_on_worker, caller);
+        assert_eq!(on_worker, caller);
+        // An explicit handle, from a plain thread.
+        let other = multi(1);
+        let pool = Where::options()
+            .mode(Mode::Async)
+            .on_demand(true)
+            .runtime(other.handle().clone())
+            .init()
+            .unwrap();
+        let want = other.handle().id().to_string();
+        assert_eq!(pool.sync_runtime_id().result().unwrap(), want);
+        assert_eq!(pool.runtime_id().result().unwrap(), want);
+        pool.stop().unwrap();
+    });
+}
+
+#[test]
+fn on_demand_workers_of_a_runtime_shut_down_fail_their_calls_and_stop_returns() {
+    within("on-demand workers of a dead runtime", || {
+        let rt = multi(1);
+        let pool = Where::options()
+            .mode(Mode::Async)
+            .on_demand(true)
+            .runtime(rt.handle().clone())
+            .init()
+            .unwrap();
+        assert_eq!(pool.echo(1).result().unwrap(), 1);
+        // The worker retires once its queue is empty (bounded by `within`).
+        while pool.stats().on_demand_alive > 0 {
+            std::thread::yield_now();
+        }
+        rt.shutdown_background();
+        // No worker can start on that runtime any more: the call fails instead of waiting.
+        assert!(pool.echo(2).result().unwrap_err().is_stopped());
+        pool.stop().unwrap();
+    });
+}
+
+/// Fails its first call, then succeeds: one retry.
+pub struct FailsOnce {
+    calls: u32,
+}
+
+#[concurry::worker]
+impl FailsOnce {
+    pub fn new() -> Self {
+        FailsOnce { calls: 0 }
+    }
+
+    pub fn once(&mut self) -> Result<u32, String> {
+        self.calls += 1;
+        match self.calls {
+            1 => Err("the first call fails".into()),
+            n => Ok(n),
+        }
+    }
+}
+
+/// Retries with a 1 ms wait, noting the runtime the retry loop runs on at each decision.
+fn noting_runtime(seen: &Arc<Mutex<Vec<String>>>) -> RetryConfig {
+    let seen = seen.clone();
+    RetryConfig::attempts(3)
+        .wait(Duration::from_millis(1))
+        .retry_on(move |_| {
+            let id = Handle::try_current().map_or_else(|_| "none".into(), |h| h.id().to_string());
+            seen.lock().unwrap().push(id);
+            true
+        })
+}
+
+#[test]
+fn retry_loops_run_on_the_callers_runtime_else_on_the_pools() {
+    within("retry loops on the caller's runtime", || {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rt = multi(2);
+        // A thread-mode pool, called from the caller's runtime: the loop runs there.
+        let pool = FailsOnce::options()
+            .mode(Mode::Thread)
+            .retry(noting_runtime(&seen))
+            .init()
+            .unwrap();
+        let (caller, got) = rt.block_on(async {
+            (
+                Handle::current().id().to_string(),
+                pool.once().await.unwrap(),
+            )
+        });
+        assert_eq!(got, 2);
+        assert_eq!(*seen.lock().unwrap(), [caller]);
+        pool.stop().unwrap();
+        // An async-mode pool on a given runtime, called from a plain thread: on that runtime.
+        seen.lock().unwrap().clear();
+        let other = multi(1);
+        let pool = FailsOnce::options()
+            .mode(Mode::Async)
+            .runtime(other.handle().clone())
+            .retry(noting_runtime(&seen))
+            .init()
+            .unwrap();
+        assert_eq!(pool.once().result().unwrap(), 2);
+        assert_eq!(*seen.lock().unwrap(), [other.handle().id().to_string()]);
+        pool.stop().unwrap();
     });
 }

@@ -2,6 +2,9 @@
 //! run together in one job on tokio's blocking pool. These tests hold a worker in a sync call
 //! so that what follows is queued, then check that the queued runs keep call order and
 //! exclusivity next to async calls, survive a panic, and that `stop()` drains or fails them.
+//! A sync method taking `&self` of a `Sync` worker runs beside the worker's `async fn` calls
+//! taking `&self` instead of holding them up (issue 11.2), and still waits for, and holds
+//! back, the calls taking `&mut self`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -95,11 +98,12 @@ impl Log {
         self.seen.len()
     }
 
-    /// A sync `&self` method.
+    /// A sync `&self` method: a shared call (the worker is `Sync`), which may run while
+    /// `async fn` calls taking `&self` do, never while an exclusive one does.
     pub fn len(&self) -> usize {
-        self.overlap.enter_exclusive();
+        self.overlap.enter_shared();
         std::thread::yield_now();
-        self.overlap.leave_exclusive();
+        self.overlap.leave_shared();
         self.seen.len()
     }
 
@@ -264,5 +268,66 @@ fn stop_timeout_fails_calls_queued_behind_a_sync_call_still_running() {
         }
         latch.open();
         assert!(matches!(held.result(), Ok(0) | Err(Error::Stopped)));
+    });
+}
+
+/// Bounds a wait that must end while the latch is still shut (well under [`HANG`], so the
+/// old behaviour fails here instead of in `within`).
+const SOON: Duration = Duration::from_secs(20);
+
+#[test]
+fn async_self_calls_run_while_a_sync_self_call_is_blocked() {
+    within("async calls beside a blocked sync `&self` call", || {
+        let (p, overlap) = log_pool(HANG);
+        let latch = Latch::default();
+        // `hold` takes `&self` and blocks until the latch opens.
+        let held = p.hold(latch.clone());
+        let fetches: Vec<_> = (0..10).map(|_| p.len_async()).collect();
+        for (i, f) in fetches.into_iter().enumerate() {
+            assert_eq!(
+                f.result_timeout(SOON).unwrap(),
+                0,
+                "fetch {i} waited for the sync `&self` call"
+            );
+        }
+        assert!(!held.is_done(), "the latch is still shut");
+        latch.open();
+        assert_eq!(held.result().unwrap(), 0);
+        assert_eq!(overlap.violations.load(Ordering::SeqCst), 0);
+        p.stop().unwrap();
+    });
+}
+
+#[test]
+fn sync_self_calls_keep_their_order_and_wait_for_mut_self_calls() {
+    within("sync `&self` calls next to `&mut self` calls", || {
+        let (p, overlap) = log_pool(HANG);
+        let latch = Latch::default();
+        let held = p.hold(latch.clone());
+        // Shared, but sync `&self` calls of one worker run one at a time, in order.
+        let second = p.len();
+        let early = p.len_async();
+        // A `&mut self` call waits for the sync `&self` calls before it, and what comes
+        // after it waits for it.
+        let push = p.push(7);
+        let after = [p.len_async(), p.len()];
+        assert_eq!(early.result_timeout(SOON).unwrap(), 0);
+        assert!(
+            !second.is_done(),
+            "it runs after `hold`, whose latch is shut"
+        );
+        assert!(
+            !push.is_done(),
+            "it waits for the sync `&self` calls before it"
+        );
+        assert!(after.iter().all(|c| !c.is_done()), "they wait for `push`");
+        latch.open();
+        assert_eq!(held.result().unwrap(), 0);
+        assert_eq!(second.result().unwrap(), 0);
+        assert_eq!(push.result().unwrap(), 1);
+        let got: Vec<usize> = after.into_iter().map(|c| c.result().unwrap()).collect();
+        assert_eq!(got, [1, 1]);
+        assert_eq!(overlap.violations.load(Ordering::SeqCst), 0);
+        p.stop().unwrap();
     });
 }

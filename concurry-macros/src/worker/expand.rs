@@ -245,6 +245,13 @@ pub(crate) fn expand(
     let mut response_variants = Vec::new();
     let mut dispatch_arms = Vec::new();
     let mut remote_checks = Vec::new();
+    // An `async fn` taking `&self` (always compiled in) makes the worker `Sync` (checked
+    // below): then its sync methods taking `&self` need not hold those calls up in async mode.
+    let shares = w.methods.iter().zip(method_ok).any(|(m, ok)| {
+        *ok && m.is_async
+            && m.receiver_kind == ReceiverKind::Shared
+            && carried_attrs(m).1.is_empty()
+    });
     for ((m, ok), retry) in w.methods.iter().zip(method_ok).zip(retry) {
         if !ok {
             continue;
@@ -282,6 +289,11 @@ pub(crate) fn expand(
         // submission when the tuple is `Clone` and a single attempt otherwise.
         let args_tuple = quote!((#(#arg_names,)*));
         let (kind, w_ty, body) = match (m.is_async, m.receiver_kind) {
+            (false, ReceiverKind::Shared) if shares => (
+                quote!(submit_shared_blocking),
+                quote!(&#self_ty),
+                quote_spanned! {span=> #p::#wrap(#call) },
+            ),
             (false, _) => (
                 quote!(submit_blocking),
                 quote!(&mut #self_ty),

@@ -8,7 +8,9 @@ use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 
-use super::{BlockingJob, ExclusiveJob, FailJob, JobFuture, SharedJob};
+use super::{
+    BlockingJob, ExclusiveJob, FailJob, JobFuture, Shareable, SharedBlockingJob, SharedJob,
+};
 use crate::cancel::context::{CallView, InCall, finish, in_call};
 use crate::error::{Error, panic_message};
 use crate::future::slot::Slot;
@@ -146,37 +148,65 @@ where
     F: FnOnce(&mut W) -> Result<T, Error<E>> + Send + 'static,
 {
     fn run(self: DynArc<Self>, w: &mut W) {
-        let job = self.take_job();
-        let view: DynArc<dyn CallView> = self.clone();
-        let c = Completer::from_cell(self);
-        let Some((f, limits)) = job else { return };
-        if c.is_cancelled() {
-            return;
-        }
-        let out = match limits {
-            None => catch_unwind(AssertUnwindSafe(|| {
-                in_call(view, || without_limits(|| f(w)))
-            }))
-            .unwrap_or_else(panicked),
-            Some(limits) => {
-                let held = match limits.acquire(&c) {
-                    Ok(held) => held,
-                    Err(NotAcquired::Cancelled) => return,
-                    Err(NotAcquired::Fail(e)) => {
-                        c.complete(Err(e));
-                        return;
-                    }
-                };
-                let out = catch_unwind(AssertUnwindSafe(|| {
-                    in_call(view, || with_limits(&limits.set, || f(w)))
-                }))
-                .unwrap_or_else(panicked);
-                drop(held);
-                out
-            }
-        };
-        finish(c, out);
+        run_sync(self, |f| f(w));
     }
+}
+
+impl<W, T, E, F> SharedBlockingJob<W> for CallCell<T, E, F>
+where
+    W: Send + Sync + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(&W) -> Result<T, Error<E>> + Send + 'static,
+{
+    fn run(self: DynArc<Self>, w: &W) {
+        run_sync(self, |f| f(w));
+    }
+
+    fn share(&self, w: W) -> Box<dyn Shareable<W>> {
+        Box::new(std::sync::Arc::new(w))
+    }
+}
+
+/// Runs a sync call (exclusive or shared) on this thread: takes its job out of the cell,
+/// skips it if cancelled, takes its limits (blocking), runs `call` under `catch_unwind` and
+/// resolves the promise.
+fn run_sync<T, E, F>(cell: DynArc<CallCell<T, E, F>>, call: impl FnOnce(F) -> Result<T, Error<E>>)
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: Send + 'static,
+{
+    let job = cell.take_job();
+    let view: DynArc<dyn CallView> = cell.clone();
+    let c = Completer::from_cell(cell);
+    let Some((f, limits)) = job else { return };
+    if c.is_cancelled() {
+        return;
+    }
+    let out = match limits {
+        None => catch_unwind(AssertUnwindSafe(|| {
+            in_call(view, || without_limits(|| call(f)))
+        }))
+        .unwrap_or_else(panicked),
+        Some(limits) => {
+            let held = match limits.acquire(&c) {
+                Ok(held) => held,
+                Err(NotAcquired::Cancelled) => return,
+                Err(NotAcquired::Fail(e)) => {
+                    c.complete(Err(e));
+                    return;
+                }
+            };
+            let out = catch_unwind(AssertUnwindSafe(|| {
+                in_call(view, || with_limits(&limits.set, || call(f)))
+            }))
+            .unwrap_or_else(panicked);
+            drop(held);
+            out
+        }
+    };
+    finish(c, out);
 }
 
 impl<W, T, E, F> ExclusiveJob<W> for CallCell<T, E, F>

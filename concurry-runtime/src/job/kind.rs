@@ -1,6 +1,7 @@
-//! The three kinds of method call (a sync method, an `async fn` taking `&mut self`, one
-//! taking `&self`) as one trait, [`Method`], so a single submission path serves them all:
-//! the kind decides only which [`Job`] a call becomes.
+//! The four kinds of method call (a sync method, a sync method taking `&self` of a `Sync`
+//! worker, an `async fn` taking `&mut self`, one taking `&self`) as one trait, [`Method`], so
+//! a single submission path serves them all: the kind decides only which [`Job`] a call
+//! becomes.
 
 use std::borrow::Borrow;
 
@@ -10,8 +11,8 @@ use crate::error::Error;
 use crate::future::Promise;
 use crate::sync::DynArc;
 
-/// A method taking its arguments as `A`, of one of the three kinds ([`Blocking`],
-/// [`Exclusive`], [`Shared`]): what one submission path submits.
+/// A method taking its arguments as `A`, of one of the four kinds ([`Blocking`],
+/// [`SharedBlocking`], [`Exclusive`], [`Shared`]): what one submission path submits.
 pub trait Method<W, A>: Send + Sync + Sized + 'static {
     /// The method's value.
     type Output: Send + 'static;
@@ -70,6 +71,11 @@ where
 #[derive(Debug, Clone, Copy)]
 pub struct Blocking<F>(F);
 
+/// A sync method taking `&self` of a `Sync` worker: in async mode it runs on the blocking
+/// pool while its worker goes on serving its `async fn` methods taking `&self`.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedBlocking<F>(F);
+
 /// An `async fn` taking `&mut self`: runs exclusively on its worker.
 #[derive(Debug, Clone, Copy)]
 pub struct Exclusive<F>(F);
@@ -86,6 +92,16 @@ where
     F: Fn(&mut W, A) -> Result<T, Error<E>>,
 {
     Blocking(f)
+}
+
+/// `f` as a sync method taking `&self` (of a `Sync` worker).
+#[inline]
+pub fn shared_blocking<W, A, T, E, F>(f: F) -> SharedBlocking<F>
+where
+    W: Sync,
+    F: Fn(&W, A) -> Result<T, Error<E>>,
+{
+    SharedBlocking(f)
 }
 
 /// `f` as an `async fn` taking `&mut self`.
@@ -124,6 +140,27 @@ where
     {
         let cell = cell::new(move |w: &mut W| (method.borrow().0)(w, args), limits.0);
         Bound::new(&cell, Job::Blocking(JobRef::new(cell.clone())))
+    }
+}
+
+impl<W, A, T, E, F> Method<W, A> for SharedBlocking<F>
+where
+    W: Send + Sync + 'static,
+    A: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    F: Fn(&W, A) -> Result<T, Error<E>> + Send + Sync + 'static,
+{
+    type Output = T;
+    type Error = E;
+
+    #[inline]
+    fn call<P>(method: P, args: A, limits: Limits) -> Bound<W, T, E>
+    where
+        P: Borrow<Self> + Send + 'static,
+    {
+        let cell = cell::new(move |w: &W| (method.borrow().0)(w, args), limits.0);
+        Bound::new(&cell, Job::SharedBlocking(JobRef::new(cell.clone())))
     }
 }
 

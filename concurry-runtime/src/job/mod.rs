@@ -1,5 +1,5 @@
 //! A call on its way to a worker ([`Call`], [`Job`], the messages of a mailbox), the code
-//! that runs one (`cell.rs`: limits, catching panics, completing the promise) and the three
+//! that runs one (`cell.rs`: limits, catching panics, completing the promise) and the four
 //! kinds of method call one submission path is generic over (`kind.rs`).
 
 pub(crate) mod cell;
@@ -32,6 +32,9 @@ pub(crate) struct Call<W> {
 pub(crate) enum Job<W> {
     /// A sync method: runs to completion with exclusive access.
     Blocking(JobRef<dyn BlockingJob<W>>),
+    /// A sync method taking `&self` of a `Sync` worker: in async mode it runs off the
+    /// worker's task while the worker goes on serving its shared calls.
+    SharedBlocking(JobRef<dyn SharedBlockingJob<W>>),
     /// An `async fn` taking `&mut self`: runs exclusively.
     Exclusive(JobRef<dyn ExclusiveJob<W>>),
     /// An `async fn` taking `&self`: may run concurrently with other shared calls (async mode).
@@ -48,6 +51,42 @@ pub(crate) trait FailJob: Send + Sync {
 pub(crate) trait BlockingJob<W>: FailJob {
     /// Runs the method on `w` and resolves the promise.
     fn run(self: DynArc<Self>, w: &mut W);
+}
+
+/// A sync method call taking `&self`, on a worker that is `Sync` (the kind requires it).
+pub(crate) trait SharedBlockingJob<W>: FailJob {
+    /// Runs the method on `w` and resolves the promise.
+    fn run(self: DynArc<Self>, w: &W);
+
+    /// `w`, held so that it can be lent to another thread while its task keeps using it: the
+    /// proof that `W: Sync` travels with the call, so the worker's task needs no such bound.
+    fn share(&self, w: W) -> Box<dyn Shareable<W>>;
+}
+
+/// A worker's instance shared between its task and the thread running its sync `&self`
+/// calls (behind a `Box<dyn _>`, which is `Send` whether or not `W` is `Sync`).
+pub(crate) trait Shareable<W>: Send {
+    /// The instance.
+    fn get(&self) -> &W;
+    /// The instance, exclusively: `None` while it is lent.
+    fn get_mut(&mut self) -> Option<&mut W>;
+    /// The instance once more, for another thread.
+    fn lend(&self) -> Box<dyn Shareable<W>>;
+}
+
+// A plain std `Arc`: the instance is not part of the loom-modelled core.
+impl<W: Send + Sync + 'static> Shareable<W> for std::sync::Arc<W> {
+    fn get(&self) -> &W {
+        self
+    }
+
+    fn get_mut(&mut self) -> Option<&mut W> {
+        std::sync::Arc::get_mut(self)
+    }
+
+    fn lend(&self) -> Box<dyn Shareable<W>> {
+        Box::new(self.clone())
+    }
 }
 
 /// An `async fn` call taking `&mut self`.
@@ -70,6 +109,11 @@ pub(crate) struct JobRef<J: ?Sized + FailJob>(Option<DynArc<J>>);
 impl<J: ?Sized + FailJob> JobRef<J> {
     pub(crate) fn new(job: DynArc<J>) -> Self {
         JobRef(Some(job))
+    }
+
+    /// The job, still in its place.
+    pub(crate) fn get(&self) -> &J {
+        self.0.as_deref().expect("a job is taken once")
     }
 
     /// The job, to run now.
@@ -122,6 +166,7 @@ impl<W> Call<W> {
     pub(crate) fn fail(self, error: Error) {
         match self.job {
             Job::Blocking(j) => j.fail(error),
+            Job::SharedBlocking(j) => j.fail(error),
             Job::Exclusive(j) => j.fail(error),
             Job::Shared(j) => j.fail(error),
         }
@@ -132,6 +177,7 @@ impl<W> fmt::Debug for Call<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.job {
             Job::Blocking(_) => "blocking",
+            Job::SharedBlocking(_) => "shared blocking",
             Job::Exclusive(_) => "exclusive",
             Job::Shared(_) => "shared",
         };

@@ -8,11 +8,15 @@
 //! runtime that shuts down under the pool drops its worker tasks: the calls they held, queued
 //! or running, fail with `Error::Stopped`, as do later calls (their mailboxes are gone).
 //!
-//! `async fn` methods taking `&self` run concurrently on their worker; anything needing the
-//! instance exclusively (`&mut self` async methods, and sync methods, which run on tokio's
-//! blocking pool so they never stall the runtime) waits until the shared calls in flight are
-//! done, and holds back later calls until it finishes. Sync calls queued right behind one
-//! another run in one job on the blocking pool, in order: one hand-off per run, not per call.
+//! `async fn` methods taking `&self` run concurrently on their worker. Sync methods run on
+//! tokio's blocking pool, so they never stall the runtime. A sync method taking `&self` of a
+//! worker that has `async fn` methods taking `&self` (so it is `Sync`) is a shared call too:
+//! such calls run one at a time, in order, on the worker's lane (a blocking job) while the
+//! worker goes on serving its `&self` async calls. Anything needing the instance exclusively
+//! (methods taking `&mut self`, and the other sync methods) waits until the shared calls in
+//! flight, the lane's included, are done, and holds back later calls until it finishes. Sync
+//! calls queued right behind one another run in one blocking job, in order (exclusive ones
+//! on the worker's instance, shared ones on its lane): one hand-off per run, not per call.
 
 use std::task::{Context, Waker};
 
@@ -23,7 +27,10 @@ use tracing::instrument::{Instrument, Instrumented};
 
 use super::{ExitGuard, InitFailure, construct};
 use crate::error::Error;
-use crate::job::{BlockingJob, Call, Job, JobFuture, JobRef, Msg, SharedJob, run_exclusive};
+use crate::job::{
+    BlockingJob, Call, Job, JobFuture, JobRef, Msg, Shareable, SharedBlockingJob, SharedJob,
+    run_exclusive,
+};
 use crate::pool::backend::{Backend, Gate, Room, Shared, Stopping};
 use crate::sync::{Arc, Mutex, Ordering, lock};
 use crate::worker::Worker;
@@ -46,6 +53,8 @@ pub(crate) fn start<W: Worker>(
     args: W::Args,
     shared: &Arc<Shared>,
 ) -> Result<Tasks<W>, Error<W::InitError>> {
+    // Helper tasks of calls from outside a multi-thread runtime go here too.
+    drop(shared.home.set(runtime.clone()));
     let (exits_tx, exits) = crossbeam_channel::unbounded();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded::<super::Ready<W::InitError>>();
     let mut mailboxes = Vec::with_capacity(n);
@@ -148,18 +157,16 @@ impl<W: Worker> Backend<W> for Tasks<W> {
     }
 }
 
-/// The worker task. Shared calls go into a set polled concurrently; an exclusive call waits
-/// for the set to drain (later messages wait behind it, preserving order).
-async fn serve<W: Worker>(
-    index: usize,
-    mut w: W,
-    rx: UnboundedReceiver<Msg<W>>,
-    shared: &Arc<Shared>,
-) {
+/// The worker task. Shared calls go into a set polled concurrently, and sync calls taking
+/// `&self` (of a `Sync` worker) into its [`Lane`]; an exclusive call waits for both to drain
+/// (later messages wait behind it, preserving order).
+async fn serve<W: Worker>(index: usize, w: W, rx: UnboundedReceiver<Msg<W>>, shared: &Arc<Shared>) {
     let mut rx = Mailbox {
         rx,
         batch: Vec::new(),
     };
+    let mut inst = Instance::Owned(w);
+    let mut lane = Lane::new();
     let mut held: Option<Msg<W>> = None;
     loop {
         let msg = match held.take() {
@@ -189,10 +196,19 @@ async fn serve<W: Worker>(
                 let lent = Reclaim(Arc::new(Mutex::new(Some(rx))));
                 let (on_pool, slot) = (shared.clone(), lent.0.clone());
                 let moved = tokio::task::spawn_blocking(move || {
-                    let next = crate::cancel::context::with_worker_token(&on_pool.cancel, || {
-                        run_blocking(index, &mut w, &slot, j, span, &on_pool)
-                    });
-                    (w, next)
+                    let next = match inst.get_mut() {
+                        Some(w) => {
+                            crate::cancel::context::with_worker_token(&on_pool.cancel, || {
+                                run_blocking(index, w, &slot, j, span, &on_pool)
+                            })
+                        }
+                        None => {
+                            j.fail(still_lent());
+                            on_pool.finished(index);
+                            None
+                        }
+                    };
+                    (inst, next)
                 })
                 .await;
                 shared.counters[index].set_blocking(false);
@@ -201,7 +217,9 @@ async fn serve<W: Worker>(
                     // `stop_timeout` ran out during the run: what is queued fails (dropped
                     // with the mailbox) instead of running.
                     (Ok(_), Some(_)) if shared.abort.load(Ordering::Acquire) => return,
-                    (Ok((back_w, next)), Some(back_rx)) => (w, rx, held) = (back_w, back_rx, next),
+                    (Ok((back_w, next)), Some(back_rx)) => {
+                        (inst, rx, held) = (back_w, back_rx, next);
+                    }
                     // The job catches the methods' panics, so this is a runtime shutdown: the
                     // instance is gone, and with it the worker. (Cancelled before it started,
                     // the job dropped its first call, failing it: counted as finished here.)
@@ -213,21 +231,35 @@ async fn serve<W: Worker>(
                 }
             }
             Job::Exclusive(j) => {
-                run_exclusive(j.take(), &mut w).instrument(span).await;
+                match inst.get_mut() {
+                    Some(w) => run_exclusive(j.take(), w).instrument(span).await,
+                    None => j.fail(still_lent()),
+                }
                 shared.finished(index);
             }
-            Job::Shared(j) => {
+            job => {
+                // A sync call taking `&self` proves `W: Sync`: from now on the instance is
+                // shared with the lane (a plain `W` cannot be lent to another thread).
+                if let Job::SharedBlocking(j) = &job {
+                    inst = inst.share(j.get());
+                }
                 // Created only when a call does not finish at its first poll (most do).
                 let mut running = None;
-                start_shared(j, span, &w, &mut running, shared, index);
-                while let Some(set) = running.as_mut().filter(|r| !r.is_empty()) {
+                let first = Call {
+                    method,
+                    attempt,
+                    job,
+                };
+                held = begin(first, span, &inst, &mut running, &mut lane, shared, index);
+                while running.as_ref().is_some_and(|r| !r.is_empty()) || lane.busy() {
                     tokio::select! {
                         biased;
-                        Some(()) = set.next() => shared.finished(index),
+                        Some(()) = next_done(&mut running) => shared.finished(index),
+                        () = lane.ended(), if lane.busy() => lane.restart(&inst, shared, index),
                         m = rx.recv(), if held.is_none() => match m {
-                            Some(Msg::Call(Call { method, attempt, job: Job::Shared(j) })) => {
-                                let span = tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
-                                start_shared(j, span, &w, &mut running, shared, index);
+                            Some(Msg::Call(call)) => {
+                                let span = tracing::debug_span!("concurry.call", worker = %shared.name, method = call.method, attempt = call.attempt, index);
+                                held = begin(call, span, &inst, &mut running, &mut lane, shared, index);
                             }
                             Some(other) => held = Some(other),
                             None => held = Some(Msg::Stop),
@@ -235,6 +267,164 @@ async fn serve<W: Worker>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// A worker's instance: owned by its task until the first sync call taking `&self` (whose
+/// kind proves `W: Sync`) shares it with the worker's [`Lane`], for good.
+enum Instance<W> {
+    Owned(W),
+    Shared(Box<dyn Shareable<W>>),
+}
+
+impl<W> Instance<W> {
+    fn get(&self) -> &W {
+        match self {
+            Instance::Owned(w) => w,
+            Instance::Shared(s) => s.get(),
+        }
+    }
+
+    /// The instance, exclusively: `None` only while the lane still holds it, which `serve`
+    /// never lets an exclusive call see (it waits for the lane to end first).
+    fn get_mut(&mut self) -> Option<&mut W> {
+        match self {
+            Instance::Owned(w) => Some(w),
+            Instance::Shared(s) => s.get_mut(),
+        }
+    }
+
+    /// The instance shared the way `job`'s kind allows, if it is not yet.
+    fn share(self, job: &dyn SharedBlockingJob<W>) -> Self {
+        match self {
+            Instance::Owned(w) => Instance::Shared(job.share(w)),
+            shared => shared,
+        }
+    }
+}
+
+/// Why an exclusive call found the instance still lent (a bug; never a panic).
+fn still_lent() -> Error {
+    Error::WorkerLost {
+        message: "the worker's instance was still lent to its sync `&self` calls".into(),
+    }
+}
+
+/// Starts `call` alongside the shared calls running on the worker: an `async fn` taking
+/// `&self` joins `running`, a sync method taking `&self` the lane. Returns the message to
+/// hold back until both drain: an exclusive call, or a sync `&self` call that came while the
+/// instance was not shared yet (it is shared at the start of the next run).
+fn begin<'a, W: Worker>(
+    call: Call<W>,
+    span: Span,
+    inst: &'a Instance<W>,
+    running: &mut Option<FuturesUnordered<Instrumented<JobFuture<'a>>>>,
+    lane: &mut Lane<W>,
+    shared: &Arc<Shared>,
+    index: usize,
+) -> Option<Msg<W>> {
+    match (call.job, inst) {
+        (Job::Shared(j), _) => start_shared(j, span, inst.get(), running, shared, index),
+        (Job::SharedBlocking(j), Instance::Shared(w)) => lane.push(j, span, &**w, shared, index),
+        (job, _) => {
+            return Some(Msg::Call(Call {
+                method: call.method,
+                attempt: call.attempt,
+                job,
+            }));
+        }
+    }
+    None
+}
+
+/// The next shared call of `running` to finish (`None` at once if none is running).
+async fn next_done<F: std::future::Future<Output = ()>>(
+    running: &mut Option<FuturesUnordered<F>>,
+) -> Option<()> {
+    match running {
+        Some(set) => set.next().await,
+        None => None,
+    }
+}
+
+/// A queued sync call taking `&self`, with its span.
+type LaneJob<W> = (JobRef<dyn SharedBlockingJob<W>>, Span);
+
+/// A worker's sync calls taking `&self`: they run in order on the blocking pool while the
+/// worker's task goes on serving its `async fn` calls taking `&self`. One blocking job runs
+/// what is queued and ends when the queue is empty; the task starts another for later calls.
+struct Lane<W> {
+    tx: crossbeam_channel::Sender<LaneJob<W>>,
+    rx: crossbeam_channel::Receiver<LaneJob<W>>,
+    /// The blocking job running the queue, if one is.
+    run: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<W: Worker> Lane<W> {
+    fn new() -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Lane { tx, rx, run: None }
+    }
+
+    fn busy(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// Queues `job`, starting a blocking job for the queue if none runs.
+    fn push(
+        &mut self,
+        job: JobRef<dyn SharedBlockingJob<W>>,
+        span: Span,
+        w: &dyn Shareable<W>,
+        shared: &Arc<Shared>,
+        index: usize,
+    ) {
+        // Never fails: `self` holds a receiver.
+        drop(self.tx.send((job, span)));
+        if self.run.is_none() {
+            self.start(w, shared, index);
+        }
+    }
+
+    fn start(&mut self, w: &dyn Shareable<W>, shared: &Arc<Shared>, index: usize) {
+        // Marked for `stop()`: a sync method cannot be aborted with the task.
+        shared.counters[index].set_blocking(true);
+        let (w, rx, shared) = (w.lend(), self.rx.clone(), shared.clone());
+        self.run = Some(tokio::task::spawn_blocking(move || {
+            crate::cancel::context::with_worker_token(&shared.cancel, || {
+                while let Ok((job, span)) = rx.try_recv() {
+                    // `stop_timeout` ran out: what is queued fails (dropped) instead.
+                    if shared.abort.load(Ordering::Acquire) {
+                        return;
+                    }
+                    {
+                        let _entered = span.enter();
+                        // Catches the method's panic: the call fails, the lane goes on.
+                        job.take().run(w.get());
+                    }
+                    shared.finished(index);
+                }
+            });
+        }));
+    }
+
+    /// Resolves when the blocking job ends (the queue was empty, or the runtime dropped it).
+    async fn ended(&mut self) {
+        if let Some(run) = self.run.as_mut() {
+            drop(run.await);
+        }
+    }
+
+    /// After [`ended`](Lane::ended): starts another blocking job if calls came meanwhile.
+    fn restart(&mut self, inst: &Instance<W>, shared: &Arc<Shared>, index: usize) {
+        self.run = None;
+        shared.counters[index].set_blocking(false);
+        if let Instance::Shared(w) = inst
+            && !self.rx.is_empty()
+            && !shared.abort.load(Ordering::Acquire)
+        {
+            self.start(&**w, shared, index);
         }
     }
 }

@@ -41,11 +41,18 @@ pub(crate) fn start<W: Worker>(
         .into());
     }
     if config.on_demand {
+        // Async: on the blocking pool of the runtime fixed workers would be tasks of.
+        let runtime =
+            (config.mode == Mode::Async).then(|| crate::runtime::pick(config.runtime.as_ref()));
+        if let Some(h) = &runtime {
+            drop(shared.home.set(h.clone()));
+        }
         return Ok(Box::new(on_demand::OnDemand::new(
             config.mode,
             workers,
             args,
             shared.clone(),
+            runtime,
         )));
     }
     Ok(match config.mode {

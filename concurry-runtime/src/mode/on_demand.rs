@@ -1,5 +1,8 @@
-//! On-demand workers: each call gets a freshly built instance on a new thread (or task), at
-//! most `max_workers` at a time; a worker retires when the queue is empty.
+//! On-demand workers: each call gets a freshly built instance on a new thread (async mode: a
+//! blocking-pool thread of the runtime fixed workers would run on, so `async fn` methods use
+//! the caller's runtime), at most `max_workers` at a time; a worker retires when the queue is
+//! empty. A runtime that shuts down before a worker starts fails the queued calls with
+//! `Error::Stopped`.
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -27,10 +30,18 @@ pub(crate) struct OnDemand<W: Worker> {
     exits: Sender<usize>,
     exited: Receiver<usize>,
     spawned: crate::sync::AtomicUsize,
+    /// Async mode: the runtime whose blocking pool the workers run on.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl<W: Worker> OnDemand<W> {
-    pub(crate) fn new(mode: Mode, max: usize, args: W::Args, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        mode: Mode,
+        max: usize,
+        args: W::Args,
+        shared: Arc<Shared>,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Self {
         let (queue_tx, queue_rx) = crossbeam_channel::unbounded();
         let (exits, exited) = crossbeam_channel::unbounded();
         OnDemand {
@@ -44,6 +55,7 @@ impl<W: Worker> OnDemand<W> {
             exits,
             exited,
             spawned: crate::sync::AtomicUsize::new(0),
+            runtime,
         }
     }
 
@@ -84,9 +96,19 @@ impl<W: Worker> OnDemand<W> {
         );
         let max = self.max;
         let body = move || drain(&rx, &args, &shared, max, &exits);
-        match self.mode {
-            Mode::Async => {
-                crate::runtime::runtime().spawn_blocking(body);
+        match &self.runtime {
+            Some(runtime) => {
+                // Dropped unrun if the runtime is shut down: `Unrun` then retires the worker.
+                let unrun = Unrun {
+                    rx: self.queue_rx.clone(),
+                    shared: self.shared.clone(),
+                    exits: self.exits.clone(),
+                    armed: true,
+                };
+                runtime.spawn_blocking(move || {
+                    unrun.disarm();
+                    body();
+                });
             }
             _ => {
                 let mut threads = lock(&self.threads);
@@ -167,6 +189,39 @@ impl<W: Worker> Backend<W> for OnDemand<W> {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+/// An on-demand worker whose blocking job was dropped before it ran (its runtime is shut
+/// down): it retires, failing what is queued with [`Error::Stopped`], since no worker of
+/// that runtime will take it.
+struct Unrun<W> {
+    rx: Receiver<Call<W>>,
+    shared: Arc<Shared>,
+    exits: Sender<usize>,
+    /// Cleared once the job runs.
+    armed: bool,
+}
+
+impl<W> Unrun<W> {
+    /// The job runs: the worker retires the usual way. (Taking `self` makes the job's closure
+    /// own the whole guard, not a copy of its flag.)
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<W> Drop for Unrun<W> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.shared.on_demand_alive.fetch_sub(1, Ordering::SeqCst);
+        for call in self.rx.try_iter() {
+            self.shared.finished(0);
+            call.fail(Error::Stopped);
+        }
+        let _ = self.exits.send(usize::MAX);
     }
 }
 

@@ -60,6 +60,7 @@ pub(crate) fn run_call<W>(call: Call<W>, w: &mut W, shared: &Shared, index: usiz
     let _entered = span.enter();
     match call.job {
         Job::Blocking(j) => j.take().run(w),
+        Job::SharedBlocking(j) => j.take().run(w),
         Job::Exclusive(j) => block_on(run_exclusive(j.take(), w)),
         Job::Shared(j) => block_on(run_shared(j.take(), &*w)),
     }

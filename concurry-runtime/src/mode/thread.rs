@@ -178,6 +178,7 @@ fn serve<W: Worker>(index: usize, mut w: W, rx: Receiver<Msg<W>>, shared: &Share
         let _entered = span.enter();
         match call.job {
             Job::Blocking(j) => j.take().run(&mut w),
+            Job::SharedBlocking(j) => j.take().run(&w),
             Job::Exclusive(j) => match runtime(&mut local) {
                 Ok(rt) => rt.block_on(run_exclusive(j.take(), &mut w)),
                 Err(e) => j.fail(e),

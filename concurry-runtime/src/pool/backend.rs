@@ -102,8 +102,8 @@ impl Gate<'_> {
         }
     }
 
-    /// Waits, in a task on the library runtime, for a place (of `limit`) on worker `idx`,
-    /// then runs `then` with whether it got one (false: the pool stopped first).
+    /// Waits, in a task (see [`crate::runtime::for_helpers`]), for a place (of `limit`) on
+    /// worker `idx`, then runs `then` with whether it got one (false: the pool stopped first).
     pub(crate) fn later(
         &self,
         idx: usize,

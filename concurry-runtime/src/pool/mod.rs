@@ -79,6 +79,9 @@ pub(crate) struct Shared {
     pub(crate) stopped: std::sync::Arc<crate::signal::Signal>,
     /// Cancelled when `stop_timeout` runs out: running methods see it at their checkpoints.
     pub(crate) cancel: crate::cancel::Token,
+    /// The runtime the workers run on (async mode), set by the backend: helper tasks of
+    /// calls from outside any multi-thread runtime go there ([`crate::runtime::for_helpers`]).
+    pub(crate) home: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 impl Shared {
@@ -97,6 +100,7 @@ impl Shared {
             failed_by_stop: AtomicU64::new(0),
             stopped: std::sync::Arc::default(),
             cancel: crate::cancel::Token::root(),
+            home: std::sync::OnceLock::new(),
         }
     }
 
@@ -373,16 +377,19 @@ impl<W: Worker> WeakPool<W> {
     }
 }
 
-/// Waits, in a task on the library runtime, for a place (of `limit`) on worker `idx`, then
-/// runs `then` with whether it got one (false: the pool stopped first).
+/// Waits, in a task (on the caller's multi-thread runtime, else the workers', else the
+/// library's: [`crate::runtime::for_helpers`]), for a place (of `limit`) on worker `idx`,
+/// then runs `then` with whether it got one (false: the pool stopped first). If that runtime
+/// shuts down first, `then` is dropped unrun (a call in it fails with `Error::Stopped`).
 pub(crate) fn later(
     shared: &Arc<Shared>,
     idx: usize,
     limit: u64,
     then: impl FnOnce(&Shared, bool) + Send + 'static,
 ) {
+    let runtime = crate::runtime::for_helpers(shared.home.get());
     let shared = shared.clone();
-    crate::runtime::runtime().spawn(async move {
+    runtime.spawn(async move {
         let placed = shared.room(idx, limit).await;
         then(&shared, placed);
     });
@@ -434,5 +441,35 @@ impl<W: Worker> Drop for PoolInner<W> {
             return self.stop_without_waiting();
         }
         let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call from async code waiting for room under `max_queued_tasks` waits in a task on
+    /// the caller's runtime, not the library's.
+    #[test]
+    fn a_wait_for_room_runs_on_the_callers_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shared = Arc::new(Shared::new("t".into(), 1, true));
+        assert!(shared.counters[0].try_dispatch(1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.block_on(async {
+            later(&shared, 0, 1, move |_, placed| {
+                let id = tokio::runtime::Handle::current().id();
+                tx.send((placed, id)).unwrap();
+            });
+        });
+        // The place frees: the waiting task takes it.
+        shared.finished(0);
+        let (placed, id) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(placed);
+        assert_eq!(id, rt.handle().id());
     }
 }

@@ -247,6 +247,7 @@ impl<W: Worker> Pool<W> {
             config,
             method,
             stop: self.inner.shared.stopped.clone(),
+            runtime: crate::runtime::for_helpers(self.inner.shared.home.get()),
         };
         let place = self.place_for_retries();
         if let Some(place) = &place

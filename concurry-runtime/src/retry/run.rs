@@ -1,5 +1,6 @@
 //! The retry loop: runs attempts of one call until it succeeds, fails for good, or runs out
-//! of attempts, waiting between attempts on the library runtime (never on a worker).
+//! of attempts, waiting between attempts in a task (never on a worker): on the caller's
+//! multi-thread runtime, else the pool's workers' runtime, else the library's.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -15,6 +16,9 @@ pub(crate) struct RetryCtx {
     pub(crate) method: &'static str,
     /// Fired by `stop()`: a call waiting out a backoff then fails at once with `Stopped`.
     pub(crate) stop: Arc<Signal>,
+    /// Where the loop runs ([`crate::runtime::for_helpers`], picked on the caller's thread).
+    /// If it shuts down first, the call fails with `Error::Stopped`.
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 /// Runs `attempt(n)` for n = 1, 2, ... per `ctx.config` and resolves the returned promise with
@@ -32,7 +36,8 @@ where
         let cancelled = cancelled.clone();
         completer.on_resolved(move || cancelled.fire());
     }
-    crate::runtime::runtime().spawn(async move {
+    let runtime = ctx.runtime.clone();
+    runtime.spawn(async move {
         let outcome = attempts(&ctx, &cancelled, attempt).await;
         if let Some(outcome) = outcome {
             completer.complete(outcome);
@@ -140,8 +145,8 @@ where
 }
 
 /// Runs user code of the retry loop (a predicate, a validator), turning its panic into
-/// [`Error::Panicked`] naming `what` and the method: the loop runs on the library runtime,
-/// where an unwinding panic would drop the call's completer (`Stopped`) instead.
+/// [`Error::Panicked`] naming `what` and the method: the loop runs in a task, where an
+/// unwinding panic would drop the call's completer (`Stopped`) instead.
 fn guarded<R, E>(method: &str, what: &str, f: impl FnOnce() -> R) -> Result<R, Error<E>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| Error::Panicked {
         message: format!(
@@ -165,6 +170,7 @@ mod tests {
                 config: Arc::new(config),
                 method: "m",
                 stop: stop.clone(),
+                runtime: crate::runtime::for_helpers(None),
             },
             stop,
         )
