@@ -987,10 +987,7 @@ fn a_panicking_input_unwinds_on_the_reading_thread() {
     crate::common::quiet_planned_panics();
     let p = pool(Mode::Thread, 2);
     let caught = crate::common::within("a map over a panicking input", move || {
-        let input = (0u64..).map(|x| {
-            assert!(x != 50_000, "planned panic in the input");
-            x
-        });
+        let input = (0u64..).inspect(|x| assert!(*x != 50_000, "planned panic in the input"));
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             p.map(|x: u64| x, input)
                 .__inline_below(ALL_CHEAP)

@@ -33,9 +33,11 @@ const MAX_AUTO_CHUNK: usize = 8_192;
 const GROWTH: usize = 4;
 
 /// Items that cost less than this each are cheaper to run on the map's caller than to hand
-/// to a worker (writing each item where another core reads it, and its result back, costs
-/// more than running it), so an ordered map's caller runs them itself as it iterates.
-const INLINE_BELOW_NS: u64 = 20;
+/// to a worker, so an ordered map's caller runs them itself as it iterates. The hand-off
+/// costs the caller about 0.6 ns per `u64` item (filling the chunk, reading the results
+/// another core wrote) and the worker as much again in cache misses, so that below a few
+/// ns an item two cores gain little over one; measured cost is rounded down to whole ns.
+const INLINE_BELOW_NS: u64 = 5;
 
 /// One call in flight: one item, or a chunk of `len` items.
 enum Call<T, E> {
@@ -577,8 +579,13 @@ where
 /// [`chunk_size`](TaskMap::chunk_size)): cheap items are batched automatically, so the cost
 /// of a call is shared by many. Iterating an ordered chunked map, the waiting thread runs
 /// the chunk it waits for itself when no worker has started it yet (as rayon's waiting
-/// threads do), instead of idling; not in a pool with limits (whose calls each take a unit
-/// of them on a worker), not in an unordered map, and not on a tokio runtime's thread.
+/// threads do), instead of idling. Items that measure cheaper than handing them to a worker
+/// (under 5 ns each, once the first window of calls has measured them) are not sent at all:
+/// the reading thread runs them in automatic chunks as it iterates, because writing an item
+/// where another core reads it, and its result back, costs more than running it. Neither
+/// happens in a pool with limits (whose calls each take a unit of them on a worker), in an
+/// unordered map, on a tokio runtime's thread, or in a cancelled scope; once the pool is
+/// stopped, cheap items fail with [`Error::Stopped`] as calls would.
 ///
 /// Every item yields exactly one result: a failure (the function's own error, a panic, the
 /// pool stopped mid-map) is that item's `Err`. Dropping the map cancels the calls it still
@@ -742,7 +749,8 @@ where
     /// automatically: the first call carries one item and measures what an item costs on the
     /// worker; later calls carry as many as fit in about 100 µs (growing at most fourfold per
     /// call, at most 8192 items, and leaving a call for every slot of the window), so items
-    /// costing 100 µs or more still go one per call. A pool with limits gets one item per
+    /// costing 100 µs or more still go one per call, and an ordered map's items costing under
+    /// 5 ns run on its reading thread (see [`TaskMap`]). A pool with limits gets one item per
     /// call (every call takes a unit of its limits), unless `chunk_size` says otherwise.
     /// `chunk_size(1)` turns chunks off.
     ///
