@@ -232,6 +232,11 @@ fn run_chunk<X, T, E>(
 
 /// A copy of a chunk call's failure for each of its items. Chunk calls run no user code
 /// outside `run_chunk` and are never retried, so their failures are the pool's own.
+///
+/// Not `Error::cast_runtime`: that moves one error (keeping an `Upstream`'s type-erased
+/// error, a `Validation`'s outputs, a `Transport` error, none of which can be cloned), while
+/// here several items share one failure by reference, and only the pool's own failures can
+/// occur.
 fn copy_failure<E>(e: &Error) -> Error<E> {
     match e {
         Error::Stopped => Error::Stopped,
