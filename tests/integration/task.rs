@@ -1049,3 +1049,32 @@ fn a_cancelled_scope_stops_the_reader_running_items() {
             .find(|r| !matches!(r, Err(Error::Cancelled)))
     );
 }
+
+/// Polled as a `Stream` off a tokio runtime (here by hand, as a plain executor would), an
+/// ordered map's reader runs cheap items too, in order.
+#[test]
+fn a_map_polled_as_a_stream_off_tokio_runs_cheap_items_on_its_poller() {
+    use futures_util::Stream;
+    use std::task::{Context, Poll, Waker};
+    let p = pool(Mode::Thread, 2);
+    let q = p.clone();
+    let in_order = crate::common::within("a map polled by hand", move || {
+        let mut m = q.map(|x: u64| x, 0..200_000).__inline_below(ALL_CHEAP);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut next = 0u64;
+        loop {
+            match std::pin::Pin::new(&mut m).poll_next(&mut cx) {
+                Poll::Ready(Some(r)) => {
+                    if r.unwrap() != next {
+                        return false;
+                    }
+                    next += 1;
+                }
+                Poll::Ready(None) => return next == 200_000,
+                Poll::Pending => std::thread::yield_now(),
+            }
+        }
+    });
+    assert!(in_order);
+    assert_eq!(dispatched(&p), 4, "the first window, then none");
+}
