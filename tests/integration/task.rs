@@ -856,3 +856,225 @@ fn limited_and_unordered_maps_run_items_on_workers_only() {
         );
     }
 }
+
+/// The calls a pool has been handed so far.
+fn dispatched(p: &TaskWorkerHandle) -> u64 {
+    p.stats().per_worker.iter().map(|w| w.dispatched).sum()
+}
+
+/// Every cost counts as cheap: a map's automatic chunks run on its reader once the first
+/// window of calls has measured them (the default line, a few ns, is for optimized builds).
+const ALL_CHEAP: u64 = u64::MAX / 4;
+
+/// Items cheaper than a hand-off to a worker run on the thread reading an ordered map, once
+/// the first window of calls has measured them: no more calls, and the results in order.
+#[test]
+fn cheap_items_run_on_the_reading_thread_once_measured() {
+    for mode in [Mode::Thread, Mode::Async] {
+        let p = pool(mode, 2);
+        let n = 200_000u64;
+        let q = p.clone();
+        let (in_order, elsewhere) = crate::common::within("a map of cheap items", move || {
+            let me = std::thread::current().id();
+            let out: Vec<_> = q
+                .map(|x: u64| (x, std::thread::current().id()), 0..n)
+                .__inline_below(ALL_CHEAP)
+                .map(Result::unwrap)
+                .collect();
+            let in_order = out.iter().map(|(x, _)| *x).eq(0..n);
+            // The first window's calls carry 1 + 4 + 16 + 64 items at most.
+            (
+                in_order,
+                out[100..].iter().filter(|(_, t)| *t != me).count(),
+            )
+        });
+        assert!(in_order, "{mode}");
+        assert_eq!(
+            elsewhere, 0,
+            "{mode}: items after the first calls ran elsewhere"
+        );
+        // The first window (twice the workers), then none: in chunks of at most 8192
+        // items, every one a call, 200k items take 25 calls.
+        assert_eq!(dispatched(&p), 4, "{mode}");
+    }
+}
+
+/// The default line: in an unoptimized build few items cost under it, but every result
+/// still comes, in order.
+#[test]
+fn cheap_items_keep_order_with_the_default_line() {
+    let p = pool(Mode::Thread, 2);
+    let n = 1_000_000u64;
+    let sum = p
+        .map(|x: u64| x, 0..n)
+        .map(Result::unwrap)
+        .fold(0u64, u64::wrapping_add);
+    assert_eq!(sum, n * (n - 1) / 2);
+}
+
+/// An item that fails or panics on the reading thread fails alone: its neighbours in the
+/// same run keep their values, in order.
+#[test]
+fn an_item_failing_on_the_reading_thread_fails_alone() {
+    crate::common::quiet_planned_panics();
+    let p = pool(Mode::Thread, 2);
+    let q = p.clone();
+    let out = crate::common::within("a map failing on its reader", move || {
+        q.try_map(
+            |x: u64| match x % 10_007 {
+                5_000 => panic!("planned panic {x}"),
+                7_000 => Err(format!("{x} failed")),
+                _ => Ok(x),
+            },
+            0..100_000,
+        )
+        .__inline_below(ALL_CHEAP)
+        .collect::<Vec<_>>()
+    });
+    assert_eq!(out.len(), 100_000);
+    for (x, r) in (0u64..).zip(&out) {
+        match x % 10_007 {
+            5_000 => assert!(
+                matches!(r, Err(Error::Panicked { message }) if *message == format!("planned panic {x}")),
+                "{x}: {r:?}"
+            ),
+            7_000 => assert!(
+                matches!(r, Err(Error::Method(m)) if *m == format!("{x} failed")),
+                "{x}: {r:?}"
+            ),
+            _ => assert_eq!(*r.as_ref().unwrap(), x),
+        }
+    }
+    // `map` (a function without a `Result`) takes another path: a panic fails its item.
+    let q = p.clone();
+    let out = crate::common::within("a map panicking on its reader", move || {
+        q.map(
+            |x: u64| {
+                assert!(x % 10_007 != 5_000, "planned panic {x}");
+                x
+            },
+            0..100_000,
+        )
+        .__inline_below(ALL_CHEAP)
+        .collect::<Vec<_>>()
+    });
+    assert_eq!(out.len(), 100_000);
+    let failed: Vec<u64> = (0u64..)
+        .zip(&out)
+        .filter(|(_, r)| r.is_err())
+        .map(|(x, _)| x)
+        .collect();
+    assert_eq!(
+        failed,
+        (0..10).map(|k| k * 10_007 + 5_000).collect::<Vec<_>>()
+    );
+    assert!(
+        (0u64..)
+            .zip(&out)
+            .all(|(x, r)| r.as_ref().map_or(true, |v| *v == x))
+    );
+    assert_eq!(
+        dispatched(&p),
+        8,
+        "both maps ran on their reader after 4 calls"
+    );
+}
+
+/// A panic of the input iterator itself is the reader's, as when the items go to workers:
+/// it is not an item's failure.
+#[test]
+fn a_panicking_input_unwinds_on_the_reading_thread() {
+    crate::common::quiet_planned_panics();
+    let p = pool(Mode::Thread, 2);
+    let caught = crate::common::within("a map over a panicking input", move || {
+        let input = (0u64..).inspect(|x| assert!(*x != 50_000, "planned panic in the input"));
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.map(|x: u64| x, input)
+                .__inline_below(ALL_CHEAP)
+                .map(Result::unwrap)
+                .take(60_000)
+                .count()
+        }))
+    });
+    let payload = caught.expect_err("the input's panic reaches the reader");
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(message.contains("planned panic in the input"), "{message}");
+}
+
+/// Stopping the pool while its map's reader runs the items fails the rest with
+/// `Stopped`, as for items sent to workers: only the run being read still yields values.
+#[test]
+fn stopping_the_pool_fails_items_the_reader_would_run() {
+    let p = pool(Mode::Thread, 2);
+    let mut m = p.map(|x: u64| x, 0..1_000_000).__inline_below(ALL_CHEAP);
+    for i in 0..50_000 {
+        assert_eq!(m.next().unwrap().unwrap(), i);
+    }
+    p.stop().unwrap();
+    let rest: Vec<_> = m.collect();
+    assert_eq!(rest.len(), 950_000, "every item yields");
+    let ok = rest.iter().take_while(|r| r.is_ok()).count();
+    assert!(ok <= 8_192, "{ok} items ran after the stop");
+    assert!(rest[ok..].iter().all(|r| matches!(r, Err(Error::Stopped))));
+}
+
+/// In a cancelled scope the reader runs no more items: they go to the pool as calls, which
+/// a cancelled scope skips (`Cancelled`), as without the reader's help.
+#[test]
+fn a_cancelled_scope_stops_the_reader_running_items() {
+    let p = pool(Mode::Thread, 2);
+    let cs = concurry::CancelScope::new();
+    let rest = cs.run(|cs| {
+        let mut m = p.map(|x: u64| x, 0..1_000_000).__inline_below(ALL_CHEAP);
+        for i in 0..50_000 {
+            assert_eq!(m.next().unwrap().unwrap(), i);
+        }
+        cs.cancel();
+        m.collect::<Vec<_>>()
+    });
+    assert_eq!(rest.len(), 950_000, "every item yields");
+    let ok = rest.iter().take_while(|r| r.is_ok()).count();
+    assert!(ok <= 8_192, "{ok} items ran after the cancel");
+    assert!(
+        rest[ok..]
+            .iter()
+            .all(|r| matches!(r, Err(Error::Cancelled))),
+        "{:?}",
+        rest[ok..]
+            .iter()
+            .find(|r| !matches!(r, Err(Error::Cancelled)))
+    );
+}
+
+/// Polled as a `Stream` off a tokio runtime (here by hand, as a plain executor would), an
+/// ordered map's reader runs cheap items too, in order.
+#[test]
+fn a_map_polled_as_a_stream_off_tokio_runs_cheap_items_on_its_poller() {
+    use futures_util::Stream;
+    use std::task::{Context, Poll, Waker};
+    let p = pool(Mode::Thread, 2);
+    let q = p.clone();
+    let in_order = crate::common::within("a map polled by hand", move || {
+        let mut m = q.map(|x: u64| x, 0..200_000).__inline_below(ALL_CHEAP);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut next = 0u64;
+        loop {
+            match std::pin::Pin::new(&mut m).poll_next(&mut cx) {
+                Poll::Ready(Some(r)) => {
+                    if r.unwrap() != next {
+                        return false;
+                    }
+                    next += 1;
+                }
+                Poll::Ready(None) => return next == 200_000,
+                Poll::Pending => std::thread::yield_now(),
+            }
+        }
+    });
+    assert!(in_order);
+    assert_eq!(dispatched(&p), 4, "the first window, then none");
+}

@@ -32,6 +32,13 @@ const MAX_AUTO_CHUNK: usize = 8_192;
 /// that is off (one item) cannot send a huge chunk to a single worker.
 const GROWTH: usize = 4;
 
+/// Items that cost less than this each are cheaper to run on the map's caller than to hand
+/// to a worker, so an ordered map's caller runs them itself as it iterates. The hand-off
+/// costs the caller about 0.6 ns per `u64` item (filling the chunk, reading the results
+/// another core wrote) and the worker as much again in cache misses, so that below a few
+/// ns an item two cores gain little over one; measured cost is rounded down to whole ns.
+const INLINE_BELOW_NS: u64 = 5;
+
 /// One call in flight: one item, or a chunk of `len` items.
 enum Call<T, E> {
     One(Promise<T, E>),
@@ -114,69 +121,122 @@ where
 
 /// What a chunk call returns: the values of the items that succeeded, in input order, and
 /// each failure with its item's position in the chunk.
-struct ChunkOut<T, E> {
+pub(crate) struct ChunkOut<T, E> {
     values: Vec<T>,
     failures: VecDeque<(usize, Error<E>)>,
 }
 
 impl<T, E> ChunkOut<T, E> {
     fn empty() -> Self {
+        Self::with_capacity(0)
+    }
+
+    fn with_capacity(n: usize) -> Self {
         ChunkOut {
-            values: Vec::new(),
+            values: Vec::with_capacity(n),
             failures: VecDeque::new(),
+        }
+    }
+
+    /// The items run so far (each left one value or one failure).
+    fn done(&self) -> usize {
+        self.values.len() + self.failures.len()
+    }
+
+    /// The next item's failure.
+    fn fail(&mut self, e: Error<E>) {
+        self.failures.push_back((self.done(), e));
+    }
+
+    /// The running item's panic.
+    fn panicked(&mut self, payload: &(dyn std::any::Any + Send)) {
+        self.fail(Error::Panicked {
+            message: panic_message(payload),
+        });
+    }
+}
+
+/// How each item of a chunk runs (on a worker, or on the map's caller).
+pub(crate) trait RunItems<X, T, E>: Send + Sync + 'static {
+    /// Runs every item of `items` into `out`: a failure or a panic is that item's, and the
+    /// chunk goes on with the next item.
+    fn run_items(&self, items: impl Iterator<Item = X>, out: &mut ChunkOut<T, E>);
+}
+
+/// Items whose function returns the value: only a panic fails an item.
+pub(crate) struct Values<F>(pub(crate) F);
+
+/// Items whose function returns a `Result`: an `Err` or a panic fails the item.
+pub(crate) struct Results<F>(pub(crate) F);
+
+impl<X, T, E, F> RunItems<X, T, E> for Values<F>
+where
+    F: Fn(X) -> T + Send + Sync + 'static,
+{
+    fn run_items(&self, mut items: impl Iterator<Item = X>, out: &mut ChunkOut<T, E>) {
+        // One `catch_unwind` per chunk, not per item, and one `extend`: a tight loop that
+        // writes in place (the drained buffer knows its length). A panic leaves the values
+        // so far in place; the loop resumes with the next item.
+        while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+            out.values.extend(items.by_ref().map(&self.0));
+        })) {
+            out.panicked(&*payload);
         }
     }
 }
 
-/// Runs `run` on every item of a chunk (on a worker, or on the map's caller): a failure or a
-/// panic is that item's `Err`, and the chunk goes on. Records the cost per item in
-/// `per_item_ns`.
+impl<X, T, E, F> RunItems<X, T, E> for Results<F>
+where
+    F: Fn(X) -> Result<T, Error<E>> + Send + Sync + 'static,
+{
+    fn run_items(&self, mut items: impl Iterator<Item = X>, out: &mut ChunkOut<T, E>) {
+        while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
+            loop {
+                // Values in one `extend` while items succeed (a tight loop), a failure apart.
+                let mut failed = None;
+                out.values
+                    .extend(items.by_ref().map_while(|x| match (self.0)(x) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            failed = Some(e);
+                            None
+                        }
+                    }));
+                match failed {
+                    Some(e) => out.fail(e),
+                    None => break,
+                }
+            }
+        })) {
+            out.panicked(&*payload);
+        }
+    }
+}
+
+/// Runs the items of a chunk (on a worker, or on the map's caller), emptying `items`, and
+/// records their cost per item in `per_item_ns`.
 fn run_chunk<X, T, E>(
-    run: &impl Fn(X) -> Result<T, Error<E>>,
+    run: &impl RunItems<X, T, E>,
     items: &mut Vec<X>,
     per_item_ns: &AtomicU64,
 ) -> ChunkOut<T, E> {
     let start = Instant::now();
-    let len = items.len();
-    let mut values = Vec::with_capacity(len);
-    let mut failures = VecDeque::new();
+    let mut out = ChunkOut::with_capacity(items.len());
     // Drained in place, so the emptied buffer can carry the next chunk.
-    let mut items = items.drain(..);
-    // One `catch_unwind` per chunk, not per item: after a panic, the loop resumes with the
-    // next item. Each item before the one running left one value or one failure, so the
-    // count of both is the running item's position.
-    while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-        loop {
-            // Values in one `extend` while items succeed (a tight loop), a failure apart.
-            let mut failed = None;
-            values.extend(items.by_ref().map_while(|x| match run(x) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    failed = Some(e);
-                    None
-                }
-            }));
-            match failed {
-                Some(e) => failures.push_back((values.len() + failures.len(), e)),
-                None => break,
-            }
-        }
-    })) {
-        failures.push_back((
-            values.len() + failures.len(),
-            Error::Panicked {
-                message: panic_message(&*payload),
-            },
-        ));
-    }
-    drop(items);
-    let ns = u64::try_from(start.elapsed().as_nanos() / len.max(1) as u128).unwrap_or(u64::MAX);
+    run.run_items(items.drain(..), &mut out);
+    let ns =
+        u64::try_from(start.elapsed().as_nanos() / out.done().max(1) as u128).unwrap_or(u64::MAX);
     per_item_ns.store(ns.max(1), Ordering::Relaxed);
-    ChunkOut { values, failures }
+    out
 }
 
 /// A copy of a chunk call's failure for each of its items. Chunk calls run no user code
 /// outside `run_chunk` and are never retried, so their failures are the pool's own.
+///
+/// Not `Error::cast_runtime`: that moves one error (keeping an `Upstream`'s type-erased
+/// error, a `Validation`'s outputs, a `Transport` error, none of which can be cloned), while
+/// here several items share one failure by reference, and only the pool's own failures can
+/// occur.
 fn copy_failure<E>(e: &Error) -> Error<E> {
     match e {
         Error::Stopped => Error::Stopped,
@@ -286,6 +346,13 @@ trait Source<T, E>: Send {
     fn chunks(&self) -> bool;
     /// The size of the next automatic chunk, with `window` calls in flight at most.
     fn auto_chunk(&mut self, window: usize) -> usize;
+    /// Whether the items measured cheaper than handing them to a worker (`below` ns each),
+    /// so that the map's caller runs the next ones itself (automatic chunks only), once
+    /// `window` calls have measured them.
+    fn cheap(&mut self, window: usize, below: u64) -> bool;
+    /// Runs the next items (an automatic chunk's worth) on this thread: their results and
+    /// count, `None` once the input is exhausted.
+    fn run_inline(&mut self) -> Option<(ChunkOut<T, E>, usize)>;
 }
 
 /// Input buffers kept for reuse: a window's worth is plenty.
@@ -313,6 +380,14 @@ where
     fn auto_chunk(&mut self, _: usize) -> usize {
         1
     }
+
+    fn cheap(&mut self, _: usize, _: u64) -> bool {
+        false
+    }
+
+    fn run_inline(&mut self) -> Option<(ChunkOut<T, E>, usize)> {
+        None
+    }
 }
 
 /// Items sent to the pool in chunks, each chunk one call running `run` on its items.
@@ -325,6 +400,12 @@ pub(crate) struct Chunked<It: Iterator, R> {
     /// Whether automatic chunks may carry several items: not in a pool with limits, whose
     /// every call takes a unit of them.
     auto: bool,
+    /// Calls submitted so far.
+    calls: usize,
+    /// Whether the map's caller runs the items itself, as they measured cheap.
+    here: bool,
+    /// The input buffer of the items the caller runs.
+    here_items: Option<Vec<It::Item>>,
 }
 
 /// What every chunk of a map shares.
@@ -358,7 +439,7 @@ impl<X, R> ChunkWork<X, R> {
     /// Runs the chunk unless someone took its items first.
     fn run<T, E>(&self) -> Option<ChunkOut<T, E>>
     where
-        R: Fn(X) -> Result<T, Error<E>>,
+        R: RunItems<X, T, E>,
     {
         let mut items = os::lock(&self.items).take()?;
         let out = run_chunk(&self.shared.run, &mut items, &self.shared.per_item_ns);
@@ -373,10 +454,11 @@ impl<X, R> ChunkWork<X, R> {
 impl<X, R, T, E> RunHere<T, E> for ChunkWork<X, R>
 where
     X: Send,
-    R: Fn(X) -> Result<T, Error<E>> + Send + Sync,
+    R: RunItems<X, T, E>,
 {
     fn run_here(&self) -> Option<ChunkOut<T, E>> {
-        if !self.shared.caller_may_run {
+        // In a cancelled scope, the call is left to its worker, which skips it.
+        if !self.shared.caller_may_run || crate::cancel::is_cancelled() {
             return None;
         }
         self.run()
@@ -398,6 +480,9 @@ impl<It: Iterator, R> Chunked<It, R> {
             }),
             last: 0,
             auto: !limited,
+            calls: 0,
+            here: false,
+            here_items: None,
         }
     }
 }
@@ -406,7 +491,7 @@ impl<It, R, T, E> Source<T, E> for Chunked<It, R>
 where
     It: Iterator + Send,
     It::Item: Send + 'static,
-    R: Fn(It::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
+    R: RunItems<It::Item, T, E>,
     T: Send + 'static,
     E: Send + 'static,
 {
@@ -423,6 +508,7 @@ where
         });
         let on_worker = work.clone();
         let promise = self.pool.submit(move || on_worker.run());
+        self.calls += 1;
         Some(Call::Chunk(promise, len, work))
     }
 
@@ -450,6 +536,39 @@ where
         self.last = n;
         n
     }
+
+    fn cheap(&mut self, window: usize, below: u64) -> bool {
+        if !self.auto || !self.shared.caller_may_run || self.calls < window {
+            return false;
+        }
+        let ns = self.shared.per_item_ns.load(Ordering::Relaxed);
+        // Apart by twice, so that a cost near the line does not flip at every chunk.
+        self.here = if self.here {
+            ns <= below.saturating_mul(2)
+        } else {
+            ns < below
+        };
+        // A stopped pool, or a cancelled scope, fails the items: through a call, as always.
+        self.here && !self.pool.is_stopped() && !crate::cancel::is_cancelled()
+    }
+
+    fn run_inline(&mut self) -> Option<(ChunkOut<T, E>, usize)> {
+        let ns = self.shared.per_item_ns.load(Ordering::Relaxed).max(1);
+        let target = usize::try_from(CHUNK_TARGET.as_nanos() as u64 / ns).unwrap_or(usize::MAX);
+        let mut n = target
+            .clamp(1, MAX_AUTO_CHUNK)
+            .min(self.last.saturating_mul(GROWTH).max(1));
+        if let (_, Some(left)) = self.items.size_hint() {
+            n = n.min(left.max(1));
+        }
+        self.last = n;
+        // Pulled before any item runs, as for a call: a panic of the input is the caller's.
+        let here = self.here_items.get_or_insert_default();
+        here.extend(self.items.by_ref().take(n));
+        let len = here.len();
+        let out = run_chunk(&self.shared.run, here, &self.shared.per_item_ns);
+        (len > 0).then_some((out, len))
+    }
 }
 
 /// The results of `map` / `map_unordered` on a pool: an [`Iterator`] (blocking) and a
@@ -465,8 +584,13 @@ where
 /// [`chunk_size`](TaskMap::chunk_size)): cheap items are batched automatically, so the cost
 /// of a call is shared by many. Iterating an ordered chunked map, the waiting thread runs
 /// the chunk it waits for itself when no worker has started it yet (as rayon's waiting
-/// threads do), instead of idling; not in a pool with limits (whose calls each take a unit
-/// of them on a worker), not in an unordered map, and not on a tokio runtime's thread.
+/// threads do), instead of idling. Items that measure cheaper than handing them to a worker
+/// (under 5 ns each, once the first window of calls has measured them) are not sent at all:
+/// the reading thread runs them in automatic chunks as it iterates, because writing an item
+/// where another core reads it, and its result back, costs more than running it. Neither
+/// happens in a pool with limits (whose calls each take a unit of them on a worker), in an
+/// unordered map, on a tokio runtime's thread, or in a cancelled scope; once the pool is
+/// stopped, cheap items fail with [`Error::Stopped`] as calls would.
 ///
 /// Every item yields exactly one result: a failure (the function's own error, a panic, the
 /// pool stopped mid-map) is that item's `Err`. Dropping the map cancels the calls it still
@@ -488,6 +612,8 @@ pub struct TaskMap<'a, T, E = Infallible> {
     unordered: bool,
     /// Items per call: `None` automatic, `Some(0)` refused when iterating.
     chunk_size: Option<usize>,
+    /// Items measured cheaper than this (ns) run on the map's caller.
+    inline_below: u64,
     /// A bad option, yielded once instead of any result.
     invalid: Option<ConfigError>,
     /// In order: the calls in flight, oldest first.
@@ -581,7 +707,7 @@ where
     where
         It: Iterator + Send + 'a,
         It::Item: Send + 'static,
-        R: Fn(It::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
+        R: RunItems<It::Item, T, E>,
     {
         Self::from_source(Box::new(source), window)
     }
@@ -592,6 +718,7 @@ where
             window: window.max(1),
             unordered: false,
             chunk_size: None,
+            inline_below: INLINE_BELOW_NS,
             invalid: None,
             queue: VecDeque::new(),
             slots: Vec::new(),
@@ -627,7 +754,8 @@ where
     /// automatically: the first call carries one item and measures what an item costs on the
     /// worker; later calls carry as many as fit in about 100 µs (growing at most fourfold per
     /// call, at most 8192 items, and leaving a call for every slot of the window), so items
-    /// costing 100 µs or more still go one per call. A pool with limits gets one item per
+    /// costing 100 µs or more still go one per call, and an ordered map's items costing under
+    /// 5 ns run on its reading thread (see [`TaskMap`]). A pool with limits gets one item per
     /// call (every call takes a unit of its limits), unless `chunk_size` says otherwise.
     /// `chunk_size(1)` turns chunks off.
     ///
@@ -652,6 +780,14 @@ where
     /// ```
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.chunk_size = Some(n);
+        self
+    }
+
+    /// Below which cost per item (ns) automatic chunks run on the map's caller: for tests,
+    /// whose unoptimized builds cost far more per item than the default assumes.
+    #[doc(hidden)]
+    pub fn __inline_below(mut self, ns: u64) -> Self {
+        self.inline_below = ns;
         self
     }
 
@@ -750,6 +886,22 @@ where
             let Some(source) = self.source.as_mut() else {
                 return;
             };
+            // Items cheaper than a hand-off run here as the map is read, once the calls in
+            // flight are drained (in order): not for an unordered map, whose items run on
+            // workers only, nor on a tokio runtime's thread.
+            if self.chunk_size.is_none()
+                && !self.unordered
+                && source.cheap(self.window, self.inline_below)
+                && !crate::runtime::in_async_context()
+            {
+                if self.in_flight == 0 {
+                    match source.run_inline() {
+                        Some((out, len)) => self.buffered = Some(Buffered::new(Ok(Some(out)), len)),
+                        None => self.source = None,
+                    }
+                }
+                return;
+            }
             let n = match self.chunk_size {
                 Some(n) => n,
                 None => source.auto_chunk(self.window),
@@ -890,11 +1042,14 @@ where
             if let Some(b) = &mut self.buffered
                 && b.clean
             {
-                for v in b.values.by_ref() {
-                    if let Some(bar) = &self.bar {
-                        bar.inc(true);
+                match &self.bar {
+                    None => acc = b.values.by_ref().fold(acc, |a, v| g(a, Ok(v))),
+                    Some(bar) => {
+                        for v in b.values.by_ref() {
+                            bar.inc(true);
+                            acc = g(acc, Ok(v));
+                        }
                     }
-                    acc = g(acc, Ok(v));
                 }
             }
             match self.next() {

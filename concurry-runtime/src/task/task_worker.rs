@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use super::map::{Chunked, TaskMap};
+use super::map::{Chunked, Results, RunItems, TaskMap, Values};
 use crate::error::Error;
 use crate::future::Promise;
 use crate::options::Mode;
@@ -254,7 +254,7 @@ impl TaskWorkerHandle {
         T: Send + 'static,
         F: Fn(I::Item) -> T + Send + Sync + 'static,
     {
-        self.map_chunked(items, move |x| Ok::<T, Error>(f(x)))
+        self.map_chunked(items, Values(f))
     }
 
     /// [`map`](Self::map), yielding results as they complete instead of in input order.
@@ -297,7 +297,7 @@ impl TaskWorkerHandle {
         E: Send + 'static,
         F: Fn(I::Item) -> Result<T, E> + Send + Sync + 'static,
     {
-        self.map_chunked(items, move |x| f(x).map_err(Error::Method))
+        self.map_chunked(items, Results(move |x| f(x).map_err(Error::Method)))
     }
 
     /// A map sending `items` in chunks, each one call running `run` on its items.
@@ -308,7 +308,7 @@ impl TaskWorkerHandle {
         I::Item: Send + 'static,
         T: Send + 'static,
         E: Send + 'static,
-        R: Fn(I::Item) -> Result<T, Error<E>> + Send + Sync + 'static,
+        R: RunItems<I::Item, T, E>,
     {
         TaskMap::chunked(
             Chunked::new(items.into_iter(), self.clone(), run),
@@ -424,7 +424,7 @@ impl TaskWorkerHandle {
         if self.process || self.pool.retry_for(retry).is_some() {
             self.map_with(items, submit)
         } else {
-            self.map_chunked(items, run)
+            self.map_chunked(items, Results(run))
         }
     }
 
