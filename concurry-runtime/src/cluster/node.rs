@@ -46,6 +46,7 @@ pub struct Node {
     capacity: Option<u32>,
     types: Option<Vec<String>>,
     heartbeat: Duration,
+    tasks: Option<super::tasks::TaskConfig>,
 }
 
 impl Node {
@@ -68,6 +69,7 @@ impl Node {
             capacity: None,
             types: None,
             heartbeat: DEFAULT_HEARTBEAT,
+            tasks: None,
         }
     }
 
@@ -100,6 +102,14 @@ impl Node {
     /// intervals of silence.
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.heartbeat = interval;
+        self
+    }
+
+    /// Serves durable tasks with these settings (queue, lease, slots); see
+    /// [`TaskConfig`](super::TaskConfig). Without it a node of a binary with `#[task(remote)]`
+    /// functions serves the `default` queue when the server has JetStream.
+    pub fn tasks(mut self, config: super::tasks::TaskConfig) -> Self {
+        self.tasks = Some(config);
         self
     }
 
@@ -196,6 +206,7 @@ impl Node {
     /// live node already has this name in the namespace.
     pub fn start(self) -> Result<RunningNode, Error> {
         let beat = self.check()?;
+        let (name, capacity) = (beat.name.clone(), beat.capacity);
         let cluster = self.cluster;
         let state = Arc::new(Mutex::new(beat));
         let interval = self.heartbeat;
@@ -204,12 +215,16 @@ impl Node {
             let state = state.clone();
             run(async move { register(cluster, state, interval).await })
         }?;
-        Ok(RunningNode {
+        let mut node = RunningNode {
             cluster,
             state,
             tasks,
             drained: false,
-        })
+            task_runner: None,
+        };
+        node.task_runner =
+            super::tasks::runner::start_for_node(&node.cluster, &name, capacity, self.tasks)?;
+        Ok(node)
     }
 
     /// Registers, heartbeats, and blocks until SIGTERM or SIGINT (Ctrl-C); then drains:
@@ -400,6 +415,7 @@ pub struct RunningNode {
     state: Arc<Mutex<Beat>>,
     tasks: Vec<tokio::task::AbortHandle>,
     drained: bool,
+    task_runner: Option<super::tasks::runner::TaskRunner>,
 }
 
 impl RunningNode {
@@ -434,6 +450,9 @@ impl RunningNode {
     fn stop(&mut self) {
         if std::mem::replace(&mut self.drained, true) {
             return;
+        }
+        if let Some(runner) = self.task_runner.take() {
+            runner.drain();
         }
         for t in &self.tasks {
             t.abort();

@@ -11,3 +11,4 @@ mod harness;
 mod membership;
 mod placement;
 mod support;
+mod tasks;
