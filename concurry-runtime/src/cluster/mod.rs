@@ -12,6 +12,8 @@
 //!   capacity over the live nodes that can host it.
 //! - [`LocalServer`]: a `nats-server` child process on a free loopback port, for tests,
 //!   examples and local development.
+//! - [`TaskQueue`] ([`Cluster::tasks`]): durable tasks on JetStream, run at least once by the
+//!   nodes, with results, status and cancel by task id from any process; see [`tasks`].
 //!
 //! Calls do not flow through a cluster yet: `Mode::Cluster` (workers placed on nodes and
 //! called over NATS) builds on this.

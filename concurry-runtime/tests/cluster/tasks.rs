@@ -665,3 +665,30 @@ fn results_expire_after_their_ttl() {
     let e = t.result_timeout(HANG).unwrap_err();
     assert!(e.to_string().contains("result_ttl"), "{e}");
 }
+
+// ---------------------------------------------------------------- batches
+
+#[test]
+fn a_batch_is_submitted_pipelined_and_collected_on_one_watch() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = queue(&c, short());
+    let n = node(&c, "n1", short());
+    let early = q.submit::<Add>((1000, 0)).unwrap();
+    assert_eq!(early.result_timeout(HANG).unwrap(), 1000);
+    drop(n);
+    let mut batch = q.submit_batch::<Add>((0..200).map(|i| (i, 1))).unwrap();
+    assert_eq!(q.queued().unwrap(), 200);
+    batch.push(early); // already finished: read directly
+    batch.push(q.handle::<Add>("never-submitted").unwrap());
+    let _n = node(&c, "n2", short());
+    let results = q.results(&batch, HANG).unwrap();
+    for (i, r) in results[..200].iter().enumerate() {
+        assert_eq!(*r.as_ref().unwrap(), i as u64 + 1);
+    }
+    assert_eq!(*results[200].as_ref().unwrap(), 1000);
+    let e = results[201].as_ref().unwrap_err();
+    assert!(e.to_string().contains("never submitted"), "{e}");
+}

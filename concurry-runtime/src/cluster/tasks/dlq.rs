@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 
 use super::record::{Dead, decode};
 use super::setup::Store;
-use super::submit::{TaskQueue, publish_as};
+use super::submit::{TaskQueue, record, send};
 use super::{check_id, from_ms, server_error};
 use crate::cluster::run;
 use crate::error::{ConfigError, Error};
@@ -79,7 +79,8 @@ async fn replay(store: &Store, id: &str) -> Result<(), Error> {
     // keeps the stream's dedup window from swallowing it.
     store.results.purge(id).await.map_err(|e| err(&e))?;
     let msg_id = format!("{id}.replay.{}", entry.revision);
-    publish_as(
+    record(store, id, None, true).await?;
+    send(
         store,
         &dead.task,
         id,
@@ -87,9 +88,10 @@ async fn replay(store: &Store, id: &str) -> Result<(), Error> {
         dead.subject,
         dead.payload,
         None,
-        true,
     )
-    .await?;
+    .await?
+    .await
+    .map_err(|e| err(&e))?;
     store.dlq.purge(id).await.map_err(|e| err(&e))?;
     Ok(())
 }

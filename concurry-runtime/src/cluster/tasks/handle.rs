@@ -167,7 +167,7 @@ impl<T: RemoteTask> TaskHandle<T> {
 }
 
 /// The task's output, or the error its stored failure stands for.
-fn typed<T: RemoteTask>(stored: Stored) -> Result<T::Output, Error> {
+pub(crate) fn typed<T: RemoteTask>(stored: Stored) -> Result<T::Output, Error> {
     match stored.outcome {
         Outcome::Ok(bytes) => {
             crate::wire::decode::<T::Output>(&bytes, "task output").map_err(Error::Transport)

@@ -71,6 +71,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod cancel;
 mod config;
 mod dlq;

@@ -217,6 +217,35 @@ impl TaskQueue {
         args: T::Args,
         submit: Submit,
     ) -> Result<TaskHandle<T>, Error> {
+        let task = self.prepare::<T>(args, submit)?;
+        let inner = self.inner.clone();
+        let id = task.id.clone();
+        run(async move {
+            let store = &inner.store;
+            record(store, &task.id, task.not_before, false).await?;
+            send(
+                store,
+                T::NAME,
+                &task.id,
+                &task.id,
+                task.subject,
+                task.payload,
+                task.not_before,
+            )
+            .await?
+            .await
+            .map(|_| ())
+            .map_err(|e| server_error("store the task", &store.url, e))
+        })?;
+        Ok(TaskHandle::new(self.clone(), id))
+    }
+
+    /// The message of one submit, checked.
+    pub(crate) fn prepare<T: RemoteTask>(
+        &self,
+        args: T::Args,
+        submit: Submit,
+    ) -> Result<Prepared, Error> {
         let id = match submit.id {
             Some(id) => {
                 check_id(&id)?;
@@ -269,12 +298,12 @@ impl TaskQueue {
             NotBefore::At(t) => t,
         });
         let subject = store.names.subject(&store.config.queue, submit.priority);
-        let inner = self.inner.clone();
-        let id2 = id.clone();
-        run(
-            async move { publish(&inner.store, T::NAME, &id2, subject, payload, not_before).await },
-        )?;
-        Ok(TaskHandle::new(self.clone(), id))
+        Ok(Prepared {
+            id,
+            subject,
+            payload,
+            not_before,
+        })
     }
 
     /// A handle on the task `id`, submitted from here or elsewhere.
@@ -318,29 +347,19 @@ impl fmt::Debug for TaskQueue {
     }
 }
 
-/// Records the task's state (only if it has none: a re-submit must not reset a running or
-/// finished task), then stores the task with its id as message id.
-pub(crate) async fn publish(
-    store: &Store,
-    task: &str,
-    id: &str,
-    subject: String,
-    payload: Vec<u8>,
-    not_before: Option<SystemTime>,
-) -> Result<(), Error> {
-    publish_as(store, task, id, id, subject, payload, not_before, false).await
+/// One task message, ready to publish.
+pub(crate) struct Prepared {
+    pub(crate) id: String,
+    pub(crate) subject: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) not_before: Option<SystemTime>,
 }
 
-/// As [`publish`], with `msg_id` as the stream's dedup id; `reset` overwrites the state
-/// (a replay).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn publish_as(
+/// Records the task's state before it is published: only if it has none (a re-submit must
+/// not reset a running or finished task), unless `reset` (a replay).
+pub(crate) async fn record(
     store: &Store,
-    task: &str,
     id: &str,
-    msg_id: &str,
-    subject: String,
-    payload: Vec<u8>,
     not_before: Option<SystemTime>,
     reset: bool,
 ) -> Result<(), Error> {
@@ -364,27 +383,31 @@ pub(crate) async fn publish_as(
             other => other.map(|_| ()).map_err(|e| e.to_string()),
         }
     };
-    recorded.map_err(|e| server_error("record the task's status", &store.url, e))?;
+    recorded.map_err(|e| server_error("record the task's status", &store.url, e))
+}
+
+/// Publishes the task with `msg_id` as the stream's dedup id (the task id, or a replay's);
+/// the future resolves with the server's ack (stored on disk).
+pub(crate) async fn send(
+    store: &Store,
+    task: &str,
+    id: &str,
+    msg_id: &str,
+    subject: String,
+    payload: Vec<u8>,
+    not_before: Option<SystemTime>,
+) -> Result<async_nats::jetstream::context::PublishAckFuture, Error> {
     let mut publish = Publish::build()
         .payload(payload.into())
         .message_id(msg_id)
-        .header(TASK_ID, id);
+        .header(TASK_ID, id)
+        .header(TASK_NAME, task);
     if let Some(t) = not_before {
         publish = publish.header(NOT_BEFORE, to_ms(t).to_string().as_str());
     }
-    publish = publish.header(TASK_NAME, task);
-    let ack = store
+    store
         .js
         .send_publish(subject, publish)
         .await
-        .map_err(|e| server_error("store the task", &store.url, e))?
-        .await
-        .map_err(|e| server_error("store the task", &store.url, e))?;
-    tracing::debug!(
-        task = id,
-        seq = ack.sequence,
-        duplicate = ack.duplicate,
-        "task stored"
-    );
-    Ok(())
+        .map_err(|e| server_error("store the task", &store.url, e))
 }
