@@ -75,6 +75,23 @@ fn flaky(key: String) -> String {
     key
 }
 
+/// Keys whose `spin` saw its cancel.
+static SAW_CANCEL: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Spins until cancelled (at most [`HANG`]).
+#[concurry::task(remote)]
+fn spin(key: String) -> bool {
+    let deadline = Instant::now() + HANG;
+    while Instant::now() < deadline {
+        if concurry::check_cancelled().is_err() {
+            SAW_CANCEL.lock().unwrap().push(key);
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
 /// A task no node has (not registered).
 struct Unregistered;
 impl RemoteTask for Unregistered {
@@ -102,6 +119,7 @@ type Record = record::__RemoteTask;
 type Nap = nap::__RemoteTask;
 type Poison = poison::__RemoteTask;
 type Flaky = flaky::__RemoteTask;
+type Spin = spin::__RemoteTask;
 
 // ---------------------------------------------------------------- helpers
 
@@ -499,6 +517,34 @@ fn a_cancelled_task_never_runs_also_after_a_server_and_node_restart() {
     assert!(!done.cancel().unwrap());
     assert_eq!(done.result().unwrap(), 2);
     assert_eq!(runs(&key), 0, "a revoked task never ran");
+}
+
+#[test]
+fn a_running_task_sees_its_cancel_and_its_result_is_dropped() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = queue(&c, short());
+    let _n = node(&c, "n1", short());
+    let t = q.submit::<Spin>(("spun".into(),)).unwrap();
+    eventually("it runs", || {
+        matches!(t.status().unwrap(), TaskStatus::Running { .. })
+    });
+    assert!(t.cancel().unwrap());
+    assert!(matches!(
+        t.result_timeout(HANG).unwrap_err(),
+        Error::Cancelled
+    ));
+    eventually("the function saw the cancel", || {
+        SAW_CANCEL.lock().unwrap().contains(&"spun".to_string())
+    });
+    eventually("the stream empties", || q.queued().unwrap() == 0);
+    assert_eq!(
+        t.status().unwrap(),
+        TaskStatus::Cancelled,
+        "its own result was dropped"
+    );
 }
 
 // ---------------------------------------------------------------- 6. priorities, delays

@@ -7,12 +7,13 @@
 //! the queue's subjects: every publish rings it) or the periodic recheck (redeliveries and
 //! delays ring nothing).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::kv::CreateErrorKind;
+use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use async_nats::jetstream::{AckKind, Message};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Semaphore, watch};
@@ -23,9 +24,11 @@ use super::schedule::Levels;
 use super::setup::Store;
 use super::submit::Priority;
 use super::{NOT_BEFORE, TASK_ID, now_ms};
+use crate::cancel::Token;
 use crate::cluster::{Cluster, run};
 use crate::error::Error;
 use crate::remote::task::REMOTE_TASKS;
+use crate::sync::os::{Mutex, lock};
 use crate::wire::Fault;
 
 /// How often every level is fetched from again even without a doorbell.
@@ -40,6 +43,28 @@ struct Ctx {
     node: String,
     /// The consumers' `ack_wait`, as the server has it.
     lease: Duration,
+    /// The cancel flags of the tasks this node handles now, by id: a revoke stored while one
+    /// runs sets its flag, which the function sees through `concurry::check_cancelled()`.
+    running: Mutex<HashMap<String, Token>>,
+}
+
+/// Keeps a task's cancel flag registered while the node handles it.
+struct Registered<'a> {
+    ctx: &'a Ctx,
+    id: String,
+    token: Token,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut running = lock(&self.ctx.running);
+        if running
+            .get(&self.id)
+            .is_some_and(|t| t.is_below(&self.token))
+        {
+            running.remove(&self.id);
+        }
+    }
 }
 
 impl Ctx {
@@ -54,6 +79,7 @@ impl Ctx {
 pub(crate) struct TaskRunner {
     stop: watch::Sender<bool>,
     fetch: tokio::task::JoinHandle<()>,
+    revokes: tokio::task::AbortHandle,
     slots: Arc<Semaphore>,
     total: u32,
     lease: Duration,
@@ -112,7 +138,29 @@ async fn start(
     let total = u32::try_from(slots).unwrap_or(u32::MAX);
     let sem = Arc::new(Semaphore::new(total as usize));
     let (stop, stopped) = watch::channel(false);
-    let ctx = Arc::new(Ctx { store, node, lease });
+    let last = store
+        .cancel
+        .stream
+        .clone()
+        .info()
+        .await
+        .map_err(|e| super::server_error("read the cancel bucket", &url, e))?
+        .state
+        .last_sequence;
+    let revoked = store
+        .cancel
+        .watch_all_from_revision(last + 1)
+        .await
+        .map_err(|e| super::server_error("watch the cancel bucket", &url, e))?;
+    let ctx = Arc::new(Ctx {
+        store,
+        node,
+        lease,
+        running: Mutex::new(HashMap::new()),
+    });
+    let revokes = crate::runtime::runtime()
+        .spawn(revoke_loop(ctx.clone(), revoked))
+        .abort_handle();
     tracing::info!(
         node = %ctx.node,
         queue = %ctx.store.config.queue,
@@ -124,6 +172,7 @@ async fn start(
     Ok(TaskRunner {
         stop,
         fetch,
+        revokes,
         slots: sem,
         total,
         lease,
@@ -137,12 +186,14 @@ impl TaskRunner {
     pub(crate) fn drain(&self) {
         let _ = self.stop.send(true);
         let fetch = self.fetch.abort_handle();
+        let revokes = self.revokes.clone();
         let slots = self.slots.clone();
         let (total, lease) = (self.total, self.lease);
         run(async move {
             let finished =
                 tokio::time::timeout(lease, slots.acquire_many_owned(total.max(1))).await;
             fetch.abort();
+            revokes.abort();
             if finished.is_err() {
                 tracing::warn!(
                     "concurry node: drained with tasks still running; they run again elsewhere"
@@ -156,6 +207,22 @@ impl Drop for TaskRunner {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
         self.fetch.abort();
+        self.revokes.abort();
+    }
+}
+
+/// Sets the cancel flag of each task revoked while this node runs it.
+async fn revoke_loop(ctx: Arc<Ctx>, mut revoked: async_nats::jetstream::kv::Watch) {
+    while let Some(entry) = revoked.next().await {
+        match entry {
+            Ok(e) if e.operation == Operation::Put => {
+                if let Some(t) = lock(&ctx.running).get(&e.key) {
+                    t.cancel();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("concurry node: cancel watch: {e}"),
+        }
     }
 }
 
@@ -281,6 +348,13 @@ async fn handle(ctx: &Ctx, msg: Message) {
         return;
     };
     let not_before = header(headers, NOT_BEFORE).and_then(|v| v.parse::<u64>().ok());
+    // Registered before the cancel is read: a revoke after the read still reaches the run.
+    let registered = Registered {
+        ctx,
+        id: id.clone(),
+        token: Token::root(),
+    };
+    lock(&ctx.running).insert(id.clone(), registered.token.clone());
     let (cancelled, existing, state) = tokio::join!(
         store.cancel.get(&id),
         super::status::stored(store, &id),
@@ -359,7 +433,10 @@ async fn handle(ctx: &Ctx, msg: Message) {
     }
     let run_fn = entry.run;
     let args = task.args;
-    let mut job = tokio::task::spawn_blocking(move || run_fn(&args));
+    let token = registered.token.clone();
+    let mut job = tokio::task::spawn_blocking(move || {
+        crate::cancel::context::in_token(&token, || run_fn(&args))
+    });
     // Renews the lease every third of it while the task runs.
     let mut tick = tokio::time::interval(ctx.lease / 3);
     tick.tick().await;
