@@ -226,9 +226,14 @@ async fn revoke_loop(ctx: Arc<Ctx>, mut revoked: async_nats::jetstream::kv::Watc
     }
 }
 
-fn ring(levels: &mut Levels, subject: &str) {
+/// How long after a doorbell an empty fetch is tried again instead of taken as "empty":
+/// the core message can arrive before the stream's consumer has the task.
+const BELL_GRACE: Duration = Duration::from_millis(50);
+
+fn ring(levels: &mut Levels, rung: &mut [Option<Instant>; 4], subject: &str) {
     if let Some(p) = subject.rsplit('.').next().and_then(Priority::from_token) {
         levels.ring(p.level());
+        rung[p.level()] = Some(Instant::now());
     }
 }
 
@@ -240,6 +245,7 @@ async fn fetch_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut levels = Levels::default();
+    let mut rung: [Option<Instant>; 4] = [None; 4];
     let mut checked = Instant::now();
     loop {
         if *stop.borrow() {
@@ -253,7 +259,7 @@ async fn fetch_loop(
             _ = stop.changed() => return,
         };
         while let Some(Some(m)) = bell.next().now_or_never() {
-            ring(&mut levels, &m.subject);
+            ring(&mut levels, &mut rung, &m.subject);
         }
         if checked.elapsed() >= RECHECK {
             levels.ring_all();
@@ -262,7 +268,7 @@ async fn fetch_loop(
         let Some(level) = levels.next() else {
             drop(first);
             tokio::select! {
-                m = bell.next() => if let Some(m) = m { ring(&mut levels, &m.subject) },
+                m = bell.next() => if let Some(m) = m { ring(&mut levels, &mut rung, &m.subject) },
                 () = tokio::time::sleep(RECHECK) => {
                     levels.ring_all();
                     checked = Instant::now();
@@ -311,7 +317,12 @@ async fn fetch_loop(
             }
         }
         if got == 0 {
-            levels.found_empty(level);
+            if rung[level].is_some_and(|t| t.elapsed() < BELL_GRACE) {
+                // Rung just now: the task is on its way into the consumer.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            } else {
+                levels.found_empty(level);
+            }
         } else {
             levels.served(level);
         }
