@@ -159,6 +159,7 @@ async fn wait_many(
         tokio::select! {
             entry = watch.next() => match entry {
                 Some(Ok(e)) if e.operation == Operation::Put => {
+                    next_check = Instant::now() + RECHECK;
                     if missing.contains_key(&e.key) {
                         match decode::<Stored>(&e.value, "a task result") {
                             Ok(s) => fill(&mut missing, &mut out, &e.key, Ok(s)),
@@ -174,11 +175,25 @@ async fn wait_many(
         }
         if Instant::now() >= next_check {
             next_check = Instant::now() + RECHECK;
+            // The watch was silent for a while: read the missing ones directly.
             let pending: Vec<String> = missing.keys().cloned().collect();
-            for id in pending {
-                if let Some(s) = stored(store, &id).await? {
+            let read: Vec<(String, Option<Stored>, TaskStatus)> =
+                futures_util::stream::iter(pending)
+                    .map(|id| async move {
+                        let s = stored(store, &id).await?;
+                        let status = match s {
+                            Some(_) => TaskStatus::Pending,
+                            None => lookup(store, &id).await?,
+                        };
+                        Ok::<_, Error>((id, s, status))
+                    })
+                    .buffer_unordered(IN_FLIGHT)
+                    .try_collect()
+                    .await?;
+            for (id, s, status) in read {
+                if let Some(s) = s {
                     fill(&mut missing, &mut out, &id, Ok(s));
-                } else if lookup(store, &id).await? == TaskStatus::Unknown {
+                } else if status == TaskStatus::Unknown {
                     let e = ConfigError::new(
                         "task id",
                         format!("{id:?}"),
