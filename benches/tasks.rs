@@ -1,6 +1,6 @@
 //! Durable tasks (issue 14) against the raw JetStream loop they are built on, on one
 //! `LocalServer` (file storage) this bench starts itself:
-//! - `tasks/end_to_end_10k`: submit 10,000 no-op tasks, collect every result
+//! - `tasks/end_to_end`: submit 1,000 no-op tasks (`CONCURRY_BENCH_TASKS`), collect every result
 //!   (`submit_batch` + `results`, one in-process node with 64 slots) vs. publishing 10,000
 //!   messages with message ids, pull-fetching them and double-acking each;
 //! - `tasks/sequential`: one task submitted and its result awaited vs. one publish -> fetch
@@ -20,7 +20,14 @@ use concurry::__private::async_nats;
 use concurry::RemoteTask;
 use concurry::cluster::{Cluster, LocalServer, Node, RunningNode, TaskConfig, TaskQueue};
 
-const N: usize = 10_000;
+/// Tasks per end-to-end round (`CONCURRY_BENCH_TASKS`, default 1000: a 10k round does not
+/// finish in reasonable time yet, see the report of issue 14).
+fn n() -> usize {
+    std::env::var("CONCURRY_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
 
 struct Nop;
 impl RemoteTask for Nop {
@@ -111,19 +118,20 @@ async fn raw_loop(raw: &Raw, n: usize, round: u64) {
 }
 
 fn end_to_end(c: &mut Criterion, raw: &Raw, q: &TaskQueue) {
-    let mut g = c.benchmark_group("tasks/end_to_end_10k");
+    let n = n();
+    let mut g = c.benchmark_group("tasks/end_to_end");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(N as u64));
+    g.throughput(Throughput::Elements(n as u64));
     let mut round = 0u64;
     g.bench_function("raw_jetstream", |b| {
         b.iter(|| {
             round += 1;
-            raw.rt.block_on(raw_loop(raw, N, round));
+            raw.rt.block_on(raw_loop(raw, n, round));
         })
     });
     g.bench_function("concurry_tasks", |b| {
         b.iter(|| {
-            let handles = q.submit_batch::<Nop>((0..N as u32).map(|i| (i,))).unwrap();
+            let handles = q.submit_batch::<Nop>((0..n as u32).map(|i| (i,))).unwrap();
             let results = q.results(&handles, Duration::from_secs(300)).unwrap();
             assert!(results.iter().all(Result::is_ok));
         })
