@@ -12,6 +12,8 @@
 //!   capacity over the live nodes that can host it.
 //! - [`LocalServer`]: a `nats-server` child process on a free loopback port, for tests,
 //!   examples and local development.
+//! - [`TaskQueue`] ([`Cluster::tasks`]): durable tasks on JetStream, run at least once by the
+//!   nodes, with results, status and cancel by task id from any process; see [`tasks`].
 //!
 //! - `Mode::Cluster` pools (the pool option `.cluster(cluster)`): each `#[worker(remote)]`
 //!   instance is placed on a live node that can host its type, by free capacity, and called
@@ -93,6 +95,7 @@ mod placement;
 mod prometheus;
 mod protocol;
 mod server;
+pub mod tasks;
 pub(crate) mod transport;
 
 use std::time::Duration;
@@ -102,6 +105,7 @@ pub use membership::{ClusterEvent, ClusterEvents, NodeView};
 pub use node::{Node, RunningNode};
 pub use placement::{Placement, plan};
 pub use server::{LocalServer, LocalServerBuilder};
+pub use tasks::{DeadLetter, Priority, Submit, TaskConfig, TaskHandle, TaskQueue, TaskStatus};
 
 /// How often a node heartbeats unless [`Node::heartbeat`] says otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);

@@ -50,6 +50,7 @@ pub struct Node {
     /// `metrics_listen` (feature `prometheus`, `prometheus.rs`).
     #[cfg(feature = "prometheus")]
     pub(super) metrics: Option<std::net::SocketAddr>,
+    tasks: Option<super::tasks::TaskConfig>,
 }
 
 impl Node {
@@ -74,6 +75,7 @@ impl Node {
             heartbeat: DEFAULT_HEARTBEAT,
             #[cfg(feature = "prometheus")]
             metrics: None,
+            tasks: None,
         }
     }
 
@@ -106,6 +108,14 @@ impl Node {
     /// intervals of silence.
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.heartbeat = interval;
+        self
+    }
+
+    /// Serves durable tasks with these settings (queue, lease, slots); see
+    /// [`TaskConfig`](super::TaskConfig). Without it a node of a binary with `#[task(remote)]`
+    /// functions serves the `default` queue when the server has JetStream.
+    pub fn tasks(mut self, config: super::tasks::TaskConfig) -> Self {
+        self.tasks = Some(config);
         self
     }
 
@@ -203,6 +213,7 @@ impl Node {
     /// live node already has this name in the namespace.
     pub fn start(self) -> Result<RunningNode, Error> {
         let beat = self.check()?;
+        let (name, capacity) = (beat.name.clone(), beat.capacity);
         let cluster = self.cluster;
         let state = Arc::new(Mutex::new(beat));
         let interval = self.heartbeat;
@@ -242,13 +253,17 @@ impl Node {
         #[cfg(feature = "prometheus")]
         let tasks = super::prometheus::chain(tasks, exporter);
         let tasks = tasks?;
-        Ok(RunningNode {
+        let mut node = RunningNode {
             cluster,
             state,
             host,
             tasks,
             drained: false,
-        })
+            task_runner: None,
+        };
+        node.task_runner =
+            super::tasks::runner::start_for_node(&node.cluster, &name, capacity, self.tasks)?;
+        Ok(node)
     }
 
     /// Registers, heartbeats, and blocks until SIGTERM or SIGINT (Ctrl-C); then drains:
@@ -440,6 +455,7 @@ pub struct RunningNode {
     host: Arc<Host>,
     tasks: Vec<tokio::task::AbortHandle>,
     drained: bool,
+    task_runner: Option<super::tasks::runner::TaskRunner>,
 }
 
 impl RunningNode {
@@ -488,6 +504,9 @@ impl RunningNode {
                 node = %self.name(),
                 "concurry node: {left} instances were not moved within {DRAIN_TIMEOUT:?}; ended"
             );
+        }
+        if let Some(runner) = self.task_runner.take() {
+            runner.drain();
         }
         for t in &self.tasks {
             t.abort();

@@ -280,6 +280,11 @@ impl RetryConfig {
         )
     }
 
+    /// Whether panics may be retried (durable tasks apply it on their nodes).
+    pub(crate) fn on_panic(&self) -> bool {
+        self.on_panic
+    }
+
     /// Whether the failed `outcome` of attempt `attempt` may be retried.
     pub(crate) fn should_retry<E: Any + Send>(
         &self,

@@ -15,3 +15,4 @@ mod pools;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod support;
+mod tasks;

@@ -1,0 +1,228 @@
+//! Many tasks at once: a batch submit that pipelines the status records and the publishes
+//! (one round trip's worth of waiting for the lot instead of two per task), and a batch
+//! wait on one watch of the results bucket instead of one per task.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::Operation;
+use futures_util::{StreamExt, TryStreamExt};
+
+use super::handle::{TaskHandle, typed};
+use super::record::{Stored, decode};
+use super::server_error;
+use super::setup::Store;
+use super::status::{TaskStatus, lookup, stored};
+use super::submit::{Prepared, Submit, TaskQueue, record, send};
+use crate::cluster::run;
+use crate::error::{ConfigError, Error};
+use crate::remote::RemoteTask;
+
+/// Requests in flight at once on the connection during a batch.
+const IN_FLIGHT: usize = 256;
+
+/// How often a batch wait reads the missing results directly.
+const RECHECK: Duration = Duration::from_secs(1);
+
+impl TaskQueue {
+    /// Submits one task `T` per item of `args`, with the default options; see
+    /// [`submit_batch_with`](TaskQueue::submit_batch_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_batch_with`](TaskQueue::submit_batch_with).
+    pub fn submit_batch<T: RemoteTask>(
+        &self,
+        args: impl IntoIterator<Item = T::Args>,
+    ) -> Result<Vec<TaskHandle<T>>, Error> {
+        self.submit_batch_with::<T>(args.into_iter().map(|a| (a, Submit::new())))
+    }
+
+    /// Submits one task `T` per item (arguments and options), pipelined: returns once every
+    /// task is stored, with their handles in order. Each task is as durable and idempotent
+    /// as with [`submit_with`](TaskQueue::submit_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`submit_with`](TaskQueue::submit_with), for the first item that fails (items
+    /// before it may be stored; submitting again with the same ids is safe).
+    pub fn submit_batch_with<T: RemoteTask>(
+        &self,
+        items: impl IntoIterator<Item = (T::Args, Submit)>,
+    ) -> Result<Vec<TaskHandle<T>>, Error> {
+        let prepared = items
+            .into_iter()
+            .map(|(a, s)| self.prepare::<T>(a, s))
+            .collect::<Result<Vec<Prepared>, Error>>()?;
+        let ids: Vec<String> = prepared.iter().map(|p| p.id.clone()).collect();
+        let inner = self.inner.clone();
+        run(async move {
+            let store = &inner.store;
+            futures_util::stream::iter(prepared.iter().map(Ok::<_, Error>))
+                .try_for_each_concurrent(IN_FLIGHT, |p| record(store, &p.id, p.not_before, false))
+                .await?;
+            let mut acks = Vec::with_capacity(prepared.len());
+            for p in prepared {
+                acks.push(
+                    send(
+                        store,
+                        T::NAME,
+                        &p.id,
+                        &p.id,
+                        p.subject,
+                        p.payload,
+                        p.not_before,
+                    )
+                    .await?,
+                );
+            }
+            futures_util::stream::iter(acks.into_iter().map(Ok::<_, Error>))
+                .try_for_each_concurrent(IN_FLIGHT, |ack| async move {
+                    ack.await
+                        .map(|_| ())
+                        .map_err(|e| server_error("store the task", &store.url, e))
+                })
+                .await
+        })?;
+        Ok(ids
+            .into_iter()
+            .map(|id| TaskHandle::new(self.clone(), id))
+            .collect())
+    }
+
+    /// Waits for the results of `tasks` (at most `timeout` in all) on one watch of the
+    /// results bucket; each in order, as [`TaskHandle::result`] gives it. A task still
+    /// without a result at the deadline gets [`Error::Timeout`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the server cannot be asked.
+    pub fn results<T: RemoteTask>(
+        &self,
+        tasks: &[TaskHandle<T>],
+        timeout: Duration,
+    ) -> Result<Vec<Result<T::Output, Error>>, Error> {
+        let ids: Vec<String> = tasks.iter().map(|t| t.task_id().to_string()).collect();
+        let inner = self.inner.clone();
+        let found = run(async move { wait_many(&inner.store, ids, timeout).await })?;
+        Ok(found.into_iter().map(|r| r.and_then(typed::<T>)).collect())
+    }
+}
+
+/// The results of `ids`: a watch of every result stored from now on, started before the
+/// direct reads of those already stored, so none is missed.
+async fn wait_many(
+    store: &Store,
+    ids: Vec<String>,
+    timeout: Duration,
+) -> Result<Vec<Result<Stored, Error>>, Error> {
+    let deadline = Instant::now() + timeout;
+    let err = |e: &dyn std::fmt::Display| server_error("wait for task results", &store.url, e);
+    let mut results_stream = store.results.stream.clone();
+    let last = results_stream
+        .info()
+        .await
+        .map_err(|e| err(&e))?
+        .state
+        .last_sequence;
+    let mut watch = store
+        .results
+        .watch_all_from_revision(last + 1)
+        .await
+        .map_err(|e| err(&e))?;
+    let mut out: Vec<Option<Result<Stored, Error>>> = (0..ids.len()).map(|_| None).collect();
+    let mut missing: Slots = HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        missing.entry(id.clone()).or_default().push(i);
+    }
+    // Those already stored.
+    let read: Vec<(String, Option<Stored>)> = futures_util::stream::iter(ids.iter().cloned())
+        .map(|id| async move {
+            let s = stored(store, &id).await;
+            s.map(|s| (id, s))
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect()
+        .await?;
+    for (id, s) in read {
+        if let Some(s) = s {
+            fill(&mut missing, &mut out, &id, Ok(s));
+        }
+    }
+    let mut next_check = Instant::now() + RECHECK;
+    while !missing.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wake = deadline.min(next_check);
+        tokio::select! {
+            entry = watch.next() => match entry {
+                Some(Ok(e)) if e.operation == Operation::Put => {
+                    next_check = Instant::now() + RECHECK;
+                    if missing.contains_key(&e.key) {
+                        match decode::<Stored>(&e.value, "a task result") {
+                            Ok(s) => fill(&mut missing, &mut out, &e.key, Ok(s)),
+                            Err(m) => tracing::warn!(task = %e.key, "concurry tasks: {m}"),
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => tracing::warn!("concurry tasks: result watch: {e}"),
+                None => tokio::time::sleep_until(wake.into()).await,
+            },
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
+        if Instant::now() >= next_check {
+            next_check = Instant::now() + RECHECK;
+            // The watch was silent for a while: read the missing ones directly.
+            let pending: Vec<String> = missing.keys().cloned().collect();
+            let read: Vec<(String, Option<Stored>, TaskStatus)> =
+                futures_util::stream::iter(pending)
+                    .map(|id| async move {
+                        let s = stored(store, &id).await?;
+                        let status = match s {
+                            Some(_) => TaskStatus::Pending,
+                            None => lookup(store, &id).await?,
+                        };
+                        Ok::<_, Error>((id, s, status))
+                    })
+                    .buffer_unordered(IN_FLIGHT)
+                    .try_collect()
+                    .await?;
+            for (id, s, status) in read {
+                if let Some(s) = s {
+                    fill(&mut missing, &mut out, &id, Ok(s));
+                } else if status == TaskStatus::Unknown {
+                    let e = ConfigError::new(
+                        "task id",
+                        format!("{id:?}"),
+                        "no such task in this namespace: never submitted, or its result \
+                         expired (TaskConfig::result_ttl)",
+                    );
+                    fill(&mut missing, &mut out, &id, Err(e));
+                }
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(Error::Timeout)))
+        .collect())
+}
+
+type Slots = HashMap<String, Vec<usize>>;
+
+/// Gives `id`'s outcome to every position that asked for it.
+fn fill(
+    missing: &mut Slots,
+    out: &mut [Option<Result<Stored, Error>>],
+    id: &str,
+    outcome: Result<Stored, ConfigError>,
+) {
+    if let Some(slots) = missing.remove(id) {
+        for i in slots {
+            out[i] = Some(outcome.clone().map_err(Error::Config));
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Cancel (revoke): a mark in the cancel bucket, which every node checks before it runs a
+//! task, and a `Cancelled` result, which ends every wait at once and wins over a result a
+//! run still in progress may store later.
+
+use super::record::{Failure, Outcome, Stored, encode};
+use super::setup::Store;
+use super::submit::TaskQueue;
+use super::{check_id, now_ms, server_error};
+use crate::cluster::run;
+use crate::error::Error;
+
+pub(crate) async fn cancel(store: &Store, id: &str) -> Result<bool, Error> {
+    store
+        .cancel
+        .put(id, now_ms().to_string().into_bytes().into())
+        .await
+        .map_err(|e| server_error("store a task's cancel", &store.url, e))?;
+    let result = encode(&Stored {
+        outcome: Outcome::Failed(Failure::Cancelled),
+        attempt: 0,
+        node: String::new(),
+        finished_ms: now_ms(),
+    });
+    match store.results.create(id, result.into()).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+            Ok(false)
+        }
+        Err(e) => Err(server_error("store a task's cancel", &store.url, e)),
+    }
+}
+
+impl TaskQueue {
+    /// Cancels (revokes) the task `id`. A queued or delayed task never runs, also after
+    /// nodes or the server restart (the revoke is stored, for `TaskConfig::revoke_ttl`); a
+    /// running one runs on, but its result is dropped and its status is `Cancelled`.
+    /// Cancelling an id before it is submitted revokes it in advance.
+    ///
+    /// True if the task had not finished (this cancel decided its outcome); false if it
+    /// already had a result, which stays.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid id, or if the server cannot store the cancel.
+    pub fn cancel(&self, id: &str) -> Result<bool, Error> {
+        check_id(id)?;
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        run(async move { cancel(&inner.store, &id).await })
+    }
+}

@@ -1,0 +1,202 @@
+//! Durable tasks on NATS JetStream: a [`RemoteTask`](crate::RemoteTask) submitted by name runs
+//! at least once on some node, even if the node running it dies, and its result can be
+//! fetched by task id from any process until it expires.
+//!
+//! - [`TaskQueue`] (from [`Cluster::tasks`]): [`submit`](TaskQueue::submit) /
+//!   [`submit_with`](TaskQueue::submit_with) a task with [`Submit`] options (id, [`Priority`],
+//!   delay or ETA, retries), then a [`TaskHandle`] gives its id, status and typed result.
+//! - [`Cluster::task_status`], [`Cluster::task_result`], [`Cluster::cancel`]: by id, from
+//!   any process.
+//! - Nodes ([`Node`](super::Node)) run the tasks: every node of a binary with
+//!   `#[task(remote)]` functions serves the queue of its [`TaskConfig`].
+//!
+//! # Guarantees
+//!
+//! - **At least once.** `submit` returns once JetStream stored the task (file storage). The
+//!   task id is the message id, so a second submit of the same id within the duplicate window
+//!   (10 min) is the same task, and after it a task whose result exists is never run again.
+//!   A node holds a lease (`TaskConfig::lease`, 30 s) while it runs a task, renewed every
+//!   third of it; a node that dies loses the lease and the task runs again elsewhere, with
+//!   `attempt + 1`. The first stored result wins; a later run's result is dropped. Tasks
+//!   should therefore be idempotent: exactly-once is not promised.
+//! - **Results** live in a KV bucket for `TaskConfig::result_ttl` (1 day), bounded by
+//!   `TaskConfig::result_max_bytes` (the oldest go first); after that a result is gone and
+//!   the task's status is [`TaskStatus::Unknown`].
+//! - **Priorities**: four levels, served weighted 8:4:2:1 among the levels that have work,
+//!   so a flood of high-priority tasks slows lower ones down but never starves them.
+//! - **Delays** (`Submit::delay`, `Submit::at`) never hold a message past its lease: a node
+//!   that fetches a task too early gives it back with a delay below the lease, so a long
+//!   delay cannot cause a duplicate run.
+//! - **Retries** (`Submit::retry`, a [`RetryConfig`](crate::RetryConfig)) run between
+//!   deliveries, with its backoff; after the last attempt the task is dead-lettered
+//!   ([`DeadLetter`]) with its reason, attempts and last error; dead letters can be listed,
+//!   replayed and purged.
+//! - **Cancel** is persisted: a queued or delayed task that was cancelled never runs, also
+//!   after nodes or the server restart.
+//!
+//! # Storage (namespace `ns`)
+//!
+//! Stream `CC_<ns>_TASKS` (work queue, file storage, subjects `cc.<ns>.task.<queue>.<prio>`,
+//! one durable pull consumer `<queue>_<prio>` per level); KV buckets `CC_<ns>_results`,
+//! `CC_<ns>_status`, `CC_<ns>_cancel` and `CC_<ns>_dlq`. They are created on first use, by
+//! hand rather than through `create_key_value`, so they work on nats-server 2.9 too. The
+//! first process to create them sets their limits; later ones use them as they are.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use concurry::RemoteTask;
+//! use concurry::cluster::{Cluster, Priority, Submit, TaskStatus};
+//!
+//! struct Render;
+//! impl RemoteTask for Render {
+//!     const NAME: &'static str = "docs::Render";
+//!     type Args = (String,);
+//!     type Output = Vec<u8>;
+//!     fn run((page,): (String,)) -> Vec<u8> { page.into_bytes() }
+//! }
+//! concurry::register_remote_task!(Render);
+//!
+//! # fn main() -> Result<(), concurry::Error> {
+//! let cluster = Cluster::connect("nats://127.0.0.1:4222")?;
+//! let q = cluster.tasks()?;
+//! let t = q.submit_with::<Render>(
+//!     ("invoice".to_string(),),
+//!     Submit::new().id("invoice-42").priority(Priority::High).delay(Duration::from_secs(30)),
+//! )?;
+//! assert_eq!(t.task_id(), "invoice-42");
+//! println!("{:?}", cluster.task_status("invoice-42")?); // Scheduled { .. }
+//! // Later, from any process:
+//! let pdf = cluster.task_result::<Render>("invoice-42")?.result()?;
+//! # let _ = (pdf, TaskStatus::Pending);
+//! # Ok(()) }
+//! ```
+
+mod batch;
+mod cancel;
+mod config;
+mod dlq;
+mod handle;
+mod record;
+pub(crate) mod runner;
+mod schedule;
+mod setup;
+mod status;
+mod submit;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use config::TaskConfig;
+pub use dlq::DeadLetter;
+pub use handle::TaskHandle;
+pub use status::TaskStatus;
+pub use submit::{Priority, Submit, TaskQueue};
+
+use super::Cluster;
+use crate::error::{ConfigError, Error};
+use crate::remote::RemoteTask;
+
+impl Cluster {
+    /// The durable task queue of this namespace with the default [`TaskConfig`] (queue
+    /// `default`), creating its stream and buckets on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the server when it has no JetStream (start it with `-js`) or
+    /// refuses to create the stream or buckets.
+    pub fn tasks(&self) -> Result<TaskQueue, Error> {
+        self.tasks_with(TaskConfig::new())
+    }
+
+    /// The durable task queue with these settings (queue name, lease, result TTL, bounds).
+    ///
+    /// # Errors
+    ///
+    /// As [`tasks`](Cluster::tasks), and [`Error::Config`] for invalid settings.
+    pub fn tasks_with(&self, config: TaskConfig) -> Result<TaskQueue, Error> {
+        TaskQueue::open(self, config)
+    }
+
+    /// The status of the task `id`, from any process: see [`TaskStatus`].
+    ///
+    /// # Errors
+    ///
+    /// As [`tasks`](Cluster::tasks), and [`Error::Config`] for an id that cannot be one.
+    pub fn task_status(&self, id: &str) -> Result<TaskStatus, Error> {
+        self.tasks()?.status(id)
+    }
+
+    /// A handle on the task `id` of type `T`, from any process (the submitter may be gone):
+    /// its `result()` waits for the result and decodes it as `T`'s output.
+    ///
+    /// # Errors
+    ///
+    /// As [`task_status`](Cluster::task_status).
+    pub fn task_result<T: RemoteTask>(&self, id: &str) -> Result<TaskHandle<T>, Error> {
+        self.tasks()?.handle::<T>(id)
+    }
+
+    /// Cancels (revokes) the task `id`: a queued or delayed task never runs, also after
+    /// restarts; a running one's result is dropped. True if this cancel decided the outcome,
+    /// false if the task had already finished.
+    ///
+    /// # Errors
+    ///
+    /// As [`task_status`](Cluster::task_status).
+    pub fn cancel(&self, id: &str) -> Result<bool, Error> {
+        self.tasks()?.cancel(id)
+    }
+}
+
+/// Headers of a task message.
+pub(crate) const TASK_ID: &str = "Cc-Task-Id";
+pub(crate) const NOT_BEFORE: &str = "Cc-Not-Before";
+pub(crate) const TASK_NAME: &str = "Cc-Task";
+
+/// Checks a task id: 1 to 128 ASCII letters, digits, `-`, `_` or `=` (it is a KV key).
+pub(crate) fn check_id(id: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "task id",
+            format!("{id:?}"),
+            "use 1 to 128 ASCII letters, digits, `-`, `_` or `=` (it becomes a KV key)",
+        ))
+    }
+}
+
+/// A fresh task id: 128 random bits in hex.
+pub(crate) fn new_id() -> String {
+    format!("{:016x}{:016x}", crate::rand::id(), crate::rand::id())
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    to_ms(SystemTime::now())
+}
+
+pub(crate) fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub(crate) fn from_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// An error of the server while storing or reading task state, as a user can act on it.
+pub(crate) fn server_error(what: &str, url: &str, e: impl std::fmt::Display) -> Error {
+    Error::Config(ConfigError::new(
+        "cluster",
+        url.to_string(),
+        format!(
+            "could not {what} ({e}); check that the server runs JetStream (`nats-server -js`) \
+             and is reachable"
+        ),
+    ))
+}

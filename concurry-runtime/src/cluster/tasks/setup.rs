@@ -1,0 +1,219 @@
+//! The stream, consumers and buckets of a namespace's tasks, created idempotently (get or
+//! create) and by hand, so they work on nats-server 2.9 (whose `$JS.API.INFO` lacks fields
+//! async-nats' `create_key_value` requires).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{self, PullConsumer};
+use async_nats::jetstream::kv;
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+
+use super::config::TaskConfig;
+use super::server_error;
+use super::submit::Priority;
+use crate::error::Error;
+
+/// The names of a namespace's task stores.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    pub(crate) stream: String,
+    /// `cc.<ns>.task.`
+    prefix: String,
+    pub(crate) results: String,
+    pub(crate) status: String,
+    pub(crate) cancel: String,
+    pub(crate) dlq: String,
+}
+
+impl Names {
+    pub(crate) fn new(namespace: &str) -> Names {
+        Names {
+            stream: format!("CC_{namespace}_TASKS"),
+            prefix: format!("cc.{namespace}.task."),
+            results: format!("CC_{namespace}_results"),
+            status: format!("CC_{namespace}_status"),
+            cancel: format!("CC_{namespace}_cancel"),
+            dlq: format!("CC_{namespace}_dlq"),
+        }
+    }
+
+    /// The subject of `queue`'s tasks at `priority`.
+    pub(crate) fn subject(&self, queue: &str, priority: Priority) -> String {
+        format!("{}{queue}.{}", self.prefix, priority.token())
+    }
+
+    /// Every level of `queue` (the nodes' doorbell subscription).
+    pub(crate) fn queue_wildcard(&self, queue: &str) -> String {
+        format!("{}{queue}.*", self.prefix)
+    }
+
+    fn all(&self) -> String {
+        format!("{}>", self.prefix)
+    }
+}
+
+/// The durable consumer of `queue` at `priority`.
+pub(crate) fn consumer_name(queue: &str, priority: Priority) -> String {
+    format!("{queue}_{}", priority.token())
+}
+
+/// Handles on the stores, opened once per [`TaskQueue`](super::TaskQueue) or node.
+pub(crate) struct Store {
+    pub(crate) js: async_nats::jetstream::Context,
+    pub(crate) stream: stream::Stream,
+    pub(crate) results: kv::Store,
+    pub(crate) status: kv::Store,
+    pub(crate) cancel: kv::Store,
+    pub(crate) dlq: kv::Store,
+    pub(crate) names: Names,
+    pub(crate) config: TaskConfig,
+    pub(crate) url: String,
+    pub(crate) max_payload: usize,
+}
+
+impl Store {
+    /// Gets or creates the stream and the buckets.
+    pub(crate) async fn open(
+        client: async_nats::Client,
+        namespace: &str,
+        url: &str,
+        config: TaskConfig,
+    ) -> Result<Store, Error> {
+        let names = Names::new(namespace);
+        let max_payload = client.server_info().max_payload;
+        if !client.server_info().jetstream {
+            return Err(server_error(
+                "open the task queue",
+                url,
+                "the server has no JetStream",
+            ));
+        }
+        let js = async_nats::jetstream::new(client);
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: names.stream.clone(),
+                subjects: vec![names.all()],
+                retention: RetentionPolicy::WorkQueue,
+                storage: StorageType::File,
+                duplicate_window: config.dedup_window,
+                // Never drop a queued task to make room: a full stream refuses submits.
+                discard: DiscardPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| server_error("create the task stream", url, e))?;
+        // Results: oldest first out when the byte bound is reached.
+        let results = bucket(
+            &js,
+            url,
+            &names.results,
+            config.result_ttl,
+            config.result_max_bytes,
+            DiscardPolicy::Old,
+        )
+        .await?;
+        let status = bucket(
+            &js,
+            url,
+            &names.status,
+            config.result_ttl,
+            config.result_max_bytes,
+            DiscardPolicy::Old,
+        )
+        .await?;
+        let cancel = bucket(
+            &js,
+            url,
+            &names.cancel,
+            config.revoke_ttl,
+            -1,
+            DiscardPolicy::New,
+        )
+        .await?;
+        let dlq = bucket(
+            &js,
+            url,
+            &names.dlq,
+            config.dead_letter_ttl,
+            -1,
+            DiscardPolicy::New,
+        )
+        .await?;
+        Ok(Store {
+            js,
+            stream,
+            results,
+            status,
+            cancel,
+            dlq,
+            names,
+            config,
+            url: url.to_string(),
+            max_payload,
+        })
+    }
+
+    /// The durable pull consumer of `priority` in this queue (get or create).
+    pub(crate) async fn consumer(&self, priority: Priority) -> Result<PullConsumer, Error> {
+        let queue = &self.config.queue;
+        let name = consumer_name(queue, priority);
+        self.stream
+            .get_or_create_consumer(
+                &name,
+                consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: self.names.subject(queue, priority),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.config.lease,
+                    // Attempts are counted by the status bucket (a delay's give-backs are
+                    // deliveries too), so the server never gives up on a task by itself.
+                    max_deliver: -1,
+                    max_ack_pending: 100_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| server_error("create the task consumer", &self.url, e))
+    }
+
+    /// How many tasks are stored in the stream (queued, delayed, or running unacked).
+    pub(crate) async fn queued(&self) -> Result<u64, Error> {
+        let mut stream = self.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| server_error("read the task stream", &self.url, e))?;
+        Ok(info.state.messages)
+    }
+}
+
+/// Gets or creates the KV bucket `bucket` (its stream `KV_<bucket>`, as `create_key_value`
+/// would make it), then opens it.
+async fn bucket(
+    js: &async_nats::jetstream::Context,
+    url: &str,
+    bucket: &str,
+    max_age: Duration,
+    max_bytes: i64,
+    discard: DiscardPolicy,
+) -> Result<kv::Store, Error> {
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_bytes,
+        max_age,
+        storage: StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: 1,
+        discard,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| server_error(&format!("create the KV bucket `{bucket}`"), url, e))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| server_error(&format!("open the KV bucket `{bucket}`"), url, e))
+}
