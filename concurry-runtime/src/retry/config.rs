@@ -281,6 +281,7 @@ impl RetryConfig {
     }
 
     /// Whether panics may be retried (durable tasks apply it on their nodes).
+    #[cfg(feature = "cluster")]
     pub(crate) fn on_panic(&self) -> bool {
         self.on_panic
     }
