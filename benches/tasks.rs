@@ -81,16 +81,21 @@ fn raw(url: &str) -> Raw {
     Raw { rt, js, consumer }
 }
 
-/// Publishes `n` messages with fresh ids (acks awaited), fetches and double-acks them all.
+/// Publishes `n` messages with fresh ids (at most 1024 acks awaited at once, as
+/// `submit_batch` does: the context lets at most 5,000 go unawaited), fetches and
+/// double-acks them all.
 async fn raw_loop(raw: &Raw, n: usize, round: u64) {
-    let mut acks = Vec::with_capacity(n);
+    let mut pending = FuturesUnordered::new();
     for i in 0..n {
+        while pending.len() >= 1024 {
+            pending.next().await.unwrap().unwrap();
+        }
         let msg = async_nats::jetstream::message::PublishMessage::build()
             .payload(vec![0u8; 8].into())
             .message_id(format!("r{round}-{i}"));
-        acks.push(raw.js.send_publish("raw.x", msg).await.unwrap());
+        let ack = raw.js.send_publish("raw.x", msg).await.unwrap();
+        pending.push(ack.into_future());
     }
-    let mut pending: FuturesUnordered<_> = acks.into_iter().map(IntoFuture::into_future).collect();
     while let Some(a) = pending.next().await {
         a.unwrap();
     }
