@@ -1,6 +1,6 @@
 //! Durable tasks (issue 14) against the raw JetStream loop they are built on, on one
 //! `LocalServer` (file storage) this bench starts itself:
-//! - `tasks/end_to_end`: submit 1,000 no-op tasks (`CONCURRY_BENCH_TASKS`), collect every result
+//! - `tasks/end_to_end`: submit 10,000 no-op tasks (`CONCURRY_BENCH_TASKS`), collect every result
 //!   (`submit_batch` + `results`, one in-process node with 64 slots) vs. publishing 10,000
 //!   messages with message ids, pull-fetching them and double-acking each;
 //! - `tasks/sequential`: one task submitted and its result awaited vs. one publish -> fetch
@@ -20,13 +20,12 @@ use concurry::__private::async_nats;
 use concurry::RemoteTask;
 use concurry::cluster::{Cluster, LocalServer, Node, RunningNode, TaskConfig, TaskQueue};
 
-/// Tasks per end-to-end round (`CONCURRY_BENCH_TASKS`, default 1000: a 10k round does not
-/// finish in reasonable time yet, see the report of issue 14).
+/// Tasks per end-to-end round (`CONCURRY_BENCH_TASKS`, default 10,000).
 fn n() -> usize {
     std::env::var("CONCURRY_BENCH_TASKS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
+        .unwrap_or(10_000)
 }
 
 struct Nop;
@@ -85,7 +84,9 @@ fn raw(url: &str) -> Raw {
 /// `submit_batch` does: the context lets at most 5,000 go unawaited), fetches and
 /// double-acks them all.
 async fn raw_loop(raw: &Raw, n: usize, round: u64) {
-    let mut pending = FuturesUnordered::new();
+    let mut pending: FuturesUnordered<
+        <async_nats::jetstream::context::PublishAckFuture as IntoFuture>::IntoFuture,
+    > = FuturesUnordered::new();
     for i in 0..n {
         while pending.len() >= 1024 {
             pending.next().await.unwrap().unwrap();
