@@ -1,6 +1,6 @@
 //! Durable tasks (issue 14) against the raw JetStream loop they are built on, on one
 //! `LocalServer` (file storage) this bench starts itself:
-//! - `tasks/end_to_end`: submit 1,000 no-op tasks (`CONCURRY_BENCH_TASKS`), collect every result
+//! - `tasks/end_to_end`: submit 10,000 no-op tasks (`CONCURRY_BENCH_TASKS`), collect every result
 //!   (`submit_batch` + `results`, one in-process node with 64 slots) vs. publishing 10,000
 //!   messages with message ids, pull-fetching them and double-acking each;
 //! - `tasks/sequential`: one task submitted and its result awaited vs. one publish -> fetch
@@ -20,13 +20,12 @@ use concurry::__private::async_nats;
 use concurry::RemoteTask;
 use concurry::cluster::{Cluster, LocalServer, Node, RunningNode, TaskConfig, TaskQueue};
 
-/// Tasks per end-to-end round (`CONCURRY_BENCH_TASKS`, default 1000: a 10k round does not
-/// finish in reasonable time yet, see the report of issue 14).
+/// Tasks per end-to-end round (`CONCURRY_BENCH_TASKS`, default 10,000).
 fn n() -> usize {
     std::env::var("CONCURRY_BENCH_TASKS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
+        .unwrap_or(10_000)
 }
 
 struct Nop;
@@ -81,16 +80,23 @@ fn raw(url: &str) -> Raw {
     Raw { rt, js, consumer }
 }
 
-/// Publishes `n` messages with fresh ids (acks awaited), fetches and double-acks them all.
+/// Publishes `n` messages with fresh ids (at most 1024 acks awaited at once, as
+/// `submit_batch` does: the context lets at most 5,000 go unawaited), fetches and
+/// double-acks them all.
 async fn raw_loop(raw: &Raw, n: usize, round: u64) {
-    let mut acks = Vec::with_capacity(n);
+    let mut pending: FuturesUnordered<
+        <async_nats::jetstream::context::PublishAckFuture as IntoFuture>::IntoFuture,
+    > = FuturesUnordered::new();
     for i in 0..n {
+        while pending.len() >= 1024 {
+            pending.next().await.unwrap().unwrap();
+        }
         let msg = async_nats::jetstream::message::PublishMessage::build()
             .payload(vec![0u8; 8].into())
             .message_id(format!("r{round}-{i}"));
-        acks.push(raw.js.send_publish("raw.x", msg).await.unwrap());
+        let ack = raw.js.send_publish("raw.x", msg).await.unwrap();
+        pending.push(ack.into_future());
     }
-    let mut pending: FuturesUnordered<_> = acks.into_iter().map(IntoFuture::into_future).collect();
     while let Some(a) = pending.next().await {
         a.unwrap();
     }

@@ -738,3 +738,39 @@ fn a_batch_is_submitted_pipelined_and_collected_on_one_watch() {
     let e = results[201].as_ref().unwrap_err();
     assert!(e.to_string().contains("never submitted"), "{e}");
 }
+
+/// More tasks in one batch than the JetStream context lets publishes await their acks at
+/// once (5,000 by default): a batch that held every ack until all were sent stalled there.
+const BIG: usize = 10_000;
+
+#[test]
+fn a_batch_larger_than_the_publish_ack_window_completes_each_task_once() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let config = TaskConfig::new().slots(64);
+    let q = queue(&c, config.clone());
+    let _n = node(&c, "n1", config);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let submitter = q.clone();
+    std::thread::spawn(move || {
+        let keys: Vec<String> = (0..BIG).map(|i| format!("big-{i}")).collect();
+        let batch = submitter
+            .submit_batch::<Count>(keys.iter().cloned().map(|k| (k,)))
+            .unwrap();
+        let results = submitter.results(&batch, Duration::from_secs(60)).unwrap();
+        let _ = tx.send((keys, batch, results));
+    });
+    let (keys, batch, results) = rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("{BIG} tasks: not submitted and collected after 90 s"));
+    assert_eq!(results.len(), BIG);
+    for ((key, r), t) in keys.iter().zip(&results).zip(&batch) {
+        assert_eq!(*r.as_ref().unwrap(), 1, "{key} ({})", t.task_id());
+        assert_eq!(runs(key), 1, "{key} ran more than once");
+    }
+    let ids: std::collections::HashSet<&str> = batch.iter().map(|t| t.task_id()).collect();
+    assert_eq!(ids.len(), BIG, "every task has its own id");
+    eventually("the queue empties", || q.queued().unwrap() == 0);
+}

@@ -3,9 +3,11 @@
 //! wait on one watch of the results bucket instead of one per task.
 
 use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::Operation;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::handle::{TaskHandle, typed};
@@ -20,6 +22,11 @@ use crate::remote::RemoteTask;
 
 /// Requests in flight at once on the connection during a batch.
 const IN_FLIGHT: usize = 256;
+
+/// Publish acks awaited at once during a batch submit: well below the JetStream
+/// context's bound on unawaited acks (5,000 by default), past which a publish waits for a
+/// permit that only an awaited ack gives back.
+const ACKS: usize = 1024;
 
 /// How often a batch wait reads the missing results directly.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -61,28 +68,30 @@ impl TaskQueue {
             futures_util::stream::iter(prepared.iter().map(Ok::<_, Error>))
                 .try_for_each_concurrent(IN_FLIGHT, |p| record(store, &p.id, p.not_before, false))
                 .await?;
-            let mut acks = Vec::with_capacity(prepared.len());
+            // Published in order, with at most `ACKS` acks awaited at once: each
+            // unawaited ack holds one of the context's ack permits (5,000 by default), so
+            // holding them all until every task is sent stalls a batch larger than that.
+            let mut acks = FuturesUnordered::new();
             for p in prepared {
-                acks.push(
-                    send(
-                        store,
-                        T::NAME,
-                        &p.id,
-                        &p.id,
-                        p.subject,
-                        p.payload,
-                        p.not_before,
-                    )
-                    .await?,
-                );
+                while acks.len() >= ACKS {
+                    settle(&mut acks, store).await?;
+                }
+                let ack = send(
+                    store,
+                    T::NAME,
+                    &p.id,
+                    &p.id,
+                    p.subject,
+                    p.payload,
+                    p.not_before,
+                )
+                .await?;
+                acks.push(ack.into_future());
             }
-            futures_util::stream::iter(acks.into_iter().map(Ok::<_, Error>))
-                .try_for_each_concurrent(IN_FLIGHT, |ack| async move {
-                    ack.await
-                        .map(|_| ())
-                        .map_err(|e| server_error("store the task", &store.url, e))
-                })
-                .await
+            while !acks.is_empty() {
+                settle(&mut acks, store).await?;
+            }
+            Ok::<(), Error>(())
         })?;
         Ok(ids
             .into_iter()
@@ -106,6 +115,18 @@ impl TaskQueue {
         let inner = self.inner.clone();
         let found = run(async move { wait_many(&inner.store, ids, timeout).await })?;
         Ok(found.into_iter().map(|r| r.and_then(typed::<T>)).collect())
+    }
+}
+
+/// Awaits the next of the publish acks in flight.
+async fn settle<F, A, E>(acks: &mut FuturesUnordered<F>, store: &Store) -> Result<(), Error>
+where
+    F: Future<Output = Result<A, E>>,
+    E: std::fmt::Display,
+{
+    match acks.next().await {
+        Some(Err(e)) => Err(server_error("store the task", &store.url, e)),
+        _ => Ok(()),
     }
 }
 
