@@ -29,7 +29,9 @@ pub enum WireError {
     /// the pool's `max_message_size`.
     #[error(
         "message of {len} bytes exceeds max_message_size ({max} bytes); raise it with \
-         `.max_message_size(..)` on the pool's options (or `ProcessConfig::max_message_size`)"
+         `.max_message_size(..)` on the pool's options (or `ProcessConfig::max_message_size`); \
+         in `Mode::Cluster` it is capped at the NATS server's `max_payload`: raise that in the \
+         server's configuration, or send less per call"
     )]
     TooLarge {
         /// The message's length (its frame: payload plus the envelope header).
