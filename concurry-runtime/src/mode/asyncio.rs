@@ -250,7 +250,15 @@ async fn serve<W: Worker>(index: usize, w: W, rx: UnboundedReceiver<Msg<W>>, sha
                     attempt,
                     job,
                 };
-                held = begin(first, span, &inst, &mut running, &mut lane, shared, index);
+                held = begin(
+                    first,
+                    || span,
+                    &inst,
+                    &mut running,
+                    &mut lane,
+                    shared,
+                    index,
+                );
                 while running.as_ref().is_some_and(|r| !r.is_empty()) || lane.busy() {
                     tokio::select! {
                         biased;
@@ -258,7 +266,10 @@ async fn serve<W: Worker>(index: usize, w: W, rx: UnboundedReceiver<Msg<W>>, sha
                         () = lane.ended(), if lane.busy() => lane.restart(&inst, shared, index),
                         m = rx.recv(), if held.is_none() => match m {
                             Some(Msg::Call(call)) => {
-                                let span = tracing::debug_span!("concurry.call", worker = %shared.name, method = call.method, attempt = call.attempt, index);
+                                // The span is made only if the call starts here: one held back
+                                // gets its span when the loop above takes it.
+                                let (method, attempt) = (call.method, call.attempt);
+                                let span = || tracing::debug_span!("concurry.call", worker = %shared.name, method, attempt, index);
                                 held = begin(call, span, &inst, &mut running, &mut lane, shared, index);
                             }
                             Some(other) => held = Some(other),
@@ -317,7 +328,7 @@ fn still_lent() -> Error {
 /// instance was not shared yet (it is shared at the start of the next run).
 fn begin<'a, W: Worker>(
     call: Call<W>,
-    span: Span,
+    span: impl FnOnce() -> Span,
     inst: &'a Instance<W>,
     running: &mut Option<FuturesUnordered<Instrumented<JobFuture<'a>>>>,
     lane: &mut Lane<W>,
@@ -325,8 +336,8 @@ fn begin<'a, W: Worker>(
     index: usize,
 ) -> Option<Msg<W>> {
     match (call.job, inst) {
-        (Job::Shared(j), _) => start_shared(j, span, inst.get(), running, shared, index),
-        (Job::SharedBlocking(j), Instance::Shared(w)) => lane.push(j, span, &**w, shared, index),
+        (Job::Shared(j), _) => start_shared(j, span(), inst.get(), running, shared, index),
+        (Job::SharedBlocking(j), Instance::Shared(w)) => lane.push(j, span(), &**w, shared, index),
         (job, _) => {
             return Some(Msg::Call(Call {
                 method: call.method,
