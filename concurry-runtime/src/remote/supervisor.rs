@@ -116,6 +116,8 @@ struct Timers {
 struct Conn {
     peer: Arc<dyn Peer>,
     calls: Mutex<Calls>,
+    /// Notified when the last send in progress on this peer is done (see [`Conn::close`]).
+    sent: Condvar,
     /// Set by `stop()`: the peer was asked to end, its end is not a loss.
     stopping: AtomicBool,
     /// The pool's limits, as this peer reaches them.
@@ -125,6 +127,8 @@ struct Conn {
 struct Calls {
     open: bool,
     map: HashMap<u64, Reply>,
+    /// Calls registered in `map` whose bytes are still on their way to the peer.
+    sending: u32,
 }
 
 impl Conn {
@@ -143,10 +147,30 @@ impl Conn {
             }
             let idle = calls.map.is_empty();
             calls.map.insert(id, completer);
+            calls.sending += 1;
             idle
         };
         self.peer.call(id, head, payload, idle);
+        let mut calls = lock(&self.calls);
+        calls.sending -= 1;
+        if calls.sending == 0 && !calls.open {
+            self.sent.notify_all();
+        }
         Ok(())
+    }
+
+    /// Takes no more calls (a sender that comes later gets its call back), and waits until
+    /// every call registered so far has been handed to the peer: a message sent after this
+    /// (a `Shutdown`) reaches the peer after all of them.
+    fn close(&self) {
+        let mut calls = lock(&self.calls);
+        calls.open = false;
+        while calls.sending > 0 {
+            calls = self
+                .sent
+                .wait(calls)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
 
     /// Asks the peer to finish its calls and end.
@@ -305,7 +329,9 @@ impl Supervisor {
             calls: Mutex::new(Calls {
                 open: true,
                 map: HashMap::new(),
+                sending: 0,
             }),
+            sent: Condvar::new(),
             stopping: AtomicBool::new(false),
             host: self.config.hosts.as_ref().map(|h| h()),
         });
@@ -422,8 +448,11 @@ impl Supervisor {
                 Kind::Shutdown => {
                     // The peer is moving (its host drains): calls from now on queue for the
                     // next peer; the ones in flight finish here, then it is asked to end,
-                    // and its end (with nothing in flight) places it anew.
+                    // and its end (with nothing in flight) places it anew. The `Shutdown`
+                    // goes out only after every call already registered here: one sent after
+                    // it would find the instance gone.
                     self.detach(conn);
+                    conn.close();
                     conn.peer.shutdown();
                 }
                 Kind::Fault => {
