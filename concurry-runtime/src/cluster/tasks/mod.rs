@@ -1,4 +1,4 @@
-//! Durable tasks on NATS JetStream: a [`RemoteTask`](crate::RemoteTask) submitted by name runs
+//! Durable tasks on NATS JetStream: a [`RemoteTask`] submitted by name runs
 //! at least once on some node, even if the node running it dies, and its result can be
 //! fetched by task id from any process until it expires.
 //!
