@@ -38,6 +38,14 @@ fn spread(p: &TallyHandle) -> HashMap<String, usize> {
     by_node
 }
 
+/// Node processes named `names`, each with `capacity` slots, on the server at `url`.
+fn nodes(url: &str, names: &[&str], capacity: u32) -> Vec<NodeProc> {
+    names
+        .iter()
+        .map(|n| NodeProc::start(url, n, capacity))
+        .collect()
+}
+
 fn get<T>(p: concurry::Promise<T>) -> Result<T, Error> {
     p.result_timeout(HANG)
 }
@@ -93,10 +101,7 @@ fn twelve_instances_spread_four_by_four_over_three_equal_nodes() {
         return;
     };
     let c = cluster(&s.url());
-    let _nodes: Vec<NodeProc> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| NodeProc::start(&s.url(), n, 8))
-        .collect();
+    let _nodes = nodes(&s.url(), &["n1", "n2", "n3"], 8);
     c.wait_for_nodes(3, HANG).unwrap();
     let p = pool(&c, 12);
     assert_eq!(
@@ -264,10 +269,7 @@ fn limits_shared_by_three_nodes_never_over_admit() {
         return;
     };
     let c = cluster(&s.url());
-    let _nodes: Vec<NodeProc> = ["l1", "l2", "l3"]
-        .iter()
-        .map(|n| NodeProc::start(&s.url(), n, 1))
-        .collect();
+    let _nodes = nodes(&s.url(), &["l1", "l2", "l3"], 1);
     c.wait_for_nodes(3, HANG).unwrap();
     // Five tokens a minute, on a clock that never moves: five takes succeed, in all.
     let set = LimitSet::builder()
