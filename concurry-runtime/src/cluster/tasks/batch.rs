@@ -6,16 +6,15 @@ use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::Operation;
-use futures_util::stream::FuturesUnordered;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::handle::{TaskHandle, typed};
-use super::record::{Stored, decode};
+use super::record::Stored;
 use super::server_error;
 use super::setup::Store;
 use super::status::{TaskStatus, lookup, stored};
-use super::submit::{Prepared, Submit, TaskQueue, record, send};
+use super::submit::{Prepared, Recorded, Submit, TaskQueue, record, send};
 use crate::cluster::run;
 use crate::error::{ConfigError, Error};
 use crate::remote::RemoteTask;
@@ -65,14 +64,31 @@ impl TaskQueue {
         let inner = self.inner.clone();
         run(async move {
             let store = &inner.store;
-            futures_util::stream::iter(prepared.iter().map(Ok::<_, Error>))
-                .try_for_each_concurrent(IN_FLIGHT, |p| record(store, &p.id, p.not_before, false))
-                .await?;
+            let mut recorded: Vec<Recorded> = Vec::with_capacity(prepared.len());
+            let mut records = FuturesOrdered::new();
+            for p in &prepared {
+                if records.len() >= IN_FLIGHT
+                    && let Some(r) = records.next().await
+                {
+                    recorded.push(r?);
+                }
+                records.push_back(record(store, &p.id, p.not_before, false));
+            }
+            while let Some(r) = records.next().await {
+                recorded.push(r?);
+            }
+            drop(records);
             // Published in order, with at most `ACKS` acks awaited at once: each
             // unawaited ack holds one of the context's ack permits (5,000 by default), so
             // holding them all until every task is sent stalls a batch larger than that.
             let mut acks = FuturesUnordered::new();
-            for p in prepared {
+            for (p, recorded) in prepared.into_iter().zip(recorded) {
+                match recorded {
+                    // Finished before: it does not run again.
+                    Recorded::Finished => continue,
+                    Recorded::New => store.watcher.expect(&p.id),
+                    Recorded::Again => {}
+                }
                 while acks.len() >= ACKS {
                     settle(&mut acks, store).await?;
                 }
@@ -130,8 +146,10 @@ where
     }
 }
 
-/// The results of `ids`: a watch of every result stored from now on, started before the
-/// direct reads of those already stored, so none is missed.
+/// The results of `ids`, through the queue's shared results watch: each id registered
+/// first, then those not submitted from here while the watch ran read once directly (the
+/// watch brings any stored after that), and every [`RECHECK`] without news the missing ones
+/// read directly.
 async fn wait_many(
     store: &Store,
     ids: Vec<String>,
@@ -139,16 +157,9 @@ async fn wait_many(
 ) -> Result<Vec<Result<Stored, Error>>, Error> {
     let deadline = Instant::now() + timeout;
     let err = |e: &dyn std::fmt::Display| server_error("wait for task results", &store.url, e);
-    let mut results_stream = store.results.stream.clone();
-    let last = results_stream
-        .info()
-        .await
-        .map_err(|e| err(&e))?
-        .state
-        .last_sequence;
-    let mut watch = store
-        .results
-        .watch_all_from_revision(last + 1)
+    store
+        .watcher
+        .start(&store.results)
         .await
         .map_err(|e| err(&e))?;
     let mut out: Vec<Option<Result<Stored, Error>>> = (0..ids.len()).map(|_| None).collect();
@@ -156,8 +167,31 @@ async fn wait_many(
     for (i, id) in ids.iter().enumerate() {
         missing.entry(id.clone()).or_default().push(i);
     }
-    // Those already stored.
-    let read: Vec<(String, Option<Stored>)> = futures_util::stream::iter(ids.iter().cloned())
+    // Registered (and kept registered) until its result is in.
+    let mut waiters = HashMap::with_capacity(missing.len());
+    let mut delivered = FuturesUnordered::new();
+    let mut unseen = Vec::new();
+    let mut ready = Vec::new();
+    for id in missing.keys() {
+        let mut w = store.watcher.register(id);
+        if let Some(s) = w.ready.take() {
+            ready.push((id.clone(), s));
+            continue;
+        }
+        if !w.expected {
+            unseen.push(id.clone());
+        }
+        if let Some(rx) = w.rx.take() {
+            let id = id.clone();
+            delivered.push(async move { (id, rx.await.ok()) });
+        }
+        waiters.insert(id.clone(), w);
+    }
+    for (id, s) in ready {
+        fill(&mut missing, &mut out, &id, Ok(s));
+    }
+    // Those that may have been stored before the registration.
+    let read: Vec<(String, Option<Stored>)> = futures_util::stream::iter(unseen)
         .map(|id| async move {
             let s = stored(store, &id).await;
             s.map(|s| (id, s))
@@ -178,25 +212,18 @@ async fn wait_many(
         }
         let wake = deadline.min(next_check);
         tokio::select! {
-            entry = watch.next() => match entry {
-                Some(Ok(e)) if e.operation == Operation::Put => {
-                    next_check = Instant::now() + RECHECK;
-                    if missing.contains_key(&e.key) {
-                        match decode::<Stored>(&e.value, "a task result") {
-                            Ok(s) => fill(&mut missing, &mut out, &e.key, Ok(s)),
-                            Err(m) => tracing::warn!(task = %e.key, "concurry tasks: {m}"),
-                        }
-                    }
+            Some((id, s)) = delivered.next() => {
+                next_check = Instant::now() + RECHECK;
+                waiters.remove(&id);
+                if let Some(s) = s {
+                    fill(&mut missing, &mut out, &id, Ok(s));
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => tracing::warn!("concurry tasks: result watch: {e}"),
-                None => tokio::time::sleep_until(wake.into()).await,
             },
             () = tokio::time::sleep_until(wake.into()) => {}
         }
         if Instant::now() >= next_check {
             next_check = Instant::now() + RECHECK;
-            // The watch was silent for a while: read the missing ones directly.
+            // No news for a while: read the missing ones directly.
             let pending: Vec<String> = missing.keys().cloned().collect();
             let read: Vec<(String, Option<Stored>, TaskStatus)> =
                 futures_util::stream::iter(pending)
@@ -224,6 +251,8 @@ async fn wait_many(
                     fill(&mut missing, &mut out, &id, Err(e));
                 }
             }
+            // A watch that ended (idle, or the server went away) starts again.
+            let _ = store.watcher.start(&store.results).await;
         }
     }
     Ok(out

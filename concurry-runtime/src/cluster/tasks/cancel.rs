@@ -15,6 +15,11 @@ pub(crate) async fn cancel(store: &Store, id: &str) -> Result<bool, Error> {
         .put(id, now_ms().to_string().into_bytes().into())
         .await
         .map_err(|e| server_error("store a task's cancel", &store.url, e))?;
+    cancelled_result(store, id).await
+}
+
+/// Stores the `Cancelled` result of `id` unless it has one: true if this one was stored.
+pub(crate) async fn cancelled_result(store: &Store, id: &str) -> Result<bool, Error> {
     let result = encode(&Stored {
         outcome: Outcome::Failed(Failure::Cancelled),
         attempt: 0,

@@ -4,10 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use async_nats::jetstream::kv::Operation;
-use futures_util::StreamExt;
-
-use super::record::{Outcome, Stored, decode};
+use super::record::{Outcome, Stored};
 use super::server_error;
 use super::setup::Store;
 use super::status::{TaskStatus, lookup, stored};
@@ -176,34 +173,37 @@ pub(crate) fn typed<T: RemoteTask>(stored: Stored) -> Result<T::Output, Error> {
     }
 }
 
-/// Waits until `id` has a result: a watch on its key, and every [`RECHECK`] a direct read
-/// (and a check that the task still exists, so a wait on an unknown or expired id ends).
+/// Waits until `id` has a result: through the queue's shared results watch
+/// ([`super::watch`]), after one direct read unless the task was submitted from here while
+/// the watch ran, and every [`RECHECK`] a direct read (and a check that the task still
+/// exists, so a wait on an unknown or expired id ends).
 pub(crate) async fn wait(store: &Store, id: &str) -> Result<Stored, Error> {
-    let mut watch = store
-        .results
-        .watch(id)
+    store
+        .watcher
+        .start(&store.results)
         .await
-        .map_err(|e| server_error("watch a task result", &store.url, e))?;
+        .map_err(|e| server_error("watch the task results", &store.url, e))?;
+    let mut waiter = store.watcher.register(id);
+    if let Some(s) = waiter.ready.take() {
+        return Ok(s);
+    }
+    if !waiter.expected
+        && let Some(s) = stored(store, id).await?
+    {
+        return Ok(s);
+    }
     loop {
+        let delivered = async {
+            match waiter.rx.as_mut() {
+                Some(rx) => rx.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            entry = watch.next() => match entry {
-                Some(Ok(e)) if e.operation == Operation::Put => {
-                    match decode::<Stored>(&e.value, "a task result") {
-                        Ok(s) => return Ok(s),
-                        Err(e) => tracing::warn!(task = id, "concurry tasks: {e}"),
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(task = id, "concurry tasks: result watch: {e}");
-                    tokio::time::sleep(RECHECK).await;
-                }
-                None => {
-                    tokio::time::sleep(RECHECK).await;
-                    if let Ok(w) = store.results.watch(id).await {
-                        watch = w;
-                    }
-                }
+            s = delivered => match s {
+                Some(s) => return Ok(s),
+                // The watch is gone (its queue handle dropped): the rechecks go on.
+                None => waiter.rx = None,
             },
             () = tokio::time::sleep(RECHECK) => {
                 if let Some(s) = stored(store, id).await? {
@@ -218,6 +218,8 @@ pub(crate) async fn wait(store: &Store, id: &str) -> Result<Stored, Error> {
                     )
                     .into());
                 }
+                // A watch that ended (idle, or the server went away) starts again.
+                let _ = store.watcher.start(&store.results).await;
             }
         }
     }

@@ -82,6 +82,7 @@ mod schedule;
 mod setup;
 mod status;
 mod submit;
+mod watch;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -34,6 +34,11 @@ use crate::wire::Fault;
 /// How often every level is fetched from again even without a doorbell.
 const RECHECK: Duration = Duration::from_millis(250);
 
+/// How long a task runs before its status says `Running` (with its node and attempt).
+/// A shorter one is never marked: its result follows at once. A node that dies sooner
+/// leaves no mark, so the run after it counts as the same attempt.
+const RUNNING_AFTER: Duration = Duration::from_millis(20);
+
 /// The pause after a failed fetch (the server is away, say).
 const ERROR_PAUSE: Duration = Duration::from_millis(250);
 
@@ -46,6 +51,11 @@ struct Ctx {
     /// The cancel flags of the tasks this node handles now, by id: a revoke stored while one
     /// runs sets its flag, which the function sees through `concurry::check_cancelled()`.
     running: Mutex<HashMap<String, Token>>,
+    /// Every revoke in the cancel bucket (id -> when, ms), kept current by its watch: a
+    /// task is checked against it instead of reading the bucket per task.
+    revoked: Mutex<HashMap<String, u64>>,
+    /// How long a revoke lasts (the cancel bucket's `max_age`; zero: for ever).
+    revoke_ttl: Duration,
 }
 
 /// Keeps a task's cancel flag registered while the node handles it.
@@ -68,6 +78,13 @@ impl Drop for Registered<'_> {
 }
 
 impl Ctx {
+    /// Whether `id` was revoked (a mark younger than the bucket's `max_age`).
+    fn is_revoked(&self, id: &str) -> bool {
+        lock(&self.revoked).get(id).is_some_and(|&at| {
+            self.revoke_ttl.is_zero() || now_ms().saturating_sub(at) < ms(self.revoke_ttl)
+        })
+    }
+
     /// The longest a message is given back for: below the lease, so a delayed task never
     /// sits with a node past its lease.
     fn cap(&self) -> Duration {
@@ -138,25 +155,14 @@ async fn start(
     let total = u32::try_from(slots).unwrap_or(u32::MAX);
     let sem = Arc::new(Semaphore::new(total as usize));
     let (stop, stopped) = watch::channel(false);
-    let last = store
-        .cancel
-        .stream
-        .clone()
-        .info()
-        .await
-        .map_err(|e| super::server_error("read the cancel bucket", &url, e))?
-        .state
-        .last_sequence;
-    let revoked = store
-        .cancel
-        .watch_all_from_revision(last + 1)
-        .await
-        .map_err(|e| super::server_error("watch the cancel bucket", &url, e))?;
+    let (revoked, marks, revoke_ttl) = revokes(&store, &url).await?;
     let ctx = Arc::new(Ctx {
         store,
         node,
         lease,
         running: Mutex::new(HashMap::new()),
+        revoked: Mutex::new(marks),
+        revoke_ttl,
     });
     let revokes = crate::runtime::runtime()
         .spawn(revoke_loop(ctx.clone(), revoked))
@@ -211,17 +217,104 @@ impl Drop for TaskRunner {
     }
 }
 
-/// Sets the cancel flag of each task revoked while this node runs it.
-async fn revoke_loop(ctx: Arc<Ctx>, mut revoked: async_nats::jetstream::kv::Watch) {
-    while let Some(entry) = revoked.next().await {
-        match entry {
-            Ok(e) if e.operation == Operation::Put => {
-                if let Some(t) = lock(&ctx.running).get(&e.key) {
-                    t.cancel();
+/// How long a node waits at start for the cancel bucket's revokes.
+const REVOKES_SYNC: Duration = Duration::from_secs(30);
+
+/// How often revokes older than the bucket's `max_age` are forgotten.
+const REVOKES_PRUNE: Duration = Duration::from_secs(600);
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads every revoke in the cancel bucket (a watch from its first entry, up to its last)
+/// and returns the watch, which then brings the new ones.
+async fn revokes(
+    store: &Store,
+    url: &str,
+) -> Result<
+    (
+        async_nats::jetstream::kv::Watch,
+        HashMap<String, u64>,
+        Duration,
+    ),
+    Error,
+> {
+    let err = |e: &dyn std::fmt::Display| super::server_error("read the cancel bucket", url, e);
+    let mut bucket = store.cancel.stream.clone();
+    let info = bucket.info().await.map_err(|e| err(&e))?.clone();
+    let mut watch = store
+        .cancel
+        .watch_all_from_revision(1)
+        .await
+        .map_err(|e| err(&e))?;
+    let mut marks = HashMap::new();
+    if info.state.messages > 0 {
+        let sync = async {
+            while let Some(entry) = watch.next().await {
+                let e = entry.map_err(|e| err(&e))?;
+                let current = e.delta == 0 || e.seen_current;
+                mark(&mut marks, e);
+                if current {
+                    break;
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("concurry node: cancel watch: {e}"),
+            Ok::<(), Error>(())
+        };
+        tokio::time::timeout(REVOKES_SYNC, sync)
+            .await
+            .map_err(|_| err(&"no answer"))??;
+    }
+    Ok((watch, marks, info.config.max_age))
+}
+
+/// Files one entry of the cancel bucket.
+fn mark(marks: &mut HashMap<String, u64>, e: async_nats::jetstream::kv::Entry) {
+    if e.operation == Operation::Put {
+        let at = std::str::from_utf8(&e.value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(now_ms);
+        marks.insert(e.key, at);
+    } else {
+        marks.remove(&e.key);
+    }
+}
+
+/// Files each new revoke, and sets the cancel flag of a task revoked while this node runs
+/// it.
+async fn revoke_loop(ctx: Arc<Ctx>, mut revoked: async_nats::jetstream::kv::Watch) {
+    let mut prune = tokio::time::interval(REVOKES_PRUNE);
+    prune.tick().await;
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            entry = revoked.next() => match entry {
+                Some(Ok(e)) => {
+                    last = e.revision;
+                    if e.operation == Operation::Put
+                        && let Some(t) = lock(&ctx.running).get(&e.key)
+                    {
+                        t.cancel();
+                    }
+                    mark(&mut lock(&ctx.revoked), e);
+                }
+                Some(Err(e)) => tracing::warn!("concurry node: cancel watch: {e}"),
+                None => {
+                    // The watch ended: start again after the last revoke seen.
+                    tokio::time::sleep(ERROR_PAUSE).await;
+                    match ctx.store.cancel.watch_all_from_revision(last + 1).await {
+                        Ok(w) => revoked = w,
+                        Err(e) => tracing::warn!("concurry node: cancel watch: {e}"),
+                    }
+                }
+            },
+            _ = prune.tick() => {
+                if !ctx.revoke_ttl.is_zero() {
+                    let (now, ttl) = (now_ms(), ms(ctx.revoke_ttl));
+                    lock(&ctx.revoked).retain(|_, at| now.saturating_sub(*at) < ttl);
+                }
+            }
         }
     }
 }
@@ -335,11 +428,10 @@ fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
         .map(|v| v.as_str().to_string())
 }
 
+/// Acks `msg` without waiting for the server's confirmation: an ack that is lost only
+/// means a redelivery after the lease, which finds the stored result and is acked then.
 async fn ack(msg: &Message, kind: AckKind) {
-    let done = match kind {
-        AckKind::Ack => msg.double_ack().await,
-        other => msg.ack_with(other).await,
-    };
+    let done = msg.ack_with(kind).await;
     if let Err(e) = done {
         tracing::warn!("concurry node: task ack failed: {e}");
     }
@@ -366,13 +458,25 @@ async fn handle(ctx: &Ctx, msg: Message) {
         token: Token::root(),
     };
     lock(&ctx.running).insert(id.clone(), registered.token.clone());
-    let (cancelled, existing, state) = tokio::join!(
-        store.cancel.get(&id),
-        super::status::stored(store, &id),
-        store.status.get(&id)
-    );
-    let (cancelled, existing, state) = match (cancelled, existing, state) {
-        (Ok(c), Ok(e), Ok(s)) => (c, e, s),
+    if ctx.is_revoked(&id) {
+        if let Err(e) = super::cancel::cancelled_result(store, &id).await {
+            tracing::warn!(task = %id, "concurry node: {e}");
+        }
+        ack(&msg, AckKind::Ack).await;
+        return;
+    }
+    // A first delivery needs no reads: a re-submit of a finished task is not published
+    // again (`submit::record`), and its state is what the submit recorded. A redelivery
+    // (a delay or retry given back, a node that died, an ack lost) reads the result and the
+    // state.
+    let first = msg.info().is_ok_and(|i| i.delivered <= 1);
+    let (existing, state) = if first {
+        (Ok(None), Ok(None))
+    } else {
+        tokio::join!(super::status::stored(store, &id), store.status.get(&id))
+    };
+    let (existing, state) = match (existing, state) {
+        (Ok(e), Ok(s)) => (e, s),
         _ => {
             tracing::warn!(task = %id, "concurry node: cannot read the task's records; later");
             give_back(ctx, &msg, ERROR_PAUSE * 4).await;
@@ -381,13 +485,6 @@ async fn handle(ctx: &Ctx, msg: Message) {
     };
     if existing.is_some() {
         // A duplicate (a re-submit after the dedup window, a run whose ack was lost).
-        ack(&msg, AckKind::Ack).await;
-        return;
-    }
-    if cancelled.is_some() {
-        if let Err(e) = super::cancel::cancel(store, &id).await {
-            tracing::warn!(task = %id, "concurry node: {e}");
-        }
         ack(&msg, AckKind::Ack).await;
         return;
     }
@@ -435,25 +532,32 @@ async fn handle(ctx: &Ctx, msg: Message) {
         finish(ctx, &msg, &id, attempt, Outcome::Failed(f)).await;
         return;
     }
-    let running = encode(&State::Running {
-        node: ctx.node.clone(),
-        attempt,
-    });
-    if let Err(e) = store.status.put(&id, running.into()).await {
-        tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
-    }
     let run_fn = entry.run;
     let args = task.args;
     let token = registered.token.clone();
     let mut job = tokio::task::spawn_blocking(move || {
         crate::cancel::context::in_token(&token, || run_fn(&args))
     });
-    // Renews the lease every third of it while the task runs.
+    // Renews the lease every third of it while the task runs, and records `Running` once
+    // it has run for [`RUNNING_AFTER`] (a task that ends sooner goes straight to its result).
     let mut tick = tokio::time::interval(ctx.lease / 3);
     tick.tick().await;
+    let mut running = Some(encode(&State::Running {
+        node: ctx.node.clone(),
+        attempt,
+    }));
+    let mark = tokio::time::sleep(RUNNING_AFTER);
+    tokio::pin!(mark);
     let out = loop {
         tokio::select! {
             r = &mut job => break r,
+            () = &mut mark, if running.is_some() => {
+                if let Some(running) = running.take()
+                    && let Err(e) = store.status.put(&id, running.into()).await
+                {
+                    tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
+                }
+            }
             _ = tick.tick() => ack(&msg, AckKind::Progress).await,
         }
     };

@@ -69,6 +69,8 @@ pub(crate) struct Store {
     pub(crate) config: TaskConfig,
     pub(crate) url: String,
     pub(crate) max_payload: usize,
+    /// The results watch shared by this handle's waits.
+    pub(crate) watcher: super::watch::Watcher,
 }
 
 impl Store {
@@ -150,6 +152,7 @@ impl Store {
             config,
             url: url.to_string(),
             max_payload,
+            watcher: super::watch::Watcher::default(),
         })
     }
 

@@ -217,25 +217,44 @@ impl TaskQueue {
         args: T::Args,
         submit: Submit,
     ) -> Result<TaskHandle<T>, Error> {
+        let fresh = submit.id.is_none();
         let task = self.prepare::<T>(args, submit)?;
         let inner = self.inner.clone();
         let id = task.id.clone();
         run(async move {
             let store = &inner.store;
-            record(store, &task.id, task.not_before, false).await?;
-            send(
-                store,
-                T::NAME,
-                &task.id,
-                &task.id,
-                task.subject,
-                task.payload,
-                task.not_before,
-            )
-            .await?
-            .await
-            .map(|_| ())
-            .map_err(|e| server_error("store the task", &store.url, e))
+            let publish = async {
+                send(
+                    store,
+                    T::NAME,
+                    &task.id,
+                    &task.id,
+                    task.subject,
+                    task.payload,
+                    task.not_before,
+                )
+                .await?
+                .await
+                .map(|_| ())
+                .map_err(|e| server_error("store the task", &store.url, e))
+            };
+            if fresh {
+                // A fresh random id cannot have been submitted before: its status record
+                // and its message go out together (one round trip, not two).
+                store.watcher.expect(&task.id);
+                let (recorded, published) =
+                    tokio::join!(record(store, &task.id, task.not_before, false), publish);
+                recorded.and(published)
+            } else {
+                match record(store, &task.id, task.not_before, false).await? {
+                    Recorded::Finished => Ok(()),
+                    Recorded::New => {
+                        store.watcher.expect(&task.id);
+                        publish.await
+                    }
+                    Recorded::Again => publish.await,
+                }
+            }
         })?;
         Ok(TaskHandle::new(self.clone(), id))
     }
@@ -355,6 +374,18 @@ pub(crate) struct Prepared {
     pub(crate) not_before: Option<SystemTime>,
 }
 
+/// What [`record`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// A new task (or a replay): publish it.
+    New,
+    /// Submitted before, without a result yet: publish again (the stream deduplicates it
+    /// within its window).
+    Again,
+    /// Submitted before and finished: nothing to publish, it does not run again.
+    Finished,
+}
+
 /// Records the task's state before it is published: only if it has none (a re-submit must
 /// not reset a running or finished task), unless `reset` (a replay).
 pub(crate) async fn record(
@@ -362,7 +393,7 @@ pub(crate) async fn record(
     id: &str,
     not_before: Option<SystemTime>,
     reset: bool,
-) -> Result<(), Error> {
+) -> Result<Recorded, Error> {
     let state = match not_before {
         Some(t) if t > SystemTime::now() => State::Scheduled { at_ms: to_ms(t) },
         _ => State::Pending,
@@ -373,14 +404,19 @@ pub(crate) async fn record(
             .status
             .put(id, bytes.into())
             .await
-            .map(|_| ())
+            .map(|_| Recorded::New)
             .map_err(|e| e.to_string())
     } else {
         match store.status.create(id, bytes.into()).await {
             Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
-                Ok(())
+                // A re-submit: nodes run a task's first delivery without looking for a
+                // result, so one that finished is not published again.
+                return match super::status::stored(store, id).await? {
+                    Some(_) => Ok(Recorded::Finished),
+                    None => Ok(Recorded::Again),
+                };
             }
-            other => other.map(|_| ()).map_err(|e| e.to_string()),
+            other => other.map(|_| Recorded::New).map_err(|e| e.to_string()),
         }
     };
     recorded.map_err(|e| server_error("record the task's status", &store.url, e))
