@@ -319,14 +319,18 @@ async fn revoke_loop(ctx: Arc<Ctx>, mut revoked: async_nats::jetstream::kv::Watc
     }
 }
 
-/// How long after a doorbell an empty fetch is tried again instead of taken as "empty":
-/// the core message can arrive before the stream's consumer has the task.
+/// How long a fetch waits on the server for a task whose doorbell rang but which the
+/// consumer does not have yet (the core message can arrive first).
 const BELL_GRACE: Duration = Duration::from_millis(50);
 
-fn ring(levels: &mut Levels, rung: &mut [Option<Instant>; 4], subject: &str) {
+/// Doorbells per level not yet matched by a fetched task: a level found empty while it has
+/// some is waited on (server side, for the task on its way) instead of polled.
+type Bells = [u64; 4];
+
+fn ring(levels: &mut Levels, bells: &mut Bells, subject: &str) {
     if let Some(p) = subject.rsplit('.').next().and_then(Priority::from_token) {
         levels.ring(p.level());
-        rung[p.level()] = Some(Instant::now());
+        bells[p.level()] += 1;
     }
 }
 
@@ -338,7 +342,7 @@ async fn fetch_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut levels = Levels::default();
-    let mut rung: [Option<Instant>; 4] = [None; 4];
+    let mut bells: Bells = [0; 4];
     let mut checked = Instant::now();
     loop {
         if *stop.borrow() {
@@ -352,7 +356,7 @@ async fn fetch_loop(
             _ = stop.changed() => return,
         };
         while let Some(Some(m)) = bell.next().now_or_never() {
-            ring(&mut levels, &mut rung, &m.subject);
+            ring(&mut levels, &mut bells, &m.subject);
         }
         if checked.elapsed() >= RECHECK {
             levels.ring_all();
@@ -361,7 +365,7 @@ async fn fetch_loop(
         let Some(level) = levels.next() else {
             drop(first);
             tokio::select! {
-                m = bell.next() => if let Some(m) = m { ring(&mut levels, &mut rung, &m.subject) },
+                m = bell.next() => if let Some(m) = m { ring(&mut levels, &mut bells, &m.subject) },
                 () = tokio::time::sleep(RECHECK) => {
                     levels.ring_all();
                     checked = Instant::now();
@@ -370,12 +374,19 @@ async fn fetch_loop(
             }
             continue;
         };
+        let mut first = Some(first);
         let want = sem.available_permits() + 1;
-        let batch = consumers[level].fetch().max_messages(want).messages().await;
-        let mut batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("concurry node: task fetch failed: {e}");
+        let consumer = &consumers[level];
+        let mut got = match take(
+            &ctx,
+            &sem,
+            &mut first,
+            consumer.fetch().max_messages(want).messages().await,
+        )
+        .await
+        {
+            Taken::Got(n) => n,
+            Taken::Failed => {
                 drop(first);
                 tokio::select! {
                     () = tokio::time::sleep(ERROR_PAUSE) => {}
@@ -383,43 +394,81 @@ async fn fetch_loop(
                 }
                 continue;
             }
+            Taken::Closed => return,
         };
-        let mut first = Some(first);
-        let mut got = 0usize;
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(msg) => {
-                    got += 1;
-                    let permit = match first.take() {
-                        Some(p) => p,
-                        None => match sem.clone().acquire_owned().await {
-                            Ok(p) => p,
-                            Err(_) => return,
-                        },
-                    };
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        handle(&ctx, msg).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("concurry node: task fetch: {e}");
-                    break;
-                }
+        if got == 0 && bells[level] > 0 {
+            // Rung, but not in the consumer yet: the task is on its way; the server hands
+            // it over the moment it has it.
+            let wait = consumer
+                .batch()
+                .max_messages(1)
+                .expires(BELL_GRACE)
+                .messages()
+                .await;
+            match take(&ctx, &sem, &mut first, wait).await {
+                Taken::Got(n) => got = n,
+                Taken::Failed => {}
+                Taken::Closed => return,
             }
         }
         if got == 0 {
-            if rung[level].is_some_and(|t| t.elapsed() < BELL_GRACE) {
-                // Rung just now: the task is on its way into the consumer.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            } else {
-                levels.found_empty(level);
-            }
+            bells[level] = 0;
+            levels.found_empty(level);
         } else {
+            bells[level] = bells[level].saturating_sub(got as u64);
             levels.served(level);
         }
     }
+}
+
+enum Taken {
+    Got(usize),
+    Failed,
+    Closed,
+}
+
+/// Hands each task of a fetch to a handler under a slot (`first` for the first one).
+async fn take(
+    ctx: &Arc<Ctx>,
+    sem: &Arc<Semaphore>,
+    first: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+    batch: Result<
+        async_nats::jetstream::consumer::pull::Batch,
+        async_nats::jetstream::consumer::pull::BatchError,
+    >,
+) -> Taken {
+    let mut batch = match batch {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!("concurry node: task fetch failed: {e}");
+            return Taken::Failed;
+        }
+    };
+    let mut got = 0usize;
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(msg) => {
+                got += 1;
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match sem.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => return Taken::Closed,
+                    },
+                };
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    handle(&ctx, msg).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!("concurry node: task fetch: {e}");
+                break;
+            }
+        }
+    }
+    Taken::Got(got)
 }
 
 fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
