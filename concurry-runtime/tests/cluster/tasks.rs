@@ -774,3 +774,72 @@ fn a_batch_larger_than_the_publish_ack_window_completes_each_task_once() {
     assert_eq!(ids.len(), BIG, "every task has its own id");
     eventually("the queue empties", || q.queued().unwrap() == 0);
 }
+
+#[test]
+fn a_finished_task_submitted_again_after_the_dedup_window_is_not_queued_again() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let config = short().dedup_window(Duration::from_secs(1));
+    let q = queue(&c, config.clone());
+    let n = node(&c, "n1", config.clone());
+    let key = "again".to_string();
+    let t = q
+        .submit_with::<Count>((key.clone(),), Submit::new().id("again-1"))
+        .unwrap();
+    assert_eq!(t.result_timeout(HANG).unwrap(), 1);
+    eventually("the stream empties", || q.queued().unwrap() == 0);
+    drop(n);
+    // Past the stream's dedup window only the stored result tells it is the same task (a
+    // node runs a first delivery without reading it).
+    std::thread::sleep(Duration::from_millis(1500));
+    q.submit_with::<Count>((key.clone(),), Submit::new().id("again-1"))
+        .unwrap();
+    assert_eq!(
+        q.queued().unwrap(),
+        0,
+        "a finished task is not queued again"
+    );
+    let _n = node(&c, "n2", config);
+    assert_eq!(t.result_timeout(HANG).unwrap(), 1);
+    assert_eq!(runs(&key), 1);
+}
+
+#[test]
+fn many_waits_share_one_consumer_of_the_results_bucket() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = queue(&c, short());
+    let handles: Vec<_> = (0..20).map(|i| q.submit::<Add>((i, 1)).unwrap()).collect();
+    let promises: Vec<_> = handles.iter().map(|t| t.promise()).collect();
+    let url = s.url();
+    let consumers = move || {
+        let url = url.clone();
+        within("read the results stream", move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+                let mut stream = js.get_stream("KV_CC_default_results").await?;
+                Ok::<_, async_nats::Error>(stream.info().await?.state.consumer_count)
+            })
+        })
+        .expect("stream info")
+    };
+    eventually("the waits watch the results", || consumers() >= 1);
+    // A wait of its own each (as before) showed up as 20 consumers within milliseconds.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        assert_eq!(consumers(), 1, "one shared watch for every wait");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _n = node(&c, "n1", short());
+    for (i, p) in promises.into_iter().enumerate() {
+        assert_eq!(p.result_timeout(HANG).unwrap(), i as u64 + 1);
+    }
+}

@@ -15,7 +15,6 @@ use super::server_error;
 use super::setup::Store;
 use super::status::{TaskStatus, lookup, stored};
 use super::submit::{Prepared, Recorded, Submit, TaskQueue, record, send};
-use crate::cluster::run;
 use crate::error::{ConfigError, Error};
 use crate::remote::RemoteTask;
 
@@ -62,7 +61,7 @@ impl TaskQueue {
             .collect::<Result<Vec<Prepared>, Error>>()?;
         let ids: Vec<String> = prepared.iter().map(|p| p.id.clone()).collect();
         let inner = self.inner.clone();
-        run(async move {
+        super::here(async move {
             let store = &inner.store;
             let mut recorded: Vec<Recorded> = Vec::with_capacity(prepared.len());
             let mut records = FuturesOrdered::new();
@@ -129,7 +128,7 @@ impl TaskQueue {
     ) -> Result<Vec<Result<T::Output, Error>>, Error> {
         let ids: Vec<String> = tasks.iter().map(|t| t.task_id().to_string()).collect();
         let inner = self.inner.clone();
-        let found = run(async move { wait_many(&inner.store, ids, timeout).await })?;
+        let found = super::here(async move { wait_many(&inner.store, ids, timeout).await })?;
         Ok(found.into_iter().map(|r| r.and_then(typed::<T>)).collect())
     }
 }

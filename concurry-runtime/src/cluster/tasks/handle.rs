@@ -113,7 +113,7 @@ impl<T: RemoteTask> TaskHandle<T> {
     pub fn result(&self) -> Result<T::Output, Error> {
         let inner = self.queue.inner.clone();
         let id = self.id.clone();
-        run(async move { wait(&inner.store, &id).await }).and_then(typed::<T>)
+        super::here(async move { wait(&inner.store, &id).await }).and_then(typed::<T>)
     }
 
     /// As [`result`](TaskHandle::result), giving up after `timeout` with [`Error::Timeout`]
@@ -125,7 +125,7 @@ impl<T: RemoteTask> TaskHandle<T> {
     pub fn result_timeout(&self, timeout: Duration) -> Result<T::Output, Error> {
         let inner = self.queue.inner.clone();
         let id = self.id.clone();
-        run(async move {
+        super::here(async move {
             tokio::time::timeout(timeout, wait(&inner.store, &id))
                 .await
                 .unwrap_or(Err(Error::Timeout))

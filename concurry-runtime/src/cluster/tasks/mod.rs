@@ -148,6 +148,20 @@ impl Cluster {
     }
 }
 
+/// Runs `fut` to its end on the calling thread when that thread is outside any runtime
+/// (the library's entered for timers; the connection's I/O runs there anyway): one thread
+/// hop less each way than [`run`](crate::cluster::run), which the submit and wait paths
+/// pay per task. Inside a runtime, as `run`.
+pub(crate) fn here<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        crate::runtime::block_on(fut)
+    } else {
+        crate::cluster::run(fut)
+    }
+}
+
 /// Headers of a task message.
 pub(crate) const TASK_ID: &str = "Cc-Task-Id";
 pub(crate) const NOT_BEFORE: &str = "Cc-Not-Before";

@@ -221,7 +221,7 @@ impl TaskQueue {
         let task = self.prepare::<T>(args, submit)?;
         let inner = self.inner.clone();
         let id = task.id.clone();
-        run(async move {
+        super::here(async move {
             let store = &inner.store;
             let publish = async {
                 send(
