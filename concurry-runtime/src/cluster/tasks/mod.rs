@@ -74,8 +74,10 @@
 mod batch;
 mod cancel;
 mod config;
+mod cron;
 mod dlq;
 mod handle;
+mod periodic;
 mod record;
 pub(crate) mod runner;
 mod schedule;
@@ -88,6 +90,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use config::TaskConfig;
 pub use dlq::DeadLetter;
 pub use handle::TaskHandle;
+pub use periodic::{Schedule, ScheduleInfo};
 pub use status::TaskStatus;
 pub use submit::{Priority, Submit, TaskQueue};
 

@@ -80,6 +80,8 @@ pub(crate) struct TaskRunner {
     stop: watch::Sender<bool>,
     fetch: tokio::task::JoinHandle<()>,
     revokes: tokio::task::AbortHandle,
+    /// The node's scheduler of periodic tasks (`periodic.rs`).
+    scheduler: tokio::task::AbortHandle,
     slots: Arc<Semaphore>,
     total: u32,
     lease: Duration,
@@ -152,6 +154,7 @@ async fn start(
         .watch_all_from_revision(last + 1)
         .await
         .map_err(|e| super::server_error("watch the cancel bucket", &url, e))?;
+    let scheduler = super::periodic::start(store.clone()).await?;
     let ctx = Arc::new(Ctx {
         store,
         node,
@@ -173,6 +176,7 @@ async fn start(
         stop,
         fetch,
         revokes,
+        scheduler,
         slots: sem,
         total,
         lease,
@@ -187,6 +191,7 @@ impl TaskRunner {
         let _ = self.stop.send(true);
         let fetch = self.fetch.abort_handle();
         let revokes = self.revokes.clone();
+        self.scheduler.abort();
         let slots = self.slots.clone();
         let (total, lease) = (self.total, self.lease);
         run(async move {
@@ -208,6 +213,7 @@ impl Drop for TaskRunner {
         let _ = self.stop.send(true);
         self.fetch.abort();
         self.revokes.abort();
+        self.scheduler.abort();
     }
 }
 

@@ -144,6 +144,11 @@ impl Submit {
         self.retry = Some(retry);
         self
     }
+
+    /// The id given with [`id`](Submit::id), if any (a schedule refuses one).
+    pub(crate) fn given_id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
 }
 
 pub(crate) struct QueueInner {
