@@ -288,3 +288,254 @@ fn schedules_are_listed_survive_a_server_restart_and_bad_ones_are_refused() {
     assert!(q.schedules().unwrap().is_empty());
     let _ = std::fs::remove_file(&path);
 }
+
+// ---------------------------------------------------------------- 2. retries on the nodes
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use concurry::cluster::TaskStatus;
+use concurry::{RemoteTask, RetryConfig, TaskOutput};
+
+/// Calls per key, in this process.
+static CALLS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
+fn call(key: &str) -> u32 {
+    let mut m = CALLS.lock().unwrap();
+    let n = m
+        .get_or_insert_with(HashMap::new)
+        .entry(key.to_string())
+        .or_insert(0);
+    *n += 1;
+    *n
+}
+
+fn calls(key: &str) -> u32 {
+    CALLS
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(key).copied())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Trouble {
+    Transient,
+    Fatal,
+}
+
+/// Fails with `Transient` on its first call per key, then returns the call count; fails
+/// with `Fatal` whenever asked to. Its own retries: 3 attempts, only `Transient` retried.
+struct Fetch;
+impl RemoteTask for Fetch {
+    const NAME: &'static str = "tests::periodic::Fetch";
+    type Args = (String, bool);
+    type Output = Result<u32, Trouble>;
+    fn run((key, fatal): (String, bool)) -> Result<u32, Trouble> {
+        let n = call(&key);
+        if fatal {
+            Err(Trouble::Fatal)
+        } else if n == 1 {
+            Err(Trouble::Transient)
+        } else {
+            Ok(n)
+        }
+    }
+    fn retry() -> Option<RetryConfig> {
+        Some(
+            RetryConfig::attempts(3)
+                .wait(Duration::from_millis(20))
+                .retry_on(|f| f.downcast_ref::<Trouble>() == Some(&Trouble::Transient)),
+        )
+    }
+    fn inspect(output: &Self::Output) -> TaskOutput<'_> {
+        TaskOutput::of_result(output)
+    }
+}
+concurry::register_remote_task!(Fetch);
+
+/// Returns `(its call count for the key, the count it must reach)`; its own retries accept
+/// an output only once the count is reached, in up to 4 attempts.
+struct Roll;
+impl RemoteTask for Roll {
+    const NAME: &'static str = "tests::periodic::Roll";
+    type Args = (String, u32);
+    type Output = (u32, u32);
+    fn run((key, good_from): (String, u32)) -> (u32, u32) {
+        (call(&key), good_from)
+    }
+    fn retry() -> Option<RetryConfig> {
+        Some(
+            RetryConfig::attempts(4)
+                .wait(Duration::from_millis(20))
+                .retry_until_named("count reached", |(n, from): &(u32, u32)| n >= from),
+        )
+    }
+}
+concurry::register_remote_task!(Roll);
+
+#[test]
+fn an_error_output_is_retried_on_the_node_then_succeeds_at_attempt_2() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = c.tasks().unwrap();
+    let _n = node(&c, "n1");
+    let t = q.submit::<Fetch>(("fetch-ok".into(), false)).unwrap();
+    assert_eq!(t.result_timeout(HANG).unwrap(), Ok(2));
+    assert_eq!(calls("fetch-ok"), 2);
+    assert_eq!(
+        t.status().unwrap(),
+        TaskStatus::Succeeded {
+            node: "n1".into(),
+            attempt: 2
+        }
+    );
+}
+
+#[test]
+fn retry_until_rejects_values_until_a_good_one_and_exhausted_is_a_validation_error() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = c.tasks().unwrap();
+    let _n = node(&c, "n1");
+    let t = q.submit::<Roll>(("roll-3".into(), 3)).unwrap();
+    assert_eq!(t.result_timeout(HANG).unwrap(), (3, 3));
+    assert!(matches!(
+        t.status().unwrap(),
+        TaskStatus::Succeeded { attempt: 3, .. }
+    ));
+    // Never good enough: four attempts, then the last value in a validation error.
+    let t = q.submit::<Roll>(("roll-never".into(), 100)).unwrap();
+    match t.result_timeout(HANG).unwrap_err() {
+        Error::Validation {
+            attempts,
+            reason,
+            outputs,
+            ..
+        } => {
+            assert_eq!(attempts, 4);
+            assert_eq!(reason, "count reached");
+            assert_eq!(outputs.into_vec::<(u32, u32)>().unwrap(), [(4, 100)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(calls("roll-never"), 4);
+    assert!(matches!(
+        t.status().unwrap(),
+        TaskStatus::DeadLettered { attempts: 4, .. }
+    ));
+}
+
+#[test]
+fn an_error_retry_on_declines_is_dead_lettered_after_one_attempt() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = c.tasks().unwrap();
+    let _n = node(&c, "n1");
+    let t = q
+        .submit_with::<Fetch>(("fetch-fatal".into(), true), Submit::new().id("fatal-1"))
+        .unwrap();
+    // The typed handle gives the task's own error back.
+    assert_eq!(t.result_timeout(HANG).unwrap(), Err(Trouble::Fatal));
+    assert_eq!(calls("fetch-fatal"), 1);
+    assert!(matches!(
+        t.status().unwrap(),
+        TaskStatus::DeadLettered { attempts: 1, .. }
+    ));
+    let dead = q.dead_letters().unwrap();
+    let d = dead
+        .iter()
+        .find(|d| d.id == "fatal-1")
+        .expect("dead letter");
+    assert_eq!(d.attempts, 1);
+    assert!(d.reason.contains("retry_on declined"), "{}", d.reason);
+    assert!(d.last_error.contains("Fatal"), "{}", d.last_error);
+}
+
+// ---------------------------------------------------------------- 3. call_timeout
+
+/// Sleeps `ms` ignoring its cancellation token, then records that it returned.
+#[concurry::task(remote)]
+fn stubborn(key: String, ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    call(&key)
+}
+
+/// Loops until its token is signalled (at most [`HANG`]); records the key when it saw it.
+#[concurry::task(remote)]
+fn patient(key: String) -> bool {
+    let deadline = Instant::now() + HANG;
+    while Instant::now() < deadline {
+        if concurry::check_cancelled().is_err() {
+            call(&key);
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+type Stubborn = stubborn::__RemoteTask;
+type Patient = patient::__RemoteTask;
+
+#[test]
+fn a_task_past_its_call_timeout_is_failed_retried_then_dead_lettered_and_frees_its_slot() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = c.tasks().unwrap();
+    // Two slots: both attempts' threads outlive their timeouts.
+    let _n = node(&c, "n1");
+    let submit = Submit::new()
+        .id("stubborn-1")
+        .call_timeout(Duration::from_millis(300))
+        .retry(RetryConfig::attempts(2).wait(Duration::from_millis(20)));
+    let t = q
+        .submit_with::<Stubborn>(("stubborn".into(), 120_000), submit)
+        .unwrap();
+    match t.result_timeout(HANG).unwrap_err() {
+        Error::RetriesExhausted { attempts, last, .. } => {
+            assert_eq!(attempts, 2);
+            assert!(matches!(*last, Error::Timeout), "{last:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let dead = q.dead_letters().unwrap();
+    let d = dead
+        .iter()
+        .find(|d| d.id == "stubborn-1")
+        .expect("dead letter");
+    assert!(d.last_error.contains("call_timeout"), "{}", d.last_error);
+    assert_eq!(
+        calls("stubborn"),
+        0,
+        "the sleeping threads have not returned"
+    );
+    // Their slots are free again: another task runs while they still sleep.
+    let quick = q.submit::<Stubborn>(("quick".into(), 0)).unwrap();
+    assert_eq!(quick.result_timeout(HANG).unwrap(), 1);
+    // A task that watches its token sees the signal at the timeout.
+    let p = q
+        .submit_with::<Patient>(
+            ("patient".into(),),
+            Submit::new().call_timeout(Duration::from_millis(100)),
+        )
+        .unwrap();
+    assert!(matches!(
+        p.result_timeout(HANG).unwrap_err(),
+        Error::Timeout
+    ));
+    eventually("the task saw its cancel", || calls("patient") == 1);
+    let e = q
+        .submit_with::<Patient>(("x".into(),), Submit::new().call_timeout(Duration::ZERO))
+        .unwrap_err();
+    assert!(e.to_string().contains("call_timeout"), "{e}");
+}

@@ -79,6 +79,7 @@ mod dlq;
 mod handle;
 mod periodic;
 mod record;
+pub(crate) mod retrying;
 pub(crate) mod runner;
 mod schedule;
 mod setup;
