@@ -539,3 +539,50 @@ fn a_task_past_its_call_timeout_is_failed_retried_then_dead_lettered_and_frees_i
         .unwrap_err();
     assert!(e.to_string().contains("call_timeout"), "{e}");
 }
+
+fn transient(e: &String) -> bool {
+    e == "transient"
+}
+
+/// As [`Fetch`], written with `#[task(remote)]` and `#[retry]`.
+#[concurry::task(remote)]
+#[retry(attempts = 3, on = transient)]
+fn fetch_fn(key: String, fatal: bool) -> Result<u32, String> {
+    let n = call(&key);
+    if fatal {
+        Err("fatal".into())
+    } else if n == 1 {
+        Err("transient".into())
+    } else {
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_task_functions_retry_attribute_is_honoured_on_the_node() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = c.tasks().unwrap();
+    let _n = node(&c, "n1");
+    let t = q
+        .submit::<fetch_fn::__RemoteTask>(("fetch-fn-ok".into(), false))
+        .unwrap();
+    assert_eq!(t.result_timeout(HANG).unwrap(), Ok(2));
+    assert!(matches!(
+        t.status().unwrap(),
+        TaskStatus::Succeeded { attempt: 2, .. }
+    ));
+    let f = q
+        .submit_with::<fetch_fn::__RemoteTask>(
+            ("fetch-fn-fatal".into(), true),
+            Submit::new().id("fetch-fn-fatal"),
+        )
+        .unwrap();
+    assert_eq!(f.result_timeout(HANG).unwrap(), Err("fatal".to_string()));
+    assert_eq!(calls("fetch-fn-fatal"), 1);
+    let dead = q.dead_letters().unwrap();
+    let d = dead.iter().find(|d| d.id == "fetch-fn-fatal").unwrap();
+    assert!(d.last_error.contains("\"fatal\""), "{}", d.last_error);
+}
