@@ -43,11 +43,11 @@ pub trait RemoteTask: 'static {
     /// impl RemoteTask for Fetch {
     ///     const NAME: &'static str = "docs::Fetch";
     ///     type Args = (String,);
-    ///     type Output = Result<String, std::io::ErrorKind>;
+    ///     type Output = Result<String, String>;
     ///     fn run((url,): (String,)) -> Self::Output { Ok(url) }
     ///     fn retry() -> Option<RetryConfig> {
     ///         Some(RetryConfig::attempts(3)
-    ///             .retry_on(|f| f.downcast_ref() == Some(&std::io::ErrorKind::TimedOut))
+    ///             .retry_on(|f| f.downcast_ref::<String>().is_some_and(|e| e == "timed out"))
     ///             .retry_until(|page: &String| !page.is_empty()))
     ///     }
     ///     fn inspect(output: &Self::Output) -> TaskOutput<'_> {
