@@ -387,7 +387,10 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// `#[retry(attempts = 5, on = path, until = path)]` or `#[retry(never)]` right under
 /// `#[task]` overrides the pool's retry settings for the function, as on a `#[worker]`
-/// method (written below `#[task]`, which reads and removes it).
+/// method (written below `#[task]`, which reads and removes it). With `#[task(remote)]` it
+/// also applies on a cluster's nodes when the function runs as a durable task
+/// (`RemoteTask::retry`), where an `Err` it returns is a failed attempt
+/// (`RemoteTask::inspect`).
 ///
 /// In `#[retry]`, `attempts = n` counts every try, the first call included (`1` = no
 /// retries), as `RetryConfig::attempts(n)` does. The waits between attempts come from the

@@ -120,6 +120,36 @@ pub fn async_self_methods_need_a_sync_worker<W: Sync>() {}
 
 pub use crate::pool::{Extract, MethodRetry, Validate};
 
+/// A `#[task(remote)]` function's error as dead letters describe it: its `Debug` form when
+/// it has one, else its type's name. Generated code calls `(&&Describe(e)).describe()`, so
+/// method resolution picks [`DescribeDebug`] when the type is `Debug`.
+#[derive(Debug)]
+pub struct Describe<'a, E>(pub &'a E);
+
+/// The `Debug` form (preferred by method resolution).
+pub trait DescribeDebug {
+    /// The text.
+    fn describe(&self) -> String;
+}
+
+impl<E: std::fmt::Debug> DescribeDebug for &Describe<'_, E> {
+    fn describe(&self) -> String {
+        format!("{:?}", self.0)
+    }
+}
+
+/// The type's name, for errors without `Debug`.
+pub trait DescribeName {
+    /// The text.
+    fn describe(&self) -> String;
+}
+
+impl<E> DescribeName for Describe<'_, E> {
+    fn describe(&self) -> String {
+        std::any::type_name::<E>().to_string()
+    }
+}
+
 /// A method call's arguments, on their way to a submission. Generated code calls
 /// `(&Args::new((a, b))).submit_blocking(..)`: when the arguments are `Clone` the call can be
 /// retried ([`SubmitRetrying`]); otherwise it runs once ([`SubmitOnce`]), chosen at compile

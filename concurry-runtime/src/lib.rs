@@ -55,7 +55,9 @@ pub use limit::{
     LimitPoolStrategy, LimitSet, LimitSetBuilder, LimitStats, PoolAcquisition, RateAlgorithm,
     RateLimit, ResourceLimit, limits,
 };
-pub use mode::process::{ProcessConfig, ProcessWorker, RemoteTask, RemoteWorker, TaskHost};
+pub use mode::process::{
+    ProcessConfig, ProcessWorker, RemoteTask, RemoteWorker, TaskHost, TaskOutput,
+};
 pub use options::{IntoCluster, LoadBalancing, Mode};
 pub use pool::{PoolStats, WorkerStats};
 pub use primitives::{

@@ -207,7 +207,7 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
     };
 
     let remote_items = if remote {
-        remote_items(&krate, t, &names, &tys, span)
+        remote_items(&krate, t, &names, &tys, span, &method_retry, err.is_some())
     } else {
         TokenStream::new()
     };
@@ -458,8 +458,29 @@ fn remote_items(
     names: &[&Ident],
     tys: &[&Type],
     span: Span,
+    method_retry: &TokenStream,
+    fallible: bool,
 ) -> TokenStream {
     let p = quote!(#krate::__private);
+    // On a cluster's nodes (durable tasks) an `Err` is a failed attempt, judged by the
+    // function's `#[retry]`.
+    let inspect = fallible.then(|| {
+        quote! {
+            fn inspect(output: &Self::Output) -> #krate::TaskOutput<'_> {
+                match output {
+                    ::core::result::Result::Ok(value) => #krate::TaskOutput::Value(value),
+                    ::core::result::Result::Err(error) => {
+                        #[allow(unused_imports)]
+                        use #p::{DescribeDebug as _, DescribeName as _};
+                        #krate::TaskOutput::Error {
+                            error,
+                            message: (&&#p::Describe(error)).describe(),
+                        }
+                    }
+                }
+            }
+        }
+    });
     let ident = t.ident();
     let output: Type = match t.output() {
         ReturnType::Type(_, ty) => (**ty).clone(),
@@ -505,6 +526,10 @@ fn remote_items(
             fn run((#(#names,)*): Self::Args) -> Self::Output {
                 #call
             }
+            fn retry() -> ::core::option::Option<#krate::RetryConfig> {
+                (#method_retry).durable_config()
+            }
+            #inspect
         }
 
         #krate::register_remote_task!(__RemoteTask);

@@ -152,6 +152,33 @@ impl<T, E> MethodRetry<T, E> {
     fn is_inherit(&self) -> bool {
         !self.never && self.attempts.is_none() && self.on.is_none() && self.until.is_none()
     }
+
+    /// The retry settings of a `#[task(remote)]` function's `#[retry(..)]` on a cluster's
+    /// nodes (`RemoteTask::retry`), where no pool config applies: from
+    /// `RetryConfig::default()`'s waits. `None` without `#[retry]`.
+    pub fn durable_config(&self) -> Option<RetryConfig>
+    where
+        T: Any,
+        E: Any,
+    {
+        if self.is_inherit() {
+            return None;
+        }
+        if self.never {
+            return Some(RetryConfig::attempts(1).retry_on(|_| false));
+        }
+        let mut c = RetryConfig::default();
+        if let Some(n) = self.attempts {
+            c = c.with_attempts(n);
+        }
+        if let Some(on) = self.on {
+            c = c.retry_on(move |f| f.downcast_ref::<E>().is_some_and(on));
+        }
+        if let Some((name, until)) = self.until {
+            c = c.retry_until_named::<T>(name, until);
+        }
+        Some(c)
+    }
 }
 
 impl<T, E> std::fmt::Debug for MethodRetry<T, E> {

@@ -36,7 +36,7 @@ pub(crate) use handle::{Handle, Reply};
 pub(crate) use registry::lookup;
 pub use registry::{REMOTE_WORKERS, RemoteEntry, RemoteWorker};
 pub(crate) use supervisor::Supervision;
-pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost};
+pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost, TaskOutput};
 #[allow(unused_imports)]
 pub(crate) use transport::{
     Ending, Hosts, Inbound, LimitHost, Peer, PlaceError, Placed, Transport,

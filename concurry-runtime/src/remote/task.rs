@@ -1,6 +1,7 @@
 //! `#[task]` functions in child processes: a registry of [`RemoteTask`]s and [`TaskHost`],
 //! the built-in remote worker that runs any of them by name.
 
+use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -28,6 +29,80 @@ pub trait RemoteTask: 'static {
 
     /// Runs the function, in the child.
     fn run(args: Self::Args) -> Self::Output;
+
+    /// The task's own retries when it runs as a durable task on a cluster's nodes (the
+    /// node's build decides, since closures do not travel): its `retry_on` predicates judge
+    /// each failed attempt (an error [`inspect`](RemoteTask::inspect) finds, or a panic) and
+    /// its `retry_until` validators each value; its attempts, waits and `retry_on_panic`
+    /// apply unless the submit gave its own (`Submit::retry`). Default: none.
+    ///
+    /// ```
+    /// use concurry::{RemoteTask, RetryConfig, TaskOutput};
+    ///
+    /// struct Fetch;
+    /// impl RemoteTask for Fetch {
+    ///     const NAME: &'static str = "docs::Fetch";
+    ///     type Args = (String,);
+    ///     type Output = Result<String, String>;
+    ///     fn run((url,): (String,)) -> Self::Output { Ok(url) }
+    ///     fn retry() -> Option<RetryConfig> {
+    ///         Some(RetryConfig::attempts(3)
+    ///             .retry_on(|f| f.downcast_ref::<String>().is_some_and(|e| e == "timed out"))
+    ///             .retry_until(|page: &String| !page.is_empty()))
+    ///     }
+    ///     fn inspect(output: &Self::Output) -> TaskOutput<'_> {
+    ///         TaskOutput::of_result(output)
+    ///     }
+    /// }
+    /// assert_eq!(Fetch::retry().unwrap().max_attempts(), 3);
+    /// ```
+    fn retry() -> Option<crate::RetryConfig> {
+        None
+    }
+
+    /// What an output stands for on a durable task's node: a value (checked by
+    /// `retry_until`) or an error (a failed attempt: retried per [`retry`](RemoteTask::retry),
+    /// else dead-lettered). Default: every output is a value; a task returning a `Result`
+    /// says so with [`TaskOutput::of_result`].
+    fn inspect(output: &Self::Output) -> TaskOutput<'_> {
+        TaskOutput::Value(output)
+    }
+}
+
+/// What a durable task's output stands for ([`RemoteTask::inspect`]).
+///
+/// ```
+/// use concurry::TaskOutput;
+///
+/// let ok: Result<u32, String> = Ok(7);
+/// assert!(matches!(TaskOutput::of_result(&ok), TaskOutput::Value(v) if v.downcast_ref() == Some(&7u32)));
+/// let err: Result<u32, String> = Err("down".into());
+/// assert!(matches!(TaskOutput::of_result(&err), TaskOutput::Error { message, .. } if message == "\"down\""));
+/// ```
+#[derive(Debug)]
+pub enum TaskOutput<'a> {
+    /// A value: `retry_until` validators of its type check it.
+    Value(&'a dyn Any),
+    /// An error: the attempt failed.
+    Error {
+        /// The error, as `retry_on` predicates downcast it.
+        error: &'a (dyn Any + Send),
+        /// How dead letters and statuses describe it (its `Debug` form).
+        message: String,
+    },
+}
+
+impl<'a> TaskOutput<'a> {
+    /// A `Result`'s value or error.
+    pub fn of_result<V: Any, E: Any + Send + fmt::Debug>(result: &'a Result<V, E>) -> Self {
+        match result {
+            Ok(v) => TaskOutput::Value(v),
+            Err(e) => TaskOutput::Error {
+                error: e,
+                message: format!("{e:?}"),
+            },
+        }
+    }
 }
 
 /// One entry of the task registry. Built by
@@ -37,6 +112,12 @@ pub struct TaskEntry {
     pub(crate) name: &'static str,
     pub(crate) schema: u64,
     pub(crate) run: fn(&[u8]) -> Result<Vec<u8>, Fault>,
+    /// One attempt of a durable task, judged by the task's retry settings.
+    #[cfg(feature = "cluster")]
+    pub(crate) durable: crate::cluster::tasks::retrying::RunDurable,
+    /// The task's own retry settings (`RemoteTask::retry`).
+    #[cfg(feature = "cluster")]
+    pub(crate) retry: fn() -> Option<crate::RetryConfig>,
 }
 
 impl TaskEntry {
@@ -46,6 +127,10 @@ impl TaskEntry {
             name: T::NAME,
             schema: T::SCHEMA,
             run: run_encoded::<T>,
+            #[cfg(feature = "cluster")]
+            durable: crate::cluster::tasks::retrying::run_durable::<T>,
+            #[cfg(feature = "cluster")]
+            retry: T::retry,
         }
     }
 }

@@ -306,6 +306,24 @@ impl RetryConfig {
         self.retry_on.is_empty() || self.retry_on.iter().any(|p| p(&failure))
     }
 
+    /// Whether `retry_on` lets `failure` be retried (no predicate: every failure may be).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn accepts(&self, failure: &Failure<'_>) -> bool {
+        self.retry_on.is_empty() || self.retry_on.iter().any(|p| p(failure))
+    }
+
+    /// The name of the first validator of `output`'s type rejecting it, if any (an output
+    /// known only as `dyn Any`: a durable task's, on its node).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn rejects_any(&self, output: &dyn Any) -> Option<Cow<'static, str>> {
+        let ty = output.type_id();
+        self.validators
+            .iter()
+            .filter(|v| v.output == ty)
+            .find(|v| !(v.check)(output))
+            .map(|v| v.name.clone())
+    }
+
     /// The name of the first validator rejecting `output`, if any.
     pub(crate) fn rejects<T: Any>(&self, output: &T) -> Option<Cow<'static, str>> {
         let ty = TypeId::of::<T>();

@@ -45,6 +45,20 @@ impl<'a> Failure<'a> {
         }
     }
 
+    /// A failure with an error already behind `dyn Any` (a durable task's, on its node).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn method_dyn(
+        error: &'a (dyn Any + Send),
+        attempt: u32,
+        method: &'static str,
+    ) -> Self {
+        Failure {
+            kind: Kind::Method(error),
+            attempt,
+            method,
+        }
+    }
+
     /// A failure by panic, with its message.
     pub fn panic(message: &'a str, attempt: u32, method: &'static str) -> Self {
         Failure {

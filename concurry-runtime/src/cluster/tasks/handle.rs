@@ -169,7 +169,7 @@ pub(crate) fn typed<T: RemoteTask>(stored: Stored) -> Result<T::Output, Error> {
         Outcome::Ok(bytes) => {
             crate::wire::decode::<T::Output>(&bytes, "task output").map_err(Error::Transport)
         }
-        Outcome::Failed(f) => Err(f.into_error(T::NAME)),
+        Outcome::Failed(f) => super::retrying::typed_failure::<T>(f),
     }
 }
 

@@ -27,10 +27,21 @@
 //! - **Delays** (`Submit::delay`, `Submit::at`) never hold a message past its lease: a node
 //!   that fetches a task too early gives it back with a delay below the lease, so a long
 //!   delay cannot cause a duplicate run.
-//! - **Retries** (`Submit::retry`, a [`RetryConfig`](crate::RetryConfig)) run between
-//!   deliveries, with its backoff; after the last attempt the task is dead-lettered
-//!   ([`DeadLetter`]) with its reason, attempts and last error; dead letters can be listed,
-//!   replayed and purged.
+//! - **Retries** (`Submit::retry`, a [`RetryConfig`](crate::RetryConfig), or the task's own
+//!   `#[retry]` / [`RemoteTask::retry`]) run between deliveries, with its backoff, judged on
+//!   the node: the task's `retry_on` on its `Err` outputs ([`RemoteTask::inspect`]) and
+//!   panics, its `retry_until` on its values. After the last attempt, or a failure judged
+//!   fatal, the task is dead-lettered ([`DeadLetter`]) with its reason, attempts and last
+//!   error (a typed handle still gives back the `Err` the task returned); dead letters can
+//!   be listed, replayed and purged.
+//! - **Call timeout** (`Submit::call_timeout`): an attempt past it has its cancel signalled
+//!   and fails as a timeout at once (retried, then dead-lettered); the node frees its slot
+//!   and releases the message. A function that ignores the signal keeps its thread until it
+//!   returns; its late output is dropped.
+//! - **Schedules** ([`TaskQueue::schedule`], [`Schedule`]): a task on every tick of an
+//!   interval or a cron expression (UTC), durable in the `schedules` bucket, fired by every
+//!   node's scheduler under the tick's id `<name>=<tick ms>`, so a tick runs once however
+//!   many schedulers fire it.
 //! - **Cancel** is persisted: a queued or delayed task that was cancelled never runs, also
 //!   after nodes or the server restart.
 //!
@@ -38,9 +49,10 @@
 //!
 //! Stream `CC_<ns>_TASKS` (work queue, file storage, subjects `cc.<ns>.task.<queue>.<prio>`,
 //! one durable pull consumer `<queue>_<prio>` per level); KV buckets `CC_<ns>_results`,
-//! `CC_<ns>_status`, `CC_<ns>_cancel` and `CC_<ns>_dlq`. They are created on first use, by
-//! hand rather than through `create_key_value`, so they work on nats-server 2.9 too. The
-//! first process to create them sets their limits; later ones use them as they are.
+//! `CC_<ns>_status`, `CC_<ns>_cancel`, `CC_<ns>_dlq` and `CC_<ns>_schedules`. They are
+//! created on first use, by hand rather than through `create_key_value`, so they work on
+//! nats-server 2.9 too. The first process to create them sets their limits; later ones use
+//! them as they are.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -74,9 +86,12 @@
 mod batch;
 mod cancel;
 mod config;
+mod cron;
 mod dlq;
 mod handle;
+mod periodic;
 mod record;
+pub(crate) mod retrying;
 pub(crate) mod runner;
 mod schedule;
 mod setup;
@@ -89,6 +104,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use config::TaskConfig;
 pub use dlq::DeadLetter;
 pub use handle::TaskHandle;
+pub use periodic::{Schedule, ScheduleInfo};
 pub use status::TaskStatus;
 pub use submit::{Priority, Submit, TaskQueue};
 

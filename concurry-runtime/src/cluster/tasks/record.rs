@@ -55,6 +55,8 @@ pub(crate) struct Policy {
     pub(crate) waits_ms: Vec<u64>,
     /// Whether a panic may be retried.
     pub(crate) on_panic: bool,
+    /// The attempt's hard time limit (`Submit::call_timeout`), 0 for none.
+    pub(crate) timeout_ms: u64,
 }
 
 /// A task's state while it has no result (the status bucket).
@@ -120,6 +122,21 @@ pub(crate) enum Failure {
         attempts: u32,
         last: Box<Failure>,
     },
+    /// The task returned an error (`RemoteTask::inspect`); `output` is the whole output,
+    /// encoded, so a typed handle gives it back.
+    Returned {
+        message: String,
+        output: Vec<u8>,
+    },
+    /// A `retry_until` validator rejected the output.
+    Rejected {
+        reason: String,
+        output: Vec<u8>,
+    },
+    /// The attempt ran past the task's `call_timeout`.
+    TimedOut {
+        after_ms: u64,
+    },
 }
 
 impl Failure {
@@ -157,6 +174,14 @@ impl Failure {
                 }
             }
             Failure::DeadLettered { last, .. } => last.into_error(method),
+            // Typed handles give the output back (`retrying::typed_failure`).
+            Failure::Returned { message, .. } => Error::Transport(WireError::Peer {
+                message: format!("the task returned an error: {message}"),
+            }),
+            Failure::Rejected { reason, .. } => Error::Transport(WireError::Peer {
+                message: format!("the task's output was rejected by {reason}"),
+            }),
+            Failure::TimedOut { .. } => Error::Timeout,
         }
     }
 
@@ -183,6 +208,11 @@ impl Failure {
                 "dead-lettered after {attempts} attempt(s): {reason}; last error: {}",
                 last.describe()
             ),
+            Failure::Returned { message, .. } => format!("returned an error: {message}"),
+            Failure::Rejected { reason, .. } => format!("its output was rejected by {reason}"),
+            Failure::TimedOut { after_ms } => {
+                format!("ran past its call_timeout ({after_ms} ms)")
+            }
         }
     }
 }

@@ -29,7 +29,6 @@ use crate::cluster::{Cluster, run};
 use crate::error::Error;
 use crate::remote::task::REMOTE_TASKS;
 use crate::sync::os::{Mutex, lock};
-use crate::wire::Fault;
 
 /// How often every level is fetched from again even without a doorbell.
 const RECHECK: Duration = Duration::from_millis(250);
@@ -97,6 +96,8 @@ pub(crate) struct TaskRunner {
     stop: watch::Sender<bool>,
     fetch: tokio::task::JoinHandle<()>,
     revokes: tokio::task::AbortHandle,
+    /// The node's scheduler of periodic tasks (`periodic.rs`).
+    scheduler: tokio::task::AbortHandle,
     slots: Arc<Semaphore>,
     total: u32,
     lease: Duration,
@@ -156,6 +157,7 @@ async fn start(
     let sem = Arc::new(Semaphore::new(total as usize));
     let (stop, stopped) = watch::channel(false);
     let (revoked, marks, revoke_ttl) = revokes(&store, &url).await?;
+    let scheduler = super::periodic::start(store.clone()).await?;
     let ctx = Arc::new(Ctx {
         store,
         node,
@@ -179,6 +181,7 @@ async fn start(
         stop,
         fetch,
         revokes,
+        scheduler,
         slots: sem,
         total,
         lease,
@@ -193,6 +196,7 @@ impl TaskRunner {
         let _ = self.stop.send(true);
         let fetch = self.fetch.abort_handle();
         let revokes = self.revokes.clone();
+        self.scheduler.abort();
         let slots = self.slots.clone();
         let (total, lease) = (self.total, self.lease);
         run(async move {
@@ -214,6 +218,7 @@ impl Drop for TaskRunner {
         let _ = self.stop.send(true);
         self.fetch.abort();
         self.revokes.abort();
+        self.scheduler.abort();
     }
 }
 
@@ -581,12 +586,17 @@ async fn handle(ctx: &Ctx, msg: Message) {
         finish(ctx, &msg, &id, attempt, Outcome::Failed(f)).await;
         return;
     }
-    let run_fn = entry.run;
+    let durable = entry.durable;
     let args = task.args;
     let token = registered.token.clone();
     let mut job = tokio::task::spawn_blocking(move || {
-        crate::cancel::context::in_token(&token, || run_fn(&args))
+        crate::cancel::context::in_token(&token, || durable(&args, attempt))
     });
+    // A hard `call_timeout` (`retrying.rs`): past it the task's token is signalled and the
+    // attempt failed at once; a function that ignores the token runs on, detached.
+    let timeout = super::retrying::call_timeout(&task.retry);
+    let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(365 * 86_400)));
+    tokio::pin!(deadline);
     // Renews the lease every third of it while the task runs, and records `Running` once
     // it has run for [`RUNNING_AFTER`] (a task that ends sooner goes straight to its result).
     let mut tick = tokio::time::interval(ctx.lease / 3);
@@ -597,9 +607,12 @@ async fn handle(ctx: &Ctx, msg: Message) {
     }));
     let mark = tokio::time::sleep(RUNNING_AFTER);
     tokio::pin!(mark);
-    let out = loop {
+    let ran = loop {
         tokio::select! {
-            r = &mut job => break r,
+            r = &mut job => break r.unwrap_or_else(|e| super::retrying::Ran {
+                judged: super::retrying::Judged::Panicked { message: e.to_string(), retry_on: true },
+                own: None,
+            }),
             () = &mut mark, if running.is_some() => {
                 if let Some(running) = running.take()
                     && let Err(e) = store.status.put(&id, running.into()).await
@@ -608,53 +621,40 @@ async fn handle(ctx: &Ctx, msg: Message) {
                 }
             }
             _ = tick.tick() => ack(&msg, AckKind::Progress).await,
-        }
-    };
-    let out = out.unwrap_or_else(|e| {
-        Err(Fault::Panicked {
-            message: e.to_string(),
-        })
-    });
-    match out {
-        Ok(bytes) if bytes.len() + 1024 > store.max_payload => {
-            let f = Failure::TooLarge {
-                len: bytes.len() as u64,
-                max: store.max_payload as u64,
-            };
-            finish(ctx, &msg, &id, attempt, Outcome::Failed(f)).await;
-        }
-        Ok(bytes) => finish(ctx, &msg, &id, attempt, Outcome::Ok(bytes)).await,
-        Err(Fault::Panicked { message }) => {
-            let f = Failure::Panicked { message };
-            let policy = &task.retry;
-            if policy.on_panic && attempt < policy.attempts {
-                let idx = usize::try_from(attempt - 1).unwrap_or(usize::MAX);
-                let wait = policy.waits_ms.get(idx).copied().unwrap_or(0);
-                let retrying = encode(&State::Retrying {
-                    attempt,
-                    at_ms: now_ms() + wait,
-                    error: f.describe(),
-                });
-                if let Err(e) = store.status.put(&id, retrying.into()).await {
-                    tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
-                }
-                give_back(ctx, &msg, Duration::from_millis(wait)).await;
-            } else {
-                let reason = if policy.on_panic {
-                    format!("its {} attempts ran out", policy.attempts)
-                } else {
-                    "it panicked and panics are not retried (Submit::retry with \
-                     RetryConfig::retry_on_panic(true) retries them)"
-                        .to_string()
+            () = &mut deadline, if timeout.is_some() => {
+                registered.token.cancel();
+                tracing::warn!(task = %id, "concurry node: task ran past its call_timeout");
+                break super::retrying::Ran {
+                    judged: super::retrying::Judged::TimedOut { after: timeout.unwrap_or_default() },
+                    own: (entry.retry)(),
                 };
-                dead_letter(ctx, &msg, &id, &task.task, attempt, reason, f).await;
             }
         }
-        Err(fault) => {
-            let f = Failure::BadMessage {
-                message: fault.to_string(),
-            };
-            finish(ctx, &msg, &id, attempt, Outcome::Failed(f)).await;
+    };
+    let next = super::retrying::judge(
+        &task.retry,
+        ran.own.as_ref(),
+        attempt,
+        ran.judged,
+        store.max_payload,
+    );
+    match next {
+        super::retrying::Next::Finish(outcome) => {
+            finish(ctx, &msg, &id, attempt, outcome).await;
+        }
+        super::retrying::Next::Retry { wait, error } => {
+            let retrying = encode(&State::Retrying {
+                attempt,
+                at_ms: now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                error,
+            });
+            if let Err(e) = store.status.put(&id, retrying.into()).await {
+                tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
+            }
+            give_back(ctx, &msg, wait).await;
+        }
+        super::retrying::Next::DeadLetter { reason, last } => {
+            dead_letter(ctx, &msg, &id, &task.task, attempt, reason, last).await;
         }
     }
 }

@@ -23,6 +23,7 @@ pub(crate) struct Names {
     pub(crate) status: String,
     pub(crate) cancel: String,
     pub(crate) dlq: String,
+    pub(crate) schedules: String,
 }
 
 impl Names {
@@ -34,6 +35,7 @@ impl Names {
             status: format!("CC_{namespace}_status"),
             cancel: format!("CC_{namespace}_cancel"),
             dlq: format!("CC_{namespace}_dlq"),
+            schedules: format!("CC_{namespace}_schedules"),
         }
     }
 
@@ -58,6 +60,7 @@ pub(crate) fn consumer_name(queue: &str, priority: Priority) -> String {
 }
 
 /// Handles on the stores, opened once per [`TaskQueue`](super::TaskQueue) or node.
+#[derive(Clone)]
 pub(crate) struct Store {
     pub(crate) js: async_nats::jetstream::Context,
     pub(crate) stream: stream::Stream,
@@ -69,8 +72,8 @@ pub(crate) struct Store {
     pub(crate) config: TaskConfig,
     pub(crate) url: String,
     pub(crate) max_payload: usize,
-    /// The results watch shared by this handle's waits.
-    pub(crate) watcher: super::watch::Watcher,
+    /// The results watch shared by this handle's waits (and its clones', e.g. the scheduler's).
+    pub(crate) watcher: std::sync::Arc<super::watch::Watcher>,
 }
 
 impl Store {
@@ -152,7 +155,7 @@ impl Store {
             config,
             url: url.to_string(),
             max_payload,
-            watcher: super::watch::Watcher::default(),
+            watcher: std::sync::Arc::default(),
         })
     }
 
@@ -192,7 +195,7 @@ impl Store {
 
 /// Gets or creates the KV bucket `bucket` (its stream `KV_<bucket>`, as `create_key_value`
 /// would make it), then opens it.
-async fn bucket(
+pub(crate) async fn bucket(
     js: &async_nats::jetstream::Context,
     url: &str,
     bucket: &str,

@@ -92,6 +92,7 @@ pub struct Submit {
     priority: Priority,
     not_before: Option<NotBefore>,
     retry: Option<RetryConfig>,
+    call_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,13 +137,39 @@ impl Submit {
     }
 
     /// Its retries: `attempts`, backoff and `retry_on_panic` of the config apply on the
-    /// nodes, between deliveries (the waits are drawn at submit). `retry_on` predicates and
-    /// `retry_until` validators stay in the submitting process and are not applied. A node
-    /// that dies under a task never counts as a failed attempt: the task always runs again.
+    /// nodes, between deliveries (the waits are drawn at submit), in place of the task's own
+    /// ([`RemoteTask::retry`]). `retry_on` predicates and `retry_until` validators do not
+    /// travel: the nodes apply the task's own (`RemoteTask::retry`, from their build). A
+    /// node that dies under a task never counts as a failed attempt: the task always runs
+    /// again.
     #[must_use]
     pub fn retry(mut self, retry: RetryConfig) -> Self {
         self.retry = Some(retry);
         self
+    }
+
+    /// A hard limit on each attempt's run time: past it the node signals the task's
+    /// cancellation token (`concurry::check_cancelled()` fails inside it) and fails the
+    /// attempt as a timeout at once, retried per the retries (a timeout counts as a failed
+    /// attempt), else dead-lettered; the result handle then gives [`Error::Timeout`]. The
+    /// node frees the task's slot and gives the message back (or acks it), so the lease is
+    /// not held. A function that ignores its token keeps its thread until it returns by
+    /// itself; whatever it returns then is dropped. At least 1 ms; default none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let s = concurry::cluster::Submit::new().call_timeout(Duration::from_secs(30));
+    /// # let _ = s;
+    /// ```
+    #[must_use]
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
+    /// The id given with [`id`](Submit::id), if any (a schedule refuses one).
+    pub(crate) fn given_id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 }
 
@@ -285,13 +312,26 @@ impl TaskQueue {
                         })
                         .collect(),
                     on_panic: r.on_panic(),
+                    timeout_ms: 0,
                 }
             }
-            None => Policy {
-                attempts: 1,
-                waits_ms: Vec::new(),
-                on_panic: false,
+            // Attempts 0: the task's own retries (`RemoteTask::retry`) on the node, if any.
+            None => Policy::default(),
+        };
+        let retry = match submit.call_timeout {
+            Some(t) if t < Duration::from_millis(1) => {
+                return Err(ConfigError::new(
+                    "call_timeout",
+                    format!("{t:?}"),
+                    "use at least 1 ms, or leave it out for no limit",
+                )
+                .into());
+            }
+            Some(t) => Policy {
+                timeout_ms: u64::try_from(t.as_millis()).unwrap_or(u64::MAX),
+                ..retry
             },
+            None => retry,
         };
         let payload = encode(&TaskMsg {
             task: T::NAME.to_string(),

@@ -48,7 +48,7 @@ pub(crate) mod worker;
 
 use std::time::Duration;
 
-pub use crate::remote::{RemoteTask, RemoteWorker, TaskHost};
+pub use crate::remote::{RemoteTask, RemoteWorker, TaskHost, TaskOutput};
 pub use worker::ProcessWorker;
 
 /// How a [`ProcessWorker`] supervises its child.
