@@ -76,6 +76,7 @@ mod cancel;
 mod config;
 mod dlq;
 mod handle;
+pub(crate) mod pool;
 mod record;
 pub(crate) mod runner;
 mod schedule;
