@@ -227,3 +227,61 @@ fn invalid_combinations_in_cluster_mode_are_config_errors_that_say_the_fix() {
     assert!(e.to_string().contains("Mode::Cluster"), "{e}");
     assert_eq!(local.submit("x").result_timeout(HANG).unwrap(), b"x");
 }
+
+/// Panics: dead-lettered after its one attempt.
+#[concurry::task(remote)]
+fn explode(why: String) -> u32 {
+    panic!("explode: {why}")
+}
+
+#[test]
+fn completions_give_each_finished_task_once_with_its_status() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = {
+        let c = c.clone();
+        within("open", move || c.tasks()).unwrap()
+    };
+    let done = q.completions().unwrap();
+    assert!(done.try_recv().is_none(), "nothing finished yet");
+    let pool = pool(&c);
+    let mut want: HashMap<String, &str> = HashMap::new();
+    for i in 0..5 {
+        let p = pool.submit(format!("done-{i}"));
+        want.insert(p.task_id().unwrap().to_string(), "succeeded");
+    }
+    let poison = q.submit::<explode::Task>(("boom".into(),)).unwrap();
+    want.insert(poison.task_id().to_string(), "dead-lettered");
+    let revoked = q.submit::<render::Task>(("revoked".into(),)).unwrap();
+    assert!(revoked.cancel().unwrap());
+    want.insert(revoked.task_id().to_string(), "cancelled");
+    let _n = node(&c, "n1");
+    let mut seen: HashMap<String, TaskStatus> = HashMap::new();
+    while seen.len() < want.len() {
+        let (id, status) = done.recv_timeout(HANG).unwrap_or_else(|| {
+            panic!(
+                "only {} of {} completions: {seen:?}",
+                seen.len(),
+                want.len()
+            )
+        });
+        assert!(status.is_finished(), "{status:?}");
+        assert!(seen.insert(id.clone(), status).is_none(), "{id} came twice");
+    }
+    for (id, kind) in &want {
+        let ok = match (&seen[id], *kind) {
+            (TaskStatus::Succeeded { node, .. }, "succeeded") => node == "n1",
+            (TaskStatus::DeadLettered { reason, attempts }, "dead-lettered") => {
+                reason.contains("panicked") && *attempts == 1
+            }
+            (TaskStatus::Cancelled, "cancelled") => true,
+            _ => false,
+        };
+        assert!(ok, "{id}: {kind} expected, got {:?}", seen[id]);
+    }
+    assert_eq!(renders("revoked"), 0);
+    // Nothing else arrives.
+    assert!(done.recv_timeout(Duration::from_millis(300)).is_none());
+}

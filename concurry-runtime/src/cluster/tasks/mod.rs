@@ -73,6 +73,7 @@
 
 mod batch;
 mod cancel;
+mod completions;
 mod config;
 mod dlq;
 mod handle;
@@ -86,6 +87,7 @@ mod submit;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use completions::Completions;
 pub use config::TaskConfig;
 pub use dlq::DeadLetter;
 pub use handle::TaskHandle;
