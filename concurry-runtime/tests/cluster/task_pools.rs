@@ -285,3 +285,42 @@ fn completions_give_each_finished_task_once_with_its_status() {
     // Nothing else arrives.
     assert!(done.recv_timeout(Duration::from_millis(300)).is_none());
 }
+
+#[test]
+fn a_pool_given_a_task_queue_submits_to_that_queue() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let config = || concurry::cluster::TaskConfig::new().queue("renders");
+    let q = {
+        let c = c.clone();
+        within("open", move || c.tasks_with(config())).unwrap()
+    };
+    let pool = {
+        let q = q.clone();
+        within("init", move || {
+            render::options().mode(Mode::Cluster).cluster(q).init()
+        })
+        .unwrap()
+    };
+    let p = pool.submit("queued-elsewhere");
+    let id = p.task_id().unwrap().to_string();
+    assert_eq!(q.queued().unwrap(), 1, "on the `renders` queue");
+    // A node of the default queue does not take it; one of `renders` does.
+    let _default = node(&c, "default-node");
+    let c2 = c.clone();
+    let _renders = within("start a node", move || {
+        Node::new(c2)
+            .name("renders-node")
+            .capacity(2)
+            .tasks(config())
+            .start()
+    })
+    .unwrap();
+    assert_eq!(p.result_timeout(HANG).unwrap(), b"queued-elsewhere");
+    assert!(matches!(
+        c.task_status(&id).unwrap(),
+        TaskStatus::Succeeded { node, .. } if node == "renders-node"
+    ));
+}

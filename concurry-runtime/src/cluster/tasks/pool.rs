@@ -54,8 +54,9 @@ impl<W: Worker> Backend<W> for Durable {
     }
 }
 
-/// Starts the pool of a `#[task(remote)]` function in cluster mode: opens the cluster's task
-/// queue (default [`TaskConfig`](super::TaskConfig)); refuses the options that cannot apply.
+/// Starts the pool of a `#[task(remote)]` function in cluster mode: on the queue given as
+/// `.cluster(queue)`, else the cluster's default one ([`Cluster::tasks`](super::Cluster::tasks));
+/// refuses the options that cannot apply.
 pub(crate) fn start(config: PoolConfig) -> Result<Pool<TaskWorker>, Error> {
     config.validate()?;
     let Some(cluster) = config.cluster.clone() else {
@@ -89,7 +90,10 @@ pub(crate) fn start(config: PoolConfig) -> Result<Pool<TaskWorker>, Error> {
         )
         .into());
     }
-    let queue = cluster.tasks()?;
+    let queue = match config.task_queue.clone() {
+        Some(q) => q,
+        None => cluster.tasks()?,
+    };
     Pool::launch(config, move |_, _| {
         Ok(Box::new(Durable { queue }) as Box<dyn Backend<TaskWorker>>)
     })
