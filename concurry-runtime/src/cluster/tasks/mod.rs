@@ -9,6 +9,14 @@
 //!   any process.
 //! - Nodes ([`Node`](super::Node)) run the tasks: every node of a binary with
 //!   `#[task(remote)]` functions serves the queue of its [`TaskConfig`].
+//! - A `#[task(remote)]` function's pool in `Mode::Cluster`
+//!   (`render::options().mode(Mode::Cluster).cluster(cluster).init()?`, or
+//!   `.cluster(queue)` for another queue) submits each call as a task: `submit` returns a
+//!   [`Promise`](crate::Promise) resolved by the stored result, whose
+//!   [`task_id`](crate::Promise::task_id) is the task's id; `submit_with(args, Submit)` takes
+//!   a [`Submit`]. The generated `render::Task` is the function as a [`RemoteTask`]
+//!   (`cluster.task_result::<render::Task>(&id)`).
+//! - [`TaskQueue::completions`]: `(id, status)` of every task as it finishes.
 //!
 //! # Guarantees
 //!
