@@ -396,10 +396,13 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `Handle::submit_with(args.., Submit)` takes the task's id (idempotent), priority, delay
 /// or ETA and retries; it fails with `Error::Config` outside cluster mode. `map` submits
 /// each item as a task, at most twice `max_workers` in flight; the pool's `retry` and
-/// `#[retry(attempts = ..)]` become the task's retries on the nodes. The pool has no workers
-/// of its own: `on_demand`, `max_queued_tasks` and `limits` are refused with
-/// `Error::Config`, and `stop()` leaves submitted tasks running. Without `remote`, and for
-/// closure pools, `init` in cluster mode is an `Error::Config` saying the fix.
+/// `#[retry(attempts = ..)]` become the task's retries on the nodes. The pool's `limits`
+/// are what `concurry::limits()` gives inside the task on every node, one set across all
+/// nodes, hosted by the pool's process (one process per task hosts them; while none does,
+/// `limits()` in the task fails at once with a `LimitError`). The pool has no workers of
+/// its own: `on_demand` and `max_queued_tasks` are refused with `Error::Config`, and
+/// `stop()` leaves submitted tasks running. Without `remote`, and for closure pools, `init`
+/// in cluster mode is an `Error::Config` saying the fix.
 ///
 /// ```no_run
 /// use concurry::prelude::*;

@@ -90,7 +90,7 @@ pub fn init_task(
     match options.0.get_mode() {
         Mode::Process if remote => options.0.init_remote_with(()).map(TaskWorkerHandle::new),
         Mode::Process => Err(not_remote(task).into()),
-        Mode::Cluster if remote => init_durable(options),
+        Mode::Cluster if remote => init_durable(options, task),
         Mode::Cluster => Err(not_remote_cluster(task).into()),
         _ => options.init(),
     }
@@ -98,12 +98,12 @@ pub fn init_task(
 
 /// `Mode::Cluster`: a pool whose calls are durable tasks on the cluster's queue.
 #[cfg(feature = "cluster")]
-fn init_durable(options: TaskWorkerOptions) -> Result<TaskWorkerHandle, Error> {
-    crate::cluster::tasks::pool::start(options.0.into_config()).map(TaskWorkerHandle::new)
+fn init_durable(options: TaskWorkerOptions, task: &'static str) -> Result<TaskWorkerHandle, Error> {
+    crate::cluster::tasks::pool::start(options.0.into_config(), task).map(TaskWorkerHandle::new)
 }
 
 #[cfg(not(feature = "cluster"))]
-fn init_durable(_: TaskWorkerOptions) -> Result<TaskWorkerHandle, Error> {
+fn init_durable(_: TaskWorkerOptions, _: &'static str) -> Result<TaskWorkerHandle, Error> {
     Err(ConfigError::new(
         "mode",
         "cluster",

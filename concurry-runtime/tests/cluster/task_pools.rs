@@ -324,3 +324,107 @@ fn a_pool_given_a_task_queue_submits_to_that_queue() {
         TaskStatus::Succeeded { node, .. } if node == "renders-node"
     ));
 }
+
+/// Takes one `tokens` unit of its pool's limits if there is one now (the pool's process
+/// hosts them), then holds the node's slot a moment so both nodes take part.
+#[concurry::task(remote)]
+fn take_token() -> bool {
+    let got = concurry::limits().try_acquire(&[("tokens", 1)]).is_ok();
+    std::thread::sleep(Duration::from_millis(30));
+    got
+}
+
+#[test]
+fn a_task_pools_limits_are_global_across_two_nodes_and_hosted_by_its_process() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let _nodes = [
+        crate::support::NodeProc::start(&s.url(), "lim-1", 2),
+        crate::support::NodeProc::start(&s.url(), "lim-2", 2),
+    ];
+    c.wait_for_nodes(2, HANG).unwrap();
+    // Five tokens a minute, on a clock that never moves: five takes succeed, in all.
+    let set = || {
+        concurry::LimitSet::builder()
+            .limit(concurry::RateLimit::per_minute("tokens", 5))
+            .clock(concurry::FakeClock::new())
+            .build()
+            .unwrap()
+    };
+    let pool = {
+        let (c, set) = (c.clone(), set());
+        within("init", move || {
+            take_token::options()
+                .mode(Mode::Cluster)
+                .cluster(c)
+                .limits(set)
+                .init()
+        })
+        .expect("a pool with limits hosts them")
+    };
+    // One process hosts a task's limits.
+    let e = {
+        let (c, set) = (c.clone(), set());
+        within("a second host", move || {
+            take_token::options()
+                .mode(Mode::Cluster)
+                .cluster(c)
+                .limits(set)
+                .init()
+        })
+        .unwrap_err()
+    };
+    assert!(
+        e.to_string().contains("hosts this task's limits already"),
+        "{e}"
+    );
+    let runs: Vec<_> = (0..30).map(|_| pool.submit()).collect();
+    let ids: Vec<String> = runs
+        .iter()
+        .map(|p| p.task_id().unwrap().to_string())
+        .collect();
+    let granted = within("the runs", move || {
+        runs.into_iter()
+            .map(|p| p.result_timeout(HANG).unwrap())
+            .filter(|&got| got)
+            .count()
+    });
+    assert_eq!(granted, 5, "the set is one across the nodes");
+    let nodes: std::collections::HashSet<String> = ids
+        .iter()
+        .map(|id| match c.task_status(id).unwrap() {
+            TaskStatus::Succeeded { node, .. } => node,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(nodes.len(), 2, "both nodes ran some: {nodes:?}");
+    // With the host gone, `limits()` in the task fails at once instead of waiting.
+    drop(pool);
+    let subject = format!(
+        "cc.default.tlim.{}",
+        <take_token::Task as concurry::RemoteTask>::NAME
+    );
+    let url = s.url();
+    within("the host unsubscribes", move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = async_nats::connect(url).await.unwrap();
+            loop {
+                let probe = client.request(subject.clone(), "".into()).await;
+                if matches!(&probe, Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders)
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    });
+    let q = {
+        let c = c.clone();
+        within("open", move || c.tasks()).unwrap()
+    };
+    let t = q.submit::<take_token::Task>(()).unwrap();
+    assert!(!t.result_timeout(HANG).unwrap(), "no host, no units");
+}

@@ -17,6 +17,11 @@
 //!   a [`Submit`]. The generated `render::Task` is the function as a [`RemoteTask`]
 //!   (`cluster.task_result::<render::Task>(&id)`).
 //! - [`TaskQueue::completions`]: `(id, status)` of every task as it finishes.
+//! - Limits: a cluster-mode task pool's `.limits(..)` are what `concurry::limits()` gives
+//!   inside the task on every node: one set, global across nodes, hosted by the pool's
+//!   process for every run of that task (whoever submitted it). One process hosts a task's
+//!   limits; while none does (the submitter exited), `limits()` in the task fails at once
+//!   with a [`LimitError`](crate::LimitError) instead of waiting.
 //!
 //! # Guarantees
 //!
@@ -85,6 +90,7 @@ mod completions;
 mod config;
 mod dlq;
 mod handle;
+mod limits;
 pub(crate) mod pool;
 mod record;
 pub(crate) mod runner;

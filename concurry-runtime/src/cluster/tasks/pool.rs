@@ -21,6 +21,8 @@ use crate::worker::Worker;
 /// The backend of a task pool in cluster mode: the queue its tasks go to.
 pub(crate) struct Durable {
     queue: TaskQueue,
+    /// The pool's limits, hosted here for every run of the task on the nodes.
+    _limits: Option<super::limits::Host>,
 }
 
 impl<W: Worker> Backend<W> for Durable {
@@ -57,7 +59,7 @@ impl<W: Worker> Backend<W> for Durable {
 /// Starts the pool of a `#[task(remote)]` function in cluster mode: on the queue given as
 /// `.cluster(queue)`, else the cluster's default one ([`Cluster::tasks`](super::Cluster::tasks));
 /// refuses the options that cannot apply.
-pub(crate) fn start(config: PoolConfig) -> Result<Pool<TaskWorker>, Error> {
+pub(crate) fn start(config: PoolConfig, task: &'static str) -> Result<Pool<TaskWorker>, Error> {
     config.validate()?;
     let Some(cluster) = config.cluster.clone() else {
         return Err(ConfigError::new(
@@ -80,22 +82,26 @@ pub(crate) fn start(config: PoolConfig) -> Result<Pool<TaskWorker>, Error> {
         )
         .into());
     }
-    if let Some(Ok(set)) = &config.limits
-        && !set.is_empty()
-    {
-        return Err(refused(
-            "limits",
-            "a LimitSet",
-            "durable tasks cannot take a pool's limits yet; take them inside the function",
-        )
-        .into());
-    }
     let queue = match config.task_queue.clone() {
         Some(q) => q,
         None => cluster.tasks()?,
     };
+    // The limits are this process's to host (see `limits.rs`); `validate` reported a set
+    // that failed to build.
+    let limits = match &config.limits {
+        Some(Ok(set)) if !set.is_empty() => Some(super::limits::host(
+            &cluster,
+            &queue.inner.store.names.stream,
+            task,
+            set.clone(),
+        )?),
+        _ => None,
+    };
     Pool::launch(config, move |_, _| {
-        Ok(Box::new(Durable { queue }) as Box<dyn Backend<TaskWorker>>)
+        Ok(Box::new(Durable {
+            queue,
+            _limits: limits,
+        }) as Box<dyn Backend<TaskWorker>>)
     })
 }
 

@@ -445,8 +445,17 @@ async fn handle(ctx: &Ctx, msg: Message) {
     let run_fn = entry.run;
     let args = task.args;
     let token = registered.token.clone();
+    // The task's `limits()`: its pool's, hosted by the pool's process (`limits.rs`).
+    let limits = super::limits::for_run(
+        &store.js.client(),
+        &store.names.stream,
+        &task.task,
+        &ctx.node,
+    );
     let mut job = tokio::task::spawn_blocking(move || {
-        crate::cancel::context::in_token(&token, || run_fn(&args))
+        crate::limit::context::with_hosted(&limits, || {
+            crate::cancel::context::in_token(&token, || run_fn(&args))
+        })
     });
     // Renews the lease every third of it while the task runs.
     let mut tick = tokio::time::interval(ctx.lease / 3);
