@@ -383,6 +383,54 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # }
 /// ```
 ///
+/// # Cluster mode: durable tasks
+///
+/// With the `cluster` feature, `fetch::options().mode(Mode::Cluster).cluster(cluster).init()`
+/// of a `#[task(remote)]` function gives a handle whose `submit` is a durable task on the
+/// cluster's task queue (`concurry::cluster::tasks`): it returns once the task is stored,
+/// the nodes run it at least once (again elsewhere if a node dies under it), and the promise
+/// resolves with its stored result, as in every mode. The promise's `task_id()` is the
+/// task's id, durable once `submit` returns: `cluster.task_status(id)`,
+/// `cluster.cancel(id)` and `cluster.task_result::<fetch::Task>(id)?.result()` (the
+/// generated `Task` alias, the function as a `RemoteTask`) work from any process.
+/// `Handle::submit_with(args.., Submit)` takes the task's id (idempotent), priority, delay
+/// or ETA and retries; it fails with `Error::Config` outside cluster mode. `map` submits
+/// each item as a task, at most twice `max_workers` in flight; the pool's `retry` and
+/// `#[retry(attempts = ..)]` become the task's retries on the nodes. The pool's `limits`
+/// are what `concurry::limits()` gives inside the task on every node, one set across all
+/// nodes, hosted by the pool's process (one process per task hosts them; while none does,
+/// `limits()` in the task fails at once with a `LimitError`). The pool has no workers of
+/// its own: `on_demand` and `max_queued_tasks` are refused with `Error::Config`, and
+/// `stop()` leaves submitted tasks running. Without `remote`, and for closure pools, `init`
+/// in cluster mode is an `Error::Config` saying the fix.
+///
+/// ```no_run
+/// use concurry::prelude::*;
+/// use concurry::cluster::{Cluster, Priority, Submit};
+///
+/// #[concurry::task(remote)]
+/// fn render(page: String) -> Result<Vec<u8>, String> {
+///     Ok(page.into_bytes())
+/// }
+///
+/// # fn main() -> Result<(), concurry::Error> {
+/// let cluster = Cluster::connect("nats://127.0.0.1:4222")?;
+/// let q = render::options().mode(Mode::Cluster).cluster(cluster.clone()).init()?;
+/// let p = q.submit("home");
+/// let id = p.task_id().expect("stored").to_string();
+/// let p2 = q.submit_with(
+///     "invoice".to_string(),
+///     Submit::new().id("invoice-42").priority(Priority::High),
+/// );
+/// assert_eq!(p2.task_id(), Some("invoice-42"));
+/// assert!(matches!(p.result(), Ok(b) if b == b"home"));
+/// // From any process, later:
+/// let pdf = cluster.task_result::<render::Task>("invoice-42")?.result()?;
+/// # let _ = (pdf, id);
+/// # Ok(())
+/// # }
+/// ```
+///
 /// # Options and rules
 ///
 /// `#[retry(attempts = 5, on = path, until = path)]` or `#[retry(never)]` right under
@@ -412,7 +460,7 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// spells its argument types again through `use super::*`), not generic, not `unsafe`, and
 /// take and return owned values (no references but `&'static`, no `impl Trait`). Argument
 /// types are written as in the parent module: a path starting with `self::` or `super::`, or
-/// a type named `Handle` or `Options` (which would mean the module's own), is rejected with
+/// a type named `Handle` or `Options` (or `Task` with `remote`: the module's own), is rejected with
 /// the fix. `mode = "sync"` has exactly one worker. Breaking a rule is a compile error at the
 /// offending token.
 ///
@@ -471,9 +519,14 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 ///         fn run((x,): (u64,)) -> u64 { super::square(x) }
 ///     }
 ///     ::concurry::register_remote_task!(__RemoteTask);
+///     /// `square` as a durable task: `cluster.task_result::<square::Task>(&id)`.
+///     pub type Task = __RemoteTask;
 ///     // + `assert_remote_type::<u64>()` per argument and return type, at its span; and
 ///     //   `Handle::submit` starts with
 ///     //   `if is_remote(&self.inner) { submit_remote_task::<__RemoteTask, u64, Infallible>(..) }`
+///     //   (process mode: to a child; cluster mode: a durable task); and
+///     //   `Handle::submit_with(&self, x: u64, submit: Submit) -> Promise<u64>`
+///     //   (`submit_remote_task_with`: cluster mode only).
 /// }
 /// ```
 ///

@@ -6,6 +6,8 @@ pub use crate::options::PoolConfig;
 pub use crate::options_builder::Options;
 pub use crate::pool::{MethodFuture, Pool};
 pub use crate::task::failed_map;
+/// `#[task(remote)]`'s `submit_with`: a durable task's options (cluster mode).
+pub use crate::task::remote::{TaskSubmit, submit_remote_task_with};
 /// `#[task(remote)]`: the pool in process mode and its calls.
 pub use crate::task::remote::{init_task, is_remote, submit_remote_task};
 pub use crate::worker::Worker;

@@ -172,6 +172,10 @@ pub struct PoolConfig {
     /// Cluster mode: the cluster whose nodes host the workers.
     #[cfg(feature = "cluster")]
     pub(crate) cluster: Option<crate::cluster::Cluster>,
+    /// Cluster mode, `#[task(remote)]` pools: the task queue their tasks go to, when given
+    /// as `.cluster(queue)` (else the cluster's default queue).
+    #[cfg(feature = "cluster")]
+    pub(crate) task_queue: Option<crate::cluster::TaskQueue>,
 }
 
 /// What the `cluster` pool option takes: a [`Cluster`](crate::cluster::Cluster) connection
@@ -187,6 +191,16 @@ pub trait IntoCluster {
 impl IntoCluster for crate::cluster::Cluster {
     fn set_on(self, config: &mut PoolConfig) {
         config.cluster = Some(self);
+    }
+}
+
+/// A task queue: its cluster, and for a `#[task(remote)]` pool the queue (and its
+/// `TaskConfig`) its tasks go to.
+#[cfg(feature = "cluster")]
+impl IntoCluster for crate::cluster::TaskQueue {
+    fn set_on(self, config: &mut PoolConfig) {
+        config.cluster = Some(self.cluster().clone());
+        config.task_queue = Some(self);
     }
 }
 
@@ -210,6 +224,8 @@ impl Default for PoolConfig {
             runtime: None,
             #[cfg(feature = "cluster")]
             cluster: None,
+            #[cfg(feature = "cluster")]
+            task_queue: None,
         }
     }
 }

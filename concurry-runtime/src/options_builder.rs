@@ -193,6 +193,13 @@ impl<W: Worker> Options<W> {
         self.config.mode
     }
 
+    /// The options as the pool's config (a pool started by hand, as cluster-mode task
+    /// pools are).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn into_config(self) -> crate::options::PoolConfig {
+        self.config
+    }
+
     /// Cluster mode: the cluster whose nodes host the workers.
     pub fn cluster(mut self, cluster: impl crate::options::IntoCluster) -> Self {
         cluster.set_on(&mut self.config);

@@ -185,6 +185,34 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
         }
     };
     let arg_params: Vec<TokenStream> = tys.iter().map(|t| quote!(impl #krate::Arg<#t>)).collect();
+    // `#[task(remote)]`: a submit with a durable task's options (cluster mode).
+    let submit_with = if remote {
+        let submit_with_doc = format!(
+            " As `submit`, with the options of a durable task (`concurry::cluster::Submit`: its \
+             id, priority, delay or ETA, retries), in a pool started with `.mode(Mode::Cluster)`; \
+             the promise's `task_id()` is the task's id. In any other mode the promise fails with \
+             `Error::Config`. The arguments are values (as `{name_str}`'s), not promises."
+        );
+        let submit_v = Ident::new("submit", Span::mixed_site());
+        let body = quote_spanned! {span=>
+            #p::submit_remote_task_with::<__RemoteTask, #ok, #err_ty>(
+                &self.#inner,
+                #name_str,
+                &#method_retry,
+                #args_tuple,
+                #p::#wrap,
+                #submit_v,
+            )
+        };
+        quote! {
+            #[doc = #submit_with_doc]
+            pub fn submit_with(&self, #(#names: #tys,)* #submit_v: #p::TaskSubmit) -> #promise {
+                #body
+            }
+        }
+    } else {
+        TokenStream::new()
+    };
     let submit_item = submit_to(quote!(&#pool_v));
     // A sync function's map sends chunks of items, each running the function in-line, when
     // its calls run once in this process (`__map_task` decides); otherwise, and for an async
@@ -257,9 +285,11 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
     );
     let init_doc = if remote {
         " Starts the pool: in `Mode::Process` its workers are child processes (the current \
-         executable re-executed), in every other mode threads or tasks of this process."
+         executable re-executed); in `Mode::Cluster` (with `.cluster(..)`) each `submit` is a \
+         durable task the cluster's nodes run, its promise resolved by the stored result; in \
+         every other mode threads or tasks of this process."
     } else {
-        " Starts the pool. `Mode::Process` needs `#[task(remote)]`."
+        " Starts the pool. `Mode::Process` and `Mode::Cluster` need `#[task(remote)]`."
     };
     let handle_doc = format!(
         " A pool running [`{name_str}`](fn@super::{name_str}). Clones share the pool; it stops \
@@ -332,6 +362,8 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
                 pub fn submit(&self, #(#names: #arg_params),*) -> #promise {
                     #submit
                 }
+
+                #submit_with
 
                 #[doc = #map_doc]
                 ///
@@ -509,11 +541,20 @@ fn remote_items(
         args_ty.to_string(),
         quote!(#output).to_string(),
     ]);
+    let task_doc = format!(
+        " `{ident}` as a durable task (`RemoteTask`), for what takes its type: \
+         `cluster.task_result::<{ident}::Task>(&id)?.result()` fetches its typed result by id \
+         from any process, `cluster.tasks()?.submit::<{ident}::Task>(args)` submits it \
+         without a pool."
+    );
     quote! {
         /// The function as a task a child process runs by name (`#[task(remote)]`).
         #[doc(hidden)]
         #[derive(Debug)]
         pub struct __RemoteTask;
+
+        #[doc = #task_doc]
+        pub type Task = __RemoteTask;
 
         #[automatically_derived]
         impl #krate::RemoteTask for __RemoteTask {

@@ -95,12 +95,19 @@ fn remote_adds_a_registered_remote_task() {
         "assert_remote_type :: < u64 >",
         "submit_remote_task",
         "init_task (self . 0 , :: core :: module_path ! () , true)",
+        // Cluster mode: the public alias results are fetched by, and `submit_with`.
+        "pub type Task = __RemoteTask",
+        "pub fn submit_with (& self , x : u64 , submit : :: concurry :: __private :: TaskSubmit)",
+        "submit_remote_task_with :: < __RemoteTask , u64 , :: core :: convert :: Infallible >",
     ] {
         assert!(remote.contains(needle), "missing {needle:?} in {remote}");
     }
-    // Without `remote`: nothing of process mode, and `init` refuses it at run time.
+    // Without `remote`: nothing of process or cluster mode, and `init` refuses them at run
+    // time.
     let local = super::expand(quote!(), item).to_string();
     assert!(!local.contains("RemoteTask"), "{local}");
+    assert!(!local.contains("submit_with"), "{local}");
+    assert!(!local.contains("type Task"), "{local}");
     assert!(
         local.contains("init_task (self . 0 , :: core :: module_path ! () , false)"),
         "{local}"
@@ -123,4 +130,20 @@ fn process_mode_in_the_attribute_needs_remote() {
     let out = super::expand(quote!(remote, mode = "process"), item).to_string();
     assert!(!out.contains("compile_error"), "{out}");
     assert!(out.contains("Mode :: Process"), "{out}");
+}
+
+#[test]
+fn a_type_named_task_is_refused_only_with_remote() {
+    let item = quote!(
+        fn run(t: Task) -> Task {
+            t
+        }
+    );
+    let errors = errors_of(quote!(remote), item.clone());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("`Task` would mean the generated `run::Task`"),
+        "{errors:?}"
+    );
+    assert!(errors_of(quote!(), item).is_empty());
 }

@@ -14,6 +14,9 @@ use crate::worker::validate::{Finder, owned_suggestion, pretty};
 /// signature would resolve to them inside the module.
 pub(crate) const MODULE_TYPES: &[&str] = &["Handle", "Options", "__RemoteTask"];
 
+/// What `#[task(remote)]` adds to them: the public alias of the function as a remote task.
+pub(crate) const REMOTE_MODULE_TYPES: &[&str] = &["Task"];
+
 /// Runs every rule; true when the expansion can go ahead.
 pub(crate) fn check(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>) -> bool {
     let before = cx.error_count();
@@ -23,11 +26,11 @@ pub(crate) fn check(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>) -> bool {
     check_unsafe(cx, t);
     for arg in &t.args {
         check_crossing(cx, arg.ty, false);
-        check_names(cx, t, arg.ty);
+        check_names(cx, args, t, arg.ty);
     }
     if let ReturnType::Type(_, ty) = t.output() {
         check_crossing(cx, ty, true);
-        check_names(cx, t, ty);
+        check_names(cx, args, t, ty);
     }
     let ok = cx.error_count() == before;
     // Not a reason to leave the module out: with it, the callers still type-check.
@@ -145,8 +148,10 @@ fn is_impl_future(i: &syn::TypeImplTrait) -> bool {
 }
 
 /// The signature's types are spelled again inside the companion module `name`, where `self::`
-/// and `super::` mean something else and `Handle` / `Options` are the module's own types.
-fn check_names(cx: &mut Ctxt, t: &Task<'_>, ty: &Type) {
+/// and `super::` mean something else and `Handle` / `Options` (and `Task` with `remote`) are
+/// the module's own types.
+fn check_names(cx: &mut Ctxt, args: &WorkerArgs, t: &Task<'_>, ty: &Type) {
+    let remote = args.remote.is_some();
     struct Paths<'ast>(Vec<&'ast syn::Path>);
     impl<'ast> Visit<'ast> for Paths<'ast> {
         fn visit_path(&mut self, p: &'ast syn::Path) {
@@ -172,7 +177,10 @@ fn check_names(cx: &mut Ctxt, t: &Task<'_>, ty: &Type) {
                     first.ident
                 ),
             );
-        } else if p.segments.len() == 1 && MODULE_TYPES.iter().any(|m| first.ident == m) {
+        } else if p.segments.len() == 1
+            && (MODULE_TYPES.iter().any(|m| first.ident == m)
+                || (remote && REMOTE_MODULE_TYPES.iter().any(|m| first.ident == m)))
+        {
             cx.error_spanned_by(
                 &first.ident,
                 format!(

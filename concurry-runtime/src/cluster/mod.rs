@@ -106,8 +106,8 @@ pub use node::{Node, RunningNode};
 pub use placement::{Placement, plan};
 pub use server::{LocalServer, LocalServerBuilder};
 pub use tasks::{
-    DeadLetter, Priority, Schedule, ScheduleInfo, Submit, TaskConfig, TaskHandle, TaskQueue,
-    TaskStatus,
+    Completions, DeadLetter, Priority, Schedule, ScheduleInfo, Submit, TaskConfig, TaskHandle,
+    TaskQueue, TaskStatus,
 };
 
 /// How often a node heartbeats unless [`Node::heartbeat`] says otherwise.

@@ -41,9 +41,23 @@ pub(crate) struct PromiseCell<V: Stash, J: ?Sized = dyn Tail> {
 }
 
 /// What a [`PromiseCell`] may keep beside its slot: anything shareable across threads.
-pub(crate) trait Tail: Send + Sync {}
+pub(crate) trait Tail: Send + Sync {
+    /// The durable task the promise stands for (cluster mode's task pools), if any.
+    fn task_id(&self) -> Option<&str> {
+        None
+    }
+}
 
-impl<J: Send + Sync + ?Sized> Tail for J {}
+impl Tail for () {}
+
+/// The tail of a durable task's promise: its id.
+pub(crate) struct TaskTail(pub(crate) Box<str>);
+
+impl Tail for TaskTail {
+    fn task_id(&self) -> Option<&str> {
+        Some(&self.0)
+    }
+}
 
 impl<V: Stash> PromiseCell<V, ()> {
     /// A cell with nothing beside its slot.
@@ -122,6 +136,31 @@ impl<T, E> Promise<T, E> {
     pub(crate) fn pending_in(cancel: Option<crate::cancel::Parent>) -> (Self, Completer<T, E>) {
         let cell = PromiseCell::in_scope(cancel);
         (Promise { cell: cell.clone() }, Completer::from_cell(cell))
+    }
+
+    /// As [`pending`](Promise::pending), for the durable task `id` (its
+    /// [`task_id`](Promise::task_id)).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn pending_task(id: &str) -> (Self, Completer<T, E>) {
+        let cell: DynArc<ResultCell<T, E>> = DynArc::new(PromiseCell {
+            slot: Slot::new(),
+            cancel: None,
+            tail: TaskTail(id.into()),
+        });
+        (Promise { cell: cell.clone() }, Completer::from_cell(cell))
+    }
+
+    /// The id of the durable task this promise stands for: `Some` for a promise from
+    /// `submit` on a `#[task(remote)]` pool in `Mode::Cluster` (the task is stored once
+    /// `submit` returns, so the id can be looked up from any process, e.g.
+    /// `cluster.task_status(id)`), `None` for every other promise.
+    ///
+    /// ```
+    /// let p = concurry::Promise::<u8>::ready(Ok(3));
+    /// assert_eq!(p.task_id(), None);
+    /// ```
+    pub fn task_id(&self) -> Option<&str> {
+        self.cell.tail.task_id()
     }
 
     /// A promise that is already resolved with `result`.

@@ -109,6 +109,8 @@ pub(crate) struct CallJob<F> {
     run: Mutex<Option<(F, Option<Box<CallLimits>>)>>,
 }
 
+impl<F: Send> crate::future::Tail for CallJob<F> {}
+
 /// A call: its result slot and its job, in one allocation.
 pub(crate) type CallCell<T, E, F> = PromiseCell<Result<T, Error<E>>, CallJob<F>>;
 

@@ -51,6 +51,17 @@ pub(super) fn closures_stay_in_process() -> ConfigError {
     )
 }
 
+/// The `init` error of a closure pool in cluster mode.
+pub(crate) fn closures_stay_on_this_side() -> ConfigError {
+    ConfigError::new(
+        "mode",
+        "cluster",
+        "a `TaskWorker` pool runs closures, which cannot cross to a cluster node; put \
+         `#[concurry::task(remote)]` on a function and start its pool with \
+         `my_fn::options().mode(Mode::Cluster).cluster(cluster)`, or use `Mode::Thread`",
+    )
+}
+
 /// The `init` error of a `#[task]` function without `remote` in process mode.
 fn not_remote(task: &str) -> ConfigError {
     ConfigError::new(
@@ -76,13 +87,42 @@ pub fn init_task(
     task: &'static str,
     remote: bool,
 ) -> Result<TaskWorkerHandle, Error> {
-    if options.0.get_mode() != Mode::Process {
-        return options.init();
+    match options.0.get_mode() {
+        Mode::Process if remote => options.0.init_remote_with(()).map(TaskWorkerHandle::new),
+        Mode::Process => Err(not_remote(task).into()),
+        Mode::Cluster if remote => init_durable(options, task),
+        Mode::Cluster => Err(not_remote_cluster(task).into()),
+        _ => options.init(),
     }
-    if !remote {
-        return Err(not_remote(task).into());
-    }
-    options.0.init_remote_with(()).map(TaskWorkerHandle::new)
+}
+
+/// `Mode::Cluster`: a pool whose calls are durable tasks on the cluster's queue.
+#[cfg(feature = "cluster")]
+fn init_durable(options: TaskWorkerOptions, task: &'static str) -> Result<TaskWorkerHandle, Error> {
+    crate::cluster::tasks::pool::start(options.0.into_config(), task).map(TaskWorkerHandle::new)
+}
+
+#[cfg(not(feature = "cluster"))]
+fn init_durable(_: TaskWorkerOptions, _: &'static str) -> Result<TaskWorkerHandle, Error> {
+    Err(ConfigError::new(
+        "mode",
+        "cluster",
+        "cluster mode needs the `cluster` feature of concurry \
+         (`concurry = { version = \"..\", features = [\"cluster\"] }`)",
+    )
+    .into())
+}
+
+/// The `init` error of a `#[task]` function without `remote` in cluster mode.
+fn not_remote_cluster(task: &str) -> ConfigError {
+    ConfigError::new(
+        "mode",
+        "cluster",
+        format!(
+            "`{task}` cannot run on a cluster node; mark it `#[task(remote)]` (its arguments \
+             and return type must then be serde types), or use `Mode::Thread`"
+        ),
+    )
 }
 
 /// Whether calls of `handle` go to child processes: the pool of a `#[task(remote)]`
@@ -108,6 +148,10 @@ where
     O: Send + 'static,
     E: Send + 'static,
 {
+    #[cfg(feature = "cluster")]
+    if let Some(durable) = crate::cluster::tasks::pool::durable(&handle.pool) {
+        return durable.submit::<T, O, E>(&handle.pool, retry, args, wrap, None);
+    }
     let extract = move |response: Result<Vec<u8>, Fault>| {
         Some(
             task_output::<T::Output>(response)
@@ -127,4 +171,50 @@ where
                 "a call of a remote task reached a pool that is not in process mode",
             ))))
         })
+}
+
+/// The options of a durable task's submit, for `#[task(remote)]`'s `submit_with`:
+/// [`Submit`](crate::cluster::Submit).
+#[cfg(feature = "cluster")]
+pub type TaskSubmit = crate::cluster::Submit;
+
+/// Without the `cluster` feature no value exists: `submit_with` cannot be called.
+#[cfg(not(feature = "cluster"))]
+#[derive(Debug)]
+pub enum TaskSubmit {}
+
+/// [`submit_remote_task`] with a durable task's options, in a cluster-mode pool (any other
+/// pool fails the promise with [`Error::Config`]: the options mean nothing there).
+pub fn submit_remote_task_with<T, O, E>(
+    handle: &TaskWorkerHandle,
+    method: &'static str,
+    retry: &MethodRetry<O, E>,
+    args: T::Args,
+    wrap: fn(T::Output) -> Result<O, Error<E>>,
+    submit: TaskSubmit,
+) -> Promise<O, E>
+where
+    T: RemoteTask,
+    O: Send + 'static,
+    E: Send + 'static,
+{
+    #[cfg(feature = "cluster")]
+    {
+        if let Some(durable) = crate::cluster::tasks::pool::durable(&handle.pool) {
+            return durable.submit::<T, O, E>(&handle.pool, retry, args, wrap, Some(submit));
+        }
+        let _ = (method, args, wrap);
+        Promise::ready(Err(Error::Config(ConfigError::new(
+            "mode",
+            handle.pool.stats().mode.to_string(),
+            "`submit_with`'s options (id, priority, delay, retries) are those of a durable \
+             task: start the pool with `.mode(Mode::Cluster).cluster(cluster)`, or call \
+             `submit`",
+        ))))
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = (handle, method, retry, args, wrap);
+        match submit {}
+    }
 }

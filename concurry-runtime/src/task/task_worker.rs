@@ -106,6 +106,9 @@ impl TaskWorkerOptions {
         if self.0.get_mode() == Mode::Process {
             return Err(super::remote::closures_stay_in_process().into());
         }
+        if self.0.get_mode() == Mode::Cluster {
+            return Err(super::remote::closures_stay_on_this_side().into());
+        }
         self.0.init_with(()).map(TaskWorkerHandle::new)
     }
 }

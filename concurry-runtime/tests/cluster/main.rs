@@ -16,4 +16,5 @@ mod pools;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod support;
+mod task_pools;
 mod tasks;

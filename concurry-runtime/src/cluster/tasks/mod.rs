@@ -9,6 +9,19 @@
 //!   any process.
 //! - Nodes ([`Node`](super::Node)) run the tasks: every node of a binary with
 //!   `#[task(remote)]` functions serves the queue of its [`TaskConfig`].
+//! - A `#[task(remote)]` function's pool in `Mode::Cluster`
+//!   (`render::options().mode(Mode::Cluster).cluster(cluster).init()?`, or
+//!   `.cluster(queue)` for another queue) submits each call as a task: `submit` returns a
+//!   [`Promise`](crate::Promise) resolved by the stored result, whose
+//!   [`task_id`](crate::Promise::task_id) is the task's id; `submit_with(args, Submit)` takes
+//!   a [`Submit`]. The generated `render::Task` is the function as a [`RemoteTask`]
+//!   (`cluster.task_result::<render::Task>(&id)`).
+//! - [`TaskQueue::completions`]: `(id, status)` of every task as it finishes.
+//! - Limits: a cluster-mode task pool's `.limits(..)` are what `concurry::limits()` gives
+//!   inside the task on every node: one set, global across nodes, hosted by the pool's
+//!   process for every run of that task (whoever submitted it). One process hosts a task's
+//!   limits; while none does (the submitter exited), `limits()` in the task fails at once
+//!   with a [`LimitError`](crate::LimitError) instead of waiting.
 //!
 //! # Guarantees
 //!
@@ -85,11 +98,14 @@
 
 mod batch;
 mod cancel;
+mod completions;
 mod config;
 mod cron;
 mod dlq;
 mod handle;
+mod limits;
 mod periodic;
+pub(crate) mod pool;
 mod record;
 pub(crate) mod retrying;
 pub(crate) mod runner;
@@ -101,6 +117,7 @@ mod watch;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use completions::Completions;
 pub use config::TaskConfig;
 pub use dlq::DeadLetter;
 pub use handle::TaskHandle;

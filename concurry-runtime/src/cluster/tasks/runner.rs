@@ -589,8 +589,17 @@ async fn handle(ctx: &Ctx, msg: Message) {
     let durable = entry.durable;
     let args = task.args;
     let token = registered.token.clone();
+    // The task's `limits()`: its pool's, hosted by the pool's process (`limits.rs`).
+    let limits = super::limits::for_run(
+        &store.js.client(),
+        &store.names.stream,
+        &task.task,
+        &ctx.node,
+    );
     let mut job = tokio::task::spawn_blocking(move || {
-        crate::cancel::context::in_token(&token, || durable(&args, attempt))
+        crate::limit::context::with_hosted(&limits, || {
+            crate::cancel::context::in_token(&token, || durable(&args, attempt))
+        })
     });
     // A hard `call_timeout` (`retrying.rs`): past it the task's token is signalled and the
     // attempt failed at once; a function that ignores the token runs on, detached.

@@ -91,7 +91,7 @@ pub struct Submit {
     id: Option<String>,
     priority: Priority,
     not_before: Option<NotBefore>,
-    retry: Option<RetryConfig>,
+    pub(crate) retry: Option<RetryConfig>,
     call_timeout: Option<Duration>,
 }
 
