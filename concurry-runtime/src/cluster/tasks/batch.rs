@@ -3,9 +3,10 @@
 //! wait on one watch of the results bucket instead of one per task.
 
 use std::collections::HashMap;
-use std::future::{Future, IntoFuture};
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -63,7 +64,10 @@ impl TaskQueue {
         let inner = self.inner.clone();
         super::here(async move {
             let store = &inner.store;
-            let mut recorded: Vec<Recorded> = Vec::with_capacity(prepared.len());
+            // Tasks with ids of the caller's are recorded first (a re-submit of a finished
+            // one is not published again); those with fresh ids are recorded as they are
+            // published.
+            let mut recorded: Vec<Option<Recorded>> = Vec::with_capacity(prepared.len());
             let mut records = FuturesOrdered::new();
             for p in &prepared {
                 if records.len() >= IN_FLIGHT
@@ -71,7 +75,13 @@ impl TaskQueue {
                 {
                     recorded.push(r?);
                 }
-                records.push_back(record(store, &p.id, p.not_before, false));
+                records.push_back(async move {
+                    if p.fresh {
+                        Ok(None)
+                    } else {
+                        record(store, &p.id, p.not_before, false).await.map(Some)
+                    }
+                });
             }
             while let Some(r) = records.next().await {
                 recorded.push(r?);
@@ -80,16 +90,17 @@ impl TaskQueue {
             // Published in order, with at most `ACKS` acks awaited at once: each
             // unawaited ack holds one of the context's ack permits (5,000 by default), so
             // holding them all until every task is sent stalls a batch larger than that.
-            let mut acks = FuturesUnordered::new();
+            let mut acks: FuturesUnordered<BoxFuture<'_, Result<(), Error>>> =
+                FuturesUnordered::new();
             for (p, recorded) in prepared.into_iter().zip(recorded) {
                 match recorded {
                     // Finished before: it does not run again.
-                    Recorded::Finished => continue,
-                    Recorded::New => store.watcher.expect(&p.id),
-                    Recorded::Again => {}
+                    Some(Recorded::Finished) => continue,
+                    Some(Recorded::New) | None => store.watcher.expect(&p.id),
+                    Some(Recorded::Again) => {}
                 }
                 while acks.len() >= ACKS {
-                    settle(&mut acks, store).await?;
+                    settle(&mut acks).await?;
                 }
                 let ack = send(
                     store,
@@ -100,11 +111,25 @@ impl TaskQueue {
                     p.payload,
                     p.not_before,
                 )
-                .await?;
-                acks.push(ack.into_future());
+                .await?
+                .into_future();
+                let stored = async move {
+                    ack.await
+                        .map(|_| ())
+                        .map_err(|e| server_error("store the task", &store.url, e))
+                };
+                if recorded.is_some() {
+                    acks.push(Box::pin(stored));
+                } else {
+                    let (id, not_before) = (p.id, p.not_before);
+                    acks.push(Box::pin(async move {
+                        let (r, a) = tokio::join!(record(store, &id, not_before, false), stored);
+                        r.and(a)
+                    }));
+                }
             }
             while !acks.is_empty() {
-                settle(&mut acks, store).await?;
+                settle(&mut acks).await?;
             }
             Ok::<(), Error>(())
         })?;
@@ -134,15 +159,10 @@ impl TaskQueue {
 }
 
 /// Awaits the next of the publish acks in flight.
-async fn settle<F, A, E>(acks: &mut FuturesUnordered<F>, store: &Store) -> Result<(), Error>
-where
-    F: Future<Output = Result<A, E>>,
-    E: std::fmt::Display,
-{
-    match acks.next().await {
-        Some(Err(e)) => Err(server_error("store the task", &store.url, e)),
-        _ => Ok(()),
-    }
+async fn settle(
+    acks: &mut FuturesUnordered<BoxFuture<'_, Result<(), Error>>>,
+) -> Result<(), Error> {
+    acks.next().await.unwrap_or(Ok(()))
 }
 
 /// The results of `ids`, through the queue's shared results watch: each id registered

@@ -5,7 +5,13 @@
 //! without waiting (`no_wait`) as many tasks as there are free slots, and runs each on a
 //! blocking thread. A level found empty is skipped until a doorbell (a core subscription on
 //! the queue's subjects: every publish rings it) or the periodic recheck (redeliveries and
-//! delays ring nothing).
+//! delays ring nothing); one found empty although it rang is waited on at the server for
+//! the task on its way (the core message can arrive first).
+//!
+//! Per task the hot path is one write and one ack: revokes are a set in memory (the cancel
+//! bucket read whole at start, then watched), a first delivery reads no records, `Running`
+//! is recorded only for a task that runs longer than [`RUNNING_AFTER`], and acks are not
+//! awaited.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -33,7 +33,8 @@ pub enum TaskStatus {
         /// Its ETA.
         at: SystemTime,
     },
-    /// A node runs it.
+    /// A node runs it (shown once it has run for 20 ms; a shorter run goes from `Pending`
+    /// straight to its result).
     Running {
         /// The node's name.
         node: String,

@@ -244,7 +244,6 @@ impl TaskQueue {
         args: T::Args,
         submit: Submit,
     ) -> Result<TaskHandle<T>, Error> {
-        let fresh = submit.id.is_none();
         let task = self.prepare::<T>(args, submit)?;
         let inner = self.inner.clone();
         let id = task.id.clone();
@@ -265,9 +264,9 @@ impl TaskQueue {
                 .map(|_| ())
                 .map_err(|e| server_error("store the task", &store.url, e))
             };
-            if fresh {
-                // A fresh random id cannot have been submitted before: its status record
-                // and its message go out together (one round trip, not two).
+            if task.fresh {
+                // Its status record and its message go out together (one round trip, not
+                // two).
                 store.watcher.expect(&task.id);
                 let (recorded, published) =
                     tokio::join!(record(store, &task.id, task.not_before, false), publish);
@@ -292,6 +291,7 @@ impl TaskQueue {
         args: T::Args,
         submit: Submit,
     ) -> Result<Prepared, Error> {
+        let fresh = submit.id.is_none();
         let id = match submit.id {
             Some(id) => {
                 check_id(&id)?;
@@ -359,6 +359,7 @@ impl TaskQueue {
         let subject = store.names.subject(&store.config.queue, submit.priority);
         Ok(Prepared {
             id,
+            fresh,
             subject,
             payload,
             not_before,
@@ -409,6 +410,9 @@ impl fmt::Debug for TaskQueue {
 /// One task message, ready to publish.
 pub(crate) struct Prepared {
     pub(crate) id: String,
+    /// A random id of this submit: it cannot have been submitted before, so its status
+    /// record and its message may go out together.
+    pub(crate) fresh: bool,
     pub(crate) subject: String,
     pub(crate) payload: Vec<u8>,
     pub(crate) not_before: Option<SystemTime>,
