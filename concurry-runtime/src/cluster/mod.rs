@@ -88,7 +88,9 @@
 mod connect;
 mod host;
 mod hosting;
+pub(crate) mod lookup;
 mod membership;
+pub(crate) mod names;
 mod node;
 mod placement;
 #[cfg(feature = "prometheus")]
@@ -102,6 +104,7 @@ use std::time::Duration;
 
 pub use connect::{Cluster, ClusterOptions};
 pub use membership::{ClusterEvent, ClusterEvents, NodeView};
+pub use names::PoolInfo;
 pub use node::{Node, RunningNode};
 pub use placement::{Placement, plan};
 pub use server::{LocalServer, LocalServerBuilder};
