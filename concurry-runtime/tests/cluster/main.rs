@@ -10,6 +10,7 @@
 mod connect;
 mod harness;
 mod membership;
+mod named;
 mod placement;
 mod pools;
 #[cfg(feature = "prometheus")]
