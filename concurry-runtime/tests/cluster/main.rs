@@ -9,6 +9,7 @@
 
 mod connect;
 mod harness;
+mod leases;
 mod membership;
 mod named;
 mod placement;

@@ -88,7 +88,11 @@ impl Owner {
             stdin,
             lines,
         };
-        assert_eq!(owner.line(), "placed", "the owner child could not place its pool");
+        assert_eq!(
+            owner.line(),
+            "placed",
+            "the owner child could not place its pool"
+        );
         owner
     }
 
