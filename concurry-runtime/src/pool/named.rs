@@ -29,7 +29,7 @@ fn fault_of(error: Error) -> Fault {
         Error::Cancelled => Fault::Cancelled,
         Error::Panicked { message } => Fault::Panicked { message },
         Error::Transport(WireError::TooLarge { len, max }) => Fault::TooLarge {
-            len: len as u64,
+            len,
             max: max as u64,
         },
         other => Fault::Lost {
