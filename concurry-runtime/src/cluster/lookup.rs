@@ -1,7 +1,8 @@
 //! A looked-up pool's [`Transport`]: its one "worker" is the pool's owner. Calls go as wire
 //! frames to the owner's `pool.<id>.call` subject with this handle's inbox as the reply
 //! subject; the owner sends each through its own pool (its balancer, `max_queued_tasks`,
-//! call limits, supervisors) to its instances, and publishes the reply frame back. The
+//! call limits, supervisors) to its instances, and publishes the reply frame back; a
+//! `Cancel` frame (same subject, same reply subject) cancels the owner's call. The
 //! supervisor, call table and deadlines on this side are the remote layer's, as for a
 //! node's instance.
 //!
@@ -150,17 +151,18 @@ impl Peer for OwnerPeer {
 
     fn send(&self, kind: Kind, id: u64, payload: Vec<u8>, _idle: bool) {
         match kind {
-            Kind::Call => {}
+            Kind::Call => {
+                lock(&self.shared.calls).insert(id);
+            }
+            // On to the owner, which cancels its call to the instance.
+            Kind::Cancel => {}
             Kind::Shutdown => {
                 self.shared.shutting.store(true, Ordering::Release);
                 self.shared.wake.notify_one();
                 return;
             }
-            // A cancel stays on this side (the call's promise is resolved here); the
-            // owner's instance runs the call to its end.
             _ => return,
         }
-        lock(&self.shared.calls).insert(id);
         let bytes = frame(kind, id, &payload);
         let sent = crate::runtime::block_on(self.client.publish_with_reply(
             self.subject.clone(),

@@ -69,8 +69,8 @@
 //!   [`Error::WorkerLost`](crate::Error::WorkerLost): a call sent then at once, a call in
 //!   flight within about a second (the handle asks the owner every second while calls are
 //!   out); nothing hangs, and the handle never re-places anything (the instances were the
-//!   owner's). Its calls carry their deadline to the owner; a cancel of one resolves it here,
-//!   while the instance runs the call to its end.
+//!   owner's). Its calls carry their deadline to the owner, and a cancel of one (of its
+//!   promise or its scope) goes on through the owner to the method on the node.
 //! - `lookup` of a name no live pool holds is an [`Error::Config`](crate::Error::Config)
 //!   naming it and the named pools seen; of a pool of another type, one naming both types.
 //! - The registry is the JetStream KV bucket `CC_<ns>_pools` (`name.<name>` or `id.<id>` →

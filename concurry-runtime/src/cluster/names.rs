@@ -13,7 +13,7 @@
 //! - Released at `stop()` or drop: the service ends, then the record is deleted (only the
 //!   revision this owner wrote).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -188,15 +188,40 @@ pub(crate) trait Served: Send + Sync + 'static {
     fn call(&self, head: CallHeader, request: Vec<u8>, reply: Answer);
 }
 
+/// The forwarded calls in flight, by the looked-up handle's inbox and call id: each
+/// promise is cancelled when that handle sends the call's `Cancel`.
+type InFlight = Arc<Mutex<HashMap<(String, u64), crate::Promise<()>>>>;
+
 /// Where the reply to one call of a looked-up handle goes. Dropped unsent (the pool
 /// stopped under the call), it says so: the caller never waits for nothing.
-pub(crate) struct Answer(Option<Box<dyn FnOnce(Vec<u8>) + Send>>);
+pub(crate) struct Answer {
+    send: Option<Box<dyn FnOnce(Vec<u8>) + Send>>,
+    /// Its promise in `in_flight` is cancelled by the handle's `Cancel`: watched by the
+    /// instance's supervisor, which sends the cancel on to the node.
+    cancel: Option<crate::future::Completer<()>>,
+    filed: Option<(InFlight, (String, u64))>,
+}
 
 impl Answer {
     /// Sends the reply's bytes (an encoded `Result<W::Response, Fault>`).
     pub(crate) fn send(mut self, bytes: Vec<u8>) {
-        if let Some(f) = self.0.take() {
+        self.unfile();
+        if let Some(f) = self.send.take() {
             f(bytes);
+        }
+    }
+
+    /// A watch on the handle's cancel of this call.
+    pub(crate) fn cancel_watch(&self) -> Option<crate::future::CancelWatch> {
+        self.cancel.as_ref()?.cancel_watch()
+    }
+
+    fn unfile(&mut self) {
+        if let Some((map, key)) = self.filed.take() {
+            lock(&map).remove(&key);
+        }
+        if let Some(c) = self.cancel.take() {
+            c.complete(Ok(()));
         }
     }
 
@@ -208,7 +233,8 @@ impl Answer {
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
+        self.unfile();
+        if let Some(f) = self.send.take() {
             f(fault_reply(&Fault::Lost {
                 message: "the pool's owner dropped the call (the pool stopped)".into(),
             }));
@@ -460,11 +486,21 @@ fn serve(
                 }
             })
         };
+        let in_flight: InFlight = Arc::default();
         let calling = rt.spawn(async move {
             while let Some(msg) = calls.next().await {
                 let Some(to) = msg.reply else { continue };
                 let env = match unframe(&msg.payload, usize::MAX) {
                     Ok(env) if env.kind == Kind::Call => env,
+                    Ok(env) if env.kind == Kind::Cancel => {
+                        let key = (to.to_string(), env.id);
+                        // Out of the map first: a cancel may end the call (and file it out) at once.
+                        let call = lock(&in_flight).remove(&key);
+                        if let Some(p) = call {
+                            p.cancel();
+                        }
+                        continue;
+                    }
                     Ok(_) => continue,
                     Err(e) => {
                         tracing::warn!("concurry cluster: a looked-up handle sent garbage: {e}");
@@ -472,13 +508,20 @@ fn serve(
                     }
                 };
                 let id = env.id;
+                let key = (to.to_string(), id);
+                let (promise, completer) = crate::Promise::<()>::pending();
+                lock(&in_flight).insert(key.clone(), promise);
                 let client2 = client.clone();
-                let reply = Answer(Some(Box::new(move |bytes: Vec<u8>| {
-                    let out = frame(Kind::Reply, id, &bytes);
-                    crate::runtime::runtime().spawn(async move {
-                        let _ = client2.publish(to, out.into()).await;
-                    });
-                })));
+                let reply = Answer {
+                    send: Some(Box::new(move |bytes: Vec<u8>| {
+                        let out = frame(Kind::Reply, id, &bytes);
+                        crate::runtime::runtime().spawn(async move {
+                            let _ = client2.publish(to, out.into()).await;
+                        });
+                    })),
+                    cancel: Some(completer),
+                    filed: Some((in_flight.clone(), key)),
+                };
                 let (head, request) = match CallHeader::split(&env.payload) {
                     Ok((h, r)) => (h, r.to_vec()),
                     Err(e) => {

@@ -168,6 +168,10 @@ impl Completion for Forwarded {
         Ok(())
     }
 
+    fn cancel_watch(&mut self) -> Option<crate::future::CancelWatch> {
+        self.answer.as_ref()?.cancel_watch()
+    }
+
     fn fail(mut self: Box<Self>, error: Error) {
         if matches!(error, Error::Stopped) {
             self.shared.failed_by_stop.fetch_add(1, Ordering::AcqRel);

@@ -267,6 +267,39 @@ fn the_owners_death_fails_looked_up_calls_typed_and_frees_the_name() {
 }
 
 #[test]
+fn a_cancel_of_a_looked_up_call_reaches_the_method_on_the_node() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let _node = NodeProc::start(&s.url(), "a", 1);
+    let c = cluster(&s.url());
+    c.wait_for_nodes(1, HANG).unwrap();
+    let _owner = Owner::start(&s.url(), "spinner");
+    let h = lookup(&c, "spinner").unwrap();
+    let started = std::env::temp_dir().join(format!(
+        "concurry-named-spin-{}-{}",
+        std::process::id(),
+        s.url().rsplit(':').next().unwrap_or_default()
+    ));
+    let _ = std::fs::remove_file(&started);
+    let call = h.spin(started.to_string_lossy().into_owned());
+    let deadline = std::time::Instant::now() + HANG;
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spin never started"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(call.cancel());
+    assert!(matches!(call.result(), Err(Error::Cancelled)));
+    // The one instance answers the next call only once the spin returned (it would spin for
+    // 120 s, past HANG, had the cancel not reached it through the owner).
+    assert_eq!(get(h.add(0)).unwrap(), 1);
+    let _ = std::fs::remove_file(&started);
+}
+
+#[test]
 fn unnamed_pools_are_listed_by_id_and_leave_the_list_when_stopped() {
     let Some(s) = LocalServer::for_tests() else {
         return;
