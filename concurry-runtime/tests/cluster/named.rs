@@ -307,6 +307,7 @@ fn unnamed_pools_are_listed_by_id_and_leave_the_list_when_stopped() {
     let _node = NodeProc::start(&s.url(), "a", 2);
     let c = cluster(&s.url());
     c.wait_for_nodes(1, HANG).unwrap();
+    assert!(c.pools().unwrap().is_empty(), "a new namespace has no pools");
     let p = {
         let c = c.clone();
         within("init", move || {
