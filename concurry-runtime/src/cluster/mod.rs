@@ -75,7 +75,8 @@
 //!   naming it and the named pools seen; of a pool of another type, one naming both types.
 //! - The registry is the JetStream KV bucket `CC_<ns>_pools` (`name.<name>` or `id.<id>` →
 //!   a `CCP` record), so named pools and `pools()` need a server with JetStream
-//!   (`nats-server -js`); unnamed pools work without it (they are just not listed). Each
+//!   (`nats-server -js`); an unnamed pool is recorded in the background (its `init` never
+//!   waits on JetStream) and works without it (it is just not listed). Each
 //!   owner answers `pool.<id>.info` (its live record) and `pool.<id>.call` (looked-up calls).
 //!
 //! ```no_run

@@ -251,10 +251,9 @@ pub(crate) fn fault_reply(fault: &Fault) -> Vec<u8> {
 /// A pool's place in the registry, held by its owner (the pool's backend) until it stops.
 pub(crate) struct Registration {
     client: async_nats::Client,
-    store: Option<kv::Store>,
     key: String,
-    /// The record's revision this owner wrote.
-    revision: u64,
+    /// The bucket and the revision of the record this owner wrote, once written.
+    written: Arc<std::sync::OnceLock<(kv::Store, u64)>>,
     id: String,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     served: Arc<std::sync::OnceLock<Arc<dyn Served>>>,
@@ -309,34 +308,58 @@ impl Registration {
             Some(n) => name_key(n),
             None => format!("id.{id}"),
         };
+        let written: Arc<std::sync::OnceLock<(kv::Store, u64)>> = Arc::default();
+        let registration = |tasks| Registration {
+            client: client.clone(),
+            key: key.clone(),
+            written: written.clone(),
+            id: id.clone(),
+            tasks: Mutex::new(tasks),
+            served: served.clone(),
+            released: AtomicBool::new(false),
+        };
+        if name.is_none() {
+            // Only listed: recorded in the background, so `init` never waits on JetStream
+            // (one the user may not be allowed to use: then the pool is just not listed).
+            let (client, bucket_name, bytes) =
+                (client.clone(), bucket_name(cluster), record.encode());
+            let (key, written) = (key.clone(), written.clone());
+            let put = crate::runtime::runtime().spawn(async move {
+                let put = async {
+                    let store = bucket(client, bucket_name).await?;
+                    let rev = store
+                        .put(&key, bytes.into())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let _ = written.set((store, rev));
+                    Ok::<_, String>(())
+                };
+                match tokio::time::timeout(Duration::from_secs(10), put).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!("concurry cluster: the pool is not listed: {e}"),
+                    Err(_) => {
+                        tracing::debug!("concurry cluster: the pool is not listed (no answer)")
+                    }
+                }
+            });
+            let mut tasks = tasks;
+            tasks.push(put.abort_handle());
+            return Ok(Arc::new(registration(tasks)));
+        }
         let claimed = {
             let client = client.clone();
             let bucket_name = bucket_name(cluster);
             let key = key.clone();
             let bytes = record.encode();
-            let named = name.is_some();
             let namespace = cluster.namespace().to_string();
             let ns = cluster.clone();
             run(async move {
-                let store = match bucket(client.clone(), bucket_name).await {
-                    Ok(s) => s,
-                    // An unnamed pool works without the registry (it is just not listed).
-                    Err(e) if !named => {
-                        tracing::debug!("concurry cluster: the pool is not listed: {e}");
-                        return Ok((None, 0));
-                    }
-                    Err(e) => return Err(Claim::Server(e)),
-                };
-                if !named {
-                    let rev = store
-                        .put(&key, bytes.into())
-                        .await
-                        .map_err(|e| Claim::Server(e.to_string()))?;
-                    return Ok((Some(store), rev));
-                }
+                let store = bucket(client.clone(), bucket_name)
+                    .await
+                    .map_err(Claim::Server)?;
                 for _ in 0..5 {
                     match store.create(&key, bytes.clone().into()).await {
-                        Ok(rev) => return Ok((Some(store), rev)),
+                        Ok(rev) => return Ok((store, rev)),
                         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                         Err(e) => return Err(Claim::Server(e.to_string())),
                     }
@@ -358,7 +381,7 @@ impl Registration {
                                 .update(&key, bytes.clone().into(), entry.revision)
                                 .await
                             {
-                                Ok(rev) => return Ok((Some(store), rev)),
+                                Ok(rev) => return Ok((store, rev)),
                                 Err(_) => continue,
                             }
                         }
@@ -372,8 +395,10 @@ impl Registration {
             })
         };
         let abort = |tasks: &[tokio::task::AbortHandle]| tasks.iter().for_each(|t| t.abort());
-        let (store, revision) = match claimed {
-            Ok(v) => v,
+        match claimed {
+            Ok(v) => {
+                let _ = written.set(v);
+            }
             Err(e) => {
                 abort(&tasks);
                 let name = name.unwrap_or_default();
@@ -393,17 +418,8 @@ impl Registration {
                     .into(),
                 });
             }
-        };
-        Ok(Arc::new(Registration {
-            client,
-            store,
-            key,
-            revision,
-            id,
-            tasks: Mutex::new(tasks),
-            served,
-            released: AtomicBool::new(false),
-        }))
+        }
+        Ok(Arc::new(registration(tasks)))
     }
 
     /// From now on, calls of looked-up handles go to `served` (before it, they fail with
@@ -420,11 +436,10 @@ impl Registration {
         for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
-        let Some(store) = self.store.clone() else {
+        let Some((store, revision)) = self.written.get().cloned() else {
             return;
         };
         let key = self.key.clone();
-        let revision = self.revision;
         let client = self.client.clone();
         let delete = async move {
             let _ = tokio::time::timeout(Duration::from_secs(2), async {

@@ -307,7 +307,10 @@ fn unnamed_pools_are_listed_by_id_and_leave_the_list_when_stopped() {
     let _node = NodeProc::start(&s.url(), "a", 2);
     let c = cluster(&s.url());
     c.wait_for_nodes(1, HANG).unwrap();
-    assert!(c.pools().unwrap().is_empty(), "a new namespace has no pools");
+    assert!(
+        c.pools().unwrap().is_empty(),
+        "a new namespace has no pools"
+    );
     let p = {
         let c = c.clone();
         within("init", move || {
@@ -315,7 +318,19 @@ fn unnamed_pools_are_listed_by_id_and_leave_the_list_when_stopped() {
         })
         .unwrap()
     };
-    let pools = c.pools().unwrap();
+    // An unnamed pool is recorded in the background (its `init` never waits for JetStream).
+    let deadline = std::time::Instant::now() + HANG;
+    let pools = loop {
+        let pools = c.pools().unwrap();
+        if !pools.is_empty() {
+            break pools;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool is never listed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(pools.len(), 1, "{pools:?}");
     assert_eq!(pools[0].name, None);
     assert_eq!(pools[0].id.len(), 16);
