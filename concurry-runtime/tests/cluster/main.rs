@@ -9,7 +9,9 @@
 
 mod connect;
 mod harness;
+mod leases;
 mod membership;
+mod named;
 mod periodic;
 mod placement;
 mod pools;
