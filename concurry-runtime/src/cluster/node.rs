@@ -263,6 +263,8 @@ impl Node {
         };
         node.task_runner =
             super::tasks::runner::start_for_node(&node.cluster, &name, capacity, self.tasks)?;
+        // Tasks submitted by name with JSON arguments (the CLI) are converted here.
+        node.tasks.extend(super::tasks::json::serve(&node.cluster)?);
         Ok(node)
     }
 
