@@ -184,3 +184,46 @@ fn json_arguments_are_decoded_by_a_node_and_the_result_rendered_as_json() {
         assert_eq!(q.result_json("never-was", None, None).unwrap(), None);
     });
 }
+
+#[test]
+fn a_drain_request_drains_the_node_as_sigterm_would() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = s.url();
+    within("drain request", move || {
+        let cluster = Cluster::connect(url.clone()).unwrap();
+        let events = cluster.events();
+        let node = Node::new(Cluster::connect(url.clone()).unwrap())
+            .name("drained")
+            .start()
+            .unwrap();
+        let _other = Node::new(Cluster::connect(url).unwrap())
+            .name("stays")
+            .start()
+            .unwrap();
+        cluster.wait_for_nodes(2, Duration::from_secs(20)).unwrap();
+        cluster.drain(&node.id()).unwrap();
+        loop {
+            match events.recv_timeout(Duration::from_secs(20)) {
+                Some(concurry::cluster::ClusterEvent::Left(n)) => {
+                    assert_eq!(n.name(), "drained");
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("the node did not leave after a drain request"),
+            }
+        }
+        assert_eq!(
+            cluster.nodes().iter().map(|n| n.name()).collect::<Vec<_>>(),
+            ["stays"]
+        );
+        // The handle's own drain finds it drained.
+        node.drain().unwrap();
+        let e = cluster.drain("nobody-0000").unwrap_err();
+        let concurry::Error::Config(c) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(c.option(), "node");
+    });
+}
