@@ -220,7 +220,7 @@ impl Node {
         let host = Host::new(&cluster, state.clone());
         #[cfg(feature = "prometheus")]
         let exporter = match self.metrics {
-            Some(addr) => super::prometheus::start(addr, state.clone(), interval)?,
+            Some(addr) => super::prometheus::start(addr, state.clone(), interval, &cluster)?,
             None => Vec::new(),
         };
         let tasks = {
