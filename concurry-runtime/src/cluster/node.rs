@@ -651,7 +651,7 @@ fn list(names: &[String]) -> String {
 }
 
 /// The machine's host name (Linux: the kernel's), or `node`.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
