@@ -131,6 +131,16 @@ pub(crate) enum Command {
         after_help = "Examples:\n  concurry drain gpu-1\n  concurry drain gpu-1 --wait --timeout 5m"
     )]
     Drain(cmd::drain::Args),
+    /// List the cluster pools (any process's): name, worker type, instances per node, calls in flight and dispatched, owner
+    #[command(
+        after_help = "Examples:\n  concurry pools\n  concurry --json pools | jq '.pools[] | {name, in_flight}'"
+    )]
+    Pools(cmd::pools::Args),
+    /// List every cluster pool's limits: usage against capacity per key (global: the owner hosts them)
+    #[command(
+        after_help = "Examples:\n  concurry limits\n  concurry --json limits | jq '.limits[] | select(.waiters > 0)'"
+    )]
+    Limits(cmd::limits::Args),
 }
 
 /// How long to listen for the nodes' answers (shared by the commands that list nodes).
