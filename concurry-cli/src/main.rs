@@ -9,6 +9,7 @@ mod cmd;
 mod connect;
 mod exit;
 mod table;
+mod time;
 
 use std::process::ExitCode;
 

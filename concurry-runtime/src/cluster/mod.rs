@@ -151,6 +151,7 @@
 mod connect;
 mod host;
 mod hosting;
+mod inspect;
 pub(crate) mod lookup;
 mod membership;
 pub(crate) mod names;
@@ -166,14 +167,15 @@ pub(crate) mod transport;
 use std::time::Duration;
 
 pub use connect::{Cluster, ClusterOptions};
+pub use inspect::LimitUsage;
 pub use membership::{ClusterEvent, ClusterEvents, NodeView};
 pub use names::PoolInfo;
 pub use node::{Node, RunningNode};
 pub use placement::{Placement, plan};
 pub use server::{LocalServer, LocalServerBuilder};
 pub use tasks::{
-    Completions, DeadLetter, Priority, Schedule, ScheduleInfo, Submit, TaskConfig, TaskHandle,
-    TaskQueue, TaskStatus,
+    Completions, DeadLetter, Priority, QueueDepth, QueuesSnapshot, Schedule, ScheduleInfo, Submit,
+    TaskConfig, TaskCounts, TaskFilter, TaskHandle, TaskInfo, TaskQueue, TaskState, TaskStatus,
 };
 
 /// How often a node heartbeats unless [`Node::heartbeat`] says otherwise.

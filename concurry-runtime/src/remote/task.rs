@@ -118,6 +118,10 @@ pub struct TaskEntry {
     /// The task's own retry settings (`RemoteTask::retry`).
     #[cfg(feature = "cluster")]
     pub(crate) retry: fn() -> Option<crate::RetryConfig>,
+    /// Its arguments from JSON, encoded, and its output as JSON (tasks submitted by name
+    /// from the `concurry` CLI; `cluster/tasks/json.rs`).
+    #[cfg(feature = "cluster")]
+    pub(crate) json: crate::cluster::tasks::json::JsonCodec,
 }
 
 impl TaskEntry {
@@ -131,6 +135,8 @@ impl TaskEntry {
             durable: crate::cluster::tasks::retrying::run_durable::<T>,
             #[cfg(feature = "cluster")]
             retry: T::retry,
+            #[cfg(feature = "cluster")]
+            json: crate::cluster::tasks::json::JsonCodec::of::<T>(),
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod connect;
 mod harness;
+mod inspect;
 mod leases;
 mod membership;
 mod named;
