@@ -24,6 +24,7 @@ pub(crate) async fn cancelled_result(store: &Store, id: &str) -> Result<bool, Er
         outcome: Outcome::Failed(Failure::Cancelled),
         attempt: 0,
         node: String::new(),
+        started_ms: 0,
         finished_ms: now_ms(),
     });
     match store.results.create(id, result.into()).await {

@@ -584,6 +584,9 @@ fn apply_state(t: &mut TaskInfo, state: State, at: u64) {
 fn apply_result(t: &mut TaskInfo, stored: &Stored, at: u64) {
     t.updated_ms = t.updated_ms.max(at);
     t.finished_ms = Some(stored.finished_ms);
+    if stored.started_ms != 0 {
+        t.started_ms = Some(stored.started_ms);
+    }
     t.run_at_ms = None;
     if !stored.node.is_empty() {
         t.node = Some(stored.node.clone());
@@ -947,6 +950,7 @@ mod tests {
                 outcome: Outcome::Ok(vec![]),
                 attempt: 2,
                 node: "n1".into(),
+                started_ms: 0,
                 finished_ms: 150,
             },
             151,

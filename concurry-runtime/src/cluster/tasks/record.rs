@@ -8,7 +8,7 @@ use crate::error::{ConfigError, Error};
 use crate::wire::WireError;
 
 const MAGIC: &[u8; 3] = b"CCT";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
@@ -85,6 +85,8 @@ pub(crate) struct Stored {
     pub(crate) attempt: u32,
     /// The node that stored it (empty for a cancel).
     pub(crate) node: String,
+    /// When the attempt that produced it started (0: it never ran, e.g. a cancel).
+    pub(crate) started_ms: u64,
     pub(crate) finished_ms: u64,
 }
 
@@ -240,6 +242,7 @@ mod tests {
             outcome: Outcome::Failed(Failure::Cancelled),
             attempt: 0,
             node: String::new(),
+            started_ms: 0,
             finished_ms: 5,
         };
         let back: Stored = decode(&encode(&s), "a result").unwrap();

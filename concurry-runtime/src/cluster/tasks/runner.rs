@@ -566,6 +566,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
                 &msg,
                 &id,
                 1,
+                0,
                 Outcome::Failed(Failure::BadMessage { message }),
             )
             .await;
@@ -581,7 +582,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
             task: task.task.clone(),
             node: ctx.node.clone(),
         };
-        finish(ctx, &msg, &id, attempt, Outcome::Failed(f)).await;
+        finish(ctx, &msg, &id, attempt, 0, Outcome::Failed(f)).await;
         return;
     };
     if entry.schema != task.schema {
@@ -589,7 +590,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
             task: task.task.clone(),
             node: ctx.node.clone(),
         };
-        finish(ctx, &msg, &id, attempt, Outcome::Failed(f)).await;
+        finish(ctx, &msg, &id, attempt, 0, Outcome::Failed(f)).await;
         return;
     }
     let durable = entry.durable;
@@ -602,6 +603,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
         &task.task,
         &ctx.node,
     );
+    let started_ms = now_ms();
     let mut job = tokio::task::spawn_blocking(move || {
         crate::limit::context::with_hosted(&limits, || {
             crate::cancel::context::in_token(&token, || durable(&args, attempt))
@@ -655,7 +657,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
     );
     match next {
         super::retrying::Next::Finish(outcome) => {
-            finish(ctx, &msg, &id, attempt, outcome).await;
+            finish(ctx, &msg, &id, attempt, started_ms, outcome).await;
         }
         super::retrying::Next::Retry { wait, error } => {
             let retrying = encode(&State::Retrying {
@@ -675,11 +677,20 @@ async fn handle(ctx: &Ctx, msg: Message) {
 }
 
 /// Stores the result (the first one wins; a later one is dropped) and removes the task.
-async fn finish(ctx: &Ctx, msg: &Message, id: &str, attempt: u32, outcome: Outcome) {
+/// `started_ms`: when the attempt began (0 if it never ran).
+async fn finish(
+    ctx: &Ctx,
+    msg: &Message,
+    id: &str,
+    attempt: u32,
+    started_ms: u64,
+    outcome: Outcome,
+) {
     let stored = encode(&Stored {
         outcome,
         attempt,
         node: ctx.node.clone(),
+        started_ms,
         finished_ms: now_ms(),
     });
     match ctx.store.results.create(id, stored.into()).await {
@@ -736,5 +747,5 @@ async fn dead_letter(
         attempts,
         last: Box::new(last),
     };
-    finish(ctx, msg, id, attempts, Outcome::Failed(f)).await;
+    finish(ctx, msg, id, attempts, 0, Outcome::Failed(f)).await;
 }
