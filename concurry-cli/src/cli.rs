@@ -93,6 +93,11 @@ pub(crate) enum Command {
     /// Show one live node by name (exit code 1 if there is none)
     #[command(after_help = "Example:\n  concurry --server nats://10.0.0.5:4222 node gpu-1")]
     Node(cmd::node::Args),
+    /// Serve a live web page of the cluster: nodes, queues, tasks, dead letters, limits (read-only unless --allow-actions)
+    #[command(
+        after_help = "Examples:\n  concurry --server nats://10.0.0.5:4222 dashboard\n  concurry dashboard --listen 127.0.0.1:9000 --allow-actions\n\nServes http://<listen>/ (the page, live over server-sent events) and /metrics (Prometheus text).\nLoopback only unless --public: the page has no login of its own."
+    )]
+    Dashboard(crate::dashboard::Args),
 }
 
 /// How long to listen for the nodes' answers (shared by the commands that list nodes).

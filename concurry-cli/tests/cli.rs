@@ -293,6 +293,7 @@ fn help_matches_the_snapshots() {
         (&["--help"][..], "help.txt"),
         (&["nodes", "--help"], "help-nodes.txt"),
         (&["node", "--help"], "help-node.txt"),
+        (&["dashboard", "--help"], "help-dashboard.txt"),
     ] {
         let out = concurry(args);
         assert!(out.status.success(), "{}", stderr(&out));

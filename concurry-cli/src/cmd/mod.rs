@@ -13,5 +13,6 @@ pub(crate) fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
     match &cli.command {
         Command::Nodes(args) => nodes::run(&cli.global, args, out),
         Command::Node(args) => node::run(&cli.global, args, out),
+        Command::Dashboard(args) => crate::dashboard::run(&cli.global, args, out),
     }
 }

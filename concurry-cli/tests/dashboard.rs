@@ -1,0 +1,393 @@
+//! `concurry dashboard` in a real browser: a `nats-server` (`LocalServer`), a node of this
+//! test process with remote tasks, the dashboard binary, and headless Chromium driven over
+//! WebDriver (chromedriver, through `fantoccini`). Without Chromium or chromedriver it
+//! prints one line and skips, except under `CI=true`, where it fails.
+//!
+//! The screenshot is written to the test's temporary directory on every run, and to
+//! `docs/dashboard.png` (the README's) with `UPDATE_SNAPSHOTS=1`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use concurry::cluster::{Cluster, LocalServer, Node, Submit, TaskStatus};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// Generous: only catches hangs.
+const HANG: Duration = Duration::from_secs(30);
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const INSTALL: &str = "apt-get install -y chromium chromium-driver";
+
+/// Runs when a node fetches it; the test delays them so they stay queued.
+#[concurry::task(remote)]
+fn render(page: String) -> usize {
+    page.len()
+}
+
+/// Fails every attempt: a dead letter for the page to show.
+#[concurry::task(remote)]
+fn explode(why: String) -> usize {
+    panic!("explode: {why}")
+}
+
+type Render = render::__RemoteTask;
+type Explode = explode::__RemoteTask;
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The browser's binaries, or None (after one line saying how to install them) when they
+/// are missing outside CI.
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let find = |fixed: &str, name: &str| {
+        let fixed = PathBuf::from(fixed);
+        if fixed.exists() {
+            return Some(fixed);
+        }
+        std::env::var_os("PATH").and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .find(|c| c.exists())
+        })
+    };
+    match (
+        find(CHROMIUM, "chromium"),
+        find(CHROMEDRIVER, "chromedriver"),
+    ) {
+        (Some(c), Some(d)) => Some((c, d)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{INSTALL} (CI=true: the dashboard's browser test must run, not skip)")
+        }
+        _ => {
+            eprintln!("skipped: no chromium/chromedriver; {INSTALL}");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `f` holds (polling every 50 ms), else panics with `what` after [`HANG`].
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < HANG, "{what}: not after {HANG:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `concurry --server url dashboard --listen 127.0.0.1:0 extra...` and reads the
+/// address it prints.
+fn dashboard(url: &str, extra: &[&str]) -> (Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_concurry"))
+        .args(["--server", url, "dashboard", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("CONCURRY_SERVER")
+        .env_remove("CONCURRY_NAMESPACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run the concurry binary");
+    let stdout = child.stdout.take().unwrap();
+    let child = Killed(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(HANG)
+        .expect("the dashboard prints its address");
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    (child, format!("http://{addr}"))
+}
+
+/// A bare HTTP/1.1 request (Connection: close); the status code and body.
+fn http(method: &str, url: &str, headers: &[&str]) -> (u16, String) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(HANG)).unwrap();
+    let mut req = format!(
+        "{method} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n",
+        if path.is_empty() { "/" } else { path }
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
+
+/// chromedriver on a free port, answering.
+fn chromedriver(driver: &Path) -> (Killed, String) {
+    let port = free_port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run chromedriver");
+    let child = Killed(child);
+    wait_for("chromedriver answers", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+async fn browse(driver: &str, chromium: &Path) -> Client {
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1440,1100"],
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(driver)
+        .await
+        .expect("a Chromium session")
+}
+
+/// The text of the element `#id`.
+async fn text(c: &Client, id: &str) -> String {
+    match c.find(Locator::Id(id)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until `#id`'s text is `want`.
+async fn wait_text(c: &Client, id: &str, want: &str) {
+    let start = Instant::now();
+    loop {
+        let got = text(c, id).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < HANG,
+            "#{id} reads {got:?}, not {want:?}, after {HANG:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
+    let Some(server) = LocalServer::for_tests() else {
+        return;
+    };
+    let Some((chromium, driver)) = browser() else {
+        return;
+    };
+    let url = server.url();
+    let _node = Node::new(Cluster::connect(&url).unwrap())
+        .name("alpha")
+        .capacity(4)
+        .start()
+        .expect("node starts");
+    let cluster = Cluster::connect(&url).unwrap();
+    cluster.wait_for_nodes(1, HANG).expect("the node shows up");
+    let q = cluster.tasks().unwrap();
+
+    let (_dash, page) = dashboard(&url, &["--allow-actions", "--interval", "200ms"]);
+    let (_ro, read_only) = dashboard(&url, &["--interval", "200ms"]);
+    let (_driver, webdriver) = chromedriver(&driver);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let shot = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(180), async {
+            let c = browse(&webdriver, &chromium).await;
+            c.goto(&page).await.unwrap();
+            wait_text(&c, "live", "live").await;
+            wait_text(&c, "count-nodes", "1").await;
+            wait_text(&c, "count-free", "4 / 4").await;
+            wait_text(&c, "count-queued", "0").await;
+            assert_eq!(text(&c, "mode").await, "actions enabled");
+
+            // Submitted elsewhere, shown without a reload: delayed tasks stay queued.
+            let later = Submit::new().delay(Duration::from_secs(600));
+            let ids: Vec<String> = (0..3)
+                .map(|i| {
+                    q.submit_with::<Render>((format!("page {i}"),), later.clone())
+                        .unwrap()
+                        .task_id()
+                        .to_string()
+                })
+                .collect();
+            wait_text(&c, "count-queued", "3").await;
+
+            // A dead letter, with its replay button.
+            let dead = q
+                .submit_with::<Explode>(("on purpose".into(),), Submit::new().id("boom-1"))
+                .unwrap();
+            let _ = dead.result_timeout(HANG);
+            wait_text(&c, "count-dlq", "1").await;
+            let replay = c
+                .find(Locator::Css(
+                    "#dlq button[data-action=replay][data-id=boom-1]",
+                ))
+                .await
+                .expect("a replay button on the dead letter");
+            assert_eq!(replay.text().await.unwrap(), "Replay");
+
+            // A cancel from the page reaches the task.
+            let target = &ids[1];
+            let input = c.find(Locator::Id("cancel-id")).await.unwrap();
+            input.send_keys(target).await.unwrap();
+            c.find(Locator::Id("cancel-by-id"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let start = Instant::now();
+            loop {
+                if cluster.task_status(target).unwrap() == TaskStatus::Cancelled {
+                    break;
+                }
+                assert!(start.elapsed() < HANG, "the cancel did not reach {target}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let toast = c.find(Locator::Id("toast")).await.unwrap();
+            assert_eq!(
+                toast.text().await.unwrap(),
+                format!("task {target} cancelled")
+            );
+            assert!(matches!(
+                cluster.task_status(&ids[0]).unwrap(),
+                TaskStatus::Scheduled { .. }
+            ));
+            tokio::time::sleep(Duration::from_millis(600)).await; // the chart gets points
+            let shot = c.screenshot().await.unwrap();
+
+            // Read-only: no action buttons, and no cancel form.
+            c.goto(&read_only).await.unwrap();
+            wait_text(&c, "live", "live").await;
+            wait_text(&c, "mode", "read-only").await;
+            wait_text(&c, "count-dlq", "1").await;
+            let buttons = c
+                .find_all(Locator::Css("button[data-action]"))
+                .await
+                .unwrap();
+            assert!(buttons.is_empty(), "a read-only page shows no actions");
+            let form = c.find(Locator::Id("cancel-form")).await.unwrap();
+            assert!(!form.is_displayed().await.unwrap());
+            c.close().await.unwrap();
+            shot
+        })
+        .await
+        .expect("the browser test finished in time")
+    });
+
+    // Read-only refuses the actions themselves, not only their buttons.
+    let (code, body) = http(
+        "POST",
+        &format!("{read_only}/api/tasks/{}/cancel", "x1"),
+        &["X-Concurry-Action: 1"],
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("--allow-actions"), "{body}");
+    // An action without the page's header is refused (no cross-site form posts).
+    let (code, body) = http("POST", &format!("{page}/api/dlq/boom-1/replay"), &[]);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("X-Concurry-Action"), "{body}");
+    // The dashboard's Prometheus text.
+    let (code, metrics) = http("GET", &format!("{page}/metrics"), &[]);
+    assert_eq!(code, 200);
+    assert!(metrics.contains("concurry_cluster_nodes 1"), "{metrics}");
+    assert!(
+        metrics.contains("concurry_cluster_dead_letters{queue=\"default\"} 1"),
+        "{metrics}"
+    );
+
+    assert!(shot.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&tmp, &shot).unwrap();
+    eprintln!("screenshot: {}", tmp.display());
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png");
+        std::fs::create_dir_all(docs.parent().unwrap()).unwrap();
+        std::fs::write(docs, &shot).unwrap();
+    }
+}
+
+#[test]
+fn a_non_loopback_listen_needs_public() {
+    let out = Command::new(env!("CARGO_BIN_EXE_concurry"))
+        .args([
+            "--server",
+            "nats://127.0.0.1:1",
+            "dashboard",
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("concurry: --listen 0.0.0.0:0: not a loopback address")
+            && err.contains("--public"),
+        "{err}"
+    );
+    // With --public it gets as far as the (unreachable) server: exit 3, after a warning.
+    let out = Command::new(env!("CARGO_BIN_EXE_concurry"))
+        .args([
+            "--server",
+            "nats://127.0.0.1:1",
+            "dashboard",
+            "--listen",
+            "0.0.0.0:0",
+            "--public",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: serving the dashboard on 0.0.0.0:0"),
+        "{err}"
+    );
+}
