@@ -105,7 +105,10 @@ pub use membership::{ClusterEvent, ClusterEvents, NodeView};
 pub use node::{Node, RunningNode};
 pub use placement::{Placement, plan};
 pub use server::{LocalServer, LocalServerBuilder};
-pub use tasks::{DeadLetter, Priority, Submit, TaskConfig, TaskHandle, TaskQueue, TaskStatus};
+pub use tasks::{
+    DeadLetter, Priority, QueueDepth, QueuesSnapshot, Submit, TaskConfig, TaskCounts, TaskFilter,
+    TaskHandle, TaskInfo, TaskQueue, TaskState, TaskStatus,
+};
 
 /// How often a node heartbeats unless [`Node::heartbeat`] says otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);

@@ -9,6 +9,7 @@
 
 mod connect;
 mod harness;
+mod inspect;
 mod membership;
 mod placement;
 mod pools;

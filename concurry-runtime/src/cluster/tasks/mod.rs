@@ -76,6 +76,7 @@ mod cancel;
 mod config;
 mod dlq;
 mod handle;
+mod inspect;
 mod record;
 pub(crate) mod runner;
 mod schedule;
@@ -88,6 +89,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use config::TaskConfig;
 pub use dlq::DeadLetter;
 pub use handle::TaskHandle;
+pub use inspect::{QueueDepth, QueuesSnapshot, TaskCounts, TaskFilter, TaskInfo, TaskState};
 pub use status::TaskStatus;
 pub use submit::{Priority, Submit, TaskQueue};
 

@@ -47,7 +47,7 @@ impl Names {
         format!("{}{queue}.*", self.prefix)
     }
 
-    fn all(&self) -> String {
+    pub(crate) fn all(&self) -> String {
         format!("{}>", self.prefix)
     }
 }
