@@ -209,6 +209,26 @@ async fn wait_text(c: &Client, id: &str, want: &str) {
     }
 }
 
+/// Waits until the status chip `status` of the task counts reads `count`.
+async fn wait_chip(c: &Client, status: &str, want: &str) {
+    let css = format!("#task-counts [data-status={status}] b");
+    let start = Instant::now();
+    loop {
+        let got = match c.find(Locator::Css(&css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < HANG,
+            "{status} tasks: {got:?}, not {want:?}, after {HANG:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[test]
 fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
     let Some(server) = LocalServer::for_tests() else {
@@ -272,13 +292,24 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                 .expect("a replay button on the dead letter");
             assert_eq!(replay.text().await.unwrap(), "Replay");
 
-            // A cancel from the page reaches the task.
+            // Tasks that run: counted as they finish.
+            for i in 0..5 {
+                q.submit::<Render>((format!("now {i}"),))
+                    .unwrap()
+                    .result_timeout(HANG)
+                    .unwrap();
+            }
+            wait_chip(&c, "succeeded", "5").await;
+            wait_chip(&c, "scheduled", "3").await;
+
+            // A cancel from the page (the task's row) reaches the task.
             let target = &ids[1];
-            let input = c.find(Locator::Id("cancel-id")).await.unwrap();
-            input.send_keys(target).await.unwrap();
-            c.find(Locator::Id("cancel-by-id"))
+            let button = format!("#tasks tr[data-task='{target}'] button[data-action=cancel]");
+            c.wait()
+                .at_most(HANG)
+                .for_element(Locator::Css(&button))
                 .await
-                .unwrap()
+                .expect("a cancel button on the task's row")
                 .click()
                 .await
                 .unwrap();
@@ -295,10 +326,46 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                 toast.text().await.unwrap(),
                 format!("task {target} cancelled")
             );
+            // The page follows: the row's status, the counts, no button on a finished task.
+            let status = format!("#tasks tr[data-task='{target}'] .status");
+            let start = Instant::now();
+            while c
+                .find(Locator::Css(&status))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                != "cancelled"
+            {
+                assert!(
+                    start.elapsed() < HANG,
+                    "the row of {target} still not cancelled"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            wait_chip(&c, "cancelled", "1").await;
+            wait_chip(&c, "scheduled", "2").await;
+            assert!(
+                c.find(Locator::Css(&button)).await.is_err(),
+                "a cancelled task has no cancel button"
+            );
             assert!(matches!(
                 cluster.task_status(&ids[0]).unwrap(),
                 TaskStatus::Scheduled { .. }
             ));
+
+            // And by id, with the form.
+            let input = c.find(Locator::Id("cancel-id")).await.unwrap();
+            input.send_keys(&ids[2]).await.unwrap();
+            c.find(Locator::Id("cancel-by-id"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            wait_chip(&c, "cancelled", "2").await;
+            assert_eq!(cluster.task_status(&ids[2]).unwrap(), TaskStatus::Cancelled);
             tokio::time::sleep(Duration::from_millis(600)).await; // the chart gets points
             let shot = c.screenshot().await.unwrap();
 

@@ -16,8 +16,8 @@
 
 use std::convert::Infallible;
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,7 +35,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::WatchStream;
 
 use super::Args;
-use super::snapshot::{Collector, History, Snapshot};
+use super::snapshot::{Collector, History, Listing, Snapshot, list_loop};
 use crate::exit::Failure;
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -52,7 +52,8 @@ struct App {
     actions: bool,
     /// The latest snapshot, serialized once for every page.
     feed: watch::Receiver<Arc<str>>,
-    /// Asks the collector for a fresh snapshot now (after an action).
+    /// Asks the task listing for a fresh read now (after an action), which then has the
+    /// collector send a fresh snapshot.
     poke: mpsc::Sender<()>,
     metrics: PrometheusHandle,
 }
@@ -71,20 +72,28 @@ pub(super) fn serve(cluster: Cluster, args: &Args, out: &mut dyn Write) -> Resul
     let addr = listener.local_addr()?;
     let metrics = install_recorder(args.interval)?;
 
+    let listing = Arc::new(Mutex::new(Listing::default()));
     let mut collector = Collector {
         cluster: cluster.clone(),
         queue: None,
         actions: args.allow_actions,
         recent: args.recent as usize,
         history: History::default(),
+        listing: listing.clone(),
     };
     let first = encode(&collector.collect())?;
     let (tx, feed) = watch::channel(first);
     let (poke, poked) = mpsc::channel();
+    let (fresh, freshened) = mpsc::channel();
     let interval = args.interval;
+    let recent = args.recent as usize;
+    let lister = cluster.clone();
+    std::thread::Builder::new()
+        .name("concurry-dashboard-tasks".into())
+        .spawn(move || list_loop(lister, recent, listing, poked, fresh, interval))?;
     std::thread::Builder::new()
         .name("concurry-dashboard".into())
-        .spawn(move || collect_loop(collector, tx, poked, interval))?;
+        .spawn(move || collect_loop(collector, tx, freshened, interval))?;
 
     let app = App {
         cluster,

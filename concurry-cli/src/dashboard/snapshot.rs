@@ -7,7 +7,12 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use concurry::cluster::{Cluster, DeadLetter, NodeView, TaskQueue};
+use std::sync::{Arc, Mutex};
+
+use concurry::cluster::{
+    Cluster, DeadLetter, NodeView, Priority, QueuesSnapshot, TaskCounts, TaskFilter, TaskInfo,
+    TaskQueue, TaskState,
+};
 use serde::Serialize;
 
 /// The whole page's state at one instant.
@@ -111,10 +116,11 @@ pub(crate) struct Tasks {
     pub(crate) counts: Vec<(&'static str, u64)>,
     /// The newest, at most `--recent` of them.
     pub(crate) recent: Vec<TaskRow>,
+    /// When `recent` was read (ms since the Unix epoch; 0: not yet).
+    pub(crate) listed_ms: u64,
 }
 
 /// The statuses a task can be in, as the page names them.
-#[allow(dead_code)] // used once the cluster lists tasks
 pub(crate) const STATUSES: [&str; 8] = [
     "pending",
     "scheduled",
@@ -218,7 +224,19 @@ impl History {
     }
 }
 
-/// Reads a [`Snapshot`] from the cluster each tick.
+/// The newest tasks, as the listing thread last read them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Listing {
+    pub(crate) rows: Vec<TaskRow>,
+    /// When they were read (ms since the Unix epoch; 0: not yet).
+    pub(crate) at_ms: u64,
+    pub(crate) error: Option<String>,
+}
+
+/// Reads a [`Snapshot`] from the cluster each tick: nodes, queue depths, counts and dead
+/// letters every time; the newest tasks from the [`Listing`] the listing thread keeps (a
+/// task listing reads the stream one message at a time, ~4 s for 10k queued tasks, so it
+/// runs beside the ticks rather than in them).
 pub(crate) struct Collector {
     pub(crate) cluster: Cluster,
     pub(crate) queue: Option<TaskQueue>,
@@ -226,56 +244,235 @@ pub(crate) struct Collector {
     /// How many rows of each list a snapshot carries.
     pub(crate) recent: usize,
     pub(crate) history: History,
+    pub(crate) listing: Arc<Mutex<Listing>>,
 }
 
 impl Collector {
+    /// The task queue, opened on first use (the server may have had no JetStream yet).
+    pub(crate) fn queue(&mut self) -> Result<&TaskQueue, String> {
+        if self.queue.is_none() {
+            self.queue = Some(
+                self.cluster
+                    .tasks()
+                    .map_err(|e| format!("task queue: {e}"))?,
+            );
+        }
+        Ok(self.queue.as_ref().expect("just opened"))
+    }
+
     /// The cluster's state now; what cannot be read is named in `errors`.
     pub(crate) fn collect(&mut self) -> Snapshot {
         let at_ms = epoch_ms(SystemTime::now());
         let mut errors = Vec::new();
-        let mut nodes: Vec<NodeRow> = self.cluster.nodes().iter().map(NodeRow::new).collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        if self.queue.is_none() {
-            match self.cluster.tasks() {
-                Ok(q) => self.queue = Some(q),
-                Err(e) => errors.push(format!("task queue: {e}")),
+        let nodes: Vec<NodeRow> = self.cluster.nodes().iter().map(NodeRow::new).collect();
+        let recent = self.recent;
+        let (mut queues, mut counts, mut dlq) = (None, None, Dlq::default());
+        match self.queue() {
+            Ok(q) => {
+                match q.queues() {
+                    Ok(snap) => {
+                        counts = Some(snap.tasks.clone());
+                        queues = Some(queue_rows(&snap));
+                    }
+                    Err(e) => errors.push(format!("queues: {e}")),
+                }
+                match q.dead_letters() {
+                    Ok(dead) => dlq = dlq_of(&dead, recent),
+                    Err(e) => errors.push(format!("dead letters: {e}")),
+                }
             }
+            Err(e) => errors.push(e),
         }
-        let mut queues = Vec::new();
-        let mut dlq = Dlq::default();
-        let tasks = Tasks::default();
-        if let Some(q) = &self.queue {
-            match q.dead_letters() {
-                Ok(dead) => dlq = dlq_of(&dead, self.recent),
-                Err(e) => errors.push(format!("dead letters: {e}")),
-            }
-            match q.queued() {
-                Ok(depth) => queues.push(QueueRow {
-                    name: q.config().get_queue().to_string(),
-                    depth,
-                    by_priority: None,
-                    dead_lettered: dlq.total,
-                }),
-                Err(e) => errors.push(format!("queue depth: {e}")),
-            }
+        let listing = lock(&self.listing).clone();
+        if let Some(e) = listing.error {
+            errors.push(format!("task listing: {e}"));
         }
-        let depth = queues.iter().map(|q| q.depth).sum();
-        self.history.push(at_ms, depth, None);
-        Snapshot {
+        compose(Parts {
             at_ms,
             server: self.cluster.url().to_string(),
             namespace: self.cluster.namespace().to_string(),
             connected: self.cluster.is_connected(),
             actions: self.actions,
             nodes,
-            queues,
-            throughput: self.history.points(),
-            tasks,
+            queues: queues.unwrap_or_default(),
+            counts,
+            listing: listing.rows,
+            listed_ms: listing.at_ms,
             dlq,
-            limits: Vec::new(),
+            recent,
             errors,
+            history: &mut self.history,
+        })
+    }
+}
+
+/// What a snapshot is made of.
+pub(crate) struct Parts<'a> {
+    pub(crate) at_ms: u64,
+    pub(crate) server: String,
+    pub(crate) namespace: String,
+    pub(crate) connected: bool,
+    pub(crate) actions: bool,
+    pub(crate) nodes: Vec<NodeRow>,
+    pub(crate) queues: Vec<QueueRow>,
+    pub(crate) counts: Option<TaskCounts>,
+    /// The newest tasks, newest first (more than `recent` are cut).
+    pub(crate) listing: Vec<TaskRow>,
+    pub(crate) listed_ms: u64,
+    pub(crate) dlq: Dlq,
+    pub(crate) recent: usize,
+    pub(crate) errors: Vec<String>,
+    pub(crate) history: &'a mut History,
+}
+
+/// The snapshot of `p`: nodes by name, counts of every task, rows of the newest `recent`.
+pub(crate) fn compose(p: Parts<'_>) -> Snapshot {
+    let mut nodes = p.nodes;
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let depth = p.queues.iter().map(|q| q.depth).sum();
+    let done = p
+        .counts
+        .as_ref()
+        .map(|c| c.succeeded + c.failed + c.cancelled + c.dead_lettered);
+    p.history.push(p.at_ms, depth, done);
+    let tasks = match &p.counts {
+        Some(c) => {
+            let counts = counts_of(c);
+            Tasks {
+                total: counts.iter().map(|(_, n)| n).sum(),
+                counts,
+                recent: p.listing.into_iter().take(p.recent).collect(),
+                listed_ms: p.listed_ms,
+            }
+        }
+        None => Tasks {
+            recent: p.listing.into_iter().take(p.recent).collect(),
+            listed_ms: p.listed_ms,
+            ..Tasks::default()
+        },
+    };
+    Snapshot {
+        at_ms: p.at_ms,
+        server: p.server,
+        namespace: p.namespace,
+        connected: p.connected,
+        actions: p.actions,
+        nodes,
+        queues: p.queues,
+        throughput: p.history.points(),
+        tasks,
+        dlq: p.dlq,
+        limits: Vec::new(),
+        errors: p.errors,
+    }
+}
+
+/// The counts in the order of [`STATUSES`].
+fn counts_of(c: &TaskCounts) -> Vec<(&'static str, u64)> {
+    let n = [
+        c.pending,
+        c.scheduled,
+        c.running,
+        c.retrying,
+        c.succeeded,
+        c.failed,
+        c.cancelled,
+        c.dead_lettered,
+    ];
+    STATUSES.iter().copied().zip(n).collect()
+}
+
+/// One row per queue, its levels most urgent first.
+pub(crate) fn queue_rows(s: &QueuesSnapshot) -> Vec<QueueRow> {
+    let mut names: Vec<&str> = s.queues();
+    for q in s.dead_letters.keys() {
+        if !names.contains(&q.as_str()) {
+            names.push(q);
         }
     }
+    names.sort_unstable();
+    names
+        .into_iter()
+        .map(|name| {
+            let by = [
+                Priority::Critical,
+                Priority::High,
+                Priority::Normal,
+                Priority::Low,
+            ]
+            .map(|p| s.depth(name, p));
+            QueueRow {
+                name: name.to_string(),
+                depth: by.iter().sum(),
+                by_priority: Some(by),
+                dead_lettered: s.dead_letters.get(name).copied().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+impl TaskRow {
+    /// `now_ms` gives a running task its duration so far.
+    pub(crate) fn new(t: &TaskInfo, now_ms: u64) -> Self {
+        let finished = t.status.is_finished();
+        let duration_ms = match (t.started_ms, t.finished_ms) {
+            (Some(s), Some(f)) => Some(f.saturating_sub(s)),
+            (Some(s), None) if t.status == TaskState::Running => Some(now_ms.saturating_sub(s)),
+            _ => None,
+        };
+        TaskRow {
+            id: t.id.clone(),
+            task: t.task.clone().unwrap_or_default(),
+            status: t.status.as_str().to_string(),
+            node: t.node.clone(),
+            attempt: t.attempts,
+            duration_ms,
+            error: t.error.clone(),
+            finished,
+        }
+    }
+}
+
+/// Keeps `listing` current: the newest `recent` tasks, read again once the last read is
+/// `interval` old (or at once when poked), until `poked` is closed; after each read it pokes
+/// the collector (`fresh`), so the pages see the rows at once.
+pub(crate) fn list_loop(
+    cluster: Cluster,
+    recent: usize,
+    listing: Arc<Mutex<Listing>>,
+    poked: std::sync::mpsc::Receiver<()>,
+    fresh: std::sync::mpsc::Sender<()>,
+    interval: Duration,
+) {
+    let mut queue = None;
+    loop {
+        if queue.is_none() {
+            queue = cluster.tasks().ok();
+        }
+        if let Some(q) = &queue {
+            let read = q.list(&TaskFilter::new().limit(recent));
+            let at_ms = epoch_ms(SystemTime::now());
+            let mut l = lock(&listing);
+            match read {
+                Ok(tasks) => {
+                    l.rows = tasks.iter().map(|t| TaskRow::new(t, at_ms)).collect();
+                    l.at_ms = at_ms;
+                    l.error = None;
+                }
+                Err(e) => l.error = Some(e.to_string()),
+            }
+            drop(l);
+            let _ = fresh.send(());
+        }
+        match poked.recv_timeout(interval) {
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The dead letters as the page shows them: the total, the newest `recent` first.
@@ -314,6 +511,67 @@ mod tests {
         let p = h.points();
         assert_eq!(p.len(), 1, "points older than ten minutes go: {p:?}");
         assert_eq!(p[0].done_per_s, Some(0.0));
+    }
+
+    fn row(i: u64) -> TaskRow {
+        TaskRow {
+            id: format!("t{i:05}"),
+            task: "app::Render".into(),
+            status: "pending".into(),
+            node: None,
+            attempt: 0,
+            duration_ms: None,
+            error: None,
+            finished: false,
+        }
+    }
+
+    #[test]
+    fn ten_thousand_tasks_in_view_send_their_counts_and_the_newest_rows() {
+        let mut counts = TaskCounts::default();
+        counts.pending = 9_000;
+        counts.running = 4;
+        counts.succeeded = 996;
+        let mut history = History::default();
+        let snap = compose(Parts {
+            at_ms: 1_000,
+            server: "nats://127.0.0.1:4222".into(),
+            namespace: "default".into(),
+            connected: true,
+            actions: false,
+            nodes: Vec::new(),
+            queues: vec![QueueRow {
+                name: "default".into(),
+                depth: 9_004,
+                by_priority: Some([0, 4, 9_000, 0]),
+                dead_lettered: 0,
+            }],
+            counts: Some(counts),
+            listing: (0..10_000).rev().map(row).collect(),
+            listed_ms: 900,
+            dlq: Dlq::default(),
+            recent: 200,
+            errors: Vec::new(),
+            history: &mut history,
+        });
+        assert_eq!(snap.tasks.total, 10_000);
+        assert_eq!(snap.tasks.recent.len(), 200);
+        assert_eq!(snap.tasks.recent[0].id, "t09999", "newest first");
+        assert_eq!(
+            snap.tasks.counts,
+            [
+                ("pending", 9_000),
+                ("scheduled", 0),
+                ("running", 4),
+                ("retrying", 0),
+                ("succeeded", 996),
+                ("failed", 0),
+                ("cancelled", 0),
+                ("dead_lettered", 0),
+            ]
+        );
+        let json = serde_json::to_string(&snap).unwrap();
+        assert!(json.len() < 64_000, "{} bytes a tick", json.len());
     }
 
     #[test]

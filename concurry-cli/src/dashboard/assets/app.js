@@ -89,7 +89,8 @@ function render(s) {
   chart($("chart"), s.throughput);
 
   // Tasks.
-  $("tasks-total").textContent = s.tasks.total ? `${fmt(s.tasks.total)} in view, newest ${fmt(s.tasks.recent.length)} listed` : "";
+  const listed = s.tasks.listed_ms ? ` (as of ${new Date(s.tasks.listed_ms).toLocaleTimeString()})` : "";
+  $("tasks-total").textContent = s.tasks.total ? `${fmt(s.tasks.total)} in all, newest ${fmt(s.tasks.recent.length)} listed${listed}` : "";
   $("task-counts").innerHTML = (s.tasks.counts || [])
     .filter(([, n]) => n > 0)
     .map(([k, n]) => `<span class="chip" data-status="${esc(k)}">${esc(k.replace("_", " "))} <b>${fmt(n)}</b></span>`)
