@@ -88,6 +88,7 @@
 mod connect;
 mod host;
 mod hosting;
+mod inspect;
 mod membership;
 mod node;
 mod placement;

@@ -252,17 +252,33 @@ impl Node {
         };
         #[cfg(feature = "prometheus")]
         let tasks = super::prometheus::chain(tasks, exporter);
-        let tasks = tasks?;
-        let mut node = RunningNode {
+        let mut tasks = tasks?;
+        let (done, _) = tokio::sync::watch::channel(false);
+        let drainer = Arc::new(Drainer {
+            cluster: cluster.clone(),
+            state: state.clone(),
+            host: host.clone(),
+            tasks: Mutex::new(Vec::new()),
+            task_runner: Mutex::new(None),
+            drained: Mutex::new(false),
+            done,
+        });
+        let node = RunningNode {
             cluster,
             state,
             host,
-            tasks,
-            drained: false,
-            task_runner: None,
+            drainer,
         };
-        node.task_runner =
+        // From here on a failed start drops `node`, which drains what started.
+        lock(&node.drainer.tasks).append(&mut tasks);
+        let runner =
             super::tasks::runner::start_for_node(&node.cluster, &name, capacity, self.tasks)?;
+        *lock(&node.drainer.task_runner) = runner;
+        // Tasks submitted by name with JSON arguments (the CLI) are converted here.
+        let json = super::tasks::json::serve(&node.cluster)?;
+        lock(&node.drainer.tasks).extend(json);
+        let drain_on_request = drain_requests(&node.cluster, &node.id(), &node.drainer)?;
+        lock(&node.drainer.tasks).push(drain_on_request);
         Ok(node)
     }
 
@@ -286,7 +302,13 @@ impl Node {
             )
         })?;
         let node = self.start()?;
-        let which = run(signals.wait());
+        let mut done = node.drainer.done.subscribe();
+        let which = run(async move {
+            tokio::select! {
+                which = signals.wait() => which,
+                _ = done.wait_for(|d| *d) => "a drain request",
+            }
+        });
         tracing::info!(node = %node.name(), "concurry node: {which}, draining");
         node.drain()
     }
@@ -453,9 +475,60 @@ pub struct RunningNode {
     cluster: Cluster,
     state: Arc<Mutex<Beat>>,
     host: Arc<Host>,
-    tasks: Vec<tokio::task::AbortHandle>,
-    drained: bool,
-    task_runner: Option<super::tasks::runner::TaskRunner>,
+    drainer: Arc<Drainer>,
+}
+
+/// What a drain stops: shared by the node's handle and its drain requests (`concurry drain`),
+/// which drain it from a thread of their own.
+struct Drainer {
+    cluster: Cluster,
+    state: Arc<Mutex<Beat>>,
+    host: Arc<Host>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    task_runner: Mutex<Option<super::tasks::runner::TaskRunner>>,
+    /// Held for the whole drain: a second drain waits for the first to end.
+    drained: Mutex<bool>,
+    /// True once drained (`serve` returns).
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+/// Answers drain requests on `node.<id>.drain`: the reply says the drain started; the drain
+/// itself runs on a thread of its own (as a SIGTERM's would).
+fn drain_requests(
+    cluster: &Cluster,
+    id: &str,
+    drainer: &Arc<Drainer>,
+) -> Result<tokio::task::AbortHandle, Error> {
+    let client = cluster.client().clone();
+    let subject = cluster.subjects().drain(id);
+    let url = cluster.url().to_string();
+    let weak = Arc::downgrade(drainer);
+    run(async move {
+        let mut requests = client.subscribe(subject.clone()).await.map_err(|e| {
+            Error::from(ConfigError::new(
+                "cluster",
+                url,
+                format!("could not subscribe to `{subject}` ({e}); check the user's permissions"),
+            ))
+        })?;
+        let task = crate::runtime::runtime().spawn(async move {
+            while let Some(msg) = requests.next().await {
+                let Some(drainer) = weak.upgrade() else {
+                    return;
+                };
+                let state = lock(&drainer.state).clone();
+                if let Some(to) = msg.reply {
+                    let _ = client
+                        .publish(to, encode(&NodeMsg::Beat(state.clone())).into())
+                        .await;
+                    let _ = client.flush().await;
+                }
+                tracing::info!(node = %state.name, "concurry node: drain requested, draining");
+                std::thread::spawn(move || drainer.stop());
+            }
+        });
+        Ok(task.abort_handle())
+    })
 }
 
 impl RunningNode {
@@ -489,26 +562,31 @@ impl RunningNode {
     ///
     /// None: when the goodbye cannot reach the server within 2 s it is logged, and clients
     /// see the node lost when its heartbeats lapse instead.
-    pub fn drain(mut self) -> Result<(), Error> {
-        self.stop();
+    pub fn drain(self) -> Result<(), Error> {
+        self.drainer.stop();
         Ok(())
     }
+}
 
-    fn stop(&mut self) {
-        if std::mem::replace(&mut self.drained, true) {
+impl Drainer {
+    fn stop(&self) {
+        let mut drained = lock(&self.drained);
+        if std::mem::replace(&mut *drained, true) {
             return;
         }
+        let name = lock(&self.state).name.clone();
         let left = self.host.drain(DRAIN_TIMEOUT);
         if left > 0 {
             tracing::warn!(
-                node = %self.name(),
+                node = %name,
                 "concurry node: {left} instances were not moved within {DRAIN_TIMEOUT:?}; ended"
             );
         }
-        if let Some(runner) = self.task_runner.take() {
+        let runner = lock(&self.task_runner).take();
+        if let Some(runner) = runner {
             runner.drain();
         }
-        for t in &self.tasks {
+        for t in lock(&self.tasks).iter() {
             t.abort();
         }
         let (id, name) = {
@@ -537,12 +615,13 @@ impl RunningNode {
                 tracing::warn!(node = %name, "concurry node: goodbye not sent within {GOODBYE:?}")
             }
         }
+        let _ = self.done.send(true);
     }
 }
 
 impl Drop for RunningNode {
     fn drop(&mut self) {
-        self.stop();
+        self.drainer.stop();
     }
 }
 
@@ -554,7 +633,7 @@ impl fmt::Debug for RunningNode {
             .field("id", &b.id)
             .field("capacity", &b.capacity)
             .field("types", &b.types)
-            .field("drained", &self.drained)
+            .field("drained", &*self.drainer.done.borrow())
             .finish()
     }
 }

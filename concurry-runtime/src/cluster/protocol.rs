@@ -97,6 +97,11 @@ impl Subjects {
         format!("{}.node.{node_id}.ctl", self.prefix)
     }
 
+    /// Drain requests to the node `node_id` (`concurry drain`): it drains as on SIGTERM.
+    pub(crate) fn drain(&self, node_id: &str) -> String {
+        format!("{}.node.{node_id}.drain", self.prefix)
+    }
+
     /// The calls of instance `n` on the node `node_id`.
     pub(crate) fn instance(&self, node_id: &str, n: u64) -> String {
         format!("{}.inst.{node_id}.{n}", self.prefix)

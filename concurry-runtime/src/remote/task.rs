@@ -37,6 +37,10 @@ pub struct TaskEntry {
     pub(crate) name: &'static str,
     pub(crate) schema: u64,
     pub(crate) run: fn(&[u8]) -> Result<Vec<u8>, Fault>,
+    /// Its arguments from JSON, encoded, and its output as JSON (tasks submitted by name
+    /// from the `concurry` CLI; `cluster/tasks/json.rs`).
+    #[cfg(feature = "cluster")]
+    pub(crate) json: crate::cluster::tasks::json::JsonCodec,
 }
 
 impl TaskEntry {
@@ -46,6 +50,8 @@ impl TaskEntry {
             name: T::NAME,
             schema: T::SCHEMA,
             run: run_encoded::<T>,
+            #[cfg(feature = "cluster")]
+            json: crate::cluster::tasks::json::JsonCodec::of::<T>(),
         }
     }
 }

@@ -109,3 +109,121 @@ fn queue_depths_states_and_filters_match_what_was_submitted() {
         drop(node);
     });
 }
+
+#[test]
+fn json_arguments_are_decoded_by_a_node_and_the_result_rendered_as_json() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = s.url();
+    within("json tasks", move || {
+        let cluster = Cluster::connect(url.clone()).unwrap();
+        let q = cluster.tasks().unwrap();
+        let name = <Double as concurry::RemoteTask>::NAME;
+        // No node yet: nobody can decode the arguments.
+        let e = q.submit_json(name, "[21]", Submit::new()).unwrap_err();
+        match e {
+            concurry::Error::Config(c) => assert_eq!(c.option(), "nodes", "{c}"),
+            other => panic!("{other:?}"),
+        }
+        let _node = Node::new(cluster.clone())
+            .name("json-node")
+            .capacity(2)
+            .start()
+            .unwrap();
+        let id = q
+            .submit_json(name, "[21]", Submit::new().id("json-1"))
+            .unwrap();
+        assert_eq!(id, "json-1");
+        let out = q
+            .result_json(&id, None, Some(Duration::from_secs(20)))
+            .unwrap();
+        assert_eq!(out.as_deref(), Some("42"));
+        assert_eq!(q.info(&id).unwrap().task.as_deref(), Some(name));
+        // A typed handle reads the same result.
+        assert_eq!(q.handle::<Double>(&id).unwrap().result().unwrap(), 42);
+
+        let e = q
+            .submit_json(name, r#"["lots"]"#, Submit::new())
+            .unwrap_err();
+        let concurry::Error::Config(c) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(c.option(), "task arguments");
+        assert!(
+            c.fix()
+                .contains("argument 1 (\"lots\"): invalid type: string \"lots\", expected u64")
+                && c.fix().contains("it takes (u64,)"),
+            "{c}"
+        );
+        let e = q
+            .submit_json("no::such_task", "[]", Submit::new())
+            .unwrap_err();
+        let concurry::Error::Config(c) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(c.option(), "task");
+        assert!(c.fix().contains(name), "lists the known tasks: {c}");
+
+        // A task submitted from Rust has no recorded name: it must be given.
+        let typed = q
+            .submit_with::<Double>((5,), Submit::new().id("typed-1"))
+            .unwrap();
+        typed.result_timeout(Duration::from_secs(20)).unwrap();
+        let e = q.result_json("typed-1", None, None).unwrap_err();
+        let concurry::Error::Config(c) = e else {
+            panic!("{e:?}")
+        };
+        assert!(c.fix().contains("--task NAME"), "{c}");
+        assert_eq!(
+            q.result_json("typed-1", Some(name), None)
+                .unwrap()
+                .as_deref(),
+            Some("10")
+        );
+        assert_eq!(q.result_json("never-was", None, None).unwrap(), None);
+    });
+}
+
+#[test]
+fn a_drain_request_drains_the_node_as_sigterm_would() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = s.url();
+    within("drain request", move || {
+        let cluster = Cluster::connect(url.clone()).unwrap();
+        let events = cluster.events();
+        let node = Node::new(Cluster::connect(url.clone()).unwrap())
+            .name("drained")
+            .start()
+            .unwrap();
+        let _other = Node::new(Cluster::connect(url).unwrap())
+            .name("stays")
+            .start()
+            .unwrap();
+        cluster.wait_for_nodes(2, Duration::from_secs(20)).unwrap();
+        cluster.drain(&node.id()).unwrap();
+        loop {
+            match events.recv_timeout(Duration::from_secs(20)) {
+                Some(concurry::cluster::ClusterEvent::Left(n)) => {
+                    assert_eq!(n.name(), "drained");
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("the node did not leave after a drain request"),
+            }
+        }
+        assert_eq!(
+            cluster.nodes().iter().map(|n| n.name()).collect::<Vec<_>>(),
+            ["stays"]
+        );
+        // The handle's own drain finds it drained.
+        node.drain().unwrap();
+        let e = cluster.drain("nobody-0000").unwrap_err();
+        let concurry::Error::Config(c) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(c.option(), "node");
+    });
+}

@@ -77,6 +77,7 @@ mod config;
 mod dlq;
 mod handle;
 mod inspect;
+pub(crate) mod json;
 mod record;
 pub(crate) mod runner;
 mod schedule;

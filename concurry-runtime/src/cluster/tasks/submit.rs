@@ -246,6 +246,19 @@ impl TaskQueue {
         args: T::Args,
         submit: Submit,
     ) -> Result<Prepared, Error> {
+        let args = crate::wire::encode(&args, "task arguments").map_err(Error::Transport)?;
+        self.prepare_encoded(T::NAME, T::SCHEMA, args, submit)
+    }
+
+    /// The message of one submit of the task `name` (schema `schema`) with its arguments
+    /// already encoded, checked.
+    pub(crate) fn prepare_encoded(
+        &self,
+        name: &str,
+        schema: u64,
+        args: Vec<u8>,
+        submit: Submit,
+    ) -> Result<Prepared, Error> {
         let id = match submit.id {
             Some(id) => {
                 check_id(&id)?;
@@ -253,7 +266,6 @@ impl TaskQueue {
             }
             None => new_id(),
         };
-        let args = crate::wire::encode(&args, "task arguments").map_err(Error::Transport)?;
         let retry = match &submit.retry {
             Some(r) => {
                 r.validate()?;
@@ -275,8 +287,8 @@ impl TaskQueue {
             },
         };
         let payload = encode(&TaskMsg {
-            task: T::NAME.to_string(),
-            schema: T::SCHEMA,
+            task: name.to_string(),
+            schema,
             args,
             retry,
         });
