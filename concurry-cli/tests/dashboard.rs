@@ -172,7 +172,7 @@ async fn browse(driver: &str, chromium: &Path) -> Client {
         "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1440,1100"],
+                     "--disable-dev-shm-usage", "--window-size=1440,1500"],
         }
     });
     let serde_json::Value::Object(caps) = caps else {
@@ -185,48 +185,65 @@ async fn browse(driver: &str, chromium: &Path) -> Client {
         .expect("a Chromium session")
 }
 
-/// The text of the element `#id`.
-async fn text(c: &Client, id: &str) -> String {
-    match c.find(Locator::Id(id)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
+/// The text of the element `css` ("" while there is none; read again if a render replaced
+/// it meanwhile).
+async fn text_of(c: &Client, css: &str) -> String {
+    for _ in 0..10 {
+        match c.find(Locator::Css(css)).await {
+            Ok(e) => match e.text().await {
+                Ok(t) => return t,
+                Err(_) => continue, // stale: found again
+            },
+            Err(_) => return String::new(),
+        }
     }
+    String::new()
 }
 
-/// Waits until `#id`'s text is `want`.
-async fn wait_text(c: &Client, id: &str, want: &str) {
+/// Waits until the element `css` reads `want`.
+async fn wait_for_text(c: &Client, css: &str, want: &str) {
     let start = Instant::now();
     loop {
-        let got = text(c, id).await;
+        let got = text_of(c, css).await;
         if got == want {
             return;
         }
         assert!(
             start.elapsed() < HANG,
-            "#{id} reads {got:?}, not {want:?}, after {HANG:?}"
+            "{css} reads {got:?}, not {want:?}, after {HANG:?}"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of the element `#id`.
+async fn text(c: &Client, id: &str) -> String {
+    text_of(c, &format!("#{id}")).await
+}
+
+/// Waits until `#id`'s text is `want`.
+async fn wait_text(c: &Client, id: &str, want: &str) {
+    wait_for_text(c, &format!("#{id}"), want).await;
+}
+
+/// Clicks the element `css` once it is there (found again if a render replaced it between
+/// finding and clicking).
+async fn click(c: &Client, css: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && e.click().await.is_ok()
+        {
+            return;
+        }
+        assert!(start.elapsed() < HANG, "no {css} to click after {HANG:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Waits until the status chip `status` of the task counts reads `count`.
-async fn wait_chip(c: &Client, status: &str, want: &str) {
-    let css = format!("#task-counts [data-status={status}] b");
-    let start = Instant::now();
-    loop {
-        let got = match c.find(Locator::Css(&css)).await {
-            Ok(e) => e.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if got == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < HANG,
-            "{status} tasks: {got:?}, not {want:?}, after {HANG:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_chip(c: &Client, status: &str, count: &str) {
+    wait_for_text(c, &format!("#task-counts [data-status={status}] b"), count).await;
 }
 
 #[test]
@@ -238,7 +255,7 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
         return;
     };
     let url = server.url();
-    let _node = Node::new(Cluster::connect(&url).unwrap())
+    let node = Node::new(Cluster::connect(&url).unwrap())
         .name("alpha")
         .capacity(4)
         .start()
@@ -284,13 +301,12 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                 .unwrap();
             let _ = dead.result_timeout(HANG);
             wait_text(&c, "count-dlq", "1").await;
-            let replay = c
-                .find(Locator::Css(
-                    "#dlq button[data-action=replay][data-id=boom-1]",
-                ))
-                .await
-                .expect("a replay button on the dead letter");
-            assert_eq!(replay.text().await.unwrap(), "Replay");
+            wait_for_text(
+                &c,
+                "#dlq button[data-action=replay][data-id=boom-1]",
+                "Replay",
+            )
+            .await;
 
             // Tasks that run: counted as they finish.
             for i in 0..5 {
@@ -305,14 +321,7 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
             // A cancel from the page (the task's row) reaches the task.
             let target = &ids[1];
             let button = format!("#tasks tr[data-task='{target}'] button[data-action=cancel]");
-            c.wait()
-                .at_most(HANG)
-                .for_element(Locator::Css(&button))
-                .await
-                .expect("a cancel button on the task's row")
-                .click()
-                .await
-                .unwrap();
+            click(&c, &button).await;
             let start = Instant::now();
             loop {
                 if cluster.task_status(target).unwrap() == TaskStatus::Cancelled {
@@ -321,29 +330,10 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                 assert!(start.elapsed() < HANG, "the cancel did not reach {target}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let toast = c.find(Locator::Id("toast")).await.unwrap();
-            assert_eq!(
-                toast.text().await.unwrap(),
-                format!("task {target} cancelled")
-            );
+            wait_text(&c, "toast", &format!("task {target} cancelled")).await;
             // The page follows: the row's status, the counts, no button on a finished task.
             let status = format!("#tasks tr[data-task='{target}'] .status");
-            let start = Instant::now();
-            while c
-                .find(Locator::Css(&status))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-                != "cancelled"
-            {
-                assert!(
-                    start.elapsed() < HANG,
-                    "the row of {target} still not cancelled"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_for_text(&c, &status, "cancelled").await;
             wait_chip(&c, "cancelled", "1").await;
             wait_chip(&c, "scheduled", "2").await;
             assert!(
@@ -358,16 +348,30 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
             // And by id, with the form.
             let input = c.find(Locator::Id("cancel-id")).await.unwrap();
             input.send_keys(&ids[2]).await.unwrap();
-            c.find(Locator::Id("cancel-by-id"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            click(&c, "#cancel-by-id").await;
             wait_chip(&c, "cancelled", "2").await;
             assert_eq!(cluster.task_status(&ids[2]).unwrap(), TaskStatus::Cancelled);
             tokio::time::sleep(Duration::from_millis(600)).await; // the chart gets points
+            c.execute("document.getElementById('toast').hidden = true", vec![])
+                .await
+                .unwrap();
             let shot = c.screenshot().await.unwrap();
+
+            // A drain from the page (after a confirmation): the node leaves.
+            let node_id = node.id();
+            click(
+                &c,
+                &format!("#nodes button[data-action=drain][data-id='{node_id}']"),
+            )
+            .await;
+            assert!(
+                c.get_alert_text()
+                    .await
+                    .unwrap()
+                    .starts_with(&format!("Drain node {node_id}?"))
+            );
+            c.accept_alert().await.unwrap();
+            wait_text(&c, "count-nodes", "0").await;
 
             // Read-only: no action buttons, and no cancel form.
             c.goto(&read_only).await.unwrap();
@@ -403,7 +407,10 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
     // The dashboard's Prometheus text.
     let (code, metrics) = http("GET", &format!("{page}/metrics"), &[]);
     assert_eq!(code, 200);
-    assert!(metrics.contains("concurry_cluster_nodes 1"), "{metrics}");
+    assert!(
+        metrics.contains("concurry_cluster_nodes 0"),
+        "drained: {metrics}"
+    );
     assert!(
         metrics.contains("concurry_cluster_dead_letters{queue=\"default\"} 1"),
         "{metrics}"

@@ -33,7 +33,7 @@ pub(crate) struct Args {
     /// behind an authenticating proxy)
     #[arg(long)]
     pub(crate) public: bool,
-    /// Enable the actions (cancel a task, replay a dead letter); without it the page is read-only and
+    /// Enable the actions (cancel a task, replay a dead letter, drain a node); without it the page is read-only and
     /// their endpoints answer 403
     #[arg(long)]
     pub(crate) allow_actions: bool,

@@ -8,6 +8,7 @@
 //! | GET | `/metrics` | Prometheus text: the cluster as the dashboard sees it |
 //! | POST | `/api/tasks/{id}/cancel` | cancel a task |
 //! | POST | `/api/dlq/{id}/replay` | run a dead letter again |
+//! | POST | `/api/nodes/{id}/drain` | drain a node (by its id): its instances move, it leaves |
 //!
 //! Actions answer 403 unless the dashboard runs with `--allow-actions`, and need the header
 //! `X-Concurry-Action: 1` (a page of another site cannot send it without a CORS preflight,
@@ -103,9 +104,9 @@ pub(super) fn serve(cluster: Cluster, args: &Args, out: &mut dyn Write) -> Resul
         metrics,
     };
     let mode = if args.allow_actions {
-        "actions enabled: cancel, replay"
+        "actions enabled: cancel, replay, drain"
     } else {
-        "read-only; --allow-actions enables cancel and replay"
+        "read-only; --allow-actions enables cancel, replay and drain"
     };
     writeln!(out, "concurry dashboard: http://{addr}/ ({mode})")?;
     out.flush()?;
@@ -184,6 +185,7 @@ fn router(app: App) -> Router {
         .route("/metrics", get(prometheus))
         .route("/api/tasks/{id}/cancel", post(cancel))
         .route("/api/dlq/{id}/replay", post(replay))
+        .route("/api/nodes/{id}/drain", post(drain))
         .with_state(app)
 }
 
@@ -248,7 +250,7 @@ fn refuse(app: &App, headers: &HeaderMap) -> Option<Response> {
             StatusCode::FORBIDDEN,
             false,
             "actions are disabled: this dashboard is read-only; start it with \
-             `concurry dashboard --allow-actions` to cancel tasks and replay dead letters",
+             `concurry dashboard --allow-actions` to cancel tasks, replay dead letters and drain nodes",
         ));
     }
     if headers.get(ACTION_HEADER).is_none_or(|v| v != "1") {
@@ -302,6 +304,17 @@ async fn replay(State(app): State<App>, Path(id): Path<String>, headers: HeaderM
     act(&app, move |c| {
         c.tasks()?.replay(&id)?;
         Ok(format!("dead letter {id} replayed"))
+    })
+    .await
+}
+
+async fn drain(State(app): State<App>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(r) = refuse(&app, &headers) {
+        return r;
+    }
+    act(&app, move |c| {
+        c.drain(&id)?;
+        Ok(format!("node {id} drains"))
     })
     .await
 }

@@ -28,8 +28,14 @@ function bar(fraction, hot) {
   return `<span class="bar${hot ? " hot" : ""}"><span style="width:${pct.toFixed(1)}%"></span></span>`;
 }
 
+// Replaces an element's content only when it changed: a button under the pointer stays
+// put between ticks that bring nothing new.
+function put(el, html) {
+  if (el._html !== html) { el.innerHTML = html; el._html = html; }
+}
+
 function rows(tbody, list, cols, row, empty) {
-  tbody.innerHTML = list.length ? list.map(row).join("") : `<tr><td class="empty" colspan="${cols}">${esc(empty)}</td></tr>`;
+  put(tbody, list.length ? list.map(row).join("") : `<tr><td class="empty" colspan="${cols}">${esc(empty)}</td></tr>`);
 }
 
 function actionButton(kind, id, label, cls) {
@@ -70,7 +76,7 @@ function render(s) {
       <td class="mono">${esc(n.host)} · ${esc(n.pid)}</td>
       <td>${ago(n.last_heartbeat_ms)}</td>
       <td class="wrap mono">${n.types.map(esc).join(", ")}</td>
-      <td class="act">${actions && s.can_drain && !n.draining ? actionButton("drain", n.name, "Drain", "danger") : ""}</td>
+      <td class="act">${actions && !n.draining ? actionButton("drain", n.id, "Drain", "danger") : ""}</td>
     </tr>`, "no live nodes in this namespace");
 
   // Pools (when the cluster reports them).
@@ -91,10 +97,10 @@ function render(s) {
   // Tasks.
   const listed = s.tasks.listed_ms ? ` (as of ${new Date(s.tasks.listed_ms).toLocaleTimeString()})` : "";
   $("tasks-total").textContent = s.tasks.total ? `${fmt(s.tasks.total)} in all, newest ${fmt(s.tasks.recent.length)} listed${listed}` : "";
-  $("task-counts").innerHTML = (s.tasks.counts || [])
+  put($("task-counts"), (s.tasks.counts || [])
     .filter(([, n]) => n > 0)
     .map(([k, n]) => `<span class="chip" data-status="${esc(k)}">${esc(k.replace("_", " "))} <b>${fmt(n)}</b></span>`)
-    .join("");
+    .join(""));
   rows($("tasks").tBodies[0], s.tasks.recent, 8, (t) => `<tr data-task="${esc(t.id)}">
       <td class="mono">${esc(t.id)}</td><td class="mono">${esc(t.task)}</td>
       <td><span class="status ${esc(t.status)}">${esc(t.status.replace("_", " "))}</span></td>
@@ -112,9 +118,9 @@ function render(s) {
       <td class="act">${actions ? actionButton("replay", d.id, "Replay") : ""}</td></tr>`, "no dead letters");
 
   // Limits.
-  $("limits").innerHTML = s.limits.length
+  put($("limits"), s.limits.length
     ? s.limits.map((l) => `<div class="limit" data-limit="${esc(l.key)}"><span class="mono">${esc(l.key)}</span>${bar(l.capacity > 0 ? l.used / l.capacity : 0, l.capacity > 0 && l.used >= l.capacity)}<span>${fmt(l.used)} / ${fmt(l.capacity)}</span></div>`).join("")
-    : `<span class="muted">no limits in use</span>`;
+    : `<span class="muted">no limits in use</span>`);
 }
 
 // The chart: depth (left axis) and finished per second (right axis) over the last points.
@@ -183,6 +189,7 @@ async function act(kind, id) {
 document.addEventListener("click", (e) => {
   const b = e.target.closest("button[data-action]");
   if (!b) return;
+  if (b.dataset.action === "drain" && !confirm(`Drain node ${b.dataset.id}? It takes no new work, its instances move to other nodes, and it leaves the cluster.`)) return;
   b.disabled = true;
   act(b.dataset.action, b.dataset.id).finally(() => (b.disabled = false));
 });
