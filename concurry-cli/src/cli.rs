@@ -8,12 +8,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cmd;
 
-/// Look at a concurry cluster: the nodes serving it through a NATS server.
+/// Look at a concurry cluster and act on it: its nodes, durable task queues and dead letters.
 #[derive(Debug, Parser)]
 #[command(
     name = "concurry",
     version,
-    after_help = "Examples:\n  concurry --server nats://10.0.0.5:4222 nodes\n  concurry --namespace prod --json nodes | jq -r '.nodes[].name'\n  concurry node gpu-1\n\nExit codes: 0 ok, 1 not found, 2 usage, 3 connection (server unreachable, credentials or TLS refused)."
+    after_help = "Examples:\n  concurry --server nats://10.0.0.5:4222 nodes\n  concurry --namespace prod --json nodes | jq -r '.nodes[].name'\n  concurry submit app::resize '[\"cat.png\", 640]' --wait\n  concurry tasks --status failed\n\nExit codes: 0 ok, 1 not found, 2 usage, 3 connection (server unreachable, credentials or TLS refused, no JetStream), 4 other, 5 the task failed (result, submit --wait)."
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
@@ -22,8 +22,10 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// Where the cluster is and how to talk to it (every command takes these).
+/// Where the cluster is and how to talk to it (every command takes these; listed after a
+/// command's own options).
 #[derive(Debug, Args)]
+#[command(next_display_order = 100)]
 pub(crate) struct Global {
     /// The NATS server (nats://host:4222, tls://host:4222)
     #[arg(
@@ -93,6 +95,42 @@ pub(crate) enum Command {
     /// Show one live node by name (exit code 1 if there is none)
     #[command(after_help = "Example:\n  concurry --server nats://10.0.0.5:4222 node gpu-1")]
     Node(cmd::node::Args),
+    /// Show the task queues: depth per priority, waiting, held by nodes, dead letters; tasks by state
+    #[command(
+        after_help = "Examples:\n  concurry queues\n  concurry --json queues | jq '.tasks.running'"
+    )]
+    Queues(cmd::queues::Args),
+    /// List the newest tasks: id, state, task, queue, priority, node, attempts, last change, error
+    #[command(
+        after_help = "Examples:\n  concurry tasks --status failed --limit 10\n  concurry --json tasks --queue render | jq -r '.tasks[].id'"
+    )]
+    Tasks(cmd::tasks::Args),
+    /// Show one task: state, attempts, node, timings, error (exit code 1 if there is none)
+    #[command(after_help = "Example:\n  concurry task invoice-42")]
+    Task(cmd::task::Args),
+    /// Print a task's output as JSON (exit code 1 while it has none, 5 if it failed)
+    #[command(
+        after_help = "Examples:\n  concurry result invoice-42\n  concurry result invoice-42 --wait 30s\n  concurry result 5f0c... --task app::render_invoice"
+    )]
+    Result(cmd::result::Args),
+    /// Submit a durable task by name with JSON arguments (a node checks them against the task's types)
+    #[command(
+        after_help = "Examples:\n  concurry submit app::resize '[\"cat.png\", 640]'\n  concurry submit app::send_report '[\"weekly\"]' --priority high --delay 10m --id report-w48\n  concurry --json submit app::add '[2, 3]' --wait | jq .output"
+    )]
+    Submit(cmd::submit::Args),
+    /// Cancel a task: a queued or delayed one never runs, a running one's result is dropped
+    #[command(after_help = "Example:\n  concurry cancel invoice-42")]
+    Cancel(cmd::cancel::Args),
+    /// The dead letters: list them, replay one, purge them all
+    #[command(
+        after_help = "Examples:\n  concurry dlq list\n  concurry dlq replay invoice-42\n  concurry dlq purge"
+    )]
+    Dlq(cmd::dlq::Args),
+    /// Drain a node, as SIGTERM does: no new placements or tasks, its instances move once their calls finish
+    #[command(
+        after_help = "Examples:\n  concurry drain gpu-1\n  concurry drain gpu-1 --wait --timeout 5m"
+    )]
+    Drain(cmd::drain::Args),
     /// Serve a live web page of the cluster: nodes, queues, tasks, dead letters, limits (read-only unless --allow-actions)
     #[command(
         after_help = "Examples:\n  concurry --server nats://10.0.0.5:4222 dashboard\n  concurry dashboard --listen 127.0.0.1:9000 --allow-actions\n\nServes http://<listen>/ (the page, live over server-sent events) and /metrics (Prometheus text).\nLoopback only unless --public: the page has no login of its own."
@@ -108,7 +146,7 @@ pub(crate) struct Listen {
     pub(crate) settle: Duration,
 }
 
-/// `500ms`, `2s`, `1m`.
+/// `500ms`, `2s`, `1m`, `1h`, `1d`.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s
@@ -116,12 +154,23 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
         .map_or((s, ""), |i| s.split_at(i));
     let n: f64 = num
         .parse()
-        .map_err(|_| format!("`{s}` is not a duration; write it as 500ms, 2s or 1m"))?;
+        .map_err(|_| format!("`{s}` is not a duration; write it as 500ms, 2s, 1m or 1h"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
-        _ => return Err(format!("`{s}` has no unit; write it as 500ms, 2s or 1m")),
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        "" => {
+            return Err(format!(
+                "`{s}` has no unit; write it as 500ms, 2s, 1m or 1h"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit; write it as 500ms, 2s, 1m, 1h or 1d"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
 }
@@ -141,6 +190,8 @@ mod tests {
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(duration("3w").unwrap_err().contains("unknown unit"));
         assert!(duration("5").unwrap_err().contains("no unit"));
         assert!(duration("fast").unwrap_err().contains("not a duration"));
     }

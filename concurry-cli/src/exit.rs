@@ -12,8 +12,10 @@ pub(crate) enum Failure {
     Usage(String),
     /// 3: the server could not be reached, or refused us (address, credentials, TLS).
     Connection(String),
-    /// 4: anything else (an output that could not be written, ...).
+    /// 4: anything else (an output that could not be written, a wait that ran out, ...).
     Other(String),
+    /// 5: the task asked about failed (panicked, cancelled, dead-lettered, could not run).
+    TaskFailed(String),
 }
 
 impl Failure {
@@ -24,6 +26,7 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Connection(_) => 3,
             Failure::Other(_) => 4,
+            Failure::TaskFailed(_) => 5,
         })
     }
 }
@@ -34,7 +37,8 @@ impl fmt::Display for Failure {
             Failure::NotFound(m)
             | Failure::Usage(m)
             | Failure::Connection(m)
-            | Failure::Other(m) => f.write_str(m),
+            | Failure::Other(m)
+            | Failure::TaskFailed(m) => f.write_str(m),
         }
     }
 }

@@ -10,6 +10,7 @@ mod connect;
 mod dashboard;
 mod exit;
 mod table;
+mod time;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,40 @@ impl Echo {
     }
 }
 
+/// Durable tasks of this binary, which the nodes started here run.
+#[concurry::task(remote)]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[concurry::task(remote)]
+fn explode(why: String) -> u64 {
+    panic!("exploded: {why}")
+}
+
+fn add_name() -> &'static str {
+    <add::__RemoteTask as concurry::RemoteTask>::NAME
+}
+
+fn explode_name() -> &'static str {
+    <explode::__RemoteTask as concurry::RemoteTask>::NAME
+}
+
+/// Runs `concurry --server url --json args...`, expects exit 0, parses the JSON.
+fn json_ok(url: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--server", url, "--json"];
+    all.extend_from_slice(args);
+    let out = concurry(&all);
+    assert!(
+        out.status.success(),
+        "concurry {args:?}: {:?} {}",
+        out.status,
+        stderr(&out)
+    );
+    serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("concurry {args:?} printed no JSON ({e}): {}", stdout(&out)))
+}
+
 fn echo_type() -> String {
     <Echo as concurry::RemoteWorker>::NAME.to_string()
 }
@@ -293,6 +327,17 @@ fn help_matches_the_snapshots() {
         (&["--help"][..], "help.txt"),
         (&["nodes", "--help"], "help-nodes.txt"),
         (&["node", "--help"], "help-node.txt"),
+        (&["queues", "--help"], "help-queues.txt"),
+        (&["tasks", "--help"], "help-tasks.txt"),
+        (&["task", "--help"], "help-task.txt"),
+        (&["result", "--help"], "help-result.txt"),
+        (&["submit", "--help"], "help-submit.txt"),
+        (&["cancel", "--help"], "help-cancel.txt"),
+        (&["dlq", "--help"], "help-dlq.txt"),
+        (&["dlq", "list", "--help"], "help-dlq-list.txt"),
+        (&["dlq", "replay", "--help"], "help-dlq-replay.txt"),
+        (&["dlq", "purge", "--help"], "help-dlq-purge.txt"),
+        (&["drain", "--help"], "help-drain.txt"),
         (&["dashboard", "--help"], "help-dashboard.txt"),
     ] {
         let out = concurry(args);
@@ -319,4 +364,332 @@ fn help_matches_the_snapshots() {
             args.join(" ")
         );
     }
+}
+
+#[test]
+fn submit_runs_a_task_from_json_and_result_task_and_tasks_show_it() {
+    let Some(server) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = server.url();
+    let _nodes = two_nodes(&url);
+    let doc = json_ok(
+        &url,
+        &["submit", add_name(), "[2, 3]", "--id", "sum-1", "--wait"],
+    );
+    assert_eq!(doc["id"], "sum-1");
+    assert_eq!(doc["output"], 5);
+    assert_eq!(
+        (doc["queue"].as_str(), doc["priority"].as_str()),
+        (Some("default"), Some("normal"))
+    );
+
+    let doc = json_ok(&url, &["result", "sum-1"]);
+    assert_eq!(
+        (doc["output"].as_u64(), doc["status"].as_str()),
+        (Some(5), Some("succeeded"))
+    );
+    // Without --json: the output itself.
+    let out = concurry(&["--server", &url, "result", "sum-1"]);
+    assert_eq!(stdout(&out), "5\n", "{}", stderr(&out));
+
+    let t = json_ok(&url, &["task", "sum-1"]);
+    assert_eq!(t["status"], "succeeded");
+    assert_eq!(t["task"], add_name());
+    assert_eq!(t["attempts"], 1);
+    assert!(
+        ["alpha", "beta"].contains(&t["node"].as_str().unwrap()),
+        "{t}"
+    );
+    assert!(
+        t["started_ms"].as_u64().unwrap() <= t["finished_ms"].as_u64().unwrap(),
+        "{t}"
+    );
+    let out = concurry(&["--server", &url, "task", "sum-1"]);
+    let text = stdout(&out);
+    assert!(text.contains("status:    succeeded\n"), "{text}");
+    assert!(
+        text.contains(&format!("task:      {}\n", add_name())),
+        "{text}"
+    );
+
+    let listed = json_ok(&url, &["tasks", "--status", "succeeded"]);
+    let ids: Vec<&str> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["sum-1"]);
+    let out = concurry(&["--server", &url, "tasks"]);
+    let text = stdout(&out);
+    let header = text.lines().next().unwrap_or("");
+    assert!(header.starts_with("ID     STATUS     TASK"), "{text}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("sum-1  succeeded  "),
+        "{text}"
+    );
+    assert!(
+        json_ok(&url, &["tasks", "--status", "failed"])["tasks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn bad_submits_and_unknown_ids_have_their_exit_codes() {
+    let Some(server) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = server.url();
+    let _nodes = two_nodes(&url);
+    let out = concurry(&["--server", &url, "submit", add_name(), r#"[2, "three"]"#]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(r#"argument 2 ("three"): invalid type: string "three", expected u64"#)
+            && err.contains("it takes (u64, u64)"),
+        "{err}"
+    );
+    let out = concurry(&["--server", &url, "submit", "app::nope", "[]"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(add_name()),
+        "lists the known tasks: {}",
+        stderr(&out)
+    );
+    let out = concurry(&[
+        "--server",
+        &url,
+        "submit",
+        add_name(),
+        "[1, 2",
+        "--priority",
+        "high",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not JSON"), "{}", stderr(&out));
+    let out = concurry(&[
+        "--server",
+        &url,
+        "submit",
+        add_name(),
+        "[1, 2]",
+        "--priority",
+        "urgent",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`critical`, `high`, `normal`, `low`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = concurry(&[
+        "--server",
+        &url,
+        "submit",
+        add_name(),
+        "[1, 2]",
+        "--id",
+        "a b",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    for args in [
+        &["task", "nope"][..],
+        &["result", "nope"],
+        &["cancel", "nope"],
+        &["dlq", "replay", "nope"],
+    ] {
+        let mut all = vec!["--server", url.as_str()];
+        all.extend_from_slice(args);
+        let out = concurry(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty());
+    }
+    let out = concurry(&["--server", &url, "tasks", "--status", "done"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("`succeeded`"), "{}", stderr(&out));
+}
+
+#[test]
+fn queues_show_depth_per_priority_and_cancel_revokes() {
+    let Some(server) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = server.url();
+    let _nodes = two_nodes(&url);
+    for (id, prio) in [("h1", "high"), ("h2", "high"), ("l1", "low")] {
+        json_ok(
+            &url,
+            &[
+                "submit",
+                add_name(),
+                "[1, 1]",
+                "--id",
+                id,
+                "--priority",
+                prio,
+                "--delay",
+                "1h",
+            ],
+        );
+    }
+    let q = json_ok(&url, &["queues"]);
+    assert_eq!(q["namespace"], "default");
+    let depth = |prio: &str| {
+        q["levels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["queue"] == "default" && l["priority"] == prio)
+            .map_or(0, |l| l["depth"].as_u64().unwrap())
+    };
+    assert_eq!(
+        (
+            depth("critical"),
+            depth("high"),
+            depth("normal"),
+            depth("low")
+        ),
+        (0, 2, 0, 1),
+        "{q}"
+    );
+    assert_eq!(q["tasks"]["scheduled"], 3, "{q}");
+    let out = concurry(&["--server", &url, "queues"]);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "QUEUE    CRITICAL  HIGH  NORMAL  LOW  WAITING  HELD  DEAD",
+        "{text}"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("default  0         2     0       1    "),
+        "{text}"
+    );
+    assert!(text.contains("3 delayed"), "{text}");
+
+    let delayed = json_ok(
+        &url,
+        &["tasks", "--status", "scheduled", "--queue", "default"],
+    );
+    assert_eq!(delayed["tasks"].as_array().unwrap().len(), 3, "{delayed}");
+    let c = json_ok(&url, &["cancel", "h1"]);
+    assert_eq!(
+        (c["cancelled"].as_bool(), c["status"].as_str()),
+        (Some(true), Some("cancelled"))
+    );
+    let c = json_ok(&url, &["cancel", "h1"]);
+    assert_eq!(c["cancelled"], false);
+    let out = concurry(&["--server", &url, "result", "h1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "a cancelled task failed: {}",
+        stderr(&out)
+    );
+    let out = concurry(&["--server", &url, "result", "h2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no result yet: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("no result yet (status: scheduled)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dead_letters_are_listed_replayed_and_purged() {
+    let Some(server) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = server.url();
+    let _nodes = two_nodes(&url);
+    let out = concurry(&[
+        "--server",
+        &url,
+        "submit",
+        explode_name(),
+        r#""now""#,
+        "--id",
+        "boom",
+        "--wait",
+        "--timeout",
+        "20s",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("exploded: now"), "{}", stderr(&out));
+    let list = json_ok(&url, &["dlq", "list"]);
+    let letters = list["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{list}");
+    assert_eq!(
+        (letters[0]["id"].as_str(), letters[0]["task"].as_str()),
+        (Some("boom"), Some(explode_name()))
+    );
+    assert!(
+        letters[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("exploded: now")
+    );
+    let t = json_ok(&url, &["task", "boom"]);
+    assert_eq!(t["status"], "dead_lettered");
+    let q = json_ok(&url, &["queues"]);
+    assert_eq!(q["dead_letters"]["default"], 1, "{q}");
+
+    assert_eq!(
+        json_ok(&url, &["dlq", "replay", "boom"])["replayed"],
+        "boom"
+    );
+    // It runs again (and dead-letters again).
+    let out = concurry(&["--server", &url, "result", "boom", "--wait", "20s"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = concurry(&["--server", &url, "dlq", "list"]);
+    assert!(stdout(&out).starts_with("ID    TASK"), "{}", stdout(&out));
+    assert_eq!(json_ok(&url, &["dlq", "purge"])["purged"], 1);
+    assert_eq!(
+        json_ok(&url, &["dlq", "list"])["dead_letters"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn drain_asks_a_node_to_drain_and_it_leaves() {
+    let Some(server) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = server.url();
+    let (alpha, _beta) = two_nodes(&url);
+    let doc = json_ok(&url, &["drain", "alpha", "--wait", "--timeout", "20s"]);
+    assert_eq!(
+        (doc["node"].as_str(), doc["left"].as_bool()),
+        (Some("alpha"), Some(true))
+    );
+    assert_eq!(doc["id"], alpha.id().as_str());
+    let nodes = json_ok(&url, &["nodes"]);
+    let names: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["beta"]);
+    let out = concurry(&["--server", &url, "drain", "alpha", "--settle", "100ms"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no live node named `alpha`"),
+        "{}",
+        stderr(&out)
+    );
 }
