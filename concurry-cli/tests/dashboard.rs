@@ -8,6 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,11 +38,18 @@ fn explode(why: String) -> usize {
 type Render = render::__RemoteTask;
 type Explode = explode::__RemoteTask;
 
-/// A child process killed when dropped.
-struct Killed(Child);
+/// A child process killed when dropped; with its process group when it leads one
+/// (chromedriver: the browsers it started go with it, also when a test fails midway).
+struct Killed(Child, bool);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        if self.1 {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(format!("-{}", self.0.id()))
+                .status();
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -106,7 +114,7 @@ fn dashboard(url: &str, extra: &[&str]) -> (Killed, String) {
         .spawn()
         .expect("run the concurry binary");
     let stdout = child.stdout.take().unwrap();
-    let child = Killed(child);
+    let child = Killed(child, false);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -158,9 +166,10 @@ fn chromedriver(driver: &Path) -> (Killed, String) {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("run chromedriver");
-    let child = Killed(child);
+    let child = Killed(child, true);
     wait_for("chromedriver answers", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });

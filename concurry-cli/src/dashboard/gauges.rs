@@ -51,7 +51,7 @@ pub(super) fn record(s: &Snapshot) {
     for (status, count) in &s.tasks.counts {
         metrics::gauge!("concurry_cluster_tasks", "status" => *status).set(*count as f64);
     }
-    for l in &s.limits {
+    for l in s.limits.iter().flatten() {
         metrics::gauge!("concurry_cluster_limit_used", "key" => l.key.clone()).set(l.used);
         metrics::gauge!("concurry_cluster_limit_capacity", "key" => l.key.clone()).set(l.capacity);
     }

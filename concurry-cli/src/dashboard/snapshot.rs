@@ -31,7 +31,9 @@ pub(crate) struct Snapshot {
     pub(crate) throughput: Vec<Point>,
     pub(crate) tasks: Tasks,
     pub(crate) dlq: Dlq,
-    pub(crate) limits: Vec<LimitRow>,
+    /// Limit usage against capacity, when the cluster reports it (None: it does not yet;
+    /// the page leaves the section out).
+    pub(crate) limits: Option<Vec<LimitRow>>,
     /// What could not be read this tick (the rest of the page is still current).
     pub(crate) errors: Vec<String>,
 }
@@ -362,7 +364,7 @@ pub(crate) fn compose(p: Parts<'_>) -> Snapshot {
         throughput: p.history.points(),
         tasks,
         dlq: p.dlq,
-        limits: Vec::new(),
+        limits: None,
         errors: p.errors,
     }
 }

@@ -117,9 +117,11 @@ function render(s) {
       <td>${new Date(d.at_ms).toLocaleTimeString()}</td>
       <td class="act">${actions ? actionButton("replay", d.id, "Replay") : ""}</td></tr>`, "no dead letters");
 
-  // Limits.
-  put($("limits"), s.limits.length
-    ? s.limits.map((l) => `<div class="limit" data-limit="${esc(l.key)}"><span class="mono">${esc(l.key)}</span>${bar(l.capacity > 0 ? l.used / l.capacity : 0, l.capacity > 0 && l.used >= l.capacity)}<span>${fmt(l.used)} / ${fmt(l.capacity)}</span></div>`).join("")
+  // Limits (when the cluster reports them).
+  const limits = s.limits || [];
+  $("limits-section").hidden = !s.limits;
+  put($("limits"), limits.length
+    ? limits.map((l) => `<div class="limit" data-limit="${esc(l.key)}"><span class="mono">${esc(l.key)}</span>${bar(l.capacity > 0 ? l.used / l.capacity : 0, l.capacity > 0 && l.used >= l.capacity)}<span>${fmt(l.used)} / ${fmt(l.capacity)}</span></div>`).join("")
     : `<span class="muted">no limits in use</span>`);
 }
 
