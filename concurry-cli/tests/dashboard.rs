@@ -8,9 +8,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use concurry::cluster::{Cluster, LocalServer, Node, Submit, TaskStatus};
@@ -29,29 +29,46 @@ fn render(page: String) -> usize {
     page.len()
 }
 
+/// How many times `explode` ran (on the node of this process).
+static EXPLODED: AtomicUsize = AtomicUsize::new(0);
+
 /// Fails every attempt: a dead letter for the page to show.
 #[concurry::task(remote)]
 fn explode(why: String) -> usize {
+    EXPLODED.fetch_add(1, Ordering::SeqCst);
     panic!("explode: {why}")
 }
 
 type Render = render::__RemoteTask;
 type Explode = explode::__RemoteTask;
 
-/// A child process killed when dropped; with its process group when it leads one
-/// (chromedriver: the browsers it started go with it, also when a test fails midway).
-struct Killed(Child, bool);
+/// A child process killed when dropped.
+struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        if self.1 {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(format!("-{}", self.0.id()))
-                .status();
-        }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The browser session, ended when dropped during a panic too: chromedriver does not take
+/// its Chromium down when it is killed, so a failing test would leave one running.
+struct Session(Client);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let c = self.0.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The session's task runs on the test's runtime; this waits on a thread of its own.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = tx.send(rt.block_on(c.close()).is_ok());
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(10));
     }
 }
 
@@ -114,7 +131,7 @@ fn dashboard(url: &str, extra: &[&str]) -> (Killed, String) {
         .spawn()
         .expect("run the concurry binary");
     let stdout = child.stdout.take().unwrap();
-    let child = Killed(child, false);
+    let child = Killed(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -166,10 +183,9 @@ fn chromedriver(driver: &Path) -> (Killed, String) {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
         .spawn()
         .expect("run chromedriver");
-    let child = Killed(child, true);
+    let child = Killed(child);
     wait_for("chromedriver answers", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -284,7 +300,8 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
         .unwrap();
     let shot = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(180), async {
-            let c = browse(&webdriver, &chromium).await;
+            let session = Session(browse(&webdriver, &chromium).await);
+            let c = &session.0;
             c.goto(&page).await.unwrap();
             wait_text(&c, "live", "live").await;
             wait_text(&c, "count-nodes", "1").await;
@@ -366,18 +383,34 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                 .unwrap();
             let shot = c.screenshot().await.unwrap();
 
+            // A replay from the page: the node runs the dead letter again.
+            assert_eq!(EXPLODED.load(Ordering::SeqCst), 1);
+            click(&c, "#dlq button[data-action=replay][data-id=boom-1]").await;
+            wait_text(&c, "toast", "dead letter boom-1 replayed").await;
+            let start = Instant::now();
+            while EXPLODED.load(Ordering::SeqCst) < 2 {
+                assert!(
+                    start.elapsed() < HANG,
+                    "the replayed task did not run again"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+
             // A drain from the page (after a confirmation): the node leaves.
             let node_id = node.id();
-            click(
-                &c,
-                &format!("#nodes button[data-action=drain][data-id='{node_id}']"),
-            )
-            .await;
+            let drain = format!("#nodes button[data-action=drain][data-id='{node_id}']");
+            let start = Instant::now();
+            let alert = loop {
+                click(c, &drain).await;
+                // (A click that landed as the row was re-rendered asks nothing: again.)
+                if let Ok(text) = c.get_alert_text().await {
+                    break text;
+                }
+                assert!(start.elapsed() < HANG, "the drain button asks nothing");
+            };
             assert!(
-                c.get_alert_text()
-                    .await
-                    .unwrap()
-                    .starts_with(&format!("Drain node {node_id}?"))
+                alert.starts_with(&format!("Drain node {node_id}?")),
+                "{alert}"
             );
             c.accept_alert().await.unwrap();
             wait_text(&c, "count-nodes", "0").await;
@@ -394,7 +427,7 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
             assert!(buttons.is_empty(), "a read-only page shows no actions");
             let form = c.find(Locator::Id("cancel-form")).await.unwrap();
             assert!(!form.is_displayed().await.unwrap());
-            c.close().await.unwrap();
+            drop(session);
             shot
         })
         .await
@@ -455,6 +488,13 @@ fn a_non_loopback_listen_needs_public() {
             && err.contains("--public"),
         "{err}"
     );
+    let out = Command::new(env!("CARGO_BIN_EXE_concurry"))
+        .args(["dashboard", "--interval", "10ms"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--interval 10ms: too short"), "{err}");
     // With --public it gets as far as the (unreachable) server: exit 3, after a warning.
     let out = Command::new(env!("CARGO_BIN_EXE_concurry"))
         .args([

@@ -34,8 +34,12 @@ function put(el, html) {
   if (el._html !== html) { el.innerHTML = html; el._html = html; }
 }
 
-function rows(tbody, list, cols, row, empty) {
+// `row` gives a row's HTML without what changes every tick (ages, running durations):
+// `live` writes those into the row's cells afterwards, so the rows (and their buttons)
+// are replaced only when something else changed.
+function rows(tbody, list, cols, row, empty, live) {
   put(tbody, list.length ? list.map(row).join("") : `<tr><td class="empty" colspan="${cols}">${esc(empty)}</td></tr>`);
+  if (live) list.forEach((x, i) => tbody.rows[i] && live(tbody.rows[i], x));
 }
 
 function actionButton(kind, id, label, cls) {
@@ -74,10 +78,10 @@ function render(s) {
       <td>${bar(n.load, n.load >= 0.9)} <span class="muted">${Math.round(n.load * 100)}%</span></td>
       <td>${fmt(n.free)} / ${fmt(n.capacity)}</td>
       <td class="mono">${esc(n.host)} · ${esc(n.pid)}</td>
-      <td>${ago(n.last_heartbeat_ms)}</td>
+      <td class="hb"></td>
       <td class="wrap mono">${n.types.map(esc).join(", ")}</td>
       <td class="act">${actions && !n.draining ? actionButton("drain", n.id, "Drain", "danger") : ""}</td>
-    </tr>`, "no live nodes in this namespace");
+    </tr>`, "no live nodes in this namespace", (tr, n) => (tr.querySelector(".hb").textContent = ago(n.last_heartbeat_ms)));
 
   // Pools (when the cluster reports them).
   const pools = s.pools || [];
@@ -104,10 +108,10 @@ function render(s) {
   rows($("tasks").tBodies[0], s.tasks.recent, 8, (t) => `<tr data-task="${esc(t.id)}">
       <td class="mono">${esc(t.id)}</td><td class="mono">${esc(t.task)}</td>
       <td><span class="status ${esc(t.status)}">${esc(t.status.replace("_", " "))}</span></td>
-      <td>${esc(t.node || "")}</td><td>${t.attempt || ""}</td><td>${duration(t.duration_ms)}</td>
+      <td>${esc(t.node || "")}</td><td>${t.attempt || ""}</td><td class="dur"></td>
       <td class="wrap">${esc(t.error || "")}</td>
       <td class="act">${actions && !t.finished ? actionButton("cancel", t.id, "Cancel", "danger") : ""}</td>
-    </tr>`, "no tasks to list");
+    </tr>`, "no tasks to list", (tr, t) => (tr.querySelector(".dur").textContent = duration(t.duration_ms)));
 
   // Dead letters.
   $("dlq-total").textContent = s.dlq.total ? `${fmt(s.dlq.total)} in all, newest ${fmt(s.dlq.recent.length)} listed` : "";
