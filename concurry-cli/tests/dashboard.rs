@@ -303,11 +303,11 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
             let session = Session(browse(&webdriver, &chromium).await);
             let c = &session.0;
             c.goto(&page).await.unwrap();
-            wait_text(&c, "live", "live").await;
-            wait_text(&c, "count-nodes", "1").await;
-            wait_text(&c, "count-free", "4 / 4").await;
-            wait_text(&c, "count-queued", "0").await;
-            assert_eq!(text(&c, "mode").await, "actions enabled");
+            wait_text(c, "live", "live").await;
+            wait_text(c, "count-nodes", "1").await;
+            wait_text(c, "count-free", "4 / 4").await;
+            wait_text(c, "count-queued", "0").await;
+            assert_eq!(text(c, "mode").await, "actions enabled");
 
             // Submitted elsewhere, shown without a reload: delayed tasks stay queued.
             let later = Submit::new().delay(Duration::from_secs(600));
@@ -319,16 +319,16 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                         .to_string()
                 })
                 .collect();
-            wait_text(&c, "count-queued", "3").await;
+            wait_text(c, "count-queued", "3").await;
 
             // A dead letter, with its replay button.
             let dead = q
                 .submit_with::<Explode>(("on purpose".into(),), Submit::new().id("boom-1"))
                 .unwrap();
             let _ = dead.result_timeout(HANG);
-            wait_text(&c, "count-dlq", "1").await;
+            wait_text(c, "count-dlq", "1").await;
             wait_for_text(
-                &c,
+                c,
                 "#dlq button[data-action=replay][data-id=boom-1]",
                 "Replay",
             )
@@ -341,13 +341,13 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                     .result_timeout(HANG)
                     .unwrap();
             }
-            wait_chip(&c, "succeeded", "5").await;
-            wait_chip(&c, "scheduled", "3").await;
+            wait_chip(c, "succeeded", "5").await;
+            wait_chip(c, "scheduled", "3").await;
 
             // A cancel from the page (the task's row) reaches the task.
             let target = &ids[1];
             let button = format!("#tasks tr[data-task='{target}'] button[data-action=cancel]");
-            click(&c, &button).await;
+            click(c, &button).await;
             let start = Instant::now();
             loop {
                 if cluster.task_status(target).unwrap() == TaskStatus::Cancelled {
@@ -356,12 +356,12 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                 assert!(start.elapsed() < HANG, "the cancel did not reach {target}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            wait_text(&c, "toast", &format!("task {target} cancelled")).await;
+            wait_text(c, "toast", &format!("task {target} cancelled")).await;
             // The page follows: the row's status, the counts, no button on a finished task.
             let status = format!("#tasks tr[data-task='{target}'] .status");
-            wait_for_text(&c, &status, "cancelled").await;
-            wait_chip(&c, "cancelled", "1").await;
-            wait_chip(&c, "scheduled", "2").await;
+            wait_for_text(c, &status, "cancelled").await;
+            wait_chip(c, "cancelled", "1").await;
+            wait_chip(c, "scheduled", "2").await;
             assert!(
                 c.find(Locator::Css(&button)).await.is_err(),
                 "a cancelled task has no cancel button"
@@ -374,8 +374,8 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
             // And by id, with the form.
             let input = c.find(Locator::Id("cancel-id")).await.unwrap();
             input.send_keys(&ids[2]).await.unwrap();
-            click(&c, "#cancel-by-id").await;
-            wait_chip(&c, "cancelled", "2").await;
+            click(c, "#cancel-by-id").await;
+            wait_chip(c, "cancelled", "2").await;
             assert_eq!(cluster.task_status(&ids[2]).unwrap(), TaskStatus::Cancelled);
             tokio::time::sleep(Duration::from_millis(600)).await; // the chart gets points
             c.execute("document.getElementById('toast').hidden = true", vec![])
@@ -385,8 +385,8 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
 
             // A replay from the page: the node runs the dead letter again.
             assert_eq!(EXPLODED.load(Ordering::SeqCst), 1);
-            click(&c, "#dlq button[data-action=replay][data-id=boom-1]").await;
-            wait_text(&c, "toast", "dead letter boom-1 replayed").await;
+            click(c, "#dlq button[data-action=replay][data-id=boom-1]").await;
+            wait_text(c, "toast", "dead letter boom-1 replayed").await;
             let start = Instant::now();
             while EXPLODED.load(Ordering::SeqCst) < 2 {
                 assert!(
@@ -413,13 +413,13 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                 "{alert}"
             );
             c.accept_alert().await.unwrap();
-            wait_text(&c, "count-nodes", "0").await;
+            wait_text(c, "count-nodes", "0").await;
 
             // Read-only: no action buttons, and no cancel form.
             c.goto(&read_only).await.unwrap();
-            wait_text(&c, "live", "live").await;
-            wait_text(&c, "mode", "read-only").await;
-            wait_text(&c, "count-dlq", "1").await;
+            wait_text(c, "live", "live").await;
+            wait_text(c, "mode", "read-only").await;
+            wait_text(c, "count-dlq", "1").await;
             let buttons = c
                 .find_all(Locator::Css("button[data-action]"))
                 .await
