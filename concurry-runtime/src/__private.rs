@@ -20,12 +20,39 @@ pub use crate::mode::process::child::write_raw_for_tests as process_child_write_
 pub fn process_on_listen(worker: &'static str, hook: impl Fn(&str) + Send + Sync + 'static) {
     crate::mode::process::parent::hooks::add(worker, crate::sync::os::Arc::new(hook));
 }
+/// `#[worker(remote)]`'s `lookup`: the cluster connection it takes (uninhabited without the
+/// `cluster` feature, so the generated fn compiles either way and cannot be called).
+#[cfg(feature = "cluster")]
+pub use crate::cluster::Cluster as LookupCluster;
 /// Process mode's registry of remote worker types (`register_remote!` adds to it).
 pub use crate::remote::{REMOTE_TASKS, REMOTE_WORKERS, RemoteEntry, TaskEntry};
 /// The cluster bench's raw baseline talks to NATS directly.
 #[cfg(feature = "cluster")]
 pub use async_nats;
 pub use linkme;
+/// `#[worker(remote)]`'s `lookup` without the `cluster` feature: no value exists.
+#[cfg(not(feature = "cluster"))]
+#[derive(Debug)]
+pub enum LookupCluster {}
+
+/// `#[worker(remote)]`'s `lookup`: a pool on the running cluster pool named `name`.
+#[cfg(feature = "cluster")]
+pub fn lookup<W>(cluster: &LookupCluster, name: &str) -> Result<Pool<W>, crate::Error>
+where
+    W: Worker + crate::RemoteWorker,
+{
+    crate::pool::named::lookup::<W>(cluster, name)
+}
+
+/// `#[worker(remote)]`'s `lookup` without the `cluster` feature: never called.
+#[cfg(not(feature = "cluster"))]
+pub fn lookup<W>(cluster: &LookupCluster, _name: &str) -> Result<Pool<W>, crate::Error>
+where
+    W: Worker + crate::RemoteWorker,
+{
+    match *cluster {}
+}
+
 /// Process mode: serde, for `#[serde(crate = "::concurry::__private::serde")]` on the
 /// request and response enums `#[worker(remote)]` generates.
 pub use serde;

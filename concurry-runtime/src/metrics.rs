@@ -39,6 +39,11 @@
 //! | `concurry_node_instances` | gauge | instances it hosts now (capacity less free) |
 //! | `concurry_node_draining` | gauge | 1 once it drains, else 0 |
 //!
+//! and, when their binary has remote tasks, the depth of the namespace's task queues, sampled
+//! every 5 s: `concurry_task_queue_depth` (gauge, labels `queue` and `priority`: `critical`,
+//! `high`, `normal`, `low`), the tasks stored at that level (waiting, delayed, retrying or
+//! running).
+//!
 //! ```
 //! use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 //!
@@ -105,3 +110,8 @@ pub const NODE_INSTANCES: &str = "concurry_node_instances";
 
 /// Gauge `concurry_node_draining{node}`: 1 once a node drains, else 0.
 pub const NODE_DRAINING: &str = "concurry_node_draining";
+
+/// Gauge `concurry_task_queue_depth{queue, priority}`: tasks stored at that level of a task
+/// queue (waiting, delayed, retrying or running), sampled every 5 s by nodes with
+/// `metrics_listen` whose binary has remote tasks.
+pub const TASK_QUEUE_DEPTH: &str = "concurry_task_queue_depth";

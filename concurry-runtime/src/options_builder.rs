@@ -80,7 +80,8 @@ impl<W: Worker> Options<W> {
         self
     }
 
-    /// The pool's name, used for thread names, tracing spans and stats.
+    /// The pool's name, used for thread names, tracing spans and stats; in `Mode::Cluster`
+    /// also the name the pool is looked up by, unique per namespace.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = Some(name.into());
         self
@@ -358,6 +359,8 @@ macro_rules! __options_builder_methods {
         }
 
         /// The pool's name for thread names, tracing spans and stats (default: the type's name).
+        /// In `Mode::Cluster` also the name other processes find it by (`Type::lookup`),
+        /// unique per namespace (see `concurry::cluster`, *Named pools*).
         #[must_use]
         pub fn name(self, name: impl ::core::convert::Into<::std::string::String>) -> Self {
             Self(self.0.name(name))

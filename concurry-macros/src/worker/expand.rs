@@ -533,6 +533,14 @@ pub(crate) fn expand(
         } else {
             quote!(#krate::wire::Never)
         };
+        let lookup_doc = format!(
+            " A handle on the running `Mode::Cluster` pool named `name` (started with \
+             `.name(name)`, by this process or another) in `cluster`'s namespace: its calls \
+             go to that pool's instances, through its owner. Feature `cluster`; see \
+             `concurry::cluster` (*Named pools*) for what `stop()` and the owner's end do to \
+             it.\n\n # Errors\n\n `Error::Config` naming `name` (and the pools seen) if no \
+             pool of that name runs there, or if it runs another type than [`{ident}`]."
+        );
         let request_variants = &request_variants;
         // What both sides of a channel must agree on: the type's name and its methods'
         // signatures, as the request and response enums spell them.
@@ -591,6 +599,20 @@ pub(crate) fn expand(
             }
 
             #krate::register_remote!(#self_ty);
+
+            #[automatically_derived]
+            impl #self_ty {
+                #[doc = #lookup_doc]
+                pub fn lookup(
+                    cluster: &#p::LookupCluster,
+                    name: &str,
+                ) -> ::core::result::Result<#handle, #krate::Error> {
+                    ::core::result::Result::map(#p::lookup::<#self_ty>(cluster, name), |#pool| {
+                        let process = #p::pool_is_remote(&#pool);
+                        #handle { pool: #pool, process }
+                    })
+                }
+            }
         };
         (
             quote!(#process_ident: bool,),

@@ -112,14 +112,31 @@ fn check_self_type(cx: &mut Ctxt, w: &Worker<'_>) {
 }
 
 /// `#[worker(remote)]` registers the type by name for child processes, so it must be one
-/// concrete type. Reported at the impl's generics.
+/// concrete type (reported at the impl's generics); and it generates `Type::lookup`, so the
+/// impl has no fn of that name.
 pub(crate) fn check_remote_generics(
     cx: &mut Ctxt,
     w: &Worker<'_>,
     remote: Option<proc_macro2::Span>,
 ) -> bool {
-    if remote.is_none() || w.item.generics.params.is_empty() {
+    if remote.is_none() {
         return true;
+    }
+    let mut ok = true;
+    if let Some(ident) = w.ident {
+        for f in w.all_fns.iter().filter(|f| f.sig.ident == "lookup") {
+            cx.error_spanned_by(
+                &f.sig.ident,
+                format!(
+                    "`lookup` collides with the generated `{ident}::lookup(&cluster, name)` that \
+                     finds a named cluster pool of a `#[worker(remote)]` type; rename it"
+                ),
+            );
+            ok = false;
+        }
+    }
+    if w.item.generics.params.is_empty() {
+        return ok;
     }
     cx.error_spanned_by(
         &w.item.generics,

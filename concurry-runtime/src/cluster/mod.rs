@@ -46,6 +46,67 @@
 //!   closed, so orphaned instances end within about a second; an owner that stops answering
 //!   (a vanished machine the server has not noticed) is given up after 3 unanswered checks.
 //!
+//! # Named pools
+//!
+//! A `Mode::Cluster` pool given a name (the pool option `.name("cache")`, or the
+//! `#[worker(name = ..)]` default) is found by that name from any process of the namespace:
+//! `Cache::lookup(&cluster, "cache")` (generated for every `#[worker(remote)]` type) gives a
+//! handle of the usual type whose calls go to **that pool's instances**, through its owner
+//! (the process that started it), which admits them as its own calls (load balancing,
+//! `max_queued_tasks`, the pool's limits) and passes each reply back: state is shared by
+//! every handle. [`Cluster::pools`] lists the namespace's pools, named or not ([`PoolInfo`]).
+//!
+//! - **Unique per namespace**: `init` refuses a name held by a live pool at once, with an
+//!   [`Error::Config`](crate::Error::Config) naming the name, its holder (process, host,
+//!   pool id) and the fix, before placing anything. A name is `[A-Za-z0-9_-]{1,64}`.
+//! - **Released** when the owner's pool stops (`stop()`, or the last handle dropped), and
+//!   when the owner dies: its service subject then has no responders (at once once the
+//!   server closed its connection), so the next `init` of that name takes it over and
+//!   `lookup` and `pools()` no longer see it.
+//! - **A looked-up handle** does not own the pool: its `stop()` (or drop) only detaches it
+//!   (its calls in flight finish first); the owner's pool serves on. Its `stats()` count its
+//!   own calls (one worker: the owner). When the owner stops or dies, its calls fail with
+//!   [`Error::WorkerLost`](crate::Error::WorkerLost): a call sent then at once, a call in
+//!   flight within about a second (the handle asks the owner every second while calls are
+//!   out); nothing hangs, and the handle never re-places anything (the instances were the
+//!   owner's). Its calls carry their deadline to the owner; a cancel of one resolves it here,
+//!   while the instance runs the call to its end.
+//! - `lookup` of a name no live pool holds is an [`Error::Config`](crate::Error::Config)
+//!   naming it and the named pools seen; of a pool of another type, one naming both types.
+//! - The registry is the JetStream KV bucket `CC_<ns>_pools` (`name.<name>` or `id.<id>` →
+//!   a `CCP` record), so named pools and `pools()` need a server with JetStream
+//!   (`nats-server -js`); unnamed pools work without it (they are just not listed). Each
+//!   owner answers `pool.<id>.info` (its live record) and `pool.<id>.call` (looked-up calls).
+//!
+//! ```no_run
+//! # #[cfg(feature = "cluster")]
+//! # mod app {
+//! pub struct Cache { hits: u64 }
+//!
+//! #[concurry::worker(remote)]
+//! impl Cache {
+//!     pub fn new() -> Self { Cache { hits: 0 } }
+//!     pub fn hit(&mut self) -> u64 { self.hits += 1; self.hits }
+//! }
+//! # }
+//! # #[cfg(feature = "cluster")]
+//! # fn main() -> Result<(), concurry::Error> {
+//! # use app::Cache;
+//! use concurry::Mode;
+//! use concurry::cluster::Cluster;
+//!
+//! let cluster = Cluster::connect("nats://10.0.0.5:4222")?;
+//! // In one process: the owner.
+//! let owned = Cache::options().mode(Mode::Cluster).cluster(cluster.clone()).name("cache").init()?;
+//! // In any other (or the same): the same instance.
+//! let found = Cache::lookup(&cluster, "cache")?;
+//! let a = owned.hit().result()?;
+//! assert_eq!(found.hit().result()?, a + 1);
+//! # Ok(()) }
+//! # #[cfg(not(feature = "cluster"))]
+//! # fn main() {}
+//! ```
+//!
 //! # Liveness
 //!
 //! A node publishes a heartbeat every [`DEFAULT_HEARTBEAT`] (1 s; [`Node::heartbeat`] changes
@@ -64,7 +125,8 @@
 //! `node.hb` (heartbeats and goodbyes), `node.ping` (a new client asks every node to
 //! announce itself), `node.name.<name>` (a starting node checks its name is free),
 //! `node.<node-id>.ctl` (spawn and stop instances, request/reply), `inst.<node-id>.<n>` (the
-//! calls of instance `n`), `owner.<id>` (a pool owner answers while alive); replies go to
+//! calls of instance `n`), `owner.<id>` (a pool owner answers while alive), `pool.<id>.info`
+//! and `pool.<id>.call` (a pool's record and its looked-up calls); replies go to
 //! `_INBOX.>` subjects. Membership and control messages are postcard, behind a 4-byte header
 //! (`CCN` or `CCH` and a version); calls are wire frames (`CNCY` and the wire version).
 //! Anything else is ignored with a `tracing` warning or refused typed, never a panic.
@@ -89,7 +151,9 @@ mod connect;
 mod host;
 mod hosting;
 mod inspect;
+pub(crate) mod lookup;
 mod membership;
+pub(crate) mod names;
 mod node;
 mod placement;
 #[cfg(feature = "prometheus")]
@@ -103,6 +167,7 @@ use std::time::Duration;
 
 pub use connect::{Cluster, ClusterOptions};
 pub use membership::{ClusterEvent, ClusterEvents, NodeView};
+pub use names::PoolInfo;
 pub use node::{Node, RunningNode};
 pub use placement::{Placement, plan};
 pub use server::{LocalServer, LocalServerBuilder};

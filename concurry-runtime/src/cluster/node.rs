@@ -220,7 +220,7 @@ impl Node {
         let host = Host::new(&cluster, state.clone());
         #[cfg(feature = "prometheus")]
         let exporter = match self.metrics {
-            Some(addr) => super::prometheus::start(addr, state.clone(), interval)?,
+            Some(addr) => super::prometheus::start(addr, state.clone(), interval, &cluster)?,
             None => Vec::new(),
         };
         let tasks = {
@@ -651,7 +651,7 @@ fn list(names: &[String]) -> String {
 }
 
 /// The machine's host name (Linux: the kernel's), or `node`.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

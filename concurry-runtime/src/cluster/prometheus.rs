@@ -20,8 +20,10 @@ const REFRESH: Duration = Duration::from_secs(1);
 impl Node {
     /// Serves Prometheus text at `http://<addr>/metrics` while the node runs (any path
     /// answers the same): the node's gauges `concurry_node_capacity`, `concurry_node_free`,
-    /// `concurry_node_instances` and `concurry_node_draining` (label `node`), and every pool
-    /// metric of this process (see [`concurry::metrics`](crate::metrics)). Installs the
+    /// `concurry_node_instances` and `concurry_node_draining` (label `node`), the depth of the
+    /// namespace's task queues `concurry_task_queue_depth` (labels `queue`, `priority`;
+    /// sampled every 5 s, when the binary has remote tasks), and every pool metric of this
+    /// process (see [`concurry::metrics`](crate::metrics)). Installs the
     /// exporter as the process's `metrics` recorder when the node starts.
     ///
     /// ```no_run
@@ -52,7 +54,9 @@ pub(super) fn start(
     addr: SocketAddr,
     state: Arc<Mutex<Beat>>,
     heartbeat: Duration,
+    cluster: &super::Cluster,
 ) -> Result<Vec<tokio::task::AbortHandle>, Error> {
+    let cluster = cluster.clone();
     super::run(async move {
         let refused =
             |fix: String| Error::from(ConfigError::new("metrics_listen", addr.to_string(), fix));
@@ -78,8 +82,13 @@ pub(super) fn start(
             }
         });
         let gauges = tokio::spawn(keep_gauges(state, heartbeat.min(REFRESH)));
+        let mut tasks = vec![serve.abort_handle(), gauges.abort_handle()];
+        if !crate::remote::REMOTE_TASKS.is_empty() {
+            let queues = tokio::spawn(super::tasks::inspect::keep_queue_gauges(cluster));
+            tasks.push(queues.abort_handle());
+        }
         tracing::info!("concurry node: Prometheus metrics at http://{addr}/metrics");
-        Ok(vec![serve.abort_handle(), gauges.abort_handle()])
+        Ok(tasks)
     })
 }
 

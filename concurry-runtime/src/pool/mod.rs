@@ -3,6 +3,8 @@
 
 pub(crate) mod backend;
 mod balance;
+#[cfg(feature = "cluster")]
+pub(crate) mod named;
 mod remote;
 mod retry;
 mod stats;

@@ -54,14 +54,24 @@ where
         args: <W as Worker>::Args,
     ) -> Result<Self, Error<<W as Worker>::InitError>> {
         config.validate()?;
+        // Named: refused at once if the name is taken (before anything is placed).
+        let registration = super::named::register::<W>(&config).map_err(Error::widen)?;
         let transport =
             crate::cluster::transport::for_pool(&mut config, <W as RemoteWorker>::NAME)?;
-        Self::launch(config, |config, _| {
+        let kept = registration.clone();
+        let pool = Self::launch(config, |config, _| {
             let remote =
                 crate::mode::process::pool_backend::start_on::<W>(&transport, config, &args)
                     .map_err(|e| e.map_method(Into::into))?;
+            if let Some(r) = kept {
+                remote.on_stop(Box::new(move || r.release()));
+            }
             Ok(Box::new(remote))
-        })
+        })?;
+        if let Some(r) = registration {
+            r.serve(std::sync::Arc::new(super::named::Forward(pool.downgrade())));
+        }
+        Ok(pool)
     }
 
     #[cfg(not(feature = "cluster"))]

@@ -62,6 +62,16 @@ impl<W: RemoteWorker> Handle<W> {
         let args = encode(args, "constructor arguments").map_err(|e| Error::Init {
             message: e.to_string(),
         })?;
+        Self::start_encoded(transport, args, config)
+    }
+
+    /// As [`start`](Handle::start), with the constructor's arguments encoded already (a
+    /// looked-up cluster pool's: none, its transport reaches the owner's instances).
+    pub(crate) fn start_encoded(
+        transport: Arc<dyn Transport>,
+        args: Vec<u8>,
+        config: Supervision,
+    ) -> Result<Self, Error<W::InitError>> {
         let sup = Supervisor::start((W::NAME, W::schema()), transport, args, config).map_err(
             |e| match e {
                 PlaceError::Init(message) | PlaceError::Other(message) => Error::Init { message },
@@ -138,6 +148,19 @@ impl<W: RemoteWorker> Handle<W> {
         reply: Reply<W::Response>,
     ) {
         self.owner.sup.send(payload, call, timeout, Box::new(reply));
+    }
+
+    /// As [`send_encoded`](Handle::send_encoded), with the reply's bytes handed to
+    /// `reply` undecoded (a cluster pool's owner passes them on to a looked-up handle).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn send_raw(
+        &self,
+        payload: Vec<u8>,
+        call: (u32, u64),
+        timeout: Option<Duration>,
+        reply: super::supervisor::Reply,
+    ) {
+        self.owner.sup.send(payload, call, timeout, reply);
     }
 
     /// The largest request or reply on the channel, in bytes.
@@ -233,6 +256,7 @@ pub(crate) fn fault_error(fault: Fault) -> Error {
             len,
             max: usize::try_from(max).unwrap_or(usize::MAX),
         }),
+        Fault::Lost { message } => Error::WorkerLost { message },
         other => Error::WorkerLost {
             message: other.to_string(),
         },

@@ -82,6 +82,14 @@ pub enum Fault {
         /// How late it was, in microseconds.
         late_us: u64,
     },
+    /// The call reached the pool's owner (a looked-up cluster pool), which could not run it:
+    /// the instance was lost, the pool stopped. The caller sees
+    /// [`Error::WorkerLost`](crate::Error::WorkerLost) with `message`.
+    #[error("{message}")]
+    Lost {
+        /// What happened, as text.
+        message: String,
+    },
 }
 
 /// The constructor error of a [`RemoteWorker`](crate::RemoteWorker) whose constructor cannot

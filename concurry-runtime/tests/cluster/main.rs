@@ -10,7 +10,9 @@
 mod connect;
 mod harness;
 mod inspect;
+mod leases;
 mod membership;
+mod named;
 mod placement;
 mod pools;
 #[cfg(feature = "prometheus")]

@@ -57,6 +57,16 @@ fn a_node_serves_its_gauges_and_its_pools_metrics_at_slash_metrics() {
     };
     let port = free_port();
     let url = s.url();
+    // A delayed task, so the node's queue-depth gauge has something to count.
+    let queued = Cluster::connect(url.clone()).unwrap().tasks().unwrap();
+    queued
+        .submit_with::<crate::inspect::Double>(
+            (1,),
+            concurry::cluster::Submit::new()
+                .priority(concurry::cluster::Priority::High)
+                .delay(Duration::from_secs(3600)),
+        )
+        .unwrap();
     let node = within("start", move || {
         Node::new(Cluster::connect(url).unwrap())
             .name("scraped")
@@ -74,6 +84,7 @@ fn a_node_serves_its_gauges_and_its_pools_metrics_at_slash_metrics() {
         let body = within("scrape", move || scrape(port));
         if body.contains(r#"concurry_calls_total{pool="adder",method="add",outcome="ok"} 1"#)
             && body.contains(r#"concurry_node_capacity{node="scraped"} 3"#)
+            && body.contains(r#"concurry_task_queue_depth{queue="default",priority="high"} 1"#)
         {
             break body;
         }

@@ -628,6 +628,30 @@ fn apply_dead(t: &mut TaskInfo, d: Dead, at: u64) {
 
 async fn queues(store: &Store) -> Result<QueuesSnapshot, Error> {
     let at_ms = super::now_ms();
+    let levels = depths(store).await?;
+    let tasks = gather(store, false).await?;
+    let mut counts = TaskCounts::default();
+    for t in &tasks {
+        counts.add(t.status);
+    }
+    let mut dead_letters = HashMap::new();
+    for e in scan(store, &store.dlq, &store.names.dlq).await? {
+        if let Ok(d) = decode::<Dead>(&e.value, "a dead letter") {
+            let q = parse_subject(&d.subject).map_or_else(|| "?".to_string(), |(q, _)| q);
+            *dead_letters.entry(q).or_insert(0) += 1;
+        }
+    }
+    Ok(QueuesSnapshot {
+        levels,
+        dead_letters,
+        tasks: counts,
+        at_ms,
+    })
+}
+
+/// The depth of every level of every queue: the stream's per-subject counts and the
+/// consumers' (no bucket is read: cheap enough to sample every few seconds).
+async fn depths(store: &Store) -> Result<Vec<QueueDepth>, Error> {
     let err = |e: &dyn fmt::Display| server_error("read the task stream", &store.url, e);
     let mut levels: HashMap<(String, Priority), QueueDepth> = HashMap::new();
     let mut subjects = store
@@ -660,24 +684,51 @@ async fn queues(store: &Store) -> Result<QueuesSnapshot, Error> {
     }
     let mut levels: Vec<QueueDepth> = levels.into_values().collect();
     levels.sort_by(|a, b| (&a.queue, a.priority.level()).cmp(&(&b.queue, b.priority.level())));
-    let tasks = gather(store, false).await?;
-    let mut counts = TaskCounts::default();
-    for t in &tasks {
-        counts.add(t.status);
-    }
-    let mut dead_letters = HashMap::new();
-    for e in scan(store, &store.dlq, &store.names.dlq).await? {
-        if let Ok(d) = decode::<Dead>(&e.value, "a dead letter") {
-            let q = parse_subject(&d.subject).map_or_else(|| "?".to_string(), |(q, _)| q);
-            *dead_letters.entry(q).or_insert(0) += 1;
+    Ok(levels)
+}
+
+/// How often a node with `metrics_listen` samples the queue depths.
+#[cfg(feature = "prometheus")]
+pub(crate) const QUEUE_SAMPLE: Duration = Duration::from_secs(5);
+
+/// Keeps the gauge `concurry_task_queue_depth{queue, priority}` of every level of every queue
+/// of the namespace current, every [`QUEUE_SAMPLE`] (a node with `metrics_listen`).
+#[cfg(feature = "prometheus")]
+pub(crate) async fn keep_queue_gauges(cluster: crate::cluster::Cluster) {
+    let client = cluster.client().clone();
+    let store = match Store::open(
+        client,
+        cluster.namespace(),
+        cluster.url(),
+        super::TaskConfig::new(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("concurry node: no task queue gauges: {e}");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(QUEUE_SAMPLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match tokio::time::timeout(QUERY_TIMEOUT, depths(&store)).await {
+            Ok(Ok(levels)) => {
+                for l in levels {
+                    ::metrics::gauge!(
+                        crate::metrics::TASK_QUEUE_DEPTH,
+                        "queue" => l.queue,
+                        "priority" => l.priority.token()
+                    )
+                    .set(l.depth as f64);
+                }
+            }
+            Ok(Err(e)) => tracing::debug!("concurry node: queue depths not sampled: {e}"),
+            Err(_) => tracing::debug!("concurry node: queue depths not sampled in time"),
         }
     }
-    Ok(QueuesSnapshot {
-        levels,
-        dead_letters,
-        tasks: counts,
-        at_ms,
-    })
 }
 
 fn empty_level(queue: String, priority: Priority) -> QueueDepth {

@@ -76,7 +76,7 @@ mod cancel;
 mod config;
 mod dlq;
 mod handle;
-mod inspect;
+pub(crate) mod inspect;
 pub(crate) mod json;
 mod record;
 pub(crate) mod runner;

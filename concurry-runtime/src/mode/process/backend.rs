@@ -18,6 +18,8 @@ pub(crate) struct Remote {
     locations: fn(&(dyn Any + Send + Sync)) -> Vec<Option<String>>,
     /// The pool's calls that left the caller's thread, in submission order.
     pub(crate) lane: crate::sync::os::Arc<Lane>,
+    /// Run first thing at `stop()` (a cluster pool leaves the registry); dropped with it.
+    on_stop: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
 }
 
 impl fmt::Debug for Remote {
@@ -53,6 +55,19 @@ impl Remote {
         })
     }
 
+    /// One worker on `transport` with no constructor arguments: a looked-up cluster pool,
+    /// whose transport reaches the owner's instances.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn attach<W: RemoteWorker>(
+        transport: &crate::sync::os::Arc<dyn crate::remote::Transport>,
+        config: &PoolConfig,
+    ) -> Result<Self, Error<W::InitError>> {
+        let supervision = process_config(config).supervision();
+        Self::start_with(1, || {
+            Handle::<W>::start_encoded(transport.clone(), Vec::new(), supervision.clone())
+        })
+    }
+
     /// `n` instances, each made by `start`; fails (stopping those already started) if any
     /// cannot start.
     fn start_with<W: RemoteWorker>(
@@ -77,7 +92,14 @@ impl Remote {
                     .map_or_else(Vec::new, |w| w.iter().map(Handle::location).collect())
             },
             lane: crate::sync::os::Arc::default(),
+            on_stop: std::sync::Mutex::default(),
         })
+    }
+
+    /// Runs `f` first thing at `stop()` (or drops it unrun with the backend).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn on_stop(&self, f: Box<dyn FnOnce() + Send>) {
+        crate::sync::os::lock(&self.on_stop).push(f);
     }
 
     /// The children, if they serve `W`.
@@ -94,6 +116,8 @@ impl Remote {
 
     /// Stops every child; [`Error::Timeout`] if one had to be killed.
     pub(crate) fn stop(&self) -> Result<(), Error> {
+        let first: Vec<_> = std::mem::take(&mut *crate::sync::os::lock(&self.on_stop));
+        first.into_iter().for_each(|f| f());
         (self.stop)(&*self.workers)
     }
 }
