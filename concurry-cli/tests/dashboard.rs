@@ -29,6 +29,20 @@ fn render(page: String) -> usize {
     page.len()
 }
 
+/// A remote worker type, for a `Mode::Cluster` pool on the node.
+struct Echo;
+
+#[concurry::worker(remote)]
+impl Echo {
+    pub(crate) fn new() -> Self {
+        Echo
+    }
+
+    pub(crate) fn echo(&self, x: u64) -> u64 {
+        x
+    }
+}
+
 /// How many times `explode` ran (on the node of this process).
 static EXPLODED: AtomicUsize = AtomicUsize::new(0);
 
@@ -288,6 +302,14 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
     let cluster = Cluster::connect(&url).unwrap();
     cluster.wait_for_nodes(1, HANG).expect("the node shows up");
     let q = cluster.tasks().unwrap();
+    let pool = Echo::options()
+        .mode(concurry::Mode::Cluster)
+        .cluster(cluster.clone())
+        .max_workers(2)
+        .name("echoes")
+        .init()
+        .expect("a pool on the node");
+    assert_eq!(pool.echo(7).result().unwrap(), 7);
 
     let (_dash, page) = dashboard(&url, &["--allow-actions", "--interval", "200ms"]);
     let (_ro, read_only) = dashboard(&url, &["--interval", "200ms"]);
@@ -305,7 +327,8 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
             c.goto(&page).await.unwrap();
             wait_text(c, "live", "live").await;
             wait_text(c, "count-nodes", "1").await;
-            wait_text(c, "count-free", "4 / 4").await;
+            wait_text(c, "count-free", "2 / 4").await;
+            wait_for_text(c, "#pools tr[data-pool=echoes] .placed", "2 / 2").await;
             wait_text(c, "count-queued", "0").await;
             assert_eq!(text(c, "mode").await, "actions enabled");
 
@@ -396,7 +419,10 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
 
-            // A drain from the page (after a confirmation): the node leaves.
+            // A drain from the page (after a confirmation): the node leaves (once the pool,
+            // which has nowhere else to go, is stopped).
+            pool.stop().unwrap();
+            wait_text(c, "count-free", "4 / 4").await;
             let node_id = node.id();
             let drain = format!("#nodes button[data-action=drain][data-id='{node_id}']");
             let start = Instant::now();

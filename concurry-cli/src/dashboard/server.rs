@@ -150,12 +150,27 @@ fn collect_loop(
     poked: mpsc::Receiver<()>,
     interval: Duration,
 ) {
+    let mut said: Vec<String> = Vec::new();
     loop {
         match poked.recv_timeout(interval) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+        let started = std::time::Instant::now();
         let snap = collector.collect();
+        // What could not be read goes on stderr too, once until it changes.
+        if snap.errors != said {
+            for e in &snap.errors {
+                eprintln!("concurry dashboard: {e}");
+            }
+            said.clone_from(&snap.errors);
+        }
+        if started.elapsed() > interval * 5 {
+            eprintln!(
+                "concurry dashboard: reading the cluster took {:?}",
+                started.elapsed()
+            );
+        }
         super::gauges::record(&snap);
         match encode(&snap) {
             Ok(json) => {

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::sync::{Arc, Mutex};
 
 use concurry::cluster::{
-    Cluster, DeadLetter, NodeView, Priority, QueuesSnapshot, TaskCounts, TaskFilter, TaskInfo,
-    TaskQueue, TaskState,
+    Cluster, DeadLetter, NodeView, PoolInfo, Priority, QueuesSnapshot, TaskCounts, TaskFilter,
+    TaskInfo, TaskQueue, TaskState,
 };
 use serde::Serialize;
 
@@ -26,6 +26,8 @@ pub(crate) struct Snapshot {
     /// Whether the dashboard takes actions (`--allow-actions`): the page shows the buttons.
     pub(crate) actions: bool,
     pub(crate) nodes: Vec<NodeRow>,
+    /// The namespace's `Mode::Cluster` pools (None until first read).
+    pub(crate) pools: Option<Vec<PoolRow>>,
     pub(crate) queues: Vec<QueueRow>,
     /// One point per tick over the last [`HISTORY`], oldest first.
     pub(crate) throughput: Vec<Point>,
@@ -84,6 +86,34 @@ impl NodeRow {
             draining: n.is_draining(),
             last_heartbeat_ms: millis(since),
             types: n.types().to_vec(),
+        }
+    }
+}
+
+/// A `Mode::Cluster` pool and where its instances are.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PoolRow {
+    /// Its name, or its id for a pool started without one.
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) worker_type: String,
+    /// Instances it keeps (`max_workers`).
+    pub(crate) workers: u32,
+    /// `host · pid` of the process that started it.
+    pub(crate) owner: String,
+    /// Instances per node, by node name.
+    pub(crate) instances: Vec<(String, u32)>,
+}
+
+impl From<&PoolInfo> for PoolRow {
+    fn from(p: &PoolInfo) -> Self {
+        PoolRow {
+            name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+            id: p.id.clone(),
+            worker_type: p.worker.clone(),
+            workers: p.workers,
+            owner: format!("{} · {}", p.owner_host, p.owner_pid),
+            instances: p.instances.iter().map(|(n, c)| (n.clone(), *c)).collect(),
         }
     }
 }
@@ -226,13 +256,15 @@ impl History {
     }
 }
 
-/// The newest tasks, as the listing thread last read them.
+/// The newest tasks and the pools, as the listing thread last read them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Listing {
     pub(crate) rows: Vec<TaskRow>,
+    pub(crate) pools: Option<Vec<PoolRow>>,
     /// When they were read (ms since the Unix epoch; 0: not yet).
     pub(crate) at_ms: u64,
     pub(crate) error: Option<String>,
+    pub(crate) pools_error: Option<String>,
 }
 
 /// Reads a [`Snapshot`] from the cluster each tick: nodes, queue depths, counts and dead
@@ -289,6 +321,9 @@ impl Collector {
         if let Some(e) = listing.error {
             errors.push(format!("task listing: {e}"));
         }
+        if let Some(e) = listing.pools_error {
+            errors.push(format!("pools: {e}"));
+        }
         compose(Parts {
             at_ms,
             server: self.cluster.url().to_string(),
@@ -296,6 +331,7 @@ impl Collector {
             connected: self.cluster.is_connected(),
             actions: self.actions,
             nodes,
+            pools: listing.pools,
             queues: queues.unwrap_or_default(),
             counts,
             listing: listing.rows,
@@ -316,6 +352,7 @@ pub(crate) struct Parts<'a> {
     pub(crate) connected: bool,
     pub(crate) actions: bool,
     pub(crate) nodes: Vec<NodeRow>,
+    pub(crate) pools: Option<Vec<PoolRow>>,
     pub(crate) queues: Vec<QueueRow>,
     pub(crate) counts: Option<TaskCounts>,
     /// The newest tasks, newest first (more than `recent` are cut).
@@ -360,6 +397,7 @@ pub(crate) fn compose(p: Parts<'_>) -> Snapshot {
         connected: p.connected,
         actions: p.actions,
         nodes,
+        pools: p.pools,
         queues: p.queues,
         throughput: p.history.points(),
         tasks,
@@ -435,7 +473,8 @@ impl TaskRow {
     }
 }
 
-/// Keeps `listing` current: the newest `recent` tasks, read again once the last read is
+/// Keeps `listing` current: the newest `recent` tasks and the pools (a pool's owner is asked
+/// where its instances are), read again once the last read is
 /// `interval` old (or at once when poked), until `poked` is closed; after each read it pokes
 /// the collector (`fresh`), so the pages see the rows at once.
 pub(crate) fn list_loop(
@@ -448,6 +487,18 @@ pub(crate) fn list_loop(
 ) {
     let mut queue = None;
     loop {
+        let pools = cluster.pools();
+        {
+            let mut l = lock(&listing);
+            match pools {
+                Ok(mut p) => {
+                    p.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+                    l.pools = Some(p.iter().map(PoolRow::from).collect());
+                    l.pools_error = None;
+                }
+                Err(e) => l.pools_error = Some(e.to_string()),
+            }
+        }
         if queue.is_none() {
             queue = cluster.tasks().ok();
         }
@@ -542,6 +593,7 @@ mod tests {
             connected: true,
             actions: false,
             nodes: Vec::new(),
+            pools: None,
             queues: vec![QueueRow {
                 name: "default".into(),
                 depth: 9_004,

@@ -86,10 +86,15 @@ function render(s) {
   // Pools (when the cluster reports them).
   const pools = s.pools || [];
   $("pools-section").hidden = !s.pools;
-  rows($("pools").tBodies[0], pools, 5, (p) => `<tr>
-      <td><b>${esc(p.name)}</b></td><td class="mono">${esc(p.worker_type)}</td>
-      <td>${(p.instances || []).map((i) => `${esc(i.node)}: ${fmt(i.count)}`).join(", ")}</td>
-      <td>${fmt(p.in_flight)}</td><td>${fmt(p.dispatched)}</td></tr>`, "no pools");
+  rows($("pools").tBodies[0], pools, 5, (p) => {
+    const placed = p.instances.reduce((a, [, n]) => a + n, 0);
+    return `<tr data-pool="${esc(p.name)}">
+      <td><b>${esc(p.name)}</b>${p.name !== p.id ? ` <span class="muted mono">${esc(p.id)}</span>` : ""}</td>
+      <td class="mono">${esc(p.worker_type)}</td>
+      <td class="placed">${fmt(placed)} / ${fmt(p.workers)}</td>
+      <td>${p.instances.map(([node, n]) => `${esc(node)}: ${fmt(n)}`).join(", ") || '<span class="muted">owner did not answer</span>'}</td>
+      <td class="mono">${esc(p.owner)}</td></tr>`;
+  }, "no Mode::Cluster pools in this namespace");
 
   // Queues.
   rows($("queues").tBodies[0], s.queues, 7, (q) => `<tr data-queue="${esc(q.name)}">
