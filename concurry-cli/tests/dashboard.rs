@@ -540,3 +540,57 @@ fn a_non_loopback_listen_needs_public() {
         "{err}"
     );
 }
+
+/// 10k tasks in view: the page gets their counts and the newest `--recent` rows only.
+#[test]
+fn ten_thousand_tasks_in_view_stay_a_small_page() {
+    let Some(server) = LocalServer::for_tests() else {
+        return;
+    };
+    let Some((chromium, driver)) = browser() else {
+        return;
+    };
+    let url = server.url();
+    // No node: the tasks stay pending.
+    let q = Cluster::connect(&url).unwrap().tasks().unwrap();
+    q.submit_batch::<Render>((0..10_000).map(|i| (format!("page {i}"),)))
+        .unwrap();
+    let (_dash, page) = dashboard(&url, &["--recent", "100"]);
+    let (_driver, webdriver) = chromedriver(&driver);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(180), async {
+            let session = Session(browse(&webdriver, &chromium).await);
+            let c = &session.0;
+            c.goto(&page).await.unwrap();
+            wait_text(c, "count-queued", "10,000").await;
+            wait_chip(c, "pending", "10,000").await;
+            let start = Instant::now();
+            loop {
+                let rows = c.find_all(Locator::Css("#tasks tbody tr[data-task]")).await;
+                if rows.is_ok_and(|r| r.len() == 100) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < HANG,
+                    "the newest 100 tasks are not listed"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            wait_for_text(c, "#queues tr[data-queue=default] .depth", "10,000").await;
+        })
+        .await
+        .expect("the page showed 10k tasks in time")
+    });
+    let (code, body) = http("GET", &format!("{page}/api/snapshot"), &[]);
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["tasks"]["total"], 10_000);
+    assert_eq!(doc["tasks"]["recent"].as_array().unwrap().len(), 100);
+    eprintln!("a snapshot with 10k tasks in view: {} bytes", body.len());
+    assert!(body.len() < 64_000, "{} bytes", body.len());
+}
