@@ -37,6 +37,13 @@ impl Embedder {
     }
 }
 
+/// A durable task the nodes run: submit it from a shell with
+/// `concurry submit cluster::word_count '["to be or not to be"]' --wait`.
+#[concurry::task(remote)]
+pub fn word_count(text: String) -> usize {
+    text.split_whitespace().count()
+}
+
 /// A node process, killed and reaped when dropped (on any early return).
 struct NodeProc(Child);
 

@@ -131,6 +131,16 @@ pub(crate) enum Command {
         after_help = "Examples:\n  concurry drain gpu-1\n  concurry drain gpu-1 --wait --timeout 5m"
     )]
     Drain(cmd::drain::Args),
+    /// List the cluster pools (any process's): name, worker type, instances per node, calls in flight and dispatched, owner
+    #[command(
+        after_help = "Examples:\n  concurry pools\n  concurry --json pools | jq '.pools[] | {name, in_flight}'"
+    )]
+    Pools(cmd::pools::Args),
+    /// List every cluster pool's limits: usage against capacity per key (global: the owner hosts them)
+    #[command(
+        after_help = "Examples:\n  concurry limits\n  concurry --json limits | jq '.limits[] | select(.waiters > 0)'"
+    )]
+    Limits(cmd::limits::Args),
     /// Serve a live web page of the cluster: nodes, queues, tasks, dead letters, limits (read-only unless --allow-actions)
     #[command(
         after_help = "Examples:\n  concurry --server nats://10.0.0.5:4222 dashboard\n  concurry dashboard --listen 127.0.0.1:9000 --allow-actions\n\nServes http://<listen>/ (the page, live over server-sent events) and /metrics (Prometheus text).\nLoopback only unless --public: the page has no login of its own."

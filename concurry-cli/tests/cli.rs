@@ -338,6 +338,8 @@ fn help_matches_the_snapshots() {
         (&["dlq", "replay", "--help"], "help-dlq-replay.txt"),
         (&["dlq", "purge", "--help"], "help-dlq-purge.txt"),
         (&["drain", "--help"], "help-drain.txt"),
+        (&["pools", "--help"], "help-pools.txt"),
+        (&["limits", "--help"], "help-limits.txt"),
         (&["dashboard", "--help"], "help-dashboard.txt"),
     ] {
         let out = concurry(args);
@@ -692,4 +694,101 @@ fn drain_asks_a_node_to_drain_and_it_leaves() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn pools_and_limits_show_a_cluster_pool_with_its_usage() {
+    let Some(server) = LocalServer::for_tests() else {
+        return;
+    };
+    let url = server.url();
+    let _nodes = two_nodes(&url);
+    let set = concurry::LimitSet::builder()
+        .limit(concurry::RateLimit::per_minute("tokens", 100))
+        .limit(concurry::ResourceLimit::new("db", 4))
+        .clock(concurry::FakeClock::new())
+        .build()
+        .unwrap();
+    let pool = Echo::options()
+        .mode(concurry::Mode::Cluster)
+        .cluster(Cluster::connect(url.as_str()).unwrap())
+        .name("echoes")
+        .max_workers(2)
+        .limits(set.clone())
+        .init()
+        .expect("a cluster pool");
+    for i in 0..3 {
+        assert_eq!(pool.echo(i).result_timeout(HANG).unwrap(), i);
+    }
+    let _held = set.acquire(&[("tokens", 30), ("db", 1)]).unwrap();
+
+    let doc = json_ok(&url, &["pools"]);
+    let pools = doc["pools"].as_array().unwrap();
+    assert_eq!(pools.len(), 1, "{doc}");
+    let p = &pools[0];
+    assert_eq!(
+        (p["name"].as_str(), p["worker"].as_str()),
+        (Some("echoes"), Some(echo_type().as_str()))
+    );
+    assert_eq!(
+        (
+            p["workers"].as_u64(),
+            p["dispatched"].as_u64(),
+            p["in_flight"].as_u64()
+        ),
+        (Some(2), Some(3), Some(0)),
+        "{p}"
+    );
+    let placed: u64 = p["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(placed, 2, "{p}");
+    let out = concurry(&["--server", &url, "pools"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("NAME    TYPE"), "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("echoes  "),
+        "{text}"
+    );
+
+    let doc = json_ok(&url, &["limits"]);
+    let limits = doc["limits"].as_array().unwrap();
+    let by_key = |k: &str| {
+        limits
+            .iter()
+            .find(|l| l["key"] == k)
+            .unwrap_or_else(|| panic!("{doc}"))
+    };
+    let tokens = by_key("tokens");
+    assert_eq!(
+        (
+            tokens["pool"].as_str(),
+            tokens["used"].as_u64(),
+            tokens["capacity"].as_u64()
+        ),
+        (Some("echoes"), Some(30), Some(100)),
+        "{doc}"
+    );
+    assert_eq!(tokens["kind"], "rate (sliding_window)");
+    let db = by_key("db");
+    assert_eq!(
+        (
+            db["used"].as_u64(),
+            db["capacity"].as_u64(),
+            db["kind"].as_str()
+        ),
+        (Some(1), Some(4), Some("resource"))
+    );
+    let out = concurry(&["--server", &url, "limits"]);
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "POOL    KEY     KIND                   USED  CAPACITY  USAGE  WAITERS",
+        "{text}"
+    );
+    assert!(text.contains(" 30    100       30%"), "{text}");
+    pool.stop().unwrap();
 }

@@ -4,8 +4,10 @@
 pub(crate) mod cancel;
 pub(crate) mod dlq;
 pub(crate) mod drain;
+pub(crate) mod limits;
 pub(crate) mod node;
 pub(crate) mod nodes;
+pub(crate) mod pools;
 pub(crate) mod queues;
 pub(crate) mod result;
 pub(crate) mod submit;
@@ -36,6 +38,8 @@ pub(crate) fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Cancel(args) => cancel::run(g, args, out),
         Command::Dlq(args) => dlq::run(g, args, out),
         Command::Drain(args) => drain::run(g, args, out),
+        Command::Pools(args) => pools::run(g, args, out),
+        Command::Limits(args) => limits::run(g, args, out),
         Command::Dashboard(args) => crate::dashboard::run(g, args, out),
     }
 }

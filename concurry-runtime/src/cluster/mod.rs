@@ -166,6 +166,7 @@ pub(crate) mod transport;
 use std::time::Duration;
 
 pub use connect::{Cluster, ClusterOptions};
+pub use inspect::LimitUsage;
 pub use membership::{ClusterEvent, ClusterEvents, NodeView};
 pub use names::PoolInfo;
 pub use node::{Node, RunningNode};

@@ -71,6 +71,14 @@ pub struct PoolInfo {
     /// Node name → instances of the pool there now (an instance being re-placed is not
     /// counted). Empty when the owner did not answer in time.
     pub instances: BTreeMap<String, u32>,
+    /// Calls given to its instances and not finished yet, as its owner counts them (0 when
+    /// the owner did not answer in time).
+    pub in_flight: u64,
+    /// Calls given to its instances since it started.
+    pub dispatched: u64,
+    /// Its limits now (hosted by the owner, shared by every instance): usage against
+    /// capacity per key.
+    pub limits: Vec<crate::limit::LimitStats>,
 }
 
 /// What the registry keeps of a pool (and an owner answers about itself).
@@ -183,6 +191,11 @@ pub(crate) trait Served: Send + Sync + 'static {
     /// Node name → instances there now.
     fn instances(&self) -> BTreeMap<String, u32>;
 
+    /// Calls in flight, calls dispatched, and the limits' usage now (`Cluster::pools`).
+    fn usage(&self) -> (u64, u64, Vec<crate::limit::LimitStats>) {
+        (0, 0, Vec::new())
+    }
+
     /// One call of a looked-up handle: `request` (encoded `W::Request`) under `head`;
     /// `reply` gets the reply's bytes (an encoded `Result<W::Response, Fault>`), once.
     fn call(&self, head: CallHeader, request: Vec<u8>, reply: Answer);
@@ -272,6 +285,9 @@ impl Registration {
                 owner_host: super::node::host_name(),
                 owner_pid: std::process::id(),
                 instances: BTreeMap::new(),
+                in_flight: 0,
+                dispatched: 0,
+                limits: Vec::new(),
             },
             schema,
         };
@@ -455,6 +471,7 @@ fn serve(
                     let mut live = record.clone();
                     if let Some(s) = served.get() {
                         live.info.instances = s.instances();
+                        (live.info.in_flight, live.info.dispatched, live.info.limits) = s.usage();
                     }
                     let _ = client.publish(to, live.encode().into()).await;
                 }
@@ -638,6 +655,9 @@ mod tests {
                 owner_host: "h".into(),
                 owner_pid: 7,
                 instances: [("n1".to_string(), 2)].into_iter().collect(),
+                in_flight: 1,
+                dispatched: 5,
+                limits: Vec::new(),
             },
             schema: 9,
         }

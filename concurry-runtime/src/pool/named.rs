@@ -58,6 +58,21 @@ where
         out
     }
 
+    fn usage(&self) -> (u64, u64, Vec<crate::limit::LimitStats>) {
+        let Some(pool) = self.0.upgrade() else {
+            return (0, 0, Vec::new());
+        };
+        let stats = pool.stats();
+        let in_flight = stats.per_worker.iter().map(|w| w.in_flight).sum();
+        let dispatched = stats.per_worker.iter().map(|w| w.dispatched).sum();
+        let limits = pool
+            .inner
+            .limits
+            .as_ref()
+            .map_or_else(Vec::new, LimitSet::stats);
+        (in_flight, dispatched, limits)
+    }
+
     fn call(&self, head: CallHeader, request: Vec<u8>, reply: Answer) {
         match self.0.upgrade() {
             Some(pool) => pool.forward(head, request, reply),
