@@ -307,6 +307,7 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
         .cluster(cluster.clone())
         .max_workers(2)
         .name("echoes")
+        .limits(concurry::LimitSet::new([concurry::ResourceLimit::new("db", 3)]).unwrap())
         .init()
         .expect("a pool on the node");
     assert_eq!(pool.echo(7).result().unwrap(), 7);
@@ -329,6 +330,8 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
             wait_text(c, "count-nodes", "1").await;
             wait_text(c, "count-free", "2 / 4").await;
             wait_for_text(c, "#pools tr[data-pool=echoes] .placed", "2 / 2").await;
+            wait_for_text(c, "#pools tr[data-pool=echoes] .inflight", "0").await;
+            wait_for_text(c, "#limits [data-limit='echoes/db'] .usage", "0 / 3").await;
             wait_text(c, "count-queued", "0").await;
             assert_eq!(text(c, "mode").await, "actions enabled");
 
@@ -481,6 +484,10 @@ fn the_dashboard_shows_the_cluster_live_and_cancels_from_the_page() {
     );
     assert!(
         metrics.contains("concurry_cluster_dead_letters{queue=\"default\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("concurry_cluster_queue_depth{queue=\"default\",priority=\"normal\"}"),
         "{metrics}"
     );
 

@@ -11,8 +11,8 @@
 //! | `concurry_cluster_queue_depth` | `queue`, `priority` (`all` when not known per level) | tasks stored |
 //! | `concurry_cluster_dead_letters` | `queue` | dead letters |
 //! | `concurry_cluster_tasks` | `status` | tasks by status (those the cluster still keeps) |
-//! | `concurry_cluster_limit_used` | `key` | a limit's units in use |
-//! | `concurry_cluster_limit_capacity` | `key` | its capacity |
+//! | `concurry_cluster_limit_used` | `pool`, `key` | a limit's units in use |
+//! | `concurry_cluster_limit_capacity` | `pool`, `key` | its capacity |
 
 use super::snapshot::Snapshot;
 
@@ -52,7 +52,10 @@ pub(super) fn record(s: &Snapshot) {
         metrics::gauge!("concurry_cluster_tasks", "status" => *status).set(*count as f64);
     }
     for l in s.limits.iter().flatten() {
-        metrics::gauge!("concurry_cluster_limit_used", "key" => l.key.clone()).set(l.used);
-        metrics::gauge!("concurry_cluster_limit_capacity", "key" => l.key.clone()).set(l.capacity);
+        let (pool, key) = (l.pool.clone(), l.key.clone());
+        metrics::gauge!("concurry_cluster_limit_used", "pool" => pool.clone(), "key" => key.clone())
+            .set(l.used as f64);
+        metrics::gauge!("concurry_cluster_limit_capacity", "pool" => pool, "key" => key)
+            .set(l.capacity as f64);
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::sync::{Arc, Mutex};
 
+use concurry::LimitKind;
 use concurry::cluster::{
     Cluster, DeadLetter, NodeView, PoolInfo, Priority, QueuesSnapshot, TaskCounts, TaskFilter,
     TaskInfo, TaskQueue, TaskState,
@@ -33,8 +34,7 @@ pub(crate) struct Snapshot {
     pub(crate) throughput: Vec<Point>,
     pub(crate) tasks: Tasks,
     pub(crate) dlq: Dlq,
-    /// Limit usage against capacity, when the cluster reports it (None: it does not yet;
-    /// the page leaves the section out).
+    /// The pools' limits: usage against capacity (None until the pools were first read).
     pub(crate) limits: Option<Vec<LimitRow>>,
     /// What could not be read this tick (the rest of the page is still current).
     pub(crate) errors: Vec<String>,
@@ -103,6 +103,10 @@ pub(crate) struct PoolRow {
     pub(crate) owner: String,
     /// Instances per node, by node name.
     pub(crate) instances: Vec<(String, u32)>,
+    /// Calls given to its instances and not finished, as its owner counts them.
+    pub(crate) in_flight: u64,
+    /// Calls given to its instances since it started.
+    pub(crate) dispatched: u64,
 }
 
 impl From<&PoolInfo> for PoolRow {
@@ -114,7 +118,37 @@ impl From<&PoolInfo> for PoolRow {
             workers: p.workers,
             owner: format!("{} · {}", p.owner_host, p.owner_pid),
             instances: p.instances.iter().map(|(n, c)| (n.clone(), *c)).collect(),
+            in_flight: p.in_flight,
+            dispatched: p.dispatched,
         }
+    }
+}
+
+/// The limits of the pools, as bars: usage against capacity per pool and key.
+pub(crate) fn limit_rows(pools: &[PoolInfo]) -> Vec<LimitRow> {
+    let mut out = Vec::new();
+    for p in pools {
+        let pool = p.name.clone().unwrap_or_else(|| p.id.clone());
+        for l in &p.limits {
+            out.push(LimitRow {
+                pool: pool.clone(),
+                key: l.key.clone(),
+                kind: kind_name(l.kind),
+                used: l.used,
+                capacity: l.capacity,
+                waiters: l.waiters,
+            });
+        }
+    }
+    out
+}
+
+fn kind_name(k: LimitKind) -> String {
+    match k {
+        LimitKind::Rate(a) => format!("rate ({})", a.as_str()),
+        LimitKind::Call(a) => format!("call ({})", a.as_str()),
+        LimitKind::Resource => "resource".to_string(),
+        _ => "limit".to_string(),
     }
 }
 
@@ -210,12 +244,18 @@ impl From<&DeadLetter> for DlqRow {
     }
 }
 
-/// A limit's usage against its capacity.
+/// A limit's usage against its capacity (hosted by its pool's owner, shared by every
+/// instance).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct LimitRow {
+    pub(crate) pool: String,
     pub(crate) key: String,
-    pub(crate) used: f64,
-    pub(crate) capacity: f64,
+    /// `rate (<algorithm>)`, `call (<algorithm>)` or `resource`.
+    pub(crate) kind: String,
+    pub(crate) used: u64,
+    pub(crate) capacity: u64,
+    /// Requests waiting for it.
+    pub(crate) waiters: usize,
 }
 
 /// How far back the throughput chart goes.
@@ -261,6 +301,7 @@ impl History {
 pub(crate) struct Listing {
     pub(crate) rows: Vec<TaskRow>,
     pub(crate) pools: Option<Vec<PoolRow>>,
+    pub(crate) limits: Option<Vec<LimitRow>>,
     /// When they were read (ms since the Unix epoch; 0: not yet).
     pub(crate) at_ms: u64,
     pub(crate) error: Option<String>,
@@ -332,6 +373,7 @@ impl Collector {
             actions: self.actions,
             nodes,
             pools: listing.pools,
+            limits: listing.limits,
             queues: queues.unwrap_or_default(),
             counts,
             listing: listing.rows,
@@ -353,6 +395,7 @@ pub(crate) struct Parts<'a> {
     pub(crate) actions: bool,
     pub(crate) nodes: Vec<NodeRow>,
     pub(crate) pools: Option<Vec<PoolRow>>,
+    pub(crate) limits: Option<Vec<LimitRow>>,
     pub(crate) queues: Vec<QueueRow>,
     pub(crate) counts: Option<TaskCounts>,
     /// The newest tasks, newest first (more than `recent` are cut).
@@ -402,7 +445,7 @@ pub(crate) fn compose(p: Parts<'_>) -> Snapshot {
         throughput: p.history.points(),
         tasks,
         dlq: p.dlq,
-        limits: None,
+        limits: p.limits,
         errors: p.errors,
     }
 }
@@ -494,6 +537,7 @@ pub(crate) fn list_loop(
                 Ok(mut p) => {
                     p.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
                     l.pools = Some(p.iter().map(PoolRow::from).collect());
+                    l.limits = Some(limit_rows(&p));
                     l.pools_error = None;
                 }
                 Err(e) => l.pools_error = Some(e.to_string()),
@@ -594,6 +638,7 @@ mod tests {
             actions: false,
             nodes: Vec::new(),
             pools: None,
+            limits: None,
             queues: vec![QueueRow {
                 name: "default".into(),
                 depth: 9_004,

@@ -86,13 +86,14 @@ function render(s) {
   // Pools (when the cluster reports them).
   const pools = s.pools || [];
   $("pools-section").hidden = !s.pools;
-  rows($("pools").tBodies[0], pools, 5, (p) => {
+  rows($("pools").tBodies[0], pools, 7, (p) => {
     const placed = p.instances.reduce((a, [, n]) => a + n, 0);
     return `<tr data-pool="${esc(p.name)}">
       <td><b>${esc(p.name)}</b>${p.name !== p.id ? ` <span class="muted mono">${esc(p.id)}</span>` : ""}</td>
       <td class="mono">${esc(p.worker_type)}</td>
       <td class="placed">${fmt(placed)} / ${fmt(p.workers)}</td>
       <td>${p.instances.map(([node, n]) => `${esc(node)}: ${fmt(n)}`).join(", ") || '<span class="muted">owner did not answer</span>'}</td>
+      <td class="inflight">${fmt(p.in_flight)}</td><td>${fmt(p.dispatched)}</td>
       <td class="mono">${esc(p.owner)}</td></tr>`;
   }, "no Mode::Cluster pools in this namespace");
 
@@ -130,8 +131,8 @@ function render(s) {
   const limits = s.limits || [];
   $("limits-section").hidden = !s.limits;
   put($("limits"), limits.length
-    ? limits.map((l) => `<div class="limit" data-limit="${esc(l.key)}"><span class="mono">${esc(l.key)}</span>${bar(l.capacity > 0 ? l.used / l.capacity : 0, l.capacity > 0 && l.used >= l.capacity)}<span>${fmt(l.used)} / ${fmt(l.capacity)}</span></div>`).join("")
-    : `<span class="muted">no limits in use</span>`);
+    ? limits.map((l) => `<div class="limit" data-limit="${esc(l.pool)}/${esc(l.key)}"><span><b>${esc(l.pool)}</b> <span class="mono">${esc(l.key)}</span> <span class="muted small">${esc(l.kind)}</span></span>${bar(l.capacity > 0 ? l.used / l.capacity : 0, l.capacity > 0 && l.used >= l.capacity)}<span class="usage">${fmt(l.used)} / ${fmt(l.capacity)}${l.waiters ? ` · ${fmt(l.waiters)} waiting` : ""}</span></div>`).join("")
+    : `<span class="muted">no pool in this namespace has limits</span>`);
 }
 
 // The chart: depth (left axis) and finished per second (right axis) over the last points.
@@ -159,8 +160,15 @@ function chart(canvas, points) {
   g.textAlign = "left"; if (rates.length) { g.fillText(rMax.toFixed(rMax < 10 ? 1 : 0), w - pad.r + 4, pad.t + 10); g.fillText("0", w - pad.r + 4, h - pad.b); }
   g.textAlign = "center"; g.fillText(Math.round((t1 - t0) / 60000) + " min ago", pad.l + 30, h - 5); g.fillText("now", w - pad.r - 12, h - 5);
   const line = (color, pick, max) => {
-    g.strokeStyle = color; g.lineWidth = 2; g.beginPath(); let on = false;
-    for (const p of points) { const v = pick(p); if (v == null) { on = false; continue; } const X = x(p.at_ms), Y = y(v, max); if (on) g.lineTo(X, Y); else g.moveTo(X, Y); on = true; }
+    // A gap in the points (the dashboard could not read the cluster) stays a gap.
+    g.strokeStyle = color; g.lineWidth = 2; g.beginPath(); let on = false, last = null;
+    for (const p of points) {
+      const v = pick(p);
+      if (v == null || (last != null && p.at_ms - last > 5000)) on = false;
+      last = p.at_ms;
+      if (v == null) continue;
+      const X = x(p.at_ms), Y = y(v, max); if (on) g.lineTo(X, Y); else g.moveTo(X, Y); on = true;
+    }
     g.stroke();
   };
   line(css.getPropertyValue("--accent"), (p) => p.depth, dMax);
