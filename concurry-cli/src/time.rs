@@ -10,10 +10,12 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// `0.4s`, `3m05s`, `2h07m`, `3d04h`.
+/// `12ms`, `4.2s`, `3m05s`, `2h07m`, `3d04h`.
 pub(crate) fn span(d: Duration) -> String {
     let s = d.as_secs();
-    if d < Duration::from_secs(60) {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d < Duration::from_secs(60) {
         format!("{:.1}s", d.as_secs_f64())
     } else if s < 3600 {
         format!("{}m{:02}s", s / 60, s % 60)
@@ -74,7 +76,8 @@ mod tests {
 
     #[test]
     fn spans_grow_units() {
-        assert_eq!(span(Duration::from_millis(420)), "0.4s");
+        assert_eq!(span(Duration::from_millis(420)), "420ms");
+        assert_eq!(span(Duration::from_millis(4200)), "4.2s");
         assert_eq!(span(Duration::from_secs(185)), "3m05s");
         assert_eq!(span(Duration::from_secs(7620)), "2h07m");
         assert_eq!(ago(1_000, 4_200), "3.2s ago");

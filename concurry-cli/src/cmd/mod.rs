@@ -66,7 +66,9 @@ pub(crate) fn fail(e: Error) -> Failure {
                 "cluster" => Failure::Connection(text),
                 // Nothing of that name.
                 "task" | "nodes" | "node" => Failure::NotFound(text),
-                _ => Failure::Usage(format!("--{} {text}", c.option().replace([' ', '_'], "-"))),
+                // Their values say what they are (an argument, not a flag).
+                "task arguments" | "task id" => Failure::Usage(text),
+                flag => Failure::Usage(format!("--{} {text}", flag.replace('_', "-"))),
             }
         }
         other => Failure::Other(other.to_string()),

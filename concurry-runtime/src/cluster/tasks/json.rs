@@ -315,9 +315,9 @@ async fn ask(cluster: &Cluster, task: &str, request: Request) -> Result<Reply, E
     match reply {
         Reply::UnknownTask { known } => Err(ConfigError::new(
             "task",
-            format!("{task:?}"),
+            format!("task `{task}`"),
             format!(
-                "the nodes have no task of that name; they have: {}",
+                "no node has a task of that name; they have: {}",
                 if known.is_empty() {
                     "none".to_string()
                 } else {
