@@ -141,6 +141,11 @@ pub(crate) enum Command {
         after_help = "Examples:\n  concurry limits\n  concurry --json limits | jq '.limits[] | select(.waiters > 0)'"
     )]
     Limits(cmd::limits::Args),
+    /// Serve a live web page of the cluster: nodes, queues, tasks, dead letters, limits (read-only unless --allow-actions)
+    #[command(
+        after_help = "Examples:\n  concurry --server nats://10.0.0.5:4222 dashboard\n  concurry dashboard --listen 127.0.0.1:9000 --allow-actions\n\nServes http://<listen>/ (the page, live over server-sent events) and /metrics (Prometheus text).\nLoopback only unless --public: the page has no login of its own."
+    )]
+    Dashboard(crate::dashboard::Args),
 }
 
 /// How long to listen for the nodes' answers (shared by the commands that list nodes).

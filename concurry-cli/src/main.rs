@@ -7,6 +7,7 @@
 mod cli;
 mod cmd;
 mod connect;
+mod dashboard;
 mod exit;
 mod table;
 mod time;

@@ -340,6 +340,7 @@ fn help_matches_the_snapshots() {
         (&["drain", "--help"], "help-drain.txt"),
         (&["pools", "--help"], "help-pools.txt"),
         (&["limits", "--help"], "help-limits.txt"),
+        (&["dashboard", "--help"], "help-dashboard.txt"),
     ] {
         let out = concurry(args);
         assert!(out.status.success(), "{}", stderr(&out));

@@ -40,6 +40,7 @@ pub(crate) fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Failure> {
         Command::Drain(args) => drain::run(g, args, out),
         Command::Pools(args) => pools::run(g, args, out),
         Command::Limits(args) => limits::run(g, args, out),
+        Command::Dashboard(args) => crate::dashboard::run(g, args, out),
     }
 }
 
