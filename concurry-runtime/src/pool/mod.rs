@@ -307,6 +307,13 @@ impl<W: Worker> Pool<W> {
         self.inner.backend.is_remote()
     }
 
+    /// The runtime a helper task of a call submitted here goes on (see
+    /// [`crate::runtime::for_helpers`]): the caller's multi-thread runtime, else the one the
+    /// workers run on (async mode), else the library's.
+    pub(crate) fn helper_runtime(&self) -> tokio::runtime::Handle {
+        crate::runtime::for_helpers(self.inner.shared.home.get())
+    }
+
     /// A reference that does not keep the pool alive (for retry loops).
     pub(crate) fn downgrade(&self) -> WeakPool<W> {
         WeakPool {
