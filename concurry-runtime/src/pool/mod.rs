@@ -87,10 +87,13 @@ pub(crate) struct Shared {
 impl Shared {
     /// The shared state of a pool of `workers` fixed workers named `name`.
     pub(crate) fn new(name: String, workers: usize, bounded: bool) -> Self {
+        let metrics = crate::report::PoolMetrics::new(&name);
         Shared {
-            metrics: crate::report::PoolMetrics::new(&name),
+            counters: (0..workers.max(1))
+                .map(|i| Counters::reported(metrics.worker(i)))
+                .collect(),
+            metrics,
             name,
-            counters: (0..workers.max(1)).map(|_| Counters::default()).collect(),
             abort: Arc::new(AtomicBool::new(false)),
             bounded,
             space: Mutex::new(()),
