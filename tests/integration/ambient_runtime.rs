@@ -454,7 +454,10 @@ fn a_runtime_shutting_down_under_a_call_waiting_for_its_argument_fails_it_with_s
         let rt = multi(1);
         let pool = FailsOnce::options().mode(Mode::Thread).init().unwrap();
         let (arg, c) = Promise::<u32>::pending();
-        let call = rt.block_on(async { pool.once_plus(arg) });
+        let call = {
+            let _inside = rt.enter();
+            pool.once_plus(arg)
+        };
         drop(rt);
         // The argument arrives after the runtime that waited for it is gone: the call was
         // dropped with it and says so; the pool still serves calls.
