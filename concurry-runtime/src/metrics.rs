@@ -28,7 +28,9 @@
 //! resolves (whether a recorder is installed or not); what it reports rides in the call's own
 //! promise cell and is recorded by whoever resolves it, with no callback (a retried call's, a
 //! validated call's and a process-mode call's final promise carry a callback instead).
-//! Without the feature nothing is compiled in.
+//! With no recorder installed, a no-op method's pipelined thread-mode rate was about 0.8-0.9x
+//! of the rate without the feature on our 2-core machine (a callback per call made it about
+//! 0.45x). Without the feature nothing is compiled in.
 //!
 //! Nodes (feature `prometheus`, `Node::metrics_listen`) serve all of the above for their
 //! process as Prometheus text at `/metrics`, with their own gauges (label `node`, the node's
