@@ -9,6 +9,7 @@
 //! | `concurry_call_duration_seconds` | histogram | `pool`, `method` | from submission to resolution: queueing, limits, every attempt and the backoffs between them |
 //! | `concurry_retries_total` | counter | `pool`, `method` | attempts after the first (one per retry) |
 //! | `concurry_calls_in_flight` | gauge | `pool` | calls submitted and not resolved yet |
+//! | `concurry_worker_in_flight` | gauge | `pool`, `worker` | calls dispatched to one worker (its index, `0`..; an on-demand pool's workers share `0`) and not finished yet: queued there or running (calls a stop drops unrun when its `stop_timeout` ran out stay counted, as in `PoolStats::per_worker`) |
 //! | `concurry_limit_wait_seconds` | histogram | `pool` | how long each attempt of a pool with limits waited for its units (0 when they were free) |
 //!
 //! `pool` is the pool's name (the `name` option, else the worker type's name, as in
@@ -23,10 +24,13 @@
 //! The handles are registered when a pool starts (and at a method's first call), with the
 //! recorder in force then: install the recorder before starting the pools it should see.
 //!
-//! Cost: with the feature, each call takes a clock read and a callback on its promise when
-//! submitted (whether a recorder is installed or not), which shows on a no-op method's
-//! pipelined rate (about half on our 2-core machines) but not in its round trip (~5 µs).
-//! Without the feature nothing is compiled in.
+//! Cost: with the feature, each call takes a clock read when submitted and another when it
+//! resolves (whether a recorder is installed or not); what it reports rides in the call's own
+//! promise cell and is recorded by whoever resolves it, with no callback (a retried call's, a
+//! validated call's and a process-mode call's final promise carry a callback instead).
+//! With no recorder installed, a no-op method's pipelined thread-mode rate was about 0.8-0.9x
+//! of the rate without the feature on our 2-core machine (a callback per call made it about
+//! 0.45x). Without the feature nothing is compiled in.
 //!
 //! Nodes (feature `prometheus`, `Node::metrics_listen`) serve all of the above for their
 //! process as Prometheus text at `/metrics`, with their own gauges (label `node`, the node's
@@ -79,6 +83,10 @@ pub const RETRIES: &str = "concurry_retries_total";
 
 /// Gauge `concurry_calls_in_flight{pool}`: calls submitted and not resolved yet.
 pub const IN_FLIGHT: &str = "concurry_calls_in_flight";
+
+/// Gauge `concurry_worker_in_flight{pool, worker}`: calls dispatched to one worker and not
+/// finished yet.
+pub const WORKER_IN_FLIGHT: &str = "concurry_worker_in_flight";
 
 /// Histogram `concurry_limit_wait_seconds{pool}`: an attempt's wait for the pool's limits.
 pub const LIMIT_WAIT: &str = "concurry_limit_wait_seconds";

@@ -63,8 +63,6 @@ pub(crate) fn sleep(d: std::time::Duration) {
 /// std's primitives even under loom, for code no loom model can cover: process mode, whose
 /// other side is an OS process behind a socket.
 pub(crate) mod os {
-    #[cfg(feature = "metrics")]
-    pub(crate) use std::sync::RwLock;
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
     /// Threads loom cannot model either (`run_sync`'s helper: a scoped OS thread).

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use concurry::prelude::*;
-use concurry_runtime::metrics::{CALL_DURATION, CALLS, IN_FLIGHT, LIMIT_WAIT, OUTCOMES, RETRIES};
+use concurry_runtime::metrics::{
+    CALL_DURATION, CALLS, IN_FLIGHT, LIMIT_WAIT, OUTCOMES, RETRIES, WORKER_IN_FLIGHT,
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 /// Generous: only catches a report that never comes.
@@ -114,6 +116,16 @@ impl Seen {
             .copied()
     }
 
+    fn worker_in_flight(&self, pool: &str, worker: usize) -> Option<f64> {
+        let id = format!("{WORKER_IN_FLIGHT}{{pool={pool},worker={worker}}}");
+        self.gauges.get(&id).copied()
+    }
+
+    /// Calls of `method` counted under any outcome.
+    fn all_calls(&self, pool: &str, method: &str) -> u64 {
+        OUTCOMES.iter().map(|o| self.calls(pool, method, o)).sum()
+    }
+
     fn limit_waits(&self, pool: &str) -> usize {
         let id = format!("{LIMIT_WAIT}{{pool={pool}}}");
         self.histograms.get(&id).map_or(0, Vec::len)
@@ -129,7 +141,11 @@ fn eventually(s: &Snapshotter, seen: &mut Seen, done: impl Fn(&Seen) -> bool) {
         if done(seen) {
             return;
         }
-        assert!(Instant::now() < deadline, "metrics not reported in time");
+        assert!(
+            Instant::now() < deadline,
+            "metrics not reported in time: {:?}",
+            seen.gauges
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -225,4 +241,94 @@ fn a_pool_defaults_to_its_worker_type_name_and_counts_calls_in_flight() {
     });
     eventually(&snapshot, &mut seen, |s| s.in_flight(name) == Some(0.0));
     assert_eq!(seen.calls(name, "hold", "ok"), 1);
+}
+
+/// Every way an in-process call resolves (its worker, a cancel before it ran, its queue
+/// dropped by a stop) counts it once and gives back its place in flight.
+fn every_way_a_call_resolves_counts_it_once(mode: Mode) {
+    let recorder = DebuggingRecorder::new();
+    let snapshot = recorder.snapshotter();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = Arc::new(Mutex::new(rx));
+    let mut seen = Seen::default();
+    let name = format!("once-{mode:?}");
+    let name = name.as_str();
+    metrics::with_local_recorder(&recorder, || {
+        let calc = Calc::options()
+            .mode(mode)
+            .name(name)
+            .stop_timeout(Duration::ZERO)
+            .init()
+            .unwrap();
+        // Held up on the one worker; the calls after it queue there.
+        let slow = calc.hold(rx);
+        let cancelled = calc.add(1, 1);
+        assert!(cancelled.cancel());
+        let dropped = calc.add(2, 2);
+        eventually(&snapshot, &mut seen, |s| {
+            s.worker_in_flight(name, 0) == Some(3.0) && s.in_flight(name) == Some(3.0)
+        });
+        // The stop gives up at once: what is still queued is dropped unrun.
+        assert!(calc.stop().is_err());
+        tx.send(()).unwrap();
+        let _ = slow.result();
+        assert!(matches!(cancelled.result(), Err(Error::Cancelled)));
+        assert!(matches!(dropped.result(), Err(Error::Stopped)));
+    });
+    // (The worker's own gauge keeps the two it never ran, as `stats()` does: it counts calls
+    // its worker finished.)
+    eventually(&snapshot, &mut seen, |s| s.in_flight(name) == Some(0.0));
+    assert_eq!(seen.all_calls(name, "hold"), 1);
+    assert_eq!(seen.all_calls(name, "add"), 2);
+    assert_eq!(seen.calls(name, "add", "cancelled"), 1);
+    assert_eq!(seen.calls(name, "add", "stopped"), 1);
+    assert_eq!(seen.durations(name, "add").len(), 2);
+}
+
+#[test]
+fn thread_mode_counts_every_call_once_however_it_resolves() {
+    every_way_a_call_resolves_counts_it_once(Mode::Thread);
+}
+
+#[test]
+fn async_mode_counts_every_call_once_however_it_resolves() {
+    every_way_a_call_resolves_counts_it_once(Mode::Async);
+}
+
+#[test]
+fn each_workers_calls_in_flight_are_a_gauge_of_their_own() {
+    let recorder = DebuggingRecorder::new();
+    let snapshot = recorder.snapshotter();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = Arc::new(Mutex::new(rx));
+    let mut seen = Seen::default();
+    let name = "per-worker";
+    metrics::with_local_recorder(&recorder, || {
+        let calc = Calc::options()
+            .mode(Mode::Thread)
+            .max_workers(2)
+            .load_balancing(concurry::LoadBalancing::RoundRobin)
+            .name(name)
+            .init()
+            .unwrap();
+        // Round robin: both holds go to one worker, the add between them to the other.
+        let first = calc.hold(rx.clone());
+        assert_eq!(calc.add(1, 2).result().unwrap(), 3);
+        let second = calc.hold(rx);
+        eventually(&snapshot, &mut seen, |s| {
+            let both = (s.worker_in_flight(name, 0), s.worker_in_flight(name, 1));
+            both == (Some(2.0), Some(0.0)) || both == (Some(0.0), Some(2.0))
+        });
+        tx.send(()).unwrap();
+        tx.send(()).unwrap();
+        first.result().unwrap();
+        second.result().unwrap();
+        calc.stop().unwrap();
+    });
+    eventually(&snapshot, &mut seen, |s| {
+        s.worker_in_flight(name, 0) == Some(0.0)
+            && s.worker_in_flight(name, 1) == Some(0.0)
+            && s.in_flight(name) == Some(0.0)
+    });
+    assert_eq!(seen.calls(name, "hold", "ok"), 2);
 }

@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use concurry::RetryConfig;
 use concurry::prelude::*;
+use concurry::{Promise, RetryConfig};
 use tokio::runtime::{Builder, Handle, Runtime};
 
 use crate::common::within;
@@ -355,6 +355,11 @@ impl FailsOnce {
             n => Ok(n),
         }
     }
+
+    /// As `once`, plus `x`: a method that can take a pending promise as its argument.
+    pub fn once_plus(&mut self, x: u32) -> Result<u32, String> {
+        self.once().map(|n| n + x)
+    }
 }
 
 /// Retries with a 1 ms wait, noting the runtime the retry loop runs on at each decision.
@@ -401,5 +406,85 @@ fn retry_loops_run_on_the_callers_runtime_else_on_the_pools() {
         assert_eq!(pool.once().result().unwrap(), 2);
         assert_eq!(*seen.lock().unwrap(), [other.handle().id().to_string()]);
         pool.stop().unwrap();
+    });
+}
+
+#[test]
+fn a_call_waiting_for_a_pending_argument_waits_on_the_callers_runtime_else_on_the_pools() {
+    within("chained calls on the caller's runtime", || {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rt = multi(2);
+        // A thread-mode pool, called from the caller's runtime with a promise still pending:
+        // the task that waits for it (and the retry loop it submits) runs there.
+        let pool = FailsOnce::options()
+            .mode(Mode::Thread)
+            .retry(noting_runtime(&seen))
+            .init()
+            .unwrap();
+        let (caller, got) = rt.block_on(async {
+            let (arg, c) = Promise::<u32>::pending();
+            let call = pool.once_plus(arg);
+            c.complete(Ok(10));
+            (Handle::current().id().to_string(), call.await.unwrap())
+        });
+        assert_eq!(got, 12);
+        assert_eq!(*seen.lock().unwrap(), [caller]);
+        pool.stop().unwrap();
+        // An async-mode pool on a given runtime, called from a plain thread: on that runtime.
+        seen.lock().unwrap().clear();
+        let other = multi(1);
+        let pool = FailsOnce::options()
+            .mode(Mode::Async)
+            .runtime(other.handle().clone())
+            .retry(noting_runtime(&seen))
+            .init()
+            .unwrap();
+        let (arg, c) = Promise::<u32>::pending();
+        let call = pool.once_plus(arg);
+        c.complete(Ok(10));
+        assert_eq!(call.result().unwrap(), 12);
+        assert_eq!(*seen.lock().unwrap(), [other.handle().id().to_string()]);
+        pool.stop().unwrap();
+    });
+}
+
+#[test]
+fn a_runtime_shutting_down_under_a_call_waiting_for_its_argument_fails_it_with_stopped() {
+    within("a chained call whose runtime shut down", || {
+        let rt = multi(1);
+        let pool = FailsOnce::options().mode(Mode::Thread).init().unwrap();
+        let (arg, c) = Promise::<u32>::pending();
+        let call = {
+            let _inside = rt.enter();
+            pool.once_plus(arg)
+        };
+        drop(rt);
+        // The argument arrives after the runtime that waited for it is gone: the call was
+        // dropped with it and says so; the pool still serves calls.
+        c.complete(Ok(1));
+        assert!(call.result().unwrap_err().is_stopped());
+        assert_eq!(
+            pool.once_plus(5).result().unwrap_err().to_string(),
+            "the first call fails"
+        );
+        assert_eq!(pool.once_plus(5).result().unwrap(), 7);
+        pool.stop().unwrap();
+    });
+}
+
+#[test]
+fn a_scopes_blocking_children_run_on_the_callers_runtime_else_on_the_librarys() {
+    within("blocking scope children on the caller's runtime", || {
+        let id = || Handle::try_current().map_or_else(|_| "none".into(), |h| h.id().to_string());
+        let rt = multi(1);
+        let (caller, child) = rt.block_on(async move {
+            let child = concurry::scope(|s| s.spawn_blocking(id)).unwrap();
+            (id(), child.wait().unwrap())
+        });
+        assert_eq!(child, caller);
+        // Outside any runtime, the library's blocking pool runs it (some runtime, not none).
+        let child = concurry::scope(|s| s.spawn_blocking(id)).unwrap();
+        let child = child.wait().unwrap();
+        assert!(child != "none" && child != caller, "{child}");
     });
 }

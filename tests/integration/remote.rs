@@ -431,3 +431,33 @@ fn process_calls_are_validated_without_retries_and_a_panicking_predicate_is_a_pa
     assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 2);
     calc.stop().unwrap();
 }
+
+#[test]
+fn a_process_calls_waits_run_on_the_callers_runtime_and_fail_when_it_shuts_down() {
+    let set = LimitSet::new([ResourceLimit::new("children", 1)]).unwrap();
+    let calc = process_pool().limits(set.clone()).init(setup(0)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Submitted from the caller's runtime, while someone else holds the only unit: the small
+    // call waits for it there, and so does a large one (encoded off the caller's thread, then
+    // sent from the encoding lane, whose answer is handed on there too).
+    let held = set.acquire(&[]).unwrap();
+    let big = Setup {
+        base: 1,
+        label: "x".repeat(200 << 10),
+    };
+    let (small, large) = rt.block_on(async { (calc.add(1), calc.describe(big)) });
+    wait_for_waiters(&set, 2);
+    // That runtime shuts down: both waits are dropped with it and their calls fail with
+    // `Stopped`, even though the unit is free again right after.
+    drop(rt);
+    drop(held);
+    assert!(matches!(small.result_timeout(HANG), Err(Error::Stopped)));
+    assert!(matches!(large.result_timeout(HANG), Err(Error::Stopped)));
+    // Neither ran; the pool serves calls from anywhere still.
+    assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 1);
+    calc.stop().unwrap();
+}

@@ -156,8 +156,9 @@ pub(crate) fn expand(args: &WorkerArgs, t: &Task<'_>, retry: &RetryAttr) -> Toke
         }
     };
     // Each argument may be a value or a promise of one (`Arg`, as on `#[worker]` handles):
-    // the fast path submits at once; otherwise the arguments are awaited on the library
-    // runtime first (`chain`), without blocking the caller.
+    // the fast path submits at once; otherwise the arguments are awaited first, in a task on
+    // the caller's multi-thread runtime (else the library's: `chain`), without blocking the
+    // caller.
     let submit = if names.is_empty() {
         submit_to(quote!(&self.#inner))
     } else {

@@ -378,7 +378,8 @@ pub(crate) fn expand(
             quote!()
         };
         // Each argument may be a value or a promise of one (`Arg`): the fast path submits at
-        // once; otherwise the arguments are awaited on the library runtime first (`chain`).
+        // once; otherwise the arguments are awaited first, in a task on the caller's runtime
+        // (else the pool's or the library's: `chain_in`).
         let body = if arg_names.is_empty() {
             quote! {
                 #sync_check
@@ -396,7 +397,7 @@ pub(crate) fn expand(
                     }
                     (#(#arg_names,)*) => {
                         let #handle_clone = ::core::clone::Clone::clone(self);
-                        #p::chain(async move {
+                        #p::chain_in(&self.pool, async move {
                             #(
                                 let #arg_names = match #p::resolve(#arg_names).await {
                                     ::core::result::Result::Ok(v) => v,

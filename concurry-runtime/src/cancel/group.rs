@@ -380,8 +380,11 @@ impl Scope {
         })
     }
 
-    /// Runs the blocking closure `f` as a child on a thread of the library runtime's blocking
-    /// pool, inside the group: it sees a cancel at its checkpoints.
+    /// Runs the blocking closure `f` as a child on a blocking thread, inside the group: it
+    /// sees a cancel at its checkpoints. The thread is from the blocking pool of the
+    /// multi-thread tokio runtime the caller is inside, else of the library's runtime; if
+    /// that runtime shuts down before the closure starts, its handle fails with
+    /// [`Error::Stopped`].
     ///
     /// ```
     /// let h = concurry::scope(|s| s.spawn_blocking(|| 6 * 7))?;
@@ -412,7 +415,7 @@ impl Scope {
         E: fmt::Display + Send + 'static,
     {
         self.start_child(|completer, tok| {
-            drop(crate::runtime::runtime().spawn_blocking(move || {
+            drop(crate::runtime::for_helpers(None).spawn_blocking(move || {
                 let out = match catch_unwind(AssertUnwindSafe(|| in_token(&tok, f))) {
                     Ok(r) => r.map_err(Error::Method),
                     Err(payload) => Err(Error::Panicked {

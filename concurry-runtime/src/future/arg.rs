@@ -1,8 +1,8 @@
 //! [`Arg`]: a worker method's argument given as a value or as a [`Promise`] of one.
 //!
 //! Handle methods accept either, so results chain from worker to worker without blocking the
-//! caller: a promise argument is awaited first (on the library runtime), then the call is
-//! submitted. Plain values take the direct path, with no extra cost.
+//! caller: a promise argument is awaited first (in a task on the caller's multi-thread tokio
+//! runtime if it has one, else on the library's), then the call is submitted. Plain values take the direct path, with no extra cost.
 
 use std::fmt;
 use std::future::Future;
@@ -117,8 +117,10 @@ pub async fn resolve<T>(arg: Result<T, PendingArg<T>>) -> Result<T, Error> {
     }
 }
 
-/// Runs `submit` once its arguments are resolved, on the library runtime, and forwards the
-/// call's outcome to the returned promise (generated code's slow path).
+/// Runs `submit` once its arguments are resolved, in a task on the caller's multi-thread
+/// runtime (else the library's), and forwards the call's outcome to the returned promise
+/// (generated code's slow path for a `#[task]`). If that runtime shuts down first, the
+/// promise resolves with [`Error::Stopped`].
 #[doc(hidden)]
 pub fn chain<T, E, F>(submit: F) -> Promise<T, E>
 where
@@ -126,8 +128,33 @@ where
     E: Send + 'static,
     F: Future<Output = Result<Promise<T, E>, Error>> + Send + 'static,
 {
+    chain_on(&crate::runtime::for_helpers(None), submit)
+}
+
+/// As [`chain`], for a call on `pool`: the task goes to the caller's multi-thread runtime,
+/// else to the one the pool's workers run on (async mode), else to the library's (generated
+/// code's slow path for a `#[worker]` handle).
+#[doc(hidden)]
+pub fn chain_in<W, T, E, F>(pool: &crate::pool::Pool<W>, submit: F) -> Promise<T, E>
+where
+    W: crate::worker::Worker,
+    T: Send + 'static,
+    E: Send + 'static,
+    F: Future<Output = Result<Promise<T, E>, Error>> + Send + 'static,
+{
+    chain_on(&pool.helper_runtime(), submit)
+}
+
+/// Runs `submit` in a task on `runtime`, forwarding the call's outcome to the returned
+/// promise; a task dropped unfinished (its runtime shut down) fails it with `Stopped`.
+fn chain_on<T, E, F>(runtime: &tokio::runtime::Handle, submit: F) -> Promise<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: Future<Output = Result<Promise<T, E>, Error>> + Send + 'static,
+{
     let (promise, completer) = Promise::pending();
-    crate::runtime::runtime().spawn(async move {
+    runtime.spawn(async move {
         let outcome = match submit.await {
             Ok(call) => call.await,
             Err(e) => Err(e.widen()),

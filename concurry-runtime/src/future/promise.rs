@@ -37,6 +37,9 @@ pub(crate) struct PromiseCell<V: Stash, J: ?Sized = dyn Tail> {
     pub(crate) slot: Slot<V>,
     /// The scope (or call) the call was submitted in: its cancel reaches the method.
     pub(crate) cancel: Option<crate::cancel::Parent>,
+    /// The call's metrics, reported once by whoever resolves the slot (feature `metrics`;
+    /// empty without it, and for a promise that is not a call's).
+    pub(crate) report: crate::report::CallTimer,
     pub(crate) tail: J,
 }
 
@@ -70,6 +73,7 @@ impl<V: Stash> PromiseCell<V, ()> {
         DynArc::new(PromiseCell {
             slot: Slot::new(),
             cancel,
+            report: crate::report::CallTimer::none(),
             tail: (),
         })
     }
@@ -334,10 +338,19 @@ impl<T, E> Completer<T, E> {
         mut self,
         result: Result<T, Error<E>>,
     ) -> Result<(), Result<T, Error<E>>> {
-        match self.cell.take() {
-            Some(cell) => cell.slot.try_complete(result),
-            None => Err(result),
+        let Some(cell) = self.cell.take() else {
+            return Err(result);
+        };
+        if !cell.report.is_some() {
+            return cell.slot.try_complete(result);
         }
+        let how = crate::report::Outcome::of(&result);
+        let done = cell.slot.try_complete(result);
+        cell.report.done(match done {
+            Ok(()) => how,
+            Err(_) => crate::report::Outcome::CANCELLED,
+        });
+        done
     }
 
     /// True if the promise was cancelled (or resolved some other way) before the call ran,
@@ -449,7 +462,14 @@ impl<T, E> Drop for Completer<T, E> {
             Error::Stopped
         };
         if let Some(cell) = self.cell.take() {
-            cell.slot.complete(Err(error));
+            let error = Err(error);
+            let how = crate::report::Outcome::of(&error);
+            let done = cell.slot.complete(error);
+            cell.report.done(if done {
+                how
+            } else {
+                crate::report::Outcome::CANCELLED
+            });
         }
     }
 }

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 
+use super::kind::Limits;
 use super::{
     BlockingJob, ExclusiveJob, FailJob, JobFuture, Shareable, SharedBlockingJob, SharedJob,
 };
@@ -17,7 +18,7 @@ use crate::future::slot::Slot;
 use crate::future::{Completer, PromiseCell};
 use crate::limit::context::{WithLimits, with_limits, without_limits};
 use crate::limit::{Acquisition, LimitSet, WaitError};
-use crate::report::LimitWait;
+use crate::report::{LimitWait, Outcome};
 use crate::sync::{Arc, AtomicBool, DynArc, Mutex, Ordering, lock};
 
 /// The future an `async fn` method call becomes, borrowing the instance for `'a`.
@@ -114,16 +115,19 @@ impl<F: Send> crate::future::Tail for CallJob<F> {}
 /// A call: its result slot and its job, in one allocation.
 pub(crate) type CallCell<T, E, F> = PromiseCell<Result<T, Error<E>>, CallJob<F>>;
 
-/// A call's cell holding `f` (the method bound to its arguments) and its `limits`.
-pub(crate) fn new<T, E, F>(f: F, limits: Option<Box<CallLimits>>) -> DynArc<CallCell<T, E, F>>
+/// A call's cell holding `f` (the method bound to its arguments), its `limits` and its
+/// metrics (`report`, read once by whoever resolves the promise).
+pub(crate) fn new<T, E, F>(f: F, limits: Limits) -> DynArc<CallCell<T, E, F>>
 where
     T: Send + 'static,
     E: Send + 'static,
     F: Send + 'static,
 {
+    let Limits(limits, report) = limits;
     DynArc::new(PromiseCell {
         slot: Slot::new(),
         cancel: crate::cancel::context::current_parent(),
+        report,
         tail: CallJob {
             run: Mutex::new(Some((f, limits))),
         },
@@ -138,7 +142,11 @@ impl<T, E, F> CallCell<T, E, F> {
 
 impl<T: Send, E: Send, F: Send> FailJob for CallCell<T, E, F> {
     fn fail(&self, error: Error) {
-        self.slot.complete(Err(error.widen()));
+        let error = Err(error.widen());
+        let how = Outcome::of(&error);
+        let done = self.slot.complete(error);
+        self.report
+            .done(if done { how } else { Outcome::CANCELLED });
         drop(self.take_job());
     }
 }

@@ -27,10 +27,19 @@ pub trait Method<W, A>: Send + Sync + Sized + 'static {
         P: Borrow<Self> + Send + 'static;
 }
 
-/// The limits a call takes on its worker, if the pool has any.
+/// The limits a call takes on its worker, if the pool has any, and what reports the call
+/// when it resolves (feature `metrics`; nothing for an attempt of a call reported as a whole).
 #[doc(hidden)]
-#[derive(Default)]
-pub struct Limits(pub(crate) Option<Box<CallLimits>>);
+pub struct Limits(
+    pub(crate) Option<Box<CallLimits>>,
+    pub(crate) crate::report::CallTimer,
+);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits(None, crate::report::CallTimer::none())
+    }
+}
 
 impl std::fmt::Debug for Limits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,7 +147,7 @@ where
     where
         P: Borrow<Self> + Send + 'static,
     {
-        let cell = cell::new(move |w: &mut W| (method.borrow().0)(w, args), limits.0);
+        let cell = cell::new(move |w: &mut W| (method.borrow().0)(w, args), limits);
         Bound::new(&cell, Job::Blocking(JobRef::new(cell.clone())))
     }
 }
@@ -159,7 +168,7 @@ where
     where
         P: Borrow<Self> + Send + 'static,
     {
-        let cell = cell::new(move |w: &W| (method.borrow().0)(w, args), limits.0);
+        let cell = cell::new(move |w: &W| (method.borrow().0)(w, args), limits);
         Bound::new(&cell, Job::SharedBlocking(JobRef::new(cell.clone())))
     }
 }
@@ -181,7 +190,7 @@ where
         P: Borrow<Self> + Send + 'static,
     {
         let run = on_mut(move |w: &mut W| (method.borrow().0)(w, args));
-        let cell = cell::new(run, limits.0);
+        let cell = cell::new(run, limits);
         Bound::new(&cell, Job::Exclusive(JobRef::new(cell.clone())))
     }
 }
@@ -203,7 +212,7 @@ where
         P: Borrow<Self> + Send + 'static,
     {
         let run = on_ref(move |w: &W| (method.borrow().0)(w, args));
-        let cell = cell::new(run, limits.0);
+        let cell = cell::new(run, limits);
         Bound::new(&cell, Job::Shared(JobRef::new(cell.clone())))
     }
 }

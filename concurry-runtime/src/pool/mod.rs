@@ -89,10 +89,13 @@ pub(crate) struct Shared {
 impl Shared {
     /// The shared state of a pool of `workers` fixed workers named `name`.
     pub(crate) fn new(name: String, workers: usize, bounded: bool) -> Self {
+        let metrics = crate::report::PoolMetrics::new(&name);
         Shared {
-            metrics: crate::report::PoolMetrics::new(&name),
+            counters: (0..workers.max(1))
+                .map(|i| Counters::reported(metrics.worker(i)))
+                .collect(),
+            metrics,
             name,
-            counters: (0..workers.max(1)).map(|_| Counters::default()).collect(),
             abort: Arc::new(AtomicBool::new(false)),
             bounded,
             space: Mutex::new(()),
@@ -307,6 +310,13 @@ impl<W: Worker> Pool<W> {
     /// `__private::pool_is_remote`).
     pub(crate) fn is_remote(&self) -> bool {
         self.inner.backend.is_remote()
+    }
+
+    /// The runtime a helper task of a call submitted here goes on (see
+    /// [`crate::runtime::for_helpers`]): the caller's multi-thread runtime, else the one the
+    /// workers run on (async mode), else the library's.
+    pub(crate) fn helper_runtime(&self) -> tokio::runtime::Handle {
+        crate::runtime::for_helpers(self.inner.shared.home.get())
     }
 
     /// A reference that does not keep the pool alive (for retry loops).

@@ -144,8 +144,9 @@ where
             encoded => {
                 let (promise, c) = Promise::pending_in(scope.clone());
                 let pool = self.downgrade();
+                let runtime = crate::runtime::for_helpers(self.inner.shared.home.get());
                 let send = move |c: Completer<T, E>, payload, left| {
-                    let call = (method, retry, scope);
+                    let call = (method, retry, scope, runtime);
                     Self::send_from_lane(&pool, c, call, payload, extract, left);
                 };
                 match encoded {
@@ -191,6 +192,7 @@ where
         let (promise, c) = Promise::pending_in(scope.clone());
         let retry = self.retry_for(retry);
         let pool = self.downgrade();
+        let runtime = crate::runtime::for_helpers(self.inner.shared.home.get());
         let fail: fn(Completer<T, E>, Error) = |c, e| {
             c.complete(Err(e.widen()));
         };
@@ -213,7 +215,8 @@ where
                 if left == Some(std::time::Duration::ZERO) {
                     return fail(c, Error::Timeout);
                 }
-                Self::send_from_lane(&pool, c, (method, retry, scope), payload, extract, left);
+                let call = (method, retry, scope, runtime);
+                Self::send_from_lane(&pool, c, call, payload, extract, left);
             },
         );
         Some(promise)
@@ -222,10 +225,15 @@ where
     /// Sends a call whose request was encoded on the encoding lane, from the lane: its
     /// answer completes `c`. A pool dropped meanwhile fails it with `Stopped`; a promise
     /// cancelled meanwhile sends nothing, and one cancelled later cancels the call.
+    ///
+    /// The call's helper tasks (its retry loop, waits for room and for limits) and the task
+    /// that hands its answer to `c` run on `runtime`, picked on the caller's thread (the
+    /// caller's multi-thread runtime, so its task is woken without crossing runtimes; else
+    /// the library's). If that runtime shuts down first, `c` fails with `Stopped`.
     fn send_from_lane<T, E, X>(
         pool: &WeakPool<W>,
         c: Completer<T, E>,
-        (method, retry, scope): LaneCall,
+        (method, retry, scope, runtime): LaneCall,
         payload: Vec<u8>,
         extract: X,
         left: Option<std::time::Duration>,
@@ -241,10 +249,14 @@ where
         if c.is_cancelled() {
             return;
         }
-        let call = pool.remote_call(method, retry, payload, extract, left, scope);
+        let call = {
+            // The lane's thread is the library runtime's: helpers go where the caller is.
+            let _caller = runtime.enter();
+            pool.remote_call(method, retry, payload, extract, left, scope)
+        };
         drop(pool);
         c.on_resolved(call.weak_canceller());
-        crate::runtime::runtime().spawn(async move {
+        runtime.spawn(async move {
             c.complete(call.await);
         });
     }
@@ -362,11 +374,13 @@ where
     }
 }
 
-/// A call sent from the encoding lane: its method, retries and scope.
+/// A call sent from the encoding lane: its method, retries, scope and the runtime its helper
+/// tasks run on.
 type LaneCall = (
     &'static str,
     Option<std::sync::Arc<crate::retry::RetryConfig>>,
     Option<Parent>,
+    tokio::runtime::Handle,
 );
 
 /// What sending one attempt of a remote call needs, once it has its child.
@@ -451,8 +465,10 @@ where
     match limits.filter(|set| set.has_call_units()) {
         None => worker.send_encoded(payload, (attempt, trace), timeout, answer(None, c)),
         Some(set) => {
-            // Waiting for units must not block the caller: it happens on the runtime.
-            crate::runtime::runtime().spawn(async move {
+            // Waiting for units must not block the caller: it happens in a task on the
+            // caller's multi-thread runtime (else the library's). If that runtime shuts down
+            // first, the dropped completer fails the call with `Stopped`.
+            crate::runtime::for_helpers(abort.home.get()).spawn(async move {
                 let acquired = set
                     .acquire_call_async(|| c.is_cancelled() || abort.abort.load(Ordering::Acquire))
                     .await;

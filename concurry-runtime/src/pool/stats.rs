@@ -18,9 +18,19 @@ pub(crate) struct Counters {
     pub(crate) room: tokio::sync::Notify,
     /// Async mode: the worker is running a sync method on the blocking pool.
     blocking: AtomicBool,
+    /// The worker's calls in flight, as a gauge (feature `metrics`; nothing without it).
+    gauge: crate::report::WorkerGauge,
 }
 
 impl Counters {
+    /// The counters of a worker whose calls in flight `gauge` reports.
+    pub(crate) fn reported(gauge: crate::report::WorkerGauge) -> Self {
+        Counters {
+            gauge,
+            ..Counters::default()
+        }
+    }
+
     pub(crate) fn dispatched(&self) -> u64 {
         self.dispatched.load(Ordering::Relaxed)
     }
@@ -33,6 +43,7 @@ impl Counters {
 
     pub(crate) fn on_dispatch(&self) {
         self.dispatched.fetch_add(1, Ordering::AcqRel);
+        self.gauge.up();
     }
 
     /// Counts a dispatch if fewer than `limit` places are taken (calls in flight plus places
@@ -52,7 +63,10 @@ impl Counters {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.gauge.up();
+                    return true;
+                }
                 Err(now) => dispatched = now,
             }
         }
@@ -77,6 +91,7 @@ impl Counters {
 
     pub(crate) fn on_complete(&self) {
         self.completed.fetch_add(1, Ordering::AcqRel);
+        self.gauge.down();
     }
 }
 

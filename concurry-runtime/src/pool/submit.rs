@@ -10,6 +10,7 @@ use crate::future::Promise;
 use crate::job::Call;
 use crate::job::cell::{CallLimits, MethodFuture};
 use crate::job::kind::{self, Limits, Method};
+use crate::report::CallTimer;
 use crate::worker::Worker;
 
 impl<W: Worker> Pool<W> {
@@ -26,10 +27,29 @@ impl<W: Worker> Pool<W> {
         M: Method<W, A>,
         P: Borrow<M> + Send + 'static,
     {
+        self.attempt_timed(name, attempt, room, method, args, CallTimer::none())
+    }
+
+    /// As [`attempt`](Pool::attempt), for a call whose only attempt this is: `timer` rides in
+    /// its cell and reports it when resolved (no callback on the promise).
+    fn attempt_timed<A, M, P>(
+        &self,
+        name: &'static str,
+        attempt: u32,
+        room: Room,
+        method: P,
+        args: A,
+        timer: CallTimer,
+    ) -> Promise<M::Output, M::Error>
+    where
+        M: Method<W, A>,
+        P: Borrow<M> + Send + 'static,
+    {
         let inner = &*self.inner;
-        let limits = Limits(inner.limits.as_ref().map(|set| {
+        let call_limits = inner.limits.as_ref().map(|set| {
             CallLimits::new(set, &inner.shared.abort, inner.shared.metrics.limit_wait())
-        }));
+        });
+        let limits = Limits(call_limits, timer);
         let bound = M::call(method, args, limits);
         let job = bound.job;
         self.dispatch(
@@ -57,17 +77,17 @@ impl<W: Worker> Pool<W> {
         M: Method<W, A>,
     {
         let timer = self.inner.shared.metrics.start(name);
-        let promise = match self.retry_for(retry) {
-            None => self.attempt::<A, M, M>(name, 1, Room::Wait, method, args),
+        match self.retry_for(retry) {
+            None => self.attempt_timed::<A, M, M>(name, 1, Room::Wait, method, args, timer),
             Some(config) => {
                 let method = std::sync::Arc::new(method);
-                self.attempts(config, name, args, move |pool, n, room, args| {
+                let promise = self.attempts(config, name, args, move |pool, n, room, args| {
                     pool.attempt::<A, M, _>(name, n, room, method.clone(), args)
-                })
+                });
+                timer.watch(&promise);
+                promise
             }
-        };
-        timer.watch(&promise);
-        promise
+        }
     }
 
     /// Submits a call of `method` with arguments that cannot be sent again: it runs once
@@ -100,9 +120,7 @@ impl<W: Worker> Pool<W> {
     {
         let timer = self.inner.shared.metrics.start(name);
         let method = kind::blocking(|w: &mut W, f: F| f(w));
-        let promise = self.attempt(name, 1, Room::Wait, method, f);
-        timer.watch(&promise);
-        promise
+        self.attempt_timed(name, 1, Room::Wait, method, f, timer)
     }
 
     /// Submits an `async fn` method taking `&mut self`: it runs exclusively on its worker.
@@ -114,9 +132,7 @@ impl<W: Worker> Pool<W> {
     {
         let timer = self.inner.shared.metrics.start(name);
         let method = kind::exclusive(|w: &mut W, f: F| f(w));
-        let promise = self.attempt(name, 1, Room::Wait, method, f);
-        timer.watch(&promise);
-        promise
+        self.attempt_timed(name, 1, Room::Wait, method, f, timer)
     }
 
     /// Submits an `async fn` method taking `&self`: in async mode it may run concurrently with
@@ -129,8 +145,6 @@ impl<W: Worker> Pool<W> {
     {
         let timer = self.inner.shared.metrics.start(name);
         let method = kind::shared(|w: &W, f: F| f(w));
-        let promise = self.attempt(name, 1, Room::Wait, method, f);
-        timer.watch(&promise);
-        promise
+        self.attempt_timed(name, 1, Room::Wait, method, f, timer)
     }
 }
