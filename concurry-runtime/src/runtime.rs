@@ -95,7 +95,11 @@ impl Wake for ThreadWaker {
 /// Unlike tokio's `block_on` this works inside a runtime context too; tokio resources the
 /// future uses are driven by the library runtime, whose context is entered here.
 pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
-    let waker = Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    thread_local! {
+        // Made once per thread: a publish per call waits here.
+        static WAKER: Waker = Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    }
+    let waker = WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
     let _ctx = match tokio::runtime::Handle::try_current() {

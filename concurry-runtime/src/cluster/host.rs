@@ -69,6 +69,8 @@ struct Hosted {
     n: u64,
     owner: String,
     inbox: String,
+    /// `inbox`, made once (a reply's publish clones it).
+    reply_to: async_nats::Subject,
     max: usize,
     tx: crossbeam_channel::Sender<In>,
     /// Its calls as `Kind::Cancel` reaches them: the router files each cancel here at once,
@@ -89,7 +91,7 @@ impl Hosted {
         }
         // From the serve loop's thread: the client only queues it for its connection.
         let bytes = frame(kind, id, payload);
-        crate::runtime::block_on(self.client.publish(self.inbox.clone(), bytes.into()))
+        crate::runtime::block_on(self.client.publish(self.reply_to.clone(), bytes.into()))
             .map_err(|e| WireError::Io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)))
     }
 
@@ -357,6 +359,7 @@ impl Host {
         let hosted = Arc::new(Hosted {
             n,
             owner: spawn.owner,
+            reply_to: spawn.inbox.clone().into(),
             inbox: spawn.inbox,
             max: usize::try_from(spawn.max).unwrap_or(usize::MAX),
             tx,

@@ -169,7 +169,7 @@ impl Nodes {
             }
             Err(e) => return Err(Try::Next(format!("node `{name}`: {e}"))),
         };
-        let subject = self.cluster.subjects().instance(node.id(), instance);
+        let subject = self.cluster.subjects().instance(node.id(), instance).into();
         let killed = Arc::new(Kill::default());
         let peer = Arc::new(NodePeer {
             instance,
@@ -315,7 +315,8 @@ struct NodePeer {
     instance: u64,
     node: String,
     node_id: String,
-    subject: String,
+    /// The instance's subject, made once (a publish clones it).
+    subject: async_nats::Subject,
     control: String,
     /// Calls are published from the caller's thread: the client only queues them for its
     /// connection (it waits only while that queue is full).
