@@ -149,6 +149,7 @@ impl<T, E> Promise<T, E> {
         let cell: DynArc<ResultCell<T, E>> = DynArc::new(PromiseCell {
             slot: Slot::new(),
             cancel: None,
+            report: crate::report::CallTimer::none(),
             tail: TaskTail(id.into()),
         });
         (Promise { cell: cell.clone() }, Completer::from_cell(cell))
