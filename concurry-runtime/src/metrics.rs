@@ -46,7 +46,10 @@
 //! and, when their binary has remote tasks, the depth of the namespace's task queues, sampled
 //! every 5 s: `concurry_task_queue_depth` (gauge, labels `queue` and `priority`: `critical`,
 //! `high`, `normal`, `low`), the tasks stored at that level (waiting, delayed, retrying or
-//! running).
+//! running). A node also counts the durable tasks it runs (`cluster/tasks/metrics.rs`):
+//! `concurry_tasks_total{task, outcome}` (`ok`, `retrying`, `dead_lettered`, `timeout`,
+//! `cancelled`, `failed`), `concurry_task_duration_seconds{task}` (each attempt's run) and
+//! `concurry_task_retries_total{task}`.
 //!
 //! ```
 //! use metrics_util::debugging::{DebugValue, DebuggingRecorder};

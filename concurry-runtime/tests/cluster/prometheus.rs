@@ -76,6 +76,12 @@ fn a_node_serves_its_gauges_and_its_pools_metrics_at_slash_metrics() {
             .start()
     })
     .expect("node starts");
+    // A task the node runs is counted by outcome, and its run timed.
+    queued
+        .submit::<crate::inspect::Double>((2,))
+        .unwrap()
+        .result_timeout(HANG)
+        .unwrap();
     // A pool of this process reports there too (its recorder is the exporter now).
     let adder = Adder::options().name("adder").init().unwrap();
     assert_eq!(adder.add(1, 2).result().unwrap(), 3);
@@ -85,6 +91,11 @@ fn a_node_serves_its_gauges_and_its_pools_metrics_at_slash_metrics() {
         if body.contains(r#"concurry_calls_total{pool="adder",method="add",outcome="ok"} 1"#)
             && body.contains(r#"concurry_node_capacity{node="scraped"} 3"#)
             && body.contains(r#"concurry_task_queue_depth{queue="default",priority="high"} 1"#)
+            && body.lines().any(|l| {
+                l.starts_with("concurry_tasks_total{")
+                    && l.contains(r#"outcome="ok""#)
+                    && l.ends_with(" 1")
+            })
         {
             break body;
         }
@@ -105,6 +116,10 @@ fn a_node_serves_its_gauges_and_its_pools_metrics_at_slash_metrics() {
     );
     assert!(
         body.contains("# TYPE concurry_call_duration_seconds summary"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE concurry_task_duration_seconds summary"),
         "{body}"
     );
 

@@ -36,6 +36,9 @@ const STREAM_SCAN: usize = 10_000;
 /// How long one query may take before it is given up (a server that stopped answering).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a bucket scan waits for its next entry before it takes the entries read as all.
+const SCAN_IDLE: Duration = Duration::from_secs(2);
+
 /// The key suffix, in the status bucket, of a task's name recorded by a JSON submit
 /// (`<id>.task`; a task id has no `.`).
 pub(crate) const NAME_SUFFIX: &str = ".task";
@@ -415,7 +418,10 @@ async fn scan(store: &Store, bucket: &kv::Store, name: &str) -> Result<Vec<Entry
     }
     let prefix = format!("$KV.{name}.");
     let mut messages = consumer.messages().await.map_err(|e| err(&e))?;
-    while let Some(m) = messages.next().await {
+    // Keys deleted or purged while this reads (a purge of the dead letters, a result's TTL)
+    // are never delivered, so the message saying nothing is pending may never come: a pause
+    // of [`SCAN_IDLE`] ends the scan with what was read.
+    while let Ok(Some(m)) = tokio::time::timeout(SCAN_IDLE, messages.next()).await {
         let m = m.map_err(|e| err(&e))?;
         let info = m.info().map_err(|e| err(&e))?;
         let (pending, created) = (info.pending, ms!(info.published));

@@ -106,6 +106,7 @@ mod handle;
 pub(crate) mod inspect;
 pub(crate) mod json;
 mod limits;
+mod metrics;
 mod periodic;
 pub(crate) mod pool;
 mod record;

@@ -657,9 +657,11 @@ async fn handle(ctx: &Ctx, msg: Message) {
     );
     match next {
         super::retrying::Next::Finish(outcome) => {
+            super::metrics::ended(&task.task, super::metrics::label(&outcome), started_ms);
             finish(ctx, &msg, &id, attempt, started_ms, outcome).await;
         }
         super::retrying::Next::Retry { wait, error } => {
+            super::metrics::ended(&task.task, "retrying", started_ms);
             let retrying = encode(&State::Retrying {
                 attempt,
                 at_ms: now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -671,6 +673,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
             give_back(ctx, &msg, wait).await;
         }
         super::retrying::Next::DeadLetter { reason, last } => {
+            super::metrics::ended(&task.task, "dead_lettered", started_ms);
             dead_letter(ctx, &msg, &id, &task.task, attempt, reason, last).await;
         }
     }
