@@ -92,6 +92,10 @@ fn queue_depths_states_and_filters_match_what_was_submitted() {
         assert_eq!(t.status, TaskState::Succeeded);
         assert_eq!((t.node.as_deref(), t.attempts), (Some("inspector"), 1));
         assert!(t.started_ms.unwrap() <= t.finished_ms.unwrap(), "{t:?}");
+        // Its message has left the stream; the result still says where it came from.
+        assert_eq!(t.queue.as_deref(), Some("default"), "{t:?}");
+        assert!(t.task.is_some(), "{t:?}");
+        assert!(t.submitted_ms.unwrap() <= t.started_ms.unwrap(), "{t:?}");
         assert!(q.cancel("hi-0").unwrap());
         let snap = q.queues().unwrap();
         assert_eq!(

@@ -25,6 +25,9 @@ pub(crate) async fn cancelled_result(store: &Store, id: &str) -> Result<bool, Er
         attempt: 0,
         node: String::new(),
         started_ms: 0,
+        task: String::new(),
+        subject: String::new(),
+        submitted_ms: 0,
         finished_ms: now_ms(),
     });
     match store.results.create(id, result.into()).await {

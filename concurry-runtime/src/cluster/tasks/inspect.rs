@@ -193,9 +193,10 @@ pub struct TaskInfo {
     /// Its state.
     pub status: TaskState,
     /// Its name (`RemoteTask::NAME`), when known: while it is in the stream, once
-    /// dead-lettered, or when submitted as JSON.
+    /// finished or dead-lettered, or when submitted as JSON.
     pub task: Option<String>,
-    /// Its queue, when known (while in the stream, or dead-lettered).
+    /// Its queue, when known (while in the stream, once finished, or dead-lettered; not
+    /// for a cancel that never ran).
     pub queue: Option<String>,
     /// Its priority, when known (as `queue`).
     pub priority: Option<Priority>,
@@ -205,7 +206,8 @@ pub struct TaskInfo {
     pub attempts: u32,
     /// The failure: of the last attempt (retrying) or the final one.
     pub error: Option<String>,
-    /// When it was submitted, when known (while it waits, or while it is in the stream).
+    /// When it was submitted, when known (while it waits, while it is in the stream, or from
+    /// its result).
     pub submitted_ms: Option<u64>,
     /// When its last attempt started.
     pub started_ms: Option<u64>,
@@ -274,8 +276,8 @@ impl TaskFilter {
         self
     }
 
-    /// Only tasks of this queue (those still in the stream, and its dead letters: a finished
-    /// task's queue is not recorded).
+    /// Only tasks of this queue (a task cancelled before it ran has no queue on record and
+    /// is left out).
     #[must_use]
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = Some(queue.into());
@@ -592,6 +594,16 @@ fn apply_result(t: &mut TaskInfo, stored: &Stored, at: u64) {
     t.finished_ms = Some(stored.finished_ms);
     if stored.started_ms != 0 {
         t.started_ms = Some(stored.started_ms);
+    }
+    if !stored.task.is_empty() && t.task.is_none() {
+        t.task = Some(stored.task.clone());
+    }
+    if let Some((queue, priority)) = parse_subject(&stored.subject) {
+        t.queue.get_or_insert(queue);
+        t.priority.get_or_insert(priority);
+    }
+    if stored.submitted_ms != 0 && t.submitted_ms.is_none() {
+        t.submitted_ms = Some(stored.submitted_ms);
     }
     t.run_at_ms = None;
     if !stored.node.is_empty() {
@@ -957,6 +969,9 @@ mod tests {
                 attempt: 2,
                 node: "n1".into(),
                 started_ms: 0,
+                task: "double".into(),
+                subject: "cc.ns.task.render.high".into(),
+                submitted_ms: 90,
                 finished_ms: 150,
             },
             151,
@@ -967,5 +982,11 @@ mod tests {
             (Some(100), Some(150), 2)
         );
         assert_eq!(t.node.as_deref(), Some("n1"));
+        // What the result record keeps of a task whose message left the stream.
+        assert_eq!(
+            (t.task.as_deref(), t.queue.as_deref(), t.priority),
+            (Some("double"), Some("render"), Some(Priority::High))
+        );
+        assert_eq!(t.submitted_ms, Some(90));
     }
 }

@@ -87,6 +87,12 @@ pub(crate) struct Stored {
     pub(crate) node: String,
     /// When the attempt that produced it started (0: it never ran, e.g. a cancel).
     pub(crate) started_ms: u64,
+    /// The task's name, its message's subject (queue and priority) and when that message
+    /// was stored (empty and 0 when not known, e.g. a cancel): what an operator's listing
+    /// shows of a task once its message has left the stream.
+    pub(crate) task: String,
+    pub(crate) subject: String,
+    pub(crate) submitted_ms: u64,
     pub(crate) finished_ms: u64,
 }
 
@@ -243,6 +249,9 @@ mod tests {
             attempt: 0,
             node: String::new(),
             started_ms: 0,
+            task: String::new(),
+            subject: String::new(),
+            submitted_ms: 0,
             finished_ms: 5,
         };
         let back: Stored = decode(&encode(&s), "a result").unwrap();

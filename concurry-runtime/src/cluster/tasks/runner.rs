@@ -565,6 +565,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
                 ctx,
                 &msg,
                 &id,
+                "",
                 1,
                 0,
                 Outcome::Failed(Failure::BadMessage { message }),
@@ -582,7 +583,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
             task: task.task.clone(),
             node: ctx.node.clone(),
         };
-        finish(ctx, &msg, &id, attempt, 0, Outcome::Failed(f)).await;
+        finish(ctx, &msg, &id, &task.task, attempt, 0, Outcome::Failed(f)).await;
         return;
     };
     if entry.schema != task.schema {
@@ -590,7 +591,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
             task: task.task.clone(),
             node: ctx.node.clone(),
         };
-        finish(ctx, &msg, &id, attempt, 0, Outcome::Failed(f)).await;
+        finish(ctx, &msg, &id, &task.task, attempt, 0, Outcome::Failed(f)).await;
         return;
     }
     let durable = entry.durable;
@@ -658,7 +659,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
     match next {
         super::retrying::Next::Finish(outcome) => {
             super::metrics::ended(&task.task, super::metrics::label(&outcome), started_ms);
-            finish(ctx, &msg, &id, attempt, started_ms, outcome).await;
+            finish(ctx, &msg, &id, &task.task, attempt, started_ms, outcome).await;
         }
         super::retrying::Next::Retry { wait, error } => {
             super::metrics::ended(&task.task, "retrying", started_ms);
@@ -680,11 +681,13 @@ async fn handle(ctx: &Ctx, msg: Message) {
 }
 
 /// Stores the result (the first one wins; a later one is dropped) and removes the task.
-/// `started_ms`: when the attempt began (0 if it never ran).
+/// `task`: its name (empty if unknown); `started_ms`: when the attempt began (0 if it
+/// never ran).
 async fn finish(
     ctx: &Ctx,
     msg: &Message,
     id: &str,
+    task: &str,
     attempt: u32,
     started_ms: u64,
     outcome: Outcome,
@@ -694,6 +697,12 @@ async fn finish(
         attempt,
         node: ctx.node.clone(),
         started_ms,
+        task: task.to_string(),
+        subject: msg.subject.to_string(),
+        submitted_ms: msg
+            .info()
+            .map(|i| u64::try_from(i.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+            .unwrap_or(0),
         finished_ms: now_ms(),
     });
     match ctx.store.results.create(id, stored.into()).await {
@@ -750,5 +759,5 @@ async fn dead_letter(
         attempts,
         last: Box::new(last),
     };
-    finish(ctx, msg, id, attempts, 0, Outcome::Failed(f)).await;
+    finish(ctx, msg, id, task, attempts, 0, Outcome::Failed(f)).await;
 }
