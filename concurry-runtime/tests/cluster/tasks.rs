@@ -478,6 +478,23 @@ fn a_poison_task_is_dead_lettered_after_its_attempts_then_listed_replayed_purged
     );
     assert_eq!(q.purge_dead_letters().unwrap(), 1);
     assert!(q.dead_letters().unwrap().is_empty());
+    // A replay that fails again is dead-lettered again, also when the node runs it before
+    // the replay has finished: removing the old letter must not remove the new one.
+    BROKEN.lock().unwrap().push("k2".into());
+    let g = q
+        .submit_with::<Flaky>(("k2".into(),), Submit::new().id("flaky-2"))
+        .unwrap();
+    assert!(g.result_timeout(HANG).is_err());
+    for round in 0..10 {
+        q.replay("flaky-2").unwrap();
+        assert!(g.result_timeout(HANG).is_err());
+        // (The result is stored after the letter, so the letter is there by now.)
+        let dead = q.dead_letters().unwrap();
+        assert!(
+            dead.iter().any(|d| d.id == "flaky-2"),
+            "round {round}: {dead:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- 5. cancel

@@ -92,7 +92,18 @@ async fn replay(store: &Store, id: &str) -> Result<(), Error> {
     .await?
     .await
     .map_err(|e| err(&e))?;
-    store.dlq.purge(id).await.map_err(|e| err(&e))?;
+    // Only the letter replayed goes: a node may already have run the replay and
+    // dead-lettered it again (a new revision), and that letter stays.
+    if let Err(e) = store
+        .dlq
+        .purge_expect_revision(id, Some(entry.revision))
+        .await
+    {
+        let now = store.dlq.entry(id).await.map_err(|e| err(&e))?;
+        if now.is_some_and(|n| n.revision == entry.revision) {
+            return Err(err(&e));
+        }
+    }
     Ok(())
 }
 
