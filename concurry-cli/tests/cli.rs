@@ -37,11 +37,11 @@ fn explode(why: String) -> u64 {
 }
 
 fn add_name() -> &'static str {
-    <add::__RemoteTask as concurry::RemoteTask>::NAME
+    <add::Task as concurry::RemoteTask>::NAME
 }
 
 fn explode_name() -> &'static str {
-    <explode::__RemoteTask as concurry::RemoteTask>::NAME
+    <explode::Task as concurry::RemoteTask>::NAME
 }
 
 /// Runs `concurry --server url --json args...`, expects exit 0, parses the JSON.

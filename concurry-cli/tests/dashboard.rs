@@ -53,8 +53,8 @@ fn explode(why: String) -> usize {
     panic!("explode: {why}")
 }
 
-type Render = render::__RemoteTask;
-type Explode = explode::__RemoteTask;
+type Render = render::Task;
+type Explode = explode::Task;
 
 /// A child process killed when dropped.
 struct Killed(Child);

@@ -12,7 +12,7 @@ fn inspect_double(x: u64) -> u64 {
     2 * x
 }
 
-pub(crate) type Double = inspect_double::__RemoteTask;
+pub(crate) type Double = inspect_double::Task;
 
 #[test]
 fn queue_depths_states_and_filters_match_what_was_submitted() {

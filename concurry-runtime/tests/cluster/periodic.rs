@@ -28,7 +28,7 @@ fn beat(path: String) {
     writeln!(f, "{}", std::process::id()).expect("append a run");
 }
 
-type Beat = beat::__RemoteTask;
+type Beat = beat::Task;
 
 // ---------------------------------------------------------------- helpers
 
@@ -482,8 +482,8 @@ fn patient(key: String) -> bool {
     false
 }
 
-type Stubborn = stubborn::__RemoteTask;
-type Patient = patient::__RemoteTask;
+type Stubborn = stubborn::Task;
+type Patient = patient::Task;
 
 #[test]
 fn a_task_past_its_call_timeout_is_failed_retried_then_dead_lettered_and_frees_its_slot() {
@@ -567,7 +567,7 @@ fn a_task_functions_retry_attribute_is_honoured_on_the_node() {
     let q = c.tasks().unwrap();
     let _n = node(&c, "n1");
     let t = q
-        .submit::<fetch_fn::__RemoteTask>(("fetch-fn-ok".into(), false))
+        .submit::<fetch_fn::Task>(("fetch-fn-ok".into(), false))
         .unwrap();
     assert_eq!(t.result_timeout(HANG).unwrap(), Ok(2));
     assert!(matches!(
@@ -575,7 +575,7 @@ fn a_task_functions_retry_attribute_is_honoured_on_the_node() {
         TaskStatus::Succeeded { attempt: 2, .. }
     ));
     let f = q
-        .submit_with::<fetch_fn::__RemoteTask>(
+        .submit_with::<fetch_fn::Task>(
             ("fetch-fn-fatal".into(), true),
             Submit::new().id("fetch-fn-fatal"),
         )

@@ -104,8 +104,8 @@ impl RemoteTask for Unregistered {
 /// `add` as another build defines it: same name, another schema (not registered).
 struct OtherAdd;
 impl RemoteTask for OtherAdd {
-    const NAME: &'static str = <add::__RemoteTask as RemoteTask>::NAME;
-    const SCHEMA: u64 = <add::__RemoteTask as RemoteTask>::SCHEMA ^ 1;
+    const NAME: &'static str = <add::Task as RemoteTask>::NAME;
+    const SCHEMA: u64 = <add::Task as RemoteTask>::SCHEMA ^ 1;
     type Args = (u64, u64, u64);
     type Output = u64;
     fn run((a, b, c): (u64, u64, u64)) -> u64 {
@@ -113,13 +113,13 @@ impl RemoteTask for OtherAdd {
     }
 }
 
-type Add = add::__RemoteTask;
-type Count = count::__RemoteTask;
-type Record = record::__RemoteTask;
-type Nap = nap::__RemoteTask;
-type Poison = poison::__RemoteTask;
-type Flaky = flaky::__RemoteTask;
-type Spin = spin::__RemoteTask;
+type Add = add::Task;
+type Count = count::Task;
+type Record = record::Task;
+type Nap = nap::Task;
+type Poison = poison::Task;
+type Flaky = flaky::Task;
+type Spin = spin::Task;
 
 // ---------------------------------------------------------------- helpers
 

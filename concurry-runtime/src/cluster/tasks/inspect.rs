@@ -25,7 +25,7 @@ use serde::{Serialize, Serializer};
 use super::record::{Dead, Failure, Outcome, State, Stored, decode};
 use super::setup::Store;
 use super::submit::{Priority, TaskQueue};
-use super::{TASK_ID, TASK_NAME, check_id, server_error};
+use super::{TASK_ID, TASK_NAME, check_id, server_error, to_ms};
 use crate::cluster::run;
 use crate::error::{ConfigError, Error};
 
@@ -390,13 +390,6 @@ fn parse_subject(subject: &str) -> Option<(String, Priority)> {
     Some((queue, prio))
 }
 
-/// Milliseconds since the Unix epoch of a server timestamp (async-nats' `time` type).
-macro_rules! ms {
-    ($t:expr) => {
-        u64::try_from($t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
-    };
-}
-
 /// The last value of every key of `bucket` (deleted and purged keys left out), with when it
 /// was stored.
 async fn scan(store: &Store, bucket: &kv::Store, name: &str) -> Result<Vec<Entry>, Error> {
@@ -426,7 +419,7 @@ async fn scan(store: &Store, bucket: &kv::Store, name: &str) -> Result<Vec<Entry
     while let Ok(Some(m)) = tokio::time::timeout(SCAN_IDLE, messages.next()).await {
         let m = m.map_err(|e| err(&e))?;
         let info = m.info().map_err(|e| err(&e))?;
-        let (pending, created) = (info.pending, ms!(info.published));
+        let (pending, created) = (info.pending, to_ms(info.published.into()));
         let deleted = m
             .headers
             .as_ref()
@@ -491,7 +484,7 @@ async fn stream_tasks(store: &Store) -> Result<HashMap<String, InStream>, Error>
             task: m.headers.get(TASK_NAME).map(|v| v.as_str().to_string()),
             queue,
             priority,
-            submitted: ms!(m.time),
+            submitted: to_ms(m.time.into()),
         });
     }
     Ok(out)
@@ -872,7 +865,7 @@ async fn entry(bucket: &kv::Store, id: &str) -> Result<Option<Entry>, String> {
         Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some(Entry {
             key: e.key,
             value: e.value.to_vec(),
-            created: ms!(e.created),
+            created: to_ms(e.created.into()),
         })),
         Ok(_) => Ok(None),
         Err(e) => Err(e.to_string()),

@@ -40,10 +40,14 @@ pub(crate) fn ended(task: &str, outcome: &'static str, started_ms: u64) {
             metrics::histogram!(TASK_DURATION, "task" => task.to_string())
                 .record(ran as f64 / 1000.0);
         }
-        if outcome == "retrying" {
-            metrics::counter!(TASK_RETRIES, "task" => task.to_string()).increment(1);
-        }
     }
+}
+
+/// An attempt of `task` that ran from `started_ms` failed and goes back to run again.
+pub(crate) fn retrying(task: &str, started_ms: u64) {
+    ended(task, "retrying", started_ms);
+    #[cfg(feature = "metrics")]
+    metrics::counter!(TASK_RETRIES, "task" => task.to_string()).increment(1);
 }
 
 #[cfg(test)]

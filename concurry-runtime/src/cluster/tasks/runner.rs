@@ -662,7 +662,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
             finish(ctx, &msg, &id, &task.task, attempt, started_ms, outcome).await;
         }
         super::retrying::Next::Retry { wait, error } => {
-            super::metrics::ended(&task.task, "retrying", started_ms);
+            super::metrics::retrying(&task.task, started_ms);
             let retrying = encode(&State::Retrying {
                 attempt,
                 at_ms: now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -701,7 +701,7 @@ async fn finish(
         subject: msg.subject.to_string(),
         submitted_ms: msg
             .info()
-            .map(|i| u64::try_from(i.published.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+            .map(|i| super::to_ms(i.published.into()))
             .unwrap_or(0),
         finished_ms: now_ms(),
     });
