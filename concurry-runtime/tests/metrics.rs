@@ -270,7 +270,9 @@ fn every_way_a_call_resolves_counts_it_once(mode: Mode) {
         });
         // The stop gives up at once: what is still queued is dropped unrun.
         assert!(calc.stop().is_err());
-        tx.send(()).unwrap();
+        // The hold may itself have been dropped unrun (counted in flight while still queued,
+        // under load), taking its receiver with it: then there is no one to tell.
+        let _ = tx.send(());
         let _ = slow.result();
         assert!(matches!(cancelled.result(), Err(Error::Cancelled)));
         assert!(matches!(dropped.result(), Err(Error::Stopped)));
