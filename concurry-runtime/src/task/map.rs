@@ -1,6 +1,7 @@
 //! [`TaskMap`]: a lazy map over a pool with a bounded window of calls in flight, each call
 //! carrying one item or a chunk of items.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
@@ -38,6 +39,10 @@ const GROWTH: usize = 4;
 /// another core wrote) and the worker as much again in cache misses, so that below a few
 /// ns an item two cores gain little over one; measured cost is rounded down to whole ns.
 const INLINE_BELOW_NS: u64 = 5;
+
+/// The results of a chunk the map's caller runs itself take at most this much room, so that
+/// they are still in the L1 cache when it reads them back.
+const INLINE_RESULTS: usize = 16 * 1024;
 
 /// One call in flight: one item, or a chunk of `len` items.
 enum Call<T, E> {
@@ -158,9 +163,10 @@ impl<T, E> ChunkOut<T, E> {
 
 /// How each item of a chunk runs (on a worker, or on the map's caller).
 pub(crate) trait RunItems<X, T, E>: Send + Sync + 'static {
-    /// Runs every item of `items` into `out`: a failure or a panic is that item's, and the
-    /// chunk goes on with the next item.
-    fn run_items(&self, items: impl Iterator<Item = X>, out: &mut ChunkOut<T, E>);
+    /// Runs the next `n` items of `items` (fewer if it ends) into `out`: a failure or a
+    /// panic of the function is that item's, and the chunk goes on with the next item; a
+    /// panic of `items` itself (the map's input, pulled on the caller) goes on up.
+    fn run_items(&self, items: &mut impl Iterator<Item = X>, n: usize, out: &mut ChunkOut<T, E>);
 }
 
 /// Items whose function returns the value: only a panic fails an item.
@@ -173,14 +179,25 @@ impl<X, T, E, F> RunItems<X, T, E> for Values<F>
 where
     F: Fn(X) -> T + Send + Sync + 'static,
 {
-    fn run_items(&self, mut items: impl Iterator<Item = X>, out: &mut ChunkOut<T, E>) {
-        // One `catch_unwind` per chunk, not per item, and one `extend`: a tight loop that
-        // writes in place (the drained buffer knows its length). A panic leaves the values
-        // so far in place; the loop resumes with the next item.
-        while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-            out.values.extend(items.by_ref().map(&self.0));
-        })) {
-            out.panicked(&*payload);
+    fn run_items(&self, items: &mut impl Iterator<Item = X>, n: usize, out: &mut ChunkOut<T, E>) {
+        // One `catch_unwind` per chunk, not per item, and one `extend` of `take`: a tight
+        // loop that writes in place (vectorized where the function allows). A panic leaves
+        // the values so far in place; the loop resumes with the next item.
+        let running = Cell::new(false);
+        let end = out.done() + n;
+        while out.done() < end {
+            let left = end - out.done();
+            match catch_unwind(AssertUnwindSafe(|| {
+                out.values.extend(items.take(left).map(|x| {
+                    running.set(true);
+                    let v = (self.0)(x);
+                    running.set(false);
+                    v
+                }));
+            })) {
+                Ok(()) => return,
+                Err(payload) => item_panicked(&running, payload, out),
+            }
         }
     }
 }
@@ -189,28 +206,42 @@ impl<X, T, E, F> RunItems<X, T, E> for Results<F>
 where
     F: Fn(X) -> Result<T, Error<E>> + Send + Sync + 'static,
 {
-    fn run_items(&self, mut items: impl Iterator<Item = X>, out: &mut ChunkOut<T, E>) {
-        while let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-            loop {
-                // Values in one `extend` while items succeed (a tight loop), a failure apart.
-                let mut failed = None;
-                out.values
-                    .extend(items.by_ref().map_while(|x| match (self.0)(x) {
-                        Ok(v) => Some(v),
-                        Err(e) => {
-                            failed = Some(e);
-                            None
-                        }
-                    }));
-                match failed {
+    fn run_items(&self, items: &mut impl Iterator<Item = X>, n: usize, out: &mut ChunkOut<T, E>) {
+        let running = Cell::new(false);
+        let end = out.done() + n;
+        while out.done() < end {
+            let left = end - out.done();
+            // Values in one `extend` while items succeed (a tight loop), a failure apart.
+            let mut failed = None;
+            match catch_unwind(AssertUnwindSafe(|| {
+                out.values.extend(items.take(left).map_while(|x| {
+                    running.set(true);
+                    let r = (self.0)(x);
+                    running.set(false);
+                    r.map_err(|e| failed = Some(e)).ok()
+                }));
+            })) {
+                Ok(()) => match failed {
                     Some(e) => out.fail(e),
-                    None => break,
-                }
+                    None => return,
+                },
+                Err(payload) => item_panicked(&running, payload, out),
             }
-        })) {
-            out.panicked(&*payload);
         }
     }
+}
+
+/// A panic caught while running items: the running item's failure if it came from the
+/// function (`running`), or else the input's, which is not an item's and goes on up.
+fn item_panicked<T, E>(
+    running: &Cell<bool>,
+    payload: Box<dyn std::any::Any + Send>,
+    out: &mut ChunkOut<T, E>,
+) {
+    if !running.replace(false) {
+        std::panic::resume_unwind(payload);
+    }
+    out.panicked(&*payload);
 }
 
 /// Runs the items of a chunk (on a worker, or on the map's caller), emptying `items`, and
@@ -223,11 +254,16 @@ fn run_chunk<X, T, E>(
     let start = Instant::now();
     let mut out = ChunkOut::with_capacity(items.len());
     // Drained in place, so the emptied buffer can carry the next chunk.
-    run.run_items(items.drain(..), &mut out);
-    let ns =
-        u64::try_from(start.elapsed().as_nanos() / out.done().max(1) as u128).unwrap_or(u64::MAX);
-    per_item_ns.store(ns.max(1), Ordering::Relaxed);
+    let n = items.len();
+    run.run_items(&mut items.drain(..), n, &mut out);
+    record_cost(per_item_ns, start, out.done());
     out
+}
+
+/// Records the cost per item of `items` items run since `start`.
+fn record_cost(per_item_ns: &AtomicU64, start: Instant, items: usize) {
+    let ns = u64::try_from(start.elapsed().as_nanos() / items.max(1) as u128).unwrap_or(u64::MAX);
+    per_item_ns.store(ns.max(1), Ordering::Relaxed);
 }
 
 /// A copy of a chunk call's failure for each of its items. Chunk calls run no user code
@@ -404,8 +440,6 @@ pub(crate) struct Chunked<It: Iterator, R> {
     calls: usize,
     /// Whether the map's caller runs the items itself, as they measured cheap.
     here: bool,
-    /// The input buffer of the items the caller runs.
-    here_items: Option<Vec<It::Item>>,
 }
 
 /// What every chunk of a map shares.
@@ -482,7 +516,6 @@ impl<It: Iterator, R> Chunked<It, R> {
             auto: !limited,
             calls: 0,
             here: false,
-            here_items: None,
         }
     }
 }
@@ -555,18 +588,22 @@ where
     fn run_inline(&mut self) -> Option<(ChunkOut<T, E>, usize)> {
         let ns = self.shared.per_item_ns.load(Ordering::Relaxed).max(1);
         let target = usize::try_from(CHUNK_TARGET.as_nanos() as u64 / ns).unwrap_or(usize::MAX);
+        let cap = (INLINE_RESULTS / std::mem::size_of::<T>().max(1)).clamp(64, MAX_AUTO_CHUNK);
         let mut n = target
-            .clamp(1, MAX_AUTO_CHUNK)
+            .clamp(1, cap)
             .min(self.last.saturating_mul(GROWTH).max(1));
         if let (_, Some(left)) = self.items.size_hint() {
             n = n.min(left.max(1));
         }
         self.last = n;
-        // Pulled before any item runs, as for a call: a panic of the input is the caller's.
-        let here = self.here_items.get_or_insert_default();
-        here.extend(self.items.by_ref().take(n));
-        let len = here.len();
-        let out = run_chunk(&self.shared.run, here, &self.shared.per_item_ns);
+        let start = Instant::now();
+        let mut out = ChunkOut::with_capacity(n);
+        // Straight from the input, in one pass: a panic of the input itself is the caller's
+        // (it goes on up, as when the caller pulls a call's items), only the function's are
+        // the items'.
+        self.shared.run.run_items(&mut self.items, n, &mut out);
+        let len = out.done();
+        record_cost(&self.shared.per_item_ns, start, len);
         (len > 0).then_some((out, len))
     }
 }
