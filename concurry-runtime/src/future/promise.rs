@@ -284,7 +284,9 @@ impl<T, E> Promise<T, E> {
     /// what it returns is reported through `tracing` (target `concurry::cancel`) and dropped.
     /// In process mode the child is told: its method sees the cancel at its next checkpoint
     /// too, and a call still waiting in the child does not run (a method that never checks
-    /// runs on, bounded by `call_timeout`). Returns whether this cancelled the promise.
+    /// runs on, bounded by `call_timeout`). The promise of a durable task (a
+    /// `#[task(remote)]` pool in `Mode::Cluster`) cancels the task on the cluster too, as
+    /// `Cluster::cancel` does. Returns whether this cancelled the promise.
     ///
     /// ```
     /// let (p, c) = concurry::Promise::<u8>::pending();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use concurry::Error;
 use concurry::cluster::{Cluster, LocalServer, Node, RunningNode, Schedule, Submit, TaskConfig};
 
-use crate::support::{HANG, within};
+use crate::support::{HANG, eventually, within};
 
 // ---------------------------------------------------------------- tasks of this binary
 
@@ -49,15 +49,6 @@ fn node(c: &Cluster, name: &str) -> RunningNode {
             .start()
     })
     .expect("node starts")
-}
-
-/// Polls `f` until it holds, at most [`HANG`].
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + HANG;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}: not after {HANG:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A fresh file path for one test's runs.

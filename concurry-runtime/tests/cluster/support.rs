@@ -262,3 +262,15 @@ pub(crate) fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send
     rx.recv_timeout(HANG)
         .unwrap_or_else(|_| panic!("{what}: still not done after {HANG:?}"))
 }
+
+/// Waits until `f` holds, failing the test if it does not within [`HANG`].
+pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + HANG;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after {HANG:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use concurry::cluster::{Cluster, LocalServer, Node, Priority, RunningNode, Submit, TaskStatus};
 use concurry::{Error, Mode};
 
-use crate::support::{HANG, within};
+use crate::support::{HANG, eventually, within};
 
 /// Renders a page; an empty page is the function's own error.
 #[concurry::task(remote)]
@@ -165,6 +165,69 @@ fn map_in_cluster_mode_submits_each_item_as_a_task() {
     for p in &want {
         assert_eq!(renders(p), 1);
     }
+}
+
+/// Loops until its token is signalled (at most [`HANG`]): whether it saw the signal.
+#[concurry::task(remote)]
+fn dawdle(page: String) -> bool {
+    let deadline = std::time::Instant::now() + HANG;
+    while std::time::Instant::now() < deadline {
+        if concurry::check_cancelled().is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = page;
+    false
+}
+
+#[test]
+fn cancelling_a_durable_promise_revokes_its_task_and_the_pools_call_timeout_is_each_tasks() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let q = pool(&c);
+    // Cancelled while stored and waiting for a node: the task never runs.
+    let p = q.submit("revoked-page");
+    let id = p.task_id().expect("its id").to_string();
+    assert!(p.cancel());
+    assert!(matches!(p.result_timeout(HANG), Err(Error::Cancelled)));
+    eventually("the task is cancelled on the cluster", || {
+        c.task_status(&id).unwrap() == TaskStatus::Cancelled
+    });
+    let _n = node(&c, "n1");
+    assert_eq!(q.submit("after").result_timeout(HANG).unwrap(), b"after");
+    assert_eq!(renders("revoked-page"), 0, "a revoked task never runs");
+    // The pool's call_timeout holds each of its tasks.
+    let slow = {
+        let c = c.clone();
+        within("init", move || {
+            dawdle::options()
+                .mode(Mode::Cluster)
+                .cluster(c)
+                .call_timeout(Duration::from_millis(150))
+                .init()
+        })
+        .expect("starts")
+    };
+    let t = slow.submit("slow");
+    let id = t.task_id().expect("its id").to_string();
+    assert!(matches!(t.result_timeout(HANG), Err(Error::Timeout)));
+    assert!(
+        matches!(
+            c.task_status(&id).unwrap(),
+            TaskStatus::DeadLettered { attempts: 1, .. }
+        ),
+        "failed without retries: {:?}",
+        c.task_status(&id)
+    );
+    // A submit's own call_timeout wins over the pool's.
+    let own = slow.submit_with(
+        "own".to_string(),
+        Submit::new().call_timeout(Duration::from_millis(50)),
+    );
+    assert!(matches!(own.result_timeout(HANG), Err(Error::Timeout)));
 }
 
 fn config<E: std::fmt::Debug>(e: Error<E>) -> concurry::ConfigError {

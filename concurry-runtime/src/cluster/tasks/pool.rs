@@ -2,7 +2,8 @@
 //! durable task on the cluster's task queue, and its promise resolves with the task's stored
 //! result (see the module docs of [`tasks`](super)).
 //!
-//! The pool has no workers of its own: the nodes run the tasks. Its backend ([`Durable`])
+//! The pool has no workers of its own: the nodes run the tasks. Its `call_timeout` is each
+//! task's (unless a `Submit` sets one), and cancelling a promise cancels its task. Its backend ([`Durable`])
 //! holds the queue; `task::remote::submit_remote_task` finds it there (`Pool::backend_as`),
 //! so the generated code is the same as for process mode.
 
@@ -21,6 +22,8 @@ use crate::worker::Worker;
 /// The backend of a task pool in cluster mode: the queue its tasks go to.
 pub(crate) struct Durable {
     queue: TaskQueue,
+    /// The pool's `call_timeout`: each task's, unless its `Submit` sets one.
+    call_timeout: Option<std::time::Duration>,
     /// The pool's limits, hosted here for every run of the task on the nodes.
     _limits: Option<super::limits::Host>,
 }
@@ -97,9 +100,11 @@ pub(crate) fn start(config: PoolConfig, task: &'static str) -> Result<Pool<TaskW
         )?),
         _ => None,
     };
+    let call_timeout = config.call_timeout;
     Pool::launch(config, move |_, _| {
         Ok(Box::new(Durable {
             queue,
+            call_timeout,
             _limits: limits,
         }) as Box<dyn Backend<TaskWorker>>)
     })
@@ -124,8 +129,9 @@ pub(crate) fn durable(pool: &Pool<TaskWorker>) -> Option<&Durable> {
 impl Durable {
     /// One call of task `T` as a durable task: stored before this returns (the promise's
     /// [`task_id`](Promise::task_id) is its id), retried on the nodes per `submit`'s retry
-    /// config, else the pool's `retry` and the function's `#[retry(..)]`. `wrap` turns the
-    /// task's output into the promise's result.
+    /// config, else the pool's `retry` and the function's `#[retry(..)]`, and held to
+    /// `submit`'s `call_timeout`, else the pool's. `wrap` turns the task's output into the
+    /// promise's result. Cancelling the promise cancels (revokes) the task.
     pub(crate) fn submit<T, O, E>(
         &self,
         pool: &Pool<TaskWorker>,
@@ -148,6 +154,11 @@ impl Durable {
         {
             submit = submit.retry((*config).clone());
         }
+        if submit.call_timeout.is_none()
+            && let Some(timeout) = self.call_timeout
+        {
+            submit = submit.call_timeout(timeout);
+        }
         let handle = match self.queue.submit_with::<T>(args, submit) {
             Ok(h) => h,
             Err(e) => return Promise::ready(Err(e.widen())),
@@ -155,6 +166,16 @@ impl Durable {
         let (promise, completer) = Promise::pending_task(handle.task_id());
         let inner = self.queue.inner.clone();
         let id = handle.task_id().to_string();
+        if let Some(watch) = completer.cancel_watch() {
+            let (store, id) = (inner.store.clone(), id.clone());
+            watch.then(move || {
+                crate::runtime::runtime().spawn(async move {
+                    if let Err(e) = super::cancel::cancel(&store, &id).await {
+                        tracing::warn!(task = %id, "concurry: a cancelled promise's task was not cancelled: {e}");
+                    }
+                });
+            });
+        }
         crate::runtime::runtime().spawn(async move {
             let result = wait(&inner.store, &id).await.and_then(typed::<T>);
             completer.complete(result.map_err(Error::widen).and_then(wrap));

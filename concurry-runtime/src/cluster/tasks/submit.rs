@@ -92,7 +92,7 @@ pub struct Submit {
     priority: Priority,
     not_before: Option<NotBefore>,
     pub(crate) retry: Option<RetryConfig>,
-    call_timeout: Option<Duration>,
+    pub(crate) call_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy)]
