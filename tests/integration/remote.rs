@@ -89,6 +89,18 @@ impl Calc {
         std::process::id()
     }
 
+    /// Waits (at most `HANG`) until a file exists at `path`: a gate a test opens.
+    pub fn hold(&self, path: String) -> bool {
+        let deadline = std::time::Instant::now() + HANG;
+        while std::time::Instant::now() < deadline {
+            if std::path::Path::new(&path).exists() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
     pub fn spin(&self) {
         loop {
             std::hint::spin_loop();
@@ -459,5 +471,46 @@ fn a_process_calls_waits_run_on_the_callers_runtime_and_fail_when_it_shuts_down(
     assert!(matches!(large.result_timeout(HANG), Err(Error::Stopped)));
     // Neither ran; the pool serves calls from anywhere still.
     assert_eq!(calc.add(1).result_timeout(HANG).unwrap(), 1);
+    calc.stop().unwrap();
+}
+
+/// A bounded pool's back-pressure holds for large calls too: their arguments leave the
+/// caller's thread to be encoded, but a plain thread waits for room before they do, instead
+/// of piling them up (they used to be taken at once, each waiting for its place in a task).
+#[test]
+fn a_plain_thread_waits_for_room_before_a_large_call_leaves_it() {
+    let calc = process_pool().max_queued_tasks(1).init(setup(0)).unwrap();
+    let gate = std::env::temp_dir().join(format!("concurry-room-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let held = calc.hold(gate.display().to_string());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let caller = calc.clone();
+    let submitter = std::thread::spawn(move || {
+        (0..3u64)
+            .map(|i| {
+                let big = Setup {
+                    base: i,
+                    label: "x".repeat(100 << 10),
+                };
+                let p = caller.describe(big);
+                tx.send(i).unwrap();
+                p
+            })
+            .collect::<Vec<_>>()
+    });
+    // The worker's one place is held: the first large call is taken (its room is the
+    // pool's one), the second waits on the caller's thread.
+    assert_eq!(rx.recv_timeout(HANG), Ok(0));
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a second large call was taken while the pool was full"
+    );
+    std::fs::write(&gate, b"open").unwrap();
+    assert!(held.result_timeout(HANG).unwrap());
+    for p in submitter.join().unwrap() {
+        assert!(p.result_timeout(HANG).unwrap().len() > 100 << 10);
+    }
+    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2]);
+    let _ = std::fs::remove_file(&gate);
     calc.stop().unwrap();
 }

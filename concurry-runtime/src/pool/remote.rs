@@ -140,9 +140,14 @@ where
             }
             Some(Err(e)) => Promise::ready(Err(e.widen())),
             // Large arguments are encoded off the caller's thread (`call_timeout` counts
-            // the encoding), and calls after them wait behind them, in order.
+            // the encoding), and calls after them wait behind them, in order; in a
+            // bounded pool, once there is room for them.
             encoded => {
+                let Ok(place) = remote.lane_room.take(|| self.is_stopped()) else {
+                    return Some(Promise::ready(Err(Error::Stopped)));
+                };
                 let (promise, c) = Promise::pending_in(scope.clone());
+                gives_back(&promise, place);
                 let pool = self.downgrade();
                 let runtime = crate::runtime::for_helpers(self.inner.shared.home.get());
                 let send = move |c: Completer<T, E>, payload, left| {
@@ -188,8 +193,12 @@ where
             Some(Err(e)) => return Some(Promise::ready(Err(e.widen()))),
             None => {}
         }
+        let Ok(place) = remote.lane_room.take(|| self.is_stopped()) else {
+            return Some(Promise::ready(Err(Error::Stopped)));
+        };
         let scope = crate::cancel::context::current_parent();
         let (promise, c) = Promise::pending_in(scope.clone());
+        gives_back(&promise, place);
         let retry = self.retry_for(retry);
         let pool = self.downgrade();
         let runtime = crate::runtime::for_helpers(self.inner.shared.home.get());
@@ -499,4 +508,15 @@ where
     W: RemoteWorker,
     X: Fn(W::Response) -> Option<Result<T, Error<E>>> + Clone + Send + Sync + 'static,
 {
+}
+
+/// Gives a lane call's place back once its promise resolves.
+fn gives_back<T, E>(promise: &Promise<T, E>, place: Option<crate::remote::LanePlace>)
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    if let Some(place) = place {
+        promise.on_done(move |_| drop(place));
+    }
 }

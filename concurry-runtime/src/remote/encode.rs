@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::sync::os::{Arc, Mutex, lock};
+use crate::sync::os::{Arc, Condvar, Mutex, lock};
 use crate::wire::{CALL_HEADER_MAX, check_size, encode, encode_capped};
 
 /// A request's bytes for the channel: [`Error::Transport`] if it does not encode or would
@@ -147,4 +147,63 @@ pub(crate) fn encode_in_lane<T, R>(
             }
         }
     });
+}
+
+/// The room a bounded pool (`max_queued_tasks`) has for calls that leave the caller's
+/// thread through its [`Lane`]: at most `workers × max_queued_tasks` at once, so a plain
+/// thread submitting large calls waits for room before its arguments are taken, as it
+/// would for a small call, instead of piling them up in memory. Async code never waits
+/// here (its calls wait for their place inside their promises, as small ones do).
+#[derive(Default)]
+pub(crate) struct LaneRoom {
+    limit: Option<usize>,
+    taken: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A call's place in a [`LaneRoom`], given back when dropped.
+pub(crate) struct LanePlace(Arc<LaneRoom>);
+
+impl Drop for LanePlace {
+    fn drop(&mut self) {
+        *lock(&self.0.taken) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+impl LaneRoom {
+    /// Room for `limit` calls at once; `None`: no bound.
+    pub(crate) fn new(limit: Option<usize>) -> LaneRoom {
+        LaneRoom {
+            limit,
+            ..LaneRoom::default()
+        }
+    }
+
+    /// A place for one call, waiting (on a plain thread) while every place is taken:
+    /// `Ok(None)` without a bound or in async code, `Err(())` if `stopped` turns true first.
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        stopped: impl Fn() -> bool,
+    ) -> Result<Option<LanePlace>, ()> {
+        let Some(limit) = self.limit else {
+            return Ok(None);
+        };
+        if crate::runtime::in_async_context() {
+            return Ok(None);
+        }
+        let mut taken = lock(&self.taken);
+        while *taken >= limit.max(1) {
+            if stopped() {
+                return Err(());
+            }
+            // The timeout only lets a stop be seen; a place given back wakes this.
+            taken = self
+                .freed
+                .wait_timeout(taken, Duration::from_millis(50))
+                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+        }
+        *taken += 1;
+        Ok(Some(LanePlace(self.clone())))
+    }
 }

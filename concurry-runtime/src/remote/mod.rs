@@ -31,7 +31,7 @@ pub(crate) mod supervisor;
 pub(crate) mod task;
 pub(crate) mod transport;
 
-pub(crate) use encode::{Lane, encode_in_lane, encode_request, encode_small};
+pub(crate) use encode::{Lane, LanePlace, LaneRoom, encode_in_lane, encode_request, encode_small};
 pub(crate) use handle::{Handle, Reply};
 pub(crate) use registry::lookup;
 pub use registry::{REMOTE_WORKERS, RemoteEntry, RemoteWorker};

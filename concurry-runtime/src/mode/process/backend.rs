@@ -7,7 +7,7 @@ use std::fmt;
 use super::{ProcessConfig, ProcessWorker, RemoteWorker};
 use crate::error::Error;
 use crate::options::PoolConfig;
-use crate::remote::{Handle, Lane};
+use crate::remote::{Handle, Lane, LaneRoom};
 
 /// The children of a pool in process mode.
 pub(crate) struct Remote {
@@ -18,6 +18,8 @@ pub(crate) struct Remote {
     locations: fn(&(dyn Any + Send + Sync)) -> Vec<Option<String>>,
     /// The pool's calls that left the caller's thread, in submission order.
     pub(crate) lane: crate::sync::os::Arc<Lane>,
+    /// The room for calls on `lane` (bounded with `max_queued_tasks`).
+    pub(crate) lane_room: crate::sync::os::Arc<LaneRoom>,
     /// Run first thing at `stop()` (a cluster pool leaves the registry); dropped with it.
     on_stop: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
 }
@@ -37,7 +39,9 @@ impl Remote {
         config: &PoolConfig,
     ) -> Result<Self, Error<W::InitError>> {
         let process = process_config(config);
-        Self::start_with(n, || ProcessWorker::<W>::start(args, process.clone()))
+        Self::start_with(n, config, || {
+            ProcessWorker::<W>::start(args, process.clone())
+        })
     }
 
     /// As [`start`](Remote::start), with the `n` instances placed on `transport` instead of
@@ -50,7 +54,7 @@ impl Remote {
         config: &PoolConfig,
     ) -> Result<Self, Error<W::InitError>> {
         let supervision = process_config(config).supervision();
-        Self::start_with(n, || {
+        Self::start_with(n, config, || {
             Handle::<W>::start(transport.clone(), args, supervision.clone())
         })
     }
@@ -63,7 +67,7 @@ impl Remote {
         config: &PoolConfig,
     ) -> Result<Self, Error<W::InitError>> {
         let supervision = process_config(config).supervision();
-        Self::start_with(1, || {
+        Self::start_with(1, config, || {
             Handle::<W>::start_encoded(transport.clone(), Vec::new(), supervision.clone())
         })
     }
@@ -72,6 +76,7 @@ impl Remote {
     /// cannot start.
     fn start_with<W: RemoteWorker>(
         n: usize,
+        config: &PoolConfig,
         start: impl Fn() -> Result<Handle<W>, Error<W::InitError>>,
     ) -> Result<Self, Error<W::InitError>> {
         let mut workers: Vec<Handle<W>> = Vec::with_capacity(n);
@@ -92,6 +97,9 @@ impl Remote {
                     .map_or_else(Vec::new, |w| w.iter().map(Handle::location).collect())
             },
             lane: crate::sync::os::Arc::default(),
+            lane_room: crate::sync::os::Arc::new(LaneRoom::new(
+                config.max_queued_tasks.map(|q| q.saturating_mul(n)),
+            )),
             on_stop: std::sync::Mutex::default(),
         })
     }
