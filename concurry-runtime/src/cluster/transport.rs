@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use super::hosting::{Ctl, CtlReply, Refusal, Spawn, decode_reply, encode_ctl, frame, unframe};
 use super::{Cluster, NodeView, SWEEP, plan, run};
-use crate::remote::{Ending, Inbound, Peer, PlaceError, Placed, Transport};
+use crate::remote::{Ending, Inbound, NextAsync, Peer, PlaceError, Placed, Transport};
 use crate::sync::os::{Arc, AtomicBool, Mutex, Ordering, lock};
 use crate::wire::{CallHeader, Envelope, Fault, Kind, WireError, decode};
 
@@ -416,6 +416,12 @@ impl Inbox {
     /// The next envelope, waiting at most until `until`; checks the node and the
     /// connection every [`SWEEP`].
     fn next_until(&mut self, until: Instant) -> Result<Option<Envelope>, Waited> {
+        crate::runtime::block_on(self.wait(Some(until)))
+    }
+
+    /// The next envelope, waiting at most until `until` (if any); checks the node and the
+    /// connection every [`SWEEP`]. In the library runtime's context.
+    async fn wait(&mut self, until: Option<Instant>) -> Result<Option<Envelope>, Waited> {
         let Inbox {
             sub,
             cluster,
@@ -427,64 +433,76 @@ impl Inbox {
             draining,
             tick,
         } = self;
-        crate::runtime::block_on(async {
-            let tick = tick.get_or_insert_with(|| {
-                let start = tokio::time::Instant::now() + SWEEP;
-                let mut t = tokio::time::interval_at(start, SWEEP);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                t
-            });
-            loop {
-                if killed.done.load(Ordering::Acquire) {
-                    let why = lock(&killed.why).clone().unwrap_or_default();
-                    return Err(Waited::Ended(gone(format!("killed: {why}"))));
-                }
-                tokio::select! {
-                    msg = sub.next() => {
-                        let Some(msg) = msg else {
-                            return Err(Waited::Ended(gone("the inbox subscription ended".into())));
-                        };
-                        if msg.payload.is_empty() {
-                            return Ok(None);
-                        }
-                        let env = unframe(&msg.payload, *max).map_err(Waited::Ended)?;
-                        if env.kind == Kind::Shutdown {
-                            lock(draining).insert(node_id.clone());
-                        }
-                        return Ok(Some(env));
+        let tick = tick.get_or_insert_with(|| {
+            let start = tokio::time::Instant::now() + SWEEP;
+            let mut t = tokio::time::interval_at(start, SWEEP);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        loop {
+            if killed.done.load(Ordering::Acquire) {
+                let why = lock(&killed.why).clone().unwrap_or_default();
+                return Err(Waited::Ended(gone(format!("killed: {why}"))));
+            }
+            tokio::select! {
+                msg = sub.next() => {
+                    let Some(msg) = msg else {
+                        return Err(Waited::Ended(gone("the inbox subscription ended".into())));
+                    };
+                    if msg.payload.is_empty() {
+                        return Ok(None);
                     }
-                    () = killed.wake.notified() => {}
-                    _ = tick.tick() => {
-                        if cluster.disconnects() != *disconnects {
-                            return Err(Waited::Ended(gone(
-                                "the connection to the NATS server dropped".into(),
-                            )));
-                        }
-                        if !cluster.nodes().iter().any(|n| n.id() == node_id.as_str()) {
-                            return Err(Waited::Ended(gone(format!(
-                                "node `{node}` was lost (no heartbeat in time, or it left)"
-                            ))));
-                        }
-                        if Instant::now() >= until {
-                            return Err(Waited::Nothing);
-                        }
+                    let env = unframe(&msg.payload, *max).map_err(Waited::Ended)?;
+                    if env.kind == Kind::Shutdown {
+                        lock(draining).insert(node_id.clone());
+                    }
+                    return Ok(Some(env));
+                }
+                () = killed.wake.notified() => {}
+                _ = tick.tick() => {
+                    if cluster.disconnects() != *disconnects {
+                        return Err(Waited::Ended(gone(
+                            "the connection to the NATS server dropped".into(),
+                        )));
+                    }
+                    if !cluster.nodes().iter().any(|n| n.id() == node_id.as_str()) {
+                        return Err(Waited::Ended(gone(format!(
+                            "node `{node}` was lost (no heartbeat in time, or it left)"
+                        ))));
+                    }
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Err(Waited::Nothing);
                     }
                 }
             }
-        })
+        }
     }
-}
 
-impl Inbound for Inbox {
-    fn next(&mut self) -> Result<Option<Envelope>, WireError> {
+    /// The next envelope, or the end of the stream.
+    async fn next_env(&mut self) -> Result<Option<Envelope>, WireError> {
         loop {
-            let far = Instant::now() + Duration::from_secs(3600);
-            match self.next_until(far) {
+            match self.wait(None).await {
                 Ok(env) => return Ok(env),
                 Err(Waited::Nothing) => {}
                 Err(Waited::Ended(e)) => return Err(e),
             }
         }
+    }
+}
+
+impl Inbound for Inbox {
+    fn next(&mut self) -> Result<Option<Envelope>, WireError> {
+        crate::runtime::block_on(self.next_env())
+    }
+
+    /// Read by a task: the subscription is an async-nats one, so a reply resolves its
+    /// call on the runtime thread that received it.
+    fn reads_async(&self) -> bool {
+        true
+    }
+
+    fn next_async(&mut self) -> Option<NextAsync<'_>> {
+        Some(Box::pin(self.next_env()))
     }
 }
 

@@ -478,3 +478,29 @@ fn a_cancel_reaches_a_method_running_on_a_node() {
     );
     let _ = std::fs::remove_file(&started);
 }
+
+#[test]
+fn a_reply_resolves_its_call_on_the_runtime_thread_that_read_it() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = cluster(&s.url());
+    let _a = NodeProc::start(&s.url(), "a", 1);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let p = pool(&c, 1);
+    // No reader thread between the subscription and the promise (a thread hop per call).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f = p.slow(1, 300);
+    f.on_done(move |_| {
+        let _ = tx.send(std::thread::current().name().map(str::to_string));
+    });
+    assert_eq!(get(f).unwrap(), 1);
+    let on = rx.recv_timeout(HANG).expect("the callback ran");
+    assert!(
+        on.as_deref()
+            .is_some_and(|n| n.starts_with("concurry-async")),
+        "resolved on thread {on:?}, not on the runtime thread that received the reply"
+    );
+    p.stop().unwrap();
+    assert!(matches!(get(p.add(1)), Err(Error::Stopped)));
+}
