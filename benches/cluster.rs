@@ -9,6 +9,10 @@
 //! `RunningNode` of this process, on its own connection): the same two hops, plus the wire
 //! envelope, the supervisor's call table and the node's serve loop.
 //! Without a `nats-server` installed the bench prints how to install one and does nothing.
+//!
+//! `CONCURRY_BENCH_SWITCHES=1` first prints the voluntary context switches per round trip of
+//! each thread of this process (by name; Linux only): a count of thread hand-offs that does
+//! not depend on the machine's load, unlike the times.
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 use std::hint::black_box;
@@ -150,6 +154,54 @@ fn pipelined(c: &mut Criterion, raw: &Raw, node: &OnNode) {
     g.finish();
 }
 
+/// Voluntary context switches so far of each thread of this process, summed by thread name
+/// (digits dropped: `concurry-async-3` counts as `concurry-async-`).
+fn switches() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for t in tasks.flatten() {
+        let path = t.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let name: String = name
+            .trim()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let n = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        *by_name.entry(name).or_insert(0) += n;
+    }
+    by_name
+}
+
+/// Prints the voluntary context switches per round trip, by thread name.
+fn print_switches(node: &OnNode) {
+    const N: u64 = 2000;
+    for _ in 0..200 {
+        node.pool.echo(1).result().unwrap();
+    }
+    let before = switches();
+    for i in 0..N {
+        black_box(node.pool.echo(i).result().unwrap());
+    }
+    let after = switches();
+    let mut total = 0.0;
+    for (name, n) in &after {
+        let d = n.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64 / N as f64;
+        if d >= 0.01 {
+            println!("switches per round trip: {name:<24} {d:.2}");
+        }
+        total += d;
+    }
+    println!("switches per round trip: total {total:.2}");
+}
+
 fn main() {
     let server = match LocalServer::start() {
         Ok(s) => s,
@@ -160,6 +212,9 @@ fn main() {
     };
     let raw = raw(&server.url());
     let node = on_node(&server.url());
+    if std::env::var_os("CONCURRY_BENCH_SWITCHES").is_some() {
+        print_switches(&node);
+    }
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
