@@ -180,26 +180,36 @@ fn switches() -> std::collections::BTreeMap<String, u64> {
     by_name
 }
 
-/// Prints the voluntary context switches per round trip, by thread name.
-fn print_switches(node: &OnNode) {
+/// Prints the voluntary context switches per round trip, by thread name, of `mode_cluster`
+/// and of `raw_async_nats`.
+fn print_switches(raw: &Raw, node: &OnNode) {
     const N: u64 = 2000;
-    for _ in 0..200 {
-        node.pool.echo(1).result().unwrap();
-    }
-    let before = switches();
-    for i in 0..N {
-        black_box(node.pool.echo(i).result().unwrap());
-    }
-    let after = switches();
-    let mut total = 0.0;
-    for (name, n) in &after {
-        let d = n.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64 / N as f64;
-        if d >= 0.01 {
-            println!("switches per round trip: {name:<24} {d:.2}");
+    let count = |what: &str, round_trip: &dyn Fn(u64)| {
+        (0..200).for_each(round_trip);
+        let before = switches();
+        (0..N).for_each(round_trip);
+        let after = switches();
+        let mut total = 0.0;
+        for (name, n) in &after {
+            let d = n.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64 / N as f64;
+            if d >= 0.01 {
+                println!("{what}: switches per round trip: {name:<18} {d:.2}");
+            }
+            total += d;
         }
-        total += d;
-    }
-    println!("switches per round trip: total {total:.2}");
+        println!("{what}: switches per round trip: total {total:.2}");
+    };
+    count("mode_cluster", &|i| {
+        black_box(node.pool.echo(i).result().unwrap());
+    });
+    count("raw_async_nats", &|i| {
+        let payload = i.to_le_bytes().to_vec();
+        black_box(
+            raw.rt
+                .block_on(raw.client.request(SUBJECT, payload.into()))
+                .unwrap(),
+        );
+    });
 }
 
 fn main() {
@@ -213,7 +223,7 @@ fn main() {
     let raw = raw(&server.url());
     let node = on_node(&server.url());
     if std::env::var_os("CONCURRY_BENCH_SWITCHES").is_some() {
-        print_switches(&node);
+        print_switches(&raw, &node);
     }
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(3))

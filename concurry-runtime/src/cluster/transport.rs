@@ -169,13 +169,15 @@ impl Nodes {
             }
             Err(e) => return Err(Try::Next(format!("node `{name}`: {e}"))),
         };
-        let subject = self.cluster.subjects().instance(node.id(), instance).into();
+        let subject = self.cluster.subjects().instance(node.id(), instance);
+        let side = super::hosting::side(&subject).into();
         let killed = Arc::new(Kill::default());
         let peer = Arc::new(NodePeer {
             instance,
             node: name.clone(),
             node_id: node.id().to_string(),
-            subject,
+            subject: subject.into(),
+            side,
             control: self.cluster.subjects().control(node.id()),
             client: client.clone(),
             out: self.out.clone(),
@@ -317,6 +319,9 @@ struct NodePeer {
     node_id: String,
     /// The instance's subject, made once (a publish clones it).
     subject: async_nats::Subject,
+    /// Its side subject ([`side`](super::hosting::side)): cancels and limit replies, which
+    /// the node reads while the instance runs a call.
+    side: async_nats::Subject,
     control: String,
     /// Calls are published from the caller's thread: the client only queues them for its
     /// connection (it waits only while that queue is full).
@@ -345,8 +350,11 @@ impl Peer for NodePeer {
 
     fn send(&self, kind: Kind, id: u64, payload: Vec<u8>, _idle: bool) {
         let bytes = frame(kind, id, &payload);
-        let sent =
-            crate::runtime::block_on(self.client.publish(self.subject.clone(), bytes.into()));
+        let to = match kind {
+            Kind::Cancel | Kind::LimitReply => &self.side,
+            _ => &self.subject,
+        };
+        let sent = crate::runtime::block_on(self.client.publish(to.clone(), bytes.into()));
         if let Err(e) = sent {
             self.kill(format!("publishing to node `{}` failed: {e}", self.node));
         }
