@@ -623,6 +623,29 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_cancel_table_ends_the_watcher_waiting_for_a_long_call() {
+        let cancels = Arc::new(Cancels::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let watched = cancels.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(watched.wait_long_call(Duration::from_millis(1)));
+        });
+        // A call that runs long is named; then the table closes and the watcher returns.
+        let token = cancels.start(1);
+        assert!(token.is_some());
+        let call = rx.recv_timeout(Duration::from_secs(20)).expect("named");
+        assert!(call.is_some_and(|c| cancels.is_running(c)));
+        cancels.end(1);
+        let watched = cancels.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(watched.wait_long_call(Duration::from_millis(1)));
+        });
+        cancels.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(20)), Ok(None));
+    }
+
+    #[test]
     fn a_call_whose_deadline_passed_while_it_waited_fails_typed_without_running() {
         let now = Instant::now();
         let long_ago = now.checked_sub(Duration::from_secs(5)).unwrap_or(now);

@@ -504,3 +504,78 @@ fn a_reply_resolves_its_call_on_the_runtime_thread_that_read_it() {
     p.stop().unwrap();
     assert!(matches!(get(p.add(1)), Err(Error::Stopped)));
 }
+
+/// A nats-server that pings each client every 100 ms and drops one that leaves a ping
+/// unanswered (the default is every 2 minutes, two unanswered).
+struct PingyServer {
+    child: std::process::Child,
+    port: u16,
+    conf: std::path::PathBuf,
+}
+
+impl PingyServer {
+    fn start() -> PingyServer {
+        let bin = std::env::var_os("NATS_SERVER")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let debian = std::path::Path::new("/usr/sbin/nats-server");
+                debian.exists().then(|| debian.to_path_buf())
+            })
+            .unwrap_or_else(|| "nats-server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = std::env::temp_dir().join(format!("concurry-ping-{port}.conf"));
+        std::fs::write(&conf, "ping_interval: \"100ms\"\nping_max: 1\n").unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs");
+        let listening = within("nats-server listens", move || {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let () = listening;
+        PingyServer { child, port, conf }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PingyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
+#[test]
+fn a_call_outlasting_the_servers_ping_limit_keeps_the_instances_connection() {
+    // (`for_tests` skips without a server installed, or fails under CI=true.)
+    let Some(_installed) = LocalServer::for_tests() else {
+        return;
+    };
+    let s = PingyServer::start();
+    let c = cluster(&s.url());
+    let _a = NodeProc::start(&s.url(), "a", 1);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let p = pool(&c, 1);
+    // The instance's thread runs this call for 3 s, far past the server's ping limit: its
+    // connection must still answer the server meanwhile, or the server drops it and the
+    // call sent below (after the drop would have happened) reaches nobody.
+    let long = p.slow(1, 3000);
+    std::thread::sleep(Duration::from_millis(1500));
+    let next = p.add(1);
+    assert_eq!(get(long).unwrap(), 1);
+    assert_eq!(get(next).unwrap(), 11);
+    p.stop().unwrap();
+}
