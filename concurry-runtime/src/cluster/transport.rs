@@ -1,6 +1,7 @@
 //! `Mode::Cluster` as a [`Transport`] of the remote layer: placing a worker sends a spawn
 //! request to a live node chosen by free capacity; its [`Peer`] publishes envelopes to the
-//! instance's subject; its [`Inbound`] reads the owner's inbox for that instance, and ends
+//! instance's subject (cancels and limit replies to its side subject, which the node reads
+//! while the instance runs a call); its [`Inbound`] reads the owner's inbox for that instance, and ends
 //! as a disconnect when the node is lost (heartbeats lapsed or goodbye) or this client's
 //! connection to the server drops. The supervisor, call table, deadlines, restarts and
 //! hosted limits are the remote layer's, as in process mode.
