@@ -425,6 +425,7 @@ impl Cancels {
 
     /// No more calls will start: a watcher in [`wait_long_call`](Cancels::wait_long_call)
     /// returns `None` (now, or at its next look).
+    #[cfg_attr(not(any(test, feature = "cluster")), allow(dead_code))]
     pub(crate) fn close(&self) {
         let mut st = lock(&self.state);
         st.closed = true;

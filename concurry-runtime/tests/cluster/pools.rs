@@ -536,12 +536,11 @@ impl PingyServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("nats-server runs");
-        let listening = within("nats-server listens", move || {
+        within("nats-server listens", move || {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-        let () = listening;
         PingyServer { child, port, conf }
     }
 
