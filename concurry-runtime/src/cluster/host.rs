@@ -278,7 +278,9 @@ impl Chan {
             let _ = w.join();
         }
         let link = self.link.get_mut();
-        if link.rt.is_some() {
+        // (Disconnected, nothing more would reach the owner: no wait.)
+        let connected = link.client.connection_state() == async_nats::connection::State::Connected;
+        if link.rt.is_some() && connected {
             let client = link.client.clone();
             let flushed =
                 link.drive(async { tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await });
