@@ -10,9 +10,9 @@
 //! envelope, the supervisor's call table and the node's serve loop.
 //! Without a `nats-server` installed the bench prints how to install one and does nothing.
 //!
-//! `CONCURRY_BENCH_SWITCHES=1` first prints the voluntary context switches per round trip of
-//! each thread of this process (by name; Linux only): a count of thread hand-offs that does
-//! not depend on the machine's load, unlike the times.
+//! `CONCURRY_BENCH_SWITCHES=1` first prints the voluntary context switches (and the CPU time)
+//! per round trip of each thread of this process (by name; Linux only): a count of thread
+//! hand-offs that does not depend on the machine's load, unlike the times.
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 use std::hint::black_box;
@@ -154,9 +154,10 @@ fn pipelined(c: &mut Criterion, raw: &Raw, node: &OnNode) {
     g.finish();
 }
 
-/// Voluntary context switches so far of each thread of this process, summed by thread name
-/// (digits dropped: `concurry-async-3` counts as `concurry-async-`).
-fn switches() -> std::collections::BTreeMap<String, u64> {
+/// Voluntary context switches and nanoseconds on a CPU so far of each thread of this
+/// process, summed by thread name (digits dropped: `concurry-async-3` counts as
+/// `concurry-async-`).
+fn switches() -> std::collections::BTreeMap<String, (u64, u64)> {
     let mut by_name = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return by_name;
@@ -175,13 +176,20 @@ fn switches() -> std::collections::BTreeMap<String, u64> {
             .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        *by_name.entry(name).or_insert(0) += n;
+        // Nanoseconds on a CPU so far.
+        let cpu = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let e = by_name.entry(name).or_insert((0, 0));
+        e.0 += n;
+        e.1 += cpu;
     }
     by_name
 }
 
-/// Prints the voluntary context switches per round trip, by thread name, of `mode_cluster`
-/// and of `raw_async_nats`.
+/// Prints the voluntary context switches and the CPU time per round trip, by thread name, of
+/// `mode_cluster` and of `raw_async_nats`.
 fn print_switches(raw: &Raw, node: &OnNode) {
     const N: u64 = 2000;
     let count = |what: &str, round_trip: &dyn Fn(u64)| {
@@ -189,15 +197,18 @@ fn print_switches(raw: &Raw, node: &OnNode) {
         let before = switches();
         (0..N).for_each(round_trip);
         let after = switches();
-        let mut total = 0.0;
-        for (name, n) in &after {
-            let d = n.saturating_sub(before.get(name).copied().unwrap_or(0)) as f64 / N as f64;
-            if d >= 0.01 {
-                println!("{what}: switches per round trip: {name:<18} {d:.2}");
+        let (mut total, mut total_cpu) = (0.0, 0.0);
+        for (name, (n, cpu)) in &after {
+            let (n0, cpu0) = before.get(name).copied().unwrap_or((0, 0));
+            let d = n.saturating_sub(n0) as f64 / N as f64;
+            let us = cpu.saturating_sub(cpu0) as f64 / N as f64 / 1000.0;
+            if d >= 0.01 || us >= 0.1 {
+                println!("{what}: per round trip: {name:<18} {d:.2} switches, {us:.1} us on a CPU");
             }
             total += d;
+            total_cpu += us;
         }
-        println!("{what}: switches per round trip: total {total:.2}");
+        println!("{what}: per round trip: total {total:.2} switches, {total_cpu:.1} us on a CPU");
     };
     count("mode_cluster", &|i| {
         black_box(node.pool.echo(i).result().unwrap());
