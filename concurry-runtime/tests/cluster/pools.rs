@@ -505,16 +505,15 @@ fn a_reply_resolves_its_call_on_the_runtime_thread_that_read_it() {
     assert!(matches!(get(p.add(1)), Err(Error::Stopped)));
 }
 
-/// A nats-server that pings each client every 100 ms and drops one that leaves a ping
-/// unanswered (the default is every 2 minutes, two unanswered).
-struct PingyServer {
+/// A nats-server with a configuration of the test's own.
+struct ConfServer {
     child: std::process::Child,
     port: u16,
     conf: std::path::PathBuf,
 }
 
-impl PingyServer {
-    fn start() -> PingyServer {
+impl ConfServer {
+    fn start(config: &str) -> ConfServer {
         let bin = std::env::var_os("NATS_SERVER")
             .map(std::path::PathBuf::from)
             .or_else(|| {
@@ -527,8 +526,8 @@ impl PingyServer {
             .local_addr()
             .unwrap()
             .port();
-        let conf = std::env::temp_dir().join(format!("concurry-ping-{port}.conf"));
-        std::fs::write(&conf, "ping_interval: \"100ms\"\nping_max: 1\n").unwrap();
+        let conf = std::env::temp_dir().join(format!("concurry-conf-{port}.conf"));
+        std::fs::write(&conf, config).unwrap();
         let child = std::process::Command::new(bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
             .arg(&conf)
@@ -541,7 +540,7 @@ impl PingyServer {
                 std::thread::sleep(Duration::from_millis(10));
             }
         });
-        PingyServer { child, port, conf }
+        ConfServer { child, port, conf }
     }
 
     fn url(&self) -> String {
@@ -549,7 +548,7 @@ impl PingyServer {
     }
 }
 
-impl Drop for PingyServer {
+impl Drop for ConfServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -563,7 +562,9 @@ fn a_call_outlasting_the_servers_ping_limit_keeps_the_instances_connection() {
     let Some(_installed) = LocalServer::for_tests() else {
         return;
     };
-    let s = PingyServer::start();
+    // Pings each client every 100 ms and drops one that leaves a ping unanswered (the
+    // default is every 2 minutes, two unanswered).
+    let s = ConfServer::start("ping_interval: \"100ms\"\nping_max: 1\n");
     let c = cluster(&s.url());
     let _a = NodeProc::start(&s.url(), "a", 1);
     c.wait_for_nodes(1, HANG).unwrap();
@@ -576,5 +577,28 @@ fn a_call_outlasting_the_servers_ping_limit_keeps_the_instances_connection() {
     let next = p.add(1);
     assert_eq!(get(long).unwrap(), 1);
     assert_eq!(get(next).unwrap(), 11);
+    p.stop().unwrap();
+}
+
+#[test]
+fn an_instance_refused_a_connection_of_its_own_serves_on_the_nodes() {
+    let Some(_installed) = LocalServer::for_tests() else {
+        return;
+    };
+    // Three connections: this test's, the node's, and one instance's own; the second
+    // instance's is refused, and it serves on the node's connection instead.
+    let s = ConfServer::start("max_connections: 3\n");
+    let c = cluster(&s.url());
+    let _a = NodeProc::start(&s.url(), "a", 2);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let p = pool(&c, 2);
+    assert_eq!(p.stats().per_worker.len(), 2);
+    // Calls at once spread over both instances; every one is answered.
+    let calls: Vec<_> = (0..8).map(|i| p.slow(i, 50)).collect();
+    for (i, f) in calls.into_iter().enumerate() {
+        assert_eq!(get(f).unwrap(), i as u64);
+    }
+    let served: Vec<u64> = p.stats().per_worker.iter().map(|w| w.dispatched).collect();
+    assert!(served.iter().all(|&n| n > 0), "{served:?}");
     p.stop().unwrap();
 }
