@@ -9,6 +9,10 @@
 //! `RunningNode` of this process, on its own connection): the same two hops, plus the wire
 //! envelope, the supervisor's call table and the node's serve loop.
 //! Without a `nats-server` installed the bench prints how to install one and does nothing.
+//!
+//! `CONCURRY_BENCH_SWITCHES=1` first prints the voluntary context switches (and the CPU time)
+//! per round trip of each thread of this process (by name; Linux only): a count of thread
+//! hand-offs that does not depend on the machine's load, unlike the times.
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
 use std::hint::black_box;
@@ -150,6 +154,99 @@ fn pipelined(c: &mut Criterion, raw: &Raw, node: &OnNode) {
     g.finish();
 }
 
+/// Voluntary context switches and nanoseconds on a CPU so far of each thread of this
+/// process, summed by thread name (digits dropped: `concurry-async-3` counts as
+/// `concurry-async-`).
+fn switches() -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for t in tasks.flatten() {
+        let path = t.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let name: String = name
+            .trim()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let n = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        // Nanoseconds on a CPU so far.
+        let cpu = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let e = by_name.entry(name).or_insert((0, 0));
+        e.0 += n;
+        e.1 += cpu;
+    }
+    by_name
+}
+
+/// Prints the voluntary context switches and the CPU time per round trip, by thread name, of
+/// `mode_cluster` and of `raw_async_nats`.
+fn print_switches(raw: &Raw, node: &OnNode) {
+    const N: u64 = 2000;
+    let count = |what: &str, round_trip: &dyn Fn(u64)| {
+        (0..200).for_each(round_trip);
+        let before = switches();
+        (0..N).for_each(round_trip);
+        let after = switches();
+        let (mut total, mut total_cpu) = (0.0, 0.0);
+        for (name, (n, cpu)) in &after {
+            let (n0, cpu0) = before.get(name).copied().unwrap_or((0, 0));
+            let d = n.saturating_sub(n0) as f64 / N as f64;
+            let us = cpu.saturating_sub(cpu0) as f64 / N as f64 / 1000.0;
+            if d >= 0.01 || us >= 0.1 {
+                println!("{what}: per round trip: {name:<18} {d:.2} switches, {us:.1} us on a CPU");
+            }
+            total += d;
+            total_cpu += us;
+        }
+        println!("{what}: per round trip: total {total:.2} switches, {total_cpu:.1} us on a CPU");
+    };
+    count("mode_cluster", &|i| {
+        black_box(node.pool.echo(i).result().unwrap());
+    });
+    let raw_trip = |i: u64| {
+        let payload = i.to_le_bytes().to_vec();
+        black_box(
+            raw.rt
+                .block_on(raw.client.request(SUBJECT, payload.into()))
+                .unwrap(),
+        );
+    };
+    count("raw_async_nats", &raw_trip);
+    // The two round trips in turns, 300 of each per turn: a change of the machine's load
+    // meets both alike (criterion measures one row after the other).
+    let timed = |trip: &dyn Fn(u64)| {
+        let start = std::time::Instant::now();
+        (0..300).for_each(trip);
+        start.elapsed().as_secs_f64() * 1e6 / 300.0
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        ours.push(timed(&|i| {
+            black_box(node.pool.echo(i).result().unwrap());
+        }));
+        theirs.push(timed(&raw_trip));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(&mut ours), median(&mut theirs));
+    println!(
+        "round trip in turns (median of 15): mode_cluster {a:.1} us, raw_async_nats {b:.1} us, {:.2}x",
+        a / b
+    );
+}
+
 fn main() {
     let server = match LocalServer::start() {
         Ok(s) => s,
@@ -160,6 +257,9 @@ fn main() {
     };
     let raw = raw(&server.url());
     let node = on_node(&server.url());
+    if std::env::var_os("CONCURRY_BENCH_SWITCHES").is_some() {
+        print_switches(&raw, &node);
+    }
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))

@@ -164,7 +164,8 @@ impl ClusterOptions {
         let timeout = self.connect_timeout;
         let tls = self.require_tls || self.url.starts_with("tls://");
         let disconnects = Arc::new(AtomicU64::new(0));
-        let opts = self.nats_options(disconnects.clone());
+        let opts = self.nats_options(Some(disconnects.clone()));
+        let again = self.clone();
         let subjects = Subjects::new(&self.namespace);
         let subjects2 = subjects.clone();
         let attempt = run(async move {
@@ -212,14 +213,17 @@ impl ClusterOptions {
         Ok(Cluster::start(
             client,
             listen,
-            shown,
+            (shown, again),
             self.namespace,
             subjects,
             disconnects,
         ))
     }
 
-    fn nats_options(&self, disconnects: Arc<AtomicU64>) -> async_nats::ConnectOptions {
+    /// The async-nats options these stand for. `disconnects` counts the connection's drops
+    /// and says it is the cluster's own connection (whose events are logged at `INFO` and
+    /// `WARN`); an extra connection ([`Cluster::connect_another`]) logs them at `DEBUG`.
+    fn nats_options(&self, disconnects: Option<Arc<AtomicU64>>) -> async_nats::ConnectOptions {
         let mut o = async_nats::ConnectOptions::new()
             .connection_timeout(self.connect_timeout)
             .reconnect_delay_callback(|attempts| {
@@ -233,6 +237,10 @@ impl ClusterOptions {
             .event_callback(move |event| {
                 let disconnects = disconnects.clone();
                 async move {
+                    let Some(disconnects) = disconnects else {
+                        tracing::debug!("concurry cluster: an instance's connection: {event}");
+                        return;
+                    };
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("concurry cluster: connected")
@@ -431,6 +439,8 @@ async fn sweep(client: async_nats::Client, shared: Arc<Shared>) {
 struct Inner {
     client: async_nats::Client,
     url: String,
+    /// How this connection was made: [`Cluster::connect_another`] makes more the same way.
+    options: ClusterOptions,
     namespace: String,
     subjects: Subjects,
     shared: Arc<Shared>,
@@ -493,7 +503,7 @@ impl Cluster {
     fn start(
         client: async_nats::Client,
         listen: Listen,
-        url: String,
+        (url, options): (String, ClusterOptions),
         namespace: String,
         subjects: Subjects,
         disconnects: Arc<AtomicU64>,
@@ -509,6 +519,7 @@ impl Cluster {
             inner: Arc::new(Inner {
                 client,
                 url,
+                options,
                 namespace,
                 subjects,
                 shared,
@@ -617,6 +628,24 @@ impl Cluster {
     /// The largest message the server accepts, in bytes (its `max_payload`, 1 MiB by default).
     pub fn max_payload(&self) -> usize {
         self.inner.client.server_info().max_payload
+    }
+
+    /// Opens one more connection to the server, with the options (auth, TLS, name, connect
+    /// timeout) this cluster's connection was made with; its tasks go on the runtime this is
+    /// awaited in (a node gives each hosted instance one, driven by the instance's thread).
+    /// Its subscriptions buffer up to 2^20 messages each (async-nats drops what a full one
+    /// gets): a busy instance's calls wait there while it runs a long one.
+    pub(crate) async fn connect_another(
+        &self,
+    ) -> Result<async_nats::Client, async_nats::ConnectError> {
+        let o = &self.inner.options;
+        let addr = async_nats::ServerAddr::from_str(&o.url).map_err(|e| {
+            async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e)
+        })?;
+        o.nats_options(None)
+            .subscription_capacity(1 << 20)
+            .connect(addr)
+            .await
     }
 
     pub(crate) fn client(&self) -> &async_nats::Client {

@@ -2,9 +2,23 @@
 //! node's control subject and runs each instance under the shared serve loop
 //! (`remote::serve`) on a thread of its own, over a NATS-backed [`Channel`].
 //!
-//! - Calls arrive on `inst.<node-id>.<n>` (one subscription for all of the node's
-//!   instances, routed by `n`); replies, `Ready`, faults and limit requests go to the owner's
-//!   inbox; an empty message there says the instance ended.
+//! - Each instance has a NATS connection of its own (so a node holds one connection per
+//!   instance, plus its shared one), made with the node's connect options and driven by a
+//!   current-thread runtime on the instance's thread: a call is read, run and answered on
+//!   that one thread, with no hand-off. It reads the calls on `inst.<node-id>.<n>` there
+//!   and publishes the replies, `Ready` and faults to the owner's inbox. If that connection
+//!   cannot be made, the instance subscribes on the node's shared connection instead.
+//! - While a call runs longer than [`WATCH_TICK`], a watcher thread drives the instance's
+//!   connection (it answers the server's pings and takes in the calls sent meanwhile), so
+//!   a long call does not get the connection dropped.
+//! - What must reach a running call travels on the side subject `inst.<node-id>.<n>.side`,
+//!   read by the node's shared connection for all instances (one subscription, routed by
+//!   `n`): a `Cancel` is filed in the instance's cancel table at once, a limit reply handed
+//!   to the method waiting for it. Limit requests go out on the shared connection too (the
+//!   instance's own is not driven while its call runs).
+//! - An empty message on the owner's inbox says the instance ended; it goes out on the
+//!   shared connection after the instance's own connection was flushed, so it never
+//!   overtakes the instance's last replies.
 //! - The instance's `limits()` are the pool's, hosted by the owner: limit requests travel as
 //!   envelopes to its inbox and its supervisor's `LimitHost` answers, so a pool's limits are
 //!   global across nodes.
@@ -36,22 +50,20 @@ pub(crate) const OWNER_CHECK: Duration = Duration::from_secs(1);
 pub(crate) const OWNER_MISSES: u32 = 3;
 /// How long a drain waits for the owners to move their instances.
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What the routing task hands an instance's serve loop.
-enum In {
-    /// An envelope, and when it arrived.
-    Env(Envelope, Instant),
-    /// The owner is gone or asked for the end: stop serving.
-    Closed,
-    Broken(String),
-}
+/// How long a call runs before the instance's watcher drives its connection meanwhile.
+pub(crate) const WATCH_TICK: Duration = Duration::from_millis(20);
+/// How long an instance that ends waits for its connection to send its last messages.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A message for the node's publisher task.
 type Out = (String, Vec<u8>);
 
 /// The instances a node hosts.
 pub(crate) struct Host {
+    /// The node's shared connection (control, side subjects, limit requests, the ends).
     client: async_nats::Client,
+    /// Makes each instance's own connection.
+    cluster: super::Cluster,
     subjects: Subjects,
     id: String,
     name: String,
@@ -72,7 +84,10 @@ struct Hosted {
     /// `inbox`, made once (a reply's publish clones it).
     reply_to: async_nats::Subject,
     max: usize,
-    tx: crossbeam_channel::Sender<In>,
+    /// The instance subject its calls come on.
+    subject: String,
+    /// Wakes the serve loop waiting for a call once `closed` is set.
+    wake: tokio::sync::Notify,
     /// Its calls as `Kind::Cancel` reaches them: the router files each cancel here at once,
     /// so it reaches the call running meanwhile.
     cancels: Arc<Cancels>,
@@ -97,7 +112,7 @@ impl Hosted {
 
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let _ = self.tx.send(In::Closed);
+        self.wake.notify_one();
         let _g = lock(&self.replies);
         self.replied.notify_all();
     }
@@ -146,36 +161,199 @@ fn send_limit(h: &Hosted, msg: &LimitMsg) -> Result<(), WireError> {
     h.publish(kind, id, &payload)
 }
 
-/// The serve loop's channel: envelopes routed here, answers published to the owner.
+/// The instance's connection: its calls' subscription and where its answers go.
+struct Link {
+    /// Drives a connection of the instance's own on its thread (and the watcher's, during
+    /// a long call); `None`: the subscription is on the node's shared connection, driven
+    /// by the library runtime.
+    rt: Option<Arc<tokio::runtime::Runtime>>,
+    client: async_nats::Client,
+    sub: async_nats::Subscriber,
+}
+
+impl Link {
+    /// Runs `fut` to its end on this thread, driving the connection meanwhile if it is the
+    /// instance's own.
+    fn drive<F: std::future::Future>(&self, fut: F) -> F::Output {
+        match &self.rt {
+            Some(rt) => rt.block_on(fut),
+            None => crate::runtime::block_on(fut),
+        }
+    }
+}
+
+/// The serve loop's channel: calls read from the instance's subscription, answers published
+/// to the owner.
 struct Chan {
     hosted: Arc<Hosted>,
-    rx: crossbeam_channel::Receiver<In>,
+    node: String,
+    /// The `Init` the node got with the spawn request, until `next` hands it out.
+    init: std::cell::RefCell<Option<Envelope>>,
+    link: std::cell::RefCell<Link>,
     /// When the envelope `next` returned last arrived.
     arrived: std::cell::Cell<Option<Instant>>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Chan {
+    /// The channel of `hosted`, on a connection of its own if one can be made (with a
+    /// watcher thread for its long calls), else on the node's shared one. In the
+    /// instance's thread.
+    fn open(host: &Host, hosted: Arc<Hosted>, init: Envelope) -> Result<Chan, String> {
+        let link = match Self::own(host, &hosted) {
+            Ok(link) => link,
+            Err(why) => {
+                tracing::warn!(node = %host.name, instance = hosted.n, "concurry node: the instance could not have a connection of its own ({why}); it uses the node's");
+                let sub =
+                    crate::runtime::block_on(host.client.subscribe(hosted.subject.clone()))
+                        .map_err(|e| format!("could not subscribe to `{}`: {e}", hosted.subject))?;
+                Link {
+                    rt: None,
+                    client: host.client.clone(),
+                    sub,
+                }
+            }
+        };
+        let watcher = match &link.rt {
+            Some(rt) => {
+                let (rt, cancels) = (rt.clone(), hosted.cancels.clone());
+                let started = std::thread::Builder::new()
+                    .name(format!("concurry-watch-{}", hosted.n))
+                    .spawn(move || watch(&rt, &cancels));
+                Some(started.map_err(|e| format!("could not start a thread: {e}"))?)
+            }
+            None => None,
+        };
+        Ok(Chan {
+            hosted,
+            node: host.name.clone(),
+            init: std::cell::RefCell::new(Some(init)),
+            link: std::cell::RefCell::new(link),
+            arrived: std::cell::Cell::new(None),
+            watcher,
+        })
+    }
+
+    /// A connection of the instance's own, subscribed to its calls.
+    fn own(host: &Host, hosted: &Hosted) -> Result<Link, String> {
+        let rt = crate::runtime::local_runtime().map_err(|e| e.to_string())?;
+        let (client, sub) = rt.block_on(async {
+            let client = host
+                .cluster
+                .connect_another()
+                .await
+                .map_err(|e| e.to_string())?;
+            let sub = client
+                .subscribe(hosted.subject.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((client, sub))
+        })?;
+        Ok(Link {
+            rt: Some(Arc::new(rt)),
+            client,
+            sub,
+        })
+    }
+
+    /// Publishes to the owner's inbox on the instance's connection.
+    fn publish(&self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
+        if self.hosted.closed.load(Ordering::Acquire) && kind != Kind::Reply {
+            return Err(WireError::Io(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        let bytes = frame(kind, id, payload);
+        let link = self.link.borrow();
+        let to = self.hosted.reply_to.clone();
+        // The client only queues it: it is written when the connection is driven next (at
+        // once if the node's; in `next` if the instance's own).
+        link.drive(link.client.publish(to, bytes.into()))
+            .map_err(|e| WireError::Io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)))
+    }
+
+    /// The serving ended: the last answers are sent (before the node says the instance
+    /// ended) and the watcher stopped.
+    fn finish(&mut self) {
+        self.hosted.cancels.close();
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        let link = self.link.get_mut();
+        // (Disconnected, nothing more would reach the owner: no wait.)
+        let connected = link.client.connection_state() == async_nats::connection::State::Connected;
+        if link.rt.is_some() && connected {
+            let client = link.client.clone();
+            let flushed =
+                link.drive(async { tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await });
+            if !matches!(flushed, Ok(Ok(()))) {
+                tracing::warn!(node = %self.node, instance = self.hosted.n, "concurry node: the instance's last messages may not have been sent");
+            }
+        }
+    }
+}
+
+/// The watcher of an instance on a connection of its own: while a call runs longer than
+/// [`WATCH_TICK`], drives the connection (server pings, calls sent meanwhile).
+fn watch(rt: &tokio::runtime::Runtime, cancels: &Cancels) {
+    while let Some(call) = cancels.wait_long_call(WATCH_TICK) {
+        rt.block_on(async {
+            while cancels.is_running(call) {
+                tokio::time::sleep(WATCH_TICK).await;
+            }
+        });
+    }
 }
 
 impl Channel for Chan {
     fn next(&self) -> Next {
-        match self.rx.recv() {
-            Ok(In::Env(env, at)) => {
-                self.arrived.set(Some(at));
-                Next::Env(env)
+        if let Some(init) = self.init.borrow_mut().take() {
+            self.arrived.set(Some(Instant::now()));
+            return Next::Env(init);
+        }
+        let hosted = &self.hosted;
+        let mut link = self.link.borrow_mut();
+        let Link { rt, sub, .. } = &mut *link;
+        let read = async {
+            loop {
+                if hosted.closed.load(Ordering::Acquire) {
+                    return None;
+                }
+                tokio::select! {
+                    msg = sub.next() => return Some(msg),
+                    () = hosted.wake.notified() => {}
+                }
             }
-            Ok(In::Closed) | Err(_) => Next::Closed,
-            Ok(In::Broken(why)) => Next::Broken(why),
+        };
+        let msg = match rt {
+            Some(rt) => rt.block_on(read),
+            None => crate::runtime::block_on(read),
+        };
+        match msg {
+            None => Next::Closed,
+            Some(None) => Next::Broken(format!(
+                "node `{}`: the instance's subscription ended",
+                self.node
+            )),
+            Some(Some(msg)) => {
+                self.arrived.set(Some(Instant::now()));
+                match unframe(&msg.payload, hosted.max) {
+                    Ok(env) => Next::Env(env),
+                    Err(e) => Next::Broken(format!("node `{}`: {e}", self.node)),
+                }
+            }
         }
     }
 
     fn send(&self, kind: Kind, id: u64, payload: &[u8]) -> Result<(), WireError> {
-        self.hosted.publish(kind, id, payload)
+        self.publish(kind, id, payload)
     }
 
     fn reply(&self, id: u64, payload: &[u8], _more: bool) -> Result<(), WireError> {
-        self.hosted.publish(Kind::Reply, id, payload)
+        self.publish(Kind::Reply, id, payload)
     }
 
     fn more_waiting(&self) -> bool {
-        !self.rx.is_empty()
+        // Replies are not held back here (`reply` ignores `more`).
+        false
     }
 
     fn limits(&self) -> Option<HostedLimits> {
@@ -204,6 +382,7 @@ impl Host {
         let (out, outgoing) = tokio::sync::mpsc::unbounded_channel();
         Arc::new(Host {
             client: cluster.client().clone(),
+            cluster: cluster.clone(),
             subjects: cluster.subjects().clone(),
             id,
             name,
@@ -228,7 +407,7 @@ impl Host {
             .await?;
         let mut calls = self
             .client
-            .subscribe(self.subjects.instances(&self.id))
+            .subscribe(super::hosting::side(&self.subjects.instances(&self.id)))
             .await?;
         let _ = self.client.flush().await;
         let mut tasks = Vec::new();
@@ -271,11 +450,11 @@ impl Host {
         Ok(tasks)
     }
 
-    /// Hands a call (or a limit reply) to its instance.
+    /// Hands a side message (a cancel, a limit reply) to its instance.
     fn route(&self, subject: &str, payload: &[u8]) {
         let Some(n) = subject
             .rsplit('.')
-            .next()
+            .nth(1)
             .and_then(|t| t.parse::<u64>().ok())
         else {
             return;
@@ -291,10 +470,10 @@ impl Host {
             }
             Ok(env) if env.kind == Kind::Cancel => h.cancels.cancel(env.id),
             Ok(env) => {
-                let _ = h.tx.send(In::Env(env, Instant::now()));
+                tracing::warn!(node = %self.name, instance = n, "concurry node: ignored a `{:?}` message on the side subject", env.kind);
             }
             Err(e) => {
-                let _ = h.tx.send(In::Broken(format!("node `{}`: {e}", self.name)));
+                tracing::warn!(node = %self.name, instance = n, "concurry node: ignored a message on the side subject: {e}");
             }
         }
     }
@@ -355,14 +534,14 @@ impl Host {
         let seq = beat.seq;
         drop(beat);
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = crossbeam_channel::unbounded();
         let hosted = Arc::new(Hosted {
             n,
             owner: spawn.owner,
             reply_to: spawn.inbox.clone().into(),
             inbox: spawn.inbox,
             max: usize::try_from(spawn.max).unwrap_or(usize::MAX),
-            tx,
+            subject: self.subjects.instance(&self.id, n),
+            wake: tokio::sync::Notify::new(),
             cancels: Arc::new(Cancels::default()),
             replies: Mutex::new(HashMap::new()),
             replied: Condvar::new(),
@@ -370,23 +549,31 @@ impl Host {
             client: self.client.clone(),
             out: self.out.clone(),
         });
-        // The serve loop builds the instance from `Init` and answers `Ready` to the owner.
-        let _ = hosted
-            .tx
-            .send(In::Env(Envelope::new(Kind::Init, 0, args), Instant::now()));
         lock(&self.instances).insert(n, hosted.clone());
         let host = self.clone();
-        let chan = Chan {
-            hosted: hosted.clone(),
-            rx,
-            arrived: std::cell::Cell::new(None),
-        };
+        let h = hosted.clone();
         let started = std::thread::Builder::new()
             .name(format!("concurry-node-{n}"))
             .spawn(move || {
-                let outcome = serve(entry, &chan);
-                tracing::debug!(instance = n, ?outcome, "concurry node: instance ended");
-                host.end(&chan.hosted);
+                // The serve loop builds the instance from `Init` and answers `Ready` to the
+                // owner (on the instance's connection, subscribed by then).
+                let init = Envelope::new(Kind::Init, 0, args);
+                match Chan::open(&host, h.clone(), init) {
+                    Ok(mut chan) => {
+                        let outcome = serve(entry, &chan);
+                        tracing::debug!(instance = n, ?outcome, "concurry node: instance ended");
+                        chan.finish();
+                    }
+                    Err(why) => {
+                        let why = format!("node `{}`: {why}", host.name);
+                        if let Ok(p) =
+                            encode_payload(&crate::wire::Fault::Protocol { message: why }, "fault")
+                        {
+                            let _ = h.publish(Kind::Fault, 0, &p);
+                        }
+                    }
+                }
+                host.end(&h);
             });
         if let Err(e) = started {
             let why = format!("node `{}` could not start a thread: {e}", self.name);

@@ -9,6 +9,9 @@
 //! - Calls and their replies: one wire frame per NATS message (`CNCY`, the wire `VERSION`,
 //!   kind, id, payload), pool owner → `inst.<node-id>.<n>`, node → the owner's inbox. An
 //!   empty message on the inbox says the instance ended. Garbage is a typed `WireError`.
+//!   What must reach a call while it runs (`Cancel`, a limit reply) goes to
+//!   `inst.<node-id>.<n>.side` instead (see [`side`]): the node's shared connection reads
+//!   those, the instance's own connection the rest.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +19,16 @@ use crate::wire::{Envelope, Frame, Kind, WireError};
 
 /// The first bytes of every control message.
 const MAGIC: [u8; 3] = *b"CCH";
-/// The version of the control messages; another is refused.
-pub(crate) const VERSION: u8 = 1;
+/// The version of the control messages; another is refused. 2: cancels and limit replies
+/// travel on the instance's [`side`] subject.
+pub(crate) const VERSION: u8 = 2;
+
+/// The subject of the messages for instance subject `instance` that must reach a call while
+/// it runs (`Kind::Cancel`, `Kind::LimitReply`): the node's shared connection reads them for
+/// all of its instances (`inst.<node-id>.*.side`) while each instance's thread reads its own.
+pub(crate) fn side(instance: &str) -> String {
+    format!("{instance}.side")
+}
 
 /// A spawn request's fixed part (the constructor's arguments follow it as raw bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

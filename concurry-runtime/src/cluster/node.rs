@@ -91,7 +91,8 @@ impl Node {
     }
 
     /// How many worker instances it hosts at most (at least 1). Default: the machine's
-    /// available parallelism.
+    /// available parallelism. Each instance has a connection to the server of its own (its
+    /// calls are read and answered on its thread), so a node holds up to `capacity + 1`.
     pub fn capacity(mut self, instances: u32) -> Self {
         self.capacity = Some(instances);
         self

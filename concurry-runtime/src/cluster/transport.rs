@@ -1,6 +1,7 @@
 //! `Mode::Cluster` as a [`Transport`] of the remote layer: placing a worker sends a spawn
 //! request to a live node chosen by free capacity; its [`Peer`] publishes envelopes to the
-//! instance's subject; its [`Inbound`] reads the owner's inbox for that instance, and ends
+//! instance's subject (cancels and limit replies to its side subject, which the node reads
+//! while the instance runs a call); its [`Inbound`] reads the owner's inbox for that instance, and ends
 //! as a disconnect when the node is lost (heartbeats lapsed or goodbye) or this client's
 //! connection to the server drops. The supervisor, call table, deadlines, restarts and
 //! hosted limits are the remote layer's, as in process mode.
@@ -12,7 +13,7 @@ use futures_util::StreamExt;
 
 use super::hosting::{Ctl, CtlReply, Refusal, Spawn, decode_reply, encode_ctl, frame, unframe};
 use super::{Cluster, NodeView, SWEEP, plan, run};
-use crate::remote::{Ending, Inbound, Peer, PlaceError, Placed, Transport};
+use crate::remote::{Ending, Inbound, NextAsync, Peer, PlaceError, Placed, Transport};
 use crate::sync::os::{Arc, AtomicBool, Mutex, Ordering, lock};
 use crate::wire::{CallHeader, Envelope, Fault, Kind, WireError, decode};
 
@@ -169,13 +170,15 @@ impl Nodes {
             }
             Err(e) => return Err(Try::Next(format!("node `{name}`: {e}"))),
         };
-        let subject = self.cluster.subjects().instance(node.id(), instance).into();
+        let subject = self.cluster.subjects().instance(node.id(), instance);
+        let side = super::hosting::side(&subject).into();
         let killed = Arc::new(Kill::default());
         let peer = Arc::new(NodePeer {
             instance,
             node: name.clone(),
             node_id: node.id().to_string(),
-            subject,
+            subject: subject.into(),
+            side,
             control: self.cluster.subjects().control(node.id()),
             client: client.clone(),
             out: self.out.clone(),
@@ -317,6 +320,9 @@ struct NodePeer {
     node_id: String,
     /// The instance's subject, made once (a publish clones it).
     subject: async_nats::Subject,
+    /// Its side subject ([`side`](super::hosting::side)): cancels and limit replies, which
+    /// the node reads while the instance runs a call.
+    side: async_nats::Subject,
     control: String,
     /// Calls are published from the caller's thread: the client only queues them for its
     /// connection (it waits only while that queue is full).
@@ -345,8 +351,11 @@ impl Peer for NodePeer {
 
     fn send(&self, kind: Kind, id: u64, payload: Vec<u8>, _idle: bool) {
         let bytes = frame(kind, id, &payload);
-        let sent =
-            crate::runtime::block_on(self.client.publish(self.subject.clone(), bytes.into()));
+        let to = match kind {
+            Kind::Cancel | Kind::LimitReply => &self.side,
+            _ => &self.subject,
+        };
+        let sent = crate::runtime::block_on(self.client.publish(to.clone(), bytes.into()));
         if let Err(e) = sent {
             self.kill(format!("publishing to node `{}` failed: {e}", self.node));
         }
@@ -416,6 +425,12 @@ impl Inbox {
     /// The next envelope, waiting at most until `until`; checks the node and the
     /// connection every [`SWEEP`].
     fn next_until(&mut self, until: Instant) -> Result<Option<Envelope>, Waited> {
+        crate::runtime::block_on(self.wait(Some(until)))
+    }
+
+    /// The next envelope, waiting at most until `until` (if any); checks the node and the
+    /// connection every [`SWEEP`]. In the library runtime's context.
+    async fn wait(&mut self, until: Option<Instant>) -> Result<Option<Envelope>, Waited> {
         let Inbox {
             sub,
             cluster,
@@ -427,64 +442,76 @@ impl Inbox {
             draining,
             tick,
         } = self;
-        crate::runtime::block_on(async {
-            let tick = tick.get_or_insert_with(|| {
-                let start = tokio::time::Instant::now() + SWEEP;
-                let mut t = tokio::time::interval_at(start, SWEEP);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                t
-            });
-            loop {
-                if killed.done.load(Ordering::Acquire) {
-                    let why = lock(&killed.why).clone().unwrap_or_default();
-                    return Err(Waited::Ended(gone(format!("killed: {why}"))));
-                }
-                tokio::select! {
-                    msg = sub.next() => {
-                        let Some(msg) = msg else {
-                            return Err(Waited::Ended(gone("the inbox subscription ended".into())));
-                        };
-                        if msg.payload.is_empty() {
-                            return Ok(None);
-                        }
-                        let env = unframe(&msg.payload, *max).map_err(Waited::Ended)?;
-                        if env.kind == Kind::Shutdown {
-                            lock(draining).insert(node_id.clone());
-                        }
-                        return Ok(Some(env));
+        let tick = tick.get_or_insert_with(|| {
+            let start = tokio::time::Instant::now() + SWEEP;
+            let mut t = tokio::time::interval_at(start, SWEEP);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        loop {
+            if killed.done.load(Ordering::Acquire) {
+                let why = lock(&killed.why).clone().unwrap_or_default();
+                return Err(Waited::Ended(gone(format!("killed: {why}"))));
+            }
+            tokio::select! {
+                msg = sub.next() => {
+                    let Some(msg) = msg else {
+                        return Err(Waited::Ended(gone("the inbox subscription ended".into())));
+                    };
+                    if msg.payload.is_empty() {
+                        return Ok(None);
                     }
-                    () = killed.wake.notified() => {}
-                    _ = tick.tick() => {
-                        if cluster.disconnects() != *disconnects {
-                            return Err(Waited::Ended(gone(
-                                "the connection to the NATS server dropped".into(),
-                            )));
-                        }
-                        if !cluster.nodes().iter().any(|n| n.id() == node_id.as_str()) {
-                            return Err(Waited::Ended(gone(format!(
-                                "node `{node}` was lost (no heartbeat in time, or it left)"
-                            ))));
-                        }
-                        if Instant::now() >= until {
-                            return Err(Waited::Nothing);
-                        }
+                    let env = unframe(&msg.payload, *max).map_err(Waited::Ended)?;
+                    if env.kind == Kind::Shutdown {
+                        lock(draining).insert(node_id.clone());
+                    }
+                    return Ok(Some(env));
+                }
+                () = killed.wake.notified() => {}
+                _ = tick.tick() => {
+                    if cluster.disconnects() != *disconnects {
+                        return Err(Waited::Ended(gone(
+                            "the connection to the NATS server dropped".into(),
+                        )));
+                    }
+                    if !cluster.nodes().iter().any(|n| n.id() == node_id.as_str()) {
+                        return Err(Waited::Ended(gone(format!(
+                            "node `{node}` was lost (no heartbeat in time, or it left)"
+                        ))));
+                    }
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Err(Waited::Nothing);
                     }
                 }
             }
-        })
+        }
     }
-}
 
-impl Inbound for Inbox {
-    fn next(&mut self) -> Result<Option<Envelope>, WireError> {
+    /// The next envelope, or the end of the stream.
+    async fn next_env(&mut self) -> Result<Option<Envelope>, WireError> {
         loop {
-            let far = Instant::now() + Duration::from_secs(3600);
-            match self.next_until(far) {
+            match self.wait(None).await {
                 Ok(env) => return Ok(env),
                 Err(Waited::Nothing) => {}
                 Err(Waited::Ended(e)) => return Err(e),
             }
         }
+    }
+}
+
+impl Inbound for Inbox {
+    fn next(&mut self) -> Result<Option<Envelope>, WireError> {
+        crate::runtime::block_on(self.next_env())
+    }
+
+    /// Read by a task: the subscription is an async-nats one, so a reply resolves its
+    /// call on the runtime thread that received it.
+    fn reads_async(&self) -> bool {
+        true
+    }
+
+    fn next_async(&mut self) -> Option<NextAsync<'_>> {
+        Some(Box::pin(self.next_env()))
     }
 }
 

@@ -39,5 +39,5 @@ pub(crate) use supervisor::Supervision;
 pub use task::{REMOTE_TASKS, RemoteTask, TaskEntry, TaskHost, TaskOutput};
 #[allow(unused_imports)]
 pub(crate) use transport::{
-    Ending, Hosts, Inbound, LimitHost, Peer, PlaceError, Placed, Transport,
+    Ending, Hosts, Inbound, LimitHost, NextAsync, Peer, PlaceError, Placed, Transport,
 };

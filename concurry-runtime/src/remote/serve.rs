@@ -355,6 +355,8 @@ struct CancelState {
     early: BTreeSet<u64>,
     /// A watcher waits for the next call to start (it must be woken).
     parked: bool,
+    /// No more calls: a watcher returns (see [`Cancels::close`]).
+    closed: bool,
 }
 
 impl std::fmt::Debug for Cancels {
@@ -421,18 +423,31 @@ impl Cancels {
         st.running.is_some() && st.count == call
     }
 
+    /// No more calls will start: a watcher in [`wait_long_call`](Cancels::wait_long_call)
+    /// returns `None` (now, or at its next look).
+    #[cfg_attr(not(any(test, feature = "cluster")), allow(dead_code))]
+    pub(crate) fn close(&self) {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        self.started.notify_all();
+    }
+
     /// For a channel that reads only while a call runs long: blocks until a call has run
     /// for at least `tick` (between one and two), and names that run (see
-    /// [`is_running`](Cancels::is_running)). Checks every `tick` while calls come; once none
-    /// ran for a few ticks, it parks until the next one starts (which costs the loop one
-    /// wake-up then, and nothing per call otherwise).
-    pub(crate) fn wait_long_call(&self, tick: Duration) -> u64 {
+    /// [`is_running`](Cancels::is_running)); `None` once the table is
+    /// [closed](Cancels::close). Checks every `tick` while calls come; once none ran for a
+    /// few ticks, it parks until the next one starts (which costs the loop one wake-up then,
+    /// and nothing per call otherwise).
+    pub(crate) fn wait_long_call(&self, tick: Duration) -> Option<u64> {
         let mut st = lock(&self.state);
         let mut seen: Option<u64> = None;
         let mut quiet = 0;
         loop {
+            if st.closed {
+                return None;
+            }
             let wait = match &st.running {
-                Some(_) if seen == Some(st.count) => return st.count,
+                Some(_) if seen == Some(st.count) => return Some(st.count),
                 Some(_) => {
                     seen = Some(st.count);
                     quiet = 0;
@@ -441,6 +456,9 @@ impl Cancels {
                 None if quiet >= 3 => {
                     st.parked = true;
                     seen = None;
+                    // Once woken by the next call, a few ticks of looking before parking
+                    // again: parking at once would cost a wake-up per call.
+                    quiet = 0;
                     None
                 }
                 None => {
@@ -603,6 +621,29 @@ mod tests {
         let mut payload = head.encode();
         payload.extend_from_slice(&encode(&(), "request").unwrap());
         payload
+    }
+
+    #[test]
+    fn a_closed_cancel_table_ends_the_watcher_waiting_for_a_long_call() {
+        let cancels = Arc::new(Cancels::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let watched = cancels.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(watched.wait_long_call(Duration::from_millis(1)));
+        });
+        // A call that runs long is named; then the table closes and the watcher returns.
+        let token = cancels.start(1);
+        assert!(token.is_some());
+        let call = rx.recv_timeout(Duration::from_secs(20)).expect("named");
+        assert!(call.is_some_and(|c| cancels.is_running(c)));
+        cancels.end(1);
+        let watched = cancels.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(watched.wait_long_call(Duration::from_millis(1)));
+        });
+        cancels.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(20)), Ok(None));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! [`Supervisor`]: one supervised worker on any [`Transport`], on bytes only. Calls are
-//! multiplexed over its peer by correlation id; a reader thread hands their replies to the
-//! typed layer, detects the peer's end, fails what was in flight and places a new peer; a
-//! watchdog thread enforces per-call hard timeouts.
+//! multiplexed over its peer by correlation id; a reader thread (or, for a stream an async
+//! client reads, a task of the library runtime: no thread hop per reply) hands their replies
+//! to the typed layer, detects the peer's end, fails what was in flight and places a new
+//! peer; a watchdog thread enforces per-call hard timeouts.
 //!
 //! States: `Up` (a peer serves) → `Respawning` (it ended; calls queue) → `Up` again, or
 //! `Dead` once `max_restarts` respawns in a row failed; `Stopped` at `stop()`.
@@ -61,6 +62,23 @@ pub(crate) type Reply = Box<dyn Completion>;
 thread_local! {
     /// The supervisor whose reader thread this is (0 elsewhere).
     static READER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks this thread as the reader of a supervisor while it handles what its peer sent (a
+/// task's thread is one only meanwhile): a `stop()` from a promise callback then does not
+/// wait for the reader it runs on.
+struct ReaderMark(usize);
+
+impl ReaderMark {
+    fn of(sup: &Arc<Supervisor>) -> ReaderMark {
+        ReaderMark(READER_OF.with(|r| r.replace(Arc::as_ptr(sup) as usize)))
+    }
+}
+
+impl Drop for ReaderMark {
+    fn drop(&mut self) {
+        READER_OF.with(|r| r.set(self.0));
+    }
 }
 
 pub(crate) struct Supervisor {
@@ -336,6 +354,10 @@ impl Supervisor {
             host: self.config.hosts.as_ref().map(|h| h()),
         });
         *lock(&self.readers) += 1;
+        if inbound.reads_async() {
+            self.clone().read_task(conn.clone(), inbound);
+            return conn;
+        }
         let (sup, c) = (self.clone(), conn.clone());
         let started = std::thread::Builder::new()
             .name(format!("concurry-peer-{id}"))
@@ -409,67 +431,108 @@ impl Supervisor {
     /// flight and, unless stopping, respawns.
     fn read_loop(self: &Arc<Self>, conn: &Arc<Conn>, mut inbound: Box<dyn Inbound>) {
         let ended = loop {
-            let env = match inbound.next() {
-                Ok(Some(env)) => env,
-                Ok(None) => break Ended::Lost("it closed the channel".to_string()),
-                Err(e) if e.is_disconnect() => {
-                    break Ended::Lost(format!("the channel broke: {e}"));
-                }
-                Err(e) => break Ended::Garbled(e),
-            };
-            match env.kind {
-                Kind::Reply => {
-                    let completer = lock(&conn.calls).map.remove(&env.id);
-                    let Some(c) = completer else { continue };
-                    let mut decoded = |ok: bool| {
-                        if ok {
-                            self.consecutive.store(0, Ordering::Relaxed);
-                        } else {
-                            // Calls from now on go to the next peer, then this one fails.
-                            self.detach(conn);
-                        }
-                    };
-                    if let Err(e) = c.reply(&env.payload, &mut decoded) {
-                        break Ended::Garbled(e);
-                    }
-                }
-                Kind::LimitAcquire | Kind::LimitUpdate | Kind::LimitRelease | Kind::LimitStats => {
-                    let handled = match &conn.host {
-                        Some(host) => host.on_message(env, &conn.peer),
-                        None => Err(WireError::Payload {
-                            what: "message kind",
-                            message: "a limit request reached a worker without a limit host".into(),
-                        }),
-                    };
-                    if let Err(e) = handled {
-                        break Ended::Garbled(e);
-                    }
-                }
-                Kind::Shutdown => {
-                    // The peer is moving (its host drains): calls from now on queue for the
-                    // next peer; the ones in flight finish here, then it is asked to end,
-                    // and its end (with nothing in flight) places it anew. The `Shutdown`
-                    // goes out only after every call already registered here: one sent after
-                    // it would find the instance gone.
-                    self.detach(conn);
-                    conn.close();
-                    conn.peer.shutdown();
-                }
-                Kind::Fault => {
-                    break match decode::<Fault>(&env.payload, "fault") {
-                        Ok(f) => Ended::Lost(format!("it gave up: {f}")),
-                        Err(e) => Ended::Garbled(e),
-                    };
-                }
-                other => {
-                    break Ended::Garbled(WireError::Payload {
-                        what: "message kind",
-                        message: format!("a worker process does not send `{other:?}` messages"),
-                    });
-                }
+            if let Some(ended) = self.on_next(conn, inbound.next()) {
+                break ended;
             }
         };
         self.finish(conn, ended);
+    }
+
+    /// As [`read_loop`](Self::read_loop), as a task of the library runtime for a stream
+    /// read by one ([`Inbound::reads_async`]): each reply resolves its call on the thread
+    /// that received it, with no hop to a reader thread. The end (which blocks: the peer's
+    /// end, a respawn's backoff and placement) runs on the runtime's blocking pool.
+    fn read_task(self: Arc<Self>, conn: Arc<Conn>, mut inbound: Box<dyn Inbound>) {
+        crate::runtime::runtime().spawn(async move {
+            let ended = loop {
+                let next = match inbound.next_async() {
+                    Some(next) => next.await,
+                    None => Err(WireError::Io(std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "the stream cannot be read by a task",
+                    ))),
+                };
+                let _reader = ReaderMark::of(&self);
+                if let Some(ended) = self.on_next(&conn, next) {
+                    break ended;
+                }
+            };
+            drop(inbound);
+            tokio::task::spawn_blocking(move || {
+                let _reader = ReaderMark::of(&self);
+                self.finish(&conn, ended);
+                self.reader_done();
+            });
+        });
+    }
+
+    /// What the reader does with the next item of its stream; `Some` once the stream ended.
+    fn on_next(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        next: Result<Option<crate::wire::Envelope>, WireError>,
+    ) -> Option<Ended> {
+        let env = match next {
+            Ok(Some(env)) => env,
+            Ok(None) => return Some(Ended::Lost("it closed the channel".to_string())),
+            Err(e) if e.is_disconnect() => {
+                return Some(Ended::Lost(format!("the channel broke: {e}")));
+            }
+            Err(e) => return Some(Ended::Garbled(e)),
+        };
+        match env.kind {
+            Kind::Reply => {
+                let completer = lock(&conn.calls).map.remove(&env.id);
+                let c = completer?;
+                let mut decoded = |ok: bool| {
+                    if ok {
+                        self.consecutive.store(0, Ordering::Relaxed);
+                    } else {
+                        // Calls from now on go to the next peer, then this one fails.
+                        self.detach(conn);
+                    }
+                };
+                if let Err(e) = c.reply(&env.payload, &mut decoded) {
+                    return Some(Ended::Garbled(e));
+                }
+            }
+            Kind::LimitAcquire | Kind::LimitUpdate | Kind::LimitRelease | Kind::LimitStats => {
+                let handled = match &conn.host {
+                    Some(host) => host.on_message(env, &conn.peer),
+                    None => Err(WireError::Payload {
+                        what: "message kind",
+                        message: "a limit request reached a worker without a limit host".into(),
+                    }),
+                };
+                if let Err(e) = handled {
+                    return Some(Ended::Garbled(e));
+                }
+            }
+            Kind::Shutdown => {
+                // The peer is moving (its host drains): calls from now on queue for the
+                // next peer; the ones in flight finish here, then it is asked to end,
+                // and its end (with nothing in flight) places it anew. The `Shutdown`
+                // goes out only after every call already registered here: one sent after
+                // it would find the instance gone (the wait is brief, and blocking: off a
+                // runtime thread if this is one).
+                self.detach(conn);
+                crate::runtime::blocking(|| conn.close());
+                conn.peer.shutdown();
+            }
+            Kind::Fault => {
+                return Some(match decode::<Fault>(&env.payload, "fault") {
+                    Ok(f) => Ended::Lost(format!("it gave up: {f}")),
+                    Err(e) => Ended::Garbled(e),
+                });
+            }
+            other => {
+                return Some(Ended::Garbled(WireError::Payload {
+                    what: "message kind",
+                    message: format!("a worker process does not send `{other:?}` messages"),
+                }));
+            }
+        }
+        None
     }
 
     /// Sends calls submitted from now on to the respawn queue instead of `conn`.

@@ -76,7 +76,25 @@ pub(crate) trait Inbound: Send + 'static {
     ///
     /// The stream broke ([`WireError::is_disconnect`]) or carried garbage.
     fn next(&mut self) -> Result<Option<Envelope>, WireError>;
+
+    /// True if the stream is better read by a task of the library runtime, through
+    /// [`next_async`](Inbound::next_async), than by a thread of its own (an async client's
+    /// subscription: a reply then resolves its call where it was received, with no hop).
+    fn reads_async(&self) -> bool {
+        false
+    }
+
+    /// The next envelope, as [`next`](Inbound::next) without blocking; `None` if the stream
+    /// cannot be read so ([`reads_async`](Inbound::reads_async) is false).
+    fn next_async(&mut self) -> Option<NextAsync<'_>> {
+        None
+    }
 }
+
+/// What [`Inbound::next_async`] waits for.
+pub(crate) type NextAsync<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<Envelope>, WireError>> + Send + 'a>,
+>;
 
 /// Why a worker could not be placed.
 #[derive(Debug)]

@@ -478,3 +478,127 @@ fn a_cancel_reaches_a_method_running_on_a_node() {
     );
     let _ = std::fs::remove_file(&started);
 }
+
+#[test]
+fn a_reply_resolves_its_call_on_the_runtime_thread_that_read_it() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = cluster(&s.url());
+    let _a = NodeProc::start(&s.url(), "a", 1);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let p = pool(&c, 1);
+    // No reader thread between the subscription and the promise (a thread hop per call).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f = p.slow(1, 300);
+    f.on_done(move |_| {
+        let _ = tx.send(std::thread::current().name().map(str::to_string));
+    });
+    assert_eq!(get(f).unwrap(), 1);
+    let on = rx.recv_timeout(HANG).expect("the callback ran");
+    assert!(
+        on.as_deref()
+            .is_some_and(|n| n.starts_with("concurry-async")),
+        "resolved on thread {on:?}, not on the runtime thread that received the reply"
+    );
+    p.stop().unwrap();
+    assert!(matches!(get(p.add(1)), Err(Error::Stopped)));
+}
+
+/// A nats-server with a configuration of the test's own.
+struct ConfServer {
+    child: std::process::Child,
+    port: u16,
+    conf: std::path::PathBuf,
+}
+
+impl ConfServer {
+    fn start(config: &str) -> ConfServer {
+        let bin = std::env::var_os("NATS_SERVER")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let debian = std::path::Path::new("/usr/sbin/nats-server");
+                debian.exists().then(|| debian.to_path_buf())
+            })
+            .unwrap_or_else(|| "nats-server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = std::env::temp_dir().join(format!("concurry-conf-{port}.conf"));
+        std::fs::write(&conf, config).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs");
+        within("nats-server listens", move || {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        ConfServer { child, port, conf }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for ConfServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.conf);
+    }
+}
+
+#[test]
+fn a_call_outlasting_the_servers_ping_limit_keeps_the_instances_connection() {
+    // (`for_tests` skips without a server installed, or fails under CI=true.)
+    let Some(_installed) = LocalServer::for_tests() else {
+        return;
+    };
+    // Pings each client every 100 ms and drops one that leaves a ping unanswered (the
+    // default is every 2 minutes, two unanswered).
+    let s = ConfServer::start("ping_interval: \"100ms\"\nping_max: 1\n");
+    let c = cluster(&s.url());
+    let _a = NodeProc::start(&s.url(), "a", 1);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let p = pool(&c, 1);
+    // The instance's thread runs this call for 3 s, far past the server's ping limit: its
+    // connection must still answer the server meanwhile, or the server drops it and the
+    // call sent below (after the drop would have happened) reaches nobody.
+    let long = p.slow(1, 3000);
+    std::thread::sleep(Duration::from_millis(1500));
+    let next = p.add(1);
+    assert_eq!(get(long).unwrap(), 1);
+    assert_eq!(get(next).unwrap(), 11);
+    p.stop().unwrap();
+}
+
+#[test]
+fn an_instance_refused_a_connection_of_its_own_serves_on_the_nodes() {
+    let Some(_installed) = LocalServer::for_tests() else {
+        return;
+    };
+    // Three connections: this test's, the node's, and one instance's own; the second
+    // instance's is refused, and it serves on the node's connection instead.
+    let s = ConfServer::start("max_connections: 3\n");
+    let c = cluster(&s.url());
+    let _a = NodeProc::start(&s.url(), "a", 2);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let p = pool(&c, 2);
+    assert_eq!(p.stats().per_worker.len(), 2);
+    // Calls at once spread over both instances; every one is answered.
+    let calls: Vec<_> = (0..8).map(|i| p.slow(i, 50)).collect();
+    for (i, f) in calls.into_iter().enumerate() {
+        assert_eq!(get(f).unwrap(), i as u64);
+    }
+    let served: Vec<u64> = p.stats().per_worker.iter().map(|w| w.dispatched).collect();
+    assert!(served.iter().all(|&n| n > 0), "{served:?}");
+    p.stop().unwrap();
+}

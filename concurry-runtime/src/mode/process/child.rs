@@ -269,7 +269,9 @@ impl Link {
     /// channel.
     fn watch(&self) {
         loop {
-            let call = self.cancels.wait_long_call(WATCH_TICK);
+            let Some(call) = self.cancels.wait_long_call(WATCH_TICK) else {
+                return;
+            };
             let closed = self.read_until(|| {
                 let closed = lock(&self.closed).is_some();
                 (closed || !self.cancels.is_running(call)).then_some(closed)
