@@ -61,6 +61,8 @@ struct Ctx {
     revoked: Mutex<HashMap<String, u64>>,
     /// How long a revoke lasts (the cancel bucket's `max_age`; zero: for ever).
     revoke_ttl: Duration,
+    /// Where the task functions run.
+    lane: Arc<super::lane::Lane>,
 }
 
 /// Keeps a task's cancel flag registered while the node handles it.
@@ -171,6 +173,7 @@ async fn start(
         running: Mutex::new(HashMap::new()),
         revoked: Mutex::new(marks),
         revoke_ttl,
+        lane: super::lane::Lane::new(crate::runtime::runtime().handle().clone()),
     });
     let revokes = crate::runtime::runtime()
         .spawn(revoke_loop(ctx.clone(), revoked))
@@ -605,7 +608,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
         &ctx.node,
     );
     let started_ms = now_ms();
-    let job = tokio::task::spawn_blocking(move || {
+    let job = ctx.lane.run(move || {
         crate::limit::context::with_hosted(&limits, || {
             crate::cancel::context::in_token(&token, || durable(&args, attempt))
         })
@@ -624,9 +627,9 @@ async fn handle(ctx: &Ctx, msg: Message) {
     };
     let renew = || ack(&msg, AckKind::Progress);
     let ran = match supervise(job, ctx.lease, timeout, mark, renew).await {
-        Ended::Done(r) => r.unwrap_or_else(|e| super::retrying::Ran {
+        Ended::Done(r) => r.unwrap_or_else(|message| super::retrying::Ran {
             judged: super::retrying::Judged::Panicked {
-                message: e.to_string(),
+                message,
                 retry_on: true,
             },
             own: None,
