@@ -616,11 +616,11 @@ async fn handle(ctx: &Ctx, msg: Message) {
     // A hard `call_timeout` (`retrying.rs`): past it the task's token is signalled and the
     // attempt failed at once; a function that ignores the token runs on, detached.
     let timeout = super::retrying::call_timeout(&task.retry);
-    let running = encode(&State::Running {
-        node: ctx.node.clone(),
-        attempt,
-    });
-    let mark = async {
+    let mark = || async {
+        let running = encode(&State::Running {
+            node: ctx.node.clone(),
+            attempt,
+        });
         if let Err(e) = store.status.put(&id, running.into()).await {
             tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
         }
@@ -685,15 +685,16 @@ enum Ended<R> {
 }
 
 /// Waits for `job` while it runs: renews the lease (`renew`) every third of `lease`, runs
-/// `mark` (records `Running`) once the job has run [`RUNNING_AFTER`], and gives up past
+/// `mark()` (records `Running`) once the job has run [`RUNNING_AFTER`], and gives up past
 /// `timeout`. One timer, set to the next of those; none is due at the start, so a job that
 /// has finished by its first poll is seen at once (a tokio `interval`'s immediate first
-/// tick still waits for the timer's next millisecond, which every short task paid).
+/// tick still waits for the timer's next millisecond, which every short task paid). The
+/// mark's future is made (and boxed) only when due: a short task carries none.
 async fn supervise<R, M, P>(
     job: impl Future<Output = R>,
     lease: Duration,
     timeout: Option<Duration>,
-    mark: M,
+    mark: impl FnOnce() -> M,
     mut renew: impl FnMut() -> P,
 ) -> Ended<R>
 where
@@ -705,7 +706,8 @@ where
     let deadline = timeout.map(|t| start + t);
     let mut next_renew = start + every;
     let mut mark_at = Some(start + RUNNING_AFTER);
-    let mut marking = false;
+    let mut mark = Some(mark);
+    let mut marking: Option<std::pin::Pin<Box<M>>> = None;
     let next = |mark_at: Option<tokio::time::Instant>, next_renew| {
         [mark_at, Some(next_renew), deadline]
             .into_iter()
@@ -714,12 +716,14 @@ where
             .unwrap_or(next_renew)
     };
     let timer = tokio::time::sleep_until(next(mark_at, next_renew));
-    tokio::pin!(job, mark, timer);
+    tokio::pin!(job, timer);
     loop {
         tokio::select! {
             biased;
             r = &mut job => return Ended::Done(r),
-            () = &mut mark, if marking => marking = false,
+            Some(()) = futures_util::future::OptionFuture::from(marking.as_mut()), if marking.is_some() => {
+                marking = None;
+            }
             () = &mut timer => {
                 let now = tokio::time::Instant::now();
                 if deadline.is_some_and(|d| d <= now) {
@@ -727,7 +731,7 @@ where
                 }
                 if mark_at.is_some_and(|m| m <= now) {
                     mark_at = None;
-                    marking = true;
+                    marking = mark.take().map(|m| Box::pin(m()));
                 }
                 if next_renew <= now {
                     renew().await;
@@ -848,7 +852,7 @@ mod tests {
             async { 7 },
             LEASE,
             None,
-            async { panic!("a job done at once is never marked running") },
+            || async { panic!("a job done at once is never marked running") },
             || async {
                 renewals.fetch_add(1, Ordering::SeqCst);
             },
@@ -871,7 +875,7 @@ mod tests {
             },
             LEASE,
             None,
-            async {
+            || async {
                 assert!(about(t0.elapsed(), RUNNING_AFTER), "{:?}", t0.elapsed());
                 marks.fetch_add(1, Ordering::SeqCst);
             },
@@ -896,7 +900,7 @@ mod tests {
             std::future::pending::<()>(),
             LEASE,
             Some(Duration::from_secs(12)),
-            async {},
+            || async {},
             || async {},
         )
         .await;
