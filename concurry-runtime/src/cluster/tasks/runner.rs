@@ -522,7 +522,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
     };
     lock(&ctx.running).insert(id.clone(), registered.token.clone());
     if ctx.is_revoked(&id) {
-        if let Err(e) = super::cancel::cancelled_result(store, &id).await {
+        if let Err(e) = Box::pin(super::cancel::cancelled_result(store, &id)).await {
             tracing::warn!(task = %id, "concurry node: {e}");
         }
         ack(&msg, AckKind::Ack).await;
@@ -536,7 +536,10 @@ async fn handle(ctx: &Ctx, msg: Message) {
     let (existing, state) = if first {
         (Ok(None), Ok(None))
     } else {
-        tokio::join!(super::status::stored(store, &id), store.status.get(&id))
+        // Boxed, as the other paths off the first delivery's: the handler's future (one
+        // allocation per task) stays the size of the hot path's.
+        Box::pin(async { tokio::join!(super::status::stored(store, &id), store.status.get(&id)) })
+            .await
     };
     let (existing, state) = match (existing, state) {
         (Ok(e), Ok(s)) => (e, s),
@@ -664,14 +667,17 @@ async fn handle(ctx: &Ctx, msg: Message) {
                 at_ms: now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 error,
             });
-            if let Err(e) = store.status.put(&id, retrying.into()).await {
+            if let Err(e) = Box::pin(store.status.put(&id, retrying.into())).await {
                 tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
             }
             give_back(ctx, &msg, wait).await;
         }
         super::retrying::Next::DeadLetter { reason, last } => {
             super::metrics::ended(&task.task, "dead_lettered", started_ms);
-            dead_letter(ctx, &msg, &id, &task.task, attempt, reason, last).await;
+            Box::pin(dead_letter(
+                ctx, &msg, &id, &task.task, attempt, reason, last,
+            ))
+            .await;
         }
     }
 }
