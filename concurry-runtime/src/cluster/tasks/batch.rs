@@ -224,12 +224,14 @@ async fn wait_many(
         }
     }
     let mut next_check = Instant::now() + RECHECK;
+    // One timer for the whole wait, moved on only when it fires (not one per result).
+    let timer = tokio::time::sleep_until(deadline.min(next_check).into());
+    tokio::pin!(timer);
     while !missing.is_empty() {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
-        let wake = deadline.min(next_check);
         tokio::select! {
             Some((id, s)) = delivered.next() => {
                 next_check = Instant::now() + RECHECK;
@@ -237,11 +239,15 @@ async fn wait_many(
                 if let Some(s) = s {
                     fill(&mut missing, &mut out, &id, Ok(s));
                 }
+                continue;
             },
-            () = tokio::time::sleep_until(wake.into()) => {}
+            () = &mut timer => {}
         }
+        // The timer fired: a recheck is due unless results came in since it was set.
+        timer.as_mut().reset(deadline.min(next_check).into());
         if Instant::now() >= next_check {
             next_check = Instant::now() + RECHECK;
+            timer.as_mut().reset(deadline.min(next_check).into());
             // No news for a while: read the missing ones directly.
             let pending: Vec<String> = missing.keys().cloned().collect();
             let read: Vec<(String, Option<Stored>, TaskStatus)> =

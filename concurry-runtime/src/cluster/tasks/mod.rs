@@ -105,6 +105,7 @@ mod dlq;
 mod handle;
 pub(crate) mod inspect;
 pub(crate) mod json;
+mod lane;
 mod limits;
 mod metrics;
 mod periodic;

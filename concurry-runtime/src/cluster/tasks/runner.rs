@@ -61,6 +61,8 @@ struct Ctx {
     revoked: Mutex<HashMap<String, u64>>,
     /// How long a revoke lasts (the cancel bucket's `max_age`; zero: for ever).
     revoke_ttl: Duration,
+    /// Where the task functions run.
+    lane: Arc<super::lane::Lane>,
 }
 
 /// Keeps a task's cancel flag registered while the node handles it.
@@ -171,6 +173,7 @@ async fn start(
         running: Mutex::new(HashMap::new()),
         revoked: Mutex::new(marks),
         revoke_ttl,
+        lane: super::lane::Lane::new(crate::runtime::runtime().handle().clone()),
     });
     let revokes = crate::runtime::runtime()
         .spawn(revoke_loop(ctx.clone(), revoked))
@@ -519,7 +522,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
     };
     lock(&ctx.running).insert(id.clone(), registered.token.clone());
     if ctx.is_revoked(&id) {
-        if let Err(e) = super::cancel::cancelled_result(store, &id).await {
+        if let Err(e) = Box::pin(super::cancel::cancelled_result(store, &id)).await {
             tracing::warn!(task = %id, "concurry node: {e}");
         }
         ack(&msg, AckKind::Ack).await;
@@ -533,7 +536,10 @@ async fn handle(ctx: &Ctx, msg: Message) {
     let (existing, state) = if first {
         (Ok(None), Ok(None))
     } else {
-        tokio::join!(super::status::stored(store, &id), store.status.get(&id))
+        // Boxed, as the other paths off the first delivery's: the handler's future (one
+        // allocation per task) stays the size of the hot path's.
+        Box::pin(async { tokio::join!(super::status::stored(store, &id), store.status.get(&id)) })
+            .await
     };
     let (existing, state) = match (existing, state) {
         (Ok(e), Ok(s)) => (e, s),
@@ -605,7 +611,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
         &ctx.node,
     );
     let started_ms = now_ms();
-    let mut job = tokio::task::spawn_blocking(move || {
+    let job = ctx.lane.run(move || {
         crate::limit::context::with_hosted(&limits, || {
             crate::cancel::context::in_token(&token, || durable(&args, attempt))
         })
@@ -613,39 +619,32 @@ async fn handle(ctx: &Ctx, msg: Message) {
     // A hard `call_timeout` (`retrying.rs`): past it the task's token is signalled and the
     // attempt failed at once; a function that ignores the token runs on, detached.
     let timeout = super::retrying::call_timeout(&task.retry);
-    let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(365 * 86_400)));
-    tokio::pin!(deadline);
-    // Renews the lease every third of it while the task runs, and records `Running` once
-    // it has run for [`RUNNING_AFTER`] (a task that ends sooner goes straight to its result).
-    let mut tick = tokio::time::interval(ctx.lease / 3);
-    tick.tick().await;
-    let mut running = Some(encode(&State::Running {
-        node: ctx.node.clone(),
-        attempt,
-    }));
-    let mark = tokio::time::sleep(RUNNING_AFTER);
-    tokio::pin!(mark);
-    let ran = loop {
-        tokio::select! {
-            r = &mut job => break r.unwrap_or_else(|e| super::retrying::Ran {
-                judged: super::retrying::Judged::Panicked { message: e.to_string(), retry_on: true },
-                own: None,
-            }),
-            () = &mut mark, if running.is_some() => {
-                if let Some(running) = running.take()
-                    && let Err(e) = store.status.put(&id, running.into()).await
-                {
-                    tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
-                }
-            }
-            _ = tick.tick() => ack(&msg, AckKind::Progress).await,
-            () = &mut deadline, if timeout.is_some() => {
-                registered.token.cancel();
-                tracing::warn!(task = %id, "concurry node: task ran past its call_timeout");
-                break super::retrying::Ran {
-                    judged: super::retrying::Judged::TimedOut { after: timeout.unwrap_or_default() },
-                    own: (entry.retry)(),
-                };
+    let mark = || async {
+        let running = encode(&State::Running {
+            node: ctx.node.clone(),
+            attempt,
+        });
+        if let Err(e) = store.status.put(&id, running.into()).await {
+            tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
+        }
+    };
+    let renew = || ack(&msg, AckKind::Progress);
+    let ran = match supervise(job, ctx.lease, timeout, mark, renew).await {
+        Ended::Done(r) => r.unwrap_or_else(|message| super::retrying::Ran {
+            judged: super::retrying::Judged::Panicked {
+                message,
+                retry_on: true,
+            },
+            own: None,
+        }),
+        Ended::TimedOut => {
+            registered.token.cancel();
+            tracing::warn!(task = %id, "concurry node: task ran past its call_timeout");
+            super::retrying::Ran {
+                judged: super::retrying::Judged::TimedOut {
+                    after: timeout.unwrap_or_default(),
+                },
+                own: (entry.retry)(),
             }
         }
     };
@@ -668,14 +667,84 @@ async fn handle(ctx: &Ctx, msg: Message) {
                 at_ms: now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                 error,
             });
-            if let Err(e) = store.status.put(&id, retrying.into()).await {
+            if let Err(e) = Box::pin(store.status.put(&id, retrying.into())).await {
                 tracing::warn!(task = %id, "concurry node: status not recorded: {e}");
             }
             give_back(ctx, &msg, wait).await;
         }
         super::retrying::Next::DeadLetter { reason, last } => {
             super::metrics::ended(&task.task, "dead_lettered", started_ms);
-            dead_letter(ctx, &msg, &id, &task.task, attempt, reason, last).await;
+            Box::pin(dead_letter(
+                ctx, &msg, &id, &task.task, attempt, reason, last,
+            ))
+            .await;
+        }
+    }
+}
+
+/// How a run ended under [`supervise`].
+#[derive(Debug, PartialEq)]
+enum Ended<R> {
+    Done(R),
+    /// Past its `call_timeout`.
+    TimedOut,
+}
+
+/// Waits for `job` while it runs: renews the lease (`renew`) every third of `lease`, runs
+/// `mark()` (records `Running`) once the job has run [`RUNNING_AFTER`], and gives up past
+/// `timeout`. One timer, set to the next of those; none is due at the start, so a job that
+/// has finished by its first poll is seen at once (a tokio `interval`'s immediate first
+/// tick still waits for the timer's next millisecond, which every short task paid). The
+/// mark's future is made (and boxed) only when due: a short task carries none.
+async fn supervise<R, M, P>(
+    job: impl Future<Output = R>,
+    lease: Duration,
+    timeout: Option<Duration>,
+    mark: impl FnOnce() -> M,
+    mut renew: impl FnMut() -> P,
+) -> Ended<R>
+where
+    M: Future<Output = ()>,
+    P: Future<Output = ()>,
+{
+    let start = tokio::time::Instant::now();
+    let every = (lease / 3).max(Duration::from_millis(1));
+    let deadline = timeout.map(|t| start + t);
+    let mut next_renew = start + every;
+    let mut mark_at = Some(start + RUNNING_AFTER);
+    let mut mark = Some(mark);
+    let mut marking: Option<std::pin::Pin<Box<M>>> = None;
+    let next = |mark_at: Option<tokio::time::Instant>, next_renew| {
+        [mark_at, Some(next_renew), deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_renew)
+    };
+    let timer = tokio::time::sleep_until(next(mark_at, next_renew));
+    tokio::pin!(job, timer);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut job => return Ended::Done(r),
+            Some(()) = futures_util::future::OptionFuture::from(marking.as_mut()), if marking.is_some() => {
+                marking = None;
+            }
+            () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if deadline.is_some_and(|d| d <= now) {
+                    return Ended::TimedOut;
+                }
+                if mark_at.is_some_and(|m| m <= now) {
+                    mark_at = None;
+                    marking = mark.take().map(|m| Box::pin(m()));
+                }
+                if next_renew <= now {
+                    renew().await;
+                    next_renew += every;
+                }
+                timer.as_mut().reset(next(mark_at, next_renew));
+            }
         }
     }
 }
@@ -760,4 +829,92 @@ async fn dead_letter(
         last: Box::new(last),
     };
     finish(ctx, msg, id, task, attempts, 0, Outcome::Failed(f)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    /// Off a millisecond boundary, where a timer due "now" would wait for the next one.
+    async fn mid_millisecond() -> tokio::time::Instant {
+        tokio::time::advance(Duration::from_micros(500)).await;
+        tokio::time::Instant::now()
+    }
+
+    /// `d` is `at` on the timer's millisecond grain.
+    fn about(d: Duration, at: Duration) -> bool {
+        d >= at && d <= at + Duration::from_millis(1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_done_at_once_is_seen_without_any_timer() {
+        let t0 = mid_millisecond().await;
+        let renewals = AtomicUsize::new(0);
+        let ended = supervise(
+            async { 7 },
+            LEASE,
+            None,
+            || async { panic!("a job done at once is never marked running") },
+            || async {
+                renewals.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .await;
+        assert_eq!(ended, Ended::Done(7));
+        assert_eq!(tokio::time::Instant::now(), t0, "it waited on a timer");
+        assert_eq!(renewals.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_job_is_marked_once_and_renewed_every_third_of_the_lease() {
+        let t0 = mid_millisecond().await;
+        let marks = AtomicUsize::new(0);
+        let renewals = std::sync::Mutex::new(Vec::new());
+        let ended = supervise(
+            async {
+                tokio::time::sleep(Duration::from_secs(25)).await;
+                "done"
+            },
+            LEASE,
+            None,
+            || async {
+                assert!(about(t0.elapsed(), RUNNING_AFTER), "{:?}", t0.elapsed());
+                marks.fetch_add(1, Ordering::SeqCst);
+            },
+            || {
+                renewals.lock().unwrap().push(t0.elapsed());
+                async {}
+            },
+        )
+        .await;
+        assert_eq!(ended, Ended::Done("done"));
+        assert_eq!(marks.load(Ordering::SeqCst), 1);
+        let renewals = renewals.lock().unwrap();
+        assert_eq!(renewals.len(), 2, "{renewals:?}");
+        assert!(about(renewals[0], LEASE / 3), "{renewals:?}");
+        assert!(about(renewals[1], LEASE * 2 / 3), "{renewals:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_past_its_timeout_is_given_up_at_the_timeout() {
+        let t0 = mid_millisecond().await;
+        let ended = supervise(
+            std::future::pending::<()>(),
+            LEASE,
+            Some(Duration::from_secs(12)),
+            || async {},
+            || async {},
+        )
+        .await;
+        assert_eq!(ended, Ended::TimedOut);
+        assert!(
+            about(t0.elapsed(), Duration::from_secs(12)),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
 }
