@@ -17,7 +17,7 @@ use concurry::cluster::{
 };
 use concurry::{Error, RemoteTask, RetryConfig};
 
-use crate::support::{HANG, within};
+use crate::support::{HANG, eventually, within};
 
 // ---------------------------------------------------------------- tasks of this binary
 
@@ -141,15 +141,6 @@ fn node(c: &Cluster, name: &str, config: TaskConfig) -> RunningNode {
         Node::new(c).name(name).capacity(2).tasks(config).start()
     })
     .expect("node starts")
-}
-
-/// Polls `f` until it holds, at most [`HANG`].
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + HANG;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}: not after {HANG:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn short() -> TaskConfig {
