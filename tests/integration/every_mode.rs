@@ -352,7 +352,8 @@ fn stop_drains_ten_thousand_queued_calls() {
         let futures: Vec<_> = (0..10_000).map(|_| p.next()).collect();
         p.stop().unwrap();
         for f in futures {
-            assert!(f.result_timeout(HANG).is_ok(), "{mode}");
+            let r = f.result_timeout(HANG);
+            assert!(r.is_ok(), "{mode}: {r:?}");
         }
     }
 }
@@ -435,7 +436,8 @@ fn dropping_the_last_handle_stops_the_pool_and_resolves_everything() {
         drop(p);
         drop(clone);
         for f in futures {
-            assert!(f.result_timeout(HANG).is_ok(), "{mode}");
+            let r = f.result_timeout(HANG);
+            assert!(r.is_ok(), "{mode}: {r:?}");
         }
     }
 }

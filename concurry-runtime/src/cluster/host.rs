@@ -16,9 +16,11 @@
 //!   `n`): a `Cancel` is filed in the instance's cancel table at once, a limit reply handed
 //!   to the method waiting for it. Limit requests go out on the shared connection too (the
 //!   instance's own is not driven while its call runs).
-//! - An empty message on the owner's inbox says the instance ended; it goes out on the
-//!   shared connection after the instance's own connection was flushed, so it never
-//!   overtakes the instance's last replies.
+//! - An empty message on the owner's inbox says the instance ended. It goes out on the
+//!   connection the instance's replies went on, after them, so it never overtakes them: the
+//!   server keeps one connection's messages in order, but not two connections' (a flush
+//!   only hands the bytes to the socket). Only if that connection is down does it go out on
+//!   the node's shared one.
 //! - The instance's `limits()` are the pool's, hosted by the owner: limit requests travel as
 //!   envelopes to its inbox and its supervisor's `LimitHost` answers, so a pool's limits are
 //!   global across nodes.
@@ -95,6 +97,8 @@ struct Hosted {
     replies: Mutex<HashMap<u64, Vec<u8>>>,
     replied: Condvar,
     closed: AtomicBool,
+    /// The end message went out on the instance's own connection (after its replies).
+    end_sent: AtomicBool,
     client: async_nats::Client,
     out: tokio::sync::mpsc::UnboundedSender<Out>,
 }
@@ -282,9 +286,20 @@ impl Chan {
         let connected = link.client.connection_state() == async_nats::connection::State::Connected;
         if link.rt.is_some() && connected {
             let client = link.client.clone();
-            let flushed =
-                link.drive(async { tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await });
-            if !matches!(flushed, Ok(Ok(()))) {
+            let inbox = self.hosted.reply_to.clone();
+            // The end message after the last replies, on their connection (see the module
+            // docs), written out before the connection is dropped.
+            let flushed = link.drive(async {
+                tokio::time::timeout(FLUSH_TIMEOUT, async {
+                    client.publish(inbox, Vec::new().into()).await?;
+                    client.flush().await?;
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                })
+                .await
+            });
+            if matches!(flushed, Ok(Ok(()))) {
+                self.hosted.end_sent.store(true, Ordering::Release);
+            } else {
                 tracing::warn!(node = %self.node, instance = self.hosted.n, "concurry node: the instance's last messages may not have been sent");
             }
         }
@@ -546,6 +561,7 @@ impl Host {
             replies: Mutex::new(HashMap::new()),
             replied: Condvar::new(),
             closed: AtomicBool::new(false),
+            end_sent: AtomicBool::new(false),
             client: self.client.clone(),
             out: self.out.clone(),
         });
@@ -596,7 +612,9 @@ impl Host {
             let _g = lock(&h.replies);
             h.replied.notify_all();
         }
-        let _ = h.out.send((h.inbox.clone(), Vec::new()));
+        if !h.end_sent.load(Ordering::Acquire) {
+            let _ = h.out.send((h.inbox.clone(), Vec::new()));
+        }
         let removed = lock(&self.instances).remove(&h.n).is_some();
         if removed {
             let mut beat = lock(&self.state);
