@@ -274,8 +274,9 @@ impl Chan {
             .map_err(|e| WireError::Io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)))
     }
 
-    /// The serving ended: the last answers are sent (before the node says the instance
-    /// ended) and the watcher stopped.
+    /// The serving ended: the watcher is stopped, and on the instance's own connection the
+    /// end message follows its last answers and both are written out (else [`Host::end`]
+    /// sends it on the node's shared connection).
     fn finish(&mut self) {
         self.hosted.cancels.close();
         if let Some(w) = self.watcher.take() {
