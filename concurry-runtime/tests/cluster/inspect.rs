@@ -38,13 +38,20 @@ fn queue_depths_states_and_filters_match_what_was_submitted() {
             )
             .unwrap();
         }
+        // Fresh ids: no record but their messages until a node runs them.
+        let fresh: Vec<_> = (0..4)
+            .map(|i| q.submit::<Double>((10 + i,)).unwrap())
+            .collect();
+        let fresh_later = q
+            .submit_with::<Double>((9,), later.clone().priority(Priority::High))
+            .unwrap();
         let snap = q.queues().unwrap();
-        assert_eq!(snap.depth("default", Priority::High), 3, "{snap:?}");
+        assert_eq!(snap.depth("default", Priority::High), 4, "{snap:?}");
         assert_eq!(snap.depth("default", Priority::Low), 2, "{snap:?}");
-        assert_eq!(snap.depth("default", Priority::Normal), 0, "{snap:?}");
+        assert_eq!(snap.depth("default", Priority::Normal), 4, "{snap:?}");
         assert_eq!(
             (snap.tasks.scheduled, snap.tasks.pending),
-            (3, 2),
+            (4, 6),
             "{snap:?}"
         );
         assert_eq!(snap.queues(), ["default"]);
@@ -54,7 +61,9 @@ fn queue_depths_states_and_filters_match_what_was_submitted() {
             .unwrap();
         let mut ids: Vec<&str> = delayed.iter().map(|t| t.id.as_str()).collect();
         ids.sort_unstable();
-        assert_eq!(ids, ["hi-0", "hi-1", "hi-2"]);
+        let mut want = vec!["hi-0", "hi-1", "hi-2", fresh_later.task_id()];
+        want.sort_unstable();
+        assert_eq!(ids, want);
         for t in &delayed {
             assert_eq!(
                 t.task.as_deref(),
@@ -68,6 +77,25 @@ fn queue_depths_states_and_filters_match_what_was_submitted() {
                 t.run_at_ms.unwrap() > t.submitted_ms.unwrap() + 3_000_000,
                 "{t:?}"
             );
+        }
+        let pending = q
+            .list(&TaskFilter::new().status(TaskState::Pending))
+            .unwrap();
+        assert_eq!(pending.len(), 6, "{pending:?}");
+        for h in &fresh {
+            let t = q.info(h.task_id()).unwrap();
+            assert_eq!(t.status, TaskState::Pending, "{t:?}");
+            assert_eq!(
+                (t.queue.as_deref(), t.priority),
+                (Some("default"), Some(Priority::Normal)),
+                "{t:?}"
+            );
+            assert_eq!(
+                t.task.as_deref(),
+                Some(<Double as concurry::RemoteTask>::NAME)
+            );
+            assert!(t.submitted_ms.is_some(), "{t:?}");
+            assert!(pending.iter().any(|p| p.id == t.id), "{pending:?}");
         }
         assert_eq!(q.list(&TaskFilter::new().limit(2)).unwrap().len(), 2);
         assert!(
@@ -88,6 +116,12 @@ fn queue_depths_states_and_filters_match_what_was_submitted() {
             .unwrap()
             .result_timeout(Duration::from_secs(20))
             .unwrap();
+        for (i, h) in fresh.iter().enumerate() {
+            assert_eq!(
+                h.result_timeout(Duration::from_secs(20)).unwrap(),
+                2 * (10 + i as u64)
+            );
+        }
         let t = q.info("lo-1").unwrap();
         assert_eq!(t.status, TaskState::Succeeded);
         assert_eq!((t.node.as_deref(), t.attempts), (Some("inspector"), 1));
@@ -99,8 +133,12 @@ fn queue_depths_states_and_filters_match_what_was_submitted() {
         assert!(q.cancel("hi-0").unwrap());
         let snap = q.queues().unwrap();
         assert_eq!(
-            (snap.tasks.succeeded, snap.tasks.cancelled),
-            (2, 1),
+            (
+                snap.tasks.succeeded,
+                snap.tasks.cancelled,
+                snap.tasks.pending
+            ),
+            (6, 1, 0),
             "{snap:?}"
         );
         assert_eq!(snap.depth("default", Priority::Low), 0, "{snap:?}");

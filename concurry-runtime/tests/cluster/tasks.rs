@@ -510,13 +510,24 @@ fn a_cancelled_task_never_runs_also_after_a_server_and_node_restart() {
     assert!(c.cancel(delayed.task_id()).unwrap());
     assert_eq!(delayed.status().unwrap(), TaskStatus::Cancelled);
     assert!(matches!(queued.result().unwrap_err(), Error::Cancelled));
+    assert_eq!(
+        q.queued().unwrap(),
+        0,
+        "a cancel removes the task's message"
+    );
+    // A revoke in advance: the id is submitted only after the server restarted.
+    assert!(q.cancel("revoked-ahead").unwrap());
     drop((q, c));
     s.restart().expect("server restarts on the same store");
     let c = connect(&s.url());
     let q = queue(&c, short());
-    assert_eq!(q.queued().unwrap(), 2, "both still stored");
+    let ahead = q
+        .submit_with::<Count>((key.clone(),), Submit::new().id("revoked-ahead"))
+        .unwrap();
+    assert_eq!(q.queued().unwrap(), 1, "stored, revoked");
     let n = node(&c, "n1", short());
-    eventually("the node drops both", || q.queued().unwrap() == 0);
+    eventually("the node drops it", || q.queued().unwrap() == 0);
+    assert!(matches!(ahead.result().unwrap_err(), Error::Cancelled));
     drop(n);
     let _n = node(&c, "n2", short());
     // A task that did run, for contrast, and a cancel after it: false, the result stays.

@@ -65,8 +65,8 @@ impl TaskQueue {
         super::here(async move {
             let store = &inner.store;
             // Tasks with ids of the caller's are recorded first (a re-submit of a finished
-            // one is not published again); those with fresh ids are recorded as they are
-            // published.
+            // one is not published again); those with fresh ids need no record, unless
+            // delayed (recorded `Scheduled` as they are published).
             let mut recorded: Vec<Option<Recorded>> = Vec::with_capacity(prepared.len());
             let mut records = FuturesOrdered::new();
             for p in &prepared {
@@ -102,12 +102,13 @@ impl TaskQueue {
                 while acks.len() >= ACKS {
                     settle(&mut acks).await?;
                 }
+                let scheduled = p.scheduled();
                 let ack = send(
                     store,
                     T::NAME,
                     &p.id,
                     &p.id,
-                    p.subject,
+                    &p.level,
                     p.payload,
                     p.not_before,
                 )
@@ -118,7 +119,8 @@ impl TaskQueue {
                         .map(|_| ())
                         .map_err(|e| server_error("store the task", &store.url, e))
                 };
-                if recorded.is_some() {
+                if recorded.is_some() || !scheduled {
+                    // Recorded before, or fresh and due: its message is its record.
                     acks.push(Box::pin(stored));
                 } else {
                     let (id, not_before) = (p.id, p.not_before);

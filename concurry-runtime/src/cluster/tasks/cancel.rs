@@ -1,6 +1,7 @@
 //! Cancel (revoke): a mark in the cancel bucket, which every node checks before it runs a
 //! task, and a `Cancelled` result, which ends every wait at once and wins over a result a
-//! run still in progress may store later.
+//! run still in progress may store later; the task's message is then removed from the
+//! stream.
 
 use super::record::{Failure, Outcome, Stored, encode};
 use super::setup::Store;
@@ -15,7 +16,22 @@ pub(crate) async fn cancel(store: &Store, id: &str) -> Result<bool, Error> {
         .put(id, now_ms().to_string().into_bytes().into())
         .await
         .map_err(|e| server_error("store a task's cancel", &store.url, e))?;
-    cancelled_result(store, id).await
+    let decided = cancelled_result(store, id).await?;
+    if decided {
+        // Its message goes too: a queued or delayed task then no longer counts as stored
+        // work before a node has seen the revoke (a node running it keeps running it;
+        // its lease renewals and its ack of a message gone are ignored).
+        match store.message_of(id).await {
+            Ok(Some(m)) => {
+                if let Err(e) = store.stream.delete_message(m.sequence).await {
+                    tracing::debug!(task = id, "concurry tasks: a cancelled task's message: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(task = id, "concurry tasks: {e}"),
+        }
+    }
+    Ok(decided)
 }
 
 /// Stores the `Cancelled` result of `id` unless it has one: true if this one was stored.

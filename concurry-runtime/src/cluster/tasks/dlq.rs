@@ -79,19 +79,19 @@ async fn replay(store: &Store, id: &str) -> Result<(), Error> {
     // keeps the stream's dedup window from swallowing it.
     store.results.purge(id).await.map_err(|e| err(&e))?;
     let msg_id = format!("{id}.replay.{}", entry.revision);
+    let level = super::setup::parse_subject(&dead.subject)
+        .map(|(queue, priority)| store.names.level(&queue, priority))
+        .ok_or_else(|| {
+            err(&format!(
+                "a dead letter of an unknown subject {:?}",
+                dead.subject
+            ))
+        })?;
     record(store, id, None, true).await?;
-    send(
-        store,
-        &dead.task,
-        id,
-        &msg_id,
-        dead.subject,
-        dead.payload,
-        None,
-    )
-    .await?
-    .await
-    .map_err(|e| err(&e))?;
+    send(store, &dead.task, id, &msg_id, &level, dead.payload, None)
+        .await?
+        .await
+        .map_err(|e| err(&e))?;
     // Only the letter replayed goes: a node may already have run the replay and
     // dead-lettered it again (a new revision), and that letter stays.
     if let Err(e) = store

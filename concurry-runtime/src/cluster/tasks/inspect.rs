@@ -19,13 +19,14 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use async_nats::jetstream::kv;
+use async_nats::jetstream::message::StreamMessage;
 use futures_util::StreamExt;
 use serde::{Serialize, Serializer};
 
 use super::record::{Dead, Failure, Outcome, State, Stored, decode};
-use super::setup::Store;
+use super::setup::{Store, parse_subject};
 use super::submit::{Priority, TaskQueue};
-use super::{TASK_ID, TASK_NAME, check_id, server_error, to_ms};
+use super::{NOT_BEFORE, TASK_ID, TASK_NAME, check_id, server_error, to_ms};
 use crate::cluster::run;
 use crate::error::{ConfigError, Error};
 
@@ -382,14 +383,6 @@ impl QueuesSnapshot {
     }
 }
 
-/// `cc.<ns>.task.<queue>.<prio>` → (queue, priority).
-fn parse_subject(subject: &str) -> Option<(String, Priority)> {
-    let mut parts = subject.rsplitn(3, '.');
-    let prio = Priority::from_token(parts.next()?)?;
-    let queue = parts.next()?.to_string();
-    Some((queue, prio))
-}
-
 /// The last value of every key of `bucket` (deleted and purged keys left out), with when it
 /// was stored.
 async fn scan(store: &Store, bucket: &kv::Store, name: &str) -> Result<Vec<Entry>, Error> {
@@ -446,11 +439,51 @@ struct Entry {
 }
 
 /// What a task's message in the stream says about it.
-struct InStream {
+pub(crate) struct InStream {
     task: Option<String>,
     queue: String,
     priority: Priority,
     submitted: u64,
+    /// Its ETA, if it was submitted with one.
+    pub(crate) not_before: Option<u64>,
+}
+
+impl InStream {
+    /// The task id and what its message says, unless it is not a task's.
+    pub(crate) fn read(m: &StreamMessage) -> Option<(String, InStream)> {
+        let id = m.headers.get(TASK_ID)?.as_str().to_string();
+        let (queue, priority) = parse_subject(m.subject.as_str())?;
+        let s = InStream {
+            task: m.headers.get(TASK_NAME).map(|v| v.as_str().to_string()),
+            queue,
+            priority,
+            submitted: to_ms(m.time.into()),
+            not_before: m
+                .headers
+                .get(NOT_BEFORE)
+                .and_then(|v| v.as_str().parse().ok()),
+        };
+        Some((id, s))
+    }
+
+    /// What a task known only by its message shows: `Pending`, or `Scheduled` before its
+    /// ETA.
+    fn apply(self, t: &mut TaskInfo) {
+        if t.status == TaskState::Unknown {
+            match self.not_before.filter(|&at| at > super::now_ms()) {
+                Some(at) => {
+                    t.status = TaskState::Scheduled;
+                    t.run_at_ms = Some(at);
+                }
+                None => t.status = TaskState::Pending,
+            }
+            t.updated_ms = self.submitted;
+        }
+        t.task = t.task.take().or(self.task);
+        t.queue = Some(self.queue);
+        t.priority = Some(self.priority);
+        t.submitted_ms = Some(self.submitted);
+    }
 }
 
 /// The messages still in the stream (unfinished tasks), by task id, up to [`STREAM_SCAN`].
@@ -474,18 +507,9 @@ async fn stream_tasks(store: &Store) -> Result<HashMap<String, InStream>, Error>
             Err(e) => return Err(server_error("read the task stream", &store.url, e)),
         };
         seq = m.sequence + 1;
-        let Some(id) = m.headers.get(TASK_ID).map(|v| v.as_str().to_string()) else {
-            continue;
-        };
-        let Some((queue, priority)) = parse_subject(m.subject.as_str()) else {
-            continue;
-        };
-        out.entry(id).or_insert(InStream {
-            task: m.headers.get(TASK_NAME).map(|v| v.as_str().to_string()),
-            queue,
-            priority,
-            submitted: to_ms(m.time.into()),
-        });
+        if let Some((id, s)) = InStream::read(&m) {
+            out.entry(id).or_insert(s);
+        }
     }
     Ok(out)
 }
@@ -536,12 +560,11 @@ async fn gather(store: &Store, with_stream: bool) -> Result<Vec<TaskInfo>, Error
         apply_dead(t, d, e.created);
     }
     for (id, s) in in_stream {
-        if let Some(t) = tasks.get_mut(&id) {
-            t.task = t.task.take().or(s.task);
-            t.queue = Some(s.queue);
-            t.priority = Some(s.priority);
-            t.submitted_ms = Some(s.submitted);
-        }
+        // A task with a fresh id has no record until a node runs it: its message is it.
+        let t = tasks
+            .entry(id)
+            .or_insert_with_key(|id| TaskInfo::unknown(id));
+        s.apply(t);
     }
     for (id, name) in recorded_names {
         if let Some(t) = tasks.get_mut(&id) {
@@ -648,6 +671,11 @@ async fn queues(store: &Store) -> Result<QueuesSnapshot, Error> {
     for t in &tasks {
         counts.add(t.status);
     }
+    // Tasks with fresh ids are recorded only by their messages until a node runs them: the
+    // stream's tasks beyond those with an unfinished record are pending.
+    let stored: u64 = levels.iter().map(|l| l.depth).sum();
+    let recorded = counts.pending + counts.scheduled + counts.running + counts.retrying;
+    counts.pending += stored.saturating_sub(recorded);
     let mut dead_letters = HashMap::new();
     for e in scan(store, &store.dlq, &store.names.dlq).await? {
         if let Ok(d) = decode::<Dead>(&e.value, "a dead letter") {
@@ -663,29 +691,16 @@ async fn queues(store: &Store) -> Result<QueuesSnapshot, Error> {
     })
 }
 
-/// The depth of every level of every queue: the stream's per-subject counts and the
-/// consumers' (no bucket is read: cheap enough to sample every few seconds).
+/// The depth of every level of every queue: each level's consumer (never delivered +
+/// delivered and unacknowledged: a work queue holds a task until it is acknowledged), and
+/// only when the stream holds tasks those do not account for (a queue no node serves yet),
+/// the stream's per-subject counts, one subject per task (no bucket is read: cheap enough
+/// to sample every few seconds).
 async fn depths(store: &Store) -> Result<Vec<QueueDepth>, Error> {
     let err = |e: &dyn fmt::Display| server_error("read the task stream", &store.url, e);
     let mut levels: HashMap<(String, Priority), QueueDepth> = HashMap::new();
-    let mut subjects = store
-        .stream
-        .info_with_subjects(store.names.all())
-        .await
-        .map_err(|e| err(&e))?;
-    let mut depths = Vec::new();
-    while let Some(s) = subjects.next().await {
-        depths.push(s.map_err(|e| err(&e))?);
-    }
-    for (subject, n) in depths {
-        if let Some((queue, priority)) = parse_subject(&subject) {
-            let l = levels
-                .entry((queue.clone(), priority))
-                .or_insert_with(|| empty_level(queue, priority));
-            l.depth = n as u64;
-        }
-    }
     let mut consumers = store.stream.consumers();
+    let mut accounted = 0;
     while let Some(c) = consumers.next().await {
         let c = c.map_err(|e| err(&e))?;
         if let Some((queue, priority)) = parse_subject(&c.config.filter_subject) {
@@ -694,6 +709,28 @@ async fn depths(store: &Store) -> Result<Vec<QueueDepth>, Error> {
                 .or_insert_with(|| empty_level(queue, priority));
             l.waiting = c.num_pending;
             l.held = c.num_ack_pending as u64;
+            l.depth = l.waiting + l.held;
+            accounted += l.depth;
+        }
+    }
+    if store.queued().await? > accounted {
+        let mut subjects = store
+            .stream
+            .info_with_subjects(store.names.all())
+            .await
+            .map_err(|e| err(&e))?;
+        let mut counted: HashMap<(String, Priority), u64> = HashMap::new();
+        while let Some(s) = subjects.next().await {
+            let (subject, n) = s.map_err(|e| err(&e))?;
+            if let Some(level) = parse_subject(&subject) {
+                *counted.entry(level).or_default() += n as u64;
+            }
+        }
+        for ((queue, priority), n) in counted {
+            let l = levels
+                .entry((queue.clone(), priority))
+                .or_insert_with(|| empty_level(queue, priority));
+            l.depth = l.depth.max(n);
         }
     }
     let mut levels: Vec<QueueDepth> = levels.into_values().collect();
@@ -901,13 +938,24 @@ async fn info(store: &Store, id: &str) -> Result<TaskInfo, Error> {
         t.task
             .get_or_insert_with(|| String::from_utf8_lossy(&e.value).into_owned());
     }
-    if !t.status.is_finished() && t.status != TaskState::Unknown && t.queue.is_none() {
-        // Still in the stream: its message says the rest.
-        if let Some(s) = stream_tasks(store).await?.remove(id) {
-            t.task = t.task.take().or(s.task);
-            t.queue = Some(s.queue);
-            t.priority = Some(s.priority);
-            t.submitted_ms = Some(s.submitted);
+    if !t.status.is_finished() && t.queue.is_none() {
+        // Still in the stream: its message says the rest (and all there is of a queued
+        // task with a fresh id).
+        match store.message_of(id).await? {
+            Some(m) => {
+                if let Some((_, s)) = InStream::read(&m) {
+                    s.apply(&mut t);
+                }
+            }
+            None if t.status == TaskState::Unknown => {
+                // Its message may have left the stream after its result was read.
+                if let Some(e) = entry(&store.results, id).await.map_err(err)?
+                    && let Ok(s) = decode::<Stored>(&e.value, "a task result")
+                {
+                    apply_result(&mut t, &s, e.created);
+                }
+            }
+            None => {}
         }
     }
     Ok(t)
@@ -928,6 +976,17 @@ mod tests {
             Some(("a_b-c".to_string(), Priority::Low))
         );
         assert_eq!(parse_subject("cc.ns.task.render.soon"), None);
+        // A task's own subject ends in its id, whatever the id looks like.
+        assert_eq!(
+            parse_subject("cc.ns.task.render.normal.low"),
+            Some(("render".to_string(), Priority::Normal))
+        );
+        assert_eq!(
+            parse_subject("cc.ns.task.render.critical.Ab3-x_=1"),
+            Some(("render".to_string(), Priority::Critical))
+        );
+        assert_eq!(parse_subject("cc.ns.task.render.normal.a.b"), None);
+        assert_eq!(parse_subject("cc.ns.other.render.normal"), None);
     }
 
     #[test]

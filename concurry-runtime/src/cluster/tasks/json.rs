@@ -403,7 +403,7 @@ impl TaskQueue {
                 &task,
                 &prepared.id,
                 &prepared.id,
-                prepared.subject,
+                &prepared.level,
                 prepared.payload,
                 prepared.not_before,
             )

@@ -97,6 +97,7 @@
 //! ```
 
 mod batch;
+mod bell;
 mod cancel;
 mod completions;
 mod config;

@@ -151,6 +151,7 @@ pub struct ScheduleInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Periodic {
     task: String,
+    /// The level's subject; each tick's id is appended.
     subject: String,
     /// The task message, as `submit` publishes it.
     payload: Vec<u8>,
@@ -289,7 +290,7 @@ impl TaskQueue {
         }
         let rec = encode(&Periodic {
             task: T::NAME.to_string(),
-            subject: prepared.subject,
+            subject: prepared.level,
             payload: prepared.payload,
             spec: schedule.to_record(),
             created_ms: now_ms(),
@@ -492,7 +493,7 @@ async fn fire(store: &Store, name: &str, rec: &Periodic, tick_ms: u64) -> Result
         &rec.task,
         &id,
         &id,
-        rec.subject.clone(),
+        &rec.subject,
         rec.payload.clone(),
         None,
     )

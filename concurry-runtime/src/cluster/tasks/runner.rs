@@ -3,10 +3,10 @@
 //!
 //! One fetch loop per node: it waits for a free slot, picks a level ([`Levels`]), fetches
 //! without waiting (`no_wait`) as many tasks as there are free slots, and runs each on a
-//! blocking thread. A level found empty is skipped until a doorbell (a core subscription on
-//! the queue's subjects: every publish rings it) or the periodic recheck (redeliveries and
-//! delays ring nothing); one found empty although it rang is waited on at the server for
-//! the task on its way (the core message can arrive first).
+//! blocking thread. A level found empty is skipped until its doorbell ([`Doorbells`]: armed
+//! when the level is found empty, it rings at the level's next publish) or the periodic
+//! recheck (redeliveries and delays ring nothing); one found empty although it rang is
+//! waited on at the server for the task on its way (the core message can arrive first).
 //!
 //! Per task the hot path is one write and one ack: revokes are a set in memory (the cancel
 //! bucket read whole at start, then watched), a first delivery reads no records, `Running`
@@ -21,9 +21,10 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::kv::{CreateErrorKind, Operation};
 use async_nats::jetstream::{AckKind, Message};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::{Semaphore, watch};
 
+use super::bell::Doorbells;
 use super::config::TaskConfig;
 use super::record::{Dead, Failure, Outcome, State, Stored, TaskMsg, decode, encode};
 use super::schedule::Levels;
@@ -157,10 +158,10 @@ async fn start(
         consumers.push(store.consumer(p).await?);
     }
     let lease = consumers[0].cached_info().config.ack_wait;
-    let bell = client
-        .subscribe(store.names.queue_wildcard(&store.config.queue))
-        .await
-        .map_err(|e| super::server_error("subscribe to the task queue", &url, e))?;
+    let bell = Doorbells::new(
+        client.clone(),
+        Priority::ALL.map(|p| store.names.level_filter(&store.config.queue, p)),
+    );
     let total = u32::try_from(slots).unwrap_or(u32::MAX);
     let sem = Arc::new(Semaphore::new(total as usize));
     let (stop, stopped) = watch::channel(false);
@@ -341,17 +342,15 @@ const BELL_GRACE: Duration = Duration::from_millis(50);
 /// some is waited on (server side, for the task on its way) instead of polled.
 type Bells = [u64; 4];
 
-fn ring(levels: &mut Levels, bells: &mut Bells, subject: &str) {
-    if let Some(p) = subject.rsplit('.').next().and_then(Priority::from_token) {
-        levels.ring(p.level());
-        bells[p.level()] += 1;
-    }
+fn ring(levels: &mut Levels, bells: &mut Bells, level: usize) {
+    levels.ring(level);
+    bells[level] += 1;
 }
 
 async fn fetch_loop(
     ctx: Arc<Ctx>,
     consumers: Vec<PullConsumer>,
-    mut bell: async_nats::Subscriber,
+    mut bell: Doorbells,
     sem: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -369,8 +368,8 @@ async fn fetch_loop(
             },
             _ = stop.changed() => return,
         };
-        while let Some(Some(m)) = bell.next().now_or_never() {
-            ring(&mut levels, &mut bells, &m.subject);
+        while let Some(level) = bell.rung_now() {
+            ring(&mut levels, &mut bells, level);
         }
         if checked.elapsed() >= RECHECK {
             levels.ring_all();
@@ -379,7 +378,7 @@ async fn fetch_loop(
         let Some(level) = levels.next() else {
             drop(first);
             tokio::select! {
-                m = bell.next() => if let Some(m) = m { ring(&mut levels, &mut bells, &m.subject) },
+                level = bell.rung() => ring(&mut levels, &mut bells, level),
                 () = tokio::time::sleep(RECHECK) => {
                     levels.ring_all();
                     checked = Instant::now();
@@ -428,6 +427,10 @@ async fn fetch_loop(
         if got == 0 {
             bells[level] = 0;
             levels.found_empty(level);
+            if bell.found_empty(level).await {
+                // Armed just now: a task published before that rang nothing.
+                levels.ring(level);
+            }
         } else {
             bells[level] = bells[level].saturating_sub(got as u64);
             levels.served(level);

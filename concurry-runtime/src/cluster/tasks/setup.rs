@@ -39,18 +39,43 @@ impl Names {
         }
     }
 
-    /// The subject of `queue`'s tasks at `priority`.
-    pub(crate) fn subject(&self, queue: &str, priority: Priority) -> String {
+    /// The level of `queue`'s tasks at `priority`: `cc.<ns>.task.<queue>.<priority>`, the
+    /// subject of each of its tasks without the task's id.
+    pub(crate) fn level(&self, queue: &str, priority: Priority) -> String {
         format!("{}{queue}.{}", self.prefix, priority.token())
     }
 
-    /// Every level of `queue` (the nodes' doorbell subscription).
-    pub(crate) fn queue_wildcard(&self, queue: &str) -> String {
-        format!("{}{queue}.*", self.prefix)
+    /// The subject of one task, `<level>.<id>`: with the id in it, the stream's last
+    /// message on `cc.<ns>.task.*.*.<id>` is the task's own, so a queued task needs no record
+    /// besides its message.
+    pub(crate) fn subject(level: &str, id: &str) -> String {
+        format!("{level}.{id}")
+    }
+
+    /// Every task of `queue` at `priority` (a level's consumer and doorbell).
+    pub(crate) fn level_filter(&self, queue: &str, priority: Priority) -> String {
+        format!("{}.*", self.level(queue, priority))
+    }
+
+    /// The stream's subjects of the task `id`, whatever its queue and level.
+    pub(crate) fn of_task(&self, id: &str) -> String {
+        format!("{}*.*.{id}", self.prefix)
     }
 
     pub(crate) fn all(&self) -> String {
         format!("{}>", self.prefix)
+    }
+}
+
+/// The queue and priority of a task's subject: `cc.<ns>.task.<queue>.<priority>.<id>`, or a
+/// level without the id (an older build's task, a schedule's record).
+pub(crate) fn parse_subject(subject: &str) -> Option<(String, Priority)> {
+    let tokens: Vec<&str> = subject.split('.').collect();
+    match tokens[..] {
+        ["cc", _, "task", queue, priority] | ["cc", _, "task", queue, priority, _] => {
+            Some((queue.to_string(), Priority::from_token(priority)?))
+        }
+        _ => None,
     }
 }
 
@@ -159,27 +184,60 @@ impl Store {
         })
     }
 
-    /// The durable pull consumer of `priority` in this queue (get or create).
+    /// The durable pull consumer of `priority` in this queue (get or create). One left by
+    /// an older build with another filter (level subjects without the task id) would never
+    /// see a task: it is made again.
     pub(crate) async fn consumer(&self, priority: Priority) -> Result<PullConsumer, Error> {
         let queue = &self.config.queue;
         let name = consumer_name(queue, priority);
-        self.stream
-            .get_or_create_consumer(
-                &name,
-                consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: self.names.subject(queue, priority),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: self.config.lease,
-                    // Attempts are counted by the status bucket (a delay's give-backs are
-                    // deliveries too), so the server never gives up on a task by itself.
-                    max_deliver: -1,
-                    max_ack_pending: 100_000,
-                    ..Default::default()
-                },
-            )
+        let filter = self.names.level_filter(queue, priority);
+        let config = consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: filter.clone(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.config.lease,
+            // Attempts are counted by the status bucket (a delay's give-backs are
+            // deliveries too), so the server never gives up on a task by itself.
+            max_deliver: -1,
+            max_ack_pending: 100_000,
+            ..Default::default()
+        };
+        let err =
+            |e: &dyn std::fmt::Display| server_error("create the task consumer", &self.url, e);
+        let mut found: PullConsumer = self
+            .stream
+            .get_or_create_consumer(&name, config.clone())
             .await
-            .map_err(|e| server_error("create the task consumer", &self.url, e))
+            .map_err(|e| err(&e))?;
+        if found.cached_info().config.filter_subject != filter {
+            self.stream
+                .delete_consumer(&name)
+                .await
+                .map_err(|e| err(&e))?;
+            found = self
+                .stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| err(&e))?;
+        }
+        Ok(found)
+    }
+
+    /// The message of the task `id` while it is in the stream (queued, delayed, retrying
+    /// or running: it leaves once its outcome is stored).
+    pub(crate) async fn message_of(
+        &self,
+        id: &str,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, Error> {
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&self.names.of_task(id))
+            .await
+        {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(server_error("read the task stream", &self.url, e)),
+        }
     }
 
     /// How many tasks are stored in the stream (queued, delayed, or running unacked).

@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use super::inspect::InStream;
 use super::record::{Failure, Outcome, State, Stored, decode};
 use super::setup::Store;
 use super::submit::TaskQueue;
@@ -154,9 +155,23 @@ pub(crate) async fn lookup(store: &Store, id: &str) -> Result<TaskStatus, Error>
         .get(id)
         .await
         .map_err(|e| server_error("read a task status", &store.url, e))?;
-    Ok(match state.map(|b| decode::<State>(&b, "a task status")) {
-        Some(Ok(s)) => from_state(s),
-        Some(Err(e)) => TaskStatus::Failed { error: e },
+    match state.map(|b| decode::<State>(&b, "a task status")) {
+        Some(Ok(s)) => return Ok(from_state(s)),
+        Some(Err(e)) => return Ok(TaskStatus::Failed { error: e }),
+        None => {}
+    }
+    // A task with a fresh id has no record until a node runs it: its message is it.
+    if let Some(m) = store.message_of(id).await? {
+        let at = InStream::read(&m).and_then(|(_, s)| s.not_before);
+        return Ok(match at.filter(|&at| at > super::now_ms()) {
+            Some(at) => TaskStatus::Scheduled { at: from_ms(at) },
+            None => TaskStatus::Pending,
+        });
+    }
+    // Its message leaves the stream only after its result is stored: read after the
+    // message was not found, a result that was not there before is there now.
+    Ok(match stored(store, id).await? {
+        Some(s) => from_stored(&s),
         None => TaskStatus::Unknown,
     })
 }

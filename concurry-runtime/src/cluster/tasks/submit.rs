@@ -9,7 +9,7 @@ use async_nats::jetstream::message::PublishMessage as Publish;
 use super::config::TaskConfig;
 use super::handle::TaskHandle;
 use super::record::{Policy, State, TaskMsg, encode};
-use super::setup::Store;
+use super::setup::{Names, Store};
 use super::{NOT_BEFORE, TASK_ID, TASK_NAME, check_id, new_id, server_error, to_ms};
 use crate::cluster::{Cluster, run};
 use crate::error::{ConfigError, Error};
@@ -247,6 +247,7 @@ impl TaskQueue {
         let task = self.prepare::<T>(args, submit)?;
         let inner = self.inner.clone();
         let id = task.id.clone();
+        let scheduled = task.scheduled();
         super::here(async move {
             let store = &inner.store;
             let publish = async {
@@ -255,7 +256,7 @@ impl TaskQueue {
                     T::NAME,
                     &task.id,
                     &task.id,
-                    task.subject,
+                    &task.level,
                     task.payload,
                     task.not_before,
                 )
@@ -265,12 +266,17 @@ impl TaskQueue {
                 .map_err(|e| server_error("store the task", &store.url, e))
             };
             if task.fresh {
-                // Its status record and its message go out together (one round trip, not
-                // two).
                 store.watcher.expect(&task.id);
-                let (recorded, published) =
-                    tokio::join!(record(store, &task.id, task.not_before, false), publish);
-                recorded.and(published)
+                if scheduled {
+                    // Its `Scheduled` record and its message go out together (one round
+                    // trip, not two).
+                    let (recorded, published) =
+                        tokio::join!(record(store, &task.id, task.not_before, false), publish);
+                    recorded.and(published)
+                } else {
+                    // Its message is its only record until a node runs it (`Pending`).
+                    publish.await
+                }
             } else {
                 match record(store, &task.id, task.not_before, false).await? {
                     Recorded::Finished => Ok(()),
@@ -368,11 +374,11 @@ impl TaskQueue {
             NotBefore::Delay(d) => SystemTime::now() + d,
             NotBefore::At(t) => t,
         });
-        let subject = store.names.subject(&store.config.queue, submit.priority);
+        let level = store.names.level(&store.config.queue, submit.priority);
         Ok(Prepared {
             id,
             fresh,
-            subject,
+            level,
             payload,
             not_before,
         })
@@ -422,12 +428,22 @@ impl fmt::Debug for TaskQueue {
 /// One task message, ready to publish.
 pub(crate) struct Prepared {
     pub(crate) id: String,
-    /// A random id of this submit: it cannot have been submitted before, so its status
-    /// record and its message may go out together.
+    /// A random id of this submit: it cannot have been submitted before, so it needs no
+    /// status record to stay one task (one with a delay gets its `Scheduled` record beside
+    /// its message).
     pub(crate) fresh: bool,
-    pub(crate) subject: String,
+    /// The subject of its queue and priority ([`Names::level`](super::setup::Names::level)).
+    pub(crate) level: String,
     pub(crate) payload: Vec<u8>,
     pub(crate) not_before: Option<SystemTime>,
+}
+
+impl Prepared {
+    /// True if it must not run yet: its status is recorded as `Scheduled`, even for a
+    /// fresh id (the operators' counts take unrecorded tasks in the stream for `Pending`).
+    pub(crate) fn scheduled(&self) -> bool {
+        self.not_before.is_some_and(|t| t > SystemTime::now())
+    }
 }
 
 /// What [`record`] found.
@@ -478,14 +494,15 @@ pub(crate) async fn record(
     recorded.map_err(|e| server_error("record the task's status", &store.url, e))
 }
 
-/// Publishes the task with `msg_id` as the stream's dedup id (the task id, or a replay's);
-/// the future resolves with the server's ack (stored on disk).
+/// Publishes the task on its `level`'s subject for `id` with `msg_id` as the stream's dedup
+/// id (the task id, or a replay's); the future resolves with the server's ack (stored on
+/// disk).
 pub(crate) async fn send(
     store: &Store,
     task: &str,
     id: &str,
     msg_id: &str,
-    subject: String,
+    level: &str,
     payload: Vec<u8>,
     not_before: Option<SystemTime>,
 ) -> Result<async_nats::jetstream::context::PublishAckFuture, Error> {
@@ -499,7 +516,7 @@ pub(crate) async fn send(
     }
     store
         .js
-        .send_publish(subject, publish)
+        .send_publish(Names::subject(level, id), publish)
         .await
         .map_err(|e| server_error("store the task", &store.url, e))
 }
