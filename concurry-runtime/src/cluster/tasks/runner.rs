@@ -648,7 +648,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
     let args = task.args;
     let token = registered.token.clone();
     // The task's `limits()`: its pool's, hosted by the pool's process (`limits.rs`).
-    let limits = super::limits::for_run(
+    let (limits, run_limits) = super::limits::for_run(
         &store.js.client(),
         &store.names.stream,
         &task.task,
@@ -674,13 +674,20 @@ async fn handle(ctx: &Ctx, msg: Message) {
     };
     let renew = || ack(&msg, AckKind::Progress);
     let ran = match supervise(job, ctx.lease, timeout, mark, renew).await {
-        Ended::Done(r) => r.unwrap_or_else(|message| super::retrying::Ran {
-            judged: super::retrying::Judged::Panicked {
-                message,
-                retry_on: true,
-            },
-            own: None,
-        }),
+        Ended::Done(r) => {
+            // Its units back in the pool's set before its result is stored (boxed: off
+            // the hot path, as a run without limits sends nothing).
+            if run_limits.used() {
+                Box::pin(run_limits.end()).await;
+            }
+            r.unwrap_or_else(|message| super::retrying::Ran {
+                judged: super::retrying::Judged::Panicked {
+                    message,
+                    retry_on: true,
+                },
+                own: None,
+            })
+        }
         Ended::TimedOut => {
             registered.token.cancel();
             tracing::warn!(task = %id, "concurry node: task ran past its call_timeout");
