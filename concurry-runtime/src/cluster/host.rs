@@ -58,6 +58,8 @@ pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const WATCH_TICK: Duration = Duration::from_millis(20);
 /// How long an instance that ends waits for its connection to send its last messages.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a reply waits for the owner to have the leases given back before it.
+const SETTLE_CEILING: Duration = Duration::from_secs(5);
 
 /// A message for the node's publisher task.
 type Out = (String, Vec<u8>);
@@ -127,12 +129,31 @@ impl Hosted {
     /// connection, the reply goes on the instance's own, and the server keeps order within
     /// one connection only. An ask on the shared connection, answered once the owner has
     /// read what came before it (the release among them), orders them. Only after a
-    /// release: other calls pay nothing.
+    /// release: other calls pay nothing. The wait is bounded by [`SETTLE_CEILING`]: an
+    /// answer lost (a reconnect) only lets the reply go unordered, never holds it.
     fn settle(&self) {
-        if self.released.swap(false, Ordering::AcqRel) {
-            let id = u64::MAX - self.settles.fetch_add(1, Ordering::Relaxed);
-            // (None: the owner is gone, and with it what the release was for.)
-            let _ = self.ask(LimitMsg::Stats { id });
+        if !self.released.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let id = u64::MAX - self.settles.fetch_add(1, Ordering::Relaxed);
+        if send_limit(self, &LimitMsg::Stats { id }).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + SETTLE_CEILING;
+        let mut replies = lock(&self.replies);
+        while replies.remove(&id).is_none() && !self.closed.load(Ordering::Acquire) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                tracing::debug!(
+                    instance = self.n,
+                    "concurry node: the owner did not answer a settle; the reply goes anyway"
+                );
+                return;
+            };
+            replies = self
+                .replied
+                .wait_timeout(replies, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
         }
     }
 
