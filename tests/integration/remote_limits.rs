@@ -407,3 +407,26 @@ fn a_capacity_one_resource_is_never_held_by_two_workers_at_once() {
         metered.stop().unwrap();
     }
 }
+
+/// A unit given back inside a call, and the call's own, are back in the pool's set by the
+/// time its promise resolves: in `Mode::Process` the child's release travels before its
+/// reply on the one socket, and the parent handles both in that order.
+#[test]
+fn units_given_back_in_a_call_are_back_when_its_promise_resolves() {
+    for mode in BOTH {
+        let set = LimitSet::builder()
+            .limit(ResourceLimit::new("slot", 2))
+            .build()
+            .unwrap();
+        let metered = pool(mode, &set);
+        for i in 0..200 {
+            assert_eq!(
+                get(metered.take("slot", 1)),
+                Got::Charged(1),
+                "{mode}: call {i}"
+            );
+            assert_eq!(stat(&set, "slot").used, 0, "{mode}: call {i}");
+        }
+        metered.stop().unwrap();
+    }
+}

@@ -15,7 +15,9 @@
 //!   read by the node's shared connection for all instances (one subscription, routed by
 //!   `n`): a `Cancel` is filed in the instance's cancel table at once, a limit reply handed
 //!   to the method waiting for it. Limit requests go out on the shared connection too (the
-//!   instance's own is not driven while its call runs).
+//!   instance's own is not driven while its call runs); a reply after a lease was given
+//!   back waits until the owner has the release (`Hosted::settle`), so a unit given back
+//!   in a call is back in the pool's set when the call's promise resolves.
 //! - An empty message on the owner's inbox says the instance ended. It goes out on the
 //!   connection the instance's replies went on, after them, so it never overtakes them: the
 //!   server keeps one connection's messages in order, but not two connections' (a flush
@@ -56,6 +58,8 @@ pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const WATCH_TICK: Duration = Duration::from_millis(20);
 /// How long an instance that ends waits for its connection to send its last messages.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a reply waits for the owner to have the leases given back before it.
+const SETTLE_CEILING: Duration = Duration::from_secs(5);
 
 /// A message for the node's publisher task.
 type Out = (String, Vec<u8>);
@@ -99,6 +103,12 @@ struct Hosted {
     closed: AtomicBool,
     /// The end message went out on the instance's own connection (after its replies).
     end_sent: AtomicBool,
+    /// A lease was given back (on the shared connection) since the last reply: the next
+    /// reply waits until the owner has it ([`Hosted::settle`]).
+    released: AtomicBool,
+    /// Ids of the asks `settle` makes (from the top of the id space: a client's ids count
+    /// up from 1, so they never meet).
+    settles: AtomicU64,
     client: async_nats::Client,
     out: tokio::sync::mpsc::UnboundedSender<Out>,
 }
@@ -114,6 +124,39 @@ impl Hosted {
             .map_err(|e| WireError::Io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)))
     }
 
+    /// Returns once the owner has every lease given back so far, so a call's reply never
+    /// overtakes a release sent during the call: the release went out on the node's shared
+    /// connection, the reply goes on the instance's own, and the server keeps order within
+    /// one connection only. An ask on the shared connection, answered once the owner has
+    /// read what came before it (the release among them), orders them. Only after a
+    /// release: other calls pay nothing. The wait is bounded by [`SETTLE_CEILING`]: an
+    /// answer lost (a reconnect) only lets the reply go unordered, never holds it.
+    fn settle(&self) {
+        if !self.released.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let id = u64::MAX - self.settles.fetch_add(1, Ordering::Relaxed);
+        if send_limit(self, &LimitMsg::Stats { id }).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + SETTLE_CEILING;
+        let mut replies = lock(&self.replies);
+        while replies.remove(&id).is_none() && !self.closed.load(Ordering::Acquire) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                tracing::debug!(
+                    instance = self.n,
+                    "concurry node: the owner did not answer a settle; the reply goes anyway"
+                );
+                return;
+            };
+            replies = self
+                .replied
+                .wait_timeout(replies, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake.notify_one();
@@ -125,7 +168,12 @@ impl Hosted {
 /// The limit requests of one instance's calls, to its owner.
 impl LimitLink for Hosted {
     fn send(&self, msg: LimitMsg) -> Result<(), Closed> {
-        send_limit(self, &msg).map_err(|_| Closed)
+        send_limit(self, &msg).map_err(|_| Closed)?;
+        if matches!(msg, LimitMsg::Release { .. }) {
+            // After the publish: a `settle` that sees this follows the release out.
+            self.released.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     fn ask(&self, msg: LimitMsg) -> Option<LimitReply> {
@@ -364,6 +412,10 @@ impl Channel for Chan {
     }
 
     fn reply(&self, id: u64, payload: &[u8], _more: bool) -> Result<(), WireError> {
+        // On the node's shared connection, releases and replies keep their order anyway.
+        if self.link.borrow().rt.is_some() {
+            self.hosted.settle();
+        }
         self.publish(Kind::Reply, id, payload)
     }
 
@@ -563,6 +615,8 @@ impl Host {
             replied: Condvar::new(),
             closed: AtomicBool::new(false),
             end_sent: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            settles: AtomicU64::new(0),
             client: self.client.clone(),
             out: self.out.clone(),
         });

@@ -491,3 +491,49 @@ fn a_task_pools_limits_are_global_across_two_nodes_and_hosted_by_its_process() {
     let t = q.submit::<take_token::Task>(()).unwrap();
     assert!(!t.result_timeout(HANG).unwrap(), "no host, no units");
 }
+
+/// Takes the pool's one `slot` unit if it is free now and gives it back as it returns.
+#[concurry::task(remote)]
+fn take_slot() -> bool {
+    concurry::limits().try_acquire(&[("slot", 1)]).is_ok()
+}
+
+/// A unit a task takes and gives back is back in its pool's set when the task's promise
+/// resolves.
+#[test]
+fn a_unit_given_back_in_a_task_is_back_when_its_promise_resolves() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    let c = connect(&s.url());
+    let _node = crate::support::NodeProc::start(&s.url(), "slot-1", 1);
+    c.wait_for_nodes(1, HANG).unwrap();
+    let set = concurry::LimitSet::builder()
+        .limit(concurry::ResourceLimit::new("slot", 1))
+        .build()
+        .unwrap();
+    let pool = {
+        let (c, set) = (c.clone(), set.clone());
+        within("init", move || {
+            take_slot::options()
+                .mode(Mode::Cluster)
+                .cluster(c)
+                .limits(set)
+                .init()
+        })
+        .unwrap()
+    };
+    let used = || {
+        set.stats()
+            .iter()
+            .find(|s| s.key == "slot")
+            .map_or(0, |s| s.used)
+    };
+    for i in 0..100 {
+        assert!(
+            pool.submit().result_timeout(HANG).unwrap(),
+            "run {i}: no unit"
+        );
+        assert_eq!(used(), 0, "run {i}: still held: {:?}", set.stats());
+    }
+}

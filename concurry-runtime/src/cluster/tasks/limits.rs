@@ -11,8 +11,8 @@
 //!
 //! A node runs every task with hosted limits on that subject (nothing is sent unless the
 //! task calls `limits()`). Each run is one client: its leases live in a `LimitHost` of its
-//! own on the host, given back when the run ends (an `End` message), or when its node is
-//! lost or leaves. If no process hosts the task's limits (the submitter exited and no pool
+//! own on the host, given back when the run ends (an `End` message, confirmed before the
+//! run's result is stored: [`RunLimits::end`]), or when its node is lost or leaves. If no process hosts the task's limits (the submitter exited and no pool
 //! with them runs), `limits()` inside the task fails with a `LimitError` saying the host is
 //! gone, at once (NATS "no responders"): start a pool with the limits again to host them.
 //! A request unanswered for [`ASK_CEILING`] (a host that died mid-wait) fails the same way.
@@ -60,21 +60,64 @@ struct NatsLink {
     subject: String,
     id: String,
     used: std::sync::atomic::AtomicBool,
+    /// The run's end was sent ([`RunLimits::end`]).
+    ended: std::sync::atomic::AtomicBool,
 }
 
-/// The hosted limits a run of `task` on `node` sees as `limits()`.
+/// The longest a node waits for the host to confirm a run's end before storing its result.
+const END_CEILING: Duration = Duration::from_secs(5);
+
+/// The hosted limits a run of `task` on `node` sees as `limits()`, and the run's end.
 pub(crate) fn for_run(
     client: &async_nats::Client,
     stream: &str,
     task: &str,
     node: &str,
-) -> HostedLimits {
-    HostedLimits::new(Arc::new(NatsLink {
+) -> (HostedLimits, RunLimits) {
+    let link = Arc::new(NatsLink {
         client: client.clone(),
         subject: subject(stream, task),
         id: format!("{node}/{:016x}", crate::rand::id()),
         used: std::sync::atomic::AtomicBool::new(false),
-    }))
+        ended: std::sync::atomic::AtomicBool::new(false),
+    });
+    (HostedLimits::new(link.clone()), RunLimits { link })
+}
+
+/// The node's hold on a run's limits, to end the run once its function returned.
+pub(crate) struct RunLimits {
+    link: Arc<NatsLink>,
+}
+
+impl RunLimits {
+    /// Whether [`end`](RunLimits::end) has anything to do: the run used `limits()`.
+    pub(crate) fn used(&self) -> bool {
+        self.link.used.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Ends the run at the host (every lease it still holds goes back) and waits until the
+    /// host has handled that, and so every release before it: the run's units are back in
+    /// the pool's set before its result is stored, so whoever reads the set after the
+    /// result sees them back. (A release is a plain publish, and the result reaches the
+    /// pool's process another way, through the results bucket.) The wait is a request the
+    /// host answers at once (as a second host's probe), after what this connection sent
+    /// before it. Nothing is sent for a run that never used `limits()`.
+    pub(crate) async fn end(&self) {
+        use std::sync::atomic::Ordering;
+        let link = &self.link;
+        if !link.used.load(Ordering::Acquire) || link.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (client, subject) = (&link.client, &link.subject);
+        let _ = client
+            .publish(subject.clone(), link.envelope(None).into())
+            .await;
+        let probe = async_nats::Request::new()
+            .payload(link.envelope(None).into())
+            .timeout(Some(END_CEILING));
+        // (No host, or none answering: nothing to wait for.)
+        let _ = client.send_request(subject.clone(), probe).await;
+    }
 }
 
 impl NatsLink {
@@ -121,7 +164,9 @@ impl LimitLink for NatsLink {
 
 impl Drop for NatsLink {
     fn drop(&mut self) {
-        if !self.used.load(std::sync::atomic::Ordering::Acquire) {
+        if !self.used.load(std::sync::atomic::Ordering::Acquire)
+            || self.ended.load(std::sync::atomic::Ordering::Acquire)
+        {
             return;
         }
         let (client, subject, bytes) = (

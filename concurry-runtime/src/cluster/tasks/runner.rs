@@ -3,8 +3,10 @@
 //!
 //! One fetch loop per node: it waits for a free slot, picks a level ([`Levels`]), fetches
 //! without waiting (`no_wait`) as many tasks as there are free slots, and runs each on a
-//! blocking thread. A level found empty is skipped until its doorbell ([`Doorbells`]: armed
-//! when the level is found empty, it rings at the level's next publish) or the periodic
+//! blocking thread. Every fetch is given up after [`FETCH_BOUND`] if the server has not
+//! ended it: it may never answer one. A level found empty is skipped until its doorbell
+//! ([`Doorbells`]: armed when the level is found empty, it rings at the level's next
+//! publish) or the periodic
 //! recheck (redeliveries and delays ring nothing); one found empty although it rang is
 //! waited on at the server for the task on its way (the core message can arrive first).
 //!
@@ -390,14 +392,12 @@ async fn fetch_loop(
         let mut first = Some(first);
         let want = sem.available_permits() + 1;
         let consumer = &consumers[level];
-        let mut got = match take(
-            &ctx,
-            &sem,
-            &mut first,
-            consumer.fetch().max_messages(want).messages().await,
+        let fetched = pull(
+            consumer.fetch().max_messages(want).messages(),
+            tokio::time::Instant::now() + FETCH_BOUND,
         )
-        .await
-        {
+        .await;
+        let mut got = match take(&ctx, &sem, &mut first, fetched).await {
             Taken::Got(n) => n,
             Taken::Failed => {
                 drop(first);
@@ -412,12 +412,15 @@ async fn fetch_loop(
         if got == 0 && bells[level] > 0 {
             // Rung, but not in the consumer yet: the task is on its way; the server hands
             // it over the moment it has it.
-            let wait = consumer
-                .batch()
-                .max_messages(1)
-                .expires(BELL_GRACE)
-                .messages()
-                .await;
+            let wait = pull(
+                consumer
+                    .batch()
+                    .max_messages(1)
+                    .expires(BELL_GRACE)
+                    .messages(),
+                tokio::time::Instant::now() + BELL_GRACE + FETCH_BOUND,
+            )
+            .await;
             match take(&ctx, &sem, &mut first, wait).await {
                 Taken::Got(n) => got = n,
                 Taken::Failed => {}
@@ -438,6 +441,45 @@ async fn fetch_loop(
     }
 }
 
+/// The longest a fetch waits for the server to end it (with its messages, or a status
+/// saying there are no more).
+///
+/// async-nats gives a no-wait fetch no timer of its own (it sets one only from `expires`,
+/// which a no-wait fetch must not have: with one the server waits for messages instead of
+/// answering "no messages" at once), and the server does not always answer one: a no-wait
+/// request that finds messages pending but is handed none of them (another node's request
+/// took the last one first; `max_ack_pending` reached) is parked until a message comes,
+/// which may be never; an answer lost in a reconnect is not sent again. Unbounded, such a
+/// fetch stalled the node's fetch loop (every level, and a slot) until a message came on
+/// its level. Past the bound the fetch is
+/// dropped, and with its subscription the request: a message the server hands to it just
+/// then is delivered again after its lease.
+const FETCH_BOUND: Duration = Duration::from_secs(1);
+
+/// The messages of one pull request (`request` sends it), ended at `deadline` if the server
+/// has not ended them by then; an error if the request fails or cannot be sent by then.
+async fn pull(
+    request: impl Future<
+        Output = Result<
+            async_nats::jetstream::consumer::pull::Batch,
+            async_nats::jetstream::consumer::pull::BatchError,
+        >,
+    >,
+    deadline: tokio::time::Instant,
+) -> Result<Bounded, String> {
+    match tokio::time::timeout_at(deadline, request).await {
+        Ok(Ok(batch)) => Ok(batch.take_until(Box::pin(tokio::time::sleep_until(deadline)))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {FETCH_BOUND:?}")),
+    }
+}
+
+/// A fetch's messages, ended at its deadline.
+type Bounded = futures_util::stream::TakeUntil<
+    async_nats::jetstream::consumer::pull::Batch,
+    std::pin::Pin<Box<tokio::time::Sleep>>,
+>;
+
 enum Taken {
     Got(usize),
     Failed,
@@ -449,10 +491,7 @@ async fn take(
     ctx: &Arc<Ctx>,
     sem: &Arc<Semaphore>,
     first: &mut Option<tokio::sync::OwnedSemaphorePermit>,
-    batch: Result<
-        async_nats::jetstream::consumer::pull::Batch,
-        async_nats::jetstream::consumer::pull::BatchError,
-    >,
+    batch: Result<Bounded, String>,
 ) -> Taken {
     let mut batch = match batch {
         Ok(b) => b,
@@ -484,6 +523,12 @@ async fn take(
                 break;
             }
         }
+    }
+    if batch.is_stopped() {
+        tracing::debug!(
+            got,
+            "concurry node: a task fetch not ended by the server within {FETCH_BOUND:?}; given up"
+        );
     }
     Taken::Got(got)
 }
@@ -607,7 +652,7 @@ async fn handle(ctx: &Ctx, msg: Message) {
     let args = task.args;
     let token = registered.token.clone();
     // The task's `limits()`: its pool's, hosted by the pool's process (`limits.rs`).
-    let limits = super::limits::for_run(
+    let (limits, run_limits) = super::limits::for_run(
         &store.js.client(),
         &store.names.stream,
         &task.task,
@@ -633,13 +678,20 @@ async fn handle(ctx: &Ctx, msg: Message) {
     };
     let renew = || ack(&msg, AckKind::Progress);
     let ran = match supervise(job, ctx.lease, timeout, mark, renew).await {
-        Ended::Done(r) => r.unwrap_or_else(|message| super::retrying::Ran {
-            judged: super::retrying::Judged::Panicked {
-                message,
-                retry_on: true,
-            },
-            own: None,
-        }),
+        Ended::Done(r) => {
+            // Its units back in the pool's set before its result is stored (boxed: off
+            // the hot path, as a run without limits sends nothing).
+            if run_limits.used() {
+                Box::pin(run_limits.end()).await;
+            }
+            r.unwrap_or_else(|message| super::retrying::Ran {
+                judged: super::retrying::Judged::Panicked {
+                    message,
+                    retry_on: true,
+                },
+                own: None,
+            })
+        }
         Ended::TimedOut => {
             registered.token.cancel();
             tracing::warn!(task = %id, "concurry node: task ran past its call_timeout");
@@ -839,6 +891,80 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    /// A no-wait fetch that the server parks (a message is pending but may not be handed
+    /// over: here `max_ack_pending` is reached; another node's request taking it first does
+    /// the same) is never answered, and async-nats gives it no timer: bounded, it ends, empty,
+    /// at its deadline.
+    #[test]
+    fn a_fetch_the_server_never_answers_ends_at_its_bound() {
+        let Some(server) = crate::cluster::LocalServer::for_tests() else {
+            return;
+        };
+        let url = server.url();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = tx.send(rt.block_on(parked_fetch(url)));
+        });
+        let waited = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the bounded fetch never ended");
+        assert!(waited >= FETCH_BOUND, "ended before its bound: {waited:?}");
+        drop(server);
+    }
+
+    /// How long a bounded fetch the server parks waits (after checking that an unbounded
+    /// one is not answered).
+    async fn parked_fetch(url: String) -> Duration {
+        use async_nats::jetstream::{consumer, stream};
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let stream = js
+            .create_stream(stream::Config {
+                name: "PARK".into(),
+                subjects: vec!["park".into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            js.publish("park", "task".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let c: PullConsumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("park".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // The first message is taken and kept: the second is pending, and held back.
+        let mut taken = c.fetch().max_messages(1).messages().await.unwrap();
+        let _held = taken.next().await.unwrap().unwrap();
+        let mut raw = c.fetch().max_messages(1).messages().await.unwrap();
+        assert!(
+            tokio::time::timeout(FETCH_BOUND * 2, raw.next())
+                .await
+                .is_err(),
+            "the server answered a no-wait fetch it was expected to park"
+        );
+        let start = tokio::time::Instant::now();
+        let mut bounded = pull(c.fetch().max_messages(1).messages(), start + FETCH_BOUND)
+            .await
+            .unwrap();
+        assert!(bounded.next().await.is_none());
+        assert!(bounded.is_stopped(), "ended by the server, not the bound");
+        start.elapsed()
+    }
 
     const LEASE: Duration = Duration::from_secs(30);
 
