@@ -826,13 +826,13 @@ fn a_finished_task_submitted_again_after_the_dedup_window_is_not_queued_again() 
 }
 
 #[test]
-fn many_waits_share_one_consumer_of_the_results_bucket() {
+fn many_waits_share_one_consumer_of_the_results_bucket_and_a_batchs_own_need_none() {
     let Some(s) = LocalServer::for_tests() else {
         return;
     };
     let c = connect(&s.url());
     let q = queue(&c, short());
-    let handles: Vec<_> = (0..20).map(|i| q.submit::<Add>((i, 1)).unwrap()).collect();
+    let handles = q.submit_batch::<Add>((0..20).map(|i| (i, 1))).unwrap();
     let promises: Vec<_> = handles.iter().map(|t| t.promise()).collect();
     let url = s.url();
     let consumers = move || {
@@ -850,6 +850,19 @@ fn many_waits_share_one_consumer_of_the_results_bucket() {
         })
         .expect("stream info")
     };
+    // A batch submitted here: its results come to this queue handle's inbox.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        assert_eq!(consumers(), 0, "no watch for a queue handle's own tasks");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The same tasks waited on from another connection, by id: one shared watch.
+    let other = connect(&s.url());
+    let q2 = queue(&other, short());
+    let by_id: Vec<_> = handles
+        .iter()
+        .map(|t| q2.handle::<Add>(t.task_id()).unwrap().promise())
+        .collect();
     eventually("the waits watch the results", || consumers() >= 1);
     // A wait of its own each (as before) showed up as 20 consumers within milliseconds.
     let deadline = Instant::now() + Duration::from_secs(1);
@@ -858,6 +871,9 @@ fn many_waits_share_one_consumer_of_the_results_bucket() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _n = node(&c, "n1", short());
+    for (i, p) in by_id.into_iter().enumerate() {
+        assert_eq!(p.result_timeout(HANG).unwrap(), i as u64 + 1);
+    }
     for (i, p) in promises.into_iter().enumerate() {
         assert_eq!(p.result_timeout(HANG).unwrap(), i as u64 + 1);
     }

@@ -15,7 +15,7 @@ use super::record::Stored;
 use super::server_error;
 use super::setup::Store;
 use super::status::{TaskStatus, lookup, stored};
-use super::submit::{Prepared, Recorded, Submit, TaskQueue, record, send};
+use super::submit::{Extra, Prepared, Recorded, Submit, TaskQueue, record, send};
 use crate::error::{ConfigError, Error};
 use crate::remote::RemoteTask;
 
@@ -64,6 +64,9 @@ impl TaskQueue {
         let inner = self.inner.clone();
         super::here(async move {
             let store = &inner.store;
+            // The results come back to this handle's inbox: a message per task from the
+            // node that stored it, cheaper than a delivery of the results watch.
+            let reply = store.replies().await;
             // Tasks with ids of the caller's are recorded first (a re-submit of a finished
             // one is not published again); those with fresh ids need no record, unless
             // delayed (recorded `Scheduled` as they are published).
@@ -96,7 +99,7 @@ impl TaskQueue {
                 match recorded {
                     // Finished before: it does not run again.
                     Some(Recorded::Finished) => continue,
-                    Some(Recorded::New) | None => store.watcher.expect(&p.id),
+                    Some(Recorded::New) | None => store.watcher.expect(&p.id, reply.is_some()),
                     Some(Recorded::Again) => {}
                 }
                 while acks.len() >= ACKS {
@@ -110,7 +113,10 @@ impl TaskQueue {
                     &p.id,
                     &p.level,
                     p.payload,
-                    p.not_before,
+                    Extra {
+                        not_before: p.not_before,
+                        reply: reply.as_deref(),
+                    },
                 )
                 .await?
                 .into_future();
@@ -167,10 +173,11 @@ async fn settle(
     acks.next().await.unwrap_or(Ok(()))
 }
 
-/// The results of `ids`, through the queue's shared results watch: each id registered
-/// first, then those not submitted from here while the watch ran read once directly (the
-/// watch brings any stored after that), and every [`RECHECK`] without news the missing ones
-/// read directly.
+/// The results of `ids`: each id registered first; those of a batch submitted from here
+/// come through the queue handle's replies inbox, the others through its shared results
+/// watch, after one direct read unless submitted from here while the watch ran (the watch
+/// brings any stored after that); and every [`RECHECK`] without news
+/// the missing ones are read directly.
 async fn wait_many(
     store: &Store,
     ids: Vec<String>,
@@ -178,11 +185,6 @@ async fn wait_many(
 ) -> Result<Vec<Result<Stored, Error>>, Error> {
     let deadline = Instant::now() + timeout;
     let err = |e: &dyn std::fmt::Display| server_error("wait for task results", &store.url, e);
-    store
-        .watcher
-        .start(&store.results)
-        .await
-        .map_err(|e| err(&e))?;
     let mut out: Vec<Option<Result<Stored, Error>>> = (0..ids.len()).map(|_| None).collect();
     let mut missing: Slots = HashMap::new();
     for (i, id) in ids.iter().enumerate() {
@@ -192,6 +194,7 @@ async fn wait_many(
     let mut waiters = HashMap::with_capacity(missing.len());
     let mut delivered = FuturesUnordered::new();
     let mut unseen = Vec::new();
+    let mut watched = false;
     let mut ready = Vec::new();
     for id in missing.keys() {
         let mut w = store.watcher.register(id);
@@ -202,6 +205,7 @@ async fn wait_many(
         if !w.expected {
             unseen.push(id.clone());
         }
+        watched |= !w.replied;
         if let Some(rx) = w.rx.take() {
             let id = id.clone();
             delivered.push(async move { (id, rx.await.ok()) });
@@ -210,6 +214,15 @@ async fn wait_many(
     }
     for (id, s) in ready {
         fill(&mut missing, &mut out, &id, Ok(s));
+    }
+    // Tasks of a batch submitted from here come through the replies inbox; the others
+    // through the watch, started before the unseen ones are read once.
+    if watched {
+        store
+            .watcher
+            .start(&store.results)
+            .await
+            .map_err(|e| err(&e))?;
     }
     // Those that may have been stored before the registration.
     let read: Vec<(String, Option<Stored>)> = futures_util::stream::iter(unseen)
@@ -279,7 +292,9 @@ async fn wait_many(
                 }
             }
             // A watch that ended (idle, or the server went away) starts again.
-            let _ = store.watcher.start(&store.results).await;
+            if watched {
+                let _ = store.watcher.start(&store.results).await;
+            }
         }
     }
     Ok(out

@@ -1,24 +1,29 @@
-//! A node's doorbells: one per priority level, each a core subscription on the level's
-//! subjects that ends after one message. A bell is armed only when its level is found
-//! empty, so a level with work costs no bell traffic (a subscription on every task's
-//! subject would bring each task's message to every node a second time), and an idle level
-//! learns of its next task at once.
+//! A node's doorbells: one per priority level, a core subscription on the level's subjects
+//! that rings at each publish. A bell is subscribed when its level is found empty (an idle
+//! level learns of its next task at once) and dropped once it has rung [`WASTED`] times
+//! while its level was known to have work: a busy level costs no bell traffic (a
+//! subscription on every task's subject brings each task's message to every node a second
+//! time), and a level that empties now and then keeps its bell.
 //!
-//! Arming races a task published between the empty fetch and the subscription: the level is
-//! therefore fetched once more after its bell is armed ([`Doorbells::found_empty`]).
+//! Subscribing races a task published between the empty fetch and the subscription: the
+//! level is therefore fetched once more after its bell is subscribed
+//! ([`Doorbells::found_empty`]).
 
-use futures_util::stream::{BoxStream, SelectAll};
+use std::task::{Context, Poll};
+
 use futures_util::{FutureExt, StreamExt};
+
+/// Rings in a row while the level had work, after which its bell is dropped.
+const WASTED: u32 = 64;
 
 /// One node's doorbells.
 pub(crate) struct Doorbells {
     client: async_nats::Client,
     /// Each level's subjects (every task of the level).
     subjects: [String; 4],
-    armed: [bool; 4],
-    /// The armed bells, each one item: `(level, true)` when it rings, `(level, false)`
-    /// when it ends without ringing (the connection closed).
-    bells: SelectAll<BoxStream<'static, (usize, bool)>>,
+    bells: [Option<async_nats::Subscriber>; 4],
+    /// Rings in a row that found the level with work already.
+    wasted: [u32; 4],
 }
 
 impl Doorbells {
@@ -26,62 +31,67 @@ impl Doorbells {
         Doorbells {
             client,
             subjects,
-            armed: [false; 4],
-            bells: SelectAll::new(),
+            bells: [None, None, None, None],
+            wasted: [0; 4],
         }
     }
 
-    /// A fetch found `level` empty: arms its bell unless armed. True if it was armed now,
-    /// so the level must be fetched once more (a task published before the bell was armed
+    /// A fetch found `level` empty: subscribes its bell unless it has one. True if it was
+    /// subscribed now, so the level must be fetched once more (a task published before that
     /// rang nothing).
     pub(crate) async fn found_empty(&mut self, level: usize) -> bool {
-        if self.armed[level] {
+        self.wasted[level] = 0;
+        if self.bells[level].is_some() {
             return false;
         }
-        let mut sub = match self.client.subscribe(self.subjects[level].clone()).await {
-            Ok(s) => s,
+        match self.client.subscribe(self.subjects[level].clone()).await {
+            Ok(sub) => {
+                self.bells[level] = Some(sub);
+                true
+            }
             Err(e) => {
                 tracing::warn!("concurry node: task doorbell: {e}");
-                return false;
+                false
             }
-        };
-        if let Err(e) = sub.unsubscribe_after(1).await {
-            tracing::warn!("concurry node: task doorbell: {e}");
-            return false;
         }
-        self.armed[level] = true;
-        let rung = futures_util::stream::once(async move { (level, sub.next().await.is_some()) });
-        self.bells.push(rung.boxed());
-        true
     }
 
-    /// The next level whose bell rang, waiting for one (forever if none is armed).
-    pub(crate) async fn rung(&mut self) -> usize {
-        loop {
-            match self.bells.next().await {
-                Some((level, rang)) => {
-                    self.armed[level] = false;
-                    if rang {
-                        return level;
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
+    /// `level` rang; `useful` if the level was taken for empty. A bell that keeps ringing
+    /// for a level with work is dropped.
+    pub(crate) fn rang(&mut self, level: usize, useful: bool) {
+        if useful {
+            self.wasted[level] = 0;
+            return;
         }
+        self.wasted[level] += 1;
+        if self.wasted[level] >= WASTED {
+            self.bells[level] = None;
+            self.wasted[level] = 0;
+        }
+    }
+
+    /// The next level whose bell rings, waiting for one (forever if there is none).
+    pub(crate) async fn rung(&mut self) -> usize {
+        std::future::poll_fn(|cx| self.poll_rung(cx)).await
     }
 
     /// A level whose bell has rung already, if any (without waiting).
     pub(crate) fn rung_now(&mut self) -> Option<usize> {
-        loop {
-            match self.bells.next().now_or_never() {
-                Some(Some((level, rang))) => {
-                    self.armed[level] = false;
-                    if rang {
-                        return Some(level);
-                    }
+        self.rung().now_or_never()
+    }
+
+    fn poll_rung(&mut self, cx: &mut Context<'_>) -> Poll<usize> {
+        for level in 0..4 {
+            if let Some(bell) = self.bells[level].as_mut() {
+                match bell.poll_next_unpin(cx) {
+                    Poll::Ready(Some(_)) => return Poll::Ready(level),
+                    // The connection closed: subscribed again when the level is next found
+                    // empty.
+                    Poll::Ready(None) => self.bells[level] = None,
+                    Poll::Pending => {}
                 }
-                _ => return None,
             }
         }
+        Poll::Pending
     }
 }

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 
 use super::record::{Dead, decode};
 use super::setup::Store;
-use super::submit::{TaskQueue, record, send};
+use super::submit::{Extra, TaskQueue, record, send};
 use super::{check_id, from_ms, server_error};
 use crate::cluster::run;
 use crate::error::{ConfigError, Error};
@@ -88,10 +88,18 @@ async fn replay(store: &Store, id: &str) -> Result<(), Error> {
             ))
         })?;
     record(store, id, None, true).await?;
-    send(store, &dead.task, id, &msg_id, &level, dead.payload, None)
-        .await?
-        .await
-        .map_err(|e| err(&e))?;
+    send(
+        store,
+        &dead.task,
+        id,
+        &msg_id,
+        &level,
+        dead.payload,
+        Extra::default(),
+    )
+    .await?
+    .await
+    .map_err(|e| err(&e))?;
     // Only the letter replayed goes: a node may already have run the replay and
     // dead-lettered it again (a new revision), and that letter stays.
     if let Err(e) = store

@@ -173,19 +173,22 @@ pub(crate) fn typed<T: RemoteTask>(stored: Stored) -> Result<T::Output, Error> {
     }
 }
 
-/// Waits until `id` has a result: through the queue's shared results watch
-/// ([`super::watch`]), after one direct read unless the task was submitted from here while
-/// the watch ran, and every [`RECHECK`] a direct read (and a check that the task still
+/// Waits until `id` has a result: a task of a batch submitted from here through the queue
+/// handle's replies inbox, any other through its shared results watch ([`super::watch`]),
+/// after one direct read unless it was submitted from here while the watch ran; and every [`RECHECK`] a direct read (and a check that the task still
 /// exists, so a wait on an unknown or expired id ends).
 pub(crate) async fn wait(store: &Store, id: &str) -> Result<Stored, Error> {
-    store
-        .watcher
-        .start(&store.results)
-        .await
-        .map_err(|e| server_error("watch the task results", &store.url, e))?;
     let mut waiter = store.watcher.register(id);
     if let Some(s) = waiter.ready.take() {
         return Ok(s);
+    }
+    if !waiter.replied {
+        // Started before the read: a result stored after it comes through the watch.
+        store
+            .watcher
+            .start(&store.results)
+            .await
+            .map_err(|e| server_error("watch the task results", &store.url, e))?;
     }
     if !waiter.expected
         && let Some(s) = stored(store, id).await?
@@ -219,7 +222,9 @@ pub(crate) async fn wait(store: &Store, id: &str) -> Result<Stored, Error> {
                     .into());
                 }
                 // A watch that ended (idle, or the server went away) starts again.
-                let _ = store.watcher.start(&store.results).await;
+                if !waiter.replied {
+                    let _ = store.watcher.start(&store.results).await;
+                }
             }
         }
     }

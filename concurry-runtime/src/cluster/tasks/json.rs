@@ -22,7 +22,7 @@ use super::handle::wait;
 use super::inspect::NAME_SUFFIX;
 use super::record::{Outcome, Stored};
 use super::status::stored;
-use super::submit::{Submit, TaskQueue, record, send};
+use super::submit::{Extra, Submit, TaskQueue, record, send};
 use super::{check_id, server_error};
 use crate::cluster::{Cluster, run};
 use crate::error::{ConfigError, Error};
@@ -405,7 +405,10 @@ impl TaskQueue {
                 &prepared.id,
                 &prepared.level,
                 prepared.payload,
-                prepared.not_before,
+                Extra {
+                    not_before: prepared.not_before,
+                    reply: None,
+                },
             )
             .await?
             .await

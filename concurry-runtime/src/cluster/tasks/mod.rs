@@ -205,6 +205,8 @@ pub(crate) fn here<T: Send + 'static>(
 pub(crate) const TASK_ID: &str = "Cc-Task-Id";
 pub(crate) const NOT_BEFORE: &str = "Cc-Not-Before";
 pub(crate) const TASK_NAME: &str = "Cc-Task";
+/// The inbox a node sends a task's stored result to, for the queue handle that submitted it.
+pub(crate) const REPLY: &str = "Cc-Reply";
 
 /// Checks a task id: 1 to 128 ASCII letters, digits, `-`, `_` or `=` (it is a KV key).
 pub(crate) fn check_id(id: &str) -> Result<(), ConfigError> {

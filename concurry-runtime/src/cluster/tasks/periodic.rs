@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::cron::Cron;
 use super::record::{decode, encode};
 use super::setup::{Store, bucket};
-use super::submit::{Submit, TaskQueue, record, send};
+use super::submit::{Extra, Submit, TaskQueue, record, send};
 use super::{from_ms, now_ms, server_error};
 use crate::cluster::run;
 use crate::error::{ConfigError, Error};
@@ -495,7 +495,7 @@ async fn fire(store: &Store, name: &str, rec: &Periodic, tick_ms: u64) -> Result
         &id,
         &rec.subject,
         rec.payload.clone(),
-        None,
+        Extra::default(),
     )
     .await?
     .await

@@ -5,8 +5,8 @@
 //! without waiting (`no_wait`) as many tasks as there are free slots, and runs each on a
 //! blocking thread. Every fetch is given up after [`FETCH_BOUND`] if the server has not
 //! ended it: it may never answer one. A level found empty is skipped until its doorbell
-//! ([`Doorbells`]: armed when the level is found empty, it rings at the level's next
-//! publish) or the periodic
+//! ([`Doorbells`]: subscribed when the level is found empty, dropped while the level stays
+//! busy) rings at a publish, or the periodic
 //! recheck (redeliveries and delays ring nothing); one found empty although it rang is
 //! waited on at the server for the task on its way (the core message can arrive first).
 //!
@@ -32,7 +32,7 @@ use super::record::{Dead, Failure, Outcome, State, Stored, TaskMsg, decode, enco
 use super::schedule::Levels;
 use super::setup::Store;
 use super::submit::Priority;
-use super::{NOT_BEFORE, TASK_ID, now_ms};
+use super::{NOT_BEFORE, REPLY, TASK_ID, now_ms};
 use crate::cancel::Token;
 use crate::cluster::{Cluster, run};
 use crate::error::Error;
@@ -344,7 +344,8 @@ const BELL_GRACE: Duration = Duration::from_millis(50);
 /// some is waited on (server side, for the task on its way) instead of polled.
 type Bells = [u64; 4];
 
-fn ring(levels: &mut Levels, bells: &mut Bells, level: usize) {
+fn ring(levels: &mut Levels, bells: &mut Bells, bell: &mut Doorbells, level: usize) {
+    bell.rang(level, levels.is_empty(level));
     levels.ring(level);
     bells[level] += 1;
 }
@@ -371,7 +372,7 @@ async fn fetch_loop(
             _ = stop.changed() => return,
         };
         while let Some(level) = bell.rung_now() {
-            ring(&mut levels, &mut bells, level);
+            ring(&mut levels, &mut bells, &mut bell, level);
         }
         if checked.elapsed() >= RECHECK {
             levels.ring_all();
@@ -380,7 +381,7 @@ async fn fetch_loop(
         let Some(level) = levels.next() else {
             drop(first);
             tokio::select! {
-                level = bell.rung() => ring(&mut levels, &mut bells, level),
+                level = bell.rung() => ring(&mut levels, &mut bells, &mut bell, level),
                 () = tokio::time::sleep(RECHECK) => {
                     levels.ring_all();
                     checked = Instant::now();
@@ -431,7 +432,7 @@ async fn fetch_loop(
             bells[level] = 0;
             levels.found_empty(level);
             if bell.found_empty(level).await {
-                // Armed just now: a task published before that rang nothing.
+                // Subscribed just now: a task published before that rang nothing.
                 levels.ring(level);
             }
         } else {
@@ -829,8 +830,17 @@ async fn finish(
             .unwrap_or(0),
         finished_ms: now_ms(),
     });
-    match ctx.store.results.create(id, stored.into()).await {
-        Ok(_) => {}
+    match ctx.store.results.create(id, stored.clone().into()).await {
+        Ok(_) => {
+            // The submitter's queue handle gets it at once (a lost one is read from the
+            // bucket by its wait).
+            if let Some(reply) = header(msg.headers.as_ref(), REPLY) {
+                let to = format!("{reply}.{id}");
+                if let Err(e) = ctx.store.js.client().publish(to, stored.into()).await {
+                    tracing::debug!(task = id, "concurry node: result not sent back: {e}");
+                }
+            }
+        }
         Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
             tracing::debug!(
                 task = id,

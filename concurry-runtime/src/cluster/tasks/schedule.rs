@@ -27,6 +27,11 @@ impl Levels {
         self.pass[level] += SCALE / WEIGHTS[level];
     }
 
+    /// True while `level` is taken for empty (skipped until rung).
+    pub(crate) fn is_empty(&self, level: usize) -> bool {
+        self.empty[level]
+    }
+
     /// A fetch from `level` found nothing.
     pub(crate) fn found_empty(&mut self, level: usize) {
         self.empty[level] = true;

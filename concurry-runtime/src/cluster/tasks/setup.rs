@@ -223,6 +223,19 @@ impl Store {
         Ok(found)
     }
 
+    /// The inbox for the results of the tasks this handle submits (see
+    /// [`Watcher::replies`](super::watch::Watcher::replies)); `None` if it cannot be read,
+    /// and those tasks' waits use the watch.
+    pub(crate) async fn replies(&self) -> Option<std::sync::Arc<str>> {
+        match self.watcher.replies(&self.js.client()).await {
+            Ok(inbox) => Some(inbox),
+            Err(e) => {
+                tracing::warn!("concurry tasks: no replies inbox ({e}); results are watched");
+                None
+            }
+        }
+    }
+
     /// The message of the task `id` while it is in the stream (queued, delayed, retrying
     /// or running: it leaves once its outcome is stored).
     pub(crate) async fn message_of(

@@ -10,7 +10,7 @@ use super::config::TaskConfig;
 use super::handle::TaskHandle;
 use super::record::{Policy, State, TaskMsg, encode};
 use super::setup::{Names, Store};
-use super::{NOT_BEFORE, TASK_ID, TASK_NAME, check_id, new_id, server_error, to_ms};
+use super::{NOT_BEFORE, REPLY, TASK_ID, TASK_NAME, check_id, new_id, server_error, to_ms};
 use crate::cluster::{Cluster, run};
 use crate::error::{ConfigError, Error};
 use crate::remote::RemoteTask;
@@ -258,7 +258,12 @@ impl TaskQueue {
                     &task.id,
                     &task.level,
                     task.payload,
-                    task.not_before,
+                    // Its result comes through the results watch: sooner than a reply,
+                    // which the node sends only once the store has confirmed the result.
+                    Extra {
+                        not_before: task.not_before,
+                        reply: None,
+                    },
                 )
                 .await?
                 .await
@@ -266,7 +271,7 @@ impl TaskQueue {
                 .map_err(|e| server_error("store the task", &store.url, e))
             };
             if task.fresh {
-                store.watcher.expect(&task.id);
+                store.watcher.expect(&task.id, false);
                 if scheduled {
                     // Its `Scheduled` record and its message go out together (one round
                     // trip, not two).
@@ -281,7 +286,7 @@ impl TaskQueue {
                 match record(store, &task.id, task.not_before, false).await? {
                     Recorded::Finished => Ok(()),
                     Recorded::New => {
-                        store.watcher.expect(&task.id);
+                        store.watcher.expect(&task.id, false);
                         publish.await
                     }
                     Recorded::Again => publish.await,
@@ -494,6 +499,16 @@ pub(crate) async fn record(
     recorded.map_err(|e| server_error("record the task's status", &store.url, e))
 }
 
+/// What a task message says besides its name, id and arguments.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Extra<'a> {
+    /// Not to run before this.
+    pub(crate) not_before: Option<SystemTime>,
+    /// Where the node sends the result as well as storing it: the inbox of the queue handle
+    /// that submitted it ([`Watcher::replies`](super::watch::Watcher::replies)).
+    pub(crate) reply: Option<&'a str>,
+}
+
 /// Publishes the task on its `level`'s subject for `id` with `msg_id` as the stream's dedup
 /// id (the task id, or a replay's); the future resolves with the server's ack (stored on
 /// disk).
@@ -504,15 +519,18 @@ pub(crate) async fn send(
     msg_id: &str,
     level: &str,
     payload: Vec<u8>,
-    not_before: Option<SystemTime>,
+    extra: Extra<'_>,
 ) -> Result<async_nats::jetstream::context::PublishAckFuture, Error> {
     let mut publish = Publish::build()
         .payload(payload.into())
         .message_id(msg_id)
         .header(TASK_ID, id)
         .header(TASK_NAME, task);
-    if let Some(t) = not_before {
+    if let Some(t) = extra.not_before {
         publish = publish.header(NOT_BEFORE, to_ms(t).to_string().as_str());
+    }
+    if let Some(reply) = extra.reply {
+        publish = publish.header(REPLY, reply);
     }
     store
         .js

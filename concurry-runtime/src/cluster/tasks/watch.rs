@@ -35,8 +35,9 @@ const IDLE: Duration = Duration::from_secs(30);
 const PRUNE: Duration = Duration::from_secs(5);
 
 enum Slot {
-    /// Submitted from here while the watch ran: its result comes through it.
-    Expected(Instant),
+    /// Submitted from here while the watch ran, or naming the replies inbox (`replied`):
+    /// its result comes through one of them.
+    Expected { at: Instant, replied: bool },
     /// Its result came before anyone waited.
     Parked {
         stored: Stored,
@@ -51,7 +52,10 @@ enum Slot {
 struct Shared {
     slots: HashMap<String, Slot>,
     parked_bytes: usize,
+    /// The watch of the results bucket runs.
     running: bool,
+    /// The replies inbox is read: results of tasks submitted here come through it.
+    replying: bool,
     last_use: Option<Instant>,
 }
 
@@ -63,12 +67,19 @@ impl Shared {
     }
 }
 
-/// The shared results watch of one [`Store`](super::setup::Store).
+/// The shared results watch of one [`Store`](super::setup::Store), and its replies inbox.
 #[derive(Default)]
 pub(crate) struct Watcher {
     shared: Arc<Mutex<Shared>>,
     starting: tokio::sync::Mutex<()>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
+    replies: Mutex<Option<Replies>>,
+}
+
+/// The inbox nodes send the results of tasks submitted here to, and its reader.
+struct Replies {
+    inbox: Arc<str>,
+    task: tokio::task::AbortHandle,
 }
 
 /// One wait's registration; dropping it unregisters.
@@ -81,6 +92,8 @@ pub(crate) struct Waiter {
     pub(crate) rx: Option<oneshot::Receiver<Stored>>,
     /// Whether the result cannot have been stored unseen (an expected task): no read needed.
     pub(crate) expected: bool,
+    /// Whether the result comes through the replies inbox: no watch needed.
+    pub(crate) replied: bool,
 }
 
 impl Drop for Waiter {
@@ -121,14 +134,49 @@ impl Watcher {
         Ok(())
     }
 
-    /// Marks the task `id`, about to be published from here, as expected, if the watch runs.
-    pub(crate) fn expect(&self, id: &str) {
+    /// The inbox for the results of tasks submitted here (`<inbox>.<task id>`, each
+    /// message a stored result), read from now on: a node sends a result there once it is
+    /// stored, so waits on these tasks need no watch of the bucket (a consumer delivery per
+    /// result, for every result of the namespace). Lost replies (a reconnect) are covered by
+    /// the waits' direct reads.
+    pub(crate) async fn replies(
+        &self,
+        client: &async_nats::Client,
+    ) -> Result<Arc<str>, async_nats::SubscribeError> {
+        if let Some(r) = lock(&self.replies).as_ref() {
+            return Ok(r.inbox.clone());
+        }
+        let _one = self.starting.lock().await;
+        if let Some(r) = lock(&self.replies).as_ref() {
+            return Ok(r.inbox.clone());
+        }
+        let inbox: Arc<str> = client.new_inbox().into();
+        let sub = client.subscribe(format!("{inbox}.*")).await?;
+        lock(&self.shared).replying = true;
+        let task = crate::runtime::runtime()
+            .spawn(reply_loop(sub, self.shared.clone(), inbox.len() + 1))
+            .abort_handle();
+        *lock(&self.replies) = Some(Replies {
+            inbox: inbox.clone(),
+            task,
+        });
+        Ok(inbox)
+    }
+
+    /// Marks the task `id`, about to be published from here, as expected, if its result
+    /// will come through the watch, or through the replies inbox (`replied`: its message
+    /// names the inbox).
+    pub(crate) fn expect(&self, id: &str, replied: bool) {
         let mut shared = lock(&self.shared);
-        if shared.running {
+        let replied = replied && shared.replying;
+        if shared.running || replied {
             shared
                 .slots
                 .entry(id.to_string())
-                .or_insert_with(|| Slot::Expected(Instant::now()));
+                .or_insert_with(|| Slot::Expected {
+                    at: Instant::now(),
+                    replied,
+                });
         }
     }
 
@@ -142,6 +190,7 @@ impl Watcher {
             ready: None,
             rx: None,
             expected: false,
+            replied: false,
         };
         let (tx, rx) = oneshot::channel();
         match shared.slots.remove(id) {
@@ -152,8 +201,9 @@ impl Watcher {
                 }
                 return waiter;
             }
-            Some(Slot::Expected(_)) => {
+            Some(Slot::Expected { replied, .. }) => {
                 waiter.expected = true;
+                waiter.replied = replied;
                 shared.slots.insert(id.to_string(), Slot::Waiting(vec![tx]));
             }
             Some(Slot::Waiting(mut txs)) => {
@@ -174,7 +224,50 @@ impl Drop for Watcher {
         if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
+        if let Some(r) = lock(&self.replies).take() {
+            r.task.abort();
+        }
     }
+}
+
+/// Reads the replies inbox: each message a task's stored result, its id the subject's last
+/// token (after `prefix` bytes).
+async fn reply_loop(mut sub: async_nats::Subscriber, shared: Arc<Mutex<Shared>>, prefix: usize) {
+    let mut prune = tokio::time::interval(PRUNE);
+    prune.tick().await;
+    loop {
+        tokio::select! {
+            m = sub.next() => match m {
+                Some(m) => {
+                    if let Some(id) = m.subject.get(prefix..) {
+                        deliver(&shared, id.to_string(), &m.payload);
+                    }
+                }
+                None => break,
+            },
+            _ = prune.tick() => prune_parked(&mut lock(&shared)),
+        }
+    }
+    // The connection closed: waits go on with their direct reads.
+    lock(&shared).replying = false;
+}
+
+/// Forgets parked results and expected tasks nobody waited for within [`PARK_FOR`].
+fn prune_parked(s: &mut Shared) {
+    let now = Instant::now();
+    let mut freed = 0;
+    s.slots.retain(|_, slot| match slot {
+        Slot::Expected { at, .. } => now.duration_since(*at) < PARK_FOR,
+        Slot::Parked { len, at, .. } => {
+            let keep = now.duration_since(*at) < PARK_FOR;
+            if !keep {
+                freed += *len;
+            }
+            keep
+        }
+        Slot::Waiting(_) => true,
+    });
+    s.parked_bytes -= freed;
 }
 
 async fn watch_loop(mut watch: kv::Watch, shared: Arc<Mutex<Shared>>) {
@@ -183,27 +276,15 @@ async fn watch_loop(mut watch: kv::Watch, shared: Arc<Mutex<Shared>>) {
     loop {
         tokio::select! {
             entry = watch.next() => match entry {
-                Some(Ok(e)) if e.operation == Operation::Put => deliver(&shared, e),
+                Some(Ok(e)) if e.operation == Operation::Put => deliver(&shared, e.key, &e.value),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => tracing::warn!("concurry tasks: result watch: {e}"),
                 None => break,
             },
             _ = prune.tick() => {
                 let mut s = lock(&shared);
+                prune_parked(&mut s);
                 let now = Instant::now();
-                let mut freed = 0;
-                s.slots.retain(|_, slot| match slot {
-                    Slot::Expected(at) => now.duration_since(*at) < PARK_FOR,
-                    Slot::Parked { len, at, .. } => {
-                        let keep = now.duration_since(*at) < PARK_FOR;
-                        if !keep {
-                            freed += *len;
-                        }
-                        keep
-                    }
-                    Slot::Waiting(_) => true,
-                });
-                s.parked_bytes -= freed;
                 let idle = s.last_use.is_none_or(|t| now.duration_since(t) >= IDLE);
                 if s.slots.is_empty() && idle {
                     s.running = false;
@@ -212,25 +293,35 @@ async fn watch_loop(mut watch: kv::Watch, shared: Arc<Mutex<Shared>>) {
             }
         }
     }
-    // The watch ended: what it was expected to bring must now be read.
+    // The watch ended: what it was expected to bring must now be read (unless the replies
+    // inbox brings it).
     let mut s = lock(&shared);
     s.running = false;
-    s.slots.retain(|_, slot| matches!(slot, Slot::Waiting(_)));
-    s.parked_bytes = 0;
+    let mut freed = 0;
+    s.slots.retain(|_, slot| match slot {
+        Slot::Waiting(_) => true,
+        Slot::Expected { replied, .. } => *replied,
+        Slot::Parked { len, .. } => {
+            freed += *len;
+            false
+        }
+    });
+    s.parked_bytes -= freed;
 }
 
-fn deliver(shared: &Mutex<Shared>, e: kv::Entry) {
+/// Hands the stored result `value` of the task `key` to its waits, or parks it.
+fn deliver(shared: &Mutex<Shared>, key: String, value: &[u8]) {
     let mut s = lock(shared);
-    let Some(slot) = s.slots.remove(&e.key) else {
+    let Some(slot) = s.slots.remove(&key) else {
         return;
     };
-    let stored = match decode::<Stored>(&e.value, "a task result") {
+    let stored = match decode::<Stored>(value, "a task result") {
         Ok(stored) => stored,
         Err(m) => {
-            tracing::warn!(task = %e.key, "concurry tasks: {m}");
+            tracing::warn!(task = %key, "concurry tasks: {m}");
             // Left to the waits' direct reads.
             if matches!(slot, Slot::Waiting(_) | Slot::Parked { .. }) {
-                s.slots.insert(e.key, slot);
+                s.slots.insert(key, slot);
             }
             return;
         }
@@ -241,17 +332,17 @@ fn deliver(shared: &Mutex<Shared>, e: kv::Entry) {
                 let _ = tx.send(stored.clone());
             }
         }
-        Slot::Expected(_) => {
-            let len = e.value.len();
+        Slot::Expected { .. } => {
+            let len = value.len();
             if s.parked_bytes + len <= PARK_BYTES {
                 s.parked_bytes += len;
                 let at = Instant::now();
-                s.slots.insert(e.key, Slot::Parked { stored, len, at });
+                s.slots.insert(key, Slot::Parked { stored, len, at });
             }
         }
         // The first result stays.
         parked @ Slot::Parked { .. } => {
-            s.slots.insert(e.key, parked);
+            s.slots.insert(key, parked);
         }
     }
 }
