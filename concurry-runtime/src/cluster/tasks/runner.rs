@@ -830,12 +830,13 @@ async fn finish(
             .unwrap_or(0),
         finished_ms: now_ms(),
     });
-    match ctx.store.results.create(id, stored.clone().into()).await {
+    // The submitter's queue handle gets it at once once it is stored (a lost one is read
+    // from the bucket by its wait).
+    let reply = header(msg.headers.as_ref(), REPLY).map(|to| (to, stored.clone()));
+    match ctx.store.results.create(id, stored.into()).await {
         Ok(_) => {
-            // The submitter's queue handle gets it at once (a lost one is read from the
-            // bucket by its wait).
-            if let Some(reply) = header(msg.headers.as_ref(), REPLY) {
-                let to = format!("{reply}.{id}");
+            if let Some((to, stored)) = reply {
+                let to = format!("{to}.{id}");
                 if let Err(e) = ctx.store.js.client().publish(to, stored.into()).await {
                     tracing::debug!(task = id, "concurry node: result not sent back: {e}");
                 }
