@@ -2,7 +2,9 @@
 //! `LocalServer` (file storage) this bench starts itself:
 //! - `tasks/end_to_end`: submit 10,000 no-op tasks (`CONCURRY_BENCH_TASKS`), collect every result
 //!   (`submit_batch` + `results`, one in-process node with 64 slots) vs. publishing 10,000
-//!   messages with message ids, pull-fetching them and double-acking each;
+//!   messages with message ids, pull-fetching them and double-acking each (the target's
+//!   baseline), and the same with the fetching running while the messages are published
+//!   (`raw_jetstream_concurrent`, as the node does while tasks are submitted);
 //! - `tasks/sequential`: one task submitted and its result awaited vs. one publish -> fetch
 //!   -> double ack.
 //!
@@ -80,10 +82,25 @@ fn raw(url: &str) -> Raw {
     Raw { rt, js, consumer }
 }
 
+/// [`raw_loop`] with the fetching and double-acking running while the messages are
+/// published, as a node serves tasks while they are submitted (`concurry_tasks` measures
+/// that): shown beside the phased loop, which publishes everything first.
+async fn raw_concurrent(raw: &Raw, n: usize, round: u64) {
+    let consumer = raw.consumer.clone();
+    let consume = tokio::spawn(async move { consume(&consumer, n).await });
+    publish(raw, n, round).await;
+    consume.await.unwrap();
+}
+
 /// Publishes `n` messages with fresh ids (at most 1024 acks awaited at once, as
 /// `submit_batch` does: the context lets at most 5,000 go unawaited), fetches and
 /// double-acks them all.
 async fn raw_loop(raw: &Raw, n: usize, round: u64) {
+    publish(raw, n, round).await;
+    consume(&raw.consumer, n).await;
+}
+
+async fn publish(raw: &Raw, n: usize, round: u64) {
     let mut pending: FuturesUnordered<
         <async_nats::jetstream::context::PublishAckFuture as IntoFuture>::IntoFuture,
     > = FuturesUnordered::new();
@@ -100,11 +117,13 @@ async fn raw_loop(raw: &Raw, n: usize, round: u64) {
     while let Some(a) = pending.next().await {
         a.unwrap();
     }
+}
+
+async fn consume(consumer: &async_nats::jetstream::consumer::PullConsumer, n: usize) {
     let mut done = 0;
     let mut in_flight = FuturesUnordered::new();
     while done < n {
-        let mut batch = raw
-            .consumer
+        let mut batch = consumer
             .batch()
             .max_messages((n - done).min(256))
             .expires(Duration::from_secs(1))
@@ -133,6 +152,12 @@ fn end_to_end(c: &mut Criterion, raw: &Raw, q: &TaskQueue) {
         b.iter(|| {
             round += 1;
             raw.rt.block_on(raw_loop(raw, n, round));
+        })
+    });
+    g.bench_function("raw_jetstream_concurrent", |b| {
+        b.iter(|| {
+            round += 1;
+            raw.rt.block_on(raw_concurrent(raw, n, round));
         })
     });
     g.bench_function("concurry_tasks", |b| {
