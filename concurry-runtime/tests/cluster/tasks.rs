@@ -878,3 +878,28 @@ fn many_waits_share_one_consumer_of_the_results_bucket_and_a_batchs_own_need_non
         assert_eq!(p.result_timeout(HANG).unwrap(), i as u64 + 1);
     }
 }
+
+/// Two processes opening the same namespace's task queue at once (a node and a pool
+/// starting together) both get it: the one whose create loses the race to the other's
+/// takes the stream just made (the server refused its create: subjects overlap).
+#[test]
+fn two_handles_opening_a_fresh_namespace_at_once_both_get_it() {
+    let Some(s) = LocalServer::for_tests() else {
+        return;
+    };
+    for round in 0..6 {
+        let ns = format!("race{round}");
+        let opened: Vec<_> = (0..3)
+            .map(|_| {
+                let (url, ns) = (s.url(), ns.clone());
+                std::thread::spawn(move || {
+                    let c = Cluster::builder(url).namespace(ns).connect()?;
+                    c.tasks().map(|_| ())
+                })
+            })
+            .collect();
+        for t in opened {
+            t.join().unwrap().unwrap_or_else(|e| panic!("{ns}: {e}"));
+        }
+    }
+}

@@ -119,8 +119,9 @@ impl Store {
             ));
         }
         let js = async_nats::jetstream::new(client);
-        let stream = js
-            .get_or_create_stream(stream::Config {
+        let stream = stream_once(
+            &js,
+            stream::Config {
                 name: names.stream.clone(),
                 subjects: vec![names.all()],
                 retention: RetentionPolicy::WorkQueue,
@@ -129,9 +130,10 @@ impl Store {
                 // Never drop a queued task to make room: a full stream refuses submits.
                 discard: DiscardPolicy::New,
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| server_error("create the task stream", url, e))?;
+            },
+        )
+        .await
+        .map_err(|e| server_error("create the task stream", url, e))?;
         // Results: oldest first out when the byte bound is reached.
         let results = bucket(
             &js,
@@ -274,23 +276,43 @@ pub(crate) async fn bucket(
     max_bytes: i64,
     discard: DiscardPolicy,
 ) -> Result<kv::Store, Error> {
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_bytes,
-        max_age,
-        storage: StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        num_replicas: 1,
-        discard,
-        ..Default::default()
-    })
+    stream_once(
+        js,
+        stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_bytes,
+            max_age,
+            storage: StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: 1,
+            discard,
+            ..Default::default()
+        },
+    )
     .await
     .map_err(|e| server_error(&format!("create the KV bucket `{bucket}`"), url, e))?;
     js.get_key_value(bucket)
         .await
         .map_err(|e| server_error(&format!("open the KV bucket `{bucket}`"), url, e))
+}
+
+/// Gets or creates the stream of `config`. Another process (a node and a pool starting
+/// together) may create it between the get and the create, which the server then refuses
+/// (its subjects overlap the stream just made): the stream it made is taken.
+pub(crate) async fn stream_once(
+    js: &async_nats::jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, async_nats::jetstream::context::CreateStreamError> {
+    let name = config.name.clone();
+    match js.get_or_create_stream(config).await {
+        Ok(s) => Ok(s),
+        Err(e) => match js.get_stream(&name).await {
+            Ok(s) => Ok(s),
+            Err(_) => Err(e),
+        },
+    }
 }
