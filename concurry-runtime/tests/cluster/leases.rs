@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use concurry::cluster::{Cluster, LocalServer};
-use concurry::{Error, LimitSet, LoadBalancing, Mode, ResourceLimit};
+use concurry::cluster::LocalServer;
+use concurry::{Error, LimitSet, LoadBalancing, Mode};
 
 use crate::support::{HANG, NodeProc, within};
 
@@ -49,15 +49,7 @@ fn a_killed_nodes_leases_are_given_back_and_other_calls_proceed() {
         .iter()
         .map(|n| (n.to_string(), NodeProc::start(&s.url(), n, 1)))
         .collect();
-    let c = {
-        let url = s.url();
-        within("connect", move || Cluster::connect(url)).unwrap()
-    };
-    c.wait_for_nodes(2, HANG).unwrap();
-    let set = LimitSet::builder()
-        .limit(ResourceLimit::new("slot", 2))
-        .build()
-        .unwrap();
+    let (c, set) = crate::support::slots_over_nodes(&s.url(), 2, 2);
     let p = {
         let (c, set) = (c.clone(), set.clone());
         within("init", move || {
@@ -119,15 +111,7 @@ fn a_lease_given_back_in_a_call_is_back_when_its_promise_resolves() {
         return;
     };
     let _node = NodeProc::start(&s.url(), "r1", 1);
-    let c = {
-        let url = s.url();
-        within("connect", move || Cluster::connect(url)).unwrap()
-    };
-    c.wait_for_nodes(1, HANG).unwrap();
-    let set = LimitSet::builder()
-        .limit(ResourceLimit::new("slot", 2))
-        .build()
-        .unwrap();
+    let (c, set) = crate::support::slots_over_nodes(&s.url(), 1, 2);
     let p = {
         let (c, set) = (c.clone(), set.clone());
         within("init", move || {

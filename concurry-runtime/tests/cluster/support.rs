@@ -264,6 +264,25 @@ pub(crate) fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send
 }
 
 /// Waits until `f` holds, failing the test if it does not within [`HANG`].
+/// A client of `url` that sees `nodes` nodes, and a set with one limit `slot` of `units`:
+/// the set-up of the tests that count a pool's units.
+pub(crate) fn slots_over_nodes(
+    url: &str,
+    nodes: usize,
+    units: u64,
+) -> (concurry::cluster::Cluster, concurry::LimitSet) {
+    let c = {
+        let url = url.to_string();
+        within("connect", move || concurry::cluster::Cluster::connect(url)).unwrap()
+    };
+    c.wait_for_nodes(nodes, HANG).unwrap();
+    let set = concurry::LimitSet::builder()
+        .limit(concurry::ResourceLimit::new("slot", units))
+        .build()
+        .unwrap();
+    (c, set)
+}
+
 pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + HANG;
     while !f() {

@@ -505,13 +505,8 @@ fn a_unit_given_back_in_a_task_is_back_when_its_promise_resolves() {
     let Some(s) = LocalServer::for_tests() else {
         return;
     };
-    let c = connect(&s.url());
     let _node = crate::support::NodeProc::start(&s.url(), "slot-1", 1);
-    c.wait_for_nodes(1, HANG).unwrap();
-    let set = concurry::LimitSet::builder()
-        .limit(concurry::ResourceLimit::new("slot", 1))
-        .build()
-        .unwrap();
+    let (c, set) = crate::support::slots_over_nodes(&s.url(), 1, 1);
     let pool = {
         let (c, set) = (c.clone(), set.clone());
         within("init", move || {

@@ -445,7 +445,7 @@ pub(crate) struct InStream {
     priority: Priority,
     submitted: u64,
     /// Its ETA, if it was submitted with one.
-    pub(crate) not_before: Option<u64>,
+    not_before: Option<u64>,
 }
 
 impl InStream {
@@ -466,11 +466,17 @@ impl InStream {
         Some((id, s))
     }
 
+    /// Its ETA while it is still ahead (a task known only by its message is `Scheduled`
+    /// until then, `Pending` after).
+    pub(crate) fn eta(&self) -> Option<u64> {
+        self.not_before.filter(|&at| at > super::now_ms())
+    }
+
     /// What a task known only by its message shows: `Pending`, or `Scheduled` before its
-    /// ETA.
+    /// [`eta`](InStream::eta).
     fn apply(self, t: &mut TaskInfo) {
         if t.status == TaskState::Unknown {
-            match self.not_before.filter(|&at| at > super::now_ms()) {
+            match self.eta() {
                 Some(at) => {
                     t.status = TaskState::Scheduled;
                     t.run_at_ms = Some(at);

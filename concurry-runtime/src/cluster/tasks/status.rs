@@ -162,8 +162,7 @@ pub(crate) async fn lookup(store: &Store, id: &str) -> Result<TaskStatus, Error>
     }
     // A task with a fresh id has no record until a node runs it: its message is it.
     if let Some(m) = store.message_of(id).await? {
-        let at = InStream::read(&m).and_then(|(_, s)| s.not_before);
-        return Ok(match at.filter(|&at| at > super::now_ms()) {
+        return Ok(match InStream::read(&m).and_then(|(_, s)| s.eta()) {
             Some(at) => TaskStatus::Scheduled { at: from_ms(at) },
             None => TaskStatus::Pending,
         });
